@@ -1,0 +1,231 @@
+//! The command line: clap definitions, logging set-up, and the one place errors
+//! are reported and turned into exit codes.
+//!
+//! Exit codes: 0 success; 1 invalid input (a spec, a path, a value); 2 usage
+//! (clap); 3 failure while working (I/O, a corrupt store, a missing block).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::ids::NodeId;
+use crate::spec::units::ByteSize;
+use crate::spec::{self, Spec};
+
+mod commands;
+
+/// GloboFS: a filesystem shared by many machines with no servers of its own.
+#[derive(Debug, Parser)]
+#[command(name = "globofs", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The volume spec (YAML).
+    #[arg(long, global = true, env = "GLOBOFS_SPEC", value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of `validate`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the JSON Schema of the volume spec.
+    Schema,
+
+    /// Check spec files; print `FILE:LINE:COL: KEY: message` per problem.
+    ///
+    /// Reads only the files given (never the volume or peer paths), so it runs
+    /// in CI jobs and Nix build sandboxes. Exit 0 when every file is valid, 1 otherwise.
+    Validate {
+        /// Spec files to check.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+
+    /// Print a new, valid spec for a node (a fresh node id unless given).
+    Init {
+        /// The volume directory.
+        #[arg(long, value_name = "DIR")]
+        volume: PathBuf,
+        /// The node id (default: a fresh random UUID).
+        #[arg(long, value_name = "UUID")]
+        node_id: Option<String>,
+        /// Block size (default 1MiB).
+        #[arg(long, value_name = "SIZE")]
+        block_size: Option<String>,
+        /// Default mount point.
+        #[arg(long, value_name = "DIR")]
+        mount: Option<PathBuf>,
+        /// A peer, as ID=PATH (repeatable).
+        #[arg(long = "peer", value_name = "ID=PATH")]
+        peers: Vec<String>,
+    },
+
+    /// Bring the volume directory to what the spec declares.
+    ///
+    /// Creates the store and its fixed directories, the `self` link and one link
+    /// per peer; fixes wrong links; removes links of peers no longer declared
+    /// (keeping their spools). Never deletes anything that is not its own link.
+    Reconcile {
+        /// Only print what would be done.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// An error reported at the top, with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn input(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 1,
+            message: message.to_string(),
+        }
+    }
+
+    pub fn runtime(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 3,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<spec::SpecError> for Failure {
+    fn from(err: spec::SpecError) -> Failure {
+        Failure::input(err)
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(err: crate::store::StoreError) -> Failure {
+        use crate::store::StoreError as E;
+        match err {
+            E::NotFound(_)
+            | E::Exists(_)
+            | E::NotADirectory(_)
+            | E::IsADirectory(_)
+            | E::NotEmpty(_)
+            | E::Invalid { .. }
+            | E::NoSuchVersion(..)
+            | E::BadPath(_)
+            | E::Refused(_) => Failure::input(err),
+            other => Failure::runtime(other),
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(err: std::io::Error) -> Failure {
+        Failure::runtime(err)
+    }
+}
+
+/// Runs the command line; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() { 2 } else { 0 };
+        }
+    };
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => 0,
+        Err(failure) => {
+            eprintln!("globofs: {}", failure.message);
+            failure.code
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The spec named by `--spec` / `GLOBOFS_SPEC`, loaded and checked.
+pub fn load_spec(path: Option<&Path>) -> Result<Spec, Failure> {
+    let path = path.ok_or_else(|| Failure {
+        code: 2,
+        message: "no spec given: pass --spec FILE or set GLOBOFS_SPEC".into(),
+    })?;
+    Ok(Spec::load(path)?)
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let spec_path = cli.spec.as_deref();
+    match cli.command {
+        Command::Schema => {
+            print!("{}", spec::schema_json());
+            Ok(())
+        }
+        Command::Validate { files, format } => commands::validate(&files, format),
+        Command::Init {
+            volume,
+            node_id,
+            block_size,
+            mount,
+            peers,
+        } => commands::init(volume, node_id, block_size, mount, peers),
+        Command::Reconcile { dry_run } => commands::reconcile(&load_spec(spec_path)?, dry_run),
+    }
+}
+
+/// Writes to stdout, treating a closed pipe as the end of output.
+pub fn out(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
+    }
+}
+
+/// The clap command, for man pages and completions.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+#[doc(hidden)]
+pub fn parse_node_id(text: &str) -> Result<NodeId, Failure> {
+    text.parse().map_err(Failure::input)
+}
+
+#[doc(hidden)]
+pub fn parse_size(text: &str) -> Result<ByteSize, Failure> {
+    text.parse().map_err(Failure::input)
+}

@@ -1,0 +1,287 @@
+//! The three kinds of names GloboFS gives things: node ids (UUIDs), version ids
+//! (`<seconds>.<9-digit nanoseconds><major>`) and block hashes (SHA-256, 64 hex).
+//!
+//! Each parses strictly (one canonical text form, so comparing values and comparing
+//! names agree) and version ids order as integers, never as strings.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A node's id: a UUID written lowercase and hyphenated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub uuid::Uuid);
+
+impl NodeId {
+    pub const NIL: NodeId = NodeId(uuid::Uuid::nil());
+
+    /// A fresh random id.
+    pub fn random() -> NodeId {
+        NodeId(uuid::Uuid::new_v4())
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match uuid::Uuid::try_parse(text) {
+            Ok(id) if id.hyphenated().to_string() == text => Ok(NodeId(id)),
+            Ok(id) => Err(format!(
+                "{text:?} is not a lowercase hyphenated UUID (write {:?})",
+                id.hyphenated().to_string()
+            )),
+            Err(_) => Err(format!("{text:?} is not a UUID")),
+        }
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.hyphenated())
+    }
+}
+
+/// A version id: `<unix seconds>.<nanoseconds, 9 digits>` with the writing node's
+/// optional major appended to the nanoseconds (`1348096782.553456124100` is
+/// seconds 1348096782, nanoseconds 553456124, major 100).
+///
+/// Ordered as integers: seconds, then nanoseconds, then major (absent = 0).
+/// The text form is canonical (no leading zeros but in the nanoseconds, no major 0),
+/// so equal ids have equal names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VersionId {
+    pub secs: u64,
+    pub nanos: u32,
+    pub major: Option<u32>,
+}
+
+impl VersionId {
+    /// The id for "now" on a node with `major`.
+    pub fn now(major: Option<u32>) -> VersionId {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        VersionId {
+            secs: since.as_secs(),
+            nanos: since.subsec_nanos(),
+            major,
+        }
+    }
+
+    /// The same instant one nanosecond later (carrying into the seconds).
+    pub fn next_nanosecond(self) -> VersionId {
+        if self.nanos >= 999_999_999 {
+            VersionId {
+                secs: self.secs + 1,
+                nanos: 0,
+                major: self.major,
+            }
+        } else {
+            VersionId {
+                nanos: self.nanos + 1,
+                ..self
+            }
+        }
+    }
+
+    /// The time part as one integer of nanoseconds.
+    pub fn as_nanos(self) -> u128 {
+        u128::from(self.secs) * 1_000_000_000 + u128::from(self.nanos)
+    }
+
+    /// The id a node with `major` gives a new version whose parents are `parents`:
+    /// now, or one nanosecond past the newest parent if the clock is behind it.
+    pub fn for_new_version(major: Option<u32>, parents: &[VersionId]) -> VersionId {
+        let now = VersionId::now(major);
+        let floor = parents
+            .iter()
+            .map(|parent| parent.as_nanos())
+            .max()
+            .map(|nanos| nanos + 1);
+        match floor {
+            Some(floor) if floor > now.as_nanos() => VersionId {
+                secs: (floor / 1_000_000_000) as u64,
+                nanos: (floor % 1_000_000_000) as u32,
+                major,
+            },
+            _ => now,
+        }
+    }
+}
+
+impl Ord for VersionId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.secs, self.nanos, self.major.unwrap_or(0)).cmp(&(
+            other.secs,
+            other.nanos,
+            other.major.unwrap_or(0),
+        ))
+    }
+}
+
+impl PartialOrd for VersionId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl FromStr for VersionId {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("{text:?} is not a version id ({why})");
+        let (secs, rest) = text.split_once('.').ok_or_else(|| bad("no `.`"))?;
+        if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("seconds must be digits"));
+        }
+        if secs.len() > 1 && secs.starts_with('0') {
+            return Err(bad("seconds have a leading zero"));
+        }
+        if rest.len() < 9 || !rest.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("nanoseconds must be 9 digits, then the major's digits"));
+        }
+        let (nanos, major) = rest.split_at(9);
+        if major.starts_with('0') {
+            return Err(bad("a major has no leading zero and is never 0"));
+        }
+        if major.len() > 6 {
+            return Err(bad("a major has at most 6 digits"));
+        }
+        Ok(VersionId {
+            secs: secs.parse().map_err(|_| bad("seconds out of range"))?,
+            nanos: nanos.parse().map_err(|_| bad("bad nanoseconds"))?,
+            major: if major.is_empty() {
+                None
+            } else {
+                Some(major.parse().map_err(|_| bad("bad major"))?)
+            },
+        })
+    }
+}
+
+impl fmt::Display for VersionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:09}", self.secs, self.nanos)?;
+        if let Some(major) = self.major {
+            write!(f, "{major}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The SHA-256 of a block's uncompressed bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BlockHash(pub [u8; 32]);
+
+impl BlockHash {
+    /// Hashes `data`.
+    pub fn of(data: &[u8]) -> BlockHash {
+        use sha2::Digest;
+        BlockHash(sha2::Sha256::digest(data).into())
+    }
+
+    /// The store-relative path: `aa/bb/cc/dd/<remaining 56 hex>`.
+    pub fn relative_path(&self) -> std::path::PathBuf {
+        let hex = self.to_string();
+        let mut path = std::path::PathBuf::new();
+        for level in 0..4 {
+            path.push(&hex[level * 2..level * 2 + 2]);
+        }
+        path.push(&hex[8..]);
+        path
+    }
+}
+
+impl FromStr for BlockHash {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!(
+                "{:?} is not a block hash (64 lowercase hex digits)",
+                truncate(text)
+            ));
+        }
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).map_err(|err| format!("{text:?}: {err}"))?;
+        Ok(BlockHash(bytes))
+    }
+}
+
+fn truncate(text: &str) -> &str {
+    &text[..text.floor_char_boundary(80)]
+}
+
+impl fmt::Display for BlockHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for BlockHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlockHash({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_ids_compare_as_integers() {
+        let a: VersionId = "1348096782.5534561241".parse().unwrap();
+        let b: VersionId = "1348096782.55345612410".parse().unwrap();
+        assert!(a < b, "major 1 sorts before major 10");
+        let c: VersionId = "999.000000000".parse().unwrap();
+        let d: VersionId = "1000.000000000".parse().unwrap();
+        assert!(c < d, "seconds compare as numbers");
+        assert_eq!(a.to_string(), "1348096782.5534561241");
+        assert_eq!(
+            "1348096782.553456124100"
+                .parse::<VersionId>()
+                .unwrap()
+                .major,
+            Some(100)
+        );
+        for bad in [
+            "1.5",
+            "01.000000000",
+            "1.0000000000",
+            "x.000000000",
+            "1.000000000a",
+            "",
+        ] {
+            assert!(bad.parse::<VersionId>().is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn new_ids_never_precede_their_parents() {
+        let future = VersionId {
+            secs: u64::from(u32::MAX) * 4,
+            nanos: 999_999_999,
+            major: Some(7),
+        };
+        let id = VersionId::for_new_version(Some(3), &[future]);
+        assert!(id > future);
+        assert_eq!(id.as_nanos(), future.as_nanos() + 1);
+        assert_eq!(id.major, Some(3));
+    }
+
+    #[test]
+    fn block_paths_have_four_levels() {
+        let hash: BlockHash = "98ea6e4f216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            hash.relative_path(),
+            std::path::Path::new(
+                "98/ea/6e/4f/216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4"
+            )
+        );
+        assert!("98EA".parse::<BlockHash>().is_err());
+    }
+}

@@ -1,0 +1,403 @@
+//! Where things live: the volume directory, a store's fixed subdirectories, and
+//! how a path inside the volume becomes a path inside `root/` (name escaping).
+//!
+//! Escaping (docs/FORMAT.md, "Names"): in each name, `%`, control bytes (0x00-0x1F,
+//! 0x7F) and bytes that are not part of valid UTF-8 become `%XX` (uppercase hex);
+//! the reserved names `versions` and `hashes` get their first byte escaped
+//! (`%76ersions`, `%68ashes`). Names the layout owns start with `%` and a
+//! character that is not a hex digit (`%journal`), so they never meet a user name.
+//! An escaped name longer than 255 bytes is stored as `%~` + the SHA-256 of the
+//! raw name (hex); its real name is kept in its version files' `path` header.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use crate::ids::NodeId;
+
+/// Longest name a POSIX filesystem takes in one directory entry.
+pub const NAME_MAX: usize = 255;
+
+/// Directory names the store owns inside `root/<path>/`.
+pub const RESERVED: [&str; 2] = ["versions", "hashes"];
+
+/// A path inside the volume: a list of names, none empty, `.`, `..`, or containing
+/// `/` or NUL. The empty list is the volume's root directory.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct VPath(Vec<Vec<u8>>);
+
+/// Why a name or path is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadPath(pub String);
+
+impl VPath {
+    pub fn root() -> VPath {
+        VPath(Vec::new())
+    }
+
+    /// Parses a user path (`/Photos/a.jpg` or `Photos/a.jpg`); `.` parts and
+    /// repeated slashes are dropped, `..` is refused.
+    pub fn parse(text: &OsStr) -> Result<VPath, BadPath> {
+        let mut names = Vec::new();
+        for part in text.as_bytes().split(|b| *b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => {
+                    return Err(BadPath(format!(
+                        "{:?}: `..` is not allowed in a volume path",
+                        text
+                    )));
+                }
+                name => {
+                    check_name(name)?;
+                    names.push(name.to_vec());
+                }
+            }
+        }
+        Ok(VPath(names))
+    }
+
+    pub fn names(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The last name, if this is not the root.
+    pub fn file_name(&self) -> Option<&[u8]> {
+        self.0.last().map(Vec::as_slice)
+    }
+
+    pub fn parent(&self) -> Option<VPath> {
+        if self.0.is_empty() {
+            None
+        } else {
+            Some(VPath(self.0[..self.0.len() - 1].to_vec()))
+        }
+    }
+
+    pub fn join(&self, name: &[u8]) -> Result<VPath, BadPath> {
+        check_name(name)?;
+        let mut names = self.0.clone();
+        names.push(name.to_vec());
+        Ok(VPath(names))
+    }
+
+    /// True when `self` is `other` or lies below it.
+    pub fn starts_with(&self, other: &VPath) -> bool {
+        self.0.starts_with(&other.0)
+    }
+
+    /// The path as raw bytes, `/`-separated, without a leading slash.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.join(&b'/')
+    }
+
+    /// The path in escaped text form (`Photos/%68ashes/a b.jpg`): one line of
+    /// text, used in version headers and journals. Long names are not hashed here.
+    pub fn escaped(&self) -> String {
+        let names: Vec<String> = self.0.iter().map(|name| escape_name(name)).collect();
+        names.join("/")
+    }
+
+    /// Parses the escaped text form; refuses anything that is not canonical.
+    pub fn from_escaped(text: &str) -> Result<VPath, BadPath> {
+        if text.is_empty() {
+            return Ok(VPath::root());
+        }
+        let mut names = Vec::new();
+        for part in text.split('/') {
+            let name = unescape_name(part)?;
+            check_name(&name)?;
+            if escape_name(&name) != part {
+                return Err(BadPath(format!(
+                    "{part:?} is not a canonically escaped name"
+                )));
+            }
+            names.push(name);
+        }
+        Ok(VPath(names))
+    }
+
+    /// The directory for this path under a tree root (`root/` or a spool).
+    pub fn disk_path(&self, tree: &Path) -> PathBuf {
+        let mut out = tree.to_path_buf();
+        for name in &self.0 {
+            out.push(disk_name(name));
+        }
+        out
+    }
+
+    /// For messages: the path with a leading `/`, non-UTF-8 bytes escaped.
+    pub fn display(&self) -> String {
+        format!("/{}", self.escaped())
+    }
+
+    pub fn to_os_string(&self) -> OsString {
+        OsString::from_vec(self.to_bytes())
+    }
+}
+
+impl fmt::Display for VPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+impl fmt::Debug for VPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VPath({})", self.display())
+    }
+}
+
+/// Checks one name of a volume path.
+pub fn check_name(name: &[u8]) -> Result<(), BadPath> {
+    if name.is_empty() || name == b"." || name == b".." {
+        return Err(BadPath(format!(
+            "{:?} is not a file name",
+            String::from_utf8_lossy(name)
+        )));
+    }
+    if name.contains(&b'/') || name.contains(&0) {
+        return Err(BadPath(format!(
+            "{:?} contains `/` or NUL",
+            String::from_utf8_lossy(name)
+        )));
+    }
+    if name.len() > NAME_MAX {
+        return Err(BadPath(format!(
+            "{:?}... is {} bytes long; a name has at most {NAME_MAX}",
+            String::from_utf8_lossy(&name[..40]),
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Escapes one name (see the module docs); never hashes.
+pub fn escape_name(name: &[u8]) -> String {
+    let mut out = String::with_capacity(name.len());
+    let reserved = RESERVED.iter().any(|r| r.as_bytes() == name);
+    let mut rest = name;
+    let mut first = true;
+    while !rest.is_empty() {
+        let (valid, invalid) = match std::str::from_utf8(rest) {
+            Ok(text) => (text, &[][..]),
+            Err(err) => {
+                let (good, bad) = rest.split_at(err.valid_up_to());
+                let bad_len = err.error_len().unwrap_or(bad.len());
+                // from_utf8 accepted `good`, so this cannot fail.
+                (std::str::from_utf8(good).unwrap_or(""), &bad[..bad_len])
+            }
+        };
+        for ch in valid.chars() {
+            let code = ch as u32;
+            if ch == '%' || code < 0x20 || code == 0x7f || (first && reserved) {
+                let mut buf = [0u8; 4];
+                for byte in ch.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{byte:02X}"));
+                }
+            } else {
+                out.push(ch);
+            }
+            first = false;
+        }
+        for byte in invalid {
+            out.push_str(&format!("%{byte:02X}"));
+            first = false;
+        }
+        rest = &rest[valid.len() + invalid.len()..];
+    }
+    out
+}
+
+/// Reverses [`escape_name`]; `%~` (hashed) names cannot be reversed and are refused.
+pub fn unescape_name(text: &str) -> Result<Vec<u8>, BadPath> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = bytes.get(index + 1..index + 3).ok_or_else(|| {
+                BadPath(format!("{text:?}: `%` must be followed by two hex digits"))
+            })?;
+            let hex =
+                std::str::from_utf8(hex).map_err(|_| BadPath(format!("{text:?}: bad escape")))?;
+            let byte = u8::from_str_radix(hex, 16)
+                .ok()
+                .filter(|_| {
+                    hex.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+                })
+                .ok_or_else(|| BadPath(format!("{text:?}: `%{hex}` is not an escape")))?;
+            out.push(byte);
+            index += 3;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The directory-entry name of a user name: escaped, or hashed when too long.
+pub fn disk_name(name: &[u8]) -> OsString {
+    let escaped = escape_name(name);
+    if escaped.len() <= NAME_MAX {
+        OsString::from(escaped)
+    } else {
+        OsString::from(format!("%~{}", crate::ids::BlockHash::of(name)))
+    }
+}
+
+/// The user name of a directory entry under `root/`, or `None` for layout entries
+/// (`versions`, `hashes`, `%...` layout names) and for hashed long names, whose
+/// name must be read from their version files.
+pub fn name_from_disk(entry: &OsStr) -> Option<Vec<u8>> {
+    let text = entry.to_str()?;
+    if RESERVED.contains(&text) || text.starts_with("%~") {
+        return None;
+    }
+    let name = unescape_name(text).ok()?;
+    (escape_name(&name) == text).then_some(name)
+}
+
+/// True when a `root/` entry is a hashed long name.
+pub fn is_hashed_name(entry: &OsStr) -> bool {
+    entry.as_bytes().starts_with(b"%~")
+}
+
+/// The fixed parts of one node's store directory.
+#[derive(Clone, Debug)]
+pub struct StoreLayout {
+    pub dir: PathBuf,
+}
+
+impl StoreLayout {
+    pub fn new(dir: impl Into<PathBuf>) -> StoreLayout {
+        StoreLayout { dir: dir.into() }
+    }
+
+    /// The file that records format version, node id and nonce.
+    pub fn format_file(&self) -> PathBuf {
+        self.dir.join("format")
+    }
+    pub fn hashes(&self) -> PathBuf {
+        self.dir.join("hashes")
+    }
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+    pub fn journal(&self) -> PathBuf {
+        self.dir.join("journal")
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+    pub fn locks(&self) -> PathBuf {
+        self.dir.join("state").join("locks")
+    }
+    pub fn acks(&self) -> PathBuf {
+        self.dir.join("ack")
+    }
+    pub fn inbound(&self, peer: NodeId) -> PathBuf {
+        self.dir
+            .join("spool")
+            .join("inbound")
+            .join(peer.to_string())
+    }
+    pub fn outbound(&self, peer: NodeId) -> PathBuf {
+        self.dir
+            .join("spool")
+            .join("outbound")
+            .join(peer.to_string())
+    }
+    pub fn inbound_dir(&self) -> PathBuf {
+        self.dir.join("spool").join("inbound")
+    }
+    pub fn outbound_dir(&self) -> PathBuf {
+        self.dir.join("spool").join("outbound")
+    }
+
+    /// The fixed directories every store has.
+    pub fn fixed_dirs(&self) -> Vec<PathBuf> {
+        vec![
+            self.hashes(),
+            self.root(),
+            self.journal(),
+            self.tmp(),
+            self.state(),
+            self.locks(),
+            self.acks(),
+            self.inbound_dir(),
+            self.outbound_dir(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_and_odd_names_round_trip() {
+        let cases: Vec<(&[u8], &str)> = vec![
+            (b"versions", "%76ersions"),
+            (b"hashes", "%68ashes"),
+            (b"log", "log"),
+            (b"a b", "a b"),
+            (b"50%", "50%25"),
+            (b"line\nbreak", "line%0Abreak"),
+            (b"caf\xc3\xa9", "caf\u{e9}"),
+            (b"bad\xffbyte", "bad%FFbyte"),
+            (b"%journal", "%25journal"),
+            (b"Versions", "Versions"),
+        ];
+        for (raw, escaped) in cases {
+            assert_eq!(escape_name(raw), escaped);
+            assert_eq!(unescape_name(escaped).unwrap(), raw);
+            assert_eq!(name_from_disk(OsStr::new(escaped)).as_deref(), Some(raw));
+        }
+        assert_eq!(name_from_disk(OsStr::new("versions")), None);
+        assert_eq!(name_from_disk(OsStr::new("%journal")), None);
+        assert_eq!(
+            name_from_disk(OsStr::new("%2a")),
+            None,
+            "lowercase hex is not canonical"
+        );
+    }
+
+    #[test]
+    fn long_names_are_hashed_on_disk() {
+        let name = vec![b'%'; 255];
+        let disk = disk_name(&name);
+        assert!(disk.len() <= NAME_MAX);
+        assert!(is_hashed_name(&disk));
+        let short = vec![b'a'; 255];
+        assert_eq!(disk_name(&short), OsString::from_vec(short.clone()));
+    }
+
+    #[test]
+    fn paths_parse_and_refuse_escapes() {
+        let path = VPath::parse(OsStr::new("/Photos//Trip/./Moon/")).unwrap();
+        assert_eq!(path.escaped(), "Photos/Trip/Moon");
+        assert!(VPath::parse(OsStr::new("/a/../b")).is_err());
+        assert_eq!(
+            VPath::from_escaped("Photos/%68ashes").unwrap().names()[1],
+            b"hashes"
+        );
+        assert!(VPath::from_escaped("a/../b").is_err());
+        assert!(VPath::from_escaped("a//b").is_err());
+        assert!(
+            VPath::from_escaped("hashes").is_err(),
+            "unescaped reserved name"
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! Brings a volume directory to what the spec declares: the `self` symlink, this
+//! node's store with its fixed subdirectories and `format` file, per-peer spools,
+//! and one symlink per peer. Idempotent; never deletes anything that is not a
+//! symlink of ours.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, symlink};
+use std::path::{Path, PathBuf};
+
+use crate::ids::NodeId;
+use crate::layout::StoreLayout;
+use crate::spec::Spec;
+use crate::store::{StoreError, StoreMeta, set_mode};
+
+/// One thing reconcile did (or would do with `--dry-run`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    CreateDir(PathBuf),
+    CreateStore {
+        dir: PathBuf,
+        node: NodeId,
+    },
+    Link {
+        link: PathBuf,
+        target: PathBuf,
+    },
+    Relink {
+        link: PathBuf,
+        old: PathBuf,
+        target: PathBuf,
+    },
+    Unlink {
+        link: PathBuf,
+        kept: Vec<PathBuf>,
+    },
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::CreateDir(dir) => write!(f, "create directory {}", dir.display()),
+            Action::CreateStore { dir, node } => write!(
+                f,
+                "create store {} for node {node} (format {})",
+                dir.display(),
+                crate::store::FORMAT_VERSION
+            ),
+            Action::Link { link, target } => {
+                write!(f, "link {} -> {}", link.display(), target.display())
+            }
+            Action::Relink { link, old, target } => write!(
+                f,
+                "fix link {} -> {} (was -> {})",
+                link.display(),
+                target.display(),
+                old.display()
+            ),
+            Action::Unlink { link, kept } => {
+                write!(
+                    f,
+                    "remove link {} (peer no longer in the spec)",
+                    link.display()
+                )?;
+                for dir in kept {
+                    write!(f, "; kept {}", dir.display())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What a reconcile run did and noticed.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub actions: Vec<Action>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{}: {why}; it is not globofs's to change, so nothing was touched there", path.display())]
+    NotOurs { path: PathBuf, why: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Run {
+    dry_run: bool,
+    outcome: Outcome,
+}
+
+impl Run {
+    fn mkdir(&mut self, dir: &Path, mode: u32) -> Result<(), ReconcileError> {
+        match fs::symlink_metadata(dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(ReconcileError::NotOurs {
+                path: dir.to_path_buf(),
+                why: "a directory belongs here, but something else is there".into(),
+            }),
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                self.outcome
+                    .actions
+                    .push(Action::CreateDir(dir.to_path_buf()));
+                if !self.dry_run {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(mode)
+                        .create(dir)
+                        .map_err(|err| StoreError::io(dir, err))?;
+                    set_mode(dir, mode)?;
+                }
+                Ok(())
+            }
+            Err(err) => Err(StoreError::io(dir, err).into()),
+        }
+    }
+
+    /// Makes `link` a symlink to `target`, replacing only a symlink.
+    fn link(&mut self, link: &Path, target: &Path) -> Result<(), ReconcileError> {
+        match fs::symlink_metadata(link) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let old = fs::read_link(link).map_err(|err| StoreError::io(link, err))?;
+                if old == target {
+                    return Ok(());
+                }
+                self.outcome.actions.push(Action::Relink {
+                    link: link.to_path_buf(),
+                    old,
+                    target: target.to_path_buf(),
+                });
+                if !self.dry_run {
+                    // Make the new link beside the old one, then rename over it: never a moment without a link.
+                    let tmp = link.with_file_name(format!(
+                        ".{}.globofs-tmp",
+                        link.file_name().and_then(|n| n.to_str()).unwrap_or("link")
+                    ));
+                    let _ = fs::remove_file(&tmp);
+                    symlink(target, &tmp).map_err(|err| StoreError::io(&tmp, err))?;
+                    fs::rename(&tmp, link).map_err(|err| StoreError::io(link, err))?;
+                }
+                Ok(())
+            }
+            Ok(meta) => Err(ReconcileError::NotOurs {
+                path: link.to_path_buf(),
+                why: format!(
+                    "a symlink to {} belongs here, but a {} is there",
+                    target.display(),
+                    if meta.is_dir() { "directory" } else { "file" }
+                ),
+            }),
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                self.outcome.actions.push(Action::Link {
+                    link: link.to_path_buf(),
+                    target: target.to_path_buf(),
+                });
+                if !self.dry_run {
+                    symlink(target, link).map_err(|err| StoreError::io(link, err))?;
+                }
+                Ok(())
+            }
+            Err(err) => Err(StoreError::io(link, err).into()),
+        }
+    }
+}
+
+/// Reconciles the volume of `spec`; with `dry_run`, only reports.
+pub fn reconcile(spec: &Spec, dry_run: bool) -> Result<Outcome, ReconcileError> {
+    let mut run = Run {
+        dry_run,
+        outcome: Outcome::default(),
+    };
+    let volume = &spec.volume;
+    let node = spec.node.to_string();
+    run.mkdir(volume, 0o755)?;
+
+    let layout = StoreLayout::new(volume.join(&node));
+    let format_file = layout.format_file();
+    match fs::symlink_metadata(&layout.dir) {
+        Ok(meta) if meta.is_dir() => match StoreMeta::read(&format_file) {
+            Ok(meta) if meta.node == spec.node => {}
+            Ok(meta) => {
+                return Err(StoreError::WrongNode {
+                    path: format_file,
+                    found: meta.node.to_string(),
+                    expected: node,
+                }
+                .into());
+            }
+            Err(err) if err.is_not_found() => {
+                let empty = fs::read_dir(&layout.dir)
+                    .map_err(|err| StoreError::io(&layout.dir, err))?
+                    .next()
+                    .is_none();
+                if !empty {
+                    return Err(ReconcileError::NotOurs {
+                        path: layout.dir.clone(),
+                        why: "a directory without a `format` file, and not empty".into(),
+                    });
+                }
+                create_store(&mut run, &layout, spec.node)?;
+            }
+            Err(err) => return Err(err.into()),
+        },
+        Ok(_) => {
+            return Err(ReconcileError::NotOurs {
+                path: layout.dir.clone(),
+                why: "this node's store belongs here, but it is not a directory".into(),
+            });
+        }
+        Err(err) if err.kind() == ErrorKind::NotFound => {
+            if !dry_run {
+                fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(&layout.dir)
+                    .map_err(|err| StoreError::io(&layout.dir, err))?;
+            }
+            create_store(&mut run, &layout, spec.node)?;
+        }
+        Err(err) => return Err(StoreError::io(&layout.dir, err).into()),
+    }
+    for dir in layout.fixed_dirs() {
+        run.mkdir(&dir, 0o755)?;
+    }
+    run.link(&volume.join("self"), Path::new(&node))?;
+
+    for peer in &spec.peers {
+        run.mkdir(&layout.inbound(peer.id), 0o755)?;
+        run.mkdir(&layout.outbound(peer.id), 0o755)?;
+        run.link(&volume.join(peer.id.to_string()), &peer.path)?;
+        if !peer.path.exists() {
+            run.outcome.warnings.push(format!(
+                "peer {}: {} does not exist yet (unmounted or away); its changes wait in {}",
+                peer.id,
+                peer.path.display(),
+                layout.outbound(peer.id).display()
+            ));
+        }
+    }
+
+    // Links to peers no longer in the spec: remove the link, keep the spools.
+    if let Ok(entries) = fs::read_dir(volume) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.parse::<NodeId>().ok()) else {
+                continue;
+            };
+            if id == spec.node || spec.peer(id).is_some() {
+                continue;
+            }
+            let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+            if !is_link {
+                run.outcome.warnings.push(format!(
+                    "{}: a directory named like a node id that is neither this node nor a peer; left alone",
+                    entry.path().display()
+                ));
+                continue;
+            }
+            let kept: Vec<PathBuf> = [layout.inbound(id), layout.outbound(id)]
+                .into_iter()
+                .filter(|dir| dir.exists())
+                .collect();
+            run.outcome.actions.push(Action::Unlink {
+                link: entry.path(),
+                kept,
+            });
+            if !dry_run {
+                fs::remove_file(entry.path()).map_err(|err| StoreError::io(entry.path(), err))?;
+            }
+        }
+    }
+
+    if !dry_run {
+        if let Some(warning) = probe_case_folding(&layout.state()) {
+            run.outcome.warnings.push(warning);
+        }
+    }
+    Ok(run.outcome)
+}
+
+fn create_store(run: &mut Run, layout: &StoreLayout, node: NodeId) -> Result<(), ReconcileError> {
+    run.outcome.actions.push(Action::CreateStore {
+        dir: layout.dir.clone(),
+        node,
+    });
+    if run.dry_run {
+        return Ok(());
+    }
+    for dir in layout.fixed_dirs() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir)
+            .map_err(|err| StoreError::io(&dir, err))?;
+    }
+    StoreMeta::fresh(node).write(&layout.format_file())?;
+    Ok(())
+}
+
+/// Warns when the store's filesystem folds case (`A` and `a` would merge).
+fn probe_case_folding(state: &Path) -> Option<String> {
+    let upper = state.join("CaseProbe");
+    let lower = state.join("caseprobe");
+    fs::write(&upper, b"").ok()?;
+    let folded = lower.exists();
+    let _ = fs::remove_file(&upper);
+    folded.then(|| {
+        format!(
+            "{}: this filesystem folds case, so names differing only in case would merge; use a case-sensitive filesystem for the store",
+            state.display()
+        )
+    })
+}

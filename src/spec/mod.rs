@@ -1,0 +1,139 @@
+//! The volume spec: the YAML file a user writes, its JSON Schema, and the resolved
+//! settings the rest of globofs accepts.
+//!
+//! [`RawSpec`] mirrors the file key for key (serde + schemars; its doc comments
+//! become the schema's descriptions). [`validate`] checks a file against the
+//! generated schema and then against the rules a schema cannot express, and
+//! reports every problem with its line, column and key. [`Spec`] is the checked,
+//! resolved form: nothing downstream sees a raw value.
+
+mod positions;
+mod raw;
+pub mod units;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use positions::{Position, Segment};
+pub use raw::*;
+pub use validate::{Problem, Report, schema_json, validate_file, validate_text};
+
+use crate::ids::NodeId;
+
+/// Smallest block size a spec may choose.
+pub const MIN_BLOCK_SIZE: u64 = 4 << 10;
+/// Largest block size a spec may choose.
+pub const MAX_BLOCK_SIZE: u64 = 64 << 20;
+/// Block size when the spec names none.
+pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;
+/// Largest node major (appended to the nanoseconds of version ids).
+pub const MAX_MAJOR: u32 = 999_999;
+/// Largest spec file `validate` reads.
+pub const MAX_SPEC_BYTES: u64 = 1 << 20;
+
+/// A peer as the spec declares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub id: NodeId,
+    /// The peer's store as this node sees it (a local path, NFS, sshfs...).
+    pub path: PathBuf,
+    /// Push blocks together with versions to this peer.
+    pub replicate: bool,
+}
+
+/// Retention rule for `prune`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionRule {
+    pub keep_last: Option<u32>,
+    pub keep_within: Option<Duration>,
+}
+
+/// The checked, resolved volume spec.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// The file it was read from.
+    pub source: PathBuf,
+    pub volume: PathBuf,
+    pub node: NodeId,
+    pub major: Option<u32>,
+    pub block_size: u32,
+    pub compression: Compression,
+    pub peers: Vec<Peer>,
+    pub mount_path: Option<PathBuf>,
+    pub sync_interval: Duration,
+    pub timeout: Duration,
+    pub retention: RetentionRule,
+    pub ignore: Vec<String>,
+    pub cache_max_size: Option<u64>,
+    pub min_copies: u32,
+}
+
+/// A spec file that failed to load: every problem found in it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render_problems(.0))]
+pub struct SpecError(pub Report);
+
+fn render_problems(report: &Report) -> String {
+    let lines: Vec<String> = report.problems.iter().map(Problem::to_string).collect();
+    lines.join("\n")
+}
+
+impl Spec {
+    /// Reads, validates and resolves the spec at `path`.
+    pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        let report = validate_file(path);
+        match report.spec.clone() {
+            Some(raw) if report.problems.is_empty() => Ok(Spec::resolve(path, raw)),
+            _ => Err(SpecError(report)),
+        }
+    }
+
+    /// Turns a raw spec that passed validation into settings.
+    fn resolve(source: &Path, raw: RawSpec) -> Spec {
+        let sync = raw.sync.unwrap_or_default();
+        let retention = raw.retention.unwrap_or_default();
+        let cache = raw.cache.unwrap_or_default();
+        Spec {
+            source: source.to_path_buf(),
+            volume: raw.volume,
+            node: raw.node.id.parse().unwrap_or(NodeId::NIL),
+            major: raw.node.major,
+            block_size: raw
+                .block_size
+                .map(|size| size.0)
+                .unwrap_or(DEFAULT_BLOCK_SIZE) as u32,
+            compression: raw.compression.unwrap_or_default(),
+            peers: raw
+                .peers
+                .into_iter()
+                .map(|peer| Peer {
+                    id: peer.id.parse().unwrap_or(NodeId::NIL),
+                    path: peer.path,
+                    replicate: peer.replicate.unwrap_or(false),
+                })
+                .collect(),
+            mount_path: raw.mount.and_then(|mount| mount.path),
+            sync_interval: sync
+                .interval
+                .map(|span| span.0)
+                .unwrap_or(Duration::from_secs(30)),
+            timeout: sync
+                .timeout
+                .map(|span| span.0)
+                .unwrap_or(Duration::from_secs(10)),
+            retention: RetentionRule {
+                keep_last: retention.keep_last,
+                keep_within: retention.keep_within.map(|span| span.0),
+            },
+            ignore: raw.ignore,
+            cache_max_size: cache.max_size.map(|size| size.0),
+            min_copies: cache.min_copies.unwrap_or(1),
+        }
+    }
+
+    /// The spec's peer with `id`, if declared.
+    pub fn peer(&self, id: NodeId) -> Option<&Peer> {
+        self.peers.iter().find(|peer| peer.id == id)
+    }
+}

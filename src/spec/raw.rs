@@ -1,0 +1,177 @@
+//! The spec file as written: serde and schemars types, key for key.
+//!
+//! Doc comments here are the JSON Schema's descriptions (what editors show).
+//! Every struct denies unknown keys.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::units::{ByteSize, Span};
+
+/// A GloboFS volume spec: one node's view of a volume shared with its peers.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "GloboFS volume spec")]
+pub struct RawSpec {
+    /// The volume directory on this node: it holds the `self` symlink, this node's
+    /// store (a directory named after the node id) and one symlink per peer.
+    /// An absolute, normalised path.
+    pub volume: PathBuf,
+
+    /// This node.
+    pub node: RawNode,
+
+    /// Size of the blocks new files are cut into: a power of two from 4KiB to 64MiB.
+    /// Integer bytes or with a binary unit (4M = 4MiB = 4194304). Every version
+    /// records the block size it was cut with, so this may change at any time.
+    /// Default 1MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "ByteSize")]
+    pub block_size: Option<ByteSize>,
+
+    /// How new blocks are stored on this node's disk: `none` (default) or `zstd`.
+    /// Hashes are always of the uncompressed bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Compression")]
+    pub compression: Option<Compression>,
+
+    /// Other nodes' stores, as this node sees them (local paths, NFS, sshfs...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<RawPeer>,
+
+    /// Where `globofs mount` mounts the volume when no mount point is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RawMount")]
+    pub mount: Option<RawMount>,
+
+    /// How often and how patiently this node syncs with its peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RawSync")]
+    pub sync: Option<RawSync>,
+
+    /// Which old versions `globofs prune` keeps. Without it, every version is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RawRetention")]
+    pub retention: Option<RawRetention>,
+
+    /// Glob patterns (matched against the path inside the volume, e.g. `*.swp`,
+    /// `**/.DS_Store`, `build/**`) of files kept local: never pushed to peers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
+
+    /// Local block cache limits: blocks that enough other nodes hold may be evicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RawCache")]
+    pub cache: Option<RawCache>,
+}
+
+/// This node's identity.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    /// The node's unique id: a lowercase hyphenated UUID, e.g.
+    /// 68d25a11-a34a-4bbb-a29e-c9bd06ff8c53. Its store is the volume's directory of
+    /// that name.
+    #[schemars(extend("format" = "uuid"))]
+    pub id: String,
+
+    /// Optional major: an integer from 1 to 999999 appended to the nanoseconds of
+    /// this node's version ids (1348096782.553456124 with major 100 becomes
+    /// 1348096782.553456124100), so two nodes never pick the same id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 999999))]
+    #[schemars(with = "u32")]
+    pub major: Option<u32>,
+}
+
+/// Block storage on this node's disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Blocks are stored as they are.
+    #[default]
+    None,
+    /// Blocks are stored as zstd frames (file name ends in `.zst`).
+    Zstd,
+}
+
+/// One peer node.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeer {
+    /// The peer's node id (a lowercase hyphenated UUID, not this node's).
+    #[schemars(extend("format" = "uuid"))]
+    pub id: String,
+
+    /// The peer's store as this node sees it: an absolute, normalised path,
+    /// conventionally `<peer volume>/<peer id>` on an NFS or sshfs mount.
+    pub path: PathBuf,
+
+    /// Push blocks along with versions to this peer (eager replication), so the
+    /// peer can read our files even when we are gone. Default false: blocks are
+    /// pulled lazily by readers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub replicate: Option<bool>,
+}
+
+/// Mount settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMount {
+    /// Default mount point of `globofs mount`: an absolute, normalised path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "PathBuf")]
+    pub path: Option<PathBuf>,
+}
+
+/// Sync settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    /// How often a running mount syncs with its peers. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Span")]
+    pub interval: Option<Span>,
+
+    /// How long one operation on a peer's store may take before the peer is
+    /// considered away. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Span")]
+    pub timeout: Option<Span>,
+}
+
+/// Which versions `prune` keeps (the current version of a path is always kept).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Keep the newest N versions of each path (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    #[schemars(with = "u32")]
+    pub keep_last: Option<u32>,
+
+    /// Keep every version younger than this (e.g. `30d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Span")]
+    pub keep_within: Option<Span>,
+}
+
+/// Local block cache.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Evict least-recently-read blocks beyond this size, when enough peers hold them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "ByteSize")]
+    pub max_size: Option<ByteSize>,
+
+    /// How many other reachable nodes must hold a block before it may be evicted
+    /// here (at least 1, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    #[schemars(with = "u32")]
+    pub min_copies: Option<u32>,
+}

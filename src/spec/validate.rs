@@ -1,0 +1,593 @@
+//! Checks a spec file and reports each problem as `FILE:LINE:COL: KEY: message`.
+//!
+//! Order of checks: size and encoding of the file, YAML syntax (serde_yaml, which
+//! also refuses alias bombs and deep nesting), the generated JSON Schema
+//! (jsonschema), then the rules a schema cannot say (UUIDs, uniqueness, powers of
+//! two, normalised paths, nesting of volume and peers). Only the spec file is read:
+//! never the volume or a peer path, so this runs in a Nix build sandbox.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::Read;
+use std::path::{Component, Path};
+
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::paths::LocationSegment;
+use serde::Serialize;
+
+use super::positions::{Position, PositionMap, Segment, display_path};
+use super::units::{ByteSize, Span};
+use super::{MAX_BLOCK_SIZE, MAX_MAJOR, MAX_SPEC_BYTES, MIN_BLOCK_SIZE, RawSpec};
+use crate::ids::NodeId;
+
+/// One problem found in a spec file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// The key path the problem is about (`node.id`, `peers[1].path`), or
+    /// `(root)`, `(file)` or `(yaml)` for the document, the file and its syntax.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.column, self.key, self.message
+        )
+    }
+}
+
+/// What validating one file found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub file: String,
+    pub valid: bool,
+    pub problems: Vec<Problem>,
+    /// The parsed spec, when it could be read at all.
+    #[serde(skip)]
+    pub spec: Option<RawSpec>,
+}
+
+/// The JSON Schema of the volume spec, pretty-printed with a trailing newline.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(RawSpec);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Validates the spec file at `path`.
+pub fn validate_file(path: &Path) -> Report {
+    let name = path.display().to_string();
+    let file_problem = |message: String| Report {
+        file: name.clone(),
+        valid: false,
+        problems: vec![Problem {
+            file: name.clone(),
+            line: 1,
+            column: 1,
+            key: "(file)".into(),
+            message,
+        }],
+        spec: None,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) => return file_problem(format!("cannot open: {err}")),
+    };
+    let mut bytes = Vec::new();
+    if let Err(err) = file.take(MAX_SPEC_BYTES + 1).read_to_end(&mut bytes) {
+        return file_problem(format!("cannot read: {err}"));
+    }
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        return file_problem(format!(
+            "larger than the {} bytes a spec may have",
+            MAX_SPEC_BYTES
+        ));
+    }
+    validate_bytes(&name, &bytes)
+}
+
+/// Validates spec bytes; `name` is the file name used in messages.
+pub fn validate_bytes(name: &str, bytes: &[u8]) -> Report {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => validate_text(name, text),
+        Err(err) => {
+            let before = &bytes[..err.valid_up_to()];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = before.len()
+                - before
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1)
+                + 1;
+            Report {
+                file: name.into(),
+                valid: false,
+                problems: vec![Problem {
+                    file: name.into(),
+                    line,
+                    column,
+                    key: "(file)".into(),
+                    message: format!(
+                        "not UTF-8 text (invalid byte at offset {})",
+                        err.valid_up_to()
+                    ),
+                }],
+                spec: None,
+            }
+        }
+    }
+}
+
+/// Collects problems with their positions.
+struct Checker<'a> {
+    file: &'a str,
+    positions: PositionMap,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, position: Position, key: String, message: String) {
+        self.problems.push(Problem {
+            file: self.file.into(),
+            line: position.line,
+            column: position.column,
+            key,
+            message,
+        });
+    }
+
+    fn value(&mut self, path: &[Segment], message: String) {
+        let position = self.positions.value(path);
+        self.at(position, display_path(path), message);
+    }
+}
+
+fn key(name: &str) -> Segment {
+    Segment::Key(name.into())
+}
+
+/// Validates spec text; `name` is the file name used in messages.
+pub fn validate_text(name: &str, text: &str) -> Report {
+    let mut checker = Checker {
+        file: name,
+        positions: PositionMap::from_text(text),
+        problems: Vec::new(),
+    };
+    let spec = check(&mut checker, text);
+    let problems = checker.problems;
+    Report {
+        file: name.into(),
+        valid: problems.is_empty(),
+        problems,
+        spec,
+    }
+}
+
+fn check(checker: &mut Checker<'_>, text: &str) -> Option<RawSpec> {
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|line| line.trim_start().starts_with('#') || line.trim().is_empty())
+    {
+        checker.at(
+            Position::START,
+            "(root)".into(),
+            "the spec is empty: expected a mapping with at least `volume` and `node`".into(),
+        );
+        return None;
+    }
+    let mut value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(value) => value,
+        Err(err) => {
+            let position = err
+                .location()
+                .map(|loc| Position {
+                    line: loc.line(),
+                    column: loc.column(),
+                })
+                .unwrap_or(Position::START);
+            let message = err.to_string();
+            // serde_yaml appends " at line L column C"; the position is already in front.
+            let message = match message.find(" at line ") {
+                Some(index) => message[..index].to_string(),
+                None => message,
+            };
+            checker.at(position, "(yaml)".into(), message);
+            return None;
+        }
+    };
+    if let Err(err) = value.apply_merge() {
+        checker.at(
+            Position::START,
+            "(yaml)".into(),
+            format!("merge keys: {err}"),
+        );
+        return None;
+    }
+    let json = match to_json(&value, &mut Vec::new(), checker) {
+        Some(json) => json,
+        None => return None,
+    };
+    if !check_schema(checker, &json) {
+        return None;
+    }
+    let spec: RawSpec = match serde_yaml::from_value(value) {
+        Ok(spec) => spec,
+        Err(err) => {
+            checker.at(Position::START, "(root)".into(), err.to_string());
+            return None;
+        }
+    };
+    check_rules(checker, &spec);
+    Some(spec)
+}
+
+/// Converts YAML to JSON for the schema validator; mapping keys must be strings.
+fn to_json(
+    value: &serde_yaml::Value,
+    path: &mut Vec<Segment>,
+    checker: &mut Checker<'_>,
+) -> Option<serde_json::Value> {
+    use serde_yaml::Value as Y;
+    Some(match value {
+        Y::Null => serde_json::Value::Null,
+        Y::Bool(b) => serde_json::Value::Bool(*b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into()
+            } else if let Some(u) = n.as_u64() {
+                u.into()
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(serde_json::Value::Number)
+                    .unwrap_or_else(|| serde_json::Value::String(n.to_string()))
+            }
+        }
+        Y::String(s) => serde_json::Value::String(s.clone()),
+        Y::Sequence(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                path.push(Segment::Index(index));
+                let converted = to_json(item, path, checker);
+                path.pop();
+                out.push(converted?);
+            }
+            serde_json::Value::Array(out)
+        }
+        Y::Mapping(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                let name = match k {
+                    Y::String(s) => s.clone(),
+                    Y::Number(n) => n.to_string(),
+                    Y::Bool(b) => b.to_string(),
+                    _ => {
+                        checker.value(path, "mapping keys must be plain strings".into());
+                        return None;
+                    }
+                };
+                path.push(Segment::Key(name.clone()));
+                let converted = to_json(v, path, checker);
+                path.pop();
+                out.insert(name, converted?);
+            }
+            serde_json::Value::Object(out)
+        }
+        Y::Tagged(tagged) => to_json(&tagged.value, path, checker)?,
+    })
+}
+
+fn segments_of(location: &jsonschema::paths::Location) -> Vec<Segment> {
+    location
+        .segments()
+        .map(|segment| match segment {
+            LocationSegment::Property(name) => Segment::Key(name.to_string()),
+            LocationSegment::Index(index) => Segment::Index(index),
+        })
+        .collect()
+}
+
+fn describe(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.len() > 60 {
+        format!("{}...", &text[..text.floor_char_boundary(57)])
+    } else {
+        text
+    }
+}
+
+/// Runs the generated schema; returns whether the document passed.
+fn check_schema(checker: &mut Checker<'_>, json: &serde_json::Value) -> bool {
+    let schema: serde_json::Value = match serde_json::to_value(schemars::schema_for!(RawSpec)) {
+        Ok(schema) => schema,
+        Err(err) => {
+            checker.at(
+                Position::START,
+                "(schema)".into(),
+                format!("internal: schema: {err}"),
+            );
+            return false;
+        }
+    };
+    let validator = match jsonschema::validator_for(&schema) {
+        Ok(validator) => validator,
+        Err(err) => {
+            checker.at(
+                Position::START,
+                "(schema)".into(),
+                format!("internal: schema: {err}"),
+            );
+            return false;
+        }
+    };
+    let mut passed = true;
+    let mut seen = HashSet::new();
+    for error in validator.iter_errors(json) {
+        passed = false;
+        let path = segments_of(error.instance_path());
+        let instance = error.instance().clone().into_owned();
+        match error.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                for name in unexpected {
+                    let mut child = path.clone();
+                    child.push(key(name));
+                    let position = checker.positions.key(&child);
+                    checker.at(position, display_path(&child), "unknown key".into());
+                }
+            }
+            ValidationErrorKind::Required { property } => {
+                let mut child = path.clone();
+                child.push(key(property.as_str().unwrap_or("?")));
+                let position = checker.positions.key(&path);
+                checker.at(
+                    position,
+                    display_path(&child),
+                    "missing required key".into(),
+                );
+            }
+            kind => {
+                let message = match kind {
+                    ValidationErrorKind::AnyOf { .. } if is_size_key(&path) => {
+                        size_message(&instance)
+                    }
+                    ValidationErrorKind::AnyOf { .. } if is_span_key(&path) => {
+                        span_message(&instance)
+                    }
+                    ValidationErrorKind::Type { kind } => {
+                        format!("{} is not of type {}", describe(&instance), type_name(kind))
+                    }
+                    ValidationErrorKind::Enum { options } => {
+                        format!("{} is not one of {}", describe(&instance), options)
+                    }
+                    ValidationErrorKind::Minimum { limit } => {
+                        format!("{} is less than the minimum {limit}", describe(&instance))
+                    }
+                    ValidationErrorKind::Maximum { limit } => {
+                        format!("{} is more than the maximum {limit}", describe(&instance))
+                    }
+                    _ => error.to_string(),
+                };
+                // anyOf branches can repeat one problem; report each once.
+                if seen.insert((path.clone(), message.clone())) {
+                    checker.value(&path, message);
+                }
+            }
+        }
+    }
+    passed
+}
+
+fn last_key(path: &[Segment]) -> &str {
+    match path.last() {
+        Some(Segment::Key(name)) => name,
+        _ => "",
+    }
+}
+
+fn is_size_key(path: &[Segment]) -> bool {
+    matches!(last_key(path), "block_size" | "max_size")
+}
+
+fn is_span_key(path: &[Segment]) -> bool {
+    matches!(last_key(path), "interval" | "timeout" | "keep_within")
+}
+
+fn type_name(kind: &jsonschema::error::TypeKind) -> String {
+    match kind {
+        jsonschema::error::TypeKind::Single(t) => t.to_string(),
+        jsonschema::error::TypeKind::Multiple(ts) => {
+            let names: Vec<String> = ts.iter().map(|t| t.to_string()).collect();
+            names.join(" or ")
+        }
+    }
+}
+
+fn size_message(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => match text.parse::<ByteSize>() {
+            Err(message) => message,
+            Ok(_) => format!("{text:?} is not a size"),
+        },
+        other => format!(
+            "{} is not a size: write bytes as an integer or with a binary unit (K, KiB, M, MiB, G, GiB, T, TiB)",
+            describe(other)
+        ),
+    }
+}
+
+fn span_message(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => match text.parse::<Span>() {
+            Err(message) => message,
+            Ok(_) => format!("{text:?} is not a duration"),
+        },
+        other => format!(
+            "{} is not a duration: write seconds as an integer or use a unit (ms, s, m, h, d)",
+            describe(other)
+        ),
+    }
+}
+
+/// Why `path` is not an absolute, normalised path, if it is not.
+fn path_problem(path: &Path) -> Option<String> {
+    let text = path.to_string_lossy();
+    if !path.is_absolute() {
+        return Some(format!("{text:?} is not an absolute path"));
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
+        || text.contains("//")
+        || (text.len() > 1 && text.ends_with('/'))
+        || text.split('/').any(|part| part == "." || part == "..")
+    {
+        return Some(format!(
+            "{text:?} is not normalised (no `.`, `..`, `//` or trailing `/`)"
+        ));
+    }
+    if text.contains('\0') {
+        return Some(format!("{text:?} contains a NUL byte"));
+    }
+    if path == Path::new("/") {
+        return Some("\"/\" cannot be used: name a directory".into());
+    }
+    None
+}
+
+fn uuid_problem(text: &str) -> Option<String> {
+    match text.parse::<NodeId>() {
+        Ok(_) => None,
+        Err(message) => Some(message),
+    }
+}
+
+/// The rules a schema cannot say.
+fn check_rules(checker: &mut Checker<'_>, spec: &RawSpec) {
+    if let Some(message) = path_problem(&spec.volume) {
+        checker.value(&[key("volume")], message);
+    }
+    let node_path = [key("node"), key("id")];
+    let node_id = match uuid_problem(&spec.node.id) {
+        Some(message) => {
+            checker.value(&node_path, message);
+            None
+        }
+        None => Some(spec.node.id.as_str()),
+    };
+    if let Some(major) = spec.node.major {
+        if major == 0 || major > MAX_MAJOR {
+            checker.value(
+                &[key("node"), key("major")],
+                format!("{major} is out of range: a major is from 1 to {MAX_MAJOR}"),
+            );
+        }
+    }
+    if let Some(size) = spec.block_size {
+        let bytes = size.0;
+        if !bytes.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bytes) {
+            checker.value(
+                &[key("block_size")],
+                format!(
+                    "{bytes} bytes is not a power of two from {} to {}",
+                    ByteSize(MIN_BLOCK_SIZE),
+                    ByteSize(MAX_BLOCK_SIZE)
+                ),
+            );
+        }
+    }
+    let mut seen = HashSet::new();
+    for (index, peer) in spec.peers.iter().enumerate() {
+        let here = |name: &str| vec![key("peers"), Segment::Index(index), key(name)];
+        if let Some(message) = uuid_problem(&peer.id) {
+            checker.value(&here("id"), message);
+        } else if Some(peer.id.as_str()) == node_id {
+            checker.value(&here("id"), format!("{:?} is this node's own id", peer.id));
+        } else if !seen.insert(peer.id.clone()) {
+            checker.value(&here("id"), format!("{:?} is declared twice", peer.id));
+        }
+        if let Some(message) = path_problem(&peer.path) {
+            checker.value(&here("path"), message);
+        } else if spec.volume.starts_with(&peer.path) {
+            checker.value(
+                &here("path"),
+                format!(
+                    "the volume {:?} is inside this peer path",
+                    spec.volume.display().to_string()
+                ),
+            );
+        } else if peer.path.starts_with(&spec.volume) {
+            checker.value(
+                &here("path"),
+                format!(
+                    "{:?} is inside the volume {:?}",
+                    peer.path.display().to_string(),
+                    spec.volume.display().to_string()
+                ),
+            );
+        }
+    }
+    if let Some(mount) = spec.mount.as_ref().and_then(|m| m.path.as_ref()) {
+        let path = [key("mount"), key("path")];
+        if let Some(message) = path_problem(mount) {
+            checker.value(&path, message);
+        } else if mount.starts_with(&spec.volume) || spec.volume.starts_with(mount) {
+            checker.value(
+                &path,
+                format!(
+                    "{:?} and the volume must not contain each other",
+                    mount.display().to_string()
+                ),
+            );
+        }
+    }
+    if let Some(sync) = &spec.sync {
+        for (name, span) in [("interval", sync.interval), ("timeout", sync.timeout)] {
+            if let Some(span) = span {
+                if span.0.is_zero() {
+                    checker.value(&[key("sync"), key(name)], "must be longer than zero".into());
+                }
+            }
+        }
+    }
+    for (index, pattern) in spec.ignore.iter().enumerate() {
+        if let Err(err) = globset::Glob::new(pattern) {
+            checker.value(
+                &[key("ignore"), Segment::Index(index)],
+                format!("{pattern:?} is not a glob: {err}"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "volume: /srv/globofs\nnode:\n  id: 68d25a11-a34a-4bbb-a29e-c9bd06ff8c53\n  major: 100\nblock_size: 1MiB\npeers:\n  - id: ea8192ee-593f-437f-af60-90d213995480\n    path: /mnt/somewhereelse/globofs/ea8192ee-593f-437f-af60-90d213995480\nmount:\n  path: /mnt/globofs\nsync:\n  interval: 30s\n";
+
+    #[test]
+    fn the_design_example_is_valid() {
+        let report = validate_text("spec.yaml", GOOD);
+        assert_eq!(report.problems, vec![]);
+        assert!(report.valid);
+    }
+
+    #[test]
+    fn a_bad_uuid_names_line_column_and_key() {
+        let text = GOOD.replace("68d25a11-a34a-4bbb-a29e-c9bd06ff8c53", "abc");
+        let report = validate_text("spec.yaml", &text);
+        let lines: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            lines,
+            vec!["spec.yaml:3:7: node.id: \"abc\" is not a UUID".to_string()]
+        );
+    }
+}

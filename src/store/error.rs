@@ -1,0 +1,118 @@
+//! Errors of the store layer. Every variant carries what it is about (a disk path,
+//! a volume path, a hash), so a message printed once at the top says where.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::ids::BlockHash;
+use crate::layout::{BadPath, VPath};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+
+    #[error("{}: corrupt: {why}", path.display())]
+    Corrupt { path: PathBuf, why: String },
+
+    #[error("{}: store format {found} is newer than this globofs reads ({supported}); upgrade globofs", path.display())]
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+
+    #[error("{}: no store here; run `globofs reconcile` first", path.display())]
+    NoStore { path: PathBuf },
+
+    #[error("{}: the store belongs to node {found}, but the spec says {expected}", path.display())]
+    WrongNode {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+
+    #[error("{0}: no such file or directory in the volume")]
+    NotFound(VPath),
+
+    #[error("{0}: already exists")]
+    Exists(VPath),
+
+    #[error("{0}: not a directory")]
+    NotADirectory(VPath),
+
+    #[error("{0}: is a directory")]
+    IsADirectory(VPath),
+
+    #[error("{0}: directory not empty")]
+    NotEmpty(VPath),
+
+    #[error("{path}: cannot move a directory inside itself")]
+    Invalid { path: VPath },
+
+    #[error("{0}: version {1} does not exist")]
+    NoSuchVersion(VPath, String),
+
+    #[error(transparent)]
+    BadPath(#[from] BadPath),
+
+    #[error("block {hash}: {why}")]
+    BadBlock { hash: BlockHash, why: String },
+
+    #[error("{path}: block {hash} is not held here nor by any reachable peer")]
+    MissingBlock { path: VPath, hash: BlockHash },
+
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl StoreError {
+    pub fn io(path: impl AsRef<Path>, source: io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// The errno a filesystem call should fail with for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            StoreError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            StoreError::NotFound(_) | StoreError::NoSuchVersion(..) => libc::ENOENT,
+            StoreError::Exists(_) => libc::EEXIST,
+            StoreError::NotADirectory(_) => libc::ENOTDIR,
+            StoreError::IsADirectory(_) => libc::EISDIR,
+            StoreError::NotEmpty(_) => libc::ENOTEMPTY,
+            StoreError::Invalid { .. } => libc::EINVAL,
+            StoreError::BadPath(BadPath(why)) if why.contains("at most") => libc::ENAMETOOLONG,
+            StoreError::BadPath(_) => libc::EINVAL,
+            StoreError::Refused(_) => libc::EPERM,
+            StoreError::Corrupt { .. }
+            | StoreError::NewerFormat { .. }
+            | StoreError::NoStore { .. }
+            | StoreError::WrongNode { .. }
+            | StoreError::BadBlock { .. }
+            | StoreError::MissingBlock { .. } => libc::EIO,
+        }
+    }
+
+    /// True for "not there" errors of the underlying filesystem.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            StoreError::NotFound(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Adds a path to an io::Result.
+pub trait IoContext<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T, StoreError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T, StoreError> {
+        self.map_err(|err| StoreError::io(path, err))
+    }
+}
