@@ -51,16 +51,36 @@ pub fn display_path(path: &[Segment]) -> String {
 pub struct PositionMap {
     values: HashMap<Vec<Segment>, Position>,
     keys: HashMap<Vec<Segment>, Position>,
+    /// Keys given twice in one mapping: (path, first, again).
+    duplicates: Vec<(Vec<Segment>, Position, Position)>,
+    /// Where a second document starts, if the stream has one.
+    second_document: Option<Position>,
+    /// Every alias with the running total of alias jumps a loader makes up to it.
+    alias_jumps: Vec<(u64, Position)>,
+    /// Events in the first document (a loader's budget for alias jumps is a multiple).
+    events: u64,
 }
+
+/// Deeper than this, nodes get no positions (a spec is a few levels deep; the
+/// YAML loader refuses anything deeper than 128 anyway).
+const MAX_DEPTH: usize = 256;
 
 impl PositionMap {
     /// Reads the positions out of `text`; a document the event parser cannot read
-    /// yields an empty map (the syntax error is reported by the real parser).
+    /// yields what was read before the error (the syntax error is reported by the
+    /// real parser).
     pub fn from_text(text: &str) -> PositionMap {
         let mut recorder = Recorder::default();
         let mut parser = Parser::new_from_str(text);
-        // Errors are reported by serde_yaml with their own position; keep what was read.
-        let _ = parser.load(&mut recorder, false);
+        // Events are pulled one by one (`Parser::load` recurses once per nesting
+        // level, and deep input must not exhaust the stack). Errors are reported by
+        // serde_yaml with their own position; keep what was read.
+        while let Ok((event, mark)) = parser.next_token() {
+            if event == Event::StreamEnd {
+                break;
+            }
+            recorder.on_event(event, mark);
+        }
         recorder.map
     }
 
@@ -86,6 +106,43 @@ impl PositionMap {
             .copied()
             .unwrap_or_else(|| self.value(path))
     }
+
+    /// Where the key naming `path` stands, if the document has that key.
+    pub fn key_exact(&self, path: &[Segment]) -> Option<Position> {
+        self.keys.get(path).copied()
+    }
+
+    /// The deepest key path whose value starts at `position`, if any.
+    pub fn path_at(&self, position: Position) -> Option<Vec<Segment>> {
+        self.values
+            .iter()
+            .filter(|(_, at)| **at == position)
+            .map(|(path, _)| path)
+            .max_by_key(|path| path.len())
+            .cloned()
+    }
+
+    /// The first key given twice in one mapping: its path, where it was first
+    /// given and where again.
+    pub fn first_duplicate(&self) -> Option<&(Vec<Segment>, Position, Position)> {
+        self.duplicates.first()
+    }
+
+    /// Where a second YAML document starts, if there is one.
+    pub fn second_document(&self) -> Option<Position> {
+        self.second_document
+    }
+
+    /// The alias at which a loader that allows `factor` alias jumps per event runs
+    /// out (the alias bomb); failing that, the last alias.
+    pub fn alias_bomb(&self, factor: u64) -> Option<Position> {
+        let budget = self.events.saturating_mul(factor);
+        self.alias_jumps
+            .iter()
+            .find(|(jumps, _)| *jumps > budget)
+            .or(self.alias_jumps.last())
+            .map(|(_, position)| *position)
+    }
 }
 
 enum Frame {
@@ -93,32 +150,49 @@ enum Frame {
         path: Vec<Segment>,
         pending_key: Option<String>,
         in_complex_key: bool,
+        has_keys: bool,
+        anchor: usize,
+        jumps: u64,
     },
     Sequence {
         path: Vec<Segment>,
         next: usize,
+        anchor: usize,
+        jumps: u64,
     },
+    /// A node nested deeper than [`MAX_DEPTH`]: not located.
+    Deep,
 }
 
 #[derive(Default)]
 struct Recorder {
     map: PositionMap,
     stack: Vec<Frame>,
+    /// Documents started so far.
+    documents: usize,
+    /// Alias jumps a loader makes when it replays each anchored node.
+    anchor_jumps: HashMap<usize, u64>,
+    /// Running total of alias jumps.
+    jumps: u64,
+}
+
+fn position_of(mark: Marker) -> Position {
+    Position {
+        line: mark.line(),
+        column: mark.col() + 1,
+    }
 }
 
 impl Recorder {
     /// Works out the path of the node that starts now, or `None` when it is a mapping key.
     fn place_node(&mut self, mark: Marker) -> Option<Vec<Segment>> {
-        let position = Position {
-            line: mark.line(),
-            column: mark.col() + 1,
-        };
+        let position = position_of(mark);
         match self.stack.last_mut() {
             None => {
                 self.map.values.entry(Vec::new()).or_insert(position);
                 Some(Vec::new())
             }
-            Some(Frame::Sequence { path, next }) => {
+            Some(Frame::Sequence { path, next, .. }) => {
                 let mut child = path.clone();
                 child.push(Segment::Index(*next));
                 *next += 1;
@@ -136,6 +210,56 @@ impl Recorder {
                 }
                 None => None,
             },
+            Some(Frame::Deep) => Some(Vec::new()),
+        }
+    }
+
+    /// Records a key of the innermost mapping; `text` is `None` for a key that is
+    /// not a plain scalar (recorded as `?`).
+    fn place_key(&mut self, text: Option<String>, position: Position) {
+        let Some(Frame::Mapping {
+            path,
+            pending_key,
+            in_complex_key: false,
+            has_keys,
+            ..
+        }) = self.stack.last_mut()
+        else {
+            return;
+        };
+        // A block mapping's start event is marked at its first `:`; the mapping
+        // starts where its first key does.
+        if !*has_keys {
+            *has_keys = true;
+            if let Some(start) = self.map.values.get_mut(path.as_slice()) {
+                if (position.line, position.column) < (start.line, start.column) {
+                    *start = position;
+                }
+            }
+        }
+        let name = text.clone().unwrap_or_else(|| "?".into());
+        let mut child = path.clone();
+        child.push(Segment::Key(name.clone()));
+        match self.map.keys.get(&child) {
+            Some(first) if text.is_some() => {
+                let first = *first;
+                self.map.duplicates.push((child, first, position));
+            }
+            Some(_) => {}
+            None => {
+                self.map.keys.insert(child, position);
+            }
+        }
+        *pending_key = Some(name);
+    }
+
+    /// Adds `jumps` alias jumps to the innermost container.
+    fn add_jumps(&mut self, jumps: u64) {
+        match self.stack.last_mut() {
+            Some(Frame::Mapping { jumps: total, .. } | Frame::Sequence { jumps: total, .. }) => {
+                *total = total.saturating_add(jumps);
+            }
+            _ => {}
         }
     }
 }
@@ -143,42 +267,60 @@ impl Recorder {
 impl MarkedEventReceiver for Recorder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         match event {
-            Event::Scalar(text, ..) => {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents == 2 {
+                    self.map.second_document = Some(position_of(mark));
+                }
+                return;
+            }
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => return,
+            _ if self.documents > 1 => return,
+            _ => self.map.events += 1,
+        }
+        match event {
+            Event::Scalar(text, _, anchor, _) => {
+                if anchor != 0 {
+                    self.anchor_jumps.insert(anchor, 0);
+                }
                 if self.place_node(mark).is_none() {
-                    if let Some(Frame::Mapping {
-                        path,
-                        pending_key,
-                        in_complex_key: false,
-                    }) = self.stack.last_mut()
-                    {
-                        let mut child = path.clone();
-                        child.push(Segment::Key(text.clone()));
-                        self.map.keys.insert(
-                            child,
-                            Position {
-                                line: mark.line(),
-                                column: mark.col() + 1,
-                            },
-                        );
-                        *pending_key = Some(text);
-                    }
+                    self.place_key(Some(text), position_of(mark));
                 }
             }
-            Event::Alias(_) => {
+            Event::Alias(anchor) => {
+                // A loader replays the anchored node: one jump, plus the jumps inside it.
+                let cost = self
+                    .anchor_jumps
+                    .get(&anchor)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_add(1);
+                self.jumps = self.jumps.saturating_add(cost);
+                self.add_jumps(cost);
+                self.map.alias_jumps.push((self.jumps, position_of(mark)));
                 if self.place_node(mark).is_none() {
-                    if let Some(Frame::Mapping { pending_key, .. }) = self.stack.last_mut() {
-                        *pending_key = Some("*alias".into());
-                    }
+                    self.place_key(None, position_of(mark));
                 }
             }
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
+            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
                 let is_mapping = matches!(event, Event::MappingStart(..));
+                if self.stack.len() >= MAX_DEPTH || matches!(self.stack.last(), Some(Frame::Deep)) {
+                    self.stack.push(Frame::Deep);
+                    return;
+                }
                 let path = match self.place_node(mark) {
                     Some(path) => path,
                     None => {
                         // A mapping or sequence used as a key: its contents have no key path.
-                        if let Some(Frame::Mapping { in_complex_key, .. }) = self.stack.last_mut() {
+                        self.place_key(None, position_of(mark));
+                        if let Some(Frame::Mapping {
+                            in_complex_key,
+                            pending_key,
+                            ..
+                        }) = self.stack.last_mut()
+                        {
                             *in_complex_key = true;
+                            *pending_key = None;
                         }
                         vec![Segment::Key("?".into())]
                     }
@@ -188,13 +330,31 @@ impl MarkedEventReceiver for Recorder {
                         path,
                         pending_key: None,
                         in_complex_key: false,
+                        has_keys: false,
+                        anchor,
+                        jumps: 0,
                     }
                 } else {
-                    Frame::Sequence { path, next: 0 }
+                    Frame::Sequence {
+                        path,
+                        next: 0,
+                        anchor,
+                        jumps: 0,
+                    }
                 });
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                self.stack.pop();
+                let (anchor, jumps) = match self.stack.pop() {
+                    Some(
+                        Frame::Mapping { anchor, jumps, .. }
+                        | Frame::Sequence { anchor, jumps, .. },
+                    ) => (anchor, jumps),
+                    _ => (0, 0),
+                };
+                if anchor != 0 {
+                    self.anchor_jumps.insert(anchor, jumps);
+                }
+                self.add_jumps(jumps);
                 if let Some(Frame::Mapping {
                     in_complex_key,
                     pending_key,

@@ -155,6 +155,16 @@ fn key(name: &str) -> Segment {
 
 /// Validates spec text; `name` is the file name used in messages.
 pub fn validate_text(name: &str, text: &str) -> Report {
+    // Editors on some systems start files with a byte order mark; it is not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(problem) = unprintable(name, text) {
+        return Report {
+            file: name.into(),
+            valid: false,
+            problems: vec![problem],
+            spec: None,
+        };
+    }
     let mut checker = Checker {
         file: name,
         positions: PositionMap::from_text(text),
@@ -186,20 +196,7 @@ fn check(checker: &mut Checker<'_>, text: &str) -> Option<RawSpec> {
     let mut value: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(value) => value,
         Err(err) => {
-            let position = err
-                .location()
-                .map(|loc| Position {
-                    line: loc.line(),
-                    column: loc.column(),
-                })
-                .unwrap_or(Position::START);
-            let message = err.to_string();
-            // serde_yaml appends " at line L column C"; the position is already in front.
-            let message = match message.find(" at line ") {
-                Some(index) => message[..index].to_string(),
-                None => message,
-            };
-            checker.at(position, "(yaml)".into(), message);
+            yaml_problem(checker, text, &err);
             return None;
         }
     };
@@ -215,7 +212,7 @@ fn check(checker: &mut Checker<'_>, text: &str) -> Option<RawSpec> {
         Some(json) => json,
         None => return None,
     };
-    if !check_schema(checker, &json) {
+    if !check_schema(checker, &json) || !check_numbers(checker, &json) {
         return None;
     }
     let spec: RawSpec = match serde_yaml::from_value(value) {
@@ -269,8 +266,26 @@ fn to_json(
                     Y::String(s) => s.clone(),
                     Y::Number(n) => n.to_string(),
                     Y::Bool(b) => b.to_string(),
-                    _ => {
-                        checker.value(path, "mapping keys must be plain strings".into());
+                    other => {
+                        // Where the key stands: `?` for a mapping or sequence used as a
+                        // key, its text for a null key; else the mapping itself.
+                        let texts: &[&str] = match other {
+                            Y::Null => &["~", "null", "Null", "NULL", ""],
+                            _ => &["?"],
+                        };
+                        let position = texts
+                            .iter()
+                            .find_map(|text| {
+                                let mut child = path.clone();
+                                child.push(key(text));
+                                checker.positions.key_exact(&child)
+                            })
+                            .unwrap_or_else(|| checker.positions.value(path));
+                        checker.at(
+                            position,
+                            display_path(path),
+                            "mapping keys must be plain strings".into(),
+                        );
                         return None;
                     }
                 };
@@ -364,6 +379,11 @@ fn check_schema(checker: &mut Checker<'_>, json: &serde_json::Value) -> bool {
                     ValidationErrorKind::Type { kind } => {
                         format!("{} is not of type {}", describe(&instance), type_name(kind))
                     }
+                    ValidationErrorKind::OneOfNotValid { .. }
+                        if last_key(&path) == "compression" =>
+                    {
+                        format!("{} is not one of \"none\", \"zstd\"", describe(&instance))
+                    }
                     ValidationErrorKind::Enum { options } => {
                         format!("{} is not one of {}", describe(&instance), options)
                     }
@@ -380,6 +400,174 @@ fn check_schema(checker: &mut Checker<'_>, json: &serde_json::Value) -> bool {
                     checker.value(&path, message);
                 }
             }
+        }
+    }
+    passed
+}
+
+/// How many alias jumps per event serde_yaml allows before it calls a document an
+/// alias bomb ("repetition limit exceeded").
+const ALIAS_JUMPS_PER_EVENT: u64 = 100;
+
+/// Reports a YAML syntax (or loading) error with the best position we can find.
+fn yaml_problem(checker: &mut Checker<'_>, text: &str, err: &serde_yaml::Error) {
+    let mut message = err.to_string();
+    let mut position = Position::START;
+    if let Some(loc) = err.location() {
+        position = Position {
+            line: loc.line(),
+            column: loc.column(),
+        };
+        // serde_yaml puts " at line L column C" after the problem (and may add the
+        // context after it, ", while parsing a flow mapping at line ..."); the
+        // position is already in front, the context is worth keeping.
+        let mark = format!(" at line {} column {}", loc.line(), loc.column());
+        message = message.replacen(&mark, "", 1);
+    } else if let Some(index) = message.find(" at position ") {
+        // Reader errors (control characters, bad encoding) give a byte offset.
+        let digits: String = message[index + 13..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(offset) = digits.parse::<usize>() {
+            position = offset_position(text, offset);
+            message.replace_range(index..index + 13 + digits.len(), "");
+        }
+    }
+    if message.starts_with("duplicate entry with key") {
+        if let Some((path, first, again)) = checker.positions.first_duplicate().cloned() {
+            checker.at(
+                again,
+                display_path(&path),
+                format!("key given twice (first at line {})", first.line),
+            );
+            return;
+        }
+    }
+    if message.contains("more than one document") {
+        if let Some(at) = checker.positions.second_document() {
+            position = at;
+            message = "a second YAML document (`---`): a spec is one document".into();
+        }
+    }
+    if message.contains("repetition limit exceeded") {
+        if let Some(at) = checker.positions.alias_bomb(ALIAS_JUMPS_PER_EVENT) {
+            position = at;
+        }
+        message = "aliases expand to too much (an alias bomb?): repetition limit exceeded".into();
+    }
+    // serde_yaml prefixes some messages with the key path (`block_size: ...`).
+    let mut key_name = "(yaml)".to_string();
+    if let Some(path) = checker
+        .positions
+        .path_at(position)
+        .filter(|p| !p.is_empty())
+    {
+        let name = display_path(&path);
+        if let Some(rest) = message.strip_prefix(&format!("{name}: ")) {
+            message = rest.to_string();
+            key_name = name;
+        }
+    }
+    if message.contains(" as u128") || message.contains(" as i128") {
+        let number = message
+            .split('`')
+            .nth(1)
+            .unwrap_or("the number")
+            .to_string();
+        message = format!("{number} is too large a number");
+    }
+    checker.at(position, key_name, message);
+}
+
+/// Line and column (in characters) of byte `offset` in `text`.
+fn offset_position(text: &str, offset: usize) -> Position {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Position {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+    }
+}
+
+/// The first character YAML does not allow in a document (C0 and C1 controls but
+/// tab, line feed, carriage return and next line; DEL; U+FFFE and U+FFFF).
+fn unprintable(name: &str, text: &str) -> Option<Problem> {
+    let (offset, ch) = text.char_indices().find(|(_, ch)| {
+        let code = *ch as u32;
+        !matches!(ch, '\t' | '\n' | '\r' | '\u{85}')
+            && (code < 0x20 || (0x7f..=0x9f).contains(&code) || code == 0xfffe || code == 0xffff)
+    })?;
+    let position = offset_position(text, offset);
+    Some(Problem {
+        file: name.into(),
+        line: position.line,
+        column: position.column,
+        key: "(file)".into(),
+        message: format!(
+            "control character U+{:04X} is not allowed in YAML (binary data?)",
+            ch as u32
+        ),
+    })
+}
+
+/// What a number-like spec value must be, beyond its schema type.
+#[derive(Clone, Copy)]
+enum Number {
+    Size,
+    Span,
+    U32,
+}
+
+/// Checks that sizes, durations and counts that passed the schema also fit the
+/// types they are read into (no overflow, no fractions), so that reading the spec
+/// cannot fail without naming the key. Returns whether all fit.
+fn check_numbers(checker: &mut Checker<'_>, json: &serde_json::Value) -> bool {
+    const FIELDS: &[(&[&str], Number)] = &[
+        (&["block_size"], Number::Size),
+        (&["cache", "max_size"], Number::Size),
+        (&["sync", "interval"], Number::Span),
+        (&["sync", "timeout"], Number::Span),
+        (&["retention", "keep_within"], Number::Span),
+        (&["node", "major"], Number::U32),
+        (&["retention", "keep_last"], Number::U32),
+        (&["cache", "min_copies"], Number::U32),
+    ];
+    let mut passed = true;
+    for (names, kind) in FIELDS {
+        let Some(value) = names
+            .iter()
+            .try_fold(json, |value, name| value.get(*name))
+            .filter(|value| !value.is_null())
+        else {
+            continue;
+        };
+        let path: Vec<Segment> = names.iter().map(|name| key(name)).collect();
+        let problem = match (kind, value) {
+            (Number::Size, serde_json::Value::String(text)) => text.parse::<ByteSize>().err(),
+            (Number::Span, serde_json::Value::String(text)) => text.parse::<Span>().err(),
+            (Number::Size, other) => match other.as_u64() {
+                Some(_) => None,
+                None => Some(size_message(other)),
+            },
+            (Number::Span, other) => match other.as_u64() {
+                Some(seconds) => seconds
+                    .checked_mul(1000)
+                    .is_none()
+                    .then(|| format!("{seconds} is too long a duration")),
+                None => Some(span_message(other)),
+            },
+            (Number::U32, other) => match other.as_u64() {
+                Some(number) if number > u64::from(u32::MAX) => {
+                    Some(format!("{number} is more than the maximum {}", u32::MAX))
+                }
+                Some(_) => None,
+                None => Some(format!("{} is not an integer", describe(other))),
+            },
+        };
+        if let Some(message) = problem {
+            passed = false;
+            checker.value(&path, message);
         }
     }
     passed

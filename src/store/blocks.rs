@@ -1,0 +1,300 @@
+//! Content-addressed blocks under `hashes/aa/bb/cc/dd/<56 hex>`: writing them
+//! (temp file, flushed, then renamed into place), finding, reading and checking them.
+//!
+//! A block is stored raw under its hash path, or as a zstd frame under the same
+//! path with `.zst` appended; readers accept either, so the store-wide compression
+//! setting may change at any time. A new block is made durable before it gets its
+//! final name: writers collect temp files and flush them in batches with one
+//! `syncfs`, then rename them, so a crash never leaves a torn block under a hash name.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::ids::BlockHash;
+use crate::spec::Compression;
+
+use super::{IoContext, StoreError};
+
+/// Where a block is and how it is stored.
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub path: PathBuf,
+    pub compressed: bool,
+}
+
+/// The `hashes/` tree of one store (ours or a peer's).
+#[derive(Clone, Debug)]
+pub struct Blocks {
+    dir: PathBuf,
+}
+
+impl Blocks {
+    pub fn new(dir: impl Into<PathBuf>) -> Blocks {
+        Blocks { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn raw_path(&self, hash: &BlockHash) -> PathBuf {
+        self.dir.join(hash.relative_path())
+    }
+
+    pub fn zst_path(&self, hash: &BlockHash) -> PathBuf {
+        let mut path = self.raw_path(hash).into_os_string();
+        path.push(".zst");
+        PathBuf::from(path)
+    }
+
+    /// Finds the block, raw or compressed. A raw block of the wrong size is not it.
+    pub fn locate(&self, hash: &BlockHash, len: Option<usize>) -> Option<Located> {
+        let raw = self.raw_path(hash);
+        if let Ok(meta) = fs::metadata(&raw) {
+            if meta.is_file() && len.is_none_or(|len| meta.len() == len as u64) {
+                return Some(Located {
+                    path: raw,
+                    compressed: false,
+                });
+            }
+        }
+        let zst = self.zst_path(hash);
+        if fs::metadata(&zst).map(|m| m.is_file()).unwrap_or(false) {
+            return Some(Located {
+                path: zst,
+                compressed: true,
+            });
+        }
+        None
+    }
+
+    /// Reads a whole block and checks its length (and, with `verify`, its hash).
+    pub fn read(&self, hash: &BlockHash, len: usize, verify: bool) -> Result<Vec<u8>, StoreError> {
+        let located = self
+            .locate(hash, Some(len))
+            .ok_or_else(|| StoreError::BadBlock {
+                hash: *hash,
+                why: format!("not in {}", self.dir.display()),
+            })?;
+        let data = read_located(&located, len)?;
+        if data.len() != len {
+            return Err(StoreError::BadBlock {
+                hash: *hash,
+                why: format!(
+                    "{} holds {} bytes, expected {len}",
+                    located.path.display(),
+                    data.len()
+                ),
+            });
+        }
+        if verify && BlockHash::of(&data) != *hash {
+            return Err(StoreError::BadBlock {
+                hash: *hash,
+                why: format!(
+                    "{}: content does not match its hash",
+                    located.path.display()
+                ),
+            });
+        }
+        Ok(data)
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of a block of length `len` without reading the rest
+    /// (raw blocks); compressed blocks are decompressed whole.
+    pub fn read_at(
+        &self,
+        hash: &BlockHash,
+        len: usize,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<usize, StoreError> {
+        let located = self
+            .locate(hash, Some(len))
+            .ok_or_else(|| StoreError::BadBlock {
+                hash: *hash,
+                why: format!("not in {}", self.dir.display()),
+            })?;
+        if located.compressed {
+            let data = self.read(hash, len, false)?;
+            let end = (offset + buf.len()).min(data.len());
+            let n = end.saturating_sub(offset);
+            buf[..n].copy_from_slice(&data[offset..offset + n]);
+            return Ok(n);
+        }
+        let file = File::open(&located.path).at(&located.path)?;
+        let want = buf.len().min(len.saturating_sub(offset));
+        let mut done = 0;
+        while done < want {
+            let n = file
+                .read_at(&mut buf[done..want], (offset + done) as u64)
+                .at(&located.path)?;
+            if n == 0 {
+                return Err(StoreError::BadBlock {
+                    hash: *hash,
+                    why: format!("{} is shorter than {len} bytes", located.path.display()),
+                });
+            }
+            done += n;
+        }
+        Ok(done)
+    }
+}
+
+/// Reads a located block's bytes (decompressing), at most `limit` + 1 bytes.
+fn read_located(located: &Located, limit: usize) -> Result<Vec<u8>, StoreError> {
+    let file = File::open(&located.path).at(&located.path)?;
+    let mut data = Vec::with_capacity(limit);
+    if located.compressed {
+        let decoder = zstd::stream::read::Decoder::new(file).at(&located.path)?;
+        decoder
+            .take(limit as u64 + 1)
+            .read_to_end(&mut data)
+            .at(&located.path)?;
+    } else {
+        file.take(limit as u64 + 1)
+            .read_to_end(&mut data)
+            .at(&located.path)?;
+    }
+    Ok(data)
+}
+
+/// Writes new blocks into a store: temp files in `tmp/`, made durable in batches,
+/// then renamed into place. Call [`BlockWriter::finish`] before publishing a
+/// version that names the blocks.
+pub struct BlockWriter<'a> {
+    blocks: &'a Blocks,
+    tmp: PathBuf,
+    compression: Compression,
+    pending: Vec<(PathBuf, PathBuf)>,
+    pending_bytes: usize,
+    /// New blocks written (not deduplicated).
+    pub written: u64,
+    /// Blocks already present.
+    pub deduplicated: u64,
+}
+
+/// Flush pending blocks once this many bytes wait.
+const BATCH_BYTES: usize = 64 << 20;
+
+impl<'a> BlockWriter<'a> {
+    pub fn new(blocks: &'a Blocks, tmp: &Path, compression: Compression) -> BlockWriter<'a> {
+        BlockWriter {
+            blocks,
+            tmp: tmp.to_path_buf(),
+            compression,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            written: 0,
+            deduplicated: 0,
+        }
+    }
+
+    /// Stores `data` under `hash` unless a block of the right size is already there.
+    pub fn put(&mut self, hash: &BlockHash, data: &[u8]) -> Result<(), StoreError> {
+        if self.blocks.locate(hash, Some(data.len())).is_some()
+            || self.pending.iter().any(|(_, dest)| {
+                *dest == self.blocks.raw_path(hash) || *dest == self.blocks.zst_path(hash)
+            })
+        {
+            self.deduplicated += 1;
+            return Ok(());
+        }
+        let (dest, bytes) = match self.compression {
+            Compression::None => (self.blocks.raw_path(hash), std::borrow::Cow::Borrowed(data)),
+            Compression::Zstd => {
+                let packed = zstd::bulk::compress(data, 3).at(self.blocks.zst_path(hash))?;
+                (self.blocks.zst_path(hash), std::borrow::Cow::Owned(packed))
+            }
+        };
+        let mut file = tempfile::Builder::new()
+            .prefix("block-")
+            .tempfile_in(&self.tmp)
+            .at(&self.tmp)?;
+        file.write_all(&bytes).at(file.path())?;
+        let (_, path) = file
+            .keep()
+            .map_err(|err| StoreError::io(&self.tmp, err.error))?;
+        self.pending.push((path, dest));
+        self.pending_bytes += bytes.len();
+        self.written += 1;
+        if self.pending_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes pending blocks durable (one `syncfs`) and renames them into place.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        sync_filesystem(&self.tmp)?;
+        for (tmp, dest) in self.pending.drain(..) {
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).at(parent)?;
+            }
+            fs::rename(&tmp, &dest).at(&dest)?;
+        }
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    /// Flushes everything; the blocks written so far are now under their names.
+    pub fn finish(mut self) -> Result<(u64, u64), StoreError> {
+        self.flush()?;
+        Ok((self.written, self.deduplicated))
+    }
+}
+
+impl Drop for BlockWriter<'_> {
+    fn drop(&mut self) {
+        // An abandoned writer leaves no temp files behind.
+        for (tmp, _) in self.pending.drain(..) {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+/// Flushes the filesystem holding `path` (one journal commit for a whole batch).
+pub fn sync_filesystem(path: &Path) -> Result<(), StoreError> {
+    let dir = File::open(path).at(path)?;
+    nix::unistd::syncfs(&dir).map_err(|errno| StoreError::io(path, std::io::Error::from(errno)))
+}
+
+/// Hard-links `source` at `link` (making parents). An existing link is kept.
+/// Returns false when the file system refused because `source` has too many links
+/// (EMLINK); the caller then stores a copy (docs/FORMAT.md, "Link limits").
+pub fn link_block(source: &Path, link: &Path) -> Result<bool, StoreError> {
+    match fs::hard_link(source, link) {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == ErrorKind::AlreadyExists => Ok(true),
+        Err(err) if err.kind() == ErrorKind::NotFound => {
+            if let Some(parent) = link.parent() {
+                fs::create_dir_all(parent).at(parent)?;
+            }
+            match fs::hard_link(source, link) {
+                Ok(()) => Ok(true),
+                Err(err) if err.kind() == ErrorKind::AlreadyExists => Ok(true),
+                Err(err) if err.raw_os_error() == Some(libc::EMLINK) => Ok(false),
+                Err(err) => Err(StoreError::io(link, err)),
+            }
+        }
+        Err(err) if err.raw_os_error() == Some(libc::EMLINK) => Ok(false),
+        Err(err) => Err(StoreError::io(link, err)),
+    }
+}
+
+/// Stores a full copy of `source` at `link` (temp file + rename), for EMLINK.
+pub fn copy_block(source: &Path, link: &Path) -> Result<(), StoreError> {
+    let parent = link.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).at(parent)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(parent).at(parent)?;
+    let mut input = File::open(source).at(source)?;
+    std::io::copy(&mut input, tmp.as_file_mut()).at(link)?;
+    tmp.as_file().sync_all().at(link)?;
+    tmp.persist(link)
+        .map_err(|err| StoreError::io(link, err.error))?;
+    Ok(())
+}

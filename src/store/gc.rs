@@ -1,0 +1,363 @@
+//! Space and health: `gc` (delete blocks nothing needs), `prune` (drop old
+//! versions by the retention rule) and `verify` (re-hash every block).
+//!
+//! Link counts are only a hint: one `root/<path>/hashes/` link serves every
+//! version of a path, a store copied without `-H` has every count at 1, and a new
+//! block sits at 1 until linked. So `gc` decides with a mark pass over every kept
+//! version under `root/` and every version waiting in `spool/outbound/`, holding the
+//! gc lock exclusively (writers hold it shared).
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::ids::{BlockHash, VersionId};
+use crate::layout::VPath;
+use crate::spec::RetentionRule;
+
+use super::lock::FileLock;
+use super::version::{Kind, Version};
+use super::{IoContext, Store, StoreError, read_version_file, version_ids_in};
+
+/// What `gc` did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct GcReport {
+    pub versions_scanned: u64,
+    pub blocks_kept: u64,
+    pub blocks_deleted: u64,
+    pub bytes_freed: u64,
+    pub path_links_deleted: u64,
+    pub temp_files_deleted: u64,
+}
+
+/// What `verify` found.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct VerifyReport {
+    pub blocks_checked: u64,
+    pub corrupt: Vec<String>,
+    /// Referenced, not held here, but a reachable peer holds them.
+    pub remote: u64,
+    /// Referenced and held by no one reachable.
+    pub missing: Vec<String>,
+    pub bad_versions: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        self.corrupt.is_empty() && self.missing.is_empty() && self.bad_versions.is_empty()
+    }
+}
+
+/// What `prune` did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct PruneReport {
+    pub paths: u64,
+    pub versions_removed: u64,
+}
+
+/// Calls `visit` for every `versions/` directory below `tree` with its `root/`-relative dir.
+fn each_versions_dir(
+    tree: &Path,
+    visit: &mut dyn FnMut(&Path) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let listing = match fs::read_dir(&dir) {
+            Ok(listing) => listing,
+            Err(err) if err.kind() == ErrorKind::NotFound => continue,
+            Err(err) => return Err(StoreError::io(&dir, err)),
+        };
+        for item in listing {
+            let item = item.at(&dir)?;
+            let kind = item.file_type().at(item.path())?;
+            if !kind.is_dir() {
+                continue;
+            }
+            let name = item.file_name();
+            if name == "versions" {
+                visit(&item.path())?;
+            } else if name != "hashes" {
+                stack.push(item.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every block hash named by a version file under `tree`; bad files are reported.
+fn mark(
+    tree: &Path,
+    marked: &mut HashSet<BlockHash>,
+    bad: &mut Vec<String>,
+    scanned: &mut u64,
+) -> Result<(), StoreError> {
+    each_versions_dir(tree, &mut |versions| {
+        for id in version_ids_in(versions)? {
+            let file = versions.join(id.to_string());
+            *scanned += 1;
+            match read_version_file(&file) {
+                Ok(version) => marked.extend(version.hashes),
+                Err(err) => bad.push(err.to_string()),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Visits every block file under a `hashes/` tree: (path, hash).
+fn each_block(
+    dir: &Path,
+    visit: &mut dyn FnMut(&Path, Option<BlockHash>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut stack = vec![(dir.to_path_buf(), String::new(), 0)];
+    while let Some((path, prefix, depth)) = stack.pop() {
+        let listing = match fs::read_dir(&path) {
+            Ok(listing) => listing,
+            Err(err) if err.kind() == ErrorKind::NotFound => continue,
+            Err(err) => return Err(StoreError::io(&path, err)),
+        };
+        for item in listing {
+            let item = item.at(&path)?;
+            let name = item.file_name().to_string_lossy().into_owned();
+            if depth < 4 {
+                if item.file_type().at(item.path())?.is_dir() {
+                    stack.push((item.path(), format!("{prefix}{name}"), depth + 1));
+                }
+                continue;
+            }
+            let stem = name.strip_suffix(".zst").unwrap_or(&name);
+            visit(&item.path(), format!("{prefix}{stem}").parse().ok())?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    fn gc_lock(&self) -> Result<FileLock, StoreError> {
+        FileLock::exclusive(&self.layout().locks().join("gc"))
+    }
+
+    /// Deletes blocks no kept version and no outbound entry needs.
+    pub fn gc(&self) -> Result<GcReport, StoreError> {
+        let _lock = self.gc_lock()?;
+        let mut report = GcReport::default();
+        let mut marked = HashSet::new();
+        let mut bad = Vec::new();
+        mark(
+            &self.layout().root(),
+            &mut marked,
+            &mut bad,
+            &mut report.versions_scanned,
+        )?;
+        mark(
+            &self.layout().outbound_dir(),
+            &mut marked,
+            &mut bad,
+            &mut report.versions_scanned,
+        )?;
+        if !bad.is_empty() {
+            // A version we cannot read might name blocks: delete nothing.
+            return Err(StoreError::Refused(format!(
+                "gc stopped before deleting anything: {} unreadable version file(s), first: {}",
+                bad.len(),
+                bad[0]
+            )));
+        }
+        each_block(&self.layout().hashes(), &mut |path, hash| {
+            match hash {
+                Some(hash) if marked.contains(&hash) => report.blocks_kept += 1,
+                Some(_) => {
+                    let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                    fs::remove_file(path).at(path)?;
+                    report.blocks_deleted += 1;
+                    report.bytes_freed += size;
+                }
+                None => tracing::warn!(path = %path.display(), "not a block file; left alone"),
+            }
+            Ok(())
+        })?;
+        // Per-path links of blocks that no kept version of that path names.
+        each_versions_dir(&self.layout().root(), &mut |versions| {
+            let path_dir = versions.parent().unwrap_or(versions);
+            let mut used = HashSet::new();
+            for id in version_ids_in(versions)? {
+                if let Ok(version) = read_version_file(&versions.join(id.to_string())) {
+                    used.extend(version.hashes);
+                }
+            }
+            each_block(&path_dir.join("hashes"), &mut |link, hash| {
+                if hash.is_some_and(|hash| !used.contains(&hash)) {
+                    fs::remove_file(link).at(link)?;
+                    report.path_links_deleted += 1;
+                }
+                Ok(())
+            })
+        })?;
+        // With the lock held exclusively no writer is running: temp files are orphans.
+        let tmp = self.layout().tmp();
+        if let Ok(listing) = fs::read_dir(&tmp) {
+            for item in listing.flatten() {
+                if fs::remove_file(item.path()).is_ok() {
+                    report.temp_files_deleted += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Re-hashes every local block and checks every kept version's blocks.
+    pub fn verify(&self, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, StoreError> {
+        let _lock = self.writer_lock()?;
+        let mut report = VerifyReport::default();
+        let mut present = HashSet::new();
+        each_block(&self.layout().hashes(), &mut |path, hash| {
+            let Some(hash) = hash else {
+                report
+                    .corrupt
+                    .push(format!("{}: not named like a block", path.display()));
+                return Ok(());
+            };
+            let compressed = path.extension().is_some_and(|ext| ext == "zst");
+            let data = if compressed {
+                fs::File::open(path)
+                    .and_then(zstd::stream::read::Decoder::new)
+                    .and_then(|mut d| {
+                        let mut out = Vec::new();
+                        std::io::Read::read_to_end(&mut d, &mut out).map(|_| out)
+                    })
+            } else {
+                fs::read(path)
+            };
+            match data {
+                Ok(data) if BlockHash::of(&data) == hash => {
+                    present.insert(hash);
+                }
+                Ok(_) => report.corrupt.push(format!(
+                    "{}: block {hash} does not match its content",
+                    path.display()
+                )),
+                Err(err) => report
+                    .corrupt
+                    .push(format!("{}: block {hash}: {err}", path.display())),
+            }
+            report.blocks_checked += 1;
+            progress(report.blocks_checked);
+            Ok(())
+        })?;
+        let mut seen = HashSet::new();
+        each_versions_dir(&self.layout().root(), &mut |versions| {
+            for id in version_ids_in(versions)? {
+                let file = versions.join(id.to_string());
+                let version = match read_version_file(&file) {
+                    Ok(version) => version,
+                    Err(err) => {
+                        report.bad_versions.push(err.to_string());
+                        continue;
+                    }
+                };
+                for (index, hash) in version.hashes.iter().enumerate() {
+                    if present.contains(hash) || !seen.insert(*hash) {
+                        continue;
+                    }
+                    let len = version.block_len(index);
+                    let remote = self.fetcher().is_some_and(|f| f.held_remotely(hash, len));
+                    if remote {
+                        report.remote += 1;
+                    } else {
+                        report.missing.push(format!(
+                            "{}: block {hash} (version {}) is held by no one reachable",
+                            version.path, version.id
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(report)
+    }
+
+    /// Drops versions outside `rule`. Always kept: the heads of each path (the
+    /// current version and any open conflict), tombstones, and any version newer
+    /// than the oldest kept one (only a prefix of each history is removed, so
+    /// every kept version's ancestry stays decidable). Removed ids are appended to
+    /// `versions/pruned`, so a copy that a peer sends again is not taken back.
+    pub fn prune(&self, rule: &RetentionRule) -> Result<PruneReport, StoreError> {
+        let _lock = self.gc_lock()?;
+        let mut report = PruneReport::default();
+        if rule.keep_last.is_none() && rule.keep_within.is_none() {
+            return Ok(report);
+        }
+        let now = SystemTime::now();
+        let root = self.layout().root();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        each_versions_dir(&root, &mut |versions| {
+            dirs.push(versions.to_path_buf());
+            Ok(())
+        })?;
+        for versions in dirs {
+            let ids = version_ids_in(&versions)?;
+            if ids.len() < 2 {
+                continue;
+            }
+            let all: Vec<Version> = ids
+                .iter()
+                .map(|id| read_version_file(&versions.join(id.to_string())))
+                .collect::<Result<_, _>>()?;
+            let heads: HashSet<VersionId> = super::resolve::resolve(&all)
+                .heads
+                .iter()
+                .map(|v| v.id)
+                .collect();
+            let keep = |index: usize, version: &Version| {
+                let from_end = all.len() - index;
+                heads.contains(&version.id)
+                    || version.kind == Kind::Tombstone
+                    || rule.keep_last.is_some_and(|n| from_end <= n as usize)
+                    || rule.keep_within.is_some_and(|age| {
+                        let made = SystemTime::UNIX_EPOCH
+                            + Duration::new(version.id.secs, version.id.nanos);
+                        now.duration_since(made).map(|d| d <= age).unwrap_or(true)
+                    })
+            };
+            // The removable prefix ends at the first version to keep.
+            let cut = all
+                .iter()
+                .enumerate()
+                .position(|(i, v)| keep(i, v))
+                .unwrap_or(all.len());
+            if cut == 0 {
+                continue;
+            }
+            let mut record = String::new();
+            for version in &all[..cut] {
+                record.push_str(&format!("{}\n", version.id));
+            }
+            let pruned_path = versions.join("pruned");
+            let mut file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&pruned_path)
+                .at(&pruned_path)?;
+            std::io::Write::write_all(&mut file, record.as_bytes()).at(&pruned_path)?;
+            for version in &all[..cut] {
+                let file = versions.join(version.id.to_string());
+                fs::remove_file(&file).at(&file)?;
+                report.versions_removed += 1;
+            }
+            report.paths += 1;
+        }
+        Ok(report)
+    }
+
+    /// Ids pruned from `path`'s history (never to be taken back from a peer).
+    pub fn pruned_ids(&self, path: &VPath) -> Result<HashSet<VersionId>, StoreError> {
+        let file = self.path_dir(path).join("versions").join("pruned");
+        match fs::read_to_string(&file) {
+            Ok(text) => Ok(text.lines().filter_map(|line| line.parse().ok()).collect()),
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(HashSet::new()),
+            Err(err) => Err(StoreError::io(&file, err)),
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! Append-only journals: numbered segments of checksummed lines, read from a
+//! remembered (segment, offset).
+//!
+//! A segment is a file named by its number (16 digits, zero-padded). Its first
+//! line is `<crc> globofs-journal 1 <writer nonce> <segment number>`; every line
+//! is `<crc32 of the rest, 8 hex> <payload>\n`, written with one `write(2)` in
+//! append mode. A reader acts on complete lines with a good checksum only and
+//! stops at the first line that is not (still being written, torn, or zeros).
+//! A segment is finished once a higher-numbered one exists; a torn last line of
+//! a finished segment is skipped with a warning. Only the writer trims segments.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::lock::FileLock;
+use super::{IoContext, StoreError};
+
+/// Start a new segment once the current one is this large.
+pub const SEGMENT_BYTES: u64 = 8 << 20;
+/// Longest journal line accepted.
+pub const MAX_LINE: usize = 64 << 10;
+
+const MAGIC: &str = "globofs-journal 1";
+
+fn segment_name(number: u64) -> String {
+    format!("{number:016}")
+}
+
+/// Lists the segment numbers present in `dir`, ascending.
+pub fn segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
+    let mut numbers = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(numbers),
+        Err(err) => return Err(StoreError::io(dir, err)),
+    };
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        if let Some(name) = entry.file_name().to_str() {
+            if name.len() == 16 && name.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(number) = name.parse() {
+                    numbers.push(number);
+                }
+            }
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+fn checksum_line(payload: &str) -> String {
+    format!("{:08x} {payload}\n", crc32fast::hash(payload.as_bytes()))
+}
+
+/// Checks one line (without its newline); returns the payload.
+fn check_line(line: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(line).ok()?;
+    let (crc, payload) = text.split_once(' ')?;
+    if crc.len() != 8 {
+        return None;
+    }
+    let crc = u32::from_str_radix(crc, 16).ok()?;
+    (crc32fast::hash(payload.as_bytes()) == crc).then_some(payload)
+}
+
+/// Appends lines to a journal directory; safe for several processes of one node
+/// (appends hold a shared lock, starting a segment an exclusive one).
+pub struct JournalWriter {
+    dir: PathBuf,
+    lock: PathBuf,
+    nonce: String,
+}
+
+impl JournalWriter {
+    /// `lock` is a local file used to serialise segment changes.
+    pub fn new(dir: impl Into<PathBuf>, lock: impl Into<PathBuf>, nonce: &str) -> JournalWriter {
+        JournalWriter {
+            dir: dir.into(),
+            lock: lock.into(),
+            nonce: nonce.to_string(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends `payloads` (no newlines in them), as one write.
+    pub fn append(&self, payloads: &[String]) -> Result<(), StoreError> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for payload in payloads {
+            if payload.contains('\n') {
+                return Err(StoreError::Refused(format!(
+                    "journal payload {payload:?} contains a newline"
+                )));
+            }
+            text.push_str(&checksum_line(payload));
+        }
+        loop {
+            let guard = FileLock::shared(&self.lock)?;
+            let latest = segments(&self.dir)?.last().copied();
+            if let Some(number) = latest {
+                let path = self.dir.join(segment_name(number));
+                let mut file = OpenOptions::new().append(true).open(&path).at(&path)?;
+                let len = file.metadata().at(&path)?.len();
+                if len < SEGMENT_BYTES && ends_with_newline(&path, len)? {
+                    file.write_all(text.as_bytes()).at(&path)?;
+                    return Ok(());
+                }
+            }
+            drop(guard);
+            self.start_segment(latest)?;
+        }
+    }
+
+    /// Starts the segment after `latest` unless someone already did.
+    fn start_segment(&self, latest: Option<u64>) -> Result<(), StoreError> {
+        let _guard = FileLock::exclusive(&self.lock)?;
+        if segments(&self.dir)?.last().copied() != latest {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.dir).at(&self.dir)?;
+        let number = latest.map_or(1, |n| n + 1);
+        let path = self.dir.join(segment_name(number));
+        let header = checksum_line(&format!("{MAGIC} {} {number}", self.nonce));
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).at(&self.dir)?;
+        tmp.write_all(header.as_bytes()).at(&path)?;
+        crate::store::set_mode(tmp.path(), 0o644)?;
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => Ok(()),
+            Err(err) if err.error.kind() == ErrorKind::AlreadyExists => Ok(()),
+            Err(err) => Err(StoreError::io(&path, err.error)),
+        }
+    }
+
+    /// Removes whole segments below `keep_from` (only the writer trims).
+    pub fn trim_before(&self, keep_from: u64) -> Result<usize, StoreError> {
+        let _guard = FileLock::exclusive(&self.lock)?;
+        let mut removed = 0;
+        let all = segments(&self.dir)?;
+        let last = all.last().copied();
+        for number in all {
+            if number < keep_from && Some(number) != last {
+                let path = self.dir.join(segment_name(number));
+                fs::remove_file(&path).at(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn ends_with_newline(path: &Path, len: u64) -> Result<bool, StoreError> {
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut file = File::open(path).at(path)?;
+    file.seek(SeekFrom::Start(len - 1)).at(path)?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last).at(path)?;
+    Ok(last[0] == b'\n')
+}
+
+/// Where a reader stands in a journal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The writer's nonce seen in the segment header (empty before the first read).
+    pub nonce: String,
+    pub segment: u64,
+    pub offset: u64,
+}
+
+impl Position {
+    pub fn to_text(&self) -> String {
+        format!(
+            "{} {} {}\n",
+            if self.nonce.is_empty() {
+                "-"
+            } else {
+                &self.nonce
+            },
+            self.segment,
+            self.offset
+        )
+    }
+
+    pub fn parse(text: &str) -> Option<Position> {
+        let mut parts = text.split_whitespace();
+        let nonce = parts.next()?;
+        Some(Position {
+            nonce: if nonce == "-" {
+                String::new()
+            } else {
+                nonce.to_string()
+            },
+            segment: parts.next()?.parse().ok()?,
+            offset: parts.next()?.parse().ok()?,
+        })
+    }
+
+    /// Reads a saved position; a missing file is the start.
+    pub fn load(path: &Path) -> Result<Position, StoreError> {
+        match fs::read_to_string(path) {
+            Ok(text) => Position::parse(&text).ok_or_else(|| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                why: format!("bad journal position {text:?}"),
+            }),
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(Position::default()),
+            Err(err) => Err(StoreError::io(path, err)),
+        }
+    }
+
+    /// Saves the position atomically.
+    pub fn save(&self, path: &Path) -> Result<(), StoreError> {
+        write_atomic(path, self.to_text().as_bytes())
+    }
+}
+
+/// Writes a small file atomically: temp file in the same directory, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).at(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
+    tmp.write_all(bytes).at(path)?;
+    crate::store::set_mode(tmp.path(), 0o644)?;
+    tmp.persist(path)
+        .map_err(|err| StoreError::io(path, err.error))?;
+    Ok(())
+}
+
+/// What a read found.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Complete, checked payloads, in order.
+    pub lines: Vec<String>,
+    /// Where to continue next time.
+    pub next: Position,
+    /// Problems met (a torn tail skipped, a bad line stopped at, a nonce change).
+    pub warnings: Vec<String>,
+    /// True when the reader restarted from the beginning (the writer's nonce changed).
+    pub restarted: bool,
+}
+
+/// Reads lines from `dir` starting at `from`, at most `max_lines`.
+pub fn read(dir: &Path, from: &Position, max_lines: usize) -> Result<Batch, StoreError> {
+    let all = segments(dir)?;
+    let mut batch = Batch {
+        next: from.clone(),
+        ..Batch::default()
+    };
+    let Some(&first) = all.first() else {
+        return Ok(batch);
+    };
+    let mut pos = from.clone();
+    if pos.segment == 0 || pos.segment < first {
+        if pos.segment != 0 {
+            batch.warnings.push(format!(
+                "{}: segment {} is gone (trimmed before we read it); continuing at {first}",
+                dir.display(),
+                pos.segment
+            ));
+        }
+        pos = Position {
+            nonce: pos.nonce,
+            segment: first,
+            offset: 0,
+        };
+    }
+    loop {
+        let path = dir.join(segment_name(pos.segment));
+        if pos.offset > 0 && !pos.nonce.is_empty() {
+            if let Some(nonce) = segment_nonce(&path)? {
+                if nonce != pos.nonce {
+                    return restart(dir, &pos.nonce, nonce, max_lines);
+                }
+            }
+        }
+        let data = match read_from(&path, pos.offset) {
+            Ok(data) => data,
+            Err(err) if err.is_not_found() => break,
+            Err(err) => return Err(err),
+        };
+        let mut consumed = 0usize;
+        let mut stopped_on_bad = false;
+        while batch.lines.len() < max_lines {
+            let rest = &data[consumed..];
+            let Some(end) = rest.iter().take(MAX_LINE + 1).position(|b| *b == b'\n') else {
+                if rest.len() > MAX_LINE {
+                    stopped_on_bad = true;
+                }
+                break;
+            };
+            let Some(payload) = check_line(&rest[..end]) else {
+                stopped_on_bad = true;
+                break;
+            };
+            if pos.offset == 0 && consumed == 0 {
+                // The header line: check the writer's nonce.
+                let header: Vec<&str> = payload.split(' ').collect();
+                if header.len() != 4 || format!("{} {}", header[0], header[1]) != MAGIC {
+                    stopped_on_bad = true;
+                    break;
+                }
+                let nonce = header[2].to_string();
+                if !pos.nonce.is_empty() && pos.nonce != nonce {
+                    return restart(dir, &pos.nonce, nonce, max_lines);
+                }
+                pos.nonce = nonce;
+            } else {
+                batch.lines.push(payload.to_string());
+            }
+            consumed += end + 1;
+        }
+        pos.offset += consumed as u64;
+        batch.next = pos.clone();
+        if batch.lines.len() >= max_lines {
+            break;
+        }
+        // At the end of what is readable here: move on only if a later segment exists.
+        let later = all.iter().copied().find(|n| *n > pos.segment);
+        match later {
+            Some(next) => {
+                let left = data.len() - consumed;
+                if left > 0 {
+                    if stopped_on_bad && consumed < data.len() && data[consumed..].contains(&b'\n')
+                    {
+                        // A bad complete line inside a finished segment: stop, do not skip.
+                        batch.warnings.push(format!(
+                            "{}: bad line at offset {}; stopping here until it is repaired",
+                            path.display(),
+                            pos.offset
+                        ));
+                        break;
+                    }
+                    batch.warnings.push(format!(
+                        "{}: skipping a torn last line ({left} bytes) of a finished segment",
+                        path.display()
+                    ));
+                }
+                pos = Position {
+                    nonce: pos.nonce,
+                    segment: next,
+                    offset: 0,
+                };
+                batch.next = pos.clone();
+            }
+            None => {
+                if stopped_on_bad && data[consumed..].contains(&b'\n') {
+                    batch.warnings.push(format!(
+                        "{}: bad line at offset {}; stopping here",
+                        path.display(),
+                        pos.offset
+                    ));
+                }
+                break;
+            }
+        }
+    }
+    Ok(batch)
+}
+
+/// The journal was re-created by its writer: read it again from the start.
+fn restart(dir: &Path, old: &str, nonce: String, max_lines: usize) -> Result<Batch, StoreError> {
+    let warning = format!(
+        "{}: the writer's nonce changed ({old} -> {nonce}): the journal was re-created; reading it again from the start",
+        dir.display()
+    );
+    let start = Position {
+        nonce,
+        segment: 0,
+        offset: 0,
+    };
+    let mut again = read(dir, &start, max_lines)?;
+    again.restarted = true;
+    again.warnings.insert(0, warning);
+    Ok(again)
+}
+
+/// The writer nonce in a segment's header line, if the header is readable.
+fn segment_nonce(path: &Path) -> Result<Option<String>, StoreError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(StoreError::io(path, err)),
+    };
+    let mut head = vec![0u8; 256];
+    let mut filled = 0;
+    while filled < head.len() {
+        let n = file.read(&mut head[filled..]).at(path)?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    let Some(end) = head[..filled].iter().position(|b| *b == b'\n') else {
+        return Ok(None);
+    };
+    Ok(check_line(&head[..end]).and_then(|payload| {
+        let parts: Vec<&str> = payload.split(' ').collect();
+        (parts.len() == 4).then(|| parts[2].to_string())
+    }))
+}
+
+fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, StoreError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .at(path)?;
+    file.seek(SeekFrom::Start(offset)).at(path)?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).at(path)?;
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_complete_lines_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        let writer = JournalWriter::new(&journal, dir.path().join("lock"), "n1");
+        writer.append(&["a 1".into(), "b 2".into()]).unwrap();
+        let batch = read(&journal, &Position::default(), 100).unwrap();
+        assert_eq!(batch.lines, vec!["a 1", "b 2"]);
+        writer.append(&["c 3".into()]).unwrap();
+        let more = read(&journal, &batch.next, 100).unwrap();
+        assert_eq!(more.lines, vec!["c 3"]);
+        let none = read(&journal, &more.next, 100).unwrap();
+        assert!(none.lines.is_empty());
+        assert_eq!(none.next, more.next);
+    }
+
+    #[test]
+    fn stops_at_partial_and_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        let writer = JournalWriter::new(&journal, dir.path().join("lock"), "n1");
+        writer.append(&["good".into()]).unwrap();
+        let seg = journal.join(segment_name(1));
+        let mut file = OpenOptions::new().append(true).open(&seg).unwrap();
+        file.write_all(b"0000").unwrap(); // a line still being written
+        let batch = read(&journal, &Position::default(), 100).unwrap();
+        assert_eq!(batch.lines, vec!["good"]);
+        file.write_all(b"0000 bad checksum\n").unwrap();
+        file.write_all(checksum_line("after").as_bytes()).unwrap();
+        let again = read(&journal, &batch.next, 100).unwrap();
+        assert!(
+            again.lines.is_empty(),
+            "a bad line stops the reader: {:?}",
+            again.lines
+        );
+        assert_eq!(again.next, batch.next);
+        // Zero-filled ranges (as remote filesystems show) stop it too.
+        let dir2 = tempfile::tempdir().unwrap();
+        let j2 = dir2.path().join("j");
+        JournalWriter::new(&j2, dir2.path().join("lock"), "n")
+            .append(&["x".into()])
+            .unwrap();
+        OpenOptions::new()
+            .append(true)
+            .open(j2.join(segment_name(1)))
+            .unwrap()
+            .write_all(&[0u8; 64])
+            .unwrap();
+        assert_eq!(
+            read(&j2, &Position::default(), 100).unwrap().lines,
+            vec!["x"]
+        );
+    }
+
+    #[test]
+    fn a_torn_segment_is_left_for_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        let writer = JournalWriter::new(&journal, dir.path().join("lock"), "n1");
+        writer.append(&["one".into()]).unwrap();
+        OpenOptions::new()
+            .append(true)
+            .open(journal.join(segment_name(1)))
+            .unwrap()
+            .write_all(b"1234")
+            .unwrap();
+        // The writer sees the torn tail and starts segment 2.
+        writer.append(&["two".into()]).unwrap();
+        assert_eq!(segments(&journal).unwrap(), vec![1, 2]);
+        let batch = read(&journal, &Position::default(), 100).unwrap();
+        assert_eq!(batch.lines, vec!["one", "two"]);
+        assert_eq!(batch.warnings.len(), 1, "{:?}", batch.warnings);
+    }
+
+    #[test]
+    fn a_new_nonce_restarts_the_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        JournalWriter::new(&journal, dir.path().join("lock"), "old")
+            .append(&["a".into()])
+            .unwrap();
+        let batch = read(&journal, &Position::default(), 100).unwrap();
+        fs::remove_dir_all(&journal).unwrap();
+        JournalWriter::new(&journal, dir.path().join("lock"), "new")
+            .append(&["b".into(), "c".into()])
+            .unwrap();
+        let again = read(&journal, &batch.next, 100).unwrap();
+        assert!(again.restarted);
+        assert_eq!(again.lines, vec!["b", "c"]);
+    }
+}

@@ -1,0 +1,469 @@
+//! Version files: what one version of one path is. Header lines `key value`, a
+//! blank line, then the seed's hash lines (one SHA-256 a line, in order).
+//!
+//! ```text
+//! globofs-version 1
+//! id 1348096782.553456124100
+//! kind file
+//! path Photos/Trip/Moon/Photo1.jpg
+//! node 68d25a11-a34a-4bbb-a29e-c9bd06ff8c53
+//! parent 1348096028.125255438
+//! size 3145728
+//! mode 644
+//! mtime 1348096782.553456124
+//! block-size 1048576
+//!
+//! 98ea6e4f216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4
+//! ...
+//! ```
+//!
+//! Parsing is strict and bounded: input may come from a peer.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::ids::{BlockHash, NodeId, VersionId};
+use crate::layout::{VPath, escape_name, unescape_name};
+
+use super::StoreError;
+
+/// The version-file format this build writes.
+pub const VERSION_FORMAT: u32 = 1;
+/// Largest file size a version may claim (1 PiB): anything larger is refused as absurd.
+pub const MAX_FILE_SIZE: u64 = 1 << 50;
+/// Largest version file accepted (a 1 PiB file at 64 MiB blocks needs 16 M lines;
+/// 1 GiB of hash lines is already absurd for a peer to send).
+pub const MAX_VERSION_FILE: u64 = 1 << 30;
+
+/// What a version is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Tombstone,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Dir => "dir",
+            Kind::Symlink => "symlink",
+            Kind::Tombstone => "tombstone",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Kind> {
+        Some(match text {
+            "file" => Kind::File,
+            "dir" => Kind::Dir,
+            "symlink" => Kind::Symlink,
+            "tombstone" => Kind::Tombstone,
+            _ => return None,
+        })
+    }
+
+    pub fn is_live(self) -> bool {
+        self != Kind::Tombstone
+    }
+}
+
+/// A modification time: seconds and nanoseconds since the epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mtime {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl Mtime {
+    pub fn now() -> Mtime {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Mtime {
+            secs: since.as_secs() as i64,
+            nanos: since.subsec_nanos(),
+        }
+    }
+
+    pub fn from_system(time: std::time::SystemTime) -> Mtime {
+        match time.duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => Mtime {
+                secs: since.as_secs() as i64,
+                nanos: since.subsec_nanos(),
+            },
+            Err(before) => {
+                let d = before.duration();
+                if d.subsec_nanos() == 0 {
+                    Mtime {
+                        secs: -(d.as_secs() as i64),
+                        nanos: 0,
+                    }
+                } else {
+                    Mtime {
+                        secs: -(d.as_secs() as i64) - 1,
+                        nanos: 1_000_000_000 - d.subsec_nanos(),
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn to_system(self) -> std::time::SystemTime {
+        let base = std::time::UNIX_EPOCH;
+        if self.secs >= 0 {
+            base + std::time::Duration::new(self.secs as u64, self.nanos)
+        } else {
+            base - std::time::Duration::from_secs(self.secs.unsigned_abs())
+                + std::time::Duration::from_nanos(u64::from(self.nanos))
+        }
+    }
+}
+
+/// One version of one path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub id: VersionId,
+    pub kind: Kind,
+    pub path: VPath,
+    /// The node that wrote it.
+    pub node: NodeId,
+    /// The heads of this path the writer knew when it wrote this version.
+    pub parents: Vec<VersionId>,
+    /// For a rename: the path and version it came from.
+    pub from: Option<(VersionId, VPath)>,
+    /// For a conflict copy: the path and version this copy preserves.
+    pub conflict_of: Option<(VersionId, VPath)>,
+    pub size: u64,
+    /// Permission bits (07777).
+    pub mode: u32,
+    pub mtime: Mtime,
+    pub block_size: u32,
+    /// Symlink target bytes.
+    pub target: Option<Vec<u8>>,
+    pub hashes: Vec<BlockHash>,
+}
+
+impl Version {
+    /// How many blocks a file of `size` cut at `block_size` has.
+    pub fn block_count(size: u64, block_size: u32) -> u64 {
+        if block_size == 0 {
+            return 0;
+        }
+        size.div_ceil(u64::from(block_size))
+    }
+
+    /// Length of block `index`.
+    pub fn block_len(&self, index: usize) -> usize {
+        let bs = u64::from(self.block_size);
+        let start = index as u64 * bs;
+        (self.size.saturating_sub(start)).min(bs) as usize
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::with_capacity(256 + self.hashes.len() * 65);
+        let _ = writeln!(out, "globofs-version {VERSION_FORMAT}");
+        let _ = writeln!(out, "id {}", self.id);
+        let _ = writeln!(out, "kind {}", self.kind.as_str());
+        let _ = writeln!(out, "path {}", self.path.escaped());
+        let _ = writeln!(out, "node {}", self.node);
+        for parent in &self.parents {
+            let _ = writeln!(out, "parent {parent}");
+        }
+        if let Some((id, path)) = &self.from {
+            let _ = writeln!(out, "from {id} {}", path.escaped());
+        }
+        if let Some((id, path)) = &self.conflict_of {
+            let _ = writeln!(out, "conflict-of {id} {}", path.escaped());
+        }
+        if self.kind == Kind::File {
+            let _ = writeln!(out, "size {}", self.size);
+        }
+        if self.kind != Kind::Tombstone {
+            let _ = writeln!(out, "mode {:o}", self.mode);
+            let _ = writeln!(out, "mtime {}.{:09}", self.mtime.secs, self.mtime.nanos);
+        }
+        if self.kind == Kind::File {
+            let _ = writeln!(out, "block-size {}", self.block_size);
+        }
+        if let Some(target) = &self.target {
+            let _ = writeln!(out, "target {}", escape_target(target));
+        }
+        out.push('\n');
+        for hash in &self.hashes {
+            let _ = writeln!(out, "{hash}");
+        }
+        out
+    }
+
+    /// Parses a version file; `file` names it in errors.
+    pub fn parse(file: &Path, text: &[u8]) -> Result<Version, StoreError> {
+        let bad = |why: String| StoreError::Corrupt {
+            path: file.to_path_buf(),
+            why,
+        };
+        if text.len() as u64 > MAX_VERSION_FILE {
+            return Err(bad(format!(
+                "{} bytes is more than a version file may have",
+                text.len()
+            )));
+        }
+        let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8 text".into()))?;
+        if !text.ends_with('\n') {
+            return Err(bad("truncated: no final newline".into()));
+        }
+        let (header, body) = text
+            .split_once("\n\n")
+            .ok_or_else(|| bad("no blank line after the header".into()))?;
+        let mut lines = header.lines();
+        match lines.next() {
+            Some(first) if first.starts_with("globofs-version ") => {
+                let format: u32 = first["globofs-version ".len()..]
+                    .parse()
+                    .map_err(|_| bad(format!("bad first line {first:?}")))?;
+                if format > VERSION_FORMAT {
+                    return Err(bad(format!(
+                        "version format {format} is newer than this globofs reads ({VERSION_FORMAT})"
+                    )));
+                }
+            }
+            _ => return Err(bad("does not start with `globofs-version`".into())),
+        }
+        let mut id = None;
+        let mut kind = None;
+        let mut path = None;
+        let mut node = None;
+        let mut parents = Vec::new();
+        let mut from = None;
+        let mut conflict_of = None;
+        let mut size = None;
+        let mut mode = None;
+        let mut mtime = None;
+        let mut block_size = None;
+        let mut target = None;
+        for line in lines {
+            let (key, value) = line
+                .split_once(' ')
+                .ok_or_else(|| bad(format!("header line {line:?} has no value")))?;
+            match key {
+                "id" => id = Some(value.parse::<VersionId>().map_err(bad)?),
+                "kind" => {
+                    kind = Some(
+                        Kind::parse(value).ok_or_else(|| bad(format!("unknown kind {value:?}")))?,
+                    )
+                }
+                "path" => path = Some(VPath::from_escaped(value).map_err(|err| bad(err.0))?),
+                "node" => node = Some(value.parse::<NodeId>().map_err(bad)?),
+                "parent" => {
+                    if parents.len() >= 1024 {
+                        return Err(bad("more than 1024 parents".into()));
+                    }
+                    parents.push(value.parse::<VersionId>().map_err(bad)?)
+                }
+                "from" | "conflict-of" => {
+                    let (vid, p) = value
+                        .split_once(' ')
+                        .ok_or_else(|| bad(format!("{key} needs a version and a path")))?;
+                    let pair = (
+                        vid.parse::<VersionId>().map_err(bad)?,
+                        VPath::from_escaped(p).map_err(|err| bad(err.0))?,
+                    );
+                    if key == "from" {
+                        from = Some(pair);
+                    } else {
+                        conflict_of = Some(pair);
+                    }
+                }
+                "size" => {
+                    let n: u64 = value
+                        .parse()
+                        .map_err(|_| bad(format!("bad size {value:?}")))?;
+                    if n > MAX_FILE_SIZE {
+                        return Err(bad(format!("size {n} is absurd")));
+                    }
+                    size = Some(n);
+                }
+                "mode" => {
+                    let m = u32::from_str_radix(value, 8)
+                        .map_err(|_| bad(format!("bad mode {value:?}")))?;
+                    if m > 0o7777 {
+                        return Err(bad(format!("mode {value} has bits beyond 7777")));
+                    }
+                    mode = Some(m);
+                }
+                "mtime" => {
+                    mtime = Some(
+                        parse_mtime(value).ok_or_else(|| bad(format!("bad mtime {value:?}")))?,
+                    )
+                }
+                "block-size" => {
+                    let n: u32 = value
+                        .parse()
+                        .map_err(|_| bad(format!("bad block size {value:?}")))?;
+                    if !n.is_power_of_two() || !(512..=(1 << 30)).contains(&n) {
+                        return Err(bad(format!(
+                            "block size {n} is not a power of two from 512 to 1GiB"
+                        )));
+                    }
+                    block_size = Some(n);
+                }
+                "target" => target = Some(unescape_target(value).map_err(|err| bad(err.0))?),
+                // Keys of later format revisions are ignored, so old readers keep working.
+                _ => {}
+            }
+        }
+        let kind = kind.ok_or_else(|| bad("no `kind`".into()))?;
+        let mut hashes = Vec::new();
+        for line in body.lines() {
+            hashes.push(
+                line.parse::<BlockHash>()
+                    .map_err(|err| bad(format!("hash line: {err}")))?,
+            );
+        }
+        let (size, block_size) = match kind {
+            Kind::File => (
+                size.ok_or_else(|| bad("a file version has no `size`".into()))?,
+                block_size.ok_or_else(|| bad("a file version has no `block-size`".into()))?,
+            ),
+            _ => (0, block_size.unwrap_or(0)),
+        };
+        let expected = if kind == Kind::File {
+            Version::block_count(size, block_size)
+        } else {
+            0
+        };
+        if hashes.len() as u64 != expected {
+            return Err(bad(format!(
+                "{} hash lines, but size {size} at block size {block_size} needs {expected} (truncated?)",
+                hashes.len()
+            )));
+        }
+        if kind == Kind::Symlink && target.is_none() {
+            return Err(bad("a symlink version has no `target`".into()));
+        }
+        let id = id.ok_or_else(|| bad("no `id`".into()))?;
+        if let Some(parent) = parents.iter().find(|parent| **parent >= id) {
+            return Err(bad(format!(
+                "parent {parent} is not older than the version {id}"
+            )));
+        }
+        Ok(Version {
+            id,
+            kind,
+            path: path.ok_or_else(|| bad("no `path`".into()))?,
+            node: node.ok_or_else(|| bad("no `node`".into()))?,
+            parents,
+            from,
+            conflict_of,
+            size,
+            mode: mode.unwrap_or(if kind == Kind::Dir { 0o755 } else { 0o644 }),
+            mtime: mtime.unwrap_or_default(),
+            block_size,
+            target,
+            hashes,
+        })
+    }
+}
+
+fn parse_mtime(text: &str) -> Option<Mtime> {
+    let (secs, nanos) = text.split_once('.')?;
+    if nanos.len() != 9 || !nanos.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Mtime {
+        secs: secs.parse().ok()?,
+        nanos: nanos.parse().ok()?,
+    })
+}
+
+/// Escapes a symlink target like a name, but keeps `/`.
+pub fn escape_target(target: &[u8]) -> String {
+    let parts: Vec<String> = target
+        .split(|b| *b == b'/')
+        .map(|part| {
+            // Reserved names need no escaping inside a target; only bytes do.
+            let escaped = escape_name(part);
+            match escaped.as_str() {
+                "%76ersions" => "versions".to_string(),
+                "%68ashes" => "hashes".to_string(),
+                _ => escaped,
+            }
+        })
+        .collect();
+    parts.join("/")
+}
+
+fn unescape_target(text: &str) -> Result<Vec<u8>, crate::layout::BadPath> {
+    let target = unescape_name(text)?;
+    if target.is_empty() || target.contains(&0) || target.len() > 4096 {
+        return Err(crate::layout::BadPath(format!(
+            "{text:?} is not a symlink target"
+        )));
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Version {
+        Version {
+            id: "1348096782.553456124100".parse().unwrap(),
+            kind: Kind::File,
+            path: VPath::from_escaped("Photos/Trip/Moon/Photo1.jpg").unwrap(),
+            node: "68d25a11-a34a-4bbb-a29e-c9bd06ff8c53".parse().unwrap(),
+            parents: vec!["1348096028.125255438".parse().unwrap()],
+            from: None,
+            conflict_of: None,
+            size: 5,
+            mode: 0o644,
+            mtime: Mtime {
+                secs: 1348096782,
+                nanos: 5,
+            },
+            block_size: 4096,
+            target: None,
+            hashes: vec![BlockHash::of(b"hello")],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let version = sample();
+        let text = version.to_text();
+        assert!(text.ends_with(&format!("\n\n{}\n", BlockHash::of(b"hello"))));
+        assert_eq!(
+            Version::parse(Path::new("v"), text.as_bytes()).unwrap(),
+            version
+        );
+    }
+
+    #[test]
+    fn refuses_damage() {
+        let text = sample().to_text();
+        let truncated = &text.as_bytes()[..text.len() - 10];
+        let err = Version::parse(Path::new("root/x/versions/1"), truncated).unwrap_err();
+        assert!(err.to_string().contains("root/x/versions/1"), "{err}");
+        let no_hash = text.replace(&BlockHash::of(b"hello").to_string(), "");
+        assert!(Version::parse(Path::new("v"), no_hash.as_bytes()).is_err());
+        let huge = text.replace("size 5", "size 99999999999999999");
+        assert!(Version::parse(Path::new("v"), huge.as_bytes()).is_err());
+        let escape = text.replace("path Photos", "path ../Photos");
+        assert!(Version::parse(Path::new("v"), escape.as_bytes()).is_err());
+        let young_parent =
+            text.replace("parent 1348096028.125255438", "parent 1999999999.000000000");
+        assert!(Version::parse(Path::new("v"), young_parent.as_bytes()).is_err());
+        assert!(Version::parse(Path::new("v"), b"\xff\xfe").is_err());
+    }
+
+    #[test]
+    fn targets_keep_slashes_and_escape_bytes() {
+        assert_eq!(escape_target(b"../a b/versions\n"), "../a b/versions%0A");
+        assert_eq!(
+            unescape_target("../a b/versions%0A").unwrap(),
+            b"../a b/versions\n"
+        );
+    }
+}
