@@ -61,13 +61,15 @@ let
     merge = lib.mergeEqualOption;
   };
 
+  # The same grammar as the spec's JSON Schema (schema/), so a typo fails at
+  # evaluation with the option's name rather than at the build-time check.
   # Sizes: integer bytes, or a string with a binary unit ("4KiB", "1M", "10GiB").
   sizeType = types.either types.ints.positive (
-    types.strMatching "[0-9]+ ?(K|KiB|M|MiB|G|GiB|T|TiB)?"
+    types.strMatching " *[0-9]+ *(B|K|KiB|M|MiB|G|GiB|T|TiB)? *"
   );
 
-  # Durations: integer seconds, or a string such as "30s", "5m", "1h", "30d".
-  durationType = types.either types.ints.unsigned (types.strMatching "[0-9]+[smhd]");
+  # Durations: integer seconds, or a string with a unit ("500ms", "30s", "5m", "1h", "30d").
+  durationType = types.either types.ints.unsigned (types.strMatching " *[0-9]+ *(ms|s|m|h|d)? *");
 
   # ---- one peer ----------------------------------------------------------------------
 
@@ -117,8 +119,9 @@ let
         {
           volume = vol.volume;
           node.id = vol.nodeId;
-          block_size = vol.blockSize;
+          mount.path = vol.mountPoint;
         }
+        (mkIf (vol.blockSize != null) { block_size = vol.blockSize; })
         (mkIf (vol.major != null) { node.major = vol.major; })
         (mkIf (vol.compression != null) { inherit (vol) compression; })
         (mkIf (vol.peers != [ ]) {
@@ -130,7 +133,6 @@ let
             // lib.optionalAttrs (effectiveReplicate p != null) { replicate = effectiveReplicate p; }
           ) vol.peers;
         })
-        { mount.path = vol.mountPoint; }
         (mkIf (vol.syncInterval != null || vol.syncTimeout != null) {
           sync = nonEmpty {
             interval = vol.syncInterval;
@@ -205,14 +207,16 @@ let
         };
 
         blockSize = mkOption {
-          type = sizeType;
-          default = "1MiB";
+          type = types.nullOr sizeType;
+          default = null;
           example = "4MiB";
           description = ''
-            Size of the chunks files are cut into before hashing: bytes, or a
-            string with a binary unit (`K`/`KiB`, `M`/`MiB`, `G`/`GiB`). Must be
-            a power of two from 4 KiB to 64 MiB (checked by `globofs validate`
-            at build time). Spec key `block_size`.
+            Size of the chunks new files are cut into before hashing: bytes, or
+            a string with a binary unit (`K` = `KiB`, `M` = `MiB`, `G` = `GiB`).
+            Must be a power of two from 4 KiB to 64 MiB (checked by
+            `globofs validate` at build time). Every version records its own
+            block size, so this may change later. `null` leaves the key out
+            (`globofs` default: 1MiB). Spec key `block_size`.
           '';
         };
 
@@ -275,8 +279,8 @@ let
           example = "30s";
           description = ''
             How often the mount exchanges changes with its peers: integer
-            seconds or a string with unit `s`, `m`, `h` or `d`. `null` leaves
-            the key out (the `globofs` default applies). Spec key
+            seconds or a string with unit `ms`, `s`, `m`, `h` or `d`. `null`
+            leaves the key out (`globofs` default: 30s). Spec key
             `sync.interval`.
           '';
         };
@@ -287,14 +291,15 @@ let
           example = "10s";
           description = ''
             Time limit for one operation on a peer's directory; a peer that does
-            not answer in time is marked away instead of hanging the mount. Spec
-            key `sync.timeout`.
+            not answer in time is marked away instead of hanging the mount.
+            `null` leaves the key out (`globofs` default: 10s). Spec key
+            `sync.timeout`.
           '';
         };
 
         retention = {
           keepLast = mkOption {
-            type = types.nullOr types.ints.unsigned;
+            type = types.nullOr types.ints.positive;
             default = null;
             example = 10;
             description = "Keep at least this many old versions of each file. Spec key `retention.keep_last`.";
@@ -328,7 +333,7 @@ let
             '';
           };
           minCopies = mkOption {
-            type = types.nullOr types.ints.unsigned;
+            type = types.nullOr types.ints.positive;
             default = null;
             example = 1;
             description = ''
