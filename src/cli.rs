@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 invalid input (a spec, a path, a value); 2 usage
 //! (clap); 3 failure while working (I/O, a corrupt store, a missing block).
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -14,10 +15,11 @@ use crate::spec::units::ByteSize;
 use crate::spec::{self, Spec};
 
 mod commands;
+mod files;
 
 /// GloboFS: a filesystem shared by many machines with no servers of its own.
 #[derive(Debug, Parser)]
-#[command(name = "globofs", version, about, long_about = None, propagate_version = true)]
+#[command(name = "globofs", version, about, long_about = None)]
 pub struct Cli {
     /// The volume spec (YAML).
     #[arg(long, global = true, env = "GLOBOFS_SPEC", value_name = "FILE")]
@@ -86,6 +88,104 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+
+    /// Store a local file or directory tree at DEST in the volume.
+    ///
+    /// A file put onto an existing directory goes inside it. Each file becomes a
+    /// new version, durable when the command returns.
+    Put {
+        /// Local file or directory.
+        src: PathBuf,
+        /// Volume path (e.g. /Photos/Moon).
+        dest: OsString,
+    },
+
+    /// Copy a volume file or tree out to DEST (`-` for standard output).
+    Get {
+        /// Volume path.
+        src: OsString,
+        /// Local path, or `-`.
+        dest: PathBuf,
+        /// Read this version instead of the current one.
+        #[arg(long, value_name = "ID")]
+        version: Option<String>,
+    },
+
+    /// List a directory (one entry a line; full volume paths with -R).
+    Ls {
+        /// Volume path.
+        #[arg(default_value = "/")]
+        path: OsString,
+        /// Recurse; print full volume paths.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        /// Kind, mode, size, mtime and version of each entry.
+        #[arg(short, long)]
+        long: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Every version of a path, oldest first (`*` marks the current one).
+    Log {
+        path: OsString,
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Make an old version of a path current again (as a new version).
+    Restore {
+        path: OsString,
+        #[arg(long, value_name = "ID")]
+        version: String,
+    },
+
+    /// Delete files or empty directories (-r: whole trees). Deletes are versions too.
+    Rm {
+        #[arg(required = true)]
+        paths: Vec<OsString>,
+        #[arg(short, long)]
+        recursive: bool,
+    },
+
+    /// Rename or move a file or directory (no block is copied).
+    Mv { src: OsString, dst: OsString },
+
+    /// Create directories.
+    Mkdir {
+        #[arg(required = true)]
+        paths: Vec<OsString>,
+        /// Create missing parents; no error if it exists.
+        #[arg(short, long)]
+        parents: bool,
+    },
+
+    /// Delete blocks that no kept version and no outbound spool entry needs.
+    Gc {
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Drop old versions outside the spec's `retention` rule.
+    Prune {
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Re-hash every local block; report corrupt, remote and missing blocks.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Write man pages for globofs and its subcommands into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+
+    /// Print a shell completion script.
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 /// An error reported at the top, with its exit code.
@@ -200,6 +300,34 @@ fn run(cli: Cli) -> Result<(), Failure> {
             peers,
         } => commands::init(volume, node_id, block_size, mount, peers),
         Command::Reconcile { dry_run } => commands::reconcile(&load_spec(spec_path)?, dry_run),
+        Command::Put { src, dest } => files::put(&load_spec(spec_path)?, &src, &dest),
+        Command::Get { src, dest, version } => {
+            files::get(&load_spec(spec_path)?, &src, &dest, version.as_deref())
+        }
+        Command::Ls {
+            path,
+            recursive,
+            long,
+            json,
+        } => files::ls(&load_spec(spec_path)?, &path, recursive, long, json),
+        Command::Log { path, json } => files::log(&load_spec(spec_path)?, &path, json),
+        Command::Restore { path, version } => {
+            files::restore(&load_spec(spec_path)?, &path, &version)
+        }
+        Command::Rm { paths, recursive } => files::rm(&load_spec(spec_path)?, &paths, recursive),
+        Command::Mv { src, dst } => files::mv(&load_spec(spec_path)?, &src, &dst),
+        Command::Mkdir { paths, parents } => files::mkdir(&load_spec(spec_path)?, &paths, parents),
+        Command::Gc { json } => files::gc(&load_spec(spec_path)?, json),
+        Command::Prune { json } => files::prune(&load_spec(spec_path)?, json),
+        Command::Verify { json } => {
+            let spec = load_spec(spec_path)?;
+            files::verify(&crate::store::Store::open_spec(&spec)?, json)
+        }
+        Command::Man { dir } => commands::man(&dir),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut command(), "globofs", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

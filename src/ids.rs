@@ -201,7 +201,7 @@ impl FromStr for BlockHash {
         if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(format!(
                 "{:?} is not a block hash (64 lowercase hex digits)",
-                truncate(text)
+                clip(text, 80)
             ));
         }
         let mut bytes = [0u8; 32];
@@ -210,8 +210,16 @@ impl FromStr for BlockHash {
     }
 }
 
-fn truncate(text: &str) -> &str {
-    &text[..text.floor_char_boundary(80)]
+/// At most `max` bytes of `text`, cut at a character boundary (for messages).
+pub fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 impl fmt::Display for BlockHash {

@@ -271,10 +271,11 @@ pub fn reconcile(spec: &Spec, dry_run: bool) -> Result<Outcome, ReconcileError> 
         }
     }
 
-    if !dry_run {
-        if let Some(warning) = probe_case_folding(&layout.state()) {
-            run.outcome.warnings.push(warning);
-        }
+    if let Some(warning) = (!dry_run)
+        .then(|| probe_case_folding(&layout.state()))
+        .flatten()
+    {
+        run.outcome.warnings.push(warning);
     }
     Ok(run.outcome)
 }

@@ -112,3 +112,24 @@ pub fn reconcile(spec: &Spec, dry_run: bool) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// Writes `globofs.1` and one page per subcommand into `dir`.
+pub fn man(dir: &std::path::Path) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir)?;
+    let command = super::command();
+    let mut pages = vec![("globofs".to_string(), command.clone())];
+    for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+        let name = format!("globofs-{}", sub.get_name());
+        pages.push((
+            name.clone(),
+            sub.clone()
+                .name(clap::builder::Str::from(name.leak() as &'static str)),
+        ));
+    }
+    for (name, page) in pages {
+        let mut buffer = Vec::new();
+        clap_mangen::Man::new(page).render(&mut buffer)?;
+        std::fs::write(dir.join(format!("{name}.1")), buffer)?;
+    }
+    Ok(())
+}

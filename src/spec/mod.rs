@@ -72,7 +72,7 @@ pub struct Spec {
 /// A spec file that failed to load: every problem found in it.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", render_problems(.0))]
-pub struct SpecError(pub Report);
+pub struct SpecError(pub Box<Report>);
 
 fn render_problems(report: &Report) -> String {
     let lines: Vec<String> = report.problems.iter().map(Problem::to_string).collect();
@@ -85,7 +85,7 @@ impl Spec {
         let report = validate_file(path);
         match report.spec.clone() {
             Some(raw) if report.problems.is_empty() => Ok(Spec::resolve(path, raw)),
-            _ => Err(SpecError(report)),
+            _ => Err(SpecError(Box::new(report))),
         }
     }
 

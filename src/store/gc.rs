@@ -106,11 +106,11 @@ fn mark(
     })
 }
 
-/// Visits every block file under a `hashes/` tree: (path, hash).
-fn each_block(
-    dir: &Path,
-    visit: &mut dyn FnMut(&Path, Option<BlockHash>) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
+/// A visitor of block files: (path, hash if the name is one).
+type BlockVisitor<'a> = dyn FnMut(&Path, Option<BlockHash>) -> Result<(), StoreError> + 'a;
+
+/// Visits every block file under a `hashes/` tree.
+fn each_block(dir: &Path, visit: &mut BlockVisitor<'_>) -> Result<(), StoreError> {
     let mut stack = vec![(dir.to_path_buf(), String::new(), 0)];
     while let Some((path, prefix, depth)) = stack.pop() {
         let listing = match fs::read_dir(&path) {

@@ -614,6 +614,11 @@ impl Store {
 
     /// Creates directory `path`.
     pub fn mkdir(&self, path: &VPath, mode: u32) -> Result<Version, StoreError> {
+        self.mkdir_at(path, mode, Mtime::now())
+    }
+
+    /// Creates directory `path` with a given mtime.
+    pub fn mkdir_at(&self, path: &VPath, mode: u32, mtime: Mtime) -> Result<Version, StoreError> {
         let _lock = self.writer_lock()?;
         if path.is_root() || self.live(path)?.is_some() {
             return Err(StoreError::Exists(path.clone()));
@@ -621,7 +626,7 @@ impl Store {
         self.check_parent(path)?;
         self.commit(
             path,
-            Content::simple(Kind::Dir, mode & 0o7777, Mtime::now()),
+            Content::simple(Kind::Dir, mode & 0o7777, mtime),
             false,
         )
     }

@@ -43,7 +43,7 @@ pub fn resolve(versions: &[Version]) -> Resolution<'_> {
         .iter()
         .filter(|v| !superseded.contains(&v.id))
         .collect();
-    heads.sort_by(|a, b| rank(b).cmp(&rank(a)));
+    heads.sort_by_key(|v| std::cmp::Reverse(rank(v)));
     heads.dedup_by_key(|v| v.id);
     let current = heads.first().copied();
     let losers = heads

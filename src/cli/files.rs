@@ -1,0 +1,541 @@
+//! The scripting commands that work on a store without a mount: put, get, ls,
+//! log, restore, rm, mv, mkdir, gc, prune, verify.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{Failure, out};
+use crate::layout::VPath;
+use crate::spec::Spec;
+use crate::store::{Attrs, Kind, Mtime, Store, StoreError, Version};
+
+pub fn vpath(text: &OsStr) -> Result<VPath, Failure> {
+    VPath::parse(text).map_err(Failure::input)
+}
+
+fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(len);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} ({eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(what.to_string());
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+fn attrs_of(meta: &fs::Metadata) -> Attrs {
+    Attrs {
+        mode: meta.permissions().mode() & 0o7777,
+        mtime: Mtime {
+            secs: meta.mtime(),
+            nanos: meta.mtime_nsec() as u32,
+        },
+    }
+}
+
+/// `put SRC DEST`: a file, or a directory tree (recursively).
+pub fn put(spec: &Spec, src: &Path, dest: &OsStr) -> Result<(), Failure> {
+    let store = Store::open_spec(spec)?;
+    let dest = vpath(dest)?;
+    let meta = fs::symlink_metadata(src)
+        .map_err(|err| Failure::input(format!("{}: {err}", src.display())))?;
+    if !meta.is_dir() {
+        // `put file /dir` puts it inside an existing directory, like cp.
+        let target = if store.is_dir(&dest)? && !dest.is_root() || dest.is_root() {
+            let name = src
+                .file_name()
+                .ok_or_else(|| Failure::input(format!("{}: no file name", src.display())))?;
+            dest.join(name.as_bytes()).map_err(Failure::input)?
+        } else {
+            dest
+        };
+        put_one(&store, src, &meta, &target)?;
+        return Ok(());
+    }
+    let mut items = Vec::new();
+    collect(src, &mut items)?;
+    let bar = progress(items.len() as u64 + 1, "put");
+    if !dest.is_root() && !store.is_dir(&dest)? {
+        store.make_parents(&dest.join(b"x").map_err(Failure::input)?, Mtime::now())?;
+    }
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    for relative in items {
+        let local = src.join(&relative);
+        let meta = fs::symlink_metadata(&local)
+            .map_err(|err| Failure::runtime(format!("{}: {err}", local.display())))?;
+        let mut target = dest.clone();
+        for part in relative.iter() {
+            target = target.join(part.as_bytes()).map_err(Failure::input)?;
+        }
+        bytes += put_one(&store, &local, &meta, &target)?;
+        files += 1;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    tracing::info!(files, bytes, "put");
+    Ok(())
+}
+
+/// Every entry below `dir`, parents before children, as paths relative to `dir`.
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Failure> {
+    let mut stack = vec![PathBuf::new()];
+    while let Some(relative) = stack.pop() {
+        let here = dir.join(&relative);
+        let mut names: Vec<OsString> = fs::read_dir(&here)
+            .map_err(|err| Failure::input(format!("{}: {err}", here.display())))?
+            .filter_map(|item| item.ok().map(|item| item.file_name()))
+            .collect();
+        names.sort();
+        for name in names.into_iter().rev() {
+            let child = relative.join(&name);
+            let is_dir = fs::symlink_metadata(dir.join(&child))
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
+            if is_dir {
+                stack.push(child.clone());
+            }
+            out.push(child);
+        }
+    }
+    out.sort();
+    Ok(())
+}
+
+fn put_one(
+    store: &Store,
+    local: &Path,
+    meta: &fs::Metadata,
+    target: &VPath,
+) -> Result<u64, Failure> {
+    let attrs = attrs_of(meta);
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        match store.live(target)? {
+            Some(v) if v.kind == Kind::Dir => {
+                if v.mode != attrs.mode || v.mtime != attrs.mtime {
+                    store.set_attrs(target, Some(attrs.mode), Some(attrs.mtime))?;
+                }
+            }
+            Some(_) => return Err(StoreError::NotADirectory(target.clone()).into()),
+            None => {
+                store.make_parents(target, attrs.mtime)?;
+                store.mkdir_at(target, attrs.mode, attrs.mtime)?;
+            }
+        }
+        return Ok(0);
+    }
+    if kind.is_symlink() {
+        let link = fs::read_link(local)
+            .map_err(|err| Failure::runtime(format!("{}: {err}", local.display())))?;
+        if store.live(target)?.is_some() {
+            store.remove(target)?;
+        }
+        store.make_parents(target, attrs.mtime)?;
+        store.symlink(target, link.as_os_str().as_bytes())?;
+        return Ok(0);
+    }
+    if !kind.is_file() {
+        tracing::warn!(path = %local.display(), "not a regular file, directory or symlink; skipped");
+        return Ok(0);
+    }
+    let mut file = fs::File::open(local)
+        .map_err(|err| Failure::input(format!("{}: {err}", local.display())))?;
+    let version = store.write_file(target, &mut file, attrs, true)?;
+    Ok(version.size)
+}
+
+/// `get SRC DEST`: a file to a local file or `-` (stdout), or a tree to a directory.
+pub fn get(spec: &Spec, src: &OsStr, dest: &Path, at: Option<&str>) -> Result<(), Failure> {
+    let store = Store::open_spec(spec)?;
+    let src = vpath(src)?;
+    let version = match at {
+        Some(id) => store
+            .read_version(&src, id.parse().map_err(Failure::input)?)
+            .map_err(|err| match err {
+                err if err.is_not_found() => Failure::input(format!("{src}: no version {id}")),
+                err => err.into(),
+            })?,
+        None => {
+            if src.is_root() {
+                return get_tree(&store, &src, dest);
+            }
+            store
+                .live(&src)?
+                .ok_or_else(|| StoreError::NotFound(src.clone()))?
+        }
+    };
+    if dest == Path::new("-") {
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        return match version.kind {
+            Kind::File => {
+                store.copy_to(&version, &mut lock)?;
+                lock.flush().or_else(ignore_broken_pipe)?;
+                Ok(())
+            }
+            Kind::Symlink => out(&format!(
+                "{}\n",
+                String::from_utf8_lossy(version.target.as_deref().unwrap_or_default())
+            )),
+            Kind::Dir => Err(StoreError::IsADirectory(src).into()),
+            Kind::Tombstone => Err(StoreError::NotFound(src).into()),
+        };
+    }
+    match version.kind {
+        Kind::Dir => get_tree(&store, &src, dest),
+        Kind::Tombstone => Err(StoreError::NotFound(src).into()),
+        _ => {
+            let target = if dest.is_dir() {
+                dest.join(OsStr::from_bytes(src.file_name().unwrap_or(b"file")))
+            } else {
+                dest.to_path_buf()
+            };
+            write_local(&store, &version, &target)
+        }
+    }
+}
+
+fn ignore_broken_pipe(err: std::io::Error) -> Result<(), std::io::Error> {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+fn get_tree(store: &Store, src: &VPath, dest: &Path) -> Result<(), Failure> {
+    fs::create_dir_all(dest)
+        .map_err(|err| Failure::runtime(format!("{}: {err}", dest.display())))?;
+    let entries = store.walk(src)?;
+    let bar = progress(entries.len() as u64, "get");
+    let mut dirs = Vec::new();
+    for (path, version) in entries {
+        let mut local = dest.to_path_buf();
+        for name in &path.names()[src.names().len()..] {
+            local.push(OsStr::from_bytes(name));
+        }
+        if version.kind == Kind::Dir {
+            fs::create_dir_all(&local)
+                .map_err(|err| Failure::runtime(format!("{}: {err}", local.display())))?;
+            dirs.push((local, version));
+        } else {
+            write_local(store, &version, &local)?;
+        }
+        bar.inc(1);
+    }
+    // Directory times last: writing inside a directory changes its mtime.
+    for (local, version) in dirs.into_iter().rev() {
+        set_local_attrs(&local, &version)?;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn write_local(store: &Store, version: &Version, target: &Path) -> Result<(), Failure> {
+    let fail = |err: std::io::Error| Failure::runtime(format!("{}: {err}", target.display()));
+    if version.kind == Kind::Symlink {
+        let _ = fs::remove_file(target);
+        std::os::unix::fs::symlink(
+            OsStr::from_bytes(version.target.as_deref().unwrap_or_default()),
+            target,
+        )
+        .map_err(fail)?;
+        return Ok(());
+    }
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    store.copy_to(version, tmp.as_file_mut())?;
+    tmp.persist(target).map_err(|err| fail(err.error))?;
+    set_local_attrs(target, version)
+}
+
+fn set_local_attrs(target: &Path, version: &Version) -> Result<(), Failure> {
+    let fail = |err: std::io::Error| Failure::runtime(format!("{}: {err}", target.display()));
+    fs::set_permissions(target, fs::Permissions::from_mode(version.mode)).map_err(fail)?;
+    let file = fs::File::options()
+        .write(version.kind == Kind::File)
+        .read(true)
+        .open(target)
+        .map_err(fail)?;
+    file.set_modified(version.mtime.to_system()).map_err(fail)?;
+    Ok(())
+}
+
+fn kind_char(kind: Kind) -> char {
+    match kind {
+        Kind::File => '-',
+        Kind::Dir => 'd',
+        Kind::Symlink => 'l',
+        Kind::Tombstone => 'x',
+    }
+}
+
+fn version_json(path: &VPath, version: &Version) -> serde_json::Value {
+    serde_json::json!({
+        "path": path.display(),
+        "name": String::from_utf8_lossy(path.file_name().unwrap_or(b"/")),
+        "kind": version.kind.as_str(),
+        "size": version.size,
+        "mode": format!("{:o}", version.mode),
+        "mtime": format!("{}.{:09}", version.mtime.secs, version.mtime.nanos),
+        "version": version.id.to_string(),
+        "node": version.node.to_string(),
+        "parents": version.parents.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "from": version.from.as_ref().map(|(id, p)| format!("{} {}", p.display(), id)),
+        "target": version.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
+        "hashes": version.hashes.len(),
+    })
+}
+
+/// A name for one line of text output: printable as is, escaped otherwise.
+fn line_name(path: &VPath) -> String {
+    path.display()
+}
+
+/// `ls [-R] [-l] [PATH]`.
+pub fn ls(
+    spec: &Spec,
+    path: &OsStr,
+    recursive: bool,
+    long: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let store = Store::open_spec(spec)?;
+    let path = vpath(path)?;
+    let rows: Vec<(VPath, Version)> = if !store.is_dir(&path)? {
+        let version = store
+            .live(&path)?
+            .ok_or_else(|| StoreError::NotFound(path.clone()))?;
+        vec![(path.clone(), version)]
+    } else if recursive {
+        store.walk(&path)?
+    } else {
+        store
+            .list_dir(&path)?
+            .into_iter()
+            .map(|entry| {
+                Ok((
+                    path.join(&entry.name).map_err(Failure::input)?,
+                    entry.version,
+                ))
+            })
+            .collect::<Result<_, Failure>>()?
+    };
+    if json {
+        let list: Vec<serde_json::Value> = rows.iter().map(|(p, v)| version_json(p, v)).collect();
+        return out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&list).map_err(Failure::runtime)?
+        ));
+    }
+    let mut text = String::new();
+    for (entry_path, version) in &rows {
+        let name = if recursive || !store.is_dir(&path)? {
+            line_name(entry_path)
+        } else {
+            crate::layout::escape_name(entry_path.file_name().unwrap_or_default())
+        };
+        if long {
+            text.push_str(&format!(
+                "{}{:04o} {:>12} {}.{:09} {} {}",
+                kind_char(version.kind),
+                version.mode,
+                version.size,
+                version.mtime.secs,
+                version.mtime.nanos,
+                version.id,
+                name
+            ));
+            if let Some(target) = &version.target {
+                text.push_str(&format!(" -> {}", String::from_utf8_lossy(target)));
+            }
+        } else {
+            text.push_str(&name);
+        }
+        text.push('\n');
+    }
+    out(&text)
+}
+
+/// `log PATH`: every version of a path, oldest first; `*` marks the current one.
+pub fn log(spec: &Spec, path: &OsStr, json: bool) -> Result<(), Failure> {
+    let store = Store::open_spec(spec)?;
+    let path = vpath(path)?;
+    let versions = store.versions(&path)?;
+    if versions.is_empty() {
+        return Err(StoreError::NotFound(path).into());
+    }
+    let current = store.current(&path)?.map(|v| v.id);
+    if json {
+        let list: Vec<serde_json::Value> = versions
+            .iter()
+            .map(|v| {
+                let mut value = version_json(&path, v);
+                value["current"] = serde_json::Value::Bool(Some(v.id) == current);
+                value
+            })
+            .collect();
+        return out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&list).map_err(Failure::runtime)?
+        ));
+    }
+    let mut text = String::new();
+    for v in &versions {
+        let parents: Vec<String> = v.parents.iter().map(ToString::to_string).collect();
+        text.push_str(&format!(
+            "{} {} {:<9} {:>12} {:04o} node={} parents={}{}\n",
+            if Some(v.id) == current { '*' } else { ' ' },
+            v.id,
+            v.kind.as_str(),
+            v.size,
+            v.mode,
+            v.node,
+            if parents.is_empty() {
+                "-".into()
+            } else {
+                parents.join(",")
+            },
+            v.from
+                .as_ref()
+                .map(|(id, p)| format!(" from={}@{}", p.display(), id))
+                .unwrap_or_default()
+        ));
+    }
+    out(&text)
+}
+
+pub fn restore(spec: &Spec, path: &OsStr, id: &str) -> Result<(), Failure> {
+    let store = Store::open_spec(spec)?;
+    let path = vpath(path)?;
+    let id = id.parse().map_err(Failure::input)?;
+    let version = store.restore(&path, id)?;
+    out(&format!("{} restored as version {}\n", path, version.id))
+}
+
+pub fn rm(spec: &Spec, paths: &[OsString], recursive: bool) -> Result<(), Failure> {
+    let store = Store::open_spec(spec)?;
+    for path in paths {
+        let path = vpath(path)?;
+        if recursive && store.is_dir(&path)? {
+            store.remove_tree(&path)?;
+        } else {
+            store.remove(&path)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn mv(spec: &Spec, src: &OsStr, dst: &OsStr) -> Result<(), Failure> {
+    let store = Store::open_spec(spec)?;
+    let src = vpath(src)?;
+    let mut dst = vpath(dst)?;
+    if store.is_dir(&dst)? && src != dst {
+        // Like mv(1): moving onto an existing directory moves into it.
+        dst = dst
+            .join(src.file_name().unwrap_or_default())
+            .map_err(Failure::input)?;
+    }
+    store.rename(&src, &dst, false)?;
+    Ok(())
+}
+
+pub fn mkdir(spec: &Spec, paths: &[OsString], parents: bool) -> Result<(), Failure> {
+    let store = Store::open_spec(spec)?;
+    for path in paths {
+        let path = vpath(path)?;
+        if parents {
+            if store.is_dir(&path)? {
+                continue;
+            }
+            store.make_parents(&path, Mtime::now())?;
+        }
+        store.mkdir(&path, 0o755)?;
+    }
+    Ok(())
+}
+
+pub fn gc(spec: &Spec, json: bool) -> Result<(), Failure> {
+    let store = Store::open_spec(spec)?;
+    let report = store.gc()?;
+    if json {
+        return out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report).map_err(Failure::runtime)?
+        ));
+    }
+    out(&format!(
+        "gc: {} versions scanned, {} blocks kept, {} deleted ({} bytes), {} path links and {} temp files removed\n",
+        report.versions_scanned,
+        report.blocks_kept,
+        report.blocks_deleted,
+        report.bytes_freed,
+        report.path_links_deleted,
+        report.temp_files_deleted
+    ))
+}
+
+pub fn prune(spec: &Spec, json: bool) -> Result<(), Failure> {
+    let store = Store::open_spec(spec)?;
+    let report = store.prune(&spec.retention)?;
+    if json {
+        return out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report).map_err(Failure::runtime)?
+        ));
+    }
+    if spec.retention.keep_last.is_none() && spec.retention.keep_within.is_none() {
+        eprintln!("prune: the spec has no `retention`; every version is kept");
+    }
+    out(&format!(
+        "prune: {} versions removed from {} paths (run `globofs gc` to free their blocks)\n",
+        report.versions_removed, report.paths
+    ))
+}
+
+pub fn verify(store: &Store, json: bool) -> Result<(), Failure> {
+    let bar = progress(0, "verify");
+    let report = store.verify(&mut |n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    if json {
+        out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report).map_err(Failure::runtime)?
+        ))?;
+    } else {
+        let mut text = format!(
+            "verify: {} blocks checked, {} corrupt, {} remote (held by a peer), {} missing, {} bad version files\n",
+            report.blocks_checked,
+            report.corrupt.len(),
+            report.remote,
+            report.missing.len(),
+            report.bad_versions.len()
+        );
+        for line in report
+            .corrupt
+            .iter()
+            .chain(&report.missing)
+            .chain(&report.bad_versions)
+        {
+            text.push_str(&format!("  {line}\n"));
+        }
+        out(&text)?;
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(Failure::runtime("verify found problems"))
+    }
+}
