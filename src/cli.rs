@@ -16,6 +16,7 @@ use crate::spec::{self, Spec};
 
 mod commands;
 mod files;
+mod sync;
 
 /// GloboFS: a filesystem shared by many machines with no servers of its own.
 #[derive(Debug, Parser)]
@@ -179,6 +180,11 @@ pub enum Command {
         json: bool,
     },
 
+    // --- sync commands: defined in src/cli/sync.rs (SyncCommand) ---
+    #[command(flatten)]
+    Sync(sync::SyncCommand),
+
+    // --- mount command ---
     /// Write man pages for globofs and its subcommands into DIR.
     #[command(hide = true)]
     Man { dir: PathBuf },
@@ -323,6 +329,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let spec = load_spec(spec_path)?;
             files::verify(&crate::store::Store::open_spec(&spec)?, json)
         }
+        Command::Sync(command) => sync::run(spec_path, command),
         Command::Man { dir } => commands::man(&dir),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command(), "globofs", &mut std::io::stdout());
