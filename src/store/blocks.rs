@@ -173,6 +173,8 @@ pub struct BlockWriter<'a> {
     pub written: u64,
     /// Blocks already present.
     pub deduplicated: u64,
+    /// Flush to disk before renaming into place (off for lazy, close-time commits).
+    durable: bool,
 }
 
 /// Flush pending blocks once this many bytes wait.
@@ -188,7 +190,15 @@ impl<'a> BlockWriter<'a> {
             pending_bytes: 0,
             written: 0,
             deduplicated: 0,
+            durable: true,
         }
+    }
+
+    /// Skips the flush before renaming (commits that promise atomicity, not
+    /// durability; readers still check a block's size before trusting it).
+    pub fn lazy(mut self) -> BlockWriter<'a> {
+        self.durable = false;
+        self
     }
 
     /// Stores `data` under `hash` unless a block of the right size is already there.
@@ -230,7 +240,9 @@ impl<'a> BlockWriter<'a> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        sync_filesystem(&self.tmp)?;
+        if self.durable {
+            sync_filesystem(&self.tmp)?;
+        }
         for (tmp, dest) in self.pending.drain(..) {
             if let Some(parent) = dest.parent() {
                 fs::create_dir_all(parent).at(parent)?;

@@ -292,12 +292,32 @@ impl Store {
         };
         // The newest version is always a head (a child's id exceeds its parents'),
         // and a live head beats every tombstone and every older head.
-        let top = self.read_version(path, newest)?;
-        if top.kind.is_live() || ids.len() == 1 {
-            return Ok(Some(top));
+        match self.read_version(path, newest) {
+            Ok(top) if top.kind.is_live() || ids.len() == 1 => return Ok(Some(top)),
+            Ok(_) => {}
+            // A version file torn by a crash before it was flushed: the older ones decide.
+            Err(err @ StoreError::Corrupt { .. }) => {
+                tracing::warn!(path = %path, error = %err, "skipping an unreadable version file");
+            }
+            Err(err) => return Err(err),
         }
-        let all = self.versions(path)?;
+        let all = self.readable_versions(path)?;
         Ok(resolve::resolve(&all).current.cloned())
+    }
+
+    /// Every version of `path` that parses (unreadable ones are logged and skipped).
+    fn readable_versions(&self, path: &VPath) -> Result<Vec<Version>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.version_ids(path)? {
+            match self.read_version(path, id) {
+                Ok(version) => out.push(version),
+                Err(err @ StoreError::Corrupt { .. }) => {
+                    tracing::warn!(path = %path, error = %err, "skipping an unreadable version file");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(out)
     }
 
     /// The current version of `path` if it is live (not deleted).
@@ -312,7 +332,7 @@ impl Store {
             0 => Ok(Vec::new()),
             1 => Ok(ids),
             _ => {
-                let all = self.versions(path)?;
+                let all = self.readable_versions(path)?;
                 Ok(resolve::resolve(&all).heads.iter().map(|v| v.id).collect())
             }
         }
@@ -515,10 +535,18 @@ impl Store {
 
     /// Cuts `input` into blocks, stores them, and returns the content of a new
     /// file version (not yet committed). Streams: one block in memory at a time.
-    pub fn store_stream(&self, input: &mut dyn Read, attrs: Attrs) -> Result<Content, StoreError> {
+    pub fn store_stream(
+        &self,
+        input: &mut dyn Read,
+        attrs: Attrs,
+        durable: bool,
+    ) -> Result<Content, StoreError> {
         let bs = self.config.block_size as usize;
         let mut writer =
             BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression);
+        if !durable {
+            writer = writer.lazy();
+        }
         let mut hashes = Vec::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; bs];
@@ -561,7 +589,7 @@ impl Store {
         let _lock = self.writer_lock()?;
         self.check_writable_file(path)?;
         self.make_parents(path, attrs.mtime)?;
-        let content = self.store_stream(input, attrs)?;
+        let content = self.store_stream(input, attrs, durable)?;
         self.commit(path, content, durable)
     }
 
@@ -835,7 +863,7 @@ impl Store {
             target: content.target,
             hashes: content.hashes,
         };
-        self.publish(&versions_dir, &mut version)?;
+        self.publish(&versions_dir, &mut version, durable)?;
         append_line(&log, &log_path, &format!("{}\n", version.id))?;
         self.record(&version)?;
         if durable {
@@ -846,7 +874,12 @@ impl Store {
 
     /// Writes the version file under a name no other file has: temp file, fsync,
     /// then `link` (which never replaces); on a clash, one nanosecond later.
-    fn publish(&self, versions_dir: &Path, version: &mut Version) -> Result<(), StoreError> {
+    fn publish(
+        &self,
+        versions_dir: &Path,
+        version: &mut Version,
+        durable: bool,
+    ) -> Result<(), StoreError> {
         loop {
             let text = version.to_text();
             let mut tmp = tempfile::Builder::new()
@@ -854,7 +887,9 @@ impl Store {
                 .tempfile_in(self.layout.tmp())
                 .at(self.layout.tmp())?;
             tmp.write_all(text.as_bytes()).at(tmp.path())?;
-            tmp.as_file().sync_data().at(tmp.path())?;
+            if durable {
+                tmp.as_file().sync_data().at(tmp.path())?;
+            }
             fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).at(tmp.path())?;
             let dest = versions_dir.join(version.id.to_string());
             match fs::hard_link(tmp.path(), &dest) {
