@@ -16,6 +16,7 @@ use crate::spec::{self, Spec};
 
 mod commands;
 mod files;
+mod mount;
 mod sync;
 
 /// GloboFS: a filesystem shared by many machines with no servers of its own.
@@ -184,7 +185,17 @@ pub enum Command {
     #[command(flatten)]
     Sync(sync::SyncCommand),
 
-    // --- mount command ---
+    /// Mount the volume with FUSE (in the foreground) at MOUNTPOINT or `mount.path`.
+    ///
+    /// Reconciles first; unmounts on SIGINT/SIGTERM; signals readiness to systemd
+    /// (NOTIFY_SOCKET). Semantics: close-to-open (close commits a version, fsync makes
+    /// it durable).
+    Mount {
+        mountpoint: Option<PathBuf>,
+        /// FUSE request threads.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+    },
     /// Write man pages for globofs and its subcommands into DIR.
     #[command(hide = true)]
     Man { dir: PathBuf },
@@ -330,6 +341,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             files::verify(&crate::store::Store::open_spec(&spec)?, json)
         }
         Command::Sync(command) => sync::run(spec_path, command),
+        Command::Mount {
+            mountpoint,
+            threads,
+        } => mount::mount(&load_spec(spec_path)?, mountpoint, threads),
         Command::Man { dir } => commands::man(&dir),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command(), "globofs", &mut std::io::stdout());

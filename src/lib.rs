@@ -6,8 +6,10 @@
 //! (the filesystem core, fuser-free), `fuse` (the thin fuser adapter) and [`cli`].
 
 pub mod cli;
+pub mod fuse;
 pub mod ids;
 pub mod layout;
 pub mod reconcile;
 pub mod spec;
 pub mod store;
+pub mod vfs;

@@ -1,0 +1,470 @@
+//! The thin fuser adapter: every handler calls the filesystem core ([`crate::vfs`])
+//! and replies with its result or its errno. The only file that imports fuser.
+//!
+//! Hard links inside the mount get EPERM (a volume path has one name); extended
+//! attributes get ENOTSUP. Both are documented in the README.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::vfs::{Attr, NodeKind, Vfs};
+
+/// How long the kernel may cache attributes and entries. Short, because other
+/// processes and peers change the tree too (the journal poller invalidates sooner).
+const TTL: Duration = Duration::from_secs(1);
+
+/// Runs `$result`; on error replies with its errno and returns.
+macro_rules! try_reply {
+    ($result:expr, $reply:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(code) => {
+                $reply.error(Errno::from_i32(code));
+                return;
+            }
+        }
+    };
+}
+
+/// The fuser filesystem: a handle on the core.
+pub struct GloboFs {
+    vfs: Arc<Vfs>,
+}
+
+impl GloboFs {
+    pub fn new(vfs: Arc<Vfs>) -> GloboFs {
+        GloboFs { vfs }
+    }
+
+    fn file_attr(&self, attr: &Attr) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(attr.ino),
+            size: attr.size,
+            blocks: attr.size.div_ceil(512),
+            atime: attr.mtime,
+            mtime: attr.mtime,
+            ctime: attr.mtime,
+            crtime: attr.mtime,
+            kind: file_type(attr.kind),
+            perm: attr.perm,
+            nlink: attr.nlink,
+            uid: self.vfs.uid(),
+            gid: self.vfs.gid(),
+            rdev: 0,
+            blksize: 128 * 1024,
+            flags: 0,
+        }
+    }
+}
+
+fn file_type(kind: NodeKind) -> FileType {
+    match kind {
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::Symlink => FileType::Symlink,
+    }
+}
+
+fn time_of(time: TimeOrNow) -> SystemTime {
+    match time {
+        TimeOrNow::SpecificTime(time) => time,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+impl Filesystem for GloboFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Large requests: fewer round trips for sequential I/O.
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let attr = try_reply!(self.vfs.lookup(parent.0, name), reply);
+        reply.entry(&TTL, &self.file_attr(&attr), Generation(0));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.vfs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let attr = try_reply!(self.vfs.getattr(ino.0), reply);
+        reply.attr(&TTL, &self.file_attr(&attr));
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // Ownership is not part of a version: every file belongs to the mounting user.
+        if uid.is_some_and(|u| u != self.vfs.uid()) || gid.is_some_and(|g| g != self.vfs.gid()) {
+            reply.error(Errno::from_i32(libc::EPERM));
+            return;
+        }
+        let attr = try_reply!(
+            self.vfs
+                .setattr(ino.0, fh.map(|f| f.0), mode, size, mtime.map(time_of)),
+            reply
+        );
+        reply.attr(&TTL, &self.file_attr(&attr));
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let target = try_reply!(self.vfs.readlink(ino.0), reply);
+        reply.data(&target);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let attr = try_reply!(self.vfs.mkdir(parent.0, name, mode & !umask), reply);
+        reply.entry(&TTL, &self.file_attr(&attr), Generation(0));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        try_reply!(self.vfs.unlink(parent.0, name), reply);
+        reply.ok();
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        try_reply!(self.vfs.rmdir(parent.0, name), reply);
+        reply.ok();
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let attr = try_reply!(
+            self.vfs
+                .symlink(parent.0, link_name, target.as_os_str().as_bytes()),
+            reply
+        );
+        reply.entry(&TTL, &self.file_attr(&attr), Generation(0));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        try_reply!(
+            self.vfs.rename(
+                parent.0,
+                name,
+                newparent.0,
+                newname,
+                flags.contains(RenameFlags::RENAME_NOREPLACE),
+                flags.contains(RenameFlags::RENAME_EXCHANGE),
+            ),
+            reply
+        );
+        reply.ok();
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::from_i32(libc::EPERM));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let acc = flags.0 & libc::O_ACCMODE;
+        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        let fh = try_reply!(self.vfs.open(ino.0, write, truncate), reply);
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let data = try_reply!(self.vfs.read(fh.0, offset, size), reply);
+        reply.data(&data);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let written = try_reply!(self.vfs.write(fh.0, offset, data), reply);
+        reply.written(written);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Every close(2): the version becomes atomic and visible now.
+        try_reply!(self.vfs.commit(fh.0, false), reply);
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        try_reply!(self.vfs.release(fh.0), reply);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        try_reply!(self.vfs.commit(fh.0, true), reply);
+        reply.ok();
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let entries = try_reply!(self.vfs.readdir(ino.0), reply);
+        let mut all = vec![
+            (ino.0, FileType::Directory, b".".to_vec()),
+            (ino.0, FileType::Directory, b"..".to_vec()),
+        ];
+        all.extend(
+            entries
+                .into_iter()
+                .map(|e| (e.attr.ino, file_type(e.attr.kind), e.name)),
+        );
+        for (index, (child, kind, name)) in all.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(
+                INodeNo(child),
+                index as u64 + 1,
+                kind,
+                OsStr::from_bytes(&name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = try_reply!(self.vfs.readdir(ino.0), reply);
+        for (index, entry) in entries.iter().enumerate().skip(offset as usize) {
+            let attr = self.file_attr(&entry.attr);
+            if reply.add(
+                INodeNo(entry.attr.ino),
+                index as u64 + 1,
+                OsStr::from_bytes(&entry.name),
+                &TTL,
+                &attr,
+                Generation(0),
+            ) {
+                break;
+            }
+            // The kernel now holds a reference, as after a lookup.
+            let _ = self.vfs.lookup(ino.0, OsStr::from_bytes(&entry.name));
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = try_reply!(self.vfs.statfs(), reply);
+        reply.statfs(
+            s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
+        );
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (attr, fh) = try_reply!(self.vfs.create(parent.0, name, mode & !umask), reply);
+        reply.created(
+            &TTL,
+            &self.file_attr(&attr),
+            Generation(0),
+            FileHandle(fh),
+            FopenFlags::empty(),
+        );
+    }
+}
+
+/// A mounted filesystem running in background threads.
+pub struct Mounted {
+    session: Option<fuser::BackgroundSession>,
+    notifier: fuser::Notifier,
+}
+
+impl Mounted {
+    /// Tells the kernel to drop cached data and names for a changed path.
+    pub fn invalidate(&self, ino: Option<u64>, entry: Option<(u64, Vec<u8>)>) {
+        if let Some(ino) = ino {
+            let _ = self.notifier.inval_inode(INodeNo(ino), 0, 0);
+        }
+        if let Some((parent, name)) = entry {
+            let _ = self
+                .notifier
+                .inval_entry(INodeNo(parent), OsStr::from_bytes(&name));
+        }
+    }
+
+    /// Unmounts and waits for the session threads.
+    pub fn unmount(mut self) -> std::io::Result<()> {
+        match self.session.take() {
+            Some(session) => session.umount_and_join(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Mounts `vfs` at `mountpoint` with `threads` request threads.
+pub fn mount(
+    vfs: Arc<Vfs>,
+    mountpoint: &Path,
+    threads: usize,
+    name: &str,
+) -> std::io::Result<Mounted> {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(format!("globofs:{name}")),
+        MountOption::Subtype("globofs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    if nix::unistd::geteuid().is_root() {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(threads.max(1));
+    config.clone_fd = threads > 1;
+    let session = fuser::Session::new(GloboFs::new(vfs), mountpoint, &config)?;
+    let notifier = session.notifier();
+    let background = session.spawn()?;
+    Ok(Mounted {
+        session: Some(background),
+        notifier,
+    })
+}

@@ -1,0 +1,1086 @@
+//! The filesystem core behind the mount: inode numbers, open files with their
+//! write-back caches, and every operation, in terms of the store. It knows nothing
+//! of fuser: it returns its own small structs and errno values, so it is tested
+//! without a kernel mount (src/fuse.rs adapts it to fuser).
+//!
+//! Semantics are close-to-open, like NFS: writes land in a private cache file per
+//! open handle; `flush` (every close) and `fsync` commit them as a new version
+//! (close makes the version atomic, fsync makes it durable); other handles see
+//! the committed version when they open the file. A commit re-hashes only the
+//! blocks that were written.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Cursor;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use crate::ids::BlockHash;
+use crate::layout::{NAME_MAX, VPath};
+use crate::store::{BlockWriter, Content, Kind, Mtime, Store, StoreError, Version};
+
+/// The root directory's inode number.
+pub const ROOT_INO: u64 = 1;
+
+/// An errno for a failed operation.
+pub type Errno = i32;
+
+/// The result of an operation.
+pub type VfsResult<T> = Result<T, Errno>;
+
+fn errno(err: StoreError) -> Errno {
+    match &err {
+        StoreError::NotFound(_) | StoreError::Exists(_) | StoreError::NotEmpty(_) => {
+            tracing::debug!(error = %err, "expected failure")
+        }
+        _ => tracing::warn!(error = %err, "operation failed"),
+    }
+    err.errno()
+}
+
+/// What kind of entry an inode is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// Attributes of an inode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: NodeKind,
+    pub size: u64,
+    pub perm: u16,
+    pub mtime: SystemTime,
+    pub nlink: u32,
+}
+
+/// A directory entry.
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    pub attr: Attr,
+}
+
+/// Filesystem totals for statfs.
+#[derive(Clone, Copy, Debug)]
+pub struct FsStats {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+struct Node {
+    path: VPath,
+    lookups: u64,
+}
+
+#[derive(Default)]
+struct Inodes {
+    next: u64,
+    by_ino: HashMap<u64, Node>,
+    by_path: HashMap<VPath, u64>,
+}
+
+impl Inodes {
+    fn ino_for(&mut self, path: &VPath) -> u64 {
+        if path.is_root() {
+            return ROOT_INO;
+        }
+        if let Some(ino) = self.by_path.get(path) {
+            return *ino;
+        }
+        self.next += 1;
+        let ino = self.next;
+        self.by_ino.insert(
+            ino,
+            Node {
+                path: path.clone(),
+                lookups: 0,
+            },
+        );
+        self.by_path.insert(path.clone(), ino);
+        ino
+    }
+
+    /// Moves `from` (and everything below it) to `to`.
+    fn rename(&mut self, from: &VPath, to: &VPath) {
+        let moved: Vec<(VPath, u64)> = self
+            .by_path
+            .iter()
+            .filter(|(path, _)| path.starts_with(from))
+            .map(|(path, ino)| (path.clone(), *ino))
+            .collect();
+        if let Some(old) = self.by_path.remove(to) {
+            // The replaced target keeps its inode for open handles, but loses its name.
+            self.by_ino.remove(&old);
+        }
+        for (path, ino) in moved {
+            self.by_path.remove(&path);
+            let mut new_path = to.clone();
+            for name in &path.names()[from.names().len()..] {
+                if let Ok(child) = new_path.join(name) {
+                    new_path = child;
+                }
+            }
+            if let Some(node) = self.by_ino.get_mut(&ino) {
+                node.path = new_path.clone();
+            }
+            self.by_path.insert(new_path, ino);
+        }
+    }
+}
+
+/// The write-back state of an open file.
+struct WriteCache {
+    /// Sparse private file holding the dirty blocks at their offsets.
+    file: File,
+    size: u64,
+    block_size: u32,
+    dirty: BTreeSet<u64>,
+    /// Bytes of the base version still valid (shrinks with truncation).
+    base_valid: u64,
+    /// Something changed since the last commit.
+    changed: bool,
+}
+
+struct Handle {
+    ino: u64,
+    /// The committed version this handle reads (and writes on top of).
+    base: Option<Version>,
+    cache: Option<WriteCache>,
+}
+
+/// The filesystem core.
+pub struct Vfs {
+    store: Arc<Store>,
+    inodes: Mutex<Inodes>,
+    handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
+    next_fh: AtomicU64,
+    /// Files created through this mount and not committed yet: visible here at once.
+    created: Mutex<HashMap<VPath, u64>>,
+    uid: u32,
+    gid: u32,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Vfs {
+    pub fn new(store: Arc<Store>) -> Vfs {
+        let inodes = Inodes {
+            next: ROOT_INO,
+            ..Inodes::default()
+        };
+        Vfs {
+            store,
+            inodes: Mutex::new(inodes),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            created: Mutex::new(HashMap::new()),
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    pub fn gid(&self) -> u32 {
+        self.gid
+    }
+
+    /// The path of an inode.
+    pub fn path_of(&self, ino: u64) -> VfsResult<VPath> {
+        if ino == ROOT_INO {
+            return Ok(VPath::root());
+        }
+        lock(&self.inodes)
+            .by_ino
+            .get(&ino)
+            .map(|node| node.path.clone())
+            .ok_or(libc::ENOENT)
+    }
+
+    /// The inode of a path, if the mount has handed one out.
+    pub fn ino_of(&self, path: &VPath) -> Option<u64> {
+        if path.is_root() {
+            return Some(ROOT_INO);
+        }
+        lock(&self.inodes).by_path.get(path).copied()
+    }
+
+    fn child(&self, parent: u64, name: &OsStr) -> VfsResult<VPath> {
+        if name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        self.path_of(parent)?
+            .join(name.as_bytes())
+            .map_err(|_| libc::EINVAL)
+    }
+
+    fn attr_of(&self, ino: u64, version: &Version) -> Attr {
+        let kind = match version.kind {
+            Kind::Dir => NodeKind::Dir,
+            Kind::Symlink => NodeKind::Symlink,
+            _ => NodeKind::File,
+        };
+        let size = match version.kind {
+            Kind::Symlink => version.target.as_ref().map_or(0, |t| t.len() as u64),
+            Kind::Dir => 0,
+            _ => version.size,
+        };
+        Attr {
+            ino,
+            kind,
+            size,
+            perm: (version.mode & 0o7777) as u16,
+            mtime: version.mtime.to_system(),
+            nlink: if kind == NodeKind::Dir { 2 } else { 1 },
+        }
+    }
+
+    fn root_attr(&self) -> Attr {
+        let version = self.store.live(&VPath::root()).ok().flatten();
+        Attr {
+            ino: ROOT_INO,
+            kind: NodeKind::Dir,
+            size: 0,
+            perm: version.as_ref().map_or(0o755, |v| (v.mode & 0o7777) as u16),
+            mtime: version.map_or_else(
+                || {
+                    let created = self.store.meta().created;
+                    SystemTime::UNIX_EPOCH + std::time::Duration::new(created.secs, created.nanos)
+                },
+                |v| v.mtime.to_system(),
+            ),
+            nlink: 2,
+        }
+    }
+
+    /// The attributes of a writer's open handle on `ino`, if one is open.
+    fn writer_attr(&self, ino: u64) -> Option<Attr> {
+        let handles: Vec<Arc<Mutex<Handle>>> = lock(&self.handles).values().cloned().collect();
+        for handle in handles {
+            let handle = lock(&handle);
+            if handle.ino != ino {
+                continue;
+            }
+            if let Some(cache) = &handle.cache {
+                let perm = handle.base.as_ref().map_or(0o644, |b| b.mode as u16);
+                return Some(Attr {
+                    ino,
+                    kind: NodeKind::File,
+                    size: cache.size,
+                    perm,
+                    mtime: SystemTime::now(),
+                    nlink: 1,
+                });
+            }
+        }
+        None
+    }
+
+    /// Looks up `name` in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> VfsResult<Attr> {
+        let path = self.child(parent, name)?;
+        match self.store.live(&path).map_err(errno)? {
+            Some(version) => {
+                let ino = {
+                    let mut inodes = lock(&self.inodes);
+                    let ino = inodes.ino_for(&path);
+                    if let Some(node) = inodes.by_ino.get_mut(&ino) {
+                        node.lookups += 1;
+                    }
+                    ino
+                };
+                Ok(self
+                    .writer_attr(ino)
+                    .unwrap_or_else(|| self.attr_of(ino, &version)))
+            }
+            None => {
+                let created = lock(&self.created).get(&path).copied();
+                match created.and_then(|ino| self.writer_attr(ino)) {
+                    Some(attr) => Ok(attr),
+                    None => Err(libc::ENOENT),
+                }
+            }
+        }
+    }
+
+    /// The kernel dropped `count` references to `ino`.
+    pub fn forget(&self, ino: u64, count: u64) {
+        let mut inodes = lock(&self.inodes);
+        let drop_it = match inodes.by_ino.get_mut(&ino) {
+            Some(node) => {
+                node.lookups = node.lookups.saturating_sub(count);
+                node.lookups == 0
+            }
+            None => false,
+        };
+        let open = lock(&self.handles).values().any(|h| lock(h).ino == ino);
+        if drop_it && !open && ino != ROOT_INO {
+            if let Some(node) = inodes.by_ino.remove(&ino) {
+                if inodes.by_path.get(&node.path) == Some(&ino) {
+                    inodes.by_path.remove(&node.path);
+                }
+            }
+        }
+    }
+
+    pub fn getattr(&self, ino: u64) -> VfsResult<Attr> {
+        if ino == ROOT_INO {
+            return Ok(self.root_attr());
+        }
+        if let Some(attr) = self.writer_attr(ino) {
+            return Ok(attr);
+        }
+        let path = self.path_of(ino)?;
+        match self.store.live(&path).map_err(errno)? {
+            Some(version) => Ok(self.attr_of(ino, &version)),
+            None => Err(libc::ENOENT),
+        }
+    }
+
+    /// The entries of a directory (without `.` and `..`).
+    pub fn readdir(&self, ino: u64) -> VfsResult<Vec<DirEntry>> {
+        let path = self.path_of(ino)?;
+        let entries = self.store.list_dir(&path).map_err(errno)?;
+        let mut out = Vec::with_capacity(entries.len());
+        {
+            let mut inodes = lock(&self.inodes);
+            for entry in entries {
+                let Ok(child) = path.join(&entry.name) else {
+                    continue;
+                };
+                let child_ino = inodes.ino_for(&child);
+                out.push(DirEntry {
+                    attr: self.attr_of(child_ino, &entry.version),
+                    name: entry.name,
+                });
+            }
+        }
+        let created: Vec<(VPath, u64)> = lock(&self.created)
+            .iter()
+            .filter(|(p, _)| p.parent().as_ref() == Some(&path))
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        for (child, child_ino) in created {
+            let name = child.file_name().unwrap_or_default().to_vec();
+            if out.iter().any(|e| e.name == name) {
+                continue;
+            }
+            if let Some(attr) = self.writer_attr(child_ino) {
+                out.push(DirEntry { name, attr });
+            }
+        }
+        for entry in &mut out {
+            if let Some(attr) = self.writer_attr(entry.attr.ino) {
+                entry.attr = attr;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn readlink(&self, ino: u64) -> VfsResult<Vec<u8>> {
+        let path = self.path_of(ino)?;
+        match self.store.live(&path).map_err(errno)? {
+            Some(version) if version.kind == Kind::Symlink => {
+                Ok(version.target.unwrap_or_default())
+            }
+            Some(_) => Err(libc::EINVAL),
+            None => Err(libc::ENOENT),
+        }
+    }
+
+    fn new_handle(&self, handle: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, Arc::new(Mutex::new(handle)));
+        fh
+    }
+
+    fn handle(&self, fh: u64) -> VfsResult<Arc<Mutex<Handle>>> {
+        lock(&self.handles).get(&fh).cloned().ok_or(libc::EBADF)
+    }
+
+    fn new_cache(&self, base: Option<&Version>, size: u64) -> VfsResult<WriteCache> {
+        let file = tempfile::tempfile_in(self.store.layout().tmp())
+            .map_err(|err| err.raw_os_error().unwrap_or(libc::EIO))?;
+        let block_size = match base {
+            Some(base) if base.kind == Kind::File && base.block_size > 0 => base.block_size,
+            _ => self.store.config().block_size,
+        };
+        Ok(WriteCache {
+            file,
+            size,
+            block_size,
+            dirty: BTreeSet::new(),
+            base_valid: base.map_or(0, |b| b.size.min(size)),
+            changed: false,
+        })
+    }
+
+    /// Opens a file; `write` when opened for writing, `truncate` for O_TRUNC.
+    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> VfsResult<u64> {
+        let path = self.path_of(ino)?;
+        let base = self.store.live(&path).map_err(errno)?;
+        let base = match base {
+            Some(v) if v.kind == Kind::Dir => return Err(libc::EISDIR),
+            Some(v) if v.kind == Kind::Symlink => return Err(libc::ELOOP),
+            Some(v) => Some(v),
+            None if lock(&self.created).contains_key(&path) => None,
+            None => return Err(libc::ENOENT),
+        };
+        let cache = if write {
+            let size = if truncate {
+                0
+            } else {
+                base.as_ref().map_or(0, |b| b.size)
+            };
+            let mut cache = self.new_cache(base.as_ref(), size)?;
+            cache.changed = truncate && base.as_ref().is_some_and(|b| b.size > 0);
+            Some(cache)
+        } else {
+            None
+        };
+        Ok(self.new_handle(Handle { ino, base, cache }))
+    }
+
+    /// Creates a file (exclusive) and opens it for writing. The new file is
+    /// visible in this mount at once and committed on close.
+    pub fn create(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<(Attr, u64)> {
+        let path = self.child(parent, name)?;
+        let parent_path = self.path_of(parent)?;
+        if !self.store.is_dir(&parent_path).map_err(errno)? {
+            return Err(libc::ENOENT);
+        }
+        if self.store.live(&path).map_err(errno)?.is_some()
+            || lock(&self.created).contains_key(&path)
+        {
+            return Err(libc::EEXIST);
+        }
+        let ino = lock(&self.inodes).ino_for(&path);
+        lock(&self.inodes)
+            .by_ino
+            .get_mut(&ino)
+            .map(|n| n.lookups += 1);
+        let mut cache = self.new_cache(None, 0)?;
+        cache.changed = true;
+        let base = Version {
+            id: crate::ids::VersionId {
+                secs: 0,
+                nanos: 0,
+                major: None,
+            },
+            kind: Kind::File,
+            path: path.clone(),
+            node: self.store.config().node,
+            parents: Vec::new(),
+            from: None,
+            conflict_of: None,
+            size: 0,
+            mode: mode & 0o7777,
+            mtime: Mtime::now(),
+            block_size: cache.block_size,
+            target: None,
+            hashes: Vec::new(),
+        };
+        lock(&self.created).insert(path, ino);
+        let fh = self.new_handle(Handle {
+            ino,
+            base: Some(base),
+            cache: Some(cache),
+        });
+        let attr = self.writer_attr(ino).unwrap_or(Attr {
+            ino,
+            kind: NodeKind::File,
+            size: 0,
+            perm: (mode & 0o7777) as u16,
+            mtime: SystemTime::now(),
+            nlink: 1,
+        });
+        Ok((attr, fh))
+    }
+
+    /// Reads from an open file.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
+        let handle = self.handle(fh)?;
+        let handle = lock(&handle);
+        let end = match &handle.cache {
+            Some(cache) => cache.size,
+            None => handle.base.as_ref().map_or(0, |b| b.size),
+        };
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let len = (u64::from(size)).min(end - offset) as usize;
+        let mut buf = vec![0u8; len];
+        match &handle.cache {
+            None => {
+                let base = handle.base.as_ref().ok_or(libc::EIO)?;
+                let n = self.store.read_at(base, offset, &mut buf).map_err(errno)?;
+                buf.truncate(n);
+            }
+            Some(cache) => self.read_cached(handle.base.as_ref(), cache, offset, &mut buf)?,
+        }
+        Ok(buf)
+    }
+
+    /// Reads through a write cache: dirty blocks from the cache file, the rest
+    /// from the base version (zeros past what of it is still valid).
+    fn read_cached(
+        &self,
+        base: Option<&Version>,
+        cache: &WriteCache,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> VfsResult<()> {
+        let bs = u64::from(cache.block_size);
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let index = pos / bs;
+            let block_end = (index + 1) * bs;
+            let n = ((block_end - pos) as usize).min(buf.len() - done);
+            let out = &mut buf[done..done + n];
+            if cache.dirty.contains(&index) {
+                read_exact_at(&cache.file, out, pos)?;
+            } else {
+                out.fill(0);
+                if let Some(base) = base {
+                    if pos < cache.base_valid {
+                        let valid = ((cache.base_valid - pos) as usize).min(n);
+                        let got = self
+                            .store
+                            .read_at(base, pos, &mut out[..valid])
+                            .map_err(errno)?;
+                        if got < valid {
+                            return Err(libc::EIO);
+                        }
+                    }
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies block `index` of the base into the cache file before a partial write.
+    fn materialize(
+        &self,
+        base: Option<&Version>,
+        cache: &mut WriteCache,
+        index: u64,
+    ) -> VfsResult<()> {
+        if cache.dirty.contains(&index) {
+            return Ok(());
+        }
+        let bs = u64::from(cache.block_size);
+        let start = index * bs;
+        let len = bs as usize;
+        let mut data = vec![0u8; len];
+        if start < cache.base_valid {
+            let valid = ((cache.base_valid - start) as usize).min(len);
+            if let Some(base) = base {
+                let got = self
+                    .store
+                    .read_at(base, start, &mut data[..valid])
+                    .map_err(errno)?;
+                if got < valid {
+                    return Err(libc::EIO);
+                }
+            }
+        }
+        cache.file.write_all_at(&data, start).map_err(io_errno)?;
+        cache.dirty.insert(index);
+        Ok(())
+    }
+
+    /// Writes into an open file's cache.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> VfsResult<u32> {
+        let handle = self.handle(fh)?;
+        let mut guard = lock(&handle);
+        let handle = &mut *guard;
+        let base = handle.base.clone();
+        let cache = handle.cache.as_mut().ok_or(libc::EBADF)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let bs = u64::from(cache.block_size);
+        let end = offset + data.len() as u64;
+        let first = offset / bs;
+        let last = (end - 1) / bs;
+        for index in first..=last {
+            let start = index * bs;
+            let covers = offset <= start && end >= start + bs;
+            if !covers {
+                self.materialize(base.as_ref(), cache, index)?;
+            } else {
+                cache.dirty.insert(index);
+            }
+        }
+        cache.file.write_all_at(data, offset).map_err(io_errno)?;
+        cache.size = cache.size.max(end);
+        cache.changed = true;
+        Ok(data.len() as u32)
+    }
+
+    /// Truncates (or extends with zeros) an open file or a path.
+    pub fn truncate(&self, ino: u64, fh: Option<u64>, size: u64) -> VfsResult<()> {
+        let fh = match fh {
+            Some(fh) if lock(&*self.handle(fh)?).cache.is_some() => fh,
+            _ => {
+                // No writable handle: open one, truncate, commit.
+                let fh = self.open(ino, true, false)?;
+                let result = self
+                    .truncate(ino, Some(fh), size)
+                    .and_then(|_| self.commit(fh, false));
+                self.release(fh)?;
+                return result;
+            }
+        };
+        let handle = self.handle(fh)?;
+        let mut guard = lock(&handle);
+        let handle = &mut *guard;
+        let base = handle.base.clone();
+        let cache = handle.cache.as_mut().ok_or(libc::EBADF)?;
+        if size == cache.size {
+            return Ok(());
+        }
+        let bs = u64::from(cache.block_size);
+        if size < cache.size {
+            // Keep the partial last block's bytes below `size`; forget blocks past it.
+            if size % bs != 0 {
+                self.materialize(base.as_ref(), cache, size / bs)?;
+            }
+            let keep_below = size.div_ceil(bs);
+            cache.dirty.retain(|index| *index < keep_below);
+            cache.base_valid = cache.base_valid.min(size);
+            cache.file.set_len(size).map_err(io_errno)?;
+        } else if cache.size % bs != 0 {
+            // Growing: the old last block must read zeros past the old end.
+            self.materialize(base.as_ref(), cache, cache.size / bs)?;
+            cache.base_valid = cache.base_valid.min(cache.size);
+        } else {
+            cache.base_valid = cache.base_valid.min(cache.size);
+        }
+        cache.file.set_len(size.max(cache.size)).map_err(io_errno)?;
+        cache.size = size;
+        cache.changed = true;
+        Ok(())
+    }
+
+    /// Commits an open file's writes as a new version (if it changed).
+    pub fn commit(&self, fh: u64, durable: bool) -> VfsResult<()> {
+        let handle = self.handle(fh)?;
+        let mut guard = lock(&handle);
+        let handle = &mut *guard;
+        let Some(cache) = handle.cache.as_mut() else {
+            return Ok(());
+        };
+        if !cache.changed {
+            if durable {
+                crate::store::sync_filesystem(&self.store.layout().dir).map_err(errno)?;
+            }
+            return Ok(());
+        }
+        let path = match self.path_of(handle.ino) {
+            Ok(path) => path,
+            // Unlinked while open: nothing to commit to.
+            Err(_) => return Ok(()),
+        };
+        let still_named =
+            lock(&self.inodes).by_path.get(&path) == Some(&handle.ino) || path.is_root();
+        if !still_named {
+            return Ok(());
+        }
+        let _writer = self.store.writer_lock().map_err(errno)?;
+        let base = handle.base.clone();
+        let bs = cache.block_size;
+        let count = crate::store::version::Version::block_count(cache.size, bs);
+        let mut writer = BlockWriter::new(
+            self.store.blocks(),
+            &self.store.layout().tmp(),
+            self.store.config().compression,
+        );
+        if !durable {
+            writer = writer.lazy();
+        }
+        let mut hashes = Vec::with_capacity(count as usize);
+        let mut buf = vec![0u8; bs as usize];
+        for index in 0..count {
+            let start = index * u64::from(bs);
+            let len = (cache.size - start).min(u64::from(bs)) as usize;
+            let reusable = !cache.dirty.contains(&index)
+                && base.as_ref().is_some_and(|b| {
+                    b.kind == Kind::File
+                        && (index as usize) < b.hashes.len()
+                        && b.block_len(index as usize) == len
+                        && start + len as u64 <= cache.base_valid
+                });
+            if reusable {
+                if let Some(base) = &base {
+                    hashes.push(base.hashes[index as usize]);
+                    continue;
+                }
+            }
+            let data = &mut buf[..len];
+            self.read_cached(base.as_ref(), cache, start, data)?;
+            let hash = BlockHash::of(data);
+            writer.put(&hash, data).map_err(errno)?;
+            hashes.push(hash);
+        }
+        writer.finish().map_err(errno)?;
+        let mode = base.as_ref().map_or(0o644, |b| b.mode);
+        if self
+            .store
+            .live(&path)
+            .map_err(errno)?
+            .is_some_and(|v| v.kind == Kind::Dir)
+        {
+            return Err(libc::EISDIR);
+        }
+        let content = Content {
+            kind: Kind::File,
+            size: cache.size,
+            mode,
+            mtime: Mtime::now(),
+            block_size: bs,
+            target: None,
+            hashes,
+            from: None,
+            conflict_of: None,
+        };
+        let version = self.store.commit(&path, content, durable).map_err(errno)?;
+        lock(&self.created).remove(&path);
+        // Later reads and writes build on what was just committed.
+        cache.dirty.clear();
+        cache.base_valid = version.size;
+        cache.changed = false;
+        handle.base = Some(version);
+        Ok(())
+    }
+
+    /// Closes an open file (after a final commit by `flush`).
+    pub fn release(&self, fh: u64) -> VfsResult<()> {
+        let result = self.commit(fh, false);
+        let handle = lock(&self.handles).remove(&fh);
+        if let Some(handle) = handle {
+            let handle = lock(&handle);
+            if handle.cache.is_some() {
+                let path = self.path_of(handle.ino).ok();
+                if let Some(path) = path {
+                    let mut created = lock(&self.created);
+                    if created.get(&path) == Some(&handle.ino) {
+                        created.remove(&path);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<Attr> {
+        let path = self.child(parent, name)?;
+        let version = self.store.mkdir(&path, mode).map_err(errno)?;
+        let ino = lock(&self.inodes).ino_for(&path);
+        Ok(self.attr_of(ino, &version))
+    }
+
+    pub fn symlink(&self, parent: u64, name: &OsStr, target: &[u8]) -> VfsResult<Attr> {
+        let path = self.child(parent, name)?;
+        let version = self.store.symlink(&path, target).map_err(errno)?;
+        let ino = lock(&self.inodes).ino_for(&path);
+        Ok(self.attr_of(ino, &version))
+    }
+
+    fn forget_name(&self, path: &VPath) {
+        let mut inodes = lock(&self.inodes);
+        if let Some(ino) = inodes.by_path.remove(path) {
+            // Open handles keep reading their version; the inode just loses its name.
+            if let Some(node) = inodes.by_ino.get_mut(&ino) {
+                node.path = VPath::root();
+            }
+            inodes.by_ino.remove(&ino);
+        }
+    }
+
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> VfsResult<()> {
+        let path = self.child(parent, name)?;
+        if let Some(ino) = lock(&self.created).remove(&path) {
+            let _ = ino;
+            if self.store.live(&path).map_err(errno)?.is_none() {
+                self.forget_name(&path);
+                return Ok(());
+            }
+        }
+        match self.store.live(&path).map_err(errno)? {
+            Some(v) if v.kind == Kind::Dir => return Err(libc::EISDIR),
+            Some(_) => {}
+            None => return Err(libc::ENOENT),
+        }
+        self.store.remove(&path).map_err(errno)?;
+        self.forget_name(&path);
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> VfsResult<()> {
+        let path = self.child(parent, name)?;
+        match self.store.live(&path).map_err(errno)? {
+            Some(v) if v.kind != Kind::Dir => return Err(libc::ENOTDIR),
+            Some(_) => {}
+            None => return Err(libc::ENOENT),
+        }
+        self.store.remove(&path).map_err(errno)?;
+        self.forget_name(&path);
+        Ok(())
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        no_replace: bool,
+        exchange: bool,
+    ) -> VfsResult<()> {
+        if exchange {
+            return Err(libc::EINVAL);
+        }
+        let from = self.child(parent, name)?;
+        let to = self.child(new_parent, new_name)?;
+        // A file still being written through this mount: commit it first.
+        if let Some(ino) = lock(&self.created).get(&from).copied() {
+            let fhs: Vec<u64> = lock(&self.handles)
+                .iter()
+                .filter(|(_, h)| lock(h).ino == ino)
+                .map(|(fh, _)| *fh)
+                .collect();
+            for fh in fhs {
+                self.commit(fh, false)?;
+            }
+        }
+        self.store.rename(&from, &to, no_replace).map_err(errno)?;
+        lock(&self.inodes).rename(&from, &to);
+        Ok(())
+    }
+
+    /// chmod / utimens / truncate by path.
+    pub fn setattr(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        mode: Option<u32>,
+        size: Option<u64>,
+        mtime: Option<SystemTime>,
+    ) -> VfsResult<Attr> {
+        if let Some(size) = size {
+            self.truncate(ino, fh, size)?;
+        }
+        if mode.is_some() || mtime.is_some() {
+            let path = self.path_of(ino)?;
+            if path.is_root() {
+                return Err(libc::EPERM);
+            }
+            // Pending writes first, so the attribute change applies on top of them.
+            if let Some(fh) = fh {
+                self.commit(fh, false)?;
+            }
+            let pending = lock(&self.created).get(&path).copied();
+            if let Some(pending_ino) = pending {
+                let fhs: Vec<u64> = lock(&self.handles)
+                    .iter()
+                    .filter(|(_, h)| lock(h).ino == pending_ino)
+                    .map(|(fh, _)| *fh)
+                    .collect();
+                for fh in fhs {
+                    self.commit(fh, false)?;
+                }
+            }
+            let version = self
+                .store
+                .set_attrs(
+                    &path,
+                    mode.map(|m| m & 0o7777),
+                    mtime.map(Mtime::from_system),
+                )
+                .map_err(errno)?;
+            // Open writers keep the new mode for their next commit.
+            for handle in lock(&self.handles).values() {
+                let mut handle = lock(handle);
+                if handle.ino == ino {
+                    if let Some(base) = handle.base.as_mut() {
+                        base.mode = version.mode;
+                    }
+                }
+            }
+        }
+        self.getattr(ino)
+    }
+
+    pub fn statfs(&self) -> VfsResult<FsStats> {
+        let stat = nix::sys::statvfs::statvfs(&self.store.layout().dir).map_err(|e| e as i32)?;
+        Ok(FsStats {
+            blocks: stat.blocks() as u64,
+            bfree: stat.blocks_free() as u64,
+            bavail: stat.blocks_available() as u64,
+            files: stat.files() as u64,
+            ffree: stat.files_free() as u64,
+            bsize: stat.block_size() as u32,
+            namelen: NAME_MAX as u32,
+        })
+    }
+
+    /// Paths that changed (from the journal): the inodes to invalidate.
+    pub fn changed(&self, path: &VPath) -> (Option<u64>, Option<(u64, Vec<u8>)>) {
+        let ino = self.ino_of(path);
+        let entry = path
+            .parent()
+            .and_then(|parent| self.ino_of(&parent))
+            .map(|parent_ino| (parent_ino, path.file_name().unwrap_or_default().to_vec()));
+        (ino, entry)
+    }
+
+    /// Writes a whole buffer as a new version (for tests and tools).
+    pub fn write_whole(&self, path: &VPath, data: &[u8]) -> VfsResult<Version> {
+        self.store
+            .write_file(
+                path,
+                &mut Cursor::new(data),
+                crate::store::Attrs::default(),
+                false,
+            )
+            .map_err(errno)
+    }
+
+    /// Reads a whole file (for tests and tools).
+    pub fn read_whole(&self, path: &VPath) -> VfsResult<Vec<u8>> {
+        let version = self.store.live(path).map_err(errno)?.ok_or(libc::ENOENT)?;
+        let mut out = Vec::new();
+        self.store.copy_to(&version, &mut out).map_err(errno)?;
+        Ok(out)
+    }
+}
+
+fn io_errno(err: std::io::Error) -> Errno {
+    err.raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> VfsResult<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file
+            .read_at(&mut buf[done..], offset + done as u64)
+            .map_err(io_errno)?;
+        if n == 0 {
+            // A sparse tail past the cache file's end reads as zeros.
+            buf[done..].fill(0);
+            return Ok(());
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vfs() -> (tempfile::TempDir, Vfs) {
+        let dir = tempfile::tempdir().unwrap();
+        let node = crate::ids::NodeId::random();
+        let spec_text = format!(
+            "volume: {}\nnode:\n  id: {node}\nblock_size: 4KiB\n",
+            dir.path().join("vol").display()
+        );
+        let spec_path = dir.path().join("spec.yaml");
+        std::fs::write(&spec_path, spec_text).unwrap();
+        let spec = crate::spec::Spec::load(&spec_path).unwrap();
+        crate::reconcile::reconcile(&spec, false).unwrap();
+        let store = Store::open_spec(&spec).unwrap();
+        (dir, Vfs::new(Arc::new(store)))
+    }
+
+    #[test]
+    fn create_write_close_read() {
+        let (_dir, vfs) = vfs();
+        let (attr, fh) = vfs.create(ROOT_INO, OsStr::new("a.txt"), 0o600).unwrap();
+        assert_eq!(
+            vfs.lookup(ROOT_INO, OsStr::new("a.txt")).unwrap().ino,
+            attr.ino
+        );
+        vfs.write(fh, 0, b"hello world").unwrap();
+        assert_eq!(vfs.getattr(attr.ino).unwrap().size, 11);
+        vfs.commit(fh, false).unwrap();
+        vfs.release(fh).unwrap();
+        let fh = vfs.open(attr.ino, false, false).unwrap();
+        assert_eq!(vfs.read(fh, 6, 100).unwrap(), b"world");
+        assert_eq!(vfs.getattr(attr.ino).unwrap().perm, 0o600);
+    }
+
+    #[test]
+    fn partial_writes_keep_the_rest_and_rehash_only_touched_blocks() {
+        let (_dir, vfs) = vfs();
+        let data: Vec<u8> = (0..10 * 4096 + 7).map(|i| (i % 251) as u8).collect();
+        let path = VPath::from_escaped("big").unwrap();
+        let before = vfs.write_whole(&path, &data).unwrap();
+        let ino = vfs.lookup(ROOT_INO, OsStr::new("big")).unwrap().ino;
+        let fh = vfs.open(ino, true, false).unwrap();
+        vfs.write(fh, 4096 * 3 + 10, b"XYZ").unwrap();
+        vfs.release(fh).unwrap();
+        let after = vfs.store().live(&path).unwrap().unwrap();
+        let changed: Vec<usize> = (0..after.hashes.len())
+            .filter(|i| after.hashes[*i] != before.hashes[*i])
+            .collect();
+        assert_eq!(changed, vec![3]);
+        let mut expect = data.clone();
+        expect[4096 * 3 + 10..4096 * 3 + 13].copy_from_slice(b"XYZ");
+        assert_eq!(vfs.read_whole(&path).unwrap(), expect);
+    }
+
+    #[test]
+    fn truncate_down_then_up_reads_zeros() {
+        let (_dir, vfs) = vfs();
+        let path = VPath::from_escaped("t").unwrap();
+        vfs.write_whole(&path, &[7u8; 9000]).unwrap();
+        let ino = vfs.lookup(ROOT_INO, OsStr::new("t")).unwrap().ino;
+        vfs.setattr(ino, None, None, Some(100), None).unwrap();
+        vfs.setattr(ino, None, None, Some(5000), None).unwrap();
+        let got = vfs.read_whole(&path).unwrap();
+        assert_eq!(got.len(), 5000);
+        assert!(got[..100].iter().all(|b| *b == 7));
+        assert!(got[100..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn unlinked_open_file_stays_readable() {
+        let (_dir, vfs) = vfs();
+        let path = VPath::from_escaped("gone").unwrap();
+        vfs.write_whole(&path, b"still here").unwrap();
+        let ino = vfs.lookup(ROOT_INO, OsStr::new("gone")).unwrap().ino;
+        let fh = vfs.open(ino, false, false).unwrap();
+        vfs.unlink(ROOT_INO, OsStr::new("gone")).unwrap();
+        assert_eq!(vfs.lookup(ROOT_INO, OsStr::new("gone")), Err(libc::ENOENT));
+        assert_eq!(vfs.read(fh, 0, 100).unwrap(), b"still here");
+        vfs.release(fh).unwrap();
+    }
+}
