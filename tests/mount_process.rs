@@ -1,0 +1,78 @@
+//! The mount process: mounts, serves, unmounts cleanly on SIGTERM, recovers a dead
+//! mount left by SIGKILL, and shows changes made by other processes of the node.
+
+#[path = "common/mount.rs"]
+mod mount;
+#[path = "common/sshfs.rs"]
+mod sshfs;
+
+use std::time::{Duration, Instant};
+
+use mount::{Mounted, is_mounted};
+
+#[test]
+fn sigterm_unmounts_cleanly() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("a"), b"x").unwrap();
+    assert_eq!(m.stop(), Some(0), "log: {}", m.log());
+    assert!(!is_mounted(&m.mnt));
+}
+
+#[test]
+fn a_mount_killed_with_sigkill_is_recovered_by_the_next_mount() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("kept"), b"before the kill").unwrap();
+    m.kill();
+    // The dead mount stays in the mount table (answering ENOTCONN once the
+    // kernel's cached attributes expire) until someone detaches it.
+    assert!(is_mounted(&m.mnt));
+    std::thread::sleep(Duration::from_millis(1100));
+    let err = std::fs::read_dir(&m.mnt).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN));
+    m.start();
+    assert_eq!(std::fs::read(m.path("kept")).unwrap(), b"before the kill");
+}
+
+#[test]
+fn changes_by_other_processes_appear_without_remounting() {
+    let m = Mounted::new();
+    // Make the kernel cache the directory's entry list and the file's attributes.
+    std::fs::write(m.path("f"), b"one").unwrap();
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"one");
+    let src = m.dir.path().join("src");
+    std::fs::write(&src, b"two, longer").unwrap();
+    let out = m.globofs(&["put", src.to_str().unwrap(), "/f"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = m.globofs(&["put", src.to_str().unwrap(), "/new"]);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = std::fs::read(m.path("f")).unwrap_or_default();
+        let new = std::fs::read(m.path("new")).unwrap_or_default();
+        if f == b"two, longer" && new == b"two, longer" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mount still shows {:?}",
+            String::from_utf8_lossy(&f)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sshfs_fixture_mounts_a_remote_directory() {
+    let Some(server) = sshfs::SshServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("remote");
+    std::fs::create_dir(&remote).unwrap();
+    std::fs::write(remote.join("hello"), b"over ssh").unwrap();
+    let mount = server.mount(&remote, &dir.path().join("local"));
+    assert_eq!(
+        std::fs::read(mount.local.join("hello")).unwrap(),
+        b"over ssh"
+    );
+}
