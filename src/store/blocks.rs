@@ -117,7 +117,9 @@ impl Blocks {
                 why: format!("not in {}", self.dir.display()),
             })?;
         if located.compressed {
-            let data = self.read(hash, len, false)?;
+            // Decompressed whole anyway, so always checked: a damaged frame
+            // without a zstd checksum could otherwise decode to wrong bytes.
+            let data = self.read(hash, len, true)?;
             let end = (offset + buf.len()).min(data.len());
             let n = end.saturating_sub(offset);
             buf[..n].copy_from_slice(&data[offset..offset + n]);

@@ -262,6 +262,10 @@ impl Store {
                         continue;
                     }
                     let len = version.block_len(index);
+                    // A writer may have stored it after the block pass above.
+                    if self.blocks().locate(hash, Some(len)).is_some() {
+                        continue;
+                    }
                     let remote = self.fetcher().is_some_and(|f| f.held_remotely(hash, len));
                     if remote {
                         report.remote += 1;

@@ -290,10 +290,13 @@ impl Store {
         let Some(&newest) = ids.last() else {
             return Ok(None);
         };
-        // The newest version is always a head (a child's id exceeds its parents'),
-        // and a live head beats every tombstone and every older head.
+        // The newest version is always a head (a child's id exceeds its parents').
+        // A live directory head beats every other head (resolve's rank: live, then
+        // directory, then id); a newest file or symlink may still lose to an older,
+        // concurrent directory head, so only a sole or directory version is decided
+        // without reading the others.
         match self.read_version(path, newest) {
-            Ok(top) if top.kind.is_live() || ids.len() == 1 => return Ok(Some(top)),
+            Ok(top) if top.kind == Kind::Dir || ids.len() == 1 => return Ok(Some(top)),
             Ok(_) => {}
             // A version file torn by a crash before it was flushed: the older ones decide.
             Err(err @ StoreError::Corrupt { .. }) => {
@@ -476,7 +479,13 @@ impl Store {
         if self.blocks.locate(hash, Some(len)).is_none() {
             self.pull_block(version, hash, len)?;
         }
-        self.blocks.read(hash, len, true)
+        self.blocks.read(hash, len, true).map_err(|err| match err {
+            StoreError::BadBlock { hash, why } => StoreError::BadBlock {
+                hash,
+                why: format!("{why} (a block of {})", version.path),
+            },
+            other => other,
+        })
     }
 
     /// Brings a missing block of `version` from a peer, verified, and links it.
@@ -515,20 +524,22 @@ impl Store {
         Ok(())
     }
 
-    /// Streams the whole current content of a file version into `out`.
+    /// Streams the whole content of a file version into `out`, one block at a
+    /// time, each checked against its hash: a whole-file copy (`get`) never
+    /// hands out wrong bytes, whatever `verify_reads` says.
     pub fn copy_to(&self, version: &Version, out: &mut dyn Write) -> Result<u64, StoreError> {
-        let mut buf = vec![0u8; version.block_size.max(1) as usize];
-        let mut offset = 0;
-        while offset < version.size {
-            let n = self.read_at(version, offset, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n])
-                .map_err(|err| StoreError::io("(output)", err))?;
-            offset += n as u64;
+        if version.kind != Kind::File {
+            return Ok(0);
         }
-        Ok(offset)
+        let mut written = 0u64;
+        for (index, hash) in version.hashes.iter().enumerate() {
+            let len = version.block_len(index);
+            let data = self.block(version, hash, len)?;
+            out.write_all(&data)
+                .map_err(|err| StoreError::io("(output)", err))?;
+            written += len as u64;
+        }
+        Ok(written)
     }
 
     // ----- writing -----
@@ -588,7 +599,7 @@ impl Store {
     ) -> Result<Version, StoreError> {
         let _lock = self.writer_lock()?;
         self.check_writable_file(path)?;
-        self.make_parents(path, attrs.mtime)?;
+        self.make_parents_locked(path, attrs.mtime)?;
         let content = self.store_stream(input, attrs, durable)?;
         self.commit(path, content, durable)
     }
@@ -607,6 +618,14 @@ impl Store {
 
     /// Creates missing parent directories of `path` (like `mkdir -p`).
     pub fn make_parents(&self, path: &VPath, mtime: Mtime) -> Result<(), StoreError> {
+        // Commits write temp files under tmp/, which `gc` removes when it holds
+        // the lock exclusively: a commit must hold it shared (taking it again in
+        // a caller that already holds it is harmless: both are shared).
+        let _lock = self.writer_lock()?;
+        self.make_parents_locked(path, mtime)
+    }
+
+    fn make_parents_locked(&self, path: &VPath, mtime: Mtime) -> Result<(), StoreError> {
         let mut missing = Vec::new();
         let mut dir = path.parent();
         while let Some(current) = dir {
@@ -796,7 +815,7 @@ impl Store {
             Err(err) => return Err(err),
         };
         if old.kind.is_live() {
-            self.make_parents(path, Mtime::now())?;
+            self.make_parents_locked(path, Mtime::now())?;
         }
         self.commit(path, Content::of(&old), true)
     }
@@ -863,6 +882,12 @@ impl Store {
             target: content.target,
             hashes: content.hashes,
         };
+        if version.kind == Kind::Tombstone {
+            // What a tombstone's file says (no mode, no mtime), so the version
+            // returned equals the version read back.
+            version.mode = 0;
+            version.mtime = Mtime::default();
+        }
         self.publish(&versions_dir, &mut version, durable)?;
         append_line(&log, &log_path, &format!("{}\n", version.id))?;
         self.record(&version)?;
@@ -1017,9 +1042,23 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize, StoreError> 
     Ok(filled)
 }
 
-/// Appends `line` with one write(2) to a file opened with O_APPEND.
+/// Appends `line` with one write(2) to a file opened with O_APPEND. A torn last
+/// line (no newline: a writer that crashed mid-append) is ended first, in the same
+/// write, so the new line stays a line of its own and `tail -1` stays right.
+/// Callers serialise appends to one file (the path's flock).
 fn append_line(file: &File, path: &Path, line: &str) -> Result<(), StoreError> {
     let mut handle = file;
+    let len = file.metadata().at(path)?.len();
+    let mut text = std::borrow::Cow::Borrowed(line);
+    if len > 0 {
+        use std::os::unix::fs::FileExt;
+        let mut last = [0u8; 1];
+        let reader = File::open(path).at(path)?;
+        if reader.read_at(&mut last, len - 1).at(path)? == 1 && last[0] != b'\n' {
+            text = std::borrow::Cow::Owned(format!("\n{line}"));
+        }
+    }
+    let line = text.as_ref();
     let n = handle.write(line.as_bytes()).at(path)?;
     if n != line.len() {
         return Err(StoreError::io(

@@ -357,7 +357,11 @@ impl Version {
             from,
             conflict_of,
             size,
-            mode: mode.unwrap_or(if kind == Kind::Dir { 0o755 } else { 0o644 }),
+            mode: mode.unwrap_or(match kind {
+                Kind::Dir => 0o755,
+                Kind::Tombstone => 0,
+                _ => 0o644,
+            }),
             mtime: mtime.unwrap_or_default(),
             block_size,
             target,

@@ -1,0 +1,220 @@
+//! Space: gc deletes only what no kept version and no outbound entry needs,
+//! prune drops old versions by retention and never what decides "current".
+
+#[path = "common/store.rs"]
+mod store_common;
+
+use std::collections::HashSet;
+use std::fs;
+
+use globofs::ids::{BlockHash, VersionId};
+use globofs::spec::RetentionRule;
+use globofs::store::{BlockWriter, Kind};
+use store_common::*;
+
+fn hashes_of(vol: &Vol) -> HashSet<BlockHash> {
+    store_blocks(vol)
+        .iter()
+        .map(|p| {
+            let rel = p.strip_prefix(vol.dir().join("hashes")).unwrap();
+            let text: String = rel
+                .to_string_lossy()
+                .trim_end_matches(".zst")
+                .replace('/', "");
+            text.parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn gc_deletes_only_unreferenced_blocks_and_temp_files() {
+    let vol = Vol::new();
+    let store = vol.store();
+    let old = put(&store, &vp("/a"), &data(3 * BS, 1));
+    let new = put(&store, &vp("/a"), &data(2 * BS, 2));
+    let deleted = put(&store, &vp("/gone"), &data(BS, 3));
+    store.remove(&vp("/gone")).unwrap();
+    // A block nothing names (as left by a writer that died before its commit).
+    let garbage = data(BS, 99);
+    let garbage_hash = BlockHash::of(&garbage);
+    let mut writer = BlockWriter::new(store.blocks(), &vol.dir().join("tmp"), Default::default());
+    writer.put(&garbage_hash, &garbage).unwrap();
+    writer.finish().unwrap();
+    // Temp files of a crashed writer.
+    fs::write(vol.dir().join("tmp/block-crashed"), b"half a block").unwrap();
+    fs::write(
+        vol.dir().join("tmp/version-crashed"),
+        b"globofs-version 1\n",
+    )
+    .unwrap();
+
+    let report = store.gc().unwrap();
+    assert_eq!(report.blocks_deleted, 1, "{report:?}");
+    assert_eq!(report.temp_files_deleted, 2, "{report:?}");
+    assert!(!block_path(&vol, &garbage_hash).exists());
+    let kept = hashes_of(&vol);
+    // Every block of every kept version, including the old one and the deleted file's.
+    for version in [&old, &new, &deleted] {
+        for hash in &version.hashes {
+            assert!(
+                kept.contains(hash),
+                "{hash} of {} {}",
+                version.path,
+                version.id
+            );
+        }
+    }
+    assert_eq!(fs::read_dir(vol.dir().join("tmp")).unwrap().count(), 0);
+    // Everything still reads, and a second gc has nothing to do.
+    assert_eq!(read_all(&store, &old), data(3 * BS, 1));
+    let again = store.gc().unwrap();
+    assert_eq!((again.blocks_deleted, again.temp_files_deleted), (0, 0));
+}
+
+#[test]
+fn gc_does_not_trust_link_counts() {
+    // A store copied without -H: every block has one link. The mark pass keeps them.
+    let vol = Vol::new();
+    let store = vol.store();
+    let bytes = data(4 * BS, 4);
+    let version = put(&store, &vp("/f"), &bytes);
+    fs::remove_dir_all(store.path_dir(&vp("/f")).join("hashes")).unwrap();
+    for hash in &version.hashes {
+        assert_eq!(nlink(&block_path(&vol, hash)), 1);
+    }
+    let report = store.gc().unwrap();
+    assert_eq!(report.blocks_deleted, 0);
+    assert_eq!(content(&store, &vp("/f")), bytes);
+}
+
+#[test]
+fn prune_keeps_heads_and_tombstones_and_records_what_it_dropped() {
+    let vol = Vol::with("retention:\n  keep_last: 2\n", false);
+    let store = vol.store();
+    assert_eq!(vol.spec.retention.keep_last, Some(2));
+    // A file with five versions: the first three go.
+    let path = vp("/file");
+    let versions: Vec<_> = (0..5)
+        .map(|i| put(&store, &path, &data(2 * BS, 10 + i)))
+        .collect();
+    // A history with a tombstone in it: v1, delete, v3, v4, v5. The tombstone
+    // stays, and only a prefix of history is ever removed, so only v1 goes.
+    let other = vp("/other");
+    let o1 = put(&store, &other, b"one");
+    let t = store.remove(&other).unwrap();
+    let rest: Vec<VersionId> = (0..3)
+        .map(|i| put(&store, &other, format!("v{i}").as_bytes()).id)
+        .collect();
+    // A deleted file with a long history: the tombstone (its head) stays.
+    let dead = vp("/dead");
+    for i in 0..4 {
+        put(&store, &dead, &data(BS, 50 + i));
+    }
+    let dead_tomb = store.remove(&dead).unwrap();
+
+    let report = store.prune(&vol.spec.retention).unwrap();
+    let ids = |p| store.version_ids(p).unwrap();
+    assert_eq!(
+        ids(&path),
+        vec![versions[3].id, versions[4].id],
+        "keep_last 2"
+    );
+    let mut expected = vec![t.id];
+    expected.extend(&rest);
+    assert_eq!(ids(&other), expected);
+    assert!(!ids(&other).contains(&o1.id));
+    let dead_ids = ids(&dead);
+    assert_eq!(dead_ids.last(), Some(&dead_tomb.id));
+    assert_eq!(dead_ids.len(), 2);
+    assert_eq!(store.current(&dead).unwrap().unwrap().kind, Kind::Tombstone);
+    assert_eq!(report.versions_removed, 3 + 1 + 3, "{report:?}");
+    // versions/pruned lists what went, so a peer's copy is not taken back.
+    let pruned: HashSet<VersionId> = versions[..3].iter().map(|v| v.id).collect();
+    assert_eq!(store.pruned_ids(&path).unwrap(), pruned);
+    assert_eq!(store.pruned_ids(&other).unwrap(), HashSet::from([o1.id]));
+    assert_eq!(content(&store, &path), data(2 * BS, 14));
+
+    // gc then frees the pruned versions' blocks and their per-path links,
+    // and keeps every block a kept version names.
+    let links_before = block_files(&store.path_dir(&path).join("hashes")).len();
+    assert_eq!(links_before, 10);
+    let report = store.gc().unwrap();
+    assert_eq!(report.blocks_deleted, 6 + 1 + 3, "{report:?}");
+    assert_eq!(report.path_links_deleted, 6 + 1 + 3, "{report:?}");
+    assert_eq!(block_files(&store.path_dir(&path).join("hashes")).len(), 4);
+    for id in ids(&path) {
+        let version = store.read_version(&path, id).unwrap();
+        assert_eq!(read_all(&store, &version).len(), 2 * BS);
+    }
+    // A second prune finds nothing more to drop.
+    let again = store.prune(&vol.spec.retention).unwrap();
+    assert_eq!(again.versions_removed, 0);
+    // No rule, nothing pruned.
+    assert_eq!(
+        store
+            .prune(&RetentionRule::default())
+            .unwrap()
+            .versions_removed,
+        0
+    );
+}
+
+#[test]
+fn blocks_waiting_in_an_outbound_spool_are_kept() {
+    let vol = Vol::with("retention:\n  keep_last: 1\n", true);
+    let store = vol.store();
+    let path = vp("/queued");
+    let first = put(&store, &path, &data(3 * BS, 1));
+    put(&store, &path, &data(3 * BS, 2));
+    let outbound = vol
+        .dir()
+        .join(format!("spool/outbound/{PEER}/queued/versions"));
+    assert!(outbound.join(first.id.to_string()).is_file());
+    // Outbound version files are hard links of ours.
+    assert_eq!(nlink(&outbound.join(first.id.to_string())), 2);
+    assert_eq!(
+        fs::read_to_string(outbound.join("log"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    store.prune(&vol.spec.retention).unwrap();
+    assert_eq!(store.version_ids(&path).unwrap().len(), 1);
+    // The peer has not taken the first version yet: its blocks stay.
+    let report = store.gc().unwrap();
+    assert_eq!(report.blocks_deleted, 0, "{report:?}");
+    for hash in &first.hashes {
+        assert!(block_path(&vol, hash).is_file());
+    }
+    // Once the outbound entry is gone (sent and acknowledged), gc frees them.
+    fs::remove_file(outbound.join(first.id.to_string())).unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!(report.blocks_deleted, 3, "{report:?}");
+    for hash in &first.hashes {
+        assert!(!block_path(&vol, hash).exists());
+    }
+    assert_eq!(content(&store, &path), data(3 * BS, 2));
+}
+
+#[test]
+fn gc_deletes_nothing_when_a_version_file_is_unreadable() {
+    let vol = Vol::new();
+    let store = vol.store();
+    let version = put(&store, &vp("/f"), &data(2 * BS, 1));
+    // Garbage that gc would normally delete.
+    let garbage = data(BS, 2);
+    let mut writer = BlockWriter::new(store.blocks(), &vol.dir().join("tmp"), Default::default());
+    writer.put(&BlockHash::of(&garbage), &garbage).unwrap();
+    writer.finish().unwrap();
+    let file = store
+        .path_dir(&vp("/f"))
+        .join("versions")
+        .join(version.id.to_string());
+    let text = fs::read(&file).unwrap();
+    fs::write(&file, &text[..text.len() - 20]).unwrap();
+    let blocks = store_blocks(&vol);
+    let err = store.gc().unwrap_err().to_string();
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert_eq!(store_blocks(&vol), blocks, "nothing deleted");
+}
