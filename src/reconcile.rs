@@ -181,12 +181,14 @@ pub fn reconcile(spec: &Spec, dry_run: bool) -> Result<Outcome, ReconcileError> 
         Ok(meta) if meta.is_dir() => match StoreMeta::read(&format_file) {
             Ok(meta) if meta.node == spec.node => {}
             Ok(meta) => {
-                return Err(StoreError::WrongNode {
-                    path: format_file,
-                    found: meta.node.to_string(),
-                    expected: node,
-                }
-                .into());
+                // Another node's store: not ours to change (exit 1, like any squatter).
+                return Err(ReconcileError::NotOurs {
+                    path: layout.dir.clone(),
+                    why: format!(
+                        "its `format` file says this is the store of node {}, but the spec says this node is {node}",
+                        meta.node
+                    ),
+                });
             }
             Err(err) if err.is_not_found() => {
                 let empty = fs::read_dir(&layout.dir)
@@ -271,10 +273,7 @@ pub fn reconcile(spec: &Spec, dry_run: bool) -> Result<Outcome, ReconcileError> 
         }
     }
 
-    if let Some(warning) = (!dry_run)
-        .then(|| probe_case_folding(&layout.state()))
-        .flatten()
-    {
+    if let Some(warning) = probe_case_folding(&layout) {
         run.outcome.warnings.push(warning);
     }
     Ok(run.outcome)
@@ -300,16 +299,19 @@ fn create_store(run: &mut Run, layout: &StoreLayout, node: NodeId) -> Result<(),
 }
 
 /// Warns when the store's filesystem folds case (`A` and `a` would merge).
-fn probe_case_folding(state: &Path) -> Option<String> {
-    let upper = state.join("CaseProbe");
-    let lower = state.join("caseprobe");
-    fs::write(&upper, b"").ok()?;
-    let folded = lower.exists();
-    let _ = fs::remove_file(&upper);
+///
+/// Read-only, so that a run with nothing to do changes nothing (not even a
+/// directory's mtime): on a case-folding filesystem `FORMAT` names the same file
+/// as the store's `format`.
+fn probe_case_folding(layout: &StoreLayout) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let lower = fs::symlink_metadata(layout.format_file()).ok()?;
+    let upper = fs::symlink_metadata(layout.dir.join("FORMAT")).ok()?;
+    let folded = lower.dev() == upper.dev() && lower.ino() == upper.ino();
     folded.then(|| {
         format!(
             "{}: this filesystem folds case, so names differing only in case would merge; use a case-sensitive filesystem for the store",
-            state.display()
+            layout.dir.display()
         )
     })
 }

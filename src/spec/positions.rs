@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// One step of a key path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -59,11 +59,25 @@ pub struct PositionMap {
     alias_jumps: Vec<(u64, Position)>,
     /// Events in the first document (a loader's budget for alias jumps is a multiple).
     events: u64,
+    /// Where the first node nested deeper than [`MAX_NESTING`] starts.
+    too_deep: Option<Position>,
+    /// The alias at which aliases have expanded to more than [`MAX_ALIAS_NODES`].
+    alias_overflow: Option<Position>,
 }
 
-/// Deeper than this, nodes get no positions (a spec is a few levels deep; the
-/// YAML loader refuses anything deeper than 128 anyway).
-const MAX_DEPTH: usize = 256;
+/// Most nodes that aliases may add to a document when expanded. serde_yaml's
+/// own limit counts alias jumps, not nodes: one alias of a long list costs one
+/// jump, and a few thousand of them expand to billions of nodes.
+pub const MAX_ALIAS_NODES: u64 = 100_000;
+
+/// Deepest nesting of mappings and sequences a spec may have. serde_yaml refuses
+/// deeper documents too, but only after libyaml has parsed them, which takes
+/// time quadratic in the depth: deep input must be refused before that.
+pub const MAX_NESTING: usize = 128;
+
+/// Nodes nested deeper than this get no position of their own (a spec is four
+/// levels deep; recording paths costs time proportional to their length).
+const MAX_LOCATED: usize = 16;
 
 impl PositionMap {
     /// Reads the positions out of `text`; a document the event parser cannot read
@@ -75,13 +89,32 @@ impl PositionMap {
         // Events are pulled one by one (`Parser::load` recurses once per nesting
         // level, and deep input must not exhaust the stack). Errors are reported by
         // serde_yaml with their own position; keep what was read.
+        let mut complete = false;
         while let Ok((event, mark)) = parser.next_token() {
             if event == Event::StreamEnd {
+                complete = true;
                 break;
             }
             recorder.on_event(event, mark);
         }
-        recorder.map
+        let mut map = recorder.map;
+        if !complete && map.too_deep.is_none() {
+            // The event parser gave up early (a syntax error, or something it reads
+            // differently): bound the depth by counting brackets instead.
+            map.too_deep = bracket_depth(text);
+        }
+        map
+    }
+
+    /// Where the first node nested deeper than [`MAX_NESTING`] starts, if any.
+    pub fn too_deep(&self) -> Option<Position> {
+        self.too_deep
+    }
+
+    /// The alias at which expanding aliases adds more than [`MAX_ALIAS_NODES`]
+    /// nodes, if any.
+    pub fn alias_overflow(&self) -> Option<Position> {
+        self.alias_overflow
     }
 
     /// Where the value at `path` starts; for a path that is not in the document,
@@ -145,6 +178,48 @@ impl PositionMap {
     }
 }
 
+/// Where the open brackets (`[`, `{`) outnumber the closing ones by more than
+/// [`MAX_NESTING`], counting every bracket (a crude upper bound of flow nesting).
+fn bracket_depth(text: &str) -> Option<Position> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    let mut column = 0;
+    for ch in text.chars() {
+        column += 1;
+        match ch {
+            '\n' => {
+                line += 1;
+                column = 0;
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(Position { line, column });
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// What loading a node costs once aliases are expanded.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cost {
+    /// Alias jumps (serde_yaml's measure).
+    jumps: u64,
+    /// Nodes.
+    nodes: u64,
+}
+
+impl Cost {
+    fn add(&mut self, other: Cost) {
+        self.jumps = self.jumps.saturating_add(other.jumps);
+        self.nodes = self.nodes.saturating_add(other.nodes);
+    }
+}
+
 enum Frame {
     Mapping {
         path: Vec<Segment>,
@@ -152,16 +227,35 @@ enum Frame {
         in_complex_key: bool,
         has_keys: bool,
         anchor: usize,
-        jumps: u64,
+        cost: Cost,
     },
     Sequence {
         path: Vec<Segment>,
         next: usize,
         anchor: usize,
-        jumps: u64,
+        cost: Cost,
     },
-    /// A node nested deeper than [`MAX_DEPTH`]: not located.
-    Deep,
+    /// A node nested deeper than [`MAX_LOCATED`]: not located (its problems are
+    /// reported at its nearest located ancestor).
+    Deep { anchor: usize, cost: Cost },
+}
+
+impl Frame {
+    fn cost(&mut self) -> &mut Cost {
+        match self {
+            Frame::Mapping { cost, .. }
+            | Frame::Sequence { cost, .. }
+            | Frame::Deep { cost, .. } => cost,
+        }
+    }
+
+    fn anchor(&self) -> usize {
+        match self {
+            Frame::Mapping { anchor, .. }
+            | Frame::Sequence { anchor, .. }
+            | Frame::Deep { anchor, .. } => *anchor,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -170,10 +264,13 @@ struct Recorder {
     stack: Vec<Frame>,
     /// Documents started so far.
     documents: usize,
-    /// Alias jumps a loader makes when it replays each anchored node.
-    anchor_jumps: HashMap<usize, u64>,
-    /// Running total of alias jumps.
-    jumps: u64,
+    /// What replaying each anchored node costs.
+    anchors: HashMap<usize, Cost>,
+    /// Running totals over the document: alias jumps, and nodes added by aliases.
+    aliases: Cost,
+    /// `too_deep` was set at a block mapping's start, which is marked late (at its
+    /// first `:`): move it to the first key.
+    too_deep_at_mapping: bool,
 }
 
 fn position_of(mark: Marker) -> Position {
@@ -187,6 +284,14 @@ impl Recorder {
     /// Works out the path of the node that starts now, or `None` when it is a mapping key.
     fn place_node(&mut self, mark: Marker) -> Option<Vec<Segment>> {
         let position = position_of(mark);
+        if self.too_deep_at_mapping {
+            self.too_deep_at_mapping = false;
+            if let Some(deep) = self.map.too_deep.as_mut() {
+                if (position.line, position.column) < (deep.line, deep.column) {
+                    *deep = position;
+                }
+            }
+        }
         match self.stack.last_mut() {
             None => {
                 self.map.values.entry(Vec::new()).or_insert(position);
@@ -210,7 +315,7 @@ impl Recorder {
                 }
                 None => None,
             },
-            Some(Frame::Deep) => Some(Vec::new()),
+            Some(Frame::Deep { .. }) => Some(Vec::new()),
         }
     }
 
@@ -253,13 +358,10 @@ impl Recorder {
         *pending_key = Some(name);
     }
 
-    /// Adds `jumps` alias jumps to the innermost container.
-    fn add_jumps(&mut self, jumps: u64) {
-        match self.stack.last_mut() {
-            Some(Frame::Mapping { jumps: total, .. } | Frame::Sequence { jumps: total, .. }) => {
-                *total = total.saturating_add(jumps);
-            }
-            _ => {}
+    /// Adds the cost of a node to the innermost container.
+    fn add_cost(&mut self, cost: Cost) {
+        if let Some(frame) = self.stack.last_mut() {
+            frame.cost().add(cost);
         }
     }
 }
@@ -279,36 +381,60 @@ impl MarkedEventReceiver for Recorder {
             _ => self.map.events += 1,
         }
         match event {
-            Event::Scalar(text, _, anchor, _) => {
+            Event::Scalar(text, style, anchor, _) => {
+                let cost = Cost { jumps: 0, nodes: 1 };
                 if anchor != 0 {
-                    self.anchor_jumps.insert(anchor, 0);
+                    self.anchors.insert(anchor, cost);
                 }
-                if self.place_node(mark).is_none() {
-                    self.place_key(Some(text), position_of(mark));
+                self.add_cost(cost);
+                match self.place_node(mark) {
+                    None => self.place_key(Some(text), position_of(mark)),
+                    // An empty value (`node:` and nothing) is marked where the next
+                    // token starts, often on a later line: place it at its key.
+                    Some(path) if text.is_empty() && style == TScalarStyle::Plain => {
+                        if let Some(key) = self.map.keys.get(&path).copied() {
+                            self.map.values.insert(path, key);
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
             Event::Alias(anchor) => {
-                // A loader replays the anchored node: one jump, plus the jumps inside it.
-                let cost = self
-                    .anchor_jumps
+                // A loader replays the anchored node: one jump plus the jumps inside
+                // it, and all its nodes.
+                let target = self
+                    .anchors
                     .get(&anchor)
                     .copied()
-                    .unwrap_or(0)
-                    .saturating_add(1);
-                self.jumps = self.jumps.saturating_add(cost);
-                self.add_jumps(cost);
-                self.map.alias_jumps.push((self.jumps, position_of(mark)));
+                    .unwrap_or(Cost { jumps: 0, nodes: 1 });
+                let cost = Cost {
+                    jumps: target.jumps.saturating_add(1),
+                    nodes: target.nodes,
+                };
+                self.aliases.add(cost);
+                self.add_cost(cost);
+                let position = position_of(mark);
+                self.map.alias_jumps.push((self.aliases.jumps, position));
+                if self.aliases.nodes > MAX_ALIAS_NODES && self.map.alias_overflow.is_none() {
+                    self.map.alias_overflow = Some(position);
+                }
                 if self.place_node(mark).is_none() {
-                    self.place_key(None, position_of(mark));
+                    self.place_key(None, position);
                 }
             }
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
                 let is_mapping = matches!(event, Event::MappingStart(..));
-                if self.stack.len() >= MAX_DEPTH || matches!(self.stack.last(), Some(Frame::Deep)) {
-                    self.stack.push(Frame::Deep);
+                let cost = Cost { jumps: 0, nodes: 1 };
+                let placed = self.place_node(mark);
+                if self.stack.len() >= MAX_NESTING && self.map.too_deep.is_none() {
+                    self.map.too_deep = Some(position_of(mark));
+                    self.too_deep_at_mapping = is_mapping;
+                }
+                if self.stack.len() >= MAX_LOCATED {
+                    self.stack.push(Frame::Deep { anchor, cost });
                     return;
                 }
-                let path = match self.place_node(mark) {
+                let path = match placed {
                     Some(path) => path,
                     None => {
                         // A mapping or sequence used as a key: its contents have no key path.
@@ -332,29 +458,26 @@ impl MarkedEventReceiver for Recorder {
                         in_complex_key: false,
                         has_keys: false,
                         anchor,
-                        jumps: 0,
+                        cost,
                     }
                 } else {
                     Frame::Sequence {
                         path,
                         next: 0,
                         anchor,
-                        jumps: 0,
+                        cost,
                     }
                 });
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                let (anchor, jumps) = match self.stack.pop() {
-                    Some(
-                        Frame::Mapping { anchor, jumps, .. }
-                        | Frame::Sequence { anchor, jumps, .. },
-                    ) => (anchor, jumps),
-                    _ => (0, 0),
+                let Some(mut frame) = self.stack.pop() else {
+                    return;
                 };
-                if anchor != 0 {
-                    self.anchor_jumps.insert(anchor, jumps);
+                let cost = *frame.cost();
+                if frame.anchor() != 0 {
+                    self.anchors.insert(frame.anchor(), cost);
                 }
-                self.add_jumps(jumps);
+                self.add_cost(cost);
                 if let Some(Frame::Mapping {
                     in_complex_key,
                     pending_key,

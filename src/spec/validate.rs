@@ -1,10 +1,12 @@
 //! Checks a spec file and reports each problem as `FILE:LINE:COL: KEY: message`.
 //!
-//! Order of checks: size and encoding of the file, YAML syntax (serde_yaml, which
-//! also refuses alias bombs and deep nesting), the generated JSON Schema
-//! (jsonschema), then the rules a schema cannot say (UUIDs, uniqueness, powers of
-//! two, normalised paths, nesting of volume and peers). Only the spec file is read:
-//! never the volume or a peer path, so this runs in a Nix build sandbox.
+//! Order of checks: size and encoding of the file (UTF-8, no control
+//! characters), nesting depth and alias expansion (measured on the event stream,
+//! before anything is expanded or parsed deeply), YAML syntax (serde_yaml), the
+//! generated JSON Schema (jsonschema) and the ranges of numbers, then the rules a
+//! schema cannot say (UUIDs, uniqueness, powers of two, normalised paths, nesting
+//! of volume and peers). Only the spec file is read: never the volume or a peer
+//! path, so this runs in a Nix build sandbox.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -15,7 +17,9 @@ use jsonschema::error::ValidationErrorKind;
 use jsonschema::paths::LocationSegment;
 use serde::Serialize;
 
-use super::positions::{Position, PositionMap, Segment, display_path};
+use super::positions::{
+    MAX_ALIAS_NODES, MAX_NESTING, Position, PositionMap, Segment, display_path,
+};
 use super::units::{ByteSize, Span};
 use super::{MAX_BLOCK_SIZE, MAX_MAJOR, MAX_SPEC_BYTES, MIN_BLOCK_SIZE, RawSpec};
 use crate::ids::NodeId;
@@ -98,14 +102,9 @@ pub fn validate_bytes(name: &str, bytes: &[u8]) -> Report {
     match std::str::from_utf8(bytes) {
         Ok(text) => validate_text(name, text),
         Err(err) => {
-            let before = &bytes[..err.valid_up_to()];
-            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-            let column = before.len()
-                - before
-                    .iter()
-                    .rposition(|b| *b == b'\n')
-                    .map_or(0, |i| i + 1)
-                + 1;
+            // Everything before the bad byte is UTF-8: count its characters.
+            let before = std::str::from_utf8(&bytes[..err.valid_up_to()]).unwrap_or_default();
+            let Position { line, column } = offset_position(before, before.len());
             Report {
                 file: name.into(),
                 valid: false,
@@ -130,10 +129,23 @@ struct Checker<'a> {
     file: &'a str,
     positions: PositionMap,
     problems: Vec<Problem>,
+    /// Problems not reported because [`MAX_PROBLEMS`] were already.
+    dropped: bool,
 }
 
+/// Most problems reported for one file (a broken file can have one per line).
+const MAX_PROBLEMS: usize = 100;
+
 impl Checker<'_> {
+    fn full(&self) -> bool {
+        self.problems.len() >= MAX_PROBLEMS
+    }
+
     fn at(&mut self, position: Position, key: String, message: String) {
+        if self.full() {
+            self.dropped = true;
+            return;
+        }
         self.problems.push(Problem {
             file: self.file.into(),
             line: position.line,
@@ -169,9 +181,19 @@ pub fn validate_text(name: &str, text: &str) -> Report {
         file: name,
         positions: PositionMap::from_text(text),
         problems: Vec::new(),
+        dropped: false,
     };
     let spec = check(&mut checker, text);
-    let problems = checker.problems;
+    let mut problems = checker.problems;
+    if checker.dropped {
+        problems.push(Problem {
+            file: name.into(),
+            line: 1,
+            column: 1,
+            key: "(file)".into(),
+            message: format!("more problems not shown (at most {MAX_PROBLEMS} are reported)"),
+        });
+    }
     Report {
         file: name.into(),
         valid: problems.is_empty(),
@@ -193,6 +215,22 @@ fn check(checker: &mut Checker<'_>, text: &str) -> Option<RawSpec> {
         );
         return None;
     }
+    if let Some(position) = checker.positions.too_deep() {
+        checker.at(
+            position,
+            "(yaml)".into(),
+            format!("nested more than {MAX_NESTING} levels deep"),
+        );
+        return None;
+    }
+    if let Some(position) = checker.positions.alias_overflow() {
+        checker.at(
+            position,
+            "(yaml)".into(),
+            format!("aliases expand to more than {MAX_ALIAS_NODES} nodes here (an alias bomb?)"),
+        );
+        return None;
+    }
     let mut value: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(value) => value,
         Err(err) => {
@@ -208,10 +246,7 @@ fn check(checker: &mut Checker<'_>, text: &str) -> Option<RawSpec> {
         );
         return None;
     }
-    let json = match to_json(&value, &mut Vec::new(), checker) {
-        Some(json) => json,
-        None => return None,
-    };
+    let json = to_json(&value, &mut Vec::new(), checker)?;
     if !check_schema(checker, &json) || !check_numbers(checker, &json) {
         return None;
     }
@@ -313,7 +348,7 @@ fn segments_of(location: &jsonschema::paths::Location) -> Vec<Segment> {
 fn describe(value: &serde_json::Value) -> String {
     let text = value.to_string();
     if text.len() > 60 {
-        format!("{}...", &text[..text.floor_char_boundary(57)])
+        format!("{}...", &text[..char_boundary(&text, 57)])
     } else {
         text
     }
@@ -347,6 +382,10 @@ fn check_schema(checker: &mut Checker<'_>, json: &serde_json::Value) -> bool {
     let mut seen = HashSet::new();
     for error in validator.iter_errors(json) {
         passed = false;
+        if checker.full() {
+            checker.dropped = true;
+            break;
+        }
         let path = segments_of(error.instance_path());
         let instance = error.instance().clone().into_owned();
         match error.kind() {
@@ -434,6 +473,12 @@ fn yaml_problem(checker: &mut Checker<'_>, text: &str, err: &serde_yaml::Error) 
             message.replace_range(index..index + 13 + digits.len(), "");
         }
     }
+    // libyaml marks some errors at the end of input one line past a last line
+    // that has no line feed: keep the position inside the file.
+    let end = offset_position(text, text.len());
+    if (position.line, position.column) > (end.line, end.column) {
+        position = end;
+    }
     if message.starts_with("duplicate entry with key") {
         if let Some((path, first, again)) = checker.positions.first_duplicate().cloned() {
             checker.at(
@@ -480,9 +525,19 @@ fn yaml_problem(checker: &mut Checker<'_>, text: &str, err: &serde_yaml::Error) 
     checker.at(position, key_name, message);
 }
 
+/// The largest character boundary of `text` at or before byte `index`
+/// (`str::floor_char_boundary`, which needs a newer Rust than the MSRV).
+fn char_boundary(text: &str, index: usize) -> usize {
+    let mut index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
 /// Line and column (in characters) of byte `offset` in `text`.
 fn offset_position(text: &str, offset: usize) -> Position {
-    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let before = &text[..char_boundary(text, offset)];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     Position {
         line: before.matches('\n').count() + 1,
@@ -651,10 +706,7 @@ fn path_problem(path: &Path) -> Option<String> {
 }
 
 fn uuid_problem(text: &str) -> Option<String> {
-    match text.parse::<NodeId>() {
-        Ok(_) => None,
-        Err(message) => Some(message),
-    }
+    text.parse::<NodeId>().err()
 }
 
 /// The rules a schema cannot say.
