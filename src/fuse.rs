@@ -4,15 +4,16 @@
 //! Hard links inside the mount get EPERM (a volume path has one name); extended
 //! attributes get ENOTSUP. Both are documented in the README.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    BackingId, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
@@ -39,11 +40,34 @@ macro_rules! try_reply {
 /// The fuser filesystem: a handle on the core.
 pub struct GloboFs {
     vfs: Arc<Vfs>,
+    /// Backing files registered with the kernel for passthrough, per open handle.
+    backing: Mutex<HashMap<u64, BackingId>>,
 }
 
 impl GloboFs {
     pub fn new(vfs: Arc<Vfs>) -> GloboFs {
-        GloboFs { vfs }
+        GloboFs {
+            vfs,
+            backing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Registers `file` for passthrough on `fh`; false when the kernel refuses.
+    fn register_backing(&self, fh: u64, id: std::io::Result<BackingId>) -> Option<()> {
+        match id {
+            Ok(id) => {
+                self.backing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(fh, id);
+                Some(())
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "passthrough refused; serving in user space");
+                self.vfs.passthrough_refused(fh);
+                None
+            }
+        }
     }
 
     fn file_attr(&self, attr: &Attr) -> FileAttr {
@@ -87,6 +111,19 @@ impl Filesystem for GloboFs {
         // Large requests: fewer round trips for sequential I/O.
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
+        // Passthrough: the kernel reads single-block files and writes new files
+        // directly, without a round trip here. Needs privilege and a recent kernel.
+        let passthrough = std::env::var_os("GLOBOFS_NO_PASSTHROUGH").is_none()
+            && config
+                .add_capabilities(fuser::InitFlags::FUSE_PASSTHROUGH)
+                .is_ok()
+            && config.set_max_stack_depth(1).is_ok();
+        if passthrough {
+            self.vfs.enable_passthrough();
+            tracing::info!("FUSE passthrough: on (single-block reads, new-file writes)");
+        } else {
+            tracing::info!("FUSE passthrough: unavailable; all I/O is served in user space");
+        }
         Ok(())
     }
 
@@ -218,8 +255,20 @@ impl Filesystem for GloboFs {
         let acc = flags.0 & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        let fh = try_reply!(self.vfs.open(ino.0, write, truncate), reply);
-        reply.opened(FileHandle(fh), FopenFlags::empty());
+        let opened = try_reply!(self.vfs.open(ino.0, write, truncate), reply);
+        if let Some(file) = opened.backing {
+            if self
+                .register_backing(opened.fh, reply.open_backing(&file))
+                .is_some()
+            {
+                let map = self.backing.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(id) = map.get(&opened.fh) {
+                    reply.opened_passthrough(FileHandle(opened.fh), FopenFlags::empty(), id);
+                    return;
+                }
+            }
+        }
+        reply.opened(FileHandle(opened.fh), FopenFlags::empty());
     }
 
     fn read(
@@ -276,7 +325,12 @@ impl Filesystem for GloboFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        try_reply!(self.vfs.release(fh.0), reply);
+        let result = self.vfs.release(fh.0);
+        self.backing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
+        try_reply!(result, reply);
         reply.ok();
     }
 
@@ -403,12 +457,32 @@ impl Filesystem for GloboFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let (attr, fh) = try_reply!(self.vfs.create(parent.0, name, mode & !umask), reply);
+        let (attr, opened) = try_reply!(self.vfs.create(parent.0, name, mode & !umask), reply);
+        let attr = self.file_attr(&attr);
+        if let Some(file) = opened.backing {
+            if self
+                .register_backing(opened.fh, reply.open_backing(&file))
+                .is_some()
+            {
+                let map = self.backing.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(id) = map.get(&opened.fh) {
+                    reply.created_passthrough(
+                        &TTL,
+                        &attr,
+                        Generation(0),
+                        FileHandle(opened.fh),
+                        FopenFlags::empty(),
+                        id,
+                    );
+                    return;
+                }
+            }
+        }
         reply.created(
             &TTL,
-            &self.file_attr(&attr),
+            &attr,
             Generation(0),
-            FileHandle(fh),
+            FileHandle(opened.fh),
             FopenFlags::empty(),
         );
     }

@@ -152,6 +152,8 @@ struct WriteCache {
     base_valid: u64,
     /// Something changed since the last commit.
     changed: bool,
+    /// The kernel writes into `file` directly (passthrough): the file is the content.
+    direct: bool,
 }
 
 struct Handle {
@@ -159,6 +161,18 @@ struct Handle {
     /// The committed version this handle reads (and writes on top of).
     base: Option<Version>,
     cache: Option<WriteCache>,
+    /// The block file read last (sequential reads reuse its descriptor).
+    last_block: Option<(usize, File)>,
+}
+
+/// What `open` hands the adapter.
+#[derive(Debug)]
+pub struct Opened {
+    pub fh: u64,
+    /// A file the kernel may read (or write) directly (FUSE passthrough): the single
+    /// raw block of a small file opened read-only, or the private cache file of a
+    /// new or truncated file opened for writing.
+    pub backing: Option<File>,
 }
 
 /// The filesystem core.
@@ -169,6 +183,8 @@ pub struct Vfs {
     next_fh: AtomicU64,
     /// Files created through this mount and not committed yet: visible here at once.
     created: Mutex<HashMap<VPath, u64>>,
+    /// Whether the kernel accepted FUSE passthrough (set by the adapter at init).
+    passthrough: std::sync::atomic::AtomicBool,
     uid: u32,
     gid: u32,
 }
@@ -191,6 +207,7 @@ impl Vfs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             created: Mutex::new(HashMap::new()),
+            passthrough: std::sync::atomic::AtomicBool::new(false),
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
         }
@@ -198,6 +215,15 @@ impl Vfs {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Lets `open` offer backing files for FUSE passthrough.
+    pub fn enable_passthrough(&self) {
+        self.passthrough.store(true, Ordering::Relaxed);
+    }
+
+    pub fn passthrough_enabled(&self) -> bool {
+        self.passthrough.load(Ordering::Relaxed)
     }
 
     pub fn uid(&self) -> u32 {
@@ -286,10 +312,15 @@ impl Vfs {
             }
             if let Some(cache) = &handle.cache {
                 let perm = handle.base.as_ref().map_or(0o644, |b| b.mode as u16);
+                let size = if cache.direct {
+                    cache.file.metadata().map_or(cache.size, |m| m.len())
+                } else {
+                    cache.size
+                };
                 return Some(Attr {
                     ino,
                     kind: NodeKind::File,
-                    size: cache.size,
+                    size,
                     perm,
                     mtime: SystemTime::now(),
                     nlink: 1,
@@ -435,11 +466,12 @@ impl Vfs {
             dirty: BTreeSet::new(),
             base_valid: base.map_or(0, |b| b.size.min(size)),
             changed: false,
+            direct: false,
         })
     }
 
     /// Opens a file; `write` when opened for writing, `truncate` for O_TRUNC.
-    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> VfsResult<u64> {
+    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> VfsResult<Opened> {
         let path = self.path_of(ino)?;
         let base = self.store.live(&path).map_err(errno)?;
         let base = match base {
@@ -449,6 +481,7 @@ impl Vfs {
             None if lock(&self.created).contains_key(&path) => None,
             None => return Err(libc::ENOENT),
         };
+        let mut backing = None;
         let cache = if write {
             let size = if truncate {
                 0
@@ -457,16 +490,50 @@ impl Vfs {
             };
             let mut cache = self.new_cache(base.as_ref(), size)?;
             cache.changed = truncate && base.as_ref().is_some_and(|b| b.size > 0);
+            if size == 0 && self.passthrough_enabled() {
+                backing = self.direct_backing(&mut cache);
+            }
             Some(cache)
         } else {
+            if self.passthrough_enabled() {
+                backing = base.as_ref().and_then(|b| self.single_block_file(b));
+            }
             None
         };
-        Ok(self.new_handle(Handle { ino, base, cache }))
+        let fh = self.new_handle(Handle {
+            ino,
+            base,
+            cache,
+            last_block: None,
+        });
+        Ok(Opened { fh, backing })
+    }
+
+    /// The block file of a file that is one local, uncompressed block.
+    fn single_block_file(&self, version: &Version) -> Option<File> {
+        if version.kind != Kind::File || version.hashes.len() != 1 {
+            return None;
+        }
+        let located = self
+            .store
+            .blocks()
+            .locate(&version.hashes[0], Some(version.size as usize))?;
+        if located.compressed {
+            return None;
+        }
+        File::open(&located.path).ok()
+    }
+
+    /// Lets the kernel write straight into an empty cache file.
+    fn direct_backing(&self, cache: &mut WriteCache) -> Option<File> {
+        let file = cache.file.try_clone().ok()?;
+        cache.direct = true;
+        Some(file)
     }
 
     /// Creates a file (exclusive) and opens it for writing. The new file is
     /// visible in this mount at once and committed on close.
-    pub fn create(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<(Attr, u64)> {
+    pub fn create(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<(Attr, Opened)> {
         let path = self.child(parent, name)?;
         let parent_path = self.path_of(parent)?;
         if !self.store.is_dir(&parent_path).map_err(errno)? {
@@ -484,6 +551,11 @@ impl Vfs {
             .map(|n| n.lookups += 1);
         let mut cache = self.new_cache(None, 0)?;
         cache.changed = true;
+        let backing = if self.passthrough_enabled() {
+            self.direct_backing(&mut cache)
+        } else {
+            None
+        };
         let base = Version {
             id: crate::ids::VersionId {
                 secs: 0,
@@ -508,6 +580,7 @@ impl Vfs {
             ino,
             base: Some(base),
             cache: Some(cache),
+            last_block: None,
         });
         let attr = self.writer_attr(ino).unwrap_or(Attr {
             ino,
@@ -517,13 +590,13 @@ impl Vfs {
             mtime: SystemTime::now(),
             nlink: 1,
         });
-        Ok((attr, fh))
+        Ok((attr, Opened { fh, backing }))
     }
 
     /// Reads from an open file.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
         let handle = self.handle(fh)?;
-        let handle = lock(&handle);
+        let mut handle = lock(&handle);
         let end = match &handle.cache {
             Some(cache) => cache.size,
             None => handle.base.as_ref().map_or(0, |b| b.size),
@@ -535,13 +608,42 @@ impl Vfs {
         let mut buf = vec![0u8; len];
         match &handle.cache {
             None => {
-                let base = handle.base.as_ref().ok_or(libc::EIO)?;
-                let n = self.store.read_at(base, offset, &mut buf).map_err(errno)?;
+                let n = self.read_base(&mut handle, offset, &mut buf)?;
                 buf.truncate(n);
             }
             Some(cache) => self.read_cached(handle.base.as_ref(), cache, offset, &mut buf)?,
         }
         Ok(buf)
+    }
+
+    /// Reads a committed version, keeping the last raw block file open so a
+    /// sequential reader opens each block once.
+    fn read_base(&self, handle: &mut Handle, offset: u64, buf: &mut [u8]) -> VfsResult<usize> {
+        let base = handle.base.as_ref().ok_or(libc::EIO)?;
+        let bs = u64::from(base.block_size.max(1));
+        let index = (offset / bs) as usize;
+        let within = offset % bs;
+        let block_len = base.block_len(index);
+        let fits = within as usize + buf.len() <= block_len;
+        if fits && index < base.hashes.len() {
+            let cached = matches!(&handle.last_block, Some((i, _)) if *i == index);
+            if !cached {
+                handle.last_block = self
+                    .store
+                    .blocks()
+                    .locate(&base.hashes[index], Some(block_len))
+                    .filter(|located| !located.compressed)
+                    .and_then(|located| File::open(located.path).ok())
+                    .map(|file| (index, file));
+            }
+            if let Some((_, file)) = &handle.last_block {
+                if read_exact_at(file, buf, within).is_ok() {
+                    return Ok(buf.len());
+                }
+            }
+        }
+        let base = handle.base.as_ref().ok_or(libc::EIO)?;
+        self.store.read_at(base, offset, buf).map_err(errno)
     }
 
     /// Reads through a write cache: dirty blocks from the cache file, the rest
@@ -581,6 +683,29 @@ impl Vfs {
             done += n;
         }
         Ok(())
+    }
+
+    /// For a cache the kernel writes directly: take its size from the file and
+    /// treat every block as written.
+    fn sync_direct(cache: &mut WriteCache) -> VfsResult<()> {
+        if !cache.direct {
+            return Ok(());
+        }
+        cache.size = cache.file.metadata().map_err(io_errno)?.len();
+        let count = Version::block_count(cache.size, cache.block_size);
+        cache.dirty = (0..count).collect();
+        cache.base_valid = 0;
+        cache.changed = true;
+        Ok(())
+    }
+
+    /// The adapter could not set up passthrough: writes come through `write` after all.
+    pub fn passthrough_refused(&self, fh: u64) {
+        if let Ok(handle) = self.handle(fh) {
+            if let Some(cache) = lock(&handle).cache.as_mut() {
+                cache.direct = false;
+            }
+        }
     }
 
     /// Copies block `index` of the base into the cache file before a partial write.
@@ -649,7 +774,7 @@ impl Vfs {
             Some(fh) if lock(&*self.handle(fh)?).cache.is_some() => fh,
             _ => {
                 // No writable handle: open one, truncate, commit.
-                let fh = self.open(ino, true, false)?;
+                let fh = self.open(ino, true, false)?.fh;
                 let result = self
                     .truncate(ino, Some(fh), size)
                     .and_then(|_| self.commit(fh, false));
@@ -662,6 +787,7 @@ impl Vfs {
         let handle = &mut *guard;
         let base = handle.base.clone();
         let cache = handle.cache.as_mut().ok_or(libc::EBADF)?;
+        Self::sync_direct(cache)?;
         if size == cache.size {
             return Ok(());
         }
@@ -696,6 +822,7 @@ impl Vfs {
         let Some(cache) = handle.cache.as_mut() else {
             return Ok(());
         };
+        Self::sync_direct(cache)?;
         if !cache.changed {
             if durable {
                 crate::store::sync_filesystem(&self.store.layout().dir).map_err(errno)?;
@@ -750,6 +877,14 @@ impl Vfs {
         }
         writer.finish().map_err(errno)?;
         let mode = base.as_ref().map_or(0o644, |b| b.mode);
+        let unchanged = base
+            .as_ref()
+            .is_some_and(|b| b.id.secs > 0 && b.size == cache.size && b.hashes == hashes);
+        if unchanged {
+            cache.dirty.clear();
+            cache.changed = false;
+            return Ok(());
+        }
         if self
             .store
             .live(&path)
@@ -1023,7 +1158,8 @@ mod tests {
     #[test]
     fn create_write_close_read() {
         let (_dir, vfs) = vfs();
-        let (attr, fh) = vfs.create(ROOT_INO, OsStr::new("a.txt"), 0o600).unwrap();
+        let (attr, opened) = vfs.create(ROOT_INO, OsStr::new("a.txt"), 0o600).unwrap();
+        let fh = opened.fh;
         assert_eq!(
             vfs.lookup(ROOT_INO, OsStr::new("a.txt")).unwrap().ino,
             attr.ino
@@ -1032,7 +1168,7 @@ mod tests {
         assert_eq!(vfs.getattr(attr.ino).unwrap().size, 11);
         vfs.commit(fh, false).unwrap();
         vfs.release(fh).unwrap();
-        let fh = vfs.open(attr.ino, false, false).unwrap();
+        let fh = vfs.open(attr.ino, false, false).unwrap().fh;
         assert_eq!(vfs.read(fh, 6, 100).unwrap(), b"world");
         assert_eq!(vfs.getattr(attr.ino).unwrap().perm, 0o600);
     }
@@ -1044,7 +1180,7 @@ mod tests {
         let path = VPath::from_escaped("big").unwrap();
         let before = vfs.write_whole(&path, &data).unwrap();
         let ino = vfs.lookup(ROOT_INO, OsStr::new("big")).unwrap().ino;
-        let fh = vfs.open(ino, true, false).unwrap();
+        let fh = vfs.open(ino, true, false).unwrap().fh;
         vfs.write(fh, 4096 * 3 + 10, b"XYZ").unwrap();
         vfs.release(fh).unwrap();
         let after = vfs.store().live(&path).unwrap().unwrap();
@@ -1077,7 +1213,7 @@ mod tests {
         let path = VPath::from_escaped("gone").unwrap();
         vfs.write_whole(&path, b"still here").unwrap();
         let ino = vfs.lookup(ROOT_INO, OsStr::new("gone")).unwrap().ino;
-        let fh = vfs.open(ino, false, false).unwrap();
+        let fh = vfs.open(ino, false, false).unwrap().fh;
         vfs.unlink(ROOT_INO, OsStr::new("gone")).unwrap();
         assert_eq!(vfs.lookup(ROOT_INO, OsStr::new("gone")), Err(libc::ENOENT));
         assert_eq!(vfs.read(fh, 0, 100).unwrap(), b"still here");

@@ -51,7 +51,7 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
     )
     .map_err(|err| Failure::runtime(format!("mounting {}: {err}", mountpoint.display())))?;
     let mounted = Arc::new(mounted);
-    tracing::info!(mountpoint = %mountpoint.display(), node = %spec.node, "mounted (reads in user space; FUSE passthrough not used yet)");
+    tracing::info!(mountpoint = %mountpoint.display(), node = %spec.node, "mounted");
     notify_ready();
 
     let stop = Arc::new(AtomicBool::new(false));
