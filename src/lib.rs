@@ -12,4 +12,5 @@ pub mod layout;
 pub mod reconcile;
 pub mod spec;
 pub mod store;
+pub mod sync;
 pub mod vfs;

@@ -8,6 +8,7 @@
 mod blocks;
 mod error;
 pub mod gc;
+pub mod import;
 pub mod journal;
 pub mod lock;
 mod meta;

@@ -1,0 +1,407 @@
+//! Applying what one peer pushed into our `spool/inbound/<peer>/`: its journal
+//! there is read from our saved position; each line names a version file that is
+//! opened without following any symlink, parsed strictly, checked against the
+//! line, and imported into `root/` as our own copy. Blocks the peer pushed
+//! eagerly are verified before they are taken in. Then the path is resolved:
+//! every losing concurrent edit gets its conflict copy, and a directory a peer
+//! deleted while we (or another peer) still had live entries in it is re-created.
+//!
+//! Hostile or damaged input (a bad path, a symlink in the spool, a malformed or
+//! mismatched version file, a block whose bytes do not match) is refused and
+//! logged, and the rest goes on. A journal line with a bad checksum stops the
+//! reader there until it is repaired (never skipped).
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
+
+use crate::ids::{BlockHash, NodeId};
+use crate::layout::{VPath, is_hashed_name, name_from_disk};
+use crate::store::import::Imported;
+use crate::store::journal::{self, Position};
+use crate::store::lock::FileLock;
+use crate::store::resolve::{conflict_name, resolve};
+use crate::store::version::MAX_VERSION_FILE;
+use crate::store::{
+    BlockWriter, Kind, Mtime, Store, StoreError, Version, read_version_file, version_ids_in,
+};
+
+use super::push::{parse_line, version_names};
+use super::remote::{PeerFetcher, Remote};
+use super::state::{self, BLOCKS, JOURNAL};
+use super::{PeerReport, safe};
+
+/// Journal lines applied per batch (the position is saved after each).
+const BATCH: usize = 256;
+
+/// Applies everything new in `peer`'s inbound spool. `relay`: the peer's remote,
+/// when we have other peers that may need its blocks from us.
+pub fn apply(
+    store: &Store,
+    peer: NodeId,
+    relay: Option<&Remote>,
+    report: &mut PeerReport,
+) -> Result<(), StoreError> {
+    let layout = store.layout();
+    let Some(_lock) = FileLock::try_exclusive(&state::lock_file(layout, &format!("apply-{peer}")))?
+    else {
+        report.note("another process of this node is applying from this peer".into());
+        return Ok(());
+    };
+    let spool = layout.inbound(peer);
+    let journal_dir = spool.join(JOURNAL);
+    for dir in [&spool, &journal_dir] {
+        match safe::real_dir(dir) {
+            Ok(Some(true)) => {}
+            Ok(None) => return Ok(()),
+            Ok(Some(false)) => {
+                report.refuse(format!(
+                    "{} is not a real directory (a symlink?); nothing applied",
+                    dir.display()
+                ));
+                return Ok(());
+            }
+            Err(err) => return Err(StoreError::io(dir, err)),
+        }
+    }
+    for number in journal::segments(&journal_dir)? {
+        let segment = journal_dir.join(format!("{number:016}"));
+        let regular = fs::symlink_metadata(&segment).is_ok_and(|m| m.file_type().is_file());
+        if !regular {
+            report.refuse(format!(
+                "{} is not a regular file; nothing applied from this peer",
+                segment.display()
+            ));
+            return Ok(());
+        }
+    }
+    let position_file = state::apply_position(layout, peer);
+    let ack_file = state::ack_file(layout, peer);
+    let mut position = Position::load(&position_file)?;
+    let mut applier = Applier {
+        store,
+        peer,
+        spool: &spool,
+        relay,
+        relay_away: false,
+        report,
+    };
+    loop {
+        let batch = journal::read(&journal_dir, &position, BATCH)?;
+        for warning in &batch.warnings {
+            if warning.contains("bad line") {
+                applier.report.refuse(warning.clone());
+            } else {
+                applier.report.note(warning.clone());
+            }
+        }
+        for line in &batch.lines {
+            applier.line(line)?;
+        }
+        let moved = batch.next != position;
+        position = batch.next;
+        if moved || !ack_file.exists() {
+            position.save(&position_file)?;
+            position.save(&ack_file)?;
+        }
+        if batch.lines.is_empty() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+struct Applier<'a> {
+    store: &'a Store,
+    peer: NodeId,
+    spool: &'a Path,
+    relay: Option<&'a Remote>,
+    relay_away: bool,
+    report: &'a mut PeerReport,
+}
+
+impl Applier<'_> {
+    /// Applies one journal line; refusals are reported, local failures returned.
+    fn line(&mut self, line: &str) -> Result<(), StoreError> {
+        let (id, path) = match parse_line(line) {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                self.report.refuse(format!("journal line: {why}"));
+                return Ok(());
+            }
+        };
+        if self.store.is_ignored(&path) {
+            tracing::debug!(peer = %self.peer, %path, "ignored path; not applied");
+            return Ok(());
+        }
+        let names = version_names(&path, id);
+        let shown = safe::joined(self.spool, &names);
+        let version = match read_inbound(self.spool, &names, &shown) {
+            Ok(version) => version,
+            Err(why) => {
+                self.report.refuse(why);
+                return Ok(());
+            }
+        };
+        if version.id != id || version.path != path {
+            self.report.refuse(format!(
+                "{}: says it is version {} of {}, but the journal line names {id} of {path}",
+                shown.display(),
+                version.id,
+                version.path
+            ));
+            return Ok(());
+        }
+        if self.store.pruned_ids(&path)?.contains(&id) {
+            tracing::debug!(%path, %id, "pruned here; not taken back");
+            return Ok(());
+        }
+        if version.kind == Kind::File {
+            self.take_eager_blocks(&version)?;
+        }
+        match self.store.import_version(&version) {
+            Ok(Imported::New) => self.report.applied += 1,
+            Ok(Imported::Identical) => return Ok(()),
+            Err(StoreError::Refused(why)) => {
+                self.report.refuse(why);
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        }
+        if version.kind == Kind::File && self.relay.is_some() {
+            self.relay_blocks(&version)?;
+        }
+        self.settle(&path)
+    }
+
+    /// Blocks the peer pushed eagerly (`%blocks/`), verified, into our `hashes/`.
+    fn take_eager_blocks(&mut self, version: &Version) -> Result<(), StoreError> {
+        let blocks_dir = self.spool.join(BLOCKS);
+        if !matches!(safe::real_dir(&blocks_dir), Ok(Some(true))) {
+            return Ok(());
+        }
+        let store = self.store;
+        let mut seen = HashSet::new();
+        for (index, hash) in version.hashes.iter().enumerate() {
+            let len = version.block_len(index);
+            if !seen.insert(*hash) || store.blocks().locate(hash, Some(len)).is_some() {
+                continue;
+            }
+            let names: Vec<OsString> = std::iter::once(OsString::from(BLOCKS))
+                .chain(hash.relative_path().iter().map(OsString::from))
+                .collect();
+            let shown = safe::joined(self.spool, &names);
+            let data = match safe::open_under(self.spool, &names)
+                .and_then(|file| safe::read_bounded(file, len as u64, &shown))
+            {
+                Ok(data) => data,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => {
+                    self.report.refuse(format!("{}: {err}", shown.display()));
+                    continue;
+                }
+            };
+            if data.len() != len || BlockHash::of(&data) != *hash {
+                self.report.refuse(format!(
+                    "{}: content does not match block {hash} ({} bytes, expected {len})",
+                    shown.display(),
+                    data.len()
+                ));
+                continue;
+            }
+            self.store_block(hash, &data)?;
+            // Taken in: the copy in the spool is no longer needed.
+            let _ = fs::remove_file(&shown);
+            self.report.blocks_received += 1;
+        }
+        Ok(())
+    }
+
+    /// Pulls the version's missing blocks from the peer, so that our other peers
+    /// (which may not reach it) can read them from us.
+    fn relay_blocks(&mut self, version: &Version) -> Result<(), StoreError> {
+        let Some(remote) = self.relay else {
+            return Ok(());
+        };
+        let mut seen = HashSet::new();
+        for (index, hash) in version.hashes.iter().enumerate() {
+            if self.relay_away {
+                return Ok(());
+            }
+            let len = version.block_len(index);
+            if !seen.insert(*hash) || self.store.blocks().locate(hash, Some(len)).is_some() {
+                continue;
+            }
+            match PeerFetcher::fetch_from(remote, hash, len) {
+                Ok(data) => {
+                    self.store_block(hash, &data)?;
+                    self.store.link_blocks(&version.path, &[*hash])?;
+                    self.report.blocks_received += 1;
+                }
+                Err(StoreError::Refused(why)) => {
+                    self.report
+                        .note(format!("not relaying blocks of {}: {why}", version.path));
+                    self.relay_away = true;
+                }
+                Err(err) => self.report.note(format!(
+                    "block {hash} of {} not pulled for relaying: {err}",
+                    version.path
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    fn store_block(&self, hash: &BlockHash, data: &[u8]) -> Result<(), StoreError> {
+        let store = self.store;
+        let _lock = store.writer_lock()?;
+        let mut writer = BlockWriter::new(
+            store.blocks(),
+            &store.layout().tmp(),
+            store.config().compression,
+        );
+        writer.put(hash, data)?;
+        writer.finish()?;
+        Ok(())
+    }
+
+    /// After an import at `path`: conflict copies for losing edits, and
+    /// directories re-created so that nothing live is hidden.
+    fn settle(&mut self, path: &VPath) -> Result<(), StoreError> {
+        let store = self.store;
+        let versions = store.versions(path)?;
+        let resolution = resolve(&versions);
+        for loser in &resolution.losers {
+            self.conflict_copy(loser)?;
+        }
+        match store.current(path)? {
+            Some(current) if current.kind.is_live() => self.revive_parents(path)?,
+            _ => {
+                if has_live_children(store, path)? {
+                    self.revive_parents(path)?;
+                    match store.mkdir_at(path, 0o755, Mtime::now()) {
+                        Ok(_) => {
+                            self.report.resurrected += 1;
+                            self.report.note(format!(
+                                "{path}: deleted by a peer while live entries remained in it; re-created"
+                            ));
+                        }
+                        Err(err) => self.report.note(format!("{path}: not re-created: {err}")),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-creates deleted (or never seen) parent directories of a live `path`.
+    fn revive_parents(&mut self, path: &VPath) -> Result<(), StoreError> {
+        let store = self.store;
+        let Some(parent) = path.parent() else {
+            return Ok(());
+        };
+        if store.is_dir(&parent)? {
+            return Ok(());
+        }
+        let _lock = store.writer_lock()?;
+        let mut missing = 0;
+        let mut dir = Some(parent);
+        while let Some(current) = dir {
+            if current.is_root() || store.is_dir(&current)? {
+                break;
+            }
+            missing += 1;
+            dir = current.parent();
+        }
+        match store.make_parents(path, Mtime::now()) {
+            Ok(()) => {
+                self.report.resurrected += missing;
+                self.report.note(format!(
+                    "{path}: re-created {missing} deleted parent director(ies)"
+                ));
+            }
+            // A file where a directory belongs: the peer's directory version
+            // wins once it arrives; until then the entry is not reachable.
+            Err(err) => self
+                .report
+                .note(format!("{path}: parents not re-created: {err}")),
+        }
+        Ok(())
+    }
+
+    /// Imports the conflict copy of `loser`: a pure function of the losing
+    /// version, so every node makes the identical copy.
+    fn conflict_copy(&mut self, loser: &Version) -> Result<(), StoreError> {
+        let Some(name) = conflict_name(loser) else {
+            return Ok(());
+        };
+        let copy = Version {
+            id: loser.id,
+            kind: loser.kind,
+            path: name,
+            node: loser.node,
+            parents: Vec::new(),
+            from: None,
+            conflict_of: Some((loser.id, loser.path.clone())),
+            size: loser.size,
+            mode: loser.mode,
+            mtime: loser.mtime,
+            block_size: loser.block_size,
+            target: loser.target.clone(),
+            hashes: loser.hashes.clone(),
+        };
+        match self.store.import_version(&copy) {
+            Ok(Imported::New) => {
+                self.report.conflicts += 1;
+                tracing::warn!(path = %loser.path, copy = %copy.path, "conflict: concurrent edits; the losing one is kept as a copy");
+                state::record_conflict(self.store.layout(), &copy.path.escaped())?;
+            }
+            Ok(Imported::Identical) => {}
+            Err(StoreError::Refused(why)) => self.report.note(format!("conflict copy: {why}")),
+            Err(err) => return Err(err),
+        }
+        Ok(())
+    }
+}
+
+/// Opens, reads and parses an inbound version file; an error says why it is refused.
+fn read_inbound(spool: &Path, names: &[OsString], shown: &Path) -> Result<Version, String> {
+    let file = safe::open_under(spool, names).map_err(|err| err.to_string())?;
+    let bytes = safe::read_bounded(file, MAX_VERSION_FILE, shown).map_err(|err| err.to_string())?;
+    Version::parse(shown, &bytes).map_err(|err| err.to_string())
+}
+
+/// Whether `path` has live entries in our store (read from disk, so it works
+/// while `path` itself is deleted).
+fn has_live_children(store: &Store, path: &VPath) -> Result<bool, StoreError> {
+    let dir = store.path_dir(path);
+    let listing = match fs::read_dir(&dir) {
+        Ok(listing) => listing,
+        Err(_) => return Ok(false),
+    };
+    for item in listing.flatten() {
+        let disk = item.file_name();
+        let child = match name_from_disk(&disk) {
+            Some(name) => match path.join(&name) {
+                Ok(child) => child,
+                Err(_) => continue,
+            },
+            None if is_hashed_name(&disk) => {
+                let versions = dir.join(&disk).join("versions");
+                match version_ids_in(&versions)?.last() {
+                    Some(id) => match read_version_file(&versions.join(id.to_string())) {
+                        Ok(version) => version.path,
+                        Err(_) => continue,
+                    },
+                    None => continue,
+                }
+            }
+            None => continue,
+        };
+        if store.live(&child)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,227 @@
+//! Sync between nodes through files only: we push our new versions into each
+//! peer's `spool/inbound/<our id>/` (only we write there), and apply what each
+//! peer pushed into our `spool/inbound/<peer>/` by parsing, checking and
+//! rewriting it into `root/`.
+//!
+//! One pass ([`sync_once`], `globofs sync`, and the mount every interval):
+//! check each peer, push our journal to every reachable one ([`push`]), apply
+//! every peer's inbound journal ([`apply`]), and push again if applying made
+//! anything new (relays, conflict copies, resurrected directories). Work is
+//! found through journals read from remembered positions, so a pass with
+//! nothing new reads a few small files per peer and never walks a tree.
+//!
+//! Every operation on a peer's store runs on that peer's [`Remote`] with a
+//! deadline; a missing, unmounted or hung peer is reported away and its queue
+//! waits. State files and spool names are listed in [`state`].
+
+mod apply;
+mod mirror;
+mod push;
+pub mod remote;
+mod safe;
+pub mod state;
+mod status;
+
+use std::sync::Arc;
+
+pub use mirror::{MirrorReport, mirror};
+pub use remote::{Away, PeerFetcher, Remote};
+pub use status::{PeerStatus, Status, status};
+
+use crate::ids::NodeId;
+use crate::spec::Spec;
+use crate::store::{Store, StoreError};
+
+/// Errors of the sync layer: our own store failing. Trouble with a peer is
+/// not an error of the pass; it is reported per peer in [`SyncReport`].
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one pass did with one peer.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PeerReport {
+    pub peer: String,
+    pub reachable: bool,
+    /// Why the peer was away (missing, unmounted, hung, not the right store...).
+    pub away: Option<String>,
+    /// Versions written into the peer's inbound spool.
+    pub pushed: u64,
+    /// Versions from the peer new to us.
+    pub applied: u64,
+    /// Conflict copies made while applying the peer's versions.
+    pub conflicts: u64,
+    /// Directories re-created because a peer's deletion hid live entries.
+    pub resurrected: u64,
+    /// Blocks copied into the peer's spool (`replicate: true`).
+    pub blocks_replicated: u64,
+    /// Blocks taken in from the peer (its eager `%blocks`, or pulled to relay).
+    pub blocks_received: u64,
+    /// Our journal segments in the peer's spool trimmed after its ack.
+    pub trimmed: u64,
+    /// Inbound input refused (each logged), the rest applied.
+    pub refused: Vec<String>,
+    /// Things that stopped this pass with this peer (retried next pass).
+    pub errors: Vec<String>,
+    /// Notes (a torn journal tail skipped, another process busy...).
+    pub notes: Vec<String>,
+}
+
+impl PeerReport {
+    fn new(peer: NodeId) -> PeerReport {
+        PeerReport {
+            peer: peer.to_string(),
+            ..PeerReport::default()
+        }
+    }
+
+    fn refuse(&mut self, why: String) {
+        tracing::warn!(peer = %self.peer, "refused: {why}");
+        self.refused.push(why);
+    }
+
+    fn error(&mut self, why: String) {
+        tracing::warn!(peer = %self.peer, "sync error: {why}");
+        self.errors.push(why);
+    }
+
+    fn note(&mut self, why: String) {
+        tracing::info!(peer = %self.peer, "{why}");
+        self.notes.push(why);
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SyncReport {
+    pub peers: Vec<PeerReport>,
+}
+
+impl SyncReport {
+    pub fn pushed(&self) -> u64 {
+        self.peers.iter().map(|p| p.pushed).sum()
+    }
+    pub fn applied(&self) -> u64 {
+        self.peers.iter().map(|p| p.applied).sum()
+    }
+    pub fn conflicts(&self) -> u64 {
+        self.peers.iter().map(|p| p.conflicts).sum()
+    }
+    pub fn unreachable(&self) -> u64 {
+        self.peers.iter().filter(|p| !p.reachable).count() as u64
+    }
+    pub fn refused(&self) -> u64 {
+        self.peers.iter().map(|p| p.refused.len() as u64).sum()
+    }
+    pub fn errors(&self) -> u64 {
+        self.peers.iter().map(|p| p.errors.len() as u64).sum()
+    }
+
+    pub fn peer(&self, id: NodeId) -> Option<&PeerReport> {
+        let id = id.to_string();
+        self.peers.iter().find(|p| p.peer == id)
+    }
+}
+
+/// Runs sync passes for one node; keeps its peers' remotes (and any stuck
+/// worker) from one pass to the next. The mount holds one.
+#[derive(Debug)]
+pub struct Syncer {
+    remotes: Vec<Arc<Remote>>,
+}
+
+impl Syncer {
+    pub fn new(spec: &Spec) -> Syncer {
+        Syncer {
+            remotes: remote::remotes(spec),
+        }
+    }
+
+    /// A block fetcher sharing this syncer's remotes (and their away state).
+    pub fn fetcher(&self) -> PeerFetcher {
+        PeerFetcher::with_remotes(self.remotes.clone())
+    }
+
+    /// One pass: push to every reachable peer, apply every peer's inbound spool,
+    /// push again if applying produced anything.
+    pub fn pass(&self, store: &Store) -> Result<SyncReport, SyncError> {
+        let mut reports: Vec<PeerReport> = self
+            .remotes
+            .iter()
+            .map(|remote| PeerReport::new(remote.id()))
+            .collect();
+        for (remote, report) in self.remotes.iter().zip(reports.iter_mut()) {
+            match remote.check(true) {
+                Ok(()) => report.reachable = true,
+                Err(away) => {
+                    tracing::info!(peer = %remote.id(), why = %away.why, "peer away");
+                    report.away = Some(away.why);
+                }
+            }
+        }
+        self.push_all(store, &mut reports)?;
+        let mut produced = false;
+        for (index, remote) in self.remotes.iter().enumerate() {
+            let relay = if self.remotes.len() > 1 && reports[index].reachable {
+                Some(remote.as_ref())
+            } else {
+                None
+            };
+            let before = store_journal_mark(store)?;
+            apply::apply(store, remote.id(), relay, &mut reports[index])?;
+            produced |= store_journal_mark(store)? != before;
+            let mut times = state::PeerTimes::load(store.layout(), remote.id())?;
+            if reports[index].errors.is_empty() {
+                times.last_apply = Some(state::now_secs());
+                times.save(store.layout(), remote.id())?;
+            }
+        }
+        if produced {
+            self.push_all(store, &mut reports)?;
+        }
+        Ok(SyncReport { peers: reports })
+    }
+
+    fn push_all(&self, store: &Store, reports: &mut [PeerReport]) -> Result<(), SyncError> {
+        for (remote, report) in self.remotes.iter().zip(reports.iter_mut()) {
+            if !report.reachable || !report.errors.is_empty() {
+                continue;
+            }
+            match push::push(store, remote, report) {
+                Ok(true) => {
+                    let mut times = state::PeerTimes::load(store.layout(), remote.id())?;
+                    times.last_push = Some(state::now_secs());
+                    times.save(store.layout(), remote.id())?;
+                }
+                Ok(false) => {}
+                Err(push::PushError::Away(away)) => {
+                    report.reachable = false;
+                    report.away = Some(away.why);
+                }
+                Err(push::PushError::Store(err)) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where our own journal ends (to tell whether applying journaled anything).
+fn store_journal_mark(store: &Store) -> Result<(u64, u64), StoreError> {
+    let dir = store.journal().dir();
+    let last = crate::store::journal::segments(dir)?.last().copied();
+    Ok(match last {
+        Some(number) => {
+            let path = dir.join(format!("{number:016}"));
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            (number, len)
+        }
+        None => (0, 0),
+    })
+}
+
+/// One sync pass for `store` with the peers of `spec`.
+pub fn sync_once(store: &Store, spec: &Spec) -> Result<SyncReport, SyncError> {
+    Syncer::new(spec).pass(store)
+}

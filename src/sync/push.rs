@@ -1,0 +1,383 @@
+//! Pushing to one peer: our journal is the queue. From our saved position in it,
+//! each version still owed to the peer is written into the peer's
+//! `spool/inbound/<our id>/<path>/versions/` (temp file + rename, then a log line
+//! appended), and the batch's lines are appended to our journal in that spool
+//! (`%journal/`, headed by our store nonce). Then the outbound links are removed
+//! and the position saved. Re-pushing after a crash is harmless: an identical
+//! version file is left as is, and applying is idempotent.
+//!
+//! Not pushed to peer P: paths matching `ignore`, versions P wrote, versions P
+//! pushed to us (P has them), and versions pruned here since.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::ids::{BlockHash, NodeId, VersionId};
+use crate::layout::VPath;
+use crate::store::journal::{self, JournalWriter, Position};
+use crate::store::lock::FileLock;
+use crate::store::{Blocks, Kind, Store, StoreError};
+
+use super::remote::{Away, Remote};
+use super::state::{self, BLOCKS, JOURNAL, NONCE, TMP_PREFIX};
+use super::{PeerReport, safe};
+
+/// Journal lines handled per batch (one journal append in the peer's spool each).
+const BATCH: usize = 512;
+
+#[derive(Debug)]
+pub enum PushError {
+    Away(Away),
+    Store(StoreError),
+}
+
+impl From<Away> for PushError {
+    fn from(away: Away) -> PushError {
+        PushError::Away(away)
+    }
+}
+
+impl From<StoreError> for PushError {
+    fn from(err: StoreError) -> PushError {
+        PushError::Store(err)
+    }
+}
+
+/// Parses a journal line `<version id> <escaped path>`.
+pub fn parse_line(line: &str) -> Result<(VersionId, VPath), String> {
+    let (id, path) = line
+        .split_once(' ')
+        .ok_or_else(|| format!("journal line {:?} has no path", crate::ids::clip(line, 80)))?;
+    let id: VersionId = id.parse()?;
+    let path = VPath::from_escaped(path).map_err(|err| err.0)?;
+    if path.is_root() {
+        return Err(format!("journal line {line:?} names the volume root"));
+    }
+    Ok((id, path))
+}
+
+/// The names below a spool directory of a version file of `path`.
+pub fn version_names(path: &VPath, id: VersionId) -> Vec<OsString> {
+    let mut names: Vec<OsString> = path
+        .names()
+        .iter()
+        .map(|name| crate::layout::disk_name(name))
+        .collect();
+    names.push("versions".into());
+    names.push(id.to_string().into());
+    names
+}
+
+/// Pushes what is queued for `remote`. Returns true when the queue was emptied.
+pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<bool, PushError> {
+    let peer = remote.id();
+    let layout = store.layout();
+    let Some(_running) =
+        FileLock::try_exclusive(&state::lock_file(layout, &format!("push-{peer}.run")))?
+    else {
+        report.note("another process of this node is pushing to this peer".into());
+        return Ok(false);
+    };
+    let our_id = store.meta().node;
+    let nonce = store.meta().nonce.clone();
+    let spool = remote.layout().inbound(our_id);
+    let check = {
+        let spool = spool.clone();
+        let nonce = nonce.clone();
+        remote.run(move || ensure_nonce(&spool, &nonce))?
+    };
+    match check {
+        Ok(NonceCheck::Ours) => {}
+        Ok(NonceCheck::Written) => report.note(format!(
+            "first push: wrote our nonce into {}",
+            spool.display()
+        )),
+        Ok(NonceCheck::NoSpool) => {
+            report.error(format!(
+                "{} does not exist: the peer does not list this node ({our_id}) as a peer; nothing pushed",
+                spool.display()
+            ));
+            return Ok(false);
+        }
+        Ok(NonceCheck::Other(theirs)) => {
+            report.error(format!(
+                "{} holds nonce {theirs:?}, not ours ({nonce}): another store claims node id {our_id} (a cloned disk?); refusing to push to this peer",
+                spool.join(NONCE).display()
+            ));
+            return Ok(false);
+        }
+        Err(err) => {
+            report.error(format!("{}: {err}", spool.display()));
+            return Ok(false);
+        }
+    }
+    let position_file = state::push_position(layout, peer);
+    let mut position = Position::load(&position_file)?;
+    let replicate = remote.peer().replicate;
+    loop {
+        let batch = journal::read(store.journal().dir(), &position, BATCH)?;
+        for warning in &batch.warnings {
+            report.note(warning.clone());
+        }
+        if batch.lines.is_empty() {
+            if batch.next != position {
+                batch.next.save(&position_file)?;
+            }
+            break;
+        }
+        let mut lines = Vec::new();
+        let mut delivered = Vec::new();
+        for line in &batch.lines {
+            let (id, path) = match parse_line(line) {
+                Ok(parsed) => parsed,
+                Err(why) => {
+                    report.note(format!("our journal: {why}; skipped"));
+                    continue;
+                }
+            };
+            if store.is_ignored(&path) {
+                continue;
+            }
+            let names = version_names(&path, id);
+            delivered.push(safe::joined(&layout.outbound(peer), &names));
+            if fs::symlink_metadata(safe::joined(&layout.inbound(peer), &names)).is_ok() {
+                // The peer pushed it to us: it has it.
+                continue;
+            }
+            let version = match store.read_version(&path, id) {
+                Ok(version) => version,
+                Err(err) if err.is_not_found() => continue,
+                Err(err) => {
+                    report.note(format!("{err}; not pushed"));
+                    continue;
+                }
+            };
+            if version.node == peer {
+                continue;
+            }
+            if replicate && version.kind == Kind::File {
+                replicate_blocks(store, remote, &spool, &version, report)?;
+            }
+            let dir = safe::joined(&spool, &names[..names.len() - 1]);
+            let text = version.to_text();
+            let written = remote.run(move || write_version(&dir, id, &text))?;
+            match written {
+                Ok(_) => {}
+                Err(err) => {
+                    report.error(format!("writing version {id} of {path}: {err}"));
+                    return Ok(false);
+                }
+            }
+            lines.push(format!("{id} {}", path.escaped()));
+        }
+        let count = lines.len() as u64;
+        if !lines.is_empty() {
+            let writer = JournalWriter::new(
+                spool.join(JOURNAL),
+                state::lock_file(layout, &format!("push-{peer}")),
+                &nonce,
+            );
+            if let Err(err) = remote.run(move || writer.append(&lines))? {
+                report.error(format!(
+                    "appending to our journal in the peer's spool: {err}"
+                ));
+                return Ok(false);
+            }
+        }
+        for link in delivered {
+            match fs::remove_file(&link) {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::NotFound => {}
+                Err(err) => report.note(format!("{}: {err}", link.display())),
+            }
+        }
+        report.pushed += count;
+        position = batch.next;
+        position.save(&position_file)?;
+    }
+    trim(store, remote, our_id, &nonce, &spool, report)?;
+    Ok(true)
+}
+
+/// What the peer's `%nonce` for us says.
+enum NonceCheck {
+    Ours,
+    Written,
+    Other(String),
+    NoSpool,
+}
+
+fn ensure_nonce(spool: &Path, nonce: &str) -> io::Result<NonceCheck> {
+    match fs::symlink_metadata(spool) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(io::Error::new(
+                ErrorKind::InvalidData,
+                "not a directory (refusing to write through it)",
+            ));
+        }
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(NonceCheck::NoSpool),
+        Err(err) => return Err(err),
+    }
+    let file = spool.join(NONCE);
+    match File::open(&file) {
+        Ok(handle) => {
+            let mut text = String::new();
+            handle.take(256).read_to_string(&mut text)?;
+            let theirs = text.trim();
+            if theirs == nonce {
+                Ok(NonceCheck::Ours)
+            } else {
+                Ok(NonceCheck::Other(theirs.to_string()))
+            }
+        }
+        Err(err) if err.kind() == ErrorKind::NotFound => {
+            write_replacing(spool, &file, format!("{nonce}\n").as_bytes())?;
+            Ok(NonceCheck::Written)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Writes `bytes` at `dest` through a `%tmp-` file in `dir` and a rename.
+fn write_replacing(dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!("{TMP_PREFIX}{}-{name}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_data()?;
+        fs::rename(&tmp, dest)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes one version file into the peer's spool and appends it to the log
+/// there; leaves an identical file alone. Runs on the peer's worker.
+fn write_version(dir: &Path, id: VersionId, text: &str) -> io::Result<bool> {
+    fs::create_dir_all(dir)?;
+    let dest = dir.join(id.to_string());
+    if let Ok(existing) = fs::read(&dest) {
+        if existing == text.as_bytes() {
+            return Ok(false);
+        }
+    }
+    write_replacing(dir, &dest, text.as_bytes())?;
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log"))?;
+    let line = format!("{id}\n");
+    let n = log.write(line.as_bytes())?;
+    if n != line.len() {
+        return Err(io::Error::new(ErrorKind::WriteZero, "short append to log"));
+    }
+    Ok(true)
+}
+
+/// Copies the version's local blocks the peer lacks into its spool's `%blocks/`.
+fn replicate_blocks(
+    store: &Store,
+    remote: &Remote,
+    spool: &Path,
+    version: &crate::store::Version,
+    report: &mut PeerReport,
+) -> Result<(), PushError> {
+    let mut seen = std::collections::HashSet::new();
+    for (index, hash) in version.hashes.iter().enumerate() {
+        if !seen.insert(*hash) {
+            continue;
+        }
+        let len = version.block_len(index);
+        if store.blocks().locate(hash, Some(len)).is_none() {
+            continue;
+        }
+        let data = match store.blocks().read(hash, len, true) {
+            Ok(data) => data,
+            Err(err) => {
+                report.note(format!("not replicated: {err}"));
+                continue;
+            }
+        };
+        let peer_hashes = remote.layout().hashes();
+        let blocks_dir = spool.join(BLOCKS);
+        let hash = *hash;
+        match remote.run(move || write_spool_block(&peer_hashes, &blocks_dir, hash, &data))? {
+            Ok(true) => report.blocks_replicated += 1,
+            Ok(false) => {}
+            Err(err) => report.note(format!("replicating block {hash}: {err}")),
+        }
+    }
+    Ok(())
+}
+
+fn write_spool_block(
+    peer_hashes: &Path,
+    blocks_dir: &Path,
+    hash: BlockHash,
+    data: &[u8],
+) -> io::Result<bool> {
+    if Blocks::new(peer_hashes)
+        .locate(&hash, Some(data.len()))
+        .is_some()
+    {
+        return Ok(false);
+    }
+    let dest = blocks_dir.join(hash.relative_path());
+    if fs::metadata(&dest).is_ok_and(|m| m.len() == data.len() as u64) {
+        return Ok(false);
+    }
+    let dir = dest.parent().unwrap_or(blocks_dir).to_path_buf();
+    fs::create_dir_all(&dir)?;
+    write_replacing(&dir, &dest, data)?;
+    Ok(true)
+}
+
+/// Trims our journal segments in the peer's spool below what it acked.
+fn trim(
+    store: &Store,
+    remote: &Remote,
+    our_id: NodeId,
+    nonce: &str,
+    spool: &Path,
+    report: &mut PeerReport,
+) -> Result<(), PushError> {
+    let ack_path: PathBuf = remote.layout().acks().join(our_id.to_string());
+    let ack = remote.run(move || read_ack(&ack_path))?;
+    let Some(ack) = ack else {
+        return Ok(());
+    };
+    if ack.nonce != nonce || ack.segment <= 1 {
+        return Ok(());
+    }
+    let writer = JournalWriter::new(
+        spool.join(JOURNAL),
+        state::lock_file(store.layout(), &format!("push-{}", remote.id())),
+        nonce,
+    );
+    match remote.run(move || writer.trim_before(ack.segment))? {
+        Ok(n) => report.trimmed += n as u64,
+        Err(err) => report.note(format!("trimming our journal in the peer's spool: {err}")),
+    }
+    Ok(())
+}
+
+/// The peer's published apply position for us, if readable.
+fn read_ack(path: &Path) -> Option<Position> {
+    let file = File::open(path).ok()?;
+    let mut text = String::new();
+    file.take(512).read_to_string(&mut text).ok()?;
+    Position::parse(&text)
+}

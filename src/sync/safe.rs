@@ -1,0 +1,141 @@
+//! Reading files a peer wrote into our inbound spool without trusting it: every
+//! path component is opened with `openat(O_NOFOLLOW)` from the spool directory
+//! down, so a symlink anywhere inside the spool is refused rather than followed,
+//! and only a regular file is read (a FIFO or device would block or lie).
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{self, ErrorKind, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+fn c_name(name: &OsStr) -> io::Result<CString> {
+    if name.is_empty() || name == "." || name == ".." || name.as_bytes().contains(&b'/') {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{name:?} is not a plain name"),
+        ));
+    }
+    CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "NUL in name"))
+}
+
+fn open_at(dir: Option<&OwnedFd>, name: &CString, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let base = dir.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+    loop {
+        // SAFETY: `name` is a valid C string; `base` is an open descriptor or AT_FDCWD.
+        let fd = unsafe { libc::openat(base, name.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd >= 0 {
+            // SAFETY: openat returned a fresh descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+fn refusing_symlinks(err: io::Error, at: &Path) -> io::Error {
+    match err.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => io::Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "{}: a symlink or non-directory inside the spool (refused)",
+                at.display()
+            ),
+        ),
+        _ => io::Error::new(err.kind(), format!("{}: {err}", at.display())),
+    }
+}
+
+/// Opens `base/<names...>` for reading; `base` itself must be a real directory
+/// (not a symlink), every name below it a real directory, the last a regular file.
+pub fn open_under(base: &Path, names: &[OsString]) -> io::Result<File> {
+    let base_c = CString::new(base.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "NUL in path"))?;
+    let dir_flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+    let mut at = base.to_path_buf();
+    let mut dir = open_at(None, &base_c, dir_flags).map_err(|err| refusing_symlinks(err, &at))?;
+    let Some((last, parents)) = names.split_last() else {
+        return Err(io::Error::new(ErrorKind::InvalidInput, "no file name"));
+    };
+    for name in parents {
+        at.push(name);
+        dir = open_at(Some(&dir), &c_name(name)?, dir_flags)
+            .map_err(|err| refusing_symlinks(err, &at))?;
+    }
+    at.push(last);
+    let fd = open_at(
+        Some(&dir),
+        &c_name(last)?,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    )
+    .map_err(|err| refusing_symlinks(err, &at))?;
+    let file = File::from(fd);
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            ErrorKind::InvalidData,
+            format!("{}: not a regular file (refused)", at.display()),
+        ));
+    }
+    Ok(file)
+}
+
+/// Reads at most `max` bytes; more is an error (an absurd file).
+pub fn read_bounded(file: File, max: u64, what: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(
+            ErrorKind::InvalidData,
+            format!("{}: larger than {max} bytes (refused)", what.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Whether `path` is a real directory (not a symlink to one); `None` if absent.
+pub fn real_dir(path: &Path) -> io::Result<Option<bool>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta.is_dir())),
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// `base` joined with `names` (for messages).
+pub fn joined(base: &Path, names: &[OsString]) -> PathBuf {
+    let mut path = base.to_path_buf();
+    for name in names {
+        path.push(name);
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_symlinks_at_any_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("spool");
+        std::fs::create_dir_all(base.join("a/b")).unwrap();
+        std::fs::write(base.join("a/b/f"), b"ok").unwrap();
+        let names = |parts: &[&str]| parts.iter().map(OsString::from).collect::<Vec<_>>();
+        let file = open_under(&base, &names(&["a", "b", "f"])).unwrap();
+        assert_eq!(read_bounded(file, 10, &base).unwrap(), b"ok");
+        std::os::unix::fs::symlink(base.join("a/b"), base.join("link")).unwrap();
+        assert!(open_under(&base, &names(&["link", "f"])).is_err());
+        std::os::unix::fs::symlink(base.join("a/b/f"), base.join("a/fl")).unwrap();
+        assert!(open_under(&base, &names(&["a", "fl"])).is_err());
+        assert!(open_under(&base, &names(&["a", "..", "a", "b", "f"])).is_err());
+        nix::unistd::mkfifo(&base.join("a/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(open_under(&base, &names(&["a", "fifo"])).is_err());
+        let big = open_under(&base, &names(&["a", "b", "f"])).unwrap();
+        assert!(read_bounded(big, 1, &base).is_err());
+    }
+}

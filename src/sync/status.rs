@@ -1,0 +1,192 @@
+//! `globofs status`: per peer, whether it is reachable, how much waits in each
+//! direction, and when sync last completed; plus the open conflict copies.
+//! Cheap: journals are counted from the saved positions, conflicts from
+//! `state/conflicts`; nothing walks the tree.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::ErrorKind;
+
+use crate::layout::VPath;
+use crate::spec::Spec;
+use crate::store::journal::{self, Position};
+use crate::store::{Store, StoreError};
+
+use super::SyncError;
+use super::remote::remotes;
+use super::state::{self, JOURNAL, PeerTimes};
+
+/// One peer's state as seen from here.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PeerStatus {
+    pub peer: String,
+    pub path: String,
+    pub reachable: bool,
+    pub away: Option<String>,
+    /// Lines of our journal not yet handled for this peer (an upper bound of
+    /// the versions still to push).
+    pub queued_outbound: u64,
+    /// Lines the peer pushed that we have not applied yet.
+    pub unapplied_inbound: u64,
+    /// Unix seconds of the last completed push / apply.
+    pub last_push: Option<u64>,
+    pub last_apply: Option<u64>,
+}
+
+/// The node's sync state.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Status {
+    pub node: String,
+    pub peers: Vec<PeerStatus>,
+    /// Conflict copies made here that are still live (escaped volume paths).
+    pub open_conflicts: Vec<String>,
+}
+
+/// Counts journal lines after `from`.
+fn count_lines(dir: &std::path::Path, from: &Position) -> Result<u64, StoreError> {
+    let mut position = from.clone();
+    let mut count = 0;
+    loop {
+        let batch = journal::read(dir, &position, 10_000)?;
+        if batch.lines.is_empty() {
+            return Ok(count);
+        }
+        count += batch.lines.len() as u64;
+        position = batch.next;
+    }
+}
+
+pub fn status(store: &Store, spec: &Spec) -> Result<Status, SyncError> {
+    let layout = store.layout();
+    let mut peers = Vec::new();
+    for remote in remotes(spec) {
+        let peer = remote.id();
+        let away = remote.check(true).err().map(|away| away.why);
+        let push_from = Position::load(&state::push_position(layout, peer))?;
+        let apply_from = Position::load(&state::apply_position(layout, peer))?;
+        let times = PeerTimes::load(layout, peer)?;
+        peers.push(PeerStatus {
+            peer: peer.to_string(),
+            path: remote.peer().path.display().to_string(),
+            reachable: away.is_none(),
+            away,
+            queued_outbound: count_lines(store.journal().dir(), &push_from)?,
+            unapplied_inbound: count_lines(&layout.inbound(peer).join(JOURNAL), &apply_from)?,
+            last_push: times.last_push,
+            last_apply: times.last_apply,
+        });
+    }
+    Ok(Status {
+        node: store.meta().node.to_string(),
+        peers,
+        open_conflicts: open_conflicts(store)?,
+    })
+}
+
+/// Conflict copies listed in `state/conflicts` that are still live.
+fn open_conflicts(store: &Store) -> Result<Vec<String>, StoreError> {
+    let file = state::conflicts_file(store.layout());
+    let text = match fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(StoreError::io(&file, err)),
+    };
+    let mut open = BTreeSet::new();
+    for line in text.lines() {
+        let Ok(path) = VPath::from_escaped(line) else {
+            continue;
+        };
+        if path.is_root() {
+            continue;
+        }
+        if let Some(version) = store.live(&path)? {
+            if version.conflict_of.is_some() {
+                open.insert(line.to_string());
+            }
+        }
+    }
+    Ok(open.into_iter().collect())
+}
+
+/// A per-peer gauge: name, help text, value.
+type Metric = (&'static str, &'static str, fn(&PeerStatus) -> Option<u64>);
+
+impl Status {
+    /// Node-exporter textfile format.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let metrics: [Metric; 5] = [
+            (
+                "globofs_peer_reachable",
+                "Whether the peer's store is reachable (1) or away (0).",
+                |p| Some(u64::from(p.reachable)),
+            ),
+            (
+                "globofs_peer_queued_outbound",
+                "Journal lines not yet pushed to the peer.",
+                |p| Some(p.queued_outbound),
+            ),
+            (
+                "globofs_peer_unapplied_inbound",
+                "Lines the peer pushed that are not applied yet.",
+                |p| Some(p.unapplied_inbound),
+            ),
+            (
+                "globofs_peer_last_push_timestamp_seconds",
+                "When a push to the peer last completed.",
+                |p| p.last_push,
+            ),
+            (
+                "globofs_peer_last_apply_timestamp_seconds",
+                "When applying the peer's changes last completed.",
+                |p| p.last_apply,
+            ),
+        ];
+        for (name, help, value) in metrics {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for peer in &self.peers {
+                if let Some(v) = value(peer) {
+                    out.push_str(&format!(
+                        "{name}{{node=\"{}\",peer=\"{}\"}} {v}\n",
+                        self.node, peer.peer
+                    ));
+                }
+            }
+        }
+        out.push_str(
+            "# HELP globofs_open_conflicts Conflict copies made here that are still live.\n# TYPE globofs_open_conflicts gauge\n",
+        );
+        out.push_str(&format!(
+            "globofs_open_conflicts{{node=\"{}\"}} {}\n",
+            self.node,
+            self.open_conflicts.len()
+        ));
+        out
+    }
+
+    /// Human-readable lines.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("node {}\n", self.node);
+        for peer in &self.peers {
+            let when = |at: Option<u64>| at.map_or("never".to_string(), |at| format!("{at}"));
+            out.push_str(&format!(
+                "peer {} ({}): {}; {} queued out, {} unapplied in; last push {}, last apply {}\n",
+                peer.peer,
+                peer.path,
+                match &peer.away {
+                    None => "reachable".to_string(),
+                    Some(why) => format!("away ({why})"),
+                },
+                peer.queued_outbound,
+                peer.unapplied_inbound,
+                when(peer.last_push),
+                when(peer.last_apply),
+            ));
+        }
+        out.push_str(&format!("open conflicts: {}\n", self.open_conflicts.len()));
+        for path in &self.open_conflicts {
+            out.push_str(&format!("  /{path}\n"));
+        }
+        out
+    }
+}
