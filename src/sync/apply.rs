@@ -87,9 +87,13 @@ pub fn apply(
         relay_away: false,
         report,
     };
+    let mut warned = HashSet::new();
     loop {
         let batch = journal::read(&journal_dir, &position, BATCH)?;
         for warning in &batch.warnings {
+            if !warned.insert(warning.clone()) {
+                continue;
+            }
             if warning.contains("bad line") {
                 applier.report.refuse(warning.clone());
             } else {
@@ -127,7 +131,10 @@ impl Applier<'_> {
         let (id, path) = match parse_line(line) {
             Ok(parsed) => parsed,
             Err(why) => {
-                self.report.refuse(format!("journal line: {why}"));
+                self.report.refuse(format!(
+                    "journal line {:?}: {why}",
+                    crate::ids::clip(line, 200)
+                ));
                 return Ok(());
             }
         };

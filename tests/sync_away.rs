@@ -1,0 +1,195 @@
+//! Peers that are away (missing, unmounted, hung), cloned node ids, and a long
+//! queue delivered when a peer returns.
+
+#[path = "common/nodes.rs"]
+mod nodes;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use globofs::store::{Store, StoreMeta};
+use globofs::sync::{Syncer, sync_once};
+use nodes::{Cluster, Options, data, vp};
+
+#[test]
+fn a_missing_peer_does_not_block_and_its_queue_waits() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let away = b.volume.with_extension("away");
+    fs::rename(&b.volume, &away).unwrap();
+
+    for i in 0..40 {
+        a.put(&format!("/queue/f{i:03}"), &data(100 + i, i as u64));
+    }
+    let report = a.sync();
+    assert_eq!(report.unreachable(), 1);
+    assert_eq!(report.pushed(), 0);
+    let why = report.peer(b.id).unwrap().away.clone().unwrap();
+    assert!(why.contains("No such file"), "{why}");
+    let status = globofs::sync::status(&a.store(), &a.spec()).unwrap();
+    assert!(!status.peers[0].reachable);
+    assert_eq!(status.peers[0].queued_outbound, 41);
+
+    // An unmounted peer: the mount point is there, the store is not.
+    fs::create_dir_all(b.store_dir()).unwrap();
+    let report = a.sync();
+    assert_eq!(report.unreachable(), 1);
+    assert!(
+        report
+            .peer(b.id)
+            .unwrap()
+            .away
+            .as_ref()
+            .unwrap()
+            .contains("format"),
+        "{report:?}"
+    );
+    fs::remove_dir_all(&b.volume).unwrap();
+
+    fs::rename(&away, &b.volume).unwrap();
+    let report = a.sync();
+    assert_eq!(report.unreachable(), 0);
+    assert_eq!(report.pushed(), 41);
+    let report = b.sync();
+    assert_eq!(report.applied(), 41);
+    assert_eq!(a.tree(), b.tree());
+    let status = globofs::sync::status(&a.store(), &a.spec()).unwrap();
+    assert_eq!(status.peers[0].queued_outbound, 0);
+    assert!(status.peers[0].last_push.is_some());
+}
+
+#[test]
+fn a_hung_peer_is_away_within_the_deadline() {
+    let cluster = Cluster::with_edges(
+        2,
+        &[(0, 1)],
+        Options {
+            timeout: "500ms",
+            ..Options::default()
+        },
+    );
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    a.put("/x", b"waiting");
+    // Reading B's `format` blocks forever: a FIFO with no writer, as a hung
+    // NFS server would.
+    let format = b.store_dir().join("format");
+    let real = b.store_dir().join("format.real");
+    fs::rename(&format, &real).unwrap();
+    nix::unistd::mkfifo(&format, nix::sys::stat::Mode::S_IRWXU).unwrap();
+
+    let spec = a.spec();
+    let store = Store::open_spec(&spec).unwrap();
+    let syncer = Syncer::new(&spec);
+    let started = Instant::now();
+    let report = syncer.pass(&store).unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(report.unreachable(), 1);
+    let why = report.peer(b.id).unwrap().away.clone().unwrap();
+    assert!(why.contains("no answer"), "{why}");
+    // While the call is stuck, the peer stays away at once.
+    let started = Instant::now();
+    let report = syncer.pass(&store).unwrap();
+    assert!(started.elapsed() < Duration::from_millis(400));
+    assert!(
+        report
+            .peer(b.id)
+            .unwrap()
+            .away
+            .as_ref()
+            .unwrap()
+            .contains("not returned"),
+        "{report:?}"
+    );
+
+    // Unstick the reader (a writer opens and closes), restore the store.
+    drop(fs::OpenOptions::new().write(true).open(&format).unwrap());
+    fs::remove_file(&format).unwrap();
+    fs::rename(&real, &format).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let report = syncer.pass(&store).unwrap();
+    assert_eq!(report.unreachable(), 0, "{report:?}");
+    assert_eq!(report.pushed(), 1);
+}
+
+#[test]
+fn a_cloned_node_id_is_refused() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    a.put("/first", b"1");
+    a.sync();
+    let nonce_file = b.inbound(a).join("%nonce");
+    let ours = StoreMeta::read(&a.store_dir().join("format"))
+        .unwrap()
+        .nonce;
+    assert_eq!(fs::read_to_string(&nonce_file).unwrap().trim(), ours);
+
+    // Another store claiming A's id pushed here first.
+    fs::write(&nonce_file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    a.put("/second", b"2");
+    let spec = a.spec();
+    let report = sync_once(&Store::open_spec(&spec).unwrap(), &spec).unwrap();
+    let peer = report.peer(b.id).unwrap();
+    assert_eq!(peer.pushed, 0);
+    assert!(
+        peer.errors.iter().any(|e| e.contains("cloned")),
+        "{:?}",
+        peer.errors
+    );
+    assert!(!b.inbound(a).join("second").exists());
+    // The CLI reports it and fails.
+    let out = a.cli(&["sync"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
+
+#[test]
+fn the_writer_trims_its_journal_once_the_reader_acked() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    a.put("/one", b"1");
+    a.sync();
+    let journal = b.inbound(a).join("%journal");
+    let first = journal.join(format!("{:016}", 1));
+    // A torn tail (as a crash mid-append leaves): the writer starts segment 2.
+    let mut file = fs::OpenOptions::new().append(true).open(&first).unwrap();
+    std::io::Write::write_all(&mut file, b"1234abcd torn").unwrap();
+    drop(file);
+    a.put("/two", b"2");
+    a.sync();
+    assert!(journal.join(format!("{:016}", 2)).exists());
+    let report = b.sync();
+    assert_eq!(report.applied(), 2, "{report:?}");
+    let report = a.sync();
+    assert_eq!(report.peer(b.id).unwrap().trimmed, 1);
+    assert!(!first.exists());
+    assert_eq!(a.tree(), b.tree());
+}
+
+#[test]
+fn a_peer_back_after_many_changes_catches_up_in_one_pass() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let away = b.volume.with_extension("away");
+    fs::rename(&b.volume, &away).unwrap();
+    let store = a.store();
+    store.mkdir(&vp("/many"), 0o755).unwrap();
+    let count = 1500;
+    for i in 0..count {
+        store
+            .write_file(
+                &vp(&format!("/many/{i}")),
+                &mut &format!("{i}")[..].as_bytes()[..],
+                Default::default(),
+                false,
+            )
+            .unwrap();
+    }
+    drop(store);
+    assert_eq!(a.sync().pushed(), 0);
+    fs::rename(&away, &b.volume).unwrap();
+    let report = a.sync();
+    assert_eq!(report.pushed(), count + 1);
+    let report = b.sync();
+    assert_eq!(report.applied(), count + 1);
+    assert_eq!(a.listing(), b.listing());
+}
