@@ -154,6 +154,9 @@ struct WriteCache {
     changed: bool,
     /// The kernel writes into `file` directly (passthrough): the file is the content.
     direct: bool,
+    /// Opened for writing: only these handles commit (a reader may share a
+    /// passthrough writer's file, see [`Vfs::open`]).
+    writes: bool,
 }
 
 struct Handle {
@@ -467,6 +470,7 @@ impl Vfs {
             base_valid: base.map_or(0, |b| b.size.min(size)),
             changed: false,
             direct: false,
+            writes: true,
         })
     }
 
@@ -481,7 +485,35 @@ impl Vfs {
             None if lock(&self.created).contains_key(&path) => None,
             None => return Err(libc::ENOENT),
         };
+        // The kernel takes one backing file per inode and fails (EIO) an open that
+        // is not passthrough with it while another handle is: a later open of an
+        // inode that a writer has in passthrough shares that writer's cache file.
+        // Reads of committed blocks are not passthrough, so a writer can always open.
+        if let Some((file, block_size)) = self.shared_direct_file(ino) {
+            if write && truncate {
+                file.set_len(0).map_err(io_errno)?;
+            }
+            let size = file.metadata().map_err(io_errno)?.len();
+            let cache = WriteCache {
+                file,
+                size,
+                block_size,
+                dirty: (0..Version::block_count(size, block_size)).collect(),
+                base_valid: 0,
+                changed: write && truncate,
+                direct: true,
+                writes: write,
+            };
+            let fh = self.new_handle(Handle {
+                ino,
+                base,
+                cache: Some(cache),
+                last_block: None,
+            });
+            return Ok(Opened { fh, backing: None });
+        }
         let mut backing = None;
+        let passthrough = self.passthrough_enabled() && self.open_handles(ino).is_empty();
         let cache = if write {
             let size = if truncate {
                 0
@@ -490,14 +522,11 @@ impl Vfs {
             };
             let mut cache = self.new_cache(base.as_ref(), size)?;
             cache.changed = truncate && base.as_ref().is_some_and(|b| b.size > 0);
-            if size == 0 && self.passthrough_enabled() {
+            if size == 0 && passthrough {
                 backing = self.direct_backing(&mut cache);
             }
             Some(cache)
         } else {
-            if self.passthrough_enabled() {
-                backing = base.as_ref().and_then(|b| self.single_block_file(b));
-            }
             None
         };
         let fh = self.new_handle(Handle {
@@ -509,19 +538,27 @@ impl Vfs {
         Ok(Opened { fh, backing })
     }
 
-    /// The block file of a file that is one local, uncompressed block.
-    fn single_block_file(&self, version: &Version) -> Option<File> {
-        if version.kind != Kind::File || version.hashes.len() != 1 {
-            return None;
-        }
-        let located = self
-            .store
-            .blocks()
-            .locate(&version.hashes[0], Some(version.size as usize))?;
-        if located.compressed {
-            return None;
-        }
-        File::open(&located.path).ok()
+    /// The open handles on `ino`.
+    pub fn open_handles(&self, ino: u64) -> Vec<u64> {
+        lock(&self.handles)
+            .iter()
+            .filter(|(_, handle)| lock(handle).ino == ino)
+            .map(|(fh, _)| *fh)
+            .collect()
+    }
+
+    /// The cache file (and block size) of a handle on `ino` that the kernel
+    /// writes directly (passthrough).
+    fn shared_direct_file(&self, ino: u64) -> Option<(File, u32)> {
+        let handles: Vec<Arc<Mutex<Handle>>> = lock(&self.handles).values().cloned().collect();
+        handles.iter().find_map(|handle| {
+            let handle = lock(handle);
+            let cache = handle
+                .cache
+                .as_ref()
+                .filter(|c| handle.ino == ino && c.direct)?;
+            Some((cache.file.try_clone().ok()?, cache.block_size))
+        })
     }
 
     /// Lets the kernel write straight into an empty cache file.
@@ -545,10 +582,9 @@ impl Vfs {
             return Err(libc::EEXIST);
         }
         let ino = lock(&self.inodes).ino_for(&path);
-        lock(&self.inodes)
-            .by_ino
-            .get_mut(&ino)
-            .map(|n| n.lookups += 1);
+        if let Some(node) = lock(&self.inodes).by_ino.get_mut(&ino) {
+            node.lookups += 1;
+        }
         let mut cache = self.new_cache(None, 0)?;
         cache.changed = true;
         let backing = if self.passthrough_enabled() {
@@ -819,7 +855,7 @@ impl Vfs {
         let handle = self.handle(fh)?;
         let mut guard = lock(&handle);
         let handle = &mut *guard;
-        let Some(cache) = handle.cache.as_mut() else {
+        let Some(cache) = handle.cache.as_mut().filter(|c| c.writes) else {
             return Ok(());
         };
         Self::sync_direct(cache)?;
@@ -920,7 +956,7 @@ impl Vfs {
         let handle = lock(&self.handles).remove(&fh);
         if let Some(handle) = handle {
             let handle = lock(&handle);
-            if handle.cache.is_some() {
+            if handle.cache.as_ref().is_some_and(|c| c.writes) {
                 let path = self.path_of(handle.ino).ok();
                 if let Some(path) = path {
                     let mut created = lock(&self.created);
