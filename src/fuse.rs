@@ -40,8 +40,9 @@ macro_rules! try_reply {
 /// The fuser filesystem: a handle on the core.
 pub struct GloboFs {
     vfs: Arc<Vfs>,
-    /// Backing files registered with the kernel for passthrough, per open handle.
-    backing: Mutex<HashMap<u64, BackingId>>,
+    /// Backing files registered with the kernel for passthrough, per open handle
+    /// (handles of one inode share one).
+    backing: Mutex<HashMap<u64, Arc<BackingId>>>,
 }
 
 impl GloboFs {
@@ -52,15 +53,22 @@ impl GloboFs {
         }
     }
 
-    /// Registers `file` for passthrough on `fh`; false when the kernel refuses.
-    fn register_backing(&self, fh: u64, id: std::io::Result<BackingId>) -> Option<()> {
-        match id {
+    /// Registers a backing file for passthrough on `fh`; `None` when there is
+    /// none or the kernel refuses (then the handle is served in user space).
+    fn passthrough(
+        &self,
+        fh: u64,
+        backing: Option<std::fs::File>,
+        open_backing: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
+    ) -> Option<Arc<BackingId>> {
+        match open_backing(&backing?) {
             Ok(id) => {
+                let id = Arc::new(id);
                 self.backing
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(fh, id);
-                Some(())
+                    .insert(fh, Arc::clone(&id));
+                Some(id)
             }
             Err(err) => {
                 tracing::debug!(error = %err, "passthrough refused; serving in user space");
@@ -111,6 +119,9 @@ impl Filesystem for GloboFs {
         // Large requests: fewer round trips for sequential I/O.
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
+        // O_TRUNC arrives with open: without this the kernel opens first and then
+        // truncates by path, which left the new handle's cache at the old size.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
         // Passthrough: the kernel reads single-block files and writes new files
         // directly, without a round trip here. Needs privilege and a recent kernel.
         let passthrough = std::env::var_os("GLOBOFS_NO_PASSTHROUGH").is_none()
@@ -256,17 +267,9 @@ impl Filesystem for GloboFs {
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         let truncate = flags.0 & libc::O_TRUNC != 0;
         let opened = try_reply!(self.vfs.open(ino.0, write, truncate), reply);
-        if let Some(file) = opened.backing {
-            if self
-                .register_backing(opened.fh, reply.open_backing(&file))
-                .is_some()
-            {
-                let map = self.backing.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(id) = map.get(&opened.fh) {
-                    reply.opened_passthrough(FileHandle(opened.fh), FopenFlags::empty(), id);
-                    return;
-                }
-            }
+        if let Some(id) = self.passthrough(opened.fh, opened.backing, |f| reply.open_backing(f)) {
+            reply.opened_passthrough(FileHandle(opened.fh), FopenFlags::empty(), &id);
+            return;
         }
         reply.opened(FileHandle(opened.fh), FopenFlags::empty());
     }
@@ -459,24 +462,16 @@ impl Filesystem for GloboFs {
     ) {
         let (attr, opened) = try_reply!(self.vfs.create(parent.0, name, mode & !umask), reply);
         let attr = self.file_attr(&attr);
-        if let Some(file) = opened.backing {
-            if self
-                .register_backing(opened.fh, reply.open_backing(&file))
-                .is_some()
-            {
-                let map = self.backing.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(id) = map.get(&opened.fh) {
-                    reply.created_passthrough(
-                        &TTL,
-                        &attr,
-                        Generation(0),
-                        FileHandle(opened.fh),
-                        FopenFlags::empty(),
-                        id,
-                    );
-                    return;
-                }
-            }
+        if let Some(id) = self.passthrough(opened.fh, opened.backing, |f| reply.open_backing(f)) {
+            reply.created_passthrough(
+                &TTL,
+                &attr,
+                Generation(0),
+                FileHandle(opened.fh),
+                FopenFlags::empty(),
+                &id,
+            );
+            return;
         }
         reply.created(
             &TTL,
