@@ -402,7 +402,7 @@ impl Filesystem for GloboFs {
                 break;
             }
             // The kernel now holds a reference, as after a lookup.
-            let _ = self.vfs.lookup(ino.0, OsStr::from_bytes(&entry.name));
+            self.vfs.remember(entry.attr.ino);
         }
         reply.ok();
     }

@@ -360,6 +360,13 @@ impl Vfs {
         }
     }
 
+    /// The kernel took a reference to `ino` without a lookup (readdirplus).
+    pub fn remember(&self, ino: u64) {
+        if let Some(node) = lock(&self.inodes).by_ino.get_mut(&ino) {
+            node.lookups += 1;
+        }
+    }
+
     /// The kernel dropped `count` references to `ino`.
     pub fn forget(&self, ino: u64, count: u64) {
         let mut inodes = lock(&self.inodes);
