@@ -34,6 +34,8 @@ use super::{PeerReport, safe};
 
 /// Journal lines applied per batch (the position is saved after each).
 const BATCH: usize = 256;
+/// How deep conflict copies of conflict copies go.
+const MAX_COPY_DEPTH: usize = 3;
 
 /// Applies everything new in `peer`'s inbound spool. `relay`: the peer's remote,
 /// when we have other peers that may need its blocks from us.
@@ -179,7 +181,7 @@ impl Applier<'_> {
         if version.kind == Kind::File && self.relay.is_some() {
             self.relay_blocks(&version)?;
         }
-        self.settle(&path)
+        self.settle(&path, 0)
     }
 
     /// Blocks the peer pushed eagerly (`%blocks/`), verified, into our `hashes/`.
@@ -275,12 +277,12 @@ impl Applier<'_> {
 
     /// After an import at `path`: conflict copies for losing edits, and
     /// directories re-created so that nothing live is hidden.
-    fn settle(&mut self, path: &VPath) -> Result<(), StoreError> {
+    fn settle(&mut self, path: &VPath, depth: usize) -> Result<(), StoreError> {
         let store = self.store;
         let versions = store.versions(path)?;
         let resolution = resolve(&versions);
         for loser in &resolution.losers {
-            self.conflict_copy(loser)?;
+            self.conflict_copy(loser, depth)?;
         }
         match store.current(path)? {
             Some(current) if current.kind.is_live() => self.revive_parents(path)?,
@@ -338,8 +340,11 @@ impl Applier<'_> {
     }
 
     /// Imports the conflict copy of `loser`: a pure function of the losing
-    /// version, so every node makes the identical copy.
-    fn conflict_copy(&mut self, loser: &Version) -> Result<(), StoreError> {
+    /// version, so every node makes the identical copy. The copy keeps the
+    /// loser's parents: when a node's later edit loses again within the same
+    /// second (so its copy gets the same name), its copy supersedes the earlier
+    /// copy instead of conflicting with it.
+    fn conflict_copy(&mut self, loser: &Version, depth: usize) -> Result<(), StoreError> {
         let Some(name) = conflict_name(loser) else {
             return Ok(());
         };
@@ -348,7 +353,7 @@ impl Applier<'_> {
             kind: loser.kind,
             path: name,
             node: loser.node,
-            parents: Vec::new(),
+            parents: loser.parents.clone(),
             from: None,
             conflict_of: Some((loser.id, loser.path.clone())),
             size: loser.size,
@@ -363,6 +368,10 @@ impl Applier<'_> {
                 self.report.conflicts += 1;
                 tracing::warn!(path = %loser.path, copy = %copy.path, "conflict: concurrent edits; the losing one is kept as a copy");
                 state::record_conflict(self.store.layout(), &copy.path.escaped())?;
+                // Copies can meet at one name; nothing may be lost there either.
+                if depth < MAX_COPY_DEPTH {
+                    self.settle(&copy.path, depth + 1)?;
+                }
             }
             Ok(Imported::Identical) => {}
             Err(StoreError::Refused(why)) => self.report.note(format!("conflict copy: {why}")),

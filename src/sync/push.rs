@@ -6,8 +6,9 @@
 //! and the position saved. Re-pushing after a crash is harmless: an identical
 //! version file is left as is, and applying is idempotent.
 //!
-//! Not pushed to peer P: paths matching `ignore`, versions P wrote, versions P
-//! pushed to us (P has them), and versions pruned here since.
+//! Not pushed to peer P: paths matching `ignore`, versions P wrote (but for
+//! conflict copies), versions P pushed to us (P has them), and versions pruned
+//! here since.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -154,7 +155,10 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
                     continue;
                 }
             };
-            if version.node == peer {
+            // The peer wrote it, so it has it; but a conflict copy carries the
+            // loser's writer and is made by whoever saw the conflict, so every
+            // node must get every copy (the copies converge as a union).
+            if version.node == peer && version.conflict_of.is_none() {
                 continue;
             }
             if replicate && version.kind == Kind::File {

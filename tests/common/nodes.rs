@@ -173,11 +173,50 @@ impl Cluster {
 }
 
 /// What a path is, for comparing trees across nodes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Item {
     Dir { mode: u32 },
     File { mode: u32, bytes: Vec<u8> },
     Symlink { target: Vec<u8> },
+}
+
+impl std::fmt::Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Item::Dir { mode } => write!(f, "dir {mode:o}"),
+            Item::File { mode, bytes } => write!(
+                f,
+                "file {mode:o} {} bytes {:?}...",
+                bytes.len(),
+                String::from_utf8_lossy(&bytes[..bytes.len().min(16)])
+            ),
+            Item::Symlink { target } => write!(f, "symlink -> {}", String::from_utf8_lossy(target)),
+        }
+    }
+}
+
+/// Fails with the paths that differ between two trees.
+#[track_caller]
+pub fn assert_same_trees(
+    left: &BTreeMap<String, Item>,
+    right: &BTreeMap<String, Item>,
+    what: &str,
+) {
+    if left == right {
+        return;
+    }
+    let mut diff = String::new();
+    for key in left
+        .keys()
+        .chain(right.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (l, r) = (left.get(key), right.get(key));
+        if l != r {
+            diff.push_str(&format!("  {key}: {l:?} vs {r:?}\n"));
+        }
+    }
+    panic!("{what}: trees differ:\n{diff}");
 }
 
 impl Node {

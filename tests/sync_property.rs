@@ -1,0 +1,221 @@
+//! Property-style: random creates, writes, deletes, renames and mkdirs on 2-3
+//! nodes, synced in random orders; afterwards every node has the same tree and
+//! bytes, and no edit that nobody superseded is lost (it is current, or kept as
+//! a conflict copy). Seeded, so a failure names the seed that reproduces it.
+
+#[path = "common/nodes.rs"]
+mod nodes;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use globofs::layout::VPath;
+use globofs::store::resolve::{conflict_name, resolve};
+use globofs::store::{Attrs, Kind, Mtime, Store};
+use nodes::{Cluster, vp};
+
+/// xorshift64*: small, seeded, good enough to pick operations.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+// Directory names and file names never overlap (a file and a directory at one
+// path is a separate case, covered by the store's resolution tests).
+const DIRS: [&str; 4] = ["/d0", "/d1", "/d0/sub", "/d1/sub"];
+const FILE_NAMES: [&str; 3] = ["a.txt", "b", "c.dat"];
+
+fn file_paths() -> Vec<String> {
+    let mut out: Vec<String> = FILE_NAMES.iter().map(|n| format!("/{n}")).collect();
+    for dir in DIRS {
+        for name in FILE_NAMES {
+            out.push(format!("{dir}/{name}"));
+        }
+    }
+    out
+}
+
+fn live_kind(store: &Store, path: &VPath) -> Option<Kind> {
+    store.live(path).unwrap().map(|v| v.kind)
+}
+
+/// One random operation on `store`; failures that a user would see as errors
+/// (ENOTEMPTY, a missing source) are simply skipped.
+fn random_op(rng: &mut Rng, store: &Store, tag: u64) {
+    let files = file_paths();
+    match rng.below(10) {
+        0..=3 => {
+            let path = vp(&files[rng.below(files.len())]);
+            let bytes = format!("content {tag}\n").repeat(1 + rng.below(3000));
+            let _ = store.write_file(
+                &path,
+                &mut bytes.as_bytes(),
+                Attrs {
+                    mode: 0o644,
+                    mtime: Mtime {
+                        secs: 1_700_000_000 + tag as i64,
+                        nanos: 0,
+                    },
+                },
+                false,
+            );
+        }
+        4 | 5 => {
+            let path = vp(&files[rng.below(files.len())]);
+            if live_kind(store, &path) == Some(Kind::File) {
+                store.remove(&path).unwrap();
+            }
+        }
+        6 | 7 => {
+            let src = vp(&files[rng.below(files.len())]);
+            let dst = vp(&files[rng.below(files.len())]);
+            if src != dst && live_kind(store, &src) == Some(Kind::File) {
+                let _lock = store.writer_lock().unwrap();
+                store.make_parents(&dst, Mtime::now()).unwrap();
+                drop(_lock);
+                store.rename(&src, &dst, false).unwrap();
+            }
+        }
+        8 => {
+            let dir = vp(DIRS[rng.below(DIRS.len())]);
+            if live_kind(store, &dir).is_none() {
+                let _lock = store.writer_lock().unwrap();
+                store.make_parents(&dir, Mtime::now()).unwrap();
+                drop(_lock);
+                store.mkdir(&dir, 0o755).unwrap();
+            }
+        }
+        _ => {
+            let dir = vp(DIRS[rng.below(DIRS.len())]);
+            if live_kind(store, &dir) == Some(Kind::Dir) && store.list_dir(&dir).unwrap().is_empty()
+            {
+                store.remove(&dir).unwrap();
+            }
+        }
+    }
+}
+
+/// Every path with versions under `root/`, read from disk.
+fn all_paths(store: &Store) -> BTreeSet<VPath> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![VPath::root()];
+    while let Some(dir) = stack.pop() {
+        let Ok(listing) = std::fs::read_dir(store.path_dir(&dir)) else {
+            continue;
+        };
+        for item in listing.flatten() {
+            if let Some(name) = globofs::layout::name_from_disk(&item.file_name()) {
+                let child = dir.join(&name).unwrap();
+                out.insert(child.clone());
+                stack.push(child);
+            }
+        }
+    }
+    out
+}
+
+fn check_nothing_lost(cluster: &Cluster, seed: u64) {
+    let stores: Vec<Store> = cluster.nodes.iter().map(|n| n.store()).collect();
+    let paths = all_paths(&stores[0]);
+    for store in &stores[1..] {
+        assert_eq!(
+            all_paths(store),
+            paths,
+            "seed {seed}: same paths everywhere"
+        );
+    }
+    for path in &paths {
+        let ids: Vec<_> = stores
+            .iter()
+            .map(|s| s.version_ids(path).unwrap())
+            .collect();
+        for other in &ids[1..] {
+            assert_eq!(other, &ids[0], "seed {seed}: same versions of {path}");
+        }
+        let versions = stores[0].versions(path).unwrap();
+        let resolution = resolve(&versions);
+        let current = stores[0].current(path).unwrap();
+        for head in &resolution.heads {
+            if !head.kind.is_live() || head.kind == Kind::Dir {
+                continue;
+            }
+            if current.as_ref().map(|c| c.id) == Some(head.id) {
+                continue;
+            }
+            let copy = conflict_name(head).unwrap();
+            let kept = stores[0].live(&copy).unwrap();
+            assert!(
+                kept.as_ref().is_some_and(|k| k.hashes == head.hashes),
+                "seed {seed}: the concurrent edit {} of {path} is lost (no copy at {copy})",
+                head.id
+            );
+        }
+        // Whatever is live is reachable: every ancestor is a live directory.
+        if stores[0].live(path).unwrap().is_some() {
+            let mut parent = path.parent();
+            while let Some(dir) = parent {
+                assert!(
+                    stores[0].is_dir(&dir).unwrap(),
+                    "seed {seed}: {path} is live but hidden under {dir}"
+                );
+                parent = dir.parent();
+            }
+        }
+    }
+}
+
+fn run(seed: u64, nodes: usize, steps: usize) {
+    let cluster = Cluster::mesh(nodes);
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    for step in 0..steps {
+        let node = rng.below(nodes);
+        if rng.below(4) == 0 {
+            cluster.node(node).sync();
+        } else {
+            let store = cluster.node(node).store();
+            random_op(&mut rng, &store, step as u64);
+        }
+    }
+    cluster.settle();
+    let trees: Vec<BTreeMap<String, nodes::Item>> =
+        cluster.nodes.iter().map(|n| n.tree()).collect();
+    for (index, tree) in trees.iter().enumerate().skip(1) {
+        nodes::assert_same_trees(
+            &trees[0],
+            tree,
+            &format!("seed {seed}: node 0 vs node {index}"),
+        );
+    }
+    check_nothing_lost(&cluster, seed);
+}
+
+/// `GLOBOFS_SYNC_SEEDS=N` runs N more seeds (for a longer hunt).
+fn extra_seeds() -> u64 {
+    std::env::var("GLOBOFS_SYNC_SEEDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn random_histories_converge_on_two_nodes() {
+    for seed in (1..=4).chain(1000..1000 + extra_seeds()) {
+        run(seed, 2, 80);
+    }
+}
+
+#[test]
+fn random_histories_converge_on_three_nodes() {
+    for seed in (11..=13).chain(2000..2000 + extra_seeds()) {
+        run(seed, 3, 90);
+    }
+}
