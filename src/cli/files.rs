@@ -57,7 +57,7 @@ pub fn put(spec: &Spec, src: &Path, dest: &OsStr) -> Result<(), Failure> {
         } else {
             dest
         };
-        put_one(&store, src, &meta, &target)?;
+        put_one(&store, src, &meta, &target, true)?;
         return Ok(());
     }
     let mut items = Vec::new();
@@ -76,10 +76,13 @@ pub fn put(spec: &Spec, src: &Path, dest: &OsStr) -> Result<(), Failure> {
         for part in relative.iter() {
             target = target.join(part.as_bytes()).map_err(Failure::input)?;
         }
-        bytes += put_one(&store, &local, &meta, &target)?;
+        // Each file is committed atomically but not flushed; one flush of the
+        // whole filesystem below makes the tree durable when `put` returns.
+        bytes += put_one(&store, &local, &meta, &target, false)?;
         files += 1;
         bar.inc(1);
     }
+    crate::store::sync_filesystem(&store.layout().dir)?;
     bar.finish_and_clear();
     tracing::info!(files, bytes, "put");
     Ok(())
@@ -115,6 +118,7 @@ fn put_one(
     local: &Path,
     meta: &fs::Metadata,
     target: &VPath,
+    durable: bool,
 ) -> Result<u64, Failure> {
     let attrs = attrs_of(meta);
     let kind = meta.file_type();
@@ -149,7 +153,7 @@ fn put_one(
     }
     let mut file = fs::File::open(local)
         .map_err(|err| Failure::input(format!("{}: {err}", local.display())))?;
-    let version = store.write_file(target, &mut file, attrs, true)?;
+    let version = store.write_file(target, &mut file, attrs, durable)?;
     Ok(version.size)
 }
 
