@@ -63,6 +63,18 @@ pub struct Options {
     pub timeout: &'static str,
     pub replicate: bool,
     pub ignore: Vec<&'static str>,
+    /// Peers are reached through mount points `<root>/mnt/<node>-<peer>`
+    /// (for the test to mount, e.g. with sshfs) instead of directly.
+    pub mount_points: bool,
+}
+
+impl Options {
+    pub fn with_mount_points(self) -> Options {
+        Options {
+            mount_points: true,
+            ..self
+        }
+    }
 }
 
 impl Default for Options {
@@ -71,6 +83,7 @@ impl Default for Options {
             timeout: "3s",
             replicate: false,
             ignore: Vec::new(),
+            mount_points: false,
         }
     }
 }
@@ -115,10 +128,15 @@ impl Cluster {
             if !peers.is_empty() {
                 yaml.push_str("peers:\n");
                 for peer in peers {
+                    let path = if options.mount_points {
+                        mount_point(&root, index, peer)
+                    } else {
+                        volume(peer).join(node_id(peer).to_string())
+                    };
                     yaml.push_str(&format!(
                         "  - id: {}\n    path: {}\n",
                         node_id(peer),
-                        volume(peer).join(node_id(peer).to_string()).display()
+                        path.display()
                     ));
                     if options.replicate {
                         yaml.push_str("    replicate: true\n");
@@ -143,6 +161,18 @@ impl Cluster {
             nodes.push(node);
         }
         Cluster { dir, nodes }
+    }
+}
+
+/// Where node `index` reaches `peer` with `mount_points`.
+pub fn mount_point(root: &Path, index: usize, peer: usize) -> PathBuf {
+    root.join("mnt").join(format!("{index}-{peer}"))
+}
+
+impl Cluster {
+    /// The temp dir's canonical path.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().canonicalize().expect("canonical temp dir")
     }
 
     /// Syncs nodes in this order.
