@@ -58,6 +58,14 @@ impl Store {
         tmp.write_all(text.as_bytes()).at(tmp.path())?;
         tmp.as_file().sync_data().at(tmp.path())?;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).at(tmp.path())?;
+        if torn_at(&dest) {
+            // Our copy was cut short by a crash (a lazy commit): the peer's
+            // intact copy of the same version replaces it.
+            tracing::warn!(file = %dest.display(), "replacing a torn version file with the copy a peer sent");
+            fs::rename(tmp.path(), &dest).at(&dest)?;
+            self.link_blocks(&version.path, &version.hashes)?;
+            return Ok(Imported::New);
+        }
         match fs::hard_link(tmp.path(), &dest) {
             Ok(()) => {}
             Err(err) if err.kind() == ErrorKind::AlreadyExists => {
@@ -102,6 +110,13 @@ fn compare_existing(
             version.node
         ))),
         Err(err) if err.is_not_found() => Ok(None),
+        // A torn file of ours: the caller replaces it.
+        Err(StoreError::Corrupt { .. }) => Ok(None),
         Err(err) => Err(err),
     }
+}
+
+/// Whether `dest` exists but does not parse (torn by a crash).
+fn torn_at(dest: &std::path::Path) -> bool {
+    matches!(read_version_file(dest), Err(StoreError::Corrupt { .. }))
 }

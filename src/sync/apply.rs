@@ -279,7 +279,7 @@ impl Applier<'_> {
     /// directories re-created so that nothing live is hidden.
     fn settle(&mut self, path: &VPath, depth: usize) -> Result<(), StoreError> {
         let store = self.store;
-        let versions = store.versions(path)?;
+        let versions = readable_versions(store, path)?;
         let resolution = resolve(&versions);
         for loser in &resolution.losers {
             self.conflict_copy(loser, depth)?;
@@ -379,6 +379,22 @@ impl Applier<'_> {
         }
         Ok(())
     }
+}
+
+/// Every version of `path` that parses; a torn one (a lazy commit cut by a
+/// crash) is skipped with a warning, as the store's own resolution does.
+fn readable_versions(store: &Store, path: &VPath) -> Result<Vec<Version>, StoreError> {
+    let mut out = Vec::new();
+    for id in store.version_ids(path)? {
+        match store.read_version(path, id) {
+            Ok(version) => out.push(version),
+            Err(err @ StoreError::Corrupt { .. }) => {
+                tracing::warn!(%path, error = %err, "skipping an unreadable version file");
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(out)
 }
 
 /// Opens, reads and parses an inbound version file; an error says why it is refused.
