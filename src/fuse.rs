@@ -271,6 +271,20 @@ impl Filesystem for GloboFs {
             reply.opened_passthrough(FileHandle(opened.fh), FopenFlags::empty(), &id);
             return;
         }
+        // The kernel fails (EIO) an open of an inode that another handle has in
+        // passthrough unless it is passthrough with the same backing file (the core
+        // shares that handle's cache file with this one: Vfs::open).
+        let mut map = self.backing.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = self
+            .vfs
+            .open_handles(ino.0)
+            .iter()
+            .find_map(|fh| map.get(fh).cloned());
+        if let Some(id) = shared {
+            reply.opened_passthrough(FileHandle(opened.fh), FopenFlags::empty(), &id);
+            map.insert(opened.fh, id);
+            return;
+        }
         reply.opened(FileHandle(opened.fh), FopenFlags::empty());
     }
 
@@ -384,11 +398,11 @@ impl Filesystem for GloboFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let entries = try_reply!(self.vfs.readdir(ino.0), reply);
+        let entries = try_reply!(self.vfs.listing(fh.0, ino.0, offset), reply);
         for (index, entry) in entries.iter().enumerate().skip(offset as usize) {
             let attr = self.file_attr(&entry.attr);
             if reply.add(

@@ -186,6 +186,9 @@ pub struct Vfs {
     next_fh: AtomicU64,
     /// Files created through this mount and not committed yet: visible here at once.
     created: Mutex<HashMap<VPath, u64>>,
+    /// Directory listings per open directory handle (a listing is read once, at
+    /// offset 0, and paged from memory).
+    listings: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     /// Whether the kernel accepted FUSE passthrough (set by the adapter at init).
     passthrough: std::sync::atomic::AtomicBool,
     uid: u32,
@@ -210,6 +213,7 @@ impl Vfs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             created: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
             passthrough: std::sync::atomic::AtomicBool::new(false),
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
@@ -305,6 +309,12 @@ impl Vfs {
         }
     }
 
+    /// Whether any handle is open on `ino`.
+    fn is_open(&self, ino: u64) -> bool {
+        let handles: Vec<Arc<Mutex<Handle>>> = lock(&self.handles).values().cloned().collect();
+        handles.iter().any(|h| lock(h).ino == ino)
+    }
+
     /// The attributes of a writer's open handle on `ino`, if one is open.
     fn writer_attr(&self, ino: u64) -> Option<Attr> {
         let handles: Vec<Arc<Mutex<Handle>>> = lock(&self.handles).values().cloned().collect();
@@ -315,17 +325,34 @@ impl Vfs {
             }
             if let Some(cache) = &handle.cache {
                 let perm = handle.base.as_ref().map_or(0o644, |b| b.mode as u16);
-                let size = if cache.direct {
-                    cache.file.metadata().map_or(cache.size, |m| m.len())
-                } else {
-                    cache.size
+                let meta = cache.file.metadata().ok();
+                let size = match &meta {
+                    Some(meta) if cache.direct => meta.len(),
+                    _ => cache.size,
+                };
+                // The committed mtime until something is written after the commit
+                // (the kernel writes a direct cache: its file's mtime says when).
+                let committed = handle.base.as_ref().filter(|b| b.id.secs > 0);
+                let written = match (&meta, committed) {
+                    (_, None) => None,
+                    (Some(meta), Some(base)) if cache.direct => meta.modified().ok().filter(|t| {
+                        *t > SystemTime::UNIX_EPOCH
+                            + std::time::Duration::new(base.id.secs, base.id.nanos)
+                    }),
+                    _ if cache.changed => Some(SystemTime::now()),
+                    _ => None,
+                };
+                let mtime = match (written, committed) {
+                    (Some(time), _) => time,
+                    (None, Some(base)) => base.mtime.to_system(),
+                    (None, None) => SystemTime::now(),
                 };
                 return Some(Attr {
                     ino,
                     kind: NodeKind::File,
                     size,
                     perm,
-                    mtime: SystemTime::now(),
+                    mtime,
                     nlink: 1,
                 });
             }
@@ -369,6 +396,9 @@ impl Vfs {
 
     /// The kernel dropped `count` references to `ino`.
     pub fn forget(&self, ino: u64, count: u64) {
+        // Lock order: a handle's lock is never taken while `inodes` is held
+        // (a commit holds its handle and then looks up paths).
+        let open = self.is_open(ino);
         let mut inodes = lock(&self.inodes);
         let drop_it = match inodes.by_ino.get_mut(&ino) {
             Some(node) => {
@@ -377,7 +407,6 @@ impl Vfs {
             }
             None => false,
         };
-        let open = lock(&self.handles).values().any(|h| lock(h).ino == ino);
         if drop_it && !open && ino != ROOT_INO {
             if let Some(node) = inodes.by_ino.remove(&ino) {
                 if inodes.by_path.get(&node.path) == Some(&ino) {
@@ -439,6 +468,31 @@ impl Vfs {
             }
         }
         Ok(out)
+    }
+
+    /// Opens a directory for listing.
+    pub fn opendir(&self, ino: u64) -> VfsResult<u64> {
+        let path = self.path_of(ino)?;
+        if !self.store.is_dir(&path).map_err(errno)? {
+            return Err(libc::ENOTDIR);
+        }
+        Ok(self.next_fh.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The listing of an open directory: read at offset 0, then served from memory.
+    pub fn listing(&self, fh: u64, ino: u64, offset: u64) -> VfsResult<Arc<Vec<DirEntry>>> {
+        if offset > 0 {
+            if let Some(listing) = lock(&self.listings).get(&fh) {
+                return Ok(Arc::clone(listing));
+            }
+        }
+        let listing = Arc::new(self.readdir(ino)?);
+        lock(&self.listings).insert(fh, Arc::clone(&listing));
+        Ok(listing)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.listings).remove(&fh);
     }
 
     pub fn readlink(&self, ino: u64) -> VfsResult<Vec<u8>> {
@@ -851,7 +905,13 @@ impl Vfs {
         } else {
             cache.base_valid = cache.base_valid.min(cache.size);
         }
-        cache.file.set_len(size.max(cache.size)).map_err(io_errno)?;
+        // A cache the kernel writes directly is the content: its length is the size.
+        let len = if cache.direct {
+            size
+        } else {
+            size.max(cache.size)
+        };
+        cache.file.set_len(len).map_err(io_errno)?;
         cache.size = size;
         cache.changed = true;
         Ok(())
@@ -959,7 +1019,17 @@ impl Vfs {
 
     /// Closes an open file (after a final commit by `flush`).
     pub fn release(&self, fh: u64) -> VfsResult<()> {
-        let result = self.commit(fh, false);
+        // `flush` committed at close. A cache file the kernel writes directly may
+        // already be shared with a later handle (see `open`): its writes are not
+        // this handle's to commit.
+        let direct = self
+            .handle(fh)
+            .is_ok_and(|h| lock(&h).cache.as_ref().is_some_and(|c| c.direct));
+        let result = if direct {
+            Ok(())
+        } else {
+            self.commit(fh, false)
+        };
         let handle = lock(&self.handles).remove(&fh);
         if let Some(handle) = handle {
             let handle = lock(&handle);
@@ -1047,7 +1117,9 @@ impl Vfs {
         let from = self.child(parent, name)?;
         let to = self.child(new_parent, new_name)?;
         // A file still being written through this mount: commit it first.
-        if let Some(ino) = lock(&self.created).get(&from).copied() {
+        // Bound first: `commit` takes the `created` lock too.
+        let pending = lock(&self.created).get(&from).copied();
+        if let Some(ino) = pending {
             let fhs: Vec<u64> = lock(&self.handles)
                 .iter()
                 .filter(|(_, h)| lock(h).ino == ino)
@@ -1108,6 +1180,7 @@ impl Vfs {
                 if handle.ino == ino {
                     if let Some(base) = handle.base.as_mut() {
                         base.mode = version.mode;
+                        base.mtime = version.mtime;
                     }
                 }
             }
