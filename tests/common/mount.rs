@@ -179,3 +179,147 @@ pub fn uuid_for(dir: &Path) -> String {
         &hex[20..32]
     )
 }
+
+// ----- helpers for the per-operation mount tests (tests/mount_*.rs) -----
+
+/// The fixture's block size (`Mounted::new()` mounts with 4 KiB blocks).
+pub const BLOCK: usize = 4096;
+
+/// The errno of a failed call; fails the test if it succeeded.
+#[track_caller]
+pub fn errno<T: std::fmt::Debug>(result: std::io::Result<T>) -> i32 {
+    match result {
+        Ok(value) => panic!("expected an error, got Ok({value:?})"),
+        Err(err) => err
+            .raw_os_error()
+            .unwrap_or_else(|| panic!("not an OS error: {err}")),
+    }
+}
+
+/// `Ok(ret)` for a libc call's non-negative return, else the errno.
+pub fn cvt(ret: libc::c_int) -> std::io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A NUL-terminated copy of a path for libc calls.
+pub fn cpath(path: &Path) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path without NUL")
+}
+
+/// A small seeded PRNG (xorshift64*), so failures reproduce.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A value in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// The version lines of `globofs log PATH` (one per version).
+pub fn log_lines(m: &Mounted, volume_path: &str) -> Vec<String> {
+    let out = m.globofs(&["log", volume_path]);
+    assert!(out.status.success(), "globofs log {volume_path}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A file's content as the store has it (`globofs get PATH -`).
+pub fn store_get(m: &Mounted, volume_path: &str) -> Vec<u8> {
+    let out = m.globofs(&["get", volume_path, "-"]);
+    assert!(out.status.success(), "globofs get {volume_path}: {out:?}");
+    out.stdout
+}
+
+/// The node's directory in the volume (`vol/<node>`).
+pub fn node_dir(m: &Mounted) -> PathBuf {
+    let spec = std::fs::read_to_string(&m.spec).expect("read spec");
+    let node = spec
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("id: "))
+        .expect("node id in the spec")
+        .trim()
+        .to_owned();
+    m.volume.join(node)
+}
+
+/// The version files of a top-level file `name`, oldest first.
+pub fn version_files(m: &Mounted, name: &str) -> Vec<PathBuf> {
+    let dir = node_dir(m).join("root").join(name).join("versions");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| {
+            path.file_name().is_some_and(|n| {
+                n.to_string_lossy()
+                    .starts_with(|c: char| c.is_ascii_digit())
+            })
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every regular file below `dir` (recursively).
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(listing) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in listing.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => stack.push(path),
+                Ok(kind) if kind.is_file() => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Names in a directory, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+        .map(|entry| {
+            entry
+                .expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A file of the source tree (where `Cargo.toml` is).
+pub fn project_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}

@@ -1,0 +1,114 @@
+//! chmod, utimens and chown over a real mount: modes and mtimes are versions in
+//! the store and survive later writes; ownership is the mounting user's only.
+
+#[path = "common/mount.rs"]
+mod mount;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::{Duration, SystemTime};
+
+use mount::{Mounted, cpath, cvt, errno, log_lines};
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn chmod_changes_the_mode_as_a_new_version() {
+    let m = Mounted::new();
+    std::fs::write(m.path("f"), b"x").unwrap();
+    let before = log_lines(&m, "/f").len();
+    std::fs::set_permissions(m.path("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(mode_of(&m.path("f")), 0o600);
+    assert_eq!(log_lines(&m, "/f").len(), before + 1);
+    assert!(log_lines(&m, "/f").last().unwrap().contains(" 0600 "));
+    std::fs::create_dir(m.path("d")).unwrap();
+    std::fs::set_permissions(m.path("d"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(mode_of(&m.path("d")), 0o700);
+}
+
+#[test]
+fn the_mode_survives_a_later_write() {
+    let m = Mounted::new();
+    std::fs::write(m.path("f"), b"x").unwrap();
+    std::fs::set_permissions(m.path("f"), std::fs::Permissions::from_mode(0o751)).unwrap();
+    let mut f = OpenOptions::new().append(true).open(m.path("f")).unwrap();
+    f.write_all(b"y").unwrap();
+    drop(f);
+    assert_eq!(mode_of(&m.path("f")), 0o751);
+    // And a chmod through a handle that has pending writes keeps both.
+    let f = OpenOptions::new().write(true).open(m.path("f")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"Z", 0).unwrap();
+    f.set_permissions(std::fs::Permissions::from_mode(0o640))
+        .unwrap();
+    drop(f);
+    assert_eq!(mode_of(&m.path("f")), 0o640);
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"Zy");
+}
+
+#[test]
+fn utimens_sets_the_mtime() {
+    let m = Mounted::new();
+    std::fs::write(m.path("f"), b"x").unwrap();
+    let when = SystemTime::UNIX_EPOCH + Duration::new(1_500_000_000, 123_456_789);
+    let f = OpenOptions::new().write(true).open(m.path("f")).unwrap();
+    f.set_modified(when).unwrap();
+    drop(f);
+    let meta = std::fs::metadata(m.path("f")).unwrap();
+    assert_eq!(meta.modified().unwrap(), when);
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"x");
+    // By path, on a directory, with utimensat.
+    std::fs::create_dir(m.path("d")).unwrap();
+    let c = cpath(&m.path("d"));
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: 1_600_000_000,
+            tv_nsec: 0,
+        },
+    ];
+    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) }).unwrap();
+    assert_eq!(
+        std::fs::metadata(m.path("d")).unwrap().mtime(),
+        1_600_000_000
+    );
+}
+
+#[test]
+fn chmod_and_utimens_of_a_missing_path_are_enoent() {
+    let m = Mounted::new();
+    assert_eq!(
+        errno(std::fs::set_permissions(
+            m.path("missing"),
+            std::fs::Permissions::from_mode(0o600)
+        )),
+        libc::ENOENT
+    );
+    let c = cpath(&m.path("missing"));
+    assert_eq!(
+        errno(cvt(unsafe {
+            libc::utimensat(libc::AT_FDCWD, c.as_ptr(), std::ptr::null(), 0)
+        })),
+        libc::ENOENT
+    );
+}
+
+#[test]
+fn chown_to_another_owner_is_eperm_and_files_belong_to_the_mounting_user() {
+    let m = Mounted::new();
+    std::fs::write(m.path("f"), b"x").unwrap();
+    let meta = std::fs::metadata(m.path("f")).unwrap();
+    assert_eq!(meta.uid(), unsafe { libc::geteuid() });
+    assert_eq!(meta.gid(), unsafe { libc::getegid() });
+    assert_eq!(
+        errno(std::os::unix::fs::chown(m.path("f"), Some(65534), None)),
+        libc::EPERM
+    );
+    // Chown to the owner it already has is allowed.
+    std::os::unix::fs::chown(m.path("f"), Some(meta.uid()), Some(meta.gid())).unwrap();
+}

@@ -1,0 +1,86 @@
+//! read over a real mount: whole files of the sizes around block boundaries,
+//! reads at offsets and past the end, a directory, and reading an unlinked file
+//! through a handle opened before the unlink.
+
+#[path = "common/mount.rs"]
+mod mount;
+
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+
+use mount::{BLOCK, Mounted, Rng, errno};
+
+const SIZES: [usize; 6] = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 10 * BLOCK + 7];
+
+#[test]
+fn files_read_back_byte_exact_at_every_size() {
+    let m = Mounted::new();
+    let mut rng = Rng::new(42);
+    for size in SIZES {
+        let data = rng.bytes(size);
+        let name = format!("f{size}");
+        std::fs::write(m.path(&name), &data).unwrap();
+        assert_eq!(std::fs::read(m.path(&name)).unwrap(), data, "size {size}");
+        assert_eq!(std::fs::metadata(m.path(&name)).unwrap().len(), size as u64);
+    }
+}
+
+#[test]
+fn reads_at_offsets_across_blocks_and_past_the_end() {
+    let m = Mounted::new();
+    let data = Rng::new(3).bytes(10 * BLOCK + 7);
+    std::fs::write(m.path("f"), &data).unwrap();
+    let f = std::fs::File::open(m.path("f")).unwrap();
+    let mut rng = Rng::new(4);
+    for _ in 0..50 {
+        let offset = rng.below(data.len() as u64) as usize;
+        let len = 1 + rng.below(3 * BLOCK as u64) as usize;
+        let mut buf = vec![0u8; len];
+        let n = f.read_at(&mut buf, offset as u64).unwrap();
+        let end = (offset + len).min(data.len());
+        assert_eq!(&buf[..n], &data[offset..end], "offset {offset} len {len}");
+        assert!(n > 0);
+    }
+    let mut buf = [0u8; 16];
+    assert_eq!(f.read_at(&mut buf, data.len() as u64).unwrap(), 0);
+    assert_eq!(f.read_at(&mut buf, data.len() as u64 + 5000).unwrap(), 0);
+}
+
+#[test]
+fn a_sequential_reader_in_small_chunks_gets_everything() {
+    let m = Mounted::new();
+    let data = Rng::new(5).bytes(5 * BLOCK + 3);
+    std::fs::write(m.path("f"), &data).unwrap();
+    let mut f = std::fs::File::open(m.path("f")).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1000];
+    loop {
+        let n = f.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(got, data);
+}
+
+#[test]
+fn reading_a_directory_is_eisdir_and_a_missing_file_enoent() {
+    let m = Mounted::new();
+    std::fs::create_dir(m.path("d")).unwrap();
+    assert_eq!(errno(std::fs::read(m.path("d"))), libc::EISDIR);
+    assert_eq!(errno(std::fs::read(m.path("missing"))), libc::ENOENT);
+}
+
+#[test]
+fn an_unlinked_file_reads_through_a_handle_opened_before() {
+    let m = Mounted::new();
+    let data = Rng::new(6).bytes(3 * BLOCK + 9);
+    std::fs::write(m.path("f"), &data).unwrap();
+    let f = std::fs::File::open(m.path("f")).unwrap();
+    std::fs::remove_file(m.path("f")).unwrap();
+    assert_eq!(errno(std::fs::metadata(m.path("f"))), libc::ENOENT);
+    let mut got = vec![0u8; data.len()];
+    f.read_exact_at(&mut got, 0).unwrap();
+    assert_eq!(got, data);
+}

@@ -1,0 +1,167 @@
+//! rename over a real mount: within and across directories, over an existing
+//! file or empty directory, whole trees, RENAME_NOREPLACE, and the errors
+//! (ENOENT, ENOTEMPTY, EISDIR, ENOTDIR, EINVAL, EEXIST, EXDEV).
+
+#[path = "common/mount.rs"]
+mod mount;
+
+use std::path::Path;
+
+use mount::{Mounted, cpath, cvt, errno, names};
+
+fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<libc::c_int> {
+    let (a, b) = (cpath(from), cpath(to));
+    cvt(unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    })
+}
+
+#[test]
+fn rename_within_a_directory() {
+    let m = Mounted::new();
+    std::fs::write(m.path("a"), b"content").unwrap();
+    std::fs::rename(m.path("a"), m.path("b")).unwrap();
+    assert_eq!(names(&m.mnt), vec!["b"]);
+    assert_eq!(std::fs::read(m.path("b")).unwrap(), b"content");
+    assert_eq!(errno(std::fs::metadata(m.path("a"))), libc::ENOENT);
+}
+
+#[test]
+fn rename_across_directories_moves_whole_trees() {
+    let m = Mounted::new();
+    std::fs::create_dir_all(m.path("src/tree/sub")).unwrap();
+    std::fs::write(m.path("src/tree/sub/f"), b"deep").unwrap();
+    std::fs::write(m.path("src/tree/g"), b"top").unwrap();
+    std::fs::create_dir(m.path("dst")).unwrap();
+    std::fs::rename(m.path("src/tree"), m.path("dst/moved")).unwrap();
+    assert!(names(&m.path("src")).is_empty());
+    assert_eq!(names(&m.path("dst/moved")), vec!["g", "sub"]);
+    assert_eq!(std::fs::read(m.path("dst/moved/sub/f")).unwrap(), b"deep");
+    assert_eq!(std::fs::read(m.path("dst/moved/g")).unwrap(), b"top");
+    // A file into another directory.
+    std::fs::rename(m.path("dst/moved/g"), m.path("src/g")).unwrap();
+    assert_eq!(std::fs::read(m.path("src/g")).unwrap(), b"top");
+}
+
+#[test]
+fn rename_over_an_existing_file_replaces_it() {
+    let m = Mounted::new();
+    std::fs::write(m.path("new"), b"new content").unwrap();
+    std::fs::write(m.path("old"), b"old, longer content").unwrap();
+    std::fs::rename(m.path("new"), m.path("old")).unwrap();
+    assert_eq!(names(&m.mnt), vec!["old"]);
+    assert_eq!(std::fs::read(m.path("old")).unwrap(), b"new content");
+}
+
+#[test]
+fn a_reader_of_the_replaced_file_keeps_its_content() {
+    let m = Mounted::new();
+    std::fs::write(m.path("new"), b"new").unwrap();
+    std::fs::write(m.path("old"), b"old").unwrap();
+    let reader = std::fs::File::open(m.path("old")).unwrap();
+    std::fs::rename(m.path("new"), m.path("old")).unwrap();
+    let mut buf = [0u8; 3];
+    std::os::unix::fs::FileExt::read_exact_at(&reader, &mut buf, 0).unwrap();
+    assert_eq!(&buf, b"old");
+    assert_eq!(std::fs::read(m.path("old")).unwrap(), b"new");
+}
+
+#[test]
+fn a_directory_replaces_an_empty_directory() {
+    let m = Mounted::new();
+    std::fs::create_dir(m.path("a")).unwrap();
+    std::fs::write(m.path("a/f"), b"x").unwrap();
+    std::fs::create_dir(m.path("empty")).unwrap();
+    std::fs::rename(m.path("a"), m.path("empty")).unwrap();
+    assert_eq!(names(&m.mnt), vec!["empty"]);
+    assert_eq!(std::fs::read(m.path("empty/f")).unwrap(), b"x");
+}
+
+#[test]
+fn a_file_still_being_written_can_be_renamed() {
+    let m = Mounted::new();
+    use std::io::Write;
+    let mut f = std::fs::File::create(m.path("part")).unwrap();
+    f.write_all(b"downloading").unwrap();
+    std::fs::rename(m.path("part"), m.path("done")).unwrap();
+    f.write_all(b", done").unwrap();
+    drop(f);
+    assert_eq!(names(&m.mnt), vec!["done"]);
+    assert_eq!(std::fs::read(m.path("done")).unwrap(), b"downloading, done");
+}
+
+#[test]
+fn rename_errors() {
+    let m = Mounted::new();
+    std::fs::create_dir_all(m.path("full/child")).unwrap();
+    std::fs::create_dir(m.path("dir")).unwrap();
+    std::fs::write(m.path("file"), b"x").unwrap();
+    std::fs::write(m.path("other"), b"y").unwrap();
+    let rename = |a: &str, b: &str| std::fs::rename(m.path(a), m.path(b));
+    assert_eq!(errno(rename("missing", "x")), libc::ENOENT);
+    assert_eq!(errno(rename("file", "missing/x")), libc::ENOENT);
+    assert_eq!(errno(rename("dir", "full")), libc::ENOTEMPTY);
+    assert_eq!(errno(rename("file", "dir")), libc::EISDIR);
+    assert_eq!(errno(rename("dir", "file")), libc::ENOTDIR);
+    assert_eq!(errno(rename("file", "other/x")), libc::ENOTDIR);
+    assert_eq!(errno(rename("full", "full/child/inside")), libc::EINVAL);
+    assert_eq!(errno(rename("file", &"r".repeat(256))), libc::ENAMETOOLONG);
+    // Nothing moved.
+    assert_eq!(names(&m.mnt), vec!["dir", "file", "full", "other"]);
+    assert_eq!(std::fs::read(m.path("file")).unwrap(), b"x");
+}
+
+#[test]
+fn rename_noreplace_onto_an_existing_name_is_eexist() {
+    let m = Mounted::new();
+    std::fs::write(m.path("a"), b"a").unwrap();
+    std::fs::write(m.path("b"), b"b").unwrap();
+    let err = errno(renameat2(
+        &m.path("a"),
+        &m.path("b"),
+        libc::RENAME_NOREPLACE,
+    ));
+    assert_eq!(err, libc::EEXIST);
+    assert_eq!(std::fs::read(m.path("b")).unwrap(), b"b");
+    renameat2(&m.path("a"), &m.path("c"), libc::RENAME_NOREPLACE).unwrap();
+    assert_eq!(names(&m.mnt), vec!["b", "c"]);
+}
+
+#[test]
+fn rename_exchange_is_not_supported() {
+    let m = Mounted::new();
+    std::fs::write(m.path("a"), b"a").unwrap();
+    std::fs::write(m.path("b"), b"b").unwrap();
+    let err = errno(renameat2(&m.path("a"), &m.path("b"), libc::RENAME_EXCHANGE));
+    assert_eq!(err, libc::EINVAL);
+    assert_eq!(std::fs::read(m.path("a")).unwrap(), b"a");
+}
+
+#[test]
+fn rename_to_another_filesystem_is_exdev() {
+    let m = Mounted::new();
+    std::fs::write(m.path("f"), b"x").unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    assert_eq!(
+        errno(std::fs::rename(m.path("f"), outside.path().join("f"))),
+        libc::EXDEV
+    );
+    std::fs::write(outside.path().join("g"), b"y").unwrap();
+    assert_eq!(
+        errno(std::fs::rename(outside.path().join("g"), m.path("g"))),
+        libc::EXDEV
+    );
+    // Between two globofs mounts.
+    let other = Mounted::new();
+    assert_eq!(
+        errno(std::fs::rename(m.path("f"), other.path("f"))),
+        libc::EXDEV
+    );
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"x");
+}

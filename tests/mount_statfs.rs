@@ -1,0 +1,34 @@
+//! statfs over a real mount: the totals of the disk under the volume and the
+//! name length limit.
+
+#[path = "common/mount.rs"]
+mod mount;
+
+use mount::{Mounted, cpath, cvt};
+
+fn statvfs(path: &std::path::Path) -> libc::statvfs {
+    let c = cpath(path);
+    let mut out: libc::statvfs = unsafe { std::mem::zeroed() };
+    cvt(unsafe { libc::statvfs(c.as_ptr(), &mut out) }).unwrap();
+    out
+}
+
+#[test]
+fn statfs_reports_the_disk_under_the_volume() {
+    let m = Mounted::new();
+    let mounted = statvfs(&m.mnt);
+    let disk = statvfs(&m.volume);
+    assert_eq!(mounted.f_namemax, 255);
+    assert!(mounted.f_bsize > 0);
+    assert!(mounted.f_blocks > 0);
+    assert!(mounted.f_bavail <= mounted.f_bfree);
+    assert!(mounted.f_bfree <= mounted.f_blocks);
+    // Same totals as the disk the volume is on (block counts in the same unit).
+    assert_eq!(
+        mounted.f_blocks * mounted.f_frsize,
+        disk.f_blocks * disk.f_frsize
+    );
+    // statfs inside a subdirectory answers the same.
+    std::fs::create_dir(m.path("d")).unwrap();
+    assert_eq!(statvfs(&m.path("d")).f_namemax, 255);
+}
