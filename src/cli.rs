@@ -338,7 +338,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Prune { json } => files::prune(&load_spec(spec_path)?, json),
         Command::Verify { json } => {
             let spec = load_spec(spec_path)?;
-            files::verify(&crate::store::Store::open_spec(&spec)?, json)
+            files::verify(&open_with_peers(&spec)?, json)
         }
         Command::Sync(command) => sync::run(spec_path, command),
         Command::Mount {
@@ -351,6 +351,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Opens the spec's store with a fetcher that pulls missing blocks from peers.
+pub fn open_with_peers(spec: &Spec) -> Result<crate::store::Store, Failure> {
+    let mut store = crate::store::Store::open_spec(spec)?;
+    store.set_fetcher(std::sync::Arc::new(crate::sync::PeerFetcher::new(spec)));
+    Ok(store)
 }
 
 /// Writes to stdout, treating a closed pipe as the end of output.

@@ -159,7 +159,7 @@ fn put_one(
 
 /// `get SRC DEST`: a file to a local file or `-` (stdout), or a tree to a directory.
 pub fn get(spec: &Spec, src: &OsStr, dest: &Path, at: Option<&str>) -> Result<(), Failure> {
-    let store = Store::open_spec(spec)?;
+    let store = super::open_with_peers(spec)?;
     let src = vpath(src)?;
     let version = match at {
         Some(id) => store

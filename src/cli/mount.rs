@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
@@ -31,7 +32,10 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
     recover_stale_mount(&mountpoint)?;
     std::fs::create_dir_all(&mountpoint)
         .map_err(|err| Failure::runtime(format!("{}: {err}", mountpoint.display())))?;
-    let store = Arc::new(Store::open_spec(spec)?);
+    let syncer = Arc::new(crate::sync::Syncer::new(spec));
+    let mut store = Store::open_spec(spec)?;
+    store.set_fetcher(Arc::new(syncer.fetcher()));
+    let store = Arc::new(store);
     let vfs = Arc::new(Vfs::new(Arc::clone(&store)));
 
     // Signals go to this thread only: block them before the FUSE threads start.
@@ -55,6 +59,7 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
     notify_ready();
 
     let stop = Arc::new(AtomicBool::new(false));
+    let (kick, kicked) = mpsc::channel::<()>();
     let poller = {
         let stop = Arc::clone(&stop);
         let vfs = Arc::clone(&vfs);
@@ -62,8 +67,21 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
         let journal_dir = store.layout().journal();
         std::thread::Builder::new()
             .name("journal".into())
-            .spawn(move || follow_journal(&journal_dir, &vfs, &mounted, &stop))
+            .spawn(move || follow_journal(&journal_dir, &vfs, &mounted, &stop, &kick))
             .map_err(|err| Failure::runtime(format!("starting the journal reader: {err}")))?
+    };
+    let syncing = if spec.peers.is_empty() {
+        None
+    } else {
+        let stop = Arc::clone(&stop);
+        let store = Arc::clone(&store);
+        let interval = spec.sync_interval;
+        Some(
+            std::thread::Builder::new()
+                .name("sync".into())
+                .spawn(move || sync_loop(&syncer, &store, interval, &kicked, &stop))
+                .map_err(|err| Failure::runtime(format!("starting sync: {err}")))?,
+        )
     };
 
     let signal = signals
@@ -72,6 +90,10 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
     tracing::info!(?signal, "unmounting");
     stop.store(true, Ordering::Relaxed);
     let _ = poller.join();
+    if let Some(syncing) = syncing {
+        // Remote calls run on per-peer workers with deadlines, so this ends soon.
+        let _ = syncing.join();
+    }
     match Arc::try_unwrap(mounted) {
         Ok(mounted) => mounted
             .unmount()
@@ -85,8 +107,55 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
     Ok(())
 }
 
+/// Wait after a local change before syncing, so a burst of writes goes in one pass.
+const DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// Runs a sync pass every `interval`, and shortly after local changes.
+fn sync_loop(
+    syncer: &crate::sync::Syncer,
+    store: &Store,
+    interval: Duration,
+    kicked: &mpsc::Receiver<()>,
+    stop: &AtomicBool,
+) {
+    let mut next = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = std::time::Instant::now();
+        if now >= next {
+            match syncer.pass(store) {
+                Ok(report) => tracing::info!(
+                    pushed = report.pushed(),
+                    applied = report.applied(),
+                    conflicts = report.conflicts(),
+                    unreachable = report.unreachable(),
+                    "sync"
+                ),
+                Err(err) => tracing::warn!(error = %err, "sync pass failed"),
+            }
+            next = std::time::Instant::now() + interval;
+            // Changes the pass itself made are not a reason for another pass.
+            while kicked.try_recv().is_ok() {}
+            continue;
+        }
+        let wait = (next - now).min(POLL);
+        match kicked.recv_timeout(wait) {
+            Ok(()) => {
+                next = next.min(std::time::Instant::now() + DEBOUNCE);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
 /// Reads the node's journal from its end and invalidates what changed.
-fn follow_journal(dir: &Path, vfs: &Vfs, mounted: &crate::fuse::Mounted, stop: &AtomicBool) {
+fn follow_journal(
+    dir: &Path,
+    vfs: &Vfs,
+    mounted: &crate::fuse::Mounted,
+    stop: &AtomicBool,
+    kick: &mpsc::Sender<()>,
+) {
     let mut position = journal::Position::default();
     // Start at the end: what is already there is what the mount serves now.
     loop {
@@ -113,6 +182,9 @@ fn follow_journal(dir: &Path, vfs: &Vfs, mounted: &crate::fuse::Mounted, stop: &
         };
         for warning in &batch.warnings {
             tracing::warn!("{warning}");
+        }
+        if !batch.lines.is_empty() {
+            let _ = kick.send(());
         }
         for line in &batch.lines {
             let Some((_, path)) = line.split_once(' ') else {

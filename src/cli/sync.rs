@@ -3,14 +3,13 @@
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::Arc;
 
 use clap::Subcommand;
 
 use super::{Failure, out};
 use crate::layout::VPath;
 use crate::store::Store;
-use crate::sync::{self, PeerFetcher, SyncError};
+use crate::sync::{self, SyncError};
 
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
@@ -135,8 +134,7 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
             threads,
             json: as_json,
         } => {
-            let mut store = Store::open_spec(&spec)?;
-            store.set_fetcher(Arc::new(PeerFetcher::new(&spec)));
+            let store = super::open_with_peers(&spec)?;
             let path = match path {
                 Some(text) => VPath::parse(&text).map_err(Failure::input)?,
                 None => VPath::root(),
