@@ -22,6 +22,15 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The external POSIX suite (tests/mount_pjdfstest.rs runs it over a mount).
+tools=$PWD/target/tools
+if [ ! -x "$tools/bin/pjdfstest" ]; then
+  echo "== installing pjdfstest 0.2.2 (crates.io) into $tools"
+  cargo install pjdfstest --version 0.2.2 --locked --root "$tools" --quiet \
+    || echo "pjdfstest did not install; its test will say skipped"
+fi
+export PJDFSTEST=$tools/bin/pjdfstest
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
