@@ -55,6 +55,7 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
     )
     .map_err(|err| Failure::runtime(format!("mounting {}: {err}", mountpoint.display())))?;
     let mounted = Arc::new(mounted);
+    raise_readahead(&mountpoint);
     tracing::info!(mountpoint = %mountpoint.display(), node = %spec.node, "mounted");
     notify_ready();
 
@@ -196,6 +197,22 @@ fn follow_journal(
             }
         }
         position = batch.next;
+    }
+}
+
+/// FUSE mounts start with the kernel's default readahead (128 KiB), which caps
+/// sequential reads at one small request per round trip; ask for 1 MiB (a block).
+fn raise_readahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    let dev = meta.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    match std::fs::write(&knob, "1024") {
+        Ok(()) => tracing::debug!(%knob, "readahead 1 MiB"),
+        Err(err) => tracing::debug!(%knob, error = %err, "readahead left at the default"),
     }
 }
 

@@ -225,6 +225,19 @@ impl<'a> BlockWriter<'a> {
             .tempfile_in(&self.tmp)
             .at(&self.tmp)?;
         file.write_all(&bytes).at(file.path())?;
+        if self.durable {
+            // Start writeback now, so the batch flush finds the data on its way.
+            use std::os::fd::AsRawFd;
+            // SAFETY: a hint on a descriptor we own; no memory is passed.
+            unsafe {
+                libc::sync_file_range(
+                    file.as_file().as_raw_fd(),
+                    0,
+                    0,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
         let (_, path) = file
             .keep()
             .map_err(|err| StoreError::io(&self.tmp, err.error))?;

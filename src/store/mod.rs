@@ -33,6 +33,9 @@ use crate::spec::{Compression, Spec};
 use journal::JournalWriter;
 use lock::FileLock;
 
+/// Bytes of blocks queued between the hashing and the writing thread of a put.
+const STREAM_QUEUE_BYTES: usize = 8 << 20;
+
 /// How a store is configured for writing (from the spec).
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -554,28 +557,58 @@ impl Store {
         durable: bool,
     ) -> Result<Content, StoreError> {
         let bs = self.config.block_size as usize;
-        let mut writer =
-            BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression);
-        if !durable {
-            writer = writer.lazy();
-        }
+        // Two stages on two cores: this thread reads and hashes, a scoped writer
+        // thread stores the blocks. Buffers go round between them, so memory
+        // stays at a few blocks (at most about 8 MiB queued).
+        let depth = (STREAM_QUEUE_BYTES / bs).max(1);
+        let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<(BlockHash, Vec<u8>)>(depth);
+        let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
         let mut hashes = Vec::new();
         let mut size = 0u64;
-        let mut buf = vec![0u8; bs];
-        loop {
-            let n = read_full(input, &mut buf)?;
-            if n == 0 {
-                break;
+        std::thread::scope(|scope| -> Result<(), StoreError> {
+            let writer = scope.spawn(move || -> Result<(), StoreError> {
+                let mut writer =
+                    BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression);
+                if !durable {
+                    writer = writer.lazy();
+                }
+                for (hash, buf) in from_reader {
+                    writer.put(&hash, &buf)?;
+                    let _ = recycle.send(buf);
+                }
+                writer.finish().map(|_| ())
+            });
+            let mut read_result = Ok(());
+            loop {
+                let mut buf = recycled.try_recv().unwrap_or_default();
+                buf.resize(bs, 0);
+                let n = match read_full(input, &mut buf) {
+                    Ok(n) => n,
+                    Err(err) => {
+                        read_result = Err(err);
+                        break;
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                buf.truncate(n);
+                let hash = BlockHash::of(&buf);
+                hashes.push(hash);
+                size += n as u64;
+                if to_writer.send((hash, buf)).is_err() {
+                    break; // the writer stopped; its error is reported below
+                }
+                if n < bs {
+                    break;
+                }
             }
-            let hash = BlockHash::of(&buf[..n]);
-            writer.put(&hash, &buf[..n])?;
-            hashes.push(hash);
-            size += n as u64;
-            if n < bs {
-                break;
-            }
-        }
-        writer.finish()?;
+            drop(to_writer);
+            let written = writer.join().unwrap_or_else(|_| {
+                Err(StoreError::Refused("the block writer thread failed".into()))
+            });
+            read_result.and(written)
+        })?;
         Ok(Content {
             kind: Kind::File,
             size,
