@@ -7,12 +7,12 @@
 //! a local commit. Importing a version we already hold is a no-op; one that
 //! differs from what we hold under the same id is refused.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 
 use super::version::Version;
-use super::{IoContext, Store, StoreError, append_line, flock_file, read_version_file};
+use super::{IoContext, Store, StoreError, append_line, flock_file, open_log, read_version_file};
 
 /// What an import did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,12 +38,7 @@ impl Store {
         }
         fs::create_dir_all(&versions_dir).at(&versions_dir)?;
         let log_path = versions_dir.join("log");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o644)
-            .open(&log_path)
-            .at(&log_path)?;
+        let log = open_log(&log_path)?;
         let _path_lock = flock_file(&log, &log_path)?;
         // Another process of this node may have imported it meanwhile.
         if let Some(outcome) = compare_existing(&dest, version)? {

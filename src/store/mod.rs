@@ -892,12 +892,7 @@ impl Store {
         fs::create_dir_all(&versions_dir).at(&versions_dir)?;
         // Serialise writers of this path (in every process of this node).
         let log_path = versions_dir.join("log");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o644)
-            .open(&log_path)
-            .at(&log_path)?;
+        let log = open_log(&log_path)?;
         let _path_lock = flock_file(&log, &log_path)?;
         let parents = self.heads(path)?;
         self.link_blocks(path, &content.hashes)?;
@@ -996,12 +991,7 @@ impl Store {
             Err(err) => return Err(StoreError::io(&dest, err)),
         }
         let log_path = dir.join("log");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o644)
-            .open(&log_path)
-            .at(&log_path)?;
+        let log = open_log(&log_path)?;
         append_line(&log, &log_path, &format!("{}\n", version.id))
     }
 
@@ -1074,6 +1064,16 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize, StoreError> 
         }
     }
     Ok(filled)
+}
+
+/// Opens (creating) a `versions/log` file for appending.
+pub(crate) fn open_log(log_path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(log_path)
+        .at(log_path)
 }
 
 /// Appends `line` with one write(2) to a file opened with O_APPEND. A torn last
