@@ -1049,14 +1049,18 @@ impl Vfs {
     pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
         let version = self.store.mkdir(&path, mode).map_err(errno)?;
+        // The reply hands the kernel a reference, as a lookup does.
         let ino = lock(&self.inodes).ino_for(&path);
+        self.remember(ino);
         Ok(self.attr_of(ino, &version))
     }
 
     pub fn symlink(&self, parent: u64, name: &OsStr, target: &[u8]) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
         let version = self.store.symlink(&path, target).map_err(errno)?;
+        // The reply hands the kernel a reference, as a lookup does.
         let ino = lock(&self.inodes).ino_for(&path);
+        self.remember(ino);
         Ok(self.attr_of(ino, &version))
     }
 
