@@ -70,6 +70,19 @@ impl Blocks {
         None
     }
 
+    /// Hints the kernel to read a local block soon (a no-op when it is not here).
+    pub fn prefetch(&self, hash: &BlockHash) {
+        use std::os::fd::AsRawFd;
+        if let Some(located) = self.locate(hash, None) {
+            if let Ok(file) = File::open(&located.path) {
+                // SAFETY: an advisory call on a descriptor we own.
+                unsafe {
+                    libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+                }
+            }
+        }
+    }
+
     /// Reads a whole block and checks its length (and, with `verify`, its hash).
     pub fn read(&self, hash: &BlockHash, len: usize, verify: bool) -> Result<Vec<u8>, StoreError> {
         let located = self

@@ -33,6 +33,9 @@ use crate::spec::{Compression, Spec};
 use journal::JournalWriter;
 use lock::FileLock;
 
+/// How far ahead a whole-file copy asks the kernel to read block files.
+const READ_AHEAD_BLOCKS: usize = 4;
+
 /// Bytes of blocks queued between the hashing and the writing thread of a put.
 const STREAM_QUEUE_BYTES: usize = 8 << 20;
 
@@ -535,15 +538,57 @@ impl Store {
         if version.kind != Kind::File {
             return Ok(0);
         }
-        let mut written = 0u64;
-        for (index, hash) in version.hashes.iter().enumerate() {
-            let len = version.block_len(index);
-            let data = self.block(version, hash, len)?;
-            out.write_all(&data)
-                .map_err(|err| StoreError::io("(output)", err))?;
-            written += len as u64;
-        }
-        Ok(written)
+        // Two stages: a scoped thread reads (or pulls) the next blocks while this
+        // one checks each block's hash and writes it out; a few MiB in flight.
+        let bs = version.block_size.max(1) as usize;
+        let depth = (STREAM_QUEUE_BYTES / bs).max(1);
+        let (to_checker, from_reader) =
+            std::sync::mpsc::sync_channel::<Result<Vec<u8>, StoreError>>(depth);
+        std::thread::scope(|scope| -> Result<u64, StoreError> {
+            // Owned here, so an early error return drops it and unblocks the reader.
+            let from_reader = from_reader;
+            for hash in version.hashes.iter().take(READ_AHEAD_BLOCKS) {
+                self.blocks.prefetch(hash);
+            }
+            scope.spawn(move || {
+                for (index, hash) in version.hashes.iter().enumerate() {
+                    let len = version.block_len(index);
+                    // Ask the kernel to start reading a few blocks ahead.
+                    if let Some(ahead) = version.hashes.get(index + READ_AHEAD_BLOCKS) {
+                        self.blocks.prefetch(ahead);
+                    }
+                    let data = match self.blocks.locate(hash, Some(len)) {
+                        Some(_) => self.blocks.read(hash, len, false),
+                        None => self
+                            .pull_block(version, hash, len)
+                            .and_then(|()| self.blocks.read(hash, len, false)),
+                    };
+                    let failed = data.is_err();
+                    if to_checker.send(data).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            let mut written = 0u64;
+            for (index, hash) in version.hashes.iter().enumerate() {
+                let data = from_reader
+                    .recv()
+                    .map_err(|_| StoreError::Refused("the block reader thread stopped".into()))??;
+                if BlockHash::of(&data) != *hash {
+                    return Err(StoreError::BadBlock {
+                        hash: *hash,
+                        why: format!(
+                            "{} (block {index}): content does not match its hash",
+                            version.path
+                        ),
+                    });
+                }
+                out.write_all(&data)
+                    .map_err(|err| StoreError::io("(output)", err))?;
+                written += data.len() as u64;
+            }
+            Ok(written)
+        })
     }
 
     // ----- writing -----
