@@ -732,6 +732,10 @@ impl Vfs {
                     .filter(|located| !located.compressed)
                     .and_then(|located| File::open(located.path).ok())
                     .map(|file| (index, file));
+                // A sequential reader will want the next blocks: start reading them.
+                for ahead in base.hashes.iter().skip(index + 1).take(2) {
+                    self.store.blocks().prefetch(ahead);
+                }
             }
             if let Some((_, file)) = &handle.last_block {
                 if read_exact_at(file, buf, within).is_ok() {
