@@ -83,14 +83,18 @@ impl Blocks {
         }
     }
 
-    /// Reads a whole block and checks its length (and, with `verify`, its hash).
-    pub fn read(&self, hash: &BlockHash, len: usize, verify: bool) -> Result<Vec<u8>, StoreError> {
-        let located = self
-            .locate(hash, Some(len))
+    /// The block of `hash` and length `len`, or an error saying it is not here.
+    fn require(&self, hash: &BlockHash, len: usize) -> Result<Located, StoreError> {
+        self.locate(hash, Some(len))
             .ok_or_else(|| StoreError::BadBlock {
                 hash: *hash,
                 why: format!("not in {}", self.dir.display()),
-            })?;
+            })
+    }
+
+    /// Reads a whole block and checks its length (and, with `verify`, its hash).
+    pub fn read(&self, hash: &BlockHash, len: usize, verify: bool) -> Result<Vec<u8>, StoreError> {
+        let located = self.require(hash, len)?;
         let data = read_located(&located, len)?;
         if data.len() != len {
             return Err(StoreError::BadBlock {
@@ -123,12 +127,7 @@ impl Blocks {
         offset: usize,
         buf: &mut [u8],
     ) -> Result<usize, StoreError> {
-        let located = self
-            .locate(hash, Some(len))
-            .ok_or_else(|| StoreError::BadBlock {
-                hash: *hash,
-                why: format!("not in {}", self.dir.display()),
-            })?;
+        let located = self.require(hash, len)?;
         if located.compressed {
             // Decompressed whole anyway, so always checked: a damaged frame
             // without a zstd checksum could otherwise decode to wrong bytes.
