@@ -9,6 +9,7 @@ use std::fs;
 
 use globofs::ids::{BlockHash, VersionId};
 use globofs::spec::RetentionRule;
+use globofs::store::gc::PeerApplied;
 use globofs::store::{BlockWriter, Kind};
 use store_common::*;
 
@@ -88,7 +89,7 @@ fn gc_does_not_trust_link_counts() {
 }
 
 #[test]
-fn prune_keeps_heads_and_tombstones_and_records_what_it_dropped() {
+fn prune_keeps_heads_and_records_what_it_dropped() {
     let vol = Vol::with("retention:\n  keep_last: 2\n", false);
     let store = vol.store();
     assert_eq!(vol.spec.retention.keep_last, Some(2));
@@ -97,41 +98,46 @@ fn prune_keeps_heads_and_tombstones_and_records_what_it_dropped() {
     let versions: Vec<_> = (0..5)
         .map(|i| put(&store, &path, &data(2 * BS, 10 + i)))
         .collect();
-    // A history with a tombstone in it: v1, delete, v3, v4, v5. The tombstone
-    // stays, and only a prefix of history is ever removed, so only v1 goes.
+    // A history with a tombstone in it: v1, delete, v3, v4, v5. An old
+    // tombstone is history like any other version: v1, the delete and v3 go.
     let other = vp("/other");
     let o1 = put(&store, &other, b"one");
     let t = store.remove(&other).unwrap();
     let rest: Vec<VersionId> = (0..3)
         .map(|i| put(&store, &other, format!("v{i}").as_bytes()).id)
         .collect();
-    // A deleted file with a long history: the tombstone (its head) stays.
+    // A deleted file with a long history: the tombstone (its head) stays
+    // (keep_last alone never removes a deleted path whole).
     let dead = vp("/dead");
     for i in 0..4 {
         put(&store, &dead, &data(BS, 50 + i));
     }
     let dead_tomb = store.remove(&dead).unwrap();
 
-    let report = store.prune(&vol.spec.retention).unwrap();
+    // No peers: nothing to wait for.
+    let report = store.prune(&vol.spec.retention, &[]).unwrap();
     let ids = |p| store.version_ids(p).unwrap();
     assert_eq!(
         ids(&path),
         vec![versions[3].id, versions[4].id],
         "keep_last 2"
     );
-    let mut expected = vec![t.id];
-    expected.extend(&rest);
-    assert_eq!(ids(&other), expected);
-    assert!(!ids(&other).contains(&o1.id));
+    assert_eq!(ids(&other), rest[1..].to_vec());
+    assert!(!ids(&other).contains(&t.id));
     let dead_ids = ids(&dead);
     assert_eq!(dead_ids.last(), Some(&dead_tomb.id));
     assert_eq!(dead_ids.len(), 2);
     assert_eq!(store.current(&dead).unwrap().unwrap().kind, Kind::Tombstone);
-    assert_eq!(report.versions_removed, 3 + 1 + 3, "{report:?}");
+    assert_eq!(report.versions_removed, 3 + 3 + 3, "{report:?}");
+    assert_eq!(report.tombstones_removed, 1, "{report:?}");
+    assert_eq!(report.versions_waiting, 0, "{report:?}");
     // versions/pruned lists what went, so a peer's copy is not taken back.
     let pruned: HashSet<VersionId> = versions[..3].iter().map(|v| v.id).collect();
     assert_eq!(store.pruned_ids(&path).unwrap(), pruned);
-    assert_eq!(store.pruned_ids(&other).unwrap(), HashSet::from([o1.id]));
+    assert_eq!(
+        store.pruned_ids(&other).unwrap(),
+        HashSet::from([o1.id, t.id, rest[0]])
+    );
     assert_eq!(content(&store, &path), data(2 * BS, 14));
 
     // gc then frees the pruned versions' blocks and their per-path links,
@@ -139,20 +145,20 @@ fn prune_keeps_heads_and_tombstones_and_records_what_it_dropped() {
     let links_before = block_files(&store.path_dir(&path).join("hashes")).len();
     assert_eq!(links_before, 10);
     let report = store.gc().unwrap();
-    assert_eq!(report.blocks_deleted, 6 + 1 + 3, "{report:?}");
-    assert_eq!(report.path_links_deleted, 6 + 1 + 3, "{report:?}");
+    assert_eq!(report.blocks_deleted, 6 + 2 + 3, "{report:?}");
+    assert_eq!(report.path_links_deleted, 6 + 2 + 3, "{report:?}");
     assert_eq!(block_files(&store.path_dir(&path).join("hashes")).len(), 4);
     for id in ids(&path) {
         let version = store.read_version(&path, id).unwrap();
         assert_eq!(read_all(&store, &version).len(), 2 * BS);
     }
     // A second prune finds nothing more to drop.
-    let again = store.prune(&vol.spec.retention).unwrap();
+    let again = store.prune(&vol.spec.retention, &[]).unwrap();
     assert_eq!(again.versions_removed, 0);
     // No rule, nothing pruned.
     assert_eq!(
         store
-            .prune(&RetentionRule::default())
+            .prune(&RetentionRule::default(), &[])
             .unwrap()
             .versions_removed,
         0
@@ -179,7 +185,19 @@ fn blocks_waiting_in_an_outbound_spool_are_kept() {
             .count(),
         2
     );
-    store.prune(&vol.spec.retention).unwrap();
+    // The peer has applied nothing yet: the old version waits for it.
+    let report = store.prune(&vol.spec.retention, &[]).unwrap();
+    assert_eq!(report.versions_removed, 0, "{report:?}");
+    assert_eq!(report.versions_waiting, 1, "{report:?}");
+    assert_eq!(report.waiting_for[0].peer, PEER);
+    assert_eq!(store.version_ids(&path).unwrap().len(), 2);
+    // Once it has applied everything, the version goes.
+    let caught_up = [PeerApplied {
+        peer: PEER.parse().unwrap(),
+        through: Some((u64::MAX, 0)),
+    }];
+    let report = store.prune(&vol.spec.retention, &caught_up).unwrap();
+    assert_eq!(report.versions_removed, 1, "{report:?}");
     assert_eq!(store.version_ids(&path).unwrap().len(), 1);
     // The peer has not taken the first version yet: its blocks stay.
     let report = store.gc().unwrap();

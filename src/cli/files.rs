@@ -493,7 +493,9 @@ pub fn gc(spec: &Spec, json: bool) -> Result<(), Failure> {
 
 pub fn prune(spec: &Spec, json: bool) -> Result<(), Failure> {
     let store = Store::open_spec(spec)?;
-    let report = store.prune(&spec.retention)?;
+    // Old versions and tombstones go only once every peer has applied past them.
+    let (applied, away) = crate::sync::applied_by_peers(&store, spec)?;
+    let report = store.prune(&spec.retention, &applied)?;
     if json {
         return out(&format!(
             "{}\n",
@@ -503,10 +505,28 @@ pub fn prune(spec: &Spec, json: bool) -> Result<(), Failure> {
     if spec.retention.keep_last.is_none() && spec.retention.keep_within.is_none() {
         eprintln!("prune: the spec has no `retention`; every version is kept");
     }
-    out(&format!(
-        "prune: {} versions removed from {} paths (run `globofs gc` to free their blocks)\n",
-        report.versions_removed, report.paths
-    ))
+    let mut text = format!(
+        "prune: {} versions removed ({} tombstones) from {} paths (run `globofs gc` to free their blocks)\n",
+        report.versions_removed, report.tombstones_removed, report.paths
+    );
+    if report.versions_waiting > 0 {
+        text.push_str(&format!(
+            "prune: {} versions wait until every peer has applied past them:\n",
+            report.versions_waiting
+        ));
+        for waiting in &report.waiting_for {
+            let why = away
+                .iter()
+                .find(|(peer, _)| peer.to_string() == waiting.peer)
+                .map(|(_, why)| format!(" (away: {})", crate::ids::clip(why, 160)))
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "  {}: {} versions{why}\n",
+                waiting.peer, waiting.versions
+            ));
+        }
+    }
+    out(&text)
 }
 
 pub fn verify(store: &Store, json: bool) -> Result<(), Failure> {

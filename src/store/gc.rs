@@ -7,13 +7,13 @@
 //! version under `root/` and every version waiting in `spool/outbound/`, holding the
 //! gc lock exclusively (writers hold it shared).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::ids::{BlockHash, VersionId};
+use crate::ids::{BlockHash, NodeId, VersionId};
 use crate::layout::VPath;
 use crate::spec::RetentionRule;
 
@@ -53,8 +53,123 @@ impl VerifyReport {
 /// What `prune` did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct PruneReport {
+    /// Paths that lost versions.
     pub paths: u64,
     pub versions_removed: u64,
+    /// Of those, tombstones.
+    pub tombstones_removed: u64,
+    /// Deleted paths removed whole (only `versions/pruned` and the log remain).
+    pub paths_emptied: u64,
+    /// Versions the rule drops that wait until every peer has applied past them.
+    pub versions_waiting: u64,
+    /// For each peer still behind, how many of the waiting versions wait for it.
+    pub waiting_for: Vec<WaitingFor>,
+}
+
+/// Versions waiting for one peer.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct WaitingFor {
+    pub peer: String,
+    pub versions: u64,
+}
+
+/// How far one peer has applied this node's journal: a (segment, offset) in
+/// our own `journal/` (every version journaled before it, the peer holds), or
+/// None when nothing is known yet. Worked out by the sync layer from the
+/// peer's `ack/<our id>` (see `src/sync/state.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerApplied {
+    pub peer: NodeId,
+    pub through: Option<(u64, u64)>,
+}
+
+/// `state/prune-pending`: the candidates of `prune` (see [`Store::prune`]).
+pub const PENDING: &str = "prune-pending";
+
+/// Header of `state/prune-pending`; lines after it are
+/// `<segment> <offset> <version id> <escaped path>`.
+const PENDING_MAGIC: &str = "globofs-prune-pending 1";
+
+type Pending = HashMap<(VersionId, String), (u64, u64)>;
+
+/// Reads the candidates; a missing file, another nonce (our store and journal
+/// were re-created) or a bad header is none. Bad lines are skipped.
+fn load_pending(path: &Path, nonce: &str) -> Result<Pending, StoreError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Pending::new()),
+        Err(err) => return Err(StoreError::io(path, err)),
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(&format!("{PENDING_MAGIC} {nonce}")) {
+        tracing::warn!(file = %path.display(), "not our prune candidates; starting again");
+        return Ok(Pending::new());
+    }
+    let mut out = Pending::new();
+    for line in lines {
+        let mut parts = line.splitn(4, ' ');
+        let (Some(segment), Some(offset), Some(id), Some(escaped)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (Ok(segment), Ok(offset), Ok(id)) = (segment.parse(), offset.parse(), id.parse())
+        else {
+            continue;
+        };
+        out.insert((id, escaped.to_string()), (segment, offset));
+    }
+    Ok(out)
+}
+
+fn save_pending(
+    path: &Path,
+    nonce: &str,
+    entries: &[(VersionId, String, (u64, u64))],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return remove_if_present(path);
+    }
+    let mut text = format!("{PENDING_MAGIC} {nonce}\n");
+    for (id, escaped, (segment, offset)) in entries {
+        text.push_str(&format!("{segment} {offset} {id} {escaped}\n"));
+    }
+    super::journal::write_atomic(path, text.as_bytes())
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(StoreError::io(path, err)),
+    }
+}
+
+/// How many of the oldest versions of one path (ascending ids) the rule drops.
+fn removable_prefix(all: &[Version], rule: &RetentionRule, now: SystemTime) -> usize {
+    let heads: Vec<&Version> = super::resolve::resolve(all).heads;
+    let older_than_rule = |version: &Version| {
+        let made = SystemTime::UNIX_EPOCH + Duration::new(version.id.secs, version.id.nanos);
+        rule.keep_within
+            .is_some_and(|age| now.duration_since(made).is_ok_and(|d| d > age))
+    };
+    // A deleted path goes whole once its tombstone is older than keep_within.
+    if let [head] = heads.as_slice() {
+        if head.kind == Kind::Tombstone && older_than_rule(head) {
+            return all.len();
+        }
+    }
+    let keep = |index: usize, version: &Version| {
+        let from_end = all.len() - index;
+        heads.iter().any(|head| head.id == version.id)
+            || rule.keep_last.is_some_and(|n| from_end <= n as usize)
+            || (rule.keep_within.is_some() && !older_than_rule(version))
+    };
+    // The removable prefix ends at the first version to keep.
+    all.iter()
+        .enumerate()
+        .position(|(i, v)| keep(i, v))
+        .unwrap_or(all.len())
 }
 
 /// Calls `visit` for every `versions/` directory below `tree` with its `root/`-relative dir.
@@ -282,17 +397,59 @@ impl Store {
         Ok(report)
     }
 
-    /// Drops versions outside `rule`. Always kept: the heads of each path (the
-    /// current version and any open conflict), tombstones, and any version newer
-    /// than the oldest kept one (only a prefix of each history is removed, so
-    /// every kept version's ancestry stays decidable). Removed ids are appended to
-    /// `versions/pruned`, so a copy that a peer sends again is not taken back.
-    pub fn prune(&self, rule: &RetentionRule) -> Result<PruneReport, StoreError> {
+    /// Drops versions outside `rule`, in two steps so that nothing is removed
+    /// before every peer holds what replaces it.
+    ///
+    /// A version the rule drops is first a *candidate*, remembered in
+    /// `state/prune-pending` with where our `journal/` ends now (the gc lock is
+    /// held exclusively, so no commit or import is half done and every version
+    /// in the store is journaled before that point). It is removed by a later
+    /// (or this) run once every peer of the spec has applied our journal past
+    /// that point (`applied`; a peer missing there has not). So a peer that was
+    /// away gets every newer version and every tombstone before the versions
+    /// they replace are gone here, and can no longer bring a deleted file back.
+    ///
+    /// What the rule drops: the oldest versions of each path outside
+    /// `keep_last` / `keep_within`, tombstones included, up to the first one to
+    /// keep (only a prefix of each history goes, so every kept version's
+    /// ancestry stays decidable); never a head, except that a deleted path
+    /// (its one head a tombstone) goes whole once that tombstone is older than
+    /// `keep_within`. Removed ids are appended to `versions/pruned` first (which
+    /// stays, even when the path has nothing else left), so a copy a peer sends
+    /// again is not taken back.
+    pub fn prune(
+        &self,
+        rule: &RetentionRule,
+        applied: &[PeerApplied],
+    ) -> Result<PruneReport, StoreError> {
         let _lock = self.gc_lock()?;
         let mut report = PruneReport::default();
+        let pending_path = self.layout().state().join(PENDING);
+        let nonce = self.meta().nonce.clone();
         if rule.keep_last.is_none() && rule.keep_within.is_none() {
+            // Nothing is a candidate any more.
+            remove_if_present(&pending_path)?;
             return Ok(report);
         }
+        let mark = super::journal::end(&self.layout().journal())?.unwrap_or((0, 0));
+        let pending = load_pending(&pending_path, &nonce)?;
+        let mut still_pending: Vec<(VersionId, String, (u64, u64))> = Vec::new();
+        // Peers that have not applied our journal through `at`.
+        let behind = |at: (u64, u64)| -> Vec<NodeId> {
+            self.config()
+                .peers
+                .iter()
+                .copied()
+                .filter(|peer| {
+                    let through = applied
+                        .iter()
+                        .find(|p| p.peer == *peer)
+                        .and_then(|p| p.through);
+                    through.is_none_or(|through| through < at)
+                })
+                .collect()
+        };
+        let mut waiting: BTreeMap<NodeId, u64> = BTreeMap::new();
         let now = SystemTime::now();
         let root = self.layout().root();
         let mut dirs: Vec<PathBuf> = Vec::new();
@@ -302,40 +459,41 @@ impl Store {
         })?;
         for versions in dirs {
             let ids = version_ids_in(&versions)?;
-            if ids.len() < 2 {
+            if ids.is_empty() {
                 continue;
             }
             let all: Vec<Version> = ids
                 .iter()
                 .map(|id| read_version_file(&versions.join(id.to_string())))
                 .collect::<Result<_, _>>()?;
-            let heads: HashSet<VersionId> = super::resolve::resolve(&all)
-                .heads
-                .iter()
-                .map(|v| v.id)
-                .collect();
-            let keep = |index: usize, version: &Version| {
-                let from_end = all.len() - index;
-                heads.contains(&version.id)
-                    || version.kind == Kind::Tombstone
-                    || rule.keep_last.is_some_and(|n| from_end <= n as usize)
-                    || rule.keep_within.is_some_and(|age| {
-                        let made = SystemTime::UNIX_EPOCH
-                            + Duration::new(version.id.secs, version.id.nanos);
-                        now.duration_since(made).map(|d| d <= age).unwrap_or(true)
-                    })
-            };
-            // The removable prefix ends at the first version to keep.
-            let cut = all
-                .iter()
-                .enumerate()
-                .position(|(i, v)| keep(i, v))
-                .unwrap_or(all.len());
+            let cut = removable_prefix(&all, rule, now);
             if cut == 0 {
                 continue;
             }
-            let mut record = String::new();
+            // Remove the candidates every peer has caught up with, in order;
+            // the first one still waiting stops the removal (prefix rule).
+            let mut go = 0;
+            let mut stopped = false;
             for version in &all[..cut] {
+                let key = (version.id, version.path.escaped());
+                let at = pending.get(&key).copied().unwrap_or(mark);
+                let late = behind(at);
+                if !stopped && late.is_empty() {
+                    go += 1;
+                    continue;
+                }
+                stopped = true;
+                for peer in late {
+                    *waiting.entry(peer).or_default() += 1;
+                }
+                report.versions_waiting += 1;
+                still_pending.push((key.0, key.1, at));
+            }
+            if go == 0 {
+                continue;
+            }
+            let mut record = String::new();
+            for version in &all[..go] {
                 record.push_str(&format!("{}\n", version.id));
             }
             let pruned_path = versions.join("pruned");
@@ -345,13 +503,27 @@ impl Store {
                 .open(&pruned_path)
                 .at(&pruned_path)?;
             std::io::Write::write_all(&mut file, record.as_bytes()).at(&pruned_path)?;
-            for version in &all[..cut] {
+            for version in &all[..go] {
                 let file = versions.join(version.id.to_string());
                 fs::remove_file(&file).at(&file)?;
                 report.versions_removed += 1;
+                if version.kind == Kind::Tombstone {
+                    report.tombstones_removed += 1;
+                }
+            }
+            if go == all.len() {
+                report.paths_emptied += 1;
             }
             report.paths += 1;
         }
+        report.waiting_for = waiting
+            .into_iter()
+            .map(|(peer, versions)| WaitingFor {
+                peer: peer.to_string(),
+                versions,
+            })
+            .collect();
+        save_pending(&pending_path, &nonce, &still_pending)?;
         Ok(report)
     }
 

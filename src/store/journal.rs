@@ -155,6 +155,18 @@ impl JournalWriter {
     }
 }
 
+/// Where the journal in `dir` ends now: (last segment, its length), or None
+/// when it has no segment yet. A reader that has read everything stands at
+/// this point or past it (at the start of a later segment).
+pub fn end(dir: &Path) -> Result<Option<(u64, u64)>, StoreError> {
+    let Some(last) = segments(dir)?.last().copied() else {
+        return Ok(None);
+    };
+    let path = dir.join(segment_name(last));
+    let len = fs::metadata(&path).at(&path)?.len();
+    Ok(Some((last, len)))
+}
+
 fn ends_with_newline(path: &Path, len: u64) -> Result<bool, StoreError> {
     if len == 0 {
         return Ok(false);

@@ -30,6 +30,7 @@ pub use status::{PeerStatus, Status, status};
 
 use crate::ids::NodeId;
 use crate::spec::Spec;
+use crate::store::gc::PeerApplied;
 use crate::store::{Store, StoreError};
 
 /// Errors of the sync layer: our own store failing. Trouble with a peer is
@@ -219,6 +220,28 @@ fn store_journal_mark(store: &Store) -> Result<(u64, u64), StoreError> {
         }
         None => (0, 0),
     })
+}
+
+/// How far each peer of `spec` has applied our journal, for `prune`
+/// ([`Store::prune`]): remembered in `state/pushed/<peer>` by push, refreshed
+/// from the peer's ack when it is reachable. Also returns, per away peer, why.
+pub fn applied_by_peers(
+    store: &Store,
+    spec: &Spec,
+) -> Result<(Vec<PeerApplied>, Vec<(NodeId, String)>), SyncError> {
+    let mut applied = Vec::new();
+    let mut away = Vec::new();
+    for remote in remote::remotes(spec) {
+        let (through, note) = push::applied_through(store, &remote)?;
+        applied.push(PeerApplied {
+            peer: remote.id(),
+            through,
+        });
+        if let Some(why) = note {
+            away.push((remote.id(), why));
+        }
+    }
+    Ok((applied, away))
 }
 
 /// One sync pass for `store` with the peers of `spec`.

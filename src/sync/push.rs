@@ -117,6 +117,7 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
     let position_file = state::push_position(layout, peer);
     let mut position = Position::load(&position_file)?;
     let replicate = remote.peer().replicate;
+    let mut pushed = state::Pushed::load(layout, peer, &nonce)?;
     loop {
         let batch = journal::read(store.journal().dir(), &position, BATCH)?;
         for warning in &batch.warnings {
@@ -177,18 +178,29 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
             lines.push(format!("{id} {}", path.escaped()));
         }
         let count = lines.len() as u64;
-        if !lines.is_empty() {
-            let writer = JournalWriter::new(
-                spool.join(JOURNAL),
-                state::lock_file(layout, &format!("push-{peer}")),
-                &nonce,
-            );
-            if let Err(err) = remote.run(move || writer.append(&lines))? {
+        let writer = JournalWriter::new(
+            spool.join(JOURNAL),
+            state::lock_file(layout, &format!("push-{peer}")),
+            &nonce,
+        );
+        // Append (if anything is owed) and see where our journal there ends:
+        // once the peer acks that point, it holds everything up to batch.next.
+        let appended = remote.run(move || {
+            writer.append(&lines)?;
+            journal::end(writer.dir())
+        })?;
+        let spool_end = match appended {
+            Ok(end) => end.unwrap_or((0, 0)),
+            Err(err) => {
                 report.error(format!(
                     "appending to our journal in the peer's spool: {err}"
                 ));
                 return Ok(false);
             }
+        };
+        if batch.next.nonce == nonce {
+            pushed.add(spool_end, (batch.next.segment, batch.next.offset));
+            pushed.save(layout, peer)?;
         }
         for link in delivered {
             match fs::remove_file(&link) {
@@ -201,7 +213,23 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
         position = batch.next;
         position.save(&position_file)?;
     }
-    trim(store, remote, our_id, &nonce, &spool, report)?;
+    // Nothing was marked for where we stand (nothing new to push, or a store
+    // from before marks existed): mark it against where our spool journal ends.
+    let here = (position.segment, position.offset);
+    let marked = pushed.marks.last().map(|m| m.1).max(pushed.applied);
+    if position.nonce == nonce && marked.is_none_or(|m| m < here) {
+        let dir = spool.join(JOURNAL);
+        match remote.run(move || journal::end(&dir))? {
+            Ok(end) => {
+                pushed.add(end.unwrap_or((0, 0)), here);
+                pushed.save(layout, peer)?;
+            }
+            Err(err) => report.note(format!(
+                "reading where our journal in the peer's spool ends: {err}"
+            )),
+        }
+    }
+    trim(store, remote, our_id, &nonce, &spool, &mut pushed, report)?;
     Ok(true)
 }
 
@@ -349,13 +377,16 @@ fn write_spool_block(
     Ok(true)
 }
 
-/// Trims our journal segments in the peer's spool below what it acked.
+/// Reads the peer's ack: remembers how far it has applied our journal
+/// (`state/pushed/<peer>`), and trims our journal segments in its spool below it.
+#[allow(clippy::too_many_arguments)]
 fn trim(
     store: &Store,
     remote: &Remote,
     our_id: NodeId,
     nonce: &str,
     spool: &Path,
+    pushed: &mut state::Pushed,
     report: &mut PeerReport,
 ) -> Result<(), PushError> {
     let ack_path: PathBuf = remote.layout().acks().join(our_id.to_string());
@@ -363,6 +394,9 @@ fn trim(
     let Some(ack) = ack else {
         return Ok(());
     };
+    if pushed.acknowledge(&ack.nonce, (ack.segment, ack.offset)) {
+        pushed.save(store.layout(), remote.id())?;
+    }
     if ack.nonce != nonce || ack.segment <= 1 {
         return Ok(());
     }
@@ -379,9 +413,35 @@ fn trim(
 }
 
 /// The peer's published apply position for us, if readable.
-fn read_ack(path: &Path) -> Option<Position> {
+pub(super) fn read_ack(path: &Path) -> Option<Position> {
     let file = File::open(path).ok()?;
     let mut text = String::new();
     file.take(512).read_to_string(&mut text).ok()?;
     Position::parse(&text)
+}
+
+/// How far `remote`'s peer has applied our journal (a position in our own
+/// `journal/`): what `state/pushed/<peer>` remembers, brought up to date with
+/// the peer's ack when the peer is reachable. The note says why it is stale.
+pub fn applied_through(
+    store: &Store,
+    remote: &Remote,
+) -> Result<(Option<(u64, u64)>, Option<String>), StoreError> {
+    let layout = store.layout();
+    let nonce = &store.meta().nonce;
+    let mut pushed = state::Pushed::load(layout, remote.id(), nonce)?;
+    if let Err(away) = remote.check(true) {
+        return Ok((pushed.applied, Some(away.why)));
+    }
+    let ack_path = remote.layout().acks().join(store.meta().node.to_string());
+    match remote.run(move || read_ack(&ack_path)) {
+        Ok(Some(ack)) => {
+            if pushed.acknowledge(&ack.nonce, (ack.segment, ack.offset)) {
+                pushed.save(layout, remote.id())?;
+            }
+            Ok((pushed.applied, None))
+        }
+        Ok(None) => Ok((pushed.applied, None)),
+        Err(away) => Ok((pushed.applied, Some(away.why))),
+    }
 }

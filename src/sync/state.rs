@@ -124,3 +124,148 @@ pub fn record_conflict(layout: &StoreLayout, escaped: &str) -> Result<(), StoreE
         .at(&path)?;
     file.write_all(format!("{escaped}\n").as_bytes()).at(&path)
 }
+
+/// `state/pushed/<peer>`: which part of our own journal the peer holds once it
+/// has applied our journal in its spool up to a given point.
+pub fn pushed_file(layout: &StoreLayout, peer: NodeId) -> PathBuf {
+    layout.state().join("pushed").join(peer.to_string())
+}
+
+/// Most unacknowledged marks kept; dropping one in the middle only makes
+/// "applied through" smaller (later), never wrong.
+const MAX_MARKS: usize = 256;
+
+/// What `state/pushed/<peer>` says:
+///
+/// ```text
+/// nonce <our store nonce>
+/// applied <segment> <offset>
+/// mark <spool segment> <spool offset> <segment> <offset>
+/// ```
+///
+/// A `mark` line says: once the peer's `ack/<our id>` (with our nonce) is at or
+/// past (spool segment, spool offset) in the journal we write into its spool,
+/// the peer holds every version of our own `journal/` before (segment, offset)
+/// (pushed, or skipped because it wrote them, sent them to us, or they are
+/// ignored or pruned). `applied` is the furthest such point seen acknowledged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pushed {
+    pub nonce: String,
+    /// How far the peer has applied our own journal (segment, offset), as last seen.
+    pub applied: Option<(u64, u64)>,
+    /// (spool position, our journal position), oldest first, not yet acknowledged.
+    pub marks: Vec<((u64, u64), (u64, u64))>,
+}
+
+fn two(parts: &[&str]) -> Option<(u64, u64)> {
+    Some((parts.first()?.parse().ok()?, parts.get(1)?.parse().ok()?))
+}
+
+impl Pushed {
+    /// Reads the file; a missing file, or one with another nonce (our store was
+    /// re-created), is empty. Unknown or bad lines are skipped.
+    pub fn load(layout: &StoreLayout, peer: NodeId, nonce: &str) -> Result<Pushed, StoreError> {
+        let path = pushed_file(layout, peer);
+        let empty = Pushed {
+            nonce: nonce.to_string(),
+            ..Pushed::default()
+        };
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(empty),
+            Err(err) => return Err(StoreError::io(&path, err)),
+        };
+        let mut pushed = Pushed::default();
+        for line in text.lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            match parts.as_slice() {
+                ["nonce", value] => pushed.nonce = value.to_string(),
+                ["applied", rest @ ..] if rest.len() == 2 => pushed.applied = two(rest),
+                ["mark", rest @ ..] if rest.len() == 4 => {
+                    if let (Some(spool), Some(local)) = (two(&rest[..2]), two(&rest[2..])) {
+                        pushed.marks.push((spool, local));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if pushed.nonce != nonce {
+            return Ok(empty);
+        }
+        Ok(pushed)
+    }
+
+    pub fn save(&self, layout: &StoreLayout, peer: NodeId) -> Result<(), StoreError> {
+        let mut text = format!("nonce {}\n", self.nonce);
+        if let Some((segment, offset)) = self.applied {
+            text.push_str(&format!("applied {segment} {offset}\n"));
+        }
+        for ((ss, so), (ls, lo)) in &self.marks {
+            text.push_str(&format!("mark {ss} {so} {ls} {lo}\n"));
+        }
+        write_atomic(&pushed_file(layout, peer), text.as_bytes())
+    }
+
+    /// Adds a mark (after a push batch reached `spool` covering our journal to `local`).
+    /// `spool` (0, 0) means we never wrote a journal there: nothing was owed.
+    pub fn add(&mut self, spool: (u64, u64), local: (u64, u64)) {
+        if spool == (0, 0) && self.marks.is_empty() {
+            self.applied = Some(self.applied.map_or(local, |a| a.max(local)));
+            return;
+        }
+        if let Some(last) = self.marks.last_mut() {
+            if last.0 == spool {
+                // Nothing new written to the spool: the same ack covers more.
+                last.1 = last.1.max(local);
+                return;
+            }
+        }
+        self.marks.push((spool, local));
+        if self.marks.len() > MAX_MARKS {
+            // Keep the oldest (next to be acknowledged) and the newest.
+            self.marks.remove(MAX_MARKS / 2);
+        }
+    }
+
+    /// Folds in the peer's ack (a position in the spool journal, with the
+    /// writer nonce it saw). Returns true if anything changed.
+    pub fn acknowledge(&mut self, ack_nonce: &str, ack: (u64, u64)) -> bool {
+        if ack_nonce != self.nonce {
+            return false;
+        }
+        let before = (self.applied, self.marks.len());
+        while let Some(&(spool, local)) = self.marks.first() {
+            if spool > ack {
+                break;
+            }
+            self.applied = Some(self.applied.map_or(local, |a| a.max(local)));
+            self.marks.remove(0);
+        }
+        (self.applied, self.marks.len()) != before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_fold_into_applied_only_once_acknowledged() {
+        let mut pushed = Pushed {
+            nonce: "n".into(),
+            ..Pushed::default()
+        };
+        pushed.add((1, 100), (1, 500));
+        pushed.add((1, 100), (1, 600));
+        pushed.add((2, 40), (1, 900));
+        assert_eq!(pushed.marks.len(), 2);
+        assert!(!pushed.acknowledge("other", (9, 9)));
+        assert!(!pushed.acknowledge("n", (1, 99)));
+        assert_eq!(pushed.applied, None);
+        assert!(pushed.acknowledge("n", (2, 0)));
+        assert_eq!(pushed.applied, Some((1, 600)));
+        assert!(pushed.acknowledge("n", (2, 40)));
+        assert_eq!(pushed.applied, Some((1, 900)));
+        assert!(pushed.marks.is_empty());
+    }
+}
