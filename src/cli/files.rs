@@ -494,8 +494,8 @@ pub fn gc(spec: &Spec, json: bool) -> Result<(), Failure> {
 pub fn prune(spec: &Spec, json: bool) -> Result<(), Failure> {
     let store = Store::open_spec(spec)?;
     // Old versions and tombstones go only once every peer has applied past them.
-    let (applied, away) = crate::sync::applied_by_peers(&store, spec)?;
-    let report = store.prune(&spec.retention, &applied)?;
+    let peers = crate::sync::applied_by_peers(&store, spec)?;
+    let report = store.prune(&spec.retention, &peers.applied)?;
     if json {
         return out(&format!(
             "{}\n",
@@ -515,7 +515,8 @@ pub fn prune(spec: &Spec, json: bool) -> Result<(), Failure> {
             report.versions_waiting
         ));
         for waiting in &report.waiting_for {
-            let why = away
+            let why = peers
+                .away
                 .iter()
                 .find(|(peer, _)| peer.to_string() == waiting.peer)
                 .map(|(_, why)| format!(" (away: {})", crate::ids::clip(why, 160)))

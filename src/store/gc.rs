@@ -6,6 +6,11 @@
 //! block sits at 1 until linked. So `gc` decides with a mark pass over every kept
 //! version under `root/` and every version waiting in `spool/outbound/`, holding the
 //! gc lock exclusively (writers hold it shared).
+//!
+//! `prune` removes a version only once every peer has applied our journal
+//! past it (the caller passes how far each has, [`PeerApplied`], worked out by
+//! the sync layer from the peers' acks); until then it is a candidate in
+//! `state/prune-pending`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;

@@ -222,26 +222,30 @@ fn store_journal_mark(store: &Store) -> Result<(u64, u64), StoreError> {
     })
 }
 
+/// How far each peer has applied our journal, and why some are away.
+#[derive(Clone, Debug, Default)]
+pub struct PeersApplied {
+    pub applied: Vec<PeerApplied>,
+    /// Peers not reachable now (their remembered progress is used), with why.
+    pub away: Vec<(NodeId, String)>,
+}
+
 /// How far each peer of `spec` has applied our journal, for `prune`
 /// ([`Store::prune`]): remembered in `state/pushed/<peer>` by push, refreshed
-/// from the peer's ack when it is reachable. Also returns, per away peer, why.
-pub fn applied_by_peers(
-    store: &Store,
-    spec: &Spec,
-) -> Result<(Vec<PeerApplied>, Vec<(NodeId, String)>), SyncError> {
-    let mut applied = Vec::new();
-    let mut away = Vec::new();
+/// from the peer's ack when it is reachable.
+pub fn applied_by_peers(store: &Store, spec: &Spec) -> Result<PeersApplied, SyncError> {
+    let mut out = PeersApplied::default();
     for remote in remote::remotes(spec) {
         let (through, note) = push::applied_through(store, &remote)?;
-        applied.push(PeerApplied {
+        out.applied.push(PeerApplied {
             peer: remote.id(),
             through,
         });
         if let Some(why) = note {
-            away.push((remote.id(), why));
+            out.away.push((remote.id(), why));
         }
     }
-    Ok((applied, away))
+    Ok(out)
 }
 
 /// One sync pass for `store` with the peers of `spec`.

@@ -6,6 +6,11 @@
 //! and the position saved. Re-pushing after a crash is harmless: an identical
 //! version file is left as is, and applying is idempotent.
 //!
+//! After each batch a mark in `state/pushed/<peer>` pairs where our journal in
+//! the spool ends with how far our own journal was pushed; the peer's ack,
+//! read at the end of the pass, turns marks into "the peer holds our journal
+//! through here", which `prune` waits for ([`applied_through`]).
+//!
 //! Not pushed to peer P: paths matching `ignore`, versions P wrote (but for
 //! conflict copies), versions P pushed to us (P has them), and versions pruned
 //! here since.
@@ -420,16 +425,27 @@ pub(super) fn read_ack(path: &Path) -> Option<Position> {
     Position::parse(&text)
 }
 
+/// A position in our own journal, if known.
+pub type Through = Option<(u64, u64)>;
+
 /// How far `remote`'s peer has applied our journal (a position in our own
 /// `journal/`): what `state/pushed/<peer>` remembers, brought up to date with
 /// the peer's ack when the peer is reachable. The note says why it is stale.
 pub fn applied_through(
     store: &Store,
     remote: &Remote,
-) -> Result<(Option<(u64, u64)>, Option<String>), StoreError> {
+) -> Result<(Through, Option<String>), StoreError> {
     let layout = store.layout();
     let nonce = &store.meta().nonce;
-    let mut pushed = state::Pushed::load(layout, remote.id(), nonce)?;
+    let peer = remote.id();
+    // A push to this peer running in another process updates the file itself.
+    let Some(_running) =
+        FileLock::try_exclusive(&state::lock_file(layout, &format!("push-{peer}.run")))?
+    else {
+        let pushed = state::Pushed::load(layout, peer, nonce)?;
+        return Ok((pushed.applied, None));
+    };
+    let mut pushed = state::Pushed::load(layout, peer, nonce)?;
     if let Err(away) = remote.check(true) {
         return Ok((pushed.applied, Some(away.why)));
     }

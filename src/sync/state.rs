@@ -6,6 +6,9 @@
 //! - `state/apply/<peer>`: our position in `spool/inbound/<peer>/%journal/`.
 //! - `ack/<peer>`: the same position, published for that peer to read (it trims
 //!   its journal segments below the acked segment).
+//! - `state/pushed/<peer>`: which part of our own journal the peer holds once
+//!   its ack passes a point of our journal in its spool ([`Pushed`]; prune
+//!   waits for it).
 //! - `state/sync/<peer>`: `key value` lines: `last-push`, `last-apply` (Unix
 //!   seconds of the last pass that completed that direction).
 //! - `state/conflicts`: one escaped volume path a line, every conflict copy made
