@@ -193,6 +193,9 @@ fn a_peer_away_during_the_delete_cannot_bring_the_file_back() {
     let report = prune(a);
     assert_eq!(report["versions_removed"], 0, "{report}");
     assert_eq!(waiting_for(&report), vec![(c.id.to_string(), 2)]);
+    let away = &report["peers_away"];
+    assert_eq!(away[0]["peer"], c.id.to_string(), "{report}");
+    assert_eq!(away.as_array().unwrap().len(), 1, "{report}");
     let text = ok(a, &["prune"]);
     assert!(text.contains("away"), "{text}");
     assert_eq!(ids(a, "/doc").len(), 2);

@@ -497,9 +497,16 @@ pub fn prune(spec: &Spec, json: bool) -> Result<(), Failure> {
     let peers = crate::sync::applied_by_peers(&store, spec)?;
     let report = store.prune(&spec.retention, &peers.applied)?;
     if json {
+        let mut value = serde_json::to_value(&report).map_err(Failure::runtime)?;
+        let away: Vec<serde_json::Value> = peers
+            .away
+            .iter()
+            .map(|(peer, why)| serde_json::json!({ "peer": peer.to_string(), "why": why }))
+            .collect();
+        value["peers_away"] = serde_json::Value::Array(away);
         return out(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&report).map_err(Failure::runtime)?
+            serde_json::to_string_pretty(&value).map_err(Failure::runtime)?
         ));
     }
     if spec.retention.keep_last.is_none() && spec.retention.keep_within.is_none() {
