@@ -317,6 +317,9 @@ pub fn link_block(source: &Path, link: &Path) -> Result<bool, StoreError> {
                 Ok(()) => Ok(true),
                 Err(err) if err.kind() == ErrorKind::AlreadyExists => Ok(true),
                 Err(err) if err.raw_os_error() == Some(libc::EMLINK) => Ok(false),
+                Err(err) if err.kind() == ErrorKind::NotFound && !source.exists() => {
+                    Err(StoreError::io(source, err))
+                }
                 Err(err) => Err(StoreError::io(link, err)),
             }
         }

@@ -623,24 +623,66 @@ impl Store {
         durable: bool,
     ) -> Result<Content, StoreError> {
         let bs = self.config.block_size as usize;
-        // This thread reads the input and stores the blocks; worker threads hash
-        // them meanwhile (hashing is the costly part). Buffers go round, so
-        // memory stays at a few blocks (at most about 8 MiB in flight).
-        let workers = pipeline::default_workers();
-        let queue = (STREAM_QUEUE_BYTES / bs / workers).max(1);
-        let mut writer =
-            BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression);
+        let mut writer = BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression);
         if !durable {
             writer = writer.lazy();
         }
-        let spare: std::cell::RefCell<Vec<Vec<u8>>> = Default::default();
+        let mut first = Vec::new();
+        first.resize(bs, 0);
+        let n = read_full(input, &mut first)?;
+        first.truncate(n);
         let mut hashes = Vec::new();
-        let mut size = 0u64;
+        let mut size = n as u64;
+        if n < bs {
+            // A file of one block (most files): no threads for it.
+            if n > 0 {
+                let hash = BlockHash::of(&first);
+                writer.put(&hash, &first)?;
+                hashes.push(hash);
+            }
+        } else {
+            size = 0;
+            self.stream_blocks(input, first, &mut writer, &mut hashes, &mut size)?;
+        }
+        writer.finish()?;
+        Ok(Content {
+            kind: Kind::File,
+            size,
+            mode: attrs.mode & 0o7777,
+            mtime: attrs.mtime,
+            block_size: self.config.block_size,
+            target: None,
+            hashes,
+            from: None,
+            conflict_of: None,
+        })
+    }
+
+    /// Stores the blocks of a stream whose first block is `first`: this thread
+    /// reads the input and stores the blocks while worker threads hash them
+    /// (hashing is the costly part). Buffers go round, so memory stays at a few
+    /// blocks (at most about 8 MiB in flight).
+    fn stream_blocks(
+        &self,
+        input: &mut dyn Read,
+        first: Vec<u8>,
+        writer: &mut BlockWriter<'_>,
+        hashes: &mut Vec<BlockHash>,
+        size: &mut u64,
+    ) -> Result<(), StoreError> {
+        let bs = self.config.block_size as usize;
+        let workers = pipeline::default_workers();
+        let queue = (STREAM_QUEUE_BYTES / bs / workers).max(1);
+        let spare: std::cell::RefCell<Vec<Vec<u8>>> = Default::default();
+        let mut first = Some(first);
         let mut ended = false;
         pipeline::run_ordered::<_, _, StoreError>(
             workers,
             queue,
             || {
+                if let Some(first) = first.take() {
+                    return Ok(Some(first));
+                }
                 if ended {
                     return Ok(None);
                 }
@@ -655,23 +697,11 @@ impl Store {
             |(hash, buf): (BlockHash, Vec<u8>)| {
                 writer.put(&hash, &buf)?;
                 hashes.push(hash);
-                size += buf.len() as u64;
+                *size += buf.len() as u64;
                 spare.borrow_mut().push(buf);
                 Ok(())
             },
-        )?;
-        writer.finish()?;
-        Ok(Content {
-            kind: Kind::File,
-            size,
-            mode: attrs.mode & 0o7777,
-            mtime: attrs.mtime,
-            block_size: self.config.block_size,
-            target: None,
-            hashes,
-            from: None,
-            conflict_of: None,
-        })
+        )
     }
 
     /// Writes a whole file from `input` as a new version of `path` (parents made
