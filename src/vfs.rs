@@ -818,7 +818,20 @@ impl Vfs {
                     .locate(&base.hashes[index], Some(block_len))
                     .filter(|located| !located.compressed)
                     .and_then(|located| File::open(located.path).ok())
-                    .map(|file| (index, file));
+                    .map(|file| {
+                        // Read the rest of this block in one go, not request by request.
+                        use std::os::fd::AsRawFd;
+                        // SAFETY: an advisory call on a descriptor we own.
+                        unsafe {
+                            libc::posix_fadvise(
+                                file.as_raw_fd(),
+                                within as libc::off_t,
+                                0,
+                                libc::POSIX_FADV_WILLNEED,
+                            );
+                        }
+                        (index, file)
+                    });
                 // A sequential reader will want the next blocks: start reading them.
                 for ahead in base.hashes.iter().skip(index + 1).take(2) {
                     self.store.blocks().prefetch(ahead);

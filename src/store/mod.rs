@@ -623,7 +623,8 @@ impl Store {
         durable: bool,
     ) -> Result<Content, StoreError> {
         let bs = self.config.block_size as usize;
-        let mut writer = BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression);
+        let mut writer =
+            BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression);
         if !durable {
             writer = writer.lazy();
         }
