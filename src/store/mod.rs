@@ -628,8 +628,7 @@ impl Store {
         if !durable {
             writer = writer.lazy();
         }
-        let mut first = Vec::new();
-        first.resize(bs, 0);
+        let mut first = vec![0; bs];
         let n = read_full(input, &mut first)?;
         first.truncate(n);
         let mut hashes = Vec::new();
