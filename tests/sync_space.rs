@@ -1,0 +1,361 @@
+//! Space and repair across nodes on one machine (peers as plain directories):
+//! `verify --repair` brings corrupt and lost blocks back from a peer, `drop`
+//! evicts only blocks enough other nodes hold (and reads pull them back),
+//! `cache.max_size` evicts the least recently read first, and `status` counts
+//! the blocks that are not local.
+
+#[path = "common/nodes.rs"]
+mod nodes;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use globofs::ids::BlockHash;
+use nodes::{BS, Cluster, Node, data, stdout};
+
+/// A block's file in a node's `hashes/`.
+fn block_file(node: &Node, hash: &BlockHash) -> PathBuf {
+    node.store_dir().join("hashes").join(hash.relative_path())
+}
+
+/// A block's link under `root/<name>/hashes/` (top-level plain names only).
+fn path_link(node: &Node, name: &str, hash: &BlockHash) -> PathBuf {
+    node.store_dir()
+        .join("root")
+        .join(name)
+        .join("hashes")
+        .join(hash.relative_path())
+}
+
+fn flip_byte(path: &Path, offset: usize) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o644));
+    let mut bytes = fs::read(path).expect("read the file to damage");
+    bytes[offset] ^= 0x20;
+    // Rewrites the same inode, so every link of the block sees the damage.
+    fs::write(path, bytes).expect("write the damaged file");
+}
+
+/// Appends a `cache:` section to a node's spec.
+fn set_cache(node: &Node, yaml: &str) {
+    let mut spec = fs::read_to_string(&node.spec_path).expect("read spec");
+    spec.push_str("cache:\n");
+    spec.push_str(yaml);
+    fs::write(&node.spec_path, spec).expect("write spec");
+}
+
+/// Runs a command that must succeed; returns its stdout.
+#[track_caller]
+fn ok(node: &Node, args: &[&str]) -> String {
+    let out = node.cli(args);
+    assert!(
+        out.status.success(),
+        "globofs {args:?} failed ({:?})\n--- stdout:\n{}\n--- stderr:\n{}",
+        out.status.code(),
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
+#[track_caller]
+fn json(node: &Node, args: &[&str]) -> serde_json::Value {
+    let text = ok(node, args);
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{args:?}: {err}: {text}"))
+}
+
+/// Reads a file through `globofs get` (which pulls blocks from peers).
+#[track_caller]
+fn get(node: &Node, path: &str) -> Vec<u8> {
+    let out = node.cli(&["get", path, "-"]);
+    assert!(
+        out.status.success(),
+        "get {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Files under a directory (recursively), for checking per-path links.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(listing) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for item in listing.flatten() {
+            if item.file_type().unwrap().is_dir() {
+                stack.push(item.path());
+            } else {
+                out.push(item.path());
+            }
+        }
+    }
+    out
+}
+
+/// Two nodes; A wrote `files` (name, bytes), B mirrored every block of them.
+fn two_nodes_b_mirrors(files: &[(&str, Vec<u8>)]) -> Cluster {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    for (name, bytes) in files {
+        a.put(&format!("/{name}"), bytes);
+    }
+    cluster.settle();
+    for (name, _) in files {
+        ok(b, &["mirror", &format!("/{name}")]);
+    }
+    cluster
+}
+
+#[test]
+fn verify_repair_brings_corrupt_and_lost_blocks_back_from_a_peer() {
+    let f1 = data(3 * BS + 10, 1);
+    let f2 = data(2 * BS, 2);
+    let cluster = two_nodes_b_mirrors(&[("f1", f1.clone()), ("f2", f2.clone())]);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    ok(a, &["verify"]);
+    let store = a.store();
+    let v1 = store.live(&nodes::vp("/f1")).unwrap().unwrap();
+    let v2 = store.live(&nodes::vp("/f2")).unwrap().unwrap();
+    // Corrupt: a flipped byte (the per-path link is the same inode: damaged too).
+    let corrupt = v1.hashes[1];
+    flip_byte(&block_file(a, &corrupt), 7);
+    // Lost: gone from hashes/, its per-path link intact.
+    let lost = v2.hashes[0];
+    fs::remove_file(block_file(a, &lost)).unwrap();
+    // Gone: gone from hashes/, and its per-path link damaged too.
+    let gone = v1.hashes[2];
+    flip_byte(&block_file(a, &gone), 0);
+    fs::remove_file(block_file(a, &gone)).unwrap();
+
+    let out = a.cli(&["verify"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("1 corrupt"), "{text}");
+    assert!(text.contains("2 missing"), "{text}");
+    for hash in [corrupt, lost, gone] {
+        assert!(text.contains(&hash.to_string()), "{hash} in {text}");
+    }
+
+    let report = json(a, &["verify", "--repair", "--json"]);
+    assert_eq!(report["repaired"], 3, "{report}");
+    assert_eq!(report["from_peers"], 2, "{report}");
+    assert_eq!(report["from_local_links"], 1, "{report}");
+    assert_eq!(report["still_broken"].as_array().unwrap().len(), 0);
+    // The damaged files were kept aside, not dropped.
+    let aside = a.store_dir().join("state/corrupt");
+    let kept: Vec<String> = fs::read_dir(&aside)
+        .unwrap()
+        .map(|item| item.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for hash in [corrupt, gone] {
+        assert!(
+            kept.iter().any(|name| name.starts_with(&hash.to_string())),
+            "{hash} kept aside: {kept:?}"
+        );
+    }
+
+    let text = ok(a, &["verify"]);
+    assert!(text.contains(" 0 corrupt") && text.contains(" 0 missing"), "{text}");
+    // The blocks are back under hashes/ and under their paths, with the right bytes.
+    for (name, hash) in [("f1", corrupt), ("f2", lost), ("f1", gone)] {
+        for file in [block_file(a, &hash), path_link(a, name, &hash)] {
+            assert_eq!(
+                BlockHash::of(&fs::read(&file).unwrap()),
+                hash,
+                "{}",
+                file.display()
+            );
+        }
+    }
+    // Read back with B away: everything is local again.
+    let b_store = b.store_dir();
+    let moved = b_store.with_extension("away");
+    fs::rename(&b_store, &moved).unwrap();
+    assert_eq!(get(a, "/f1"), f1);
+    assert_eq!(get(a, "/f2"), f2);
+    fs::rename(&moved, &b_store).unwrap();
+}
+
+#[test]
+fn verify_repair_fails_and_keeps_the_block_when_no_peer_has_a_good_copy() {
+    let bytes = data(2 * BS, 3);
+    let cluster = two_nodes_b_mirrors(&[("f", bytes.clone())]);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let hash = a.store().live(&nodes::vp("/f")).unwrap().unwrap().hashes[0];
+    flip_byte(&block_file(a, &hash), 3);
+    // B's copy is damaged as well: no good copy anywhere.
+    flip_byte(&block_file(b, &hash), 5);
+    let damaged = fs::read(block_file(a, &hash)).unwrap();
+    let out = a.cli(&["verify", "--repair"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("0 repaired") && text.contains("1 still broken"), "{text}");
+    assert!(text.contains(&hash.to_string()), "{text}");
+    // The corrupt file is left where it was (never the only copy thrown away).
+    assert_eq!(fs::read(block_file(a, &hash)).unwrap(), damaged);
+    assert_eq!(a.cli(&["verify"]).status.code(), Some(3));
+}
+
+#[test]
+fn drop_evicts_blocks_a_peer_holds_keeps_the_others_and_get_pulls_them_back() {
+    let shared = data(3 * BS, 4);
+    let cluster = two_nodes_b_mirrors(&[("shared", shared.clone())]);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let only_a = data(2 * BS + 1, 5);
+    a.put("/only_a", &only_a);
+    cluster.settle(); // B knows the version, not its blocks
+    let store = a.store();
+    let vs = store.live(&nodes::vp("/shared")).unwrap().unwrap();
+    let vo = store.live(&nodes::vp("/only_a")).unwrap().unwrap();
+    assert!(vo.hashes.iter().all(|h| !block_file(b, h).exists()));
+    let status = json(a, &["status", "--json"]);
+    assert_eq!(status["missing_blocks"], 0, "{status}");
+    assert_eq!(status["current_blocks"], 6, "{status}");
+
+    let report = json(a, &["drop", "--json"]);
+    assert_eq!(report["evicted"], 3, "{report}");
+    assert_eq!(report["kept_too_few_copies"], 3, "{report}");
+    assert_eq!(report["bytes_freed"], 3 * BS as u64, "{report}");
+    for hash in &vs.hashes {
+        assert!(!block_file(a, hash).exists(), "{hash} evicted");
+        assert!(block_file(b, hash).exists(), "B keeps {hash}");
+    }
+    // Space is freed: no link of an evicted block is left under root/.
+    assert!(files_under(&a.store_dir().join("root/shared/hashes")).is_empty());
+    for hash in &vo.hashes {
+        assert!(block_file(a, hash).exists(), "{hash} is only here: kept");
+        assert!(path_link(a, "only_a", hash).exists());
+    }
+    // Evicted is remote, not missing.
+    let text = ok(a, &["verify"]);
+    assert!(text.contains("3 remote") && text.contains(" 0 missing"), "{text}");
+    let status = json(a, &["status", "--json"]);
+    assert_eq!(status["missing_blocks"], 3, "{status}");
+    // A read pulls them back, byte-exact, and links them again.
+    assert_eq!(get(a, "/shared"), shared);
+    for hash in &vs.hashes {
+        assert!(block_file(a, hash).exists());
+        assert!(path_link(a, "shared", hash).exists());
+    }
+    let status = json(a, &["status", "--json"]);
+    assert_eq!(status["missing_blocks"], 0, "{status}");
+    assert_eq!(get(a, "/only_a"), only_a);
+    ok(a, &["verify"]);
+}
+
+#[test]
+fn drop_with_min_copies_2_and_one_peer_evicts_nothing() {
+    let bytes = data(3 * BS, 6);
+    let cluster = two_nodes_b_mirrors(&[("f", bytes.clone())]);
+    let a = cluster.node(0);
+    set_cache(a, "  min_copies: 2\n");
+    let report = json(a, &["drop", "--json"]);
+    assert_eq!(report["evicted"], 0, "{report}");
+    assert_eq!(report["kept_too_few_copies"], 3, "{report}");
+    let version = a.store().live(&nodes::vp("/f")).unwrap().unwrap();
+    for hash in &version.hashes {
+        assert!(block_file(a, hash).exists());
+    }
+}
+
+#[test]
+fn drop_does_not_count_a_damaged_or_unreachable_copy() {
+    let bytes = data(3 * BS, 7);
+    let cluster = two_nodes_b_mirrors(&[("f", bytes.clone())]);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let version = a.store().live(&nodes::vp("/f")).unwrap().unwrap();
+    // B's copy of block 1 has the right size and the wrong bytes.
+    flip_byte(&block_file(b, &version.hashes[1]), 9);
+    let report = json(a, &["drop", "/f", "--json"]);
+    assert_eq!(report["evicted"], 2, "{report}");
+    assert_eq!(report["kept_too_few_copies"], 1, "{report}");
+    assert!(block_file(a, &version.hashes[1]).exists());
+    assert!(!block_file(a, &version.hashes[0]).exists());
+    // With B away nothing more is evicted.
+    let b_store = b.store_dir();
+    let moved = b_store.with_extension("away");
+    fs::rename(&b_store, &moved).unwrap();
+    let report = json(a, &["drop", "--json"]);
+    assert_eq!(report["evicted"], 0, "{report}");
+    assert!(block_file(a, &version.hashes[1]).exists());
+    fs::rename(&moved, &b_store).unwrap();
+    // A's own good copy of the block B damaged is what `get` reads.
+    assert_eq!(get(a, "/f").len(), bytes.len());
+}
+
+/// Sets a block file's access and modification times (seconds since the epoch).
+fn set_used(file: &Path, secs: u64) {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    let times = fs::FileTimes::new().set_accessed(at).set_modified(at);
+    fs::File::open(file)
+        .and_then(|f| f.set_times(times))
+        .unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+}
+
+#[test]
+fn cache_max_size_evicts_least_recently_read_first_and_never_below_min_copies() {
+    let old = data(4 * BS, 8);
+    let new = data(4 * BS, 9);
+    let cluster = two_nodes_b_mirrors(&[("old", old.clone()), ("new", new.clone())]);
+    let a = cluster.node(0);
+    let mine = data(4 * BS, 10);
+    a.put("/mine", &mine);
+    cluster.settle();
+    let store = a.store();
+    let hashes = |name: &str| {
+        store
+            .live(&nodes::vp(name))
+            .unwrap()
+            .unwrap()
+            .hashes
+            .clone()
+    };
+    let (h_old, h_new, h_mine) = (hashes("/old"), hashes("/new"), hashes("/mine"));
+    // Least recently read: /mine (but only A holds it), then /old, then /new.
+    for hash in &h_mine {
+        set_used(&block_file(a, hash), 1_000_000_000);
+    }
+    for hash in &h_old {
+        set_used(&block_file(a, hash), 1_100_000_000);
+    }
+    for hash in &h_new {
+        set_used(&block_file(a, hash), 1_200_000_000);
+    }
+    // 12 blocks of 4 KiB are here; 33 KiB lets 8 stay.
+    set_cache(a, "  max_size: 33KiB\n");
+    let report = json(a, &["sync", "--json"]);
+    let cache = &report["cache"];
+    assert_eq!(cache["local_bytes_before"], 12 * BS as u64, "{report}");
+    assert_eq!(cache["evicted"], 4, "{report}");
+    assert_eq!(cache["local_bytes_after"], 8 * BS as u64, "{report}");
+    for hash in &h_old {
+        assert!(!block_file(a, hash).exists(), "/old is least recently read");
+    }
+    for hash in h_new.iter().chain(&h_mine) {
+        assert!(block_file(a, hash).exists());
+    }
+    // Under the limit: another pass evicts nothing.
+    let report = json(a, &["sync", "--json"]);
+    assert_eq!(report["cache"]["evicted"], 0, "{report}");
+
+    // A limit only the blocks A alone holds stand in the way of.
+    let spec = fs::read_to_string(&a.spec_path).unwrap();
+    fs::write(&a.spec_path, spec.replace("33KiB", "4KiB")).unwrap();
+    let report = json(a, &["sync", "--json"]);
+    let cache = &report["cache"];
+    assert_eq!(cache["evicted"], 4, "{report}");
+    assert_eq!(cache["kept_too_few_copies"], 4, "{report}");
+    assert_eq!(cache["local_bytes_after"], 4 * BS as u64, "{report}");
+    for hash in &h_mine {
+        assert!(block_file(a, hash).exists(), "only A holds /mine");
+    }
+    let text = ok(a, &["sync"]);
+    assert!(text.contains("cache: 16384 bytes"), "{text}");
+    // Everything still reads, byte-exact.
+    assert_eq!(get(a, "/old"), old);
+    assert_eq!(get(a, "/mine"), mine);
+}
