@@ -4,6 +4,8 @@
 //! `cache.max_size` evicts the least recently read first, and `status` counts
 //! the blocks that are not local.
 
+#[path = "common/mount.rs"]
+mod mount;
 #[path = "common/nodes.rs"]
 mod nodes;
 
@@ -159,7 +161,10 @@ fn verify_repair_brings_corrupt_and_lost_blocks_back_from_a_peer() {
     }
 
     let text = ok(a, &["verify"]);
-    assert!(text.contains(" 0 corrupt") && text.contains(" 0 missing"), "{text}");
+    assert!(
+        text.contains(" 0 corrupt") && text.contains(" 0 missing"),
+        "{text}"
+    );
     // The blocks are back under hashes/ and under their paths, with the right bytes.
     for (name, hash) in [("f1", corrupt), ("f2", lost), ("f1", gone)] {
         for file in [block_file(a, &hash), path_link(a, name, &hash)] {
@@ -193,7 +198,10 @@ fn verify_repair_fails_and_keeps_the_block_when_no_peer_has_a_good_copy() {
     let out = a.cli(&["verify", "--repair"]);
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
     let text = stdout(&out);
-    assert!(text.contains("0 repaired") && text.contains("1 still broken"), "{text}");
+    assert!(
+        text.contains("0 repaired") && text.contains("1 still broken"),
+        "{text}"
+    );
     assert!(text.contains(&hash.to_string()), "{text}");
     // The corrupt file is left where it was (never the only copy thrown away).
     assert_eq!(fs::read(block_file(a, &hash)).unwrap(), damaged);
@@ -232,7 +240,10 @@ fn drop_evicts_blocks_a_peer_holds_keeps_the_others_and_get_pulls_them_back() {
     }
     // Evicted is remote, not missing.
     let text = ok(a, &["verify"]);
-    assert!(text.contains("3 remote") && text.contains(" 0 missing"), "{text}");
+    assert!(
+        text.contains("3 remote") && text.contains(" 0 missing"),
+        "{text}"
+    );
     let status = json(a, &["status", "--json"]);
     assert_eq!(status["missing_blocks"], 3, "{status}");
     // A read pulls them back, byte-exact, and links them again.
@@ -358,4 +369,136 @@ fn cache_max_size_evicts_least_recently_read_first_and_never_below_min_copies() 
     // Everything still reads, byte-exact.
     assert_eq!(get(a, "/old"), old);
     assert_eq!(get(a, "/mine"), mine);
+}
+
+/// `globofs mount` of a cluster node, unmounted on drop.
+struct NodeMount {
+    child: std::process::Child,
+    mnt: PathBuf,
+}
+
+impl NodeMount {
+    fn start(node: &Node, mnt: &Path) -> NodeMount {
+        fs::create_dir_all(mnt).unwrap();
+        let log = fs::File::create(mnt.with_extension("log")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_globofs"))
+            .arg("--spec")
+            .arg(&node.spec_path)
+            .args(["-vv", "mount"])
+            .arg(mnt)
+            .env_remove("GLOBOFS_SPEC")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start globofs mount");
+        let mut mount = NodeMount {
+            child,
+            mnt: mnt.to_path_buf(),
+        };
+        eventually("the mount to appear", || {
+            if let Ok(Some(status)) = mount.child.try_wait() {
+                panic!(
+                    "globofs mount exited ({status}): {}",
+                    fs::read_to_string(mnt.with_extension("log")).unwrap_or_default()
+                );
+            }
+            mount::is_mounted(mnt) && fs::read_dir(mnt).is_ok()
+        });
+        mount
+    }
+}
+
+impl Drop for NodeMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if mount::is_mounted(&self.mnt) {
+            let _ = std::process::Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(&self.mnt)
+                .status();
+        }
+    }
+}
+
+/// Waits until `check` holds (the mount syncs on its own schedule).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        if std::time::Instant::now() > deadline {
+            let log = what
+                .split("(log: ")
+                .nth(1)
+                .map(|rest| fs::read_to_string(rest.trim_end_matches(')')).unwrap_or_default())
+                .unwrap_or_default();
+            panic!("timed out waiting for: {what}\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_mount_shrinks_the_cache_and_a_read_through_it_pulls_blocks_back() {
+    if !Path::new("/dev/fuse").exists() {
+        println!("skipped: no /dev/fuse here");
+        return;
+    }
+    let f = data(4 * BS, 11);
+    let g = data(4 * BS + 3, 12);
+    let cluster = two_nodes_b_mirrors(&[("f", f.clone()), ("g", g.clone())]);
+    let a = cluster.node(0);
+    let store = a.store();
+    let hf = store
+        .live(&nodes::vp("/f"))
+        .unwrap()
+        .unwrap()
+        .hashes
+        .clone();
+    let hg = store
+        .live(&nodes::vp("/g"))
+        .unwrap()
+        .unwrap()
+        .hashes
+        .clone();
+    drop(store);
+    // B holds every block: the mount's first pass may evict them all.
+    set_cache(a, "  max_size: 4KiB\n");
+    let mnt = cluster.root().join("mnt-a");
+    let _mount = NodeMount::start(a, &mnt);
+    let log = mnt.with_extension("log");
+    // 4 KiB of 9 blocks (8 of 4 KiB, one of 3 bytes) stay: at most one full block.
+    let local = || {
+        hf.iter()
+            .chain(&hg)
+            .filter(|hash| block_file(a, hash).exists())
+            .count()
+    };
+    eventually(
+        &format!("the mount to evict A's blocks (log: {})", log.display()),
+        || local() <= 2,
+    );
+    let after: u64 = hf
+        .iter()
+        .chain(&hg)
+        .filter_map(|hash| fs::metadata(block_file(a, hash)).ok())
+        .map(|meta| meta.len())
+        .sum();
+    assert!(after <= 4096, "{after} bytes of blocks left");
+    // Evicted is remote: reading through the mount pulls the blocks back.
+    assert_eq!(fs::read(mnt.join("f")).unwrap(), f);
+    assert_eq!(fs::read(mnt.join("g")).unwrap(), g);
+    for hash in hf.iter().chain(&hg) {
+        assert!(block_file(a, hash).exists(), "{hash} pulled back");
+    }
 }

@@ -177,7 +177,10 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
                 out(&status.to_text())
             }
         }
-        SyncCommand::Drop { path, json: as_json } => {
+        SyncCommand::Drop {
+            path,
+            json: as_json,
+        } => {
             let store = super::open_with_peers(&spec)?;
             let path = match path {
                 Some(text) => VPath::parse(&text).map_err(Failure::input)?,

@@ -313,13 +313,19 @@ impl Store {
                         "{}: block {hash} does not match its content",
                         path.display()
                     ));
-                    corrupt_files.entry(hash).or_default().push(path.to_path_buf());
+                    corrupt_files
+                        .entry(hash)
+                        .or_default()
+                        .push(path.to_path_buf());
                 }
                 Err(err) => {
                     report
                         .corrupt
                         .push(format!("{}: block {hash}: {err}", path.display()));
-                    corrupt_files.entry(hash).or_default().push(path.to_path_buf());
+                    corrupt_files
+                        .entry(hash)
+                        .or_default()
+                        .push(path.to_path_buf());
                 }
             }
             report.blocks_checked += 1;
@@ -357,7 +363,7 @@ impl Store {
             Ok(())
         })?;
         let mut needs: Vec<(BlockHash, Need)> = needs.into_iter().collect();
-        needs.sort_by(|a, b| a.0.cmp(&b.0));
+        needs.sort_by_key(|a| a.0);
         for (hash, mut need) in needs {
             need.paths.sort();
             need.paths.dedup();
@@ -410,7 +416,7 @@ impl Store {
         }
         // Corrupt blocks no kept version names (garbage, but still damaged).
         let mut rest: Vec<(BlockHash, Vec<PathBuf>)> = corrupt_files.into_iter().collect();
-        rest.sort_by(|a, b| a.0.cmp(&b.0));
+        rest.sort_by_key(|a| a.0);
         for (hash, files) in rest {
             report.damaged.push(Damaged {
                 hash,

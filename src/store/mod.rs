@@ -507,12 +507,12 @@ impl Store {
     ) -> Result<Vec<u8>, StoreError> {
         self.local_or_pulled(version, hash, len, || self.blocks.read(hash, len, true))
             .map_err(|err| match err {
-            StoreError::BadBlock { hash, why } => StoreError::BadBlock {
-                hash,
-                why: format!("{why} (a block of {})", version.path),
-            },
-            other => other,
-        })
+                StoreError::BadBlock { hash, why } => StoreError::BadBlock {
+                    hash,
+                    why: format!("{why} (a block of {})", version.path),
+                },
+                other => other,
+            })
     }
 
     /// Brings a missing block of `version` from a peer, verified, and links it.
@@ -577,9 +577,8 @@ impl Store {
                     if let Some(ahead) = version.hashes.get(index + READ_AHEAD_BLOCKS) {
                         self.blocks.prefetch(ahead);
                     }
-                    let data = self.local_or_pulled(version, hash, len, || {
-                        self.blocks.read(hash, len, false)
-                    });
+                    let data = self
+                        .local_or_pulled(version, hash, len, || self.blocks.read(hash, len, false));
                     let failed = data.is_err();
                     if to_checker.send(data).is_err() || failed {
                         return;

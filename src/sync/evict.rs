@@ -213,7 +213,10 @@ fn held_elsewhere(remotes: &[Arc<Remote>], hashes: &[BlockHash], min_copies: u32
                 loop {
                     let at = next.fetch_add(1, Ordering::SeqCst);
                     let Some(hash) = hashes.get(at) else { break };
-                    mine.push((at, copies_elsewhere(remotes, hash, min_copies) >= min_copies));
+                    mine.push((
+                        at,
+                        copies_elsewhere(remotes, hash, min_copies) >= min_copies,
+                    ));
                 }
                 answers
                     .lock()
@@ -243,7 +246,9 @@ fn copies_elsewhere(remotes: &[Arc<Remote>], hash: &BlockHash, want: u32) -> u32
         match remote.run(move || peer_holds(&dir, &wanted)) {
             Ok(true) => count += 1,
             Ok(false) => {}
-            Err(away) => tracing::debug!(peer = %remote.id(), %hash, why = %away.why, "copy not checked"),
+            Err(away) => {
+                tracing::debug!(peer = %remote.id(), %hash, why = %away.why, "copy not checked")
+            }
         }
     }
     count
@@ -298,10 +303,7 @@ fn evict(store: &Store, hashes: &[BlockHash], report: &mut EvictReport) -> Resul
     }
     for hash in &set {
         let mut found = false;
-        for file in [
-            store.blocks().raw_path(hash),
-            store.blocks().zst_path(hash),
-        ] {
+        for file in [store.blocks().raw_path(hash), store.blocks().zst_path(hash)] {
             let bytes = match fs::symlink_metadata(&file) {
                 Ok(meta) => meta.len(),
                 Err(_) => continue,
