@@ -502,3 +502,31 @@ fn the_mount_shrinks_the_cache_and_a_read_through_it_pulls_blocks_back() {
         assert!(block_file(a, hash).exists(), "{hash} pulled back");
     }
 }
+
+#[test]
+fn verify_repair_moves_a_bad_raw_file_aside_when_a_good_compressed_twin_is_here() {
+    let cluster = Cluster::mesh(1);
+    let a = cluster.node(0);
+    let bytes = data(2 * BS, 13);
+    let version = a.put("/f", &bytes);
+    let hash = version.hashes[0];
+    let raw = block_file(a, &hash);
+    let mut zst = raw.clone().into_os_string();
+    zst.push(".zst");
+    fs::write(&zst, zstd::bulk::compress(&bytes[..BS], 3).unwrap()).unwrap();
+    // Readers prefer a raw file of the right length: this one lies.
+    flip_byte(&raw, 1);
+    let out = a.cli(&["verify"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    let report = json(a, &["verify", "--repair", "--json"]);
+    assert_eq!(
+        report["moved_aside"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    assert!(!raw.exists(), "the bad raw file left hashes/");
+    assert!(Path::new(&zst).exists());
+    let text = ok(a, &["verify"]);
+    assert!(text.contains(" 0 corrupt"), "{text}");
+    assert_eq!(get(a, "/f"), bytes);
+}

@@ -63,7 +63,8 @@ pub enum Damage {
 pub struct Damaged {
     pub hash: BlockHash,
     pub damage: Damage,
-    /// From the kept versions naming it; `None` when none does.
+    /// From the kept versions naming it; `None` when none does, or when a good
+    /// file of the block is here too (then only the bad file needs to go).
     pub need: Option<Need>,
 }
 
@@ -332,8 +333,6 @@ impl Store {
             progress(report.blocks_checked);
             Ok(())
         })?;
-        // A raw and a `.zst` file of one hash: one good copy is enough.
-        corrupt_files.retain(|hash, _| !present.contains(hash));
         let mut needs: HashMap<BlockHash, Need> = HashMap::new();
         each_versions_dir(&self.layout().root(), &mut |versions| {
             for id in version_ids_in(versions)? {
@@ -414,7 +413,9 @@ impl Store {
                 });
             }
         }
-        // Corrupt blocks no kept version names (garbage, but still damaged).
+        // Corrupt files left: of blocks no kept version names (garbage, but
+        // damaged), or beside a good twin (a bad raw file beside a good `.zst`,
+        // or the other way round), which readers could still pick.
         let mut rest: Vec<(BlockHash, Vec<PathBuf>)> = corrupt_files.into_iter().collect();
         rest.sort_by_key(|a| a.0);
         for (hash, files) in rest {

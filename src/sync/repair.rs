@@ -79,7 +79,8 @@ fn repair_one(
         Damage::Lost | Damage::Missing => Vec::new(),
     };
     let Some(need) = &damaged.need else {
-        // No kept version names it: garbage that is damaged too. Keep it aside.
+        // No kept version names it (damaged garbage), or a good file of it is
+        // here too: only the bad file has to go. Keep it aside.
         let _lock = store.gc_lock()?;
         for file in &bad_files {
             report
