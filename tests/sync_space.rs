@@ -147,7 +147,12 @@ fn verify_repair_brings_corrupt_and_lost_blocks_back_from_a_peer() {
     assert_eq!(report["from_peers"], 2, "{report}");
     assert_eq!(report["from_local_links"], 1, "{report}");
     assert_eq!(report["still_broken"].as_array().unwrap().len(), 0);
-    // The damaged files were kept aside, not dropped.
+    // The damaged files were kept aside (once each), not dropped.
+    assert_eq!(
+        report["moved_aside"].as_array().unwrap().len(),
+        2,
+        "{report}"
+    );
     let aside = a.store_dir().join("state/corrupt");
     let kept: Vec<String> = fs::read_dir(&aside)
         .unwrap()

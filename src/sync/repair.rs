@@ -48,6 +48,14 @@ pub struct RepairReport {
 }
 
 impl RepairReport {
+    /// Records a file kept aside (once, however many names it had).
+    fn kept_aside(&mut self, aside: &Path) {
+        let text = aside.display().to_string();
+        if !self.moved_aside.contains(&text) {
+            self.moved_aside.push(text);
+        }
+    }
+
     /// Nothing stays broken (blocks and version files).
     pub fn is_clean(&self) -> bool {
         self.still_broken.is_empty() && self.found.bad_versions.is_empty()
@@ -83,9 +91,8 @@ fn repair_one(
         // here too: only the bad file has to go. Keep it aside.
         let _lock = store.gc_lock()?;
         for file in &bad_files {
-            report
-                .moved_aside
-                .push(move_aside(store, file, &hash, true)?.display().to_string());
+            let aside = move_aside(store, file, &hash, true)?;
+            report.kept_aside(&aside);
         }
         return Ok(());
     };
@@ -102,9 +109,8 @@ fn repair_one(
             store.blocks().raw_path(&hash)
         };
         for file in &bad_files {
-            report
-                .moved_aside
-                .push(move_aside(store, file, &hash, true)?.display().to_string());
+            let aside = move_aside(store, file, &hash, true)?;
+            report.kept_aside(&aside);
         }
         if !link_block(&link, &dest)? {
             copy_block(&link, &dest)?;
@@ -188,7 +194,7 @@ fn install(
     for file in bad_files {
         // Linked aside first, so the rename below never drops the only copy.
         let aside = move_aside(store, file, hash, false)?;
-        report.moved_aside.push(aside.display().to_string());
+        report.kept_aside(&aside);
     }
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent).at(parent)?;
@@ -218,7 +224,7 @@ fn relink(
                 continue;
             }
             let aside = move_aside(store, &link, hash, true)?;
-            report.moved_aside.push(aside.display().to_string());
+            report.kept_aside(&aside);
         }
         link_path(store, path, hash)?;
     }
@@ -267,7 +273,7 @@ fn move_aside(
             Err(err) => return Err(StoreError::io(&aside, err)),
         }
     }
-    tracing::warn!(file = %file.display(), aside = %aside.display(), %hash, "corrupt block kept aside");
+    tracing::info!(file = %file.display(), aside = %aside.display(), %hash, "corrupt block kept aside");
     if remove {
         remove_if_present(file)?;
     }
