@@ -8,6 +8,8 @@
 mod mount;
 #[path = "common/nodes.rs"]
 mod nodes;
+#[path = "common/sshfs.rs"]
+mod sshfs;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -534,4 +536,54 @@ fn verify_repair_moves_a_bad_raw_file_aside_when_a_good_compressed_twin_is_here(
     let text = ok(a, &["verify"]);
     assert!(text.contains(" 0 corrupt"), "{text}");
     assert_eq!(get(a, "/f"), bytes);
+}
+
+#[test]
+fn drop_and_repair_over_sshfs_and_a_hung_peer_holds_nothing() {
+    let Some(server) = sshfs::SshServer::start() else {
+        return;
+    };
+    let cluster = Cluster::with_edges(
+        2,
+        &[(0, 1)],
+        nodes::Options {
+            timeout: "2s",
+            ..nodes::Options::default()
+        }
+        .with_mount_points(),
+    );
+    let root = cluster.root();
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let a_sees_b = server.mount(&b.store_dir(), &nodes::mount_point(&root, 0, 1));
+    let _b_sees_a = server.mount(&a.store_dir(), &nodes::mount_point(&root, 1, 0));
+    let bytes = data(4 * BS + 5, 14);
+    let version = a.put("/f", &bytes);
+    cluster.settle();
+    ok(b, &["mirror"]);
+
+    // Copies checked over sshfs; the evicted blocks come back over sshfs.
+    let report = json(a, &["drop", "--json"]);
+    assert_eq!(report["evicted"], 5, "{report}");
+    assert_eq!(get(a, "/f"), bytes);
+    // A corrupt block is repaired from B over sshfs.
+    flip_byte(&block_file(a, &version.hashes[0]), 2);
+    let report = json(a, &["verify", "--repair", "--json"]);
+    assert_eq!(report["from_peers"], 1, "{report}");
+    ok(a, &["verify"]);
+
+    // A hung peer (its sshfs stopped) holds nothing: nothing is evicted, and
+    // the call returns (each copy check is bounded by the deadline).
+    let pid = nix::unistd::Pid::from_raw(a_sees_b.pid().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let spec = a.spec();
+    let store = a.store();
+    let remotes = globofs::sync::remote::remotes(&spec);
+    let outcome = globofs::sync::drop_tree(&store, &remotes, &nodes::vp("/"), 1);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let report = outcome.unwrap();
+    assert_eq!(report.evicted, 0, "{report:?}");
+    assert_eq!(report.kept_too_few_copies, 5, "{report:?}");
+    for hash in &version.hashes {
+        assert!(block_file(a, hash).exists());
+    }
 }
