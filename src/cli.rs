@@ -181,6 +181,7 @@ pub enum Command {
     /// link or from peers (checked against their SHA-256); corrupt files are
     /// kept aside in `state/corrupt/`. Exit 3 when anything stays broken.
     Verify {
+        /// JSON output.
         #[arg(long)]
         json: bool,
         /// Repair what can be repaired.

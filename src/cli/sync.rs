@@ -41,9 +41,13 @@ pub enum SyncCommand {
         no_blocks: bool,
     },
 
-    /// Evict local blocks of the current tree (or PATH) that at least
-    /// `cache.min_copies` other reachable nodes hold (each copy's SHA-256 is
-    /// checked on the peer). Evicted blocks stay readable: a read pulls them back.
+    /// Evict local blocks of the current tree (or PATH) that other nodes hold.
+    ///
+    /// A block is evicted only when at least `cache.min_copies` (default 1)
+    /// other reachable nodes hold it; each of their copies is read on the peer
+    /// and its SHA-256 checked first. Eviction removes the block from `hashes/`
+    /// and its links under `root/`. Evicted blocks stay readable: a read (`get`,
+    /// the mount) pulls them back.
     Drop {
         /// Volume path (default: the whole volume).
         path: Option<OsString>,

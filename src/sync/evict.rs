@@ -84,6 +84,8 @@ pub fn drop_tree(
     path: &VPath,
     min_copies: u32,
 ) -> Result<EvictReport, SyncError> {
+    // Never zero: a block is evicted only when a copy elsewhere is known.
+    let min_copies = min_copies.max(1);
     let mut report = EvictReport::default();
     let files: Vec<Version> = if store.is_dir(path)? {
         store
@@ -139,6 +141,7 @@ pub fn shrink_to(
     max_size: u64,
     min_copies: u32,
 ) -> Result<EvictReport, SyncError> {
+    let min_copies = min_copies.max(1);
     let mut report = EvictReport::default();
     let mut by_hash: HashMap<BlockHash, Cached> = HashMap::new();
     each_block(&store.layout().hashes(), &mut |file, hash| {
