@@ -93,14 +93,16 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
             let syncer = sync::Syncer::new(&spec);
             let report = syncer.pass(&store)?;
             // `cache.max_size`: evict least recently read blocks after the pass.
-            let cache = match spec.cache_max_size {
-                Some(max) => Some(sync::shrink_to(
-                    &store,
-                    syncer.fetcher().remotes(),
-                    max,
-                    spec.min_copies,
-                )?),
-                None => None,
+            // Reported after the pass's own output, so a failure here hides nothing.
+            let (cache, cache_error) = match spec.cache_max_size {
+                Some(max) => {
+                    match sync::shrink_to(&store, syncer.fetcher().remotes(), max, spec.min_copies)
+                    {
+                        Ok(report) => (Some(report), None),
+                        Err(err) => (None, Some(err)),
+                    }
+                }
+                None => (None, None),
             };
             if as_json {
                 #[derive(serde::Serialize)]
@@ -157,6 +159,9 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
                     ));
                 }
                 out(&text)?;
+            }
+            if let Some(err) = cache_error {
+                return Err(Failure::runtime(format!("cache.max_size: {err}")));
             }
             if report.errors() > 0 {
                 return Err(Failure::runtime(format!(
