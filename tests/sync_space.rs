@@ -206,7 +206,7 @@ fn verify_repair_fails_and_keeps_the_block_when_no_peer_has_a_good_copy() {
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("0 repaired") && text.contains("1 still broken"),
+        text.contains("0 repaired") && text.contains("1 still broken (1 corrupt, 0 missing)"),
         "{text}"
     );
     assert!(text.contains(&hash.to_string()), "{text}");

@@ -573,11 +573,13 @@ pub fn verify_repair(store: &Store, json: bool) -> Result<(), Failure> {
             text.push_str(&format!("  {line}\n"));
         }
         text.push_str(&format!(
-            "repair: {} repaired ({} from local links, {} from peers), {} still broken, {} corrupt files kept aside\n",
+            "repair: {} repaired ({} from local links, {} from peers), {} still broken ({} corrupt, {} missing), {} corrupt files kept aside\n",
             report.repaired,
             report.from_local_links,
             report.from_peers,
             report.still_broken.len(),
+            report.still_corrupt,
+            report.still_missing,
             report.moved_aside.len()
         ));
         for line in &report.moved_aside {

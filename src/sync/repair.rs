@@ -45,6 +45,10 @@ pub struct RepairReport {
     pub moved_aside: Vec<String>,
     /// Blocks still corrupt or missing (with why).
     pub still_broken: Vec<String>,
+    /// Of those, corrupt here (the damaged file left in place) ...
+    pub still_corrupt: u64,
+    /// ... and missing (no good copy found anywhere).
+    pub still_missing: u64,
 }
 
 impl RepairReport {
@@ -121,36 +125,37 @@ fn repair_one(
         return Ok(());
     }
     // 2. A peer.
-    let Some(fetcher) = store.fetcher() else {
+    let corrupt = matches!(damaged.damage, Damage::Corrupt { .. });
+    let state = if corrupt {
+        "corrupt (left in place)"
+    } else {
+        "missing"
+    };
+    let why = match store.fetcher() {
+        None => Some("no intact copy here and no peers to ask".to_string()),
+        Some(fetcher) => match fetcher.fetch(&hash, need.len, need.origin) {
+            Ok(data) if data.len() == need.len && BlockHash::of(&data) == hash => {
+                let _lock = store.gc_lock()?;
+                install(store, &hash, &data, &bad_files, report)?;
+                relink(store, &hash, need, report)?;
+                report.repaired += 1;
+                report.from_peers += 1;
+                None
+            }
+            Ok(_) => Some("a peer sent bytes that do not match".to_string()),
+            Err(err) => Some(err.to_string()),
+        },
+    };
+    if let Some(why) = why {
         report
             .still_broken
-            .push(format!("{what}: no intact copy here and no peers to ask"));
-        return Ok(());
-    };
-    let data = match fetcher.fetch(&hash, need.len, need.origin) {
-        Ok(data) if data.len() == need.len && BlockHash::of(&data) == hash => data,
-        Ok(_) => {
-            report
-                .still_broken
-                .push(format!("{what}: a peer sent bytes that do not match"));
-            return Ok(());
+            .push(format!("{what} stays {state}: {why}"));
+        if corrupt {
+            report.still_corrupt += 1;
+        } else {
+            report.still_missing += 1;
         }
-        Err(err) => {
-            let state = match damaged.damage {
-                Damage::Corrupt { .. } => "corrupt (left in place)",
-                _ => "missing",
-            };
-            report
-                .still_broken
-                .push(format!("{what} stays {state}: {err}"));
-            return Ok(());
-        }
-    };
-    let _lock = store.gc_lock()?;
-    install(store, &hash, &data, &bad_files, report)?;
-    relink(store, &hash, need, report)?;
-    report.repaired += 1;
-    report.from_peers += 1;
+    }
     Ok(())
 }
 
