@@ -202,14 +202,21 @@ fn verify_repair_fails_and_keeps_the_block_when_no_peer_has_a_good_copy() {
     // B's copy is damaged as well: no good copy anywhere.
     flip_byte(&block_file(b, &hash), 5);
     let damaged = fs::read(block_file(a, &hash)).unwrap();
+    // And a block no one holds any more: missing.
+    let version = a.store().live(&nodes::vp("/f")).unwrap().unwrap();
+    let lost = version.hashes[1];
+    fs::remove_file(block_file(a, &lost)).unwrap();
+    fs::remove_file(path_link(a, "f", &lost)).unwrap();
+    fs::remove_file(block_file(b, &lost)).unwrap();
     let out = a.cli(&["verify", "--repair"]);
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("0 repaired") && text.contains("1 still broken (1 corrupt, 0 missing)"),
+        text.contains("0 repaired") && text.contains("2 still broken (1 corrupt, 1 missing)"),
         "{text}"
     );
     assert!(text.contains(&hash.to_string()), "{text}");
+    assert!(text.contains(&lost.to_string()), "{text}");
     // The corrupt file is left where it was (never the only copy thrown away).
     assert_eq!(fs::read(block_file(a, &hash)).unwrap(), damaged);
     assert_eq!(a.cli(&["verify"]).status.code(), Some(3));
