@@ -594,3 +594,42 @@ fn drop_and_repair_over_sshfs_and_a_hung_peer_holds_nothing() {
         assert!(block_file(a, hash).exists());
     }
 }
+
+#[test]
+fn repair_and_drop_with_compressed_blocks() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let mut spec = fs::read_to_string(&a.spec_path).unwrap();
+    spec.push_str("compression: zstd\n");
+    fs::write(&a.spec_path, spec).unwrap();
+    let bytes: Vec<u8> = data(BS, 15).into_iter().chain(vec![7u8; 2 * BS]).collect();
+    let version = a.put("/z", &bytes);
+    cluster.settle();
+    ok(b, &["mirror"]);
+    let zst = |hash: &BlockHash| {
+        let mut path = block_file(a, hash).into_os_string();
+        path.push(".zst");
+        PathBuf::from(path)
+    };
+    let first = version.hashes[0];
+    assert!(zst(&first).exists() && !block_file(a, &first).exists());
+    let len = fs::metadata(zst(&first)).unwrap().len() as usize;
+    flip_byte(&zst(&first), len / 2);
+    let report = json(a, &["verify", "--repair", "--json"]);
+    assert_eq!(report["from_peers"], 1, "{report}");
+    assert!(
+        zst(&first).exists(),
+        "stored compressed again, like the store's setting"
+    );
+    ok(a, &["verify"]);
+    assert_eq!(get(a, "/z"), bytes);
+    // Two distinct blocks (the last two are the same); both compressed files go.
+    let report = json(a, &["drop", "--json"]);
+    assert_eq!(report["evicted"], 2, "{report}");
+    let freed = report["bytes_freed"].as_u64().unwrap();
+    assert!(freed < 2 * BS as u64, "compressed sizes: {freed}");
+    for hash in &version.hashes {
+        assert!(!zst(hash).exists());
+    }
+    assert_eq!(get(a, "/z"), bytes);
+}
