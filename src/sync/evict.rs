@@ -16,7 +16,8 @@
 //! Eviction removes the block from `hashes/` and every link of it under every
 //! `root/<path>/hashes/` (else no space is freed), links first, with the gc
 //! lock held exclusively, so no writer is between "this block exists, I reuse
-//! it" and "my version naming it is published". An evicted block is *remote*
+//! it" and "my version naming it is published". The links are found by a walk
+//! of `root/` before the lock (checked against the link counts under it). An evicted block is *remote*
 //! (verify counts it apart, not as missing) and a read pulls it back.
 //!
 //! "Least recently read" is the block file's access time, or its modification
@@ -33,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -267,42 +268,26 @@ fn peer_holds(dir: &Path, hash: &BlockHash) -> bool {
 
 /// Removes `hashes` from `hashes/` and their links under every
 /// `root/<path>/hashes/`, holding the gc lock exclusively.
+///
+/// The links are found by walking `root/` before taking the lock (so writers,
+/// a mount's `close` among them, do not wait for the walk); under the lock each
+/// block's link count is compared with the links found, and only when a link
+/// appeared meanwhile is `root/` walked again, under the lock.
 fn evict(store: &Store, hashes: &[BlockHash], report: &mut EvictReport) -> Result<(), StoreError> {
     if hashes.is_empty() {
         return Ok(());
     }
     let set: HashSet<BlockHash> = hashes.iter().copied().collect();
+    let root = store.layout().root();
+    let mut links = links_under(&root, &set)?;
     let _lock = store.gc_lock()?;
+    if !all_links_known(store, &set, &links) {
+        links = links_under(&root, &set)?;
+    }
     // Links first: a crash in between leaves a block with fewer links (harmless),
     // never a link whose block `hashes/` lost (which verify reports as missing).
-    let mut stack = vec![store.layout().root()];
-    while let Some(dir) = stack.pop() {
-        let listing = match fs::read_dir(&dir) {
-            Ok(listing) => listing,
-            Err(err) if err.kind() == ErrorKind::NotFound => continue,
-            Err(err) => return Err(StoreError::io(&dir, err)),
-        };
-        for item in listing {
-            let item = item.map_err(|err| StoreError::io(&dir, err))?;
-            let is_dir = item
-                .file_type()
-                .map_err(|err| StoreError::io(item.path(), err))?
-                .is_dir();
-            if !is_dir {
-                continue;
-            }
-            let name = item.file_name();
-            if name == "hashes" {
-                each_block(&item.path(), &mut |link, hash| {
-                    if hash.is_some_and(|hash| set.contains(&hash)) {
-                        remove(link, &mut report.links_removed)?;
-                    }
-                    Ok(())
-                })?;
-            } else if name != "versions" {
-                stack.push(item.path());
-            }
-        }
+    for link in links.values().flatten() {
+        remove(link, &mut report.links_removed)?;
     }
     for hash in &set {
         let mut found = false;
@@ -325,6 +310,72 @@ fn evict(store: &Store, hashes: &[BlockHash], report: &mut EvictReport) -> Resul
     Ok(())
 }
 
+/// Every file under a `root/<path>/hashes/` named like one of `set`.
+fn links_under(
+    root: &Path,
+    set: &HashSet<BlockHash>,
+) -> Result<HashMap<BlockHash, Vec<PathBuf>>, StoreError> {
+    let mut links: HashMap<BlockHash, Vec<PathBuf>> = HashMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let listing = match fs::read_dir(&dir) {
+            Ok(listing) => listing,
+            Err(err) if err.kind() == ErrorKind::NotFound => continue,
+            Err(err) => return Err(StoreError::io(&dir, err)),
+        };
+        for item in listing {
+            let item = item.map_err(|err| StoreError::io(&dir, err))?;
+            let is_dir = item
+                .file_type()
+                .map_err(|err| StoreError::io(item.path(), err))?
+                .is_dir();
+            if !is_dir {
+                continue;
+            }
+            let name = item.file_name();
+            if name == "hashes" {
+                each_block(&item.path(), &mut |link, hash| {
+                    if let Some(hash) = hash.filter(|hash| set.contains(hash)) {
+                        links.entry(hash).or_default().push(link.to_path_buf());
+                    }
+                    Ok(())
+                })?;
+            } else if name != "versions" {
+                stack.push(item.path());
+            }
+        }
+    }
+    Ok(links)
+}
+
+/// Whether every hard link of each block file is `hashes/` itself or one of
+/// `links` (a link made after the walk shows as a higher link count).
+fn all_links_known(
+    store: &Store,
+    set: &HashSet<BlockHash>,
+    links: &HashMap<BlockHash, Vec<PathBuf>>,
+) -> bool {
+    set.iter().all(|hash| {
+        [store.blocks().raw_path(hash), store.blocks().zst_path(hash)]
+            .iter()
+            .all(|file| {
+                let Ok(meta) = fs::symlink_metadata(file) else {
+                    return true;
+                };
+                let known = links.get(hash).map_or(0, |found| {
+                    found
+                        .iter()
+                        .filter(|link| {
+                            fs::symlink_metadata(link)
+                                .is_ok_and(|m| m.ino() == meta.ino() && m.dev() == meta.dev())
+                        })
+                        .count() as u64
+                });
+                meta.nlink() == 1 + known
+            })
+    })
+}
+
 fn remove(file: &Path, count: &mut u64) -> Result<(), StoreError> {
     match fs::remove_file(file) {
         Ok(()) => {
@@ -333,5 +384,52 @@ fn remove(file: &Path, count: &mut u64) -> Result<(), StoreError> {
         }
         Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
         Err(err) => Err(StoreError::io(file, err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Attrs;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec_text = format!(
+            "volume: {}\nnode:\n  id: {}\nblock_size: 4KiB\n",
+            dir.path().join("vol").display(),
+            crate::ids::NodeId::random()
+        );
+        let spec_path = dir.path().join("spec.yaml");
+        fs::write(&spec_path, spec_text).unwrap();
+        let spec = crate::spec::Spec::load(&spec_path).unwrap();
+        crate::reconcile::reconcile(&spec, false).unwrap();
+        (dir, Store::open_spec(&spec).unwrap())
+    }
+
+    #[test]
+    fn a_link_made_after_the_walk_is_noticed_and_found_again() {
+        let (_dir, store) = store();
+        let path = VPath::parse(std::ffi::OsStr::new("/a")).unwrap();
+        let version = store
+            .write_file(&path, &mut &[5u8; 100][..], Attrs::default(), false)
+            .unwrap();
+        let hash = version.hashes[0];
+        let set: HashSet<BlockHash> = [hash].into_iter().collect();
+        let root = store.layout().root();
+        let links = links_under(&root, &set).unwrap();
+        assert_eq!(links[&hash].len(), 1, "{links:?}");
+        assert!(all_links_known(&store, &set, &links));
+        // Another path links the block after the walk (a writer deduplicating).
+        let other = VPath::parse(std::ffi::OsStr::new("/b")).unwrap();
+        store.link_blocks(&other, &[hash]).unwrap();
+        assert!(!all_links_known(&store, &set, &links));
+        let again = links_under(&root, &set).unwrap();
+        assert_eq!(again[&hash].len(), 2, "{again:?}");
+        assert!(all_links_known(&store, &set, &again));
+        let mut report = EvictReport::default();
+        evict(&store, &[hash], &mut report).unwrap();
+        assert_eq!((report.evicted, report.links_removed), (1, 2));
+        assert!(store.blocks().locate(&hash, None).is_none());
+        assert!(links_under(&root, &set).unwrap().is_empty());
     }
 }
