@@ -488,10 +488,32 @@ impl Store {
             buf[..n].copy_from_slice(&data[within..within + n]);
             return Ok(n);
         }
+        self.local_or_pulled(version, hash, len, || {
+            self.blocks.read_at(hash, len, within, buf)
+        })
+    }
+
+    /// Runs `read` on a local block, pulling the block first when it is not
+    /// here, and once more when it vanished between the check and the read
+    /// (evicted by `drop` or `cache.max_size` meanwhile).
+    fn local_or_pulled<T>(
+        &self,
+        version: &Version,
+        hash: &BlockHash,
+        len: usize,
+        mut read: impl FnMut() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if self.blocks.locate(hash, Some(len)).is_none() {
             self.pull_block(version, hash, len)?;
         }
-        self.blocks.read_at(hash, len, within, buf)
+        match read() {
+            Err(err) if self.fetcher.is_some() && self.blocks.locate(hash, Some(len)).is_none() => {
+                tracing::debug!(%hash, error = %err, "block vanished while reading; pulling it again");
+                self.pull_block(version, hash, len)?;
+                read()
+            }
+            other => other,
+        }
     }
 
     /// A whole block of `version`, verified, pulled from a peer if needed.
@@ -501,16 +523,14 @@ impl Store {
         hash: &BlockHash,
         len: usize,
     ) -> Result<Vec<u8>, StoreError> {
-        if self.blocks.locate(hash, Some(len)).is_none() {
-            self.pull_block(version, hash, len)?;
-        }
-        self.blocks.read(hash, len, true).map_err(|err| match err {
-            StoreError::BadBlock { hash, why } => StoreError::BadBlock {
-                hash,
-                why: format!("{why} (a block of {})", version.path),
-            },
-            other => other,
-        })
+        self.local_or_pulled(version, hash, len, || self.blocks.read(hash, len, true))
+            .map_err(|err| match err {
+                StoreError::BadBlock { hash, why } => StoreError::BadBlock {
+                    hash,
+                    why: format!("{why} (a block of {})", version.path),
+                },
+                other => other,
+            })
     }
 
     /// Brings a missing block of `version` from a peer, verified, and links it.
@@ -596,10 +616,8 @@ impl Store {
     fn checked_block(&self, version: &Version, index: usize) -> Result<Vec<u8>, StoreError> {
         let hash = &version.hashes[index];
         let len = version.block_len(index);
-        if self.blocks.locate(hash, Some(len)).is_none() {
-            self.pull_block(version, hash, len)?;
-        }
-        let data = self.blocks.read(hash, len, false)?;
+        let data =
+            self.local_or_pulled(version, hash, len, || self.blocks.read(hash, len, false))?;
         if BlockHash::of(&data) != *hash {
             return Err(StoreError::BadBlock {
                 hash: *hash,
