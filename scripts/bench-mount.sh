@@ -4,7 +4,8 @@
 # median of RUNS runs (hyperfine), read figures both warm and cold (page cache
 # dropped before every run). Prints ratios; docs/PERFORMANCE.md records them.
 #
-# Usage (as root): bash scripts/bench-mount.sh [WORKDIR]   (RUNS=5 FILES=100000 by default)
+# Usage (as root): bash scripts/bench-mount.sh [WORKDIR]   (RUNS=5 FILES=100000 by default;
+# ONLY="read write create find" picks sections, all by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
@@ -48,6 +49,7 @@ mountpoint -q "$gmnt" || { cat "$work/mount.log"; exit 1; }
 grep -o "FUSE passthrough: [a-z]*" "$work/mount.log" || true
 
 drop='sync; echo 3 > /proc/sys/vm/drop_caches'
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 median() { python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results']; print(' '.join('%.4f' % x['median'] for x in r))" "$1"; }
 # bench NAME PREPARE CMD_NATIVE CMD_BINDFS CMD_GLOBOFS -> prints medians
 bench() {
@@ -76,6 +78,7 @@ head -c $((1 << 30)) /dev/urandom > /dev/shm/globofs-bench-1g
 cp /dev/shm/globofs-bench-1g "$native/big"; cp /dev/shm/globofs-bench-1g "$bsrc/big"; cp /dev/shm/globofs-bench-1g "$gmnt/big"
 sync
 
+if want read; then
 echo "== sequential read, single-block files (200 x 512 KiB)"
 bench read-small-warm "cat $native/small/* $bsrc/small/* $gmnt/small/* >/dev/null" \
   "cat $native/small/* >/dev/null" "cat $bmnt/small/* >/dev/null" "cat $gmnt/small/* >/dev/null"
@@ -88,12 +91,18 @@ bench read-big-warm "cat $native/big $bmnt/big $gmnt/big >/dev/null" \
 bench read-big-cold "$drop" \
   "dd if=$native/big of=/dev/null bs=1M status=none" "dd if=$bmnt/big of=/dev/null bs=1M status=none" "dd if=$gmnt/big of=/dev/null bs=1M status=none"
 
+fi
+
+if want write; then
 echo "== sequential write of 1 GiB (random data from /dev/shm), close commits, then sync"
 bench write-big "rm -f $native/w $bsrc/w $gmnt/w; sync" \
   "dd if=/dev/shm/globofs-bench-1g of=$native/w bs=1M status=none; sync" \
   "dd if=/dev/shm/globofs-bench-1g of=$bmnt/w bs=1M status=none; sync" \
   "dd if=/dev/shm/globofs-bench-1g of=$gmnt/w bs=1M status=none; sync"
 
+fi
+
+if want create; then
 echo "== create 10,000 small files (each closed, not fsynced)"
 create='import os,sys
 d=sys.argv[1]
@@ -104,6 +113,9 @@ echo "$create" > "$work/create.py"
 bench create-10k "rm -rf $native/c $bsrc/c $gmnt/c; sync" \
   "python3 $work/create.py $native/c" "python3 $work/create.py $bmnt/c" "python3 $work/create.py $gmnt/c"
 
+fi
+
+if want find; then
 echo "== find + stat over $FILES files"
 python3 - "$FILES" "$native/tree" "$bsrc/tree" <<'PY'
 import os, sys
@@ -126,6 +138,7 @@ bench find-stat-cold "$drop" \
 
 echo "== mount memory with a $FILES-file volume"
 grep -E "VmHWM|VmRSS" /proc/$gpid/status
+fi
 
 rm -f /dev/shm/globofs-bench-1g
 echo "work dir: $work (remove it when done)"

@@ -176,9 +176,17 @@ pub enum Command {
     },
 
     /// Re-hash every local block; report corrupt, remote and missing blocks.
+    ///
+    /// With --repair, bring back corrupt and lost blocks from an intact local
+    /// link or from peers (checked against their SHA-256); corrupt files are
+    /// kept aside in `state/corrupt/`. Exit 3 when anything stays broken.
     Verify {
+        /// JSON output.
         #[arg(long)]
         json: bool,
+        /// Repair what can be repaired.
+        #[arg(long)]
+        repair: bool,
     },
 
     // --- sync commands: defined in src/cli/sync.rs (SyncCommand) ---
@@ -336,9 +344,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mkdir { paths, parents } => files::mkdir(&load_spec(spec_path)?, &paths, parents),
         Command::Gc { json } => files::gc(&load_spec(spec_path)?, json),
         Command::Prune { json } => files::prune(&load_spec(spec_path)?, json),
-        Command::Verify { json } => {
+        Command::Verify { json, repair } => {
             let spec = load_spec(spec_path)?;
-            files::verify(&open_with_peers(&spec)?, json)
+            if repair {
+                files::verify_repair(&open_with_peers(&spec)?, json)
+            } else {
+                files::verify(&open_with_peers(&spec)?, json)
+            }
         }
         Command::Sync(command) => sync::run(spec_path, command),
         Command::Mount {

@@ -285,7 +285,14 @@ impl Filesystem for GloboFs {
             map.insert(opened.fh, id);
             return;
         }
-        reply.opened(FileHandle(opened.fh), FopenFlags::empty());
+        // The page cache already holds this version's bytes (close-to-open:
+        // it is dropped whenever the version changed since it was filled).
+        let flags = if opened.keep_cache {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        };
+        reply.opened(FileHandle(opened.fh), flags);
     }
 
     fn read(

@@ -83,6 +83,13 @@ pub struct FsStats {
 struct Node {
     path: VPath,
     lookups: u64,
+    /// The version whose bytes the kernel's page cache of this inode may hold
+    /// (`None`: unknown, the next open must drop the cache).
+    cached: Option<crate::ids::VersionId>,
+    /// Bumped by anything that may put other bytes in the page cache (a
+    /// writer opening or closing, a change from elsewhere), so a reader that
+    /// raced with it does not vouch for the cache.
+    epoch: u64,
 }
 
 #[derive(Default)]
@@ -107,6 +114,8 @@ impl Inodes {
             Node {
                 path: path.clone(),
                 lookups: 0,
+                cached: None,
+                epoch: 0,
             },
         );
         self.by_path.insert(path.clone(), ino);
@@ -176,6 +185,8 @@ pub struct Opened {
     /// raw block of a small file opened read-only, or the private cache file of a
     /// new or truncated file opened for writing.
     pub backing: Option<File>,
+    /// The kernel may keep the inode's page cache: it holds this very version.
+    pub keep_cache: bool,
 }
 
 /// The filesystem core.
@@ -571,7 +582,12 @@ impl Vfs {
                 cache: Some(cache),
                 last_block: None,
             });
-            return Ok(Opened { fh, backing: None });
+            self.page_cache_unknown(ino);
+            return Ok(Opened {
+                fh,
+                backing: None,
+                keep_cache: false,
+            });
         }
         let mut backing = None;
         let passthrough = self.passthrough_enabled() && self.open_handles(ino).is_empty();
@@ -590,13 +606,76 @@ impl Vfs {
         } else {
             None
         };
+        let read_of = match (&cache, &base) {
+            (None, Some(version)) => Some(version.id),
+            _ => None,
+        };
+        if read_of.is_none() {
+            self.page_cache_unknown(ino);
+        }
+        let epoch = self.page_cache_epoch(ino);
         let fh = self.new_handle(Handle {
             ino,
             base,
             cache,
             last_block: None,
         });
-        Ok(Opened { fh, backing })
+        let keep_cache = read_of.is_some_and(|id| self.page_cache_for_read(ino, fh, id, epoch));
+        Ok(Opened {
+            fh,
+            backing,
+            keep_cache,
+        })
+    }
+
+    fn page_cache_epoch(&self, ino: u64) -> u64 {
+        lock(&self.inodes)
+            .by_ino
+            .get(&ino)
+            .map_or(0, |node| node.epoch)
+    }
+
+    /// Something may have put other bytes in `ino`'s page cache: the next
+    /// read-only open drops it.
+    fn page_cache_unknown(&self, ino: u64) {
+        if let Some(node) = lock(&self.inodes).by_ino.get_mut(&ino) {
+            node.cached = None;
+            node.epoch += 1;
+        }
+    }
+
+    /// Whether a read-only open `fh` of version `id` may keep `ino`'s page
+    /// cache (it already holds `id`'s bytes); otherwise the kernel drops it and,
+    /// when nothing else could refill it with other bytes, it holds `id` from now on.
+    fn page_cache_for_read(
+        &self,
+        ino: u64,
+        fh: u64,
+        id: crate::ids::VersionId,
+        epoch: u64,
+    ) -> bool {
+        // Handle locks are taken before, never while holding, the inode table.
+        let handles: Vec<(u64, Arc<Mutex<Handle>>)> = lock(&self.handles)
+            .iter()
+            .map(|(fh, handle)| (*fh, Arc::clone(handle)))
+            .collect();
+        let alone = handles.iter().all(|(other, handle)| {
+            let handle = lock(handle);
+            *other == fh
+                || handle.ino != ino
+                || (handle.cache.is_none() && handle.base.as_ref().is_some_and(|b| b.id == id))
+        });
+        let mut inodes = lock(&self.inodes);
+        let Some(node) = inodes.by_ino.get_mut(&ino) else {
+            return false;
+        };
+        if !alone || node.epoch != epoch {
+            node.cached = None;
+            return false;
+        }
+        let keep = node.cached == Some(id);
+        node.cached = Some(id);
+        keep
     }
 
     /// The open handles on `ino`.
@@ -687,7 +766,15 @@ impl Vfs {
             mtime: SystemTime::now(),
             nlink: 1,
         });
-        Ok((attr, Opened { fh, backing }))
+        self.page_cache_unknown(ino);
+        Ok((
+            attr,
+            Opened {
+                fh,
+                backing,
+                keep_cache: false,
+            },
+        ))
     }
 
     /// Reads from an open file.
@@ -731,7 +818,20 @@ impl Vfs {
                     .locate(&base.hashes[index], Some(block_len))
                     .filter(|located| !located.compressed)
                     .and_then(|located| File::open(located.path).ok())
-                    .map(|file| (index, file));
+                    .map(|file| {
+                        // Read the rest of this block in one go, not request by request.
+                        use std::os::fd::AsRawFd;
+                        // SAFETY: an advisory call on a descriptor we own.
+                        unsafe {
+                            libc::posix_fadvise(
+                                file.as_raw_fd(),
+                                within as libc::off_t,
+                                0,
+                                libc::POSIX_FADV_WILLNEED,
+                            );
+                        }
+                        (index, file)
+                    });
                 // A sequential reader will want the next blocks: start reading them.
                 for ahead in base.hashes.iter().skip(index + 1).take(2) {
                     self.store.blocks().prefetch(ahead);
@@ -1037,6 +1137,9 @@ impl Vfs {
         let handle = lock(&self.handles).remove(&fh);
         if let Some(handle) = handle {
             let handle = lock(&handle);
+            if handle.cache.is_some() {
+                self.page_cache_unknown(handle.ino);
+            }
             if handle.cache.as_ref().is_some_and(|c| c.writes) {
                 let path = self.path_of(handle.ino).ok();
                 if let Some(path) = path {
@@ -1212,6 +1315,9 @@ impl Vfs {
     /// Paths that changed (from the journal): the inodes to invalidate.
     pub fn changed(&self, path: &VPath) -> (Option<u64>, Option<(u64, Vec<u8>)>) {
         let ino = self.ino_of(path);
+        if let Some(ino) = ino {
+            self.page_cache_unknown(ino);
+        }
         let entry = path
             .parent()
             .and_then(|parent| self.ino_of(&parent))
@@ -1295,6 +1401,41 @@ mod tests {
         let fh = vfs.open(attr.ino, false, false).unwrap().fh;
         assert_eq!(vfs.read(fh, 6, 100).unwrap(), b"world");
         assert_eq!(vfs.getattr(attr.ino).unwrap().perm, 0o600);
+    }
+
+    #[test]
+    fn page_cache_is_kept_only_for_the_version_it_holds() {
+        let (_dir, vfs) = vfs();
+        let path = VPath::parse(OsStr::new("/p")).unwrap();
+        vfs.write_whole(&path, b"one").unwrap();
+        let ino = vfs.lookup(ROOT_INO, OsStr::new("p")).unwrap().ino;
+        let open_read = || {
+            let opened = vfs.open(ino, false, false).unwrap();
+            vfs.release(opened.fh).unwrap();
+            opened.keep_cache
+        };
+        // The first open fills the cache; the next one of the same version keeps it.
+        assert!(!open_read());
+        assert!(open_read());
+        // A reader open at the same time as a writer never vouches for the cache,
+        // and the writer's bytes mean the next reader starts afresh.
+        let writer = vfs.open(ino, true, false).unwrap().fh;
+        assert!(!open_read());
+        vfs.write(writer, 0, b"two").unwrap();
+        vfs.release(writer).unwrap();
+        assert!(!open_read());
+        assert!(open_read());
+        // A change from elsewhere (the journal follower calls `changed`).
+        vfs.write_whole(&path, b"three").unwrap();
+        vfs.changed(&path);
+        assert!(!open_read());
+        // A new version not announced yet: the version id differs, so no keep.
+        vfs.write_whole(&path, b"four").unwrap();
+        assert!(!open_read());
+        assert!(open_read());
+        let fh = vfs.open(ino, false, false).unwrap().fh;
+        assert_eq!(vfs.read(fh, 0, 10).unwrap(), b"four");
+        vfs.release(fh).unwrap();
     }
 
     #[test]

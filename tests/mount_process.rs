@@ -39,17 +39,27 @@ fn changes_by_other_processes_appear_without_remounting() {
     // Make the kernel cache the directory's entry list and the file's attributes.
     std::fs::write(m.path("f"), b"one").unwrap();
     assert_eq!(std::fs::read(m.path("f")).unwrap(), b"one");
+    // Read twice, so the second open keeps the page cache; the replacement has
+    // the same size, so only the version check can tell the cache is stale.
+    std::fs::write(m.path("g"), b"uno").unwrap();
+    assert_eq!(std::fs::read(m.path("g")).unwrap(), b"uno");
+    assert_eq!(std::fs::read(m.path("g")).unwrap(), b"uno");
     let src = m.dir.path().join("src");
     std::fs::write(&src, b"two, longer").unwrap();
     let out = m.globofs(&["put", src.to_str().unwrap(), "/f"]);
     assert!(out.status.success(), "{out:?}");
     let out = m.globofs(&["put", src.to_str().unwrap(), "/new"]);
     assert!(out.status.success(), "{out:?}");
+    let same_size = m.dir.path().join("same-size");
+    std::fs::write(&same_size, b"dos").unwrap();
+    let out = m.globofs(&["put", same_size.to_str().unwrap(), "/g"]);
+    assert!(out.status.success(), "{out:?}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let f = std::fs::read(m.path("f")).unwrap_or_default();
         let new = std::fs::read(m.path("new")).unwrap_or_default();
-        if f == b"two, longer" && new == b"two, longer" {
+        let g = std::fs::read(m.path("g")).unwrap_or_default();
+        if f == b"two, longer" && new == b"two, longer" && g == b"dos" {
             break;
         }
         assert!(

@@ -1,17 +1,22 @@
 //! Property-style: random creates, writes, deletes, renames and mkdirs on 2-3
-//! nodes, synced in random orders; afterwards every node has the same tree and
-//! bytes, and no edit that nobody superseded is lost (it is current, or kept as
-//! a conflict copy). Seeded, so a failure names the seed that reproduces it.
+//! nodes, synced in random orders while random links between peers go away and
+//! come back; afterwards every node has the same tree and bytes, and no edit that
+//! nobody superseded is lost (it is current, or kept as a conflict copy). Peers
+//! are plain directories (symlinks) or sshfs mounts of 127.0.0.1. Seeded, so a
+//! failure names the seed that reproduces it.
 
 #[path = "common/nodes.rs"]
 mod nodes;
+#[path = "common/sshfs.rs"]
+mod sshfs;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 
 use globofs::layout::VPath;
 use globofs::store::resolve::{conflict_name, resolve};
 use globofs::store::{Attrs, Kind, Mtime, Store};
-use nodes::{Cluster, vp};
+use nodes::{Cluster, Options, mount_point, vp};
 
 /// xorshift64*: small, seeded, good enough to pick operations.
 struct Rng(u64);
@@ -173,16 +178,106 @@ fn check_nothing_lost(cluster: &Cluster, seed: u64) {
     }
 }
 
+/// How each node reaches each peer: a symlink to the peer's store (a plain
+/// directory) or an sshfs mount of it; a link can be cut (the path missing, or
+/// an empty unmounted directory) and restored.
+struct Wiring<'a> {
+    root: PathBuf,
+    server: Option<&'a sshfs::SshServer>,
+    mounts: HashMap<(usize, usize), sshfs::SshfsMount>,
+    up: BTreeSet<(usize, usize)>,
+}
+
+impl Wiring<'_> {
+    fn connect(&mut self, cluster: &Cluster, from: usize, to: usize) {
+        if !self.up.insert((from, to)) {
+            return;
+        }
+        let point = mount_point(&self.root, from, to);
+        let store = cluster.node(to).store_dir();
+        match self.server {
+            None => {
+                std::fs::create_dir_all(point.parent().unwrap()).unwrap();
+                let _ = std::fs::remove_file(&point);
+                std::os::unix::fs::symlink(&store, &point).unwrap();
+            }
+            Some(server) => {
+                self.mounts.insert((from, to), server.mount(&store, &point));
+            }
+        }
+    }
+
+    fn cut(&mut self, from: usize, to: usize) {
+        if !self.up.remove(&(from, to)) {
+            return;
+        }
+        match self.server {
+            None => std::fs::remove_file(mount_point(&self.root, from, to)).unwrap(),
+            Some(_) => drop(self.mounts.remove(&(from, to))), // unmounts
+        }
+    }
+}
+
 fn run(seed: u64, nodes: usize, steps: usize) {
-    let cluster = Cluster::mesh(nodes);
+    run_wired(seed, nodes, steps, None);
+}
+
+fn run_wired(seed: u64, nodes: usize, steps: usize, server: Option<&sshfs::SshServer>) {
+    let mut edges = Vec::new();
+    for a in 0..nodes {
+        for b in a + 1..nodes {
+            edges.push((a, b));
+        }
+    }
+    let cluster = Cluster::with_edges(
+        nodes,
+        &edges,
+        Options {
+            timeout: "2s",
+            ..Options::default()
+        }
+        .with_mount_points(),
+    );
+    let mut wiring = Wiring {
+        root: cluster.root(),
+        server,
+        mounts: HashMap::new(),
+        up: BTreeSet::new(),
+    };
+    for from in 0..nodes {
+        for to in 0..nodes {
+            if from != to {
+                wiring.connect(&cluster, from, to);
+            }
+        }
+    }
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     for step in 0..steps {
         let node = rng.below(nodes);
-        if rng.below(4) == 0 {
-            cluster.node(node).sync();
-        } else {
-            let store = cluster.node(node).store();
-            random_op(&mut rng, &store, step as u64);
+        match rng.below(12) {
+            0..=2 => {
+                cluster.node(node).sync();
+            }
+            3 => {
+                // A link goes away or comes back (one direction only).
+                let to = (node + 1 + rng.below(nodes - 1)) % nodes;
+                if wiring.up.contains(&(node, to)) {
+                    wiring.cut(node, to);
+                } else {
+                    wiring.connect(&cluster, node, to);
+                }
+            }
+            _ => {
+                let store = cluster.node(node).store();
+                random_op(&mut rng, &store, step as u64);
+            }
+        }
+    }
+    for from in 0..nodes {
+        for to in 0..nodes {
+            if from != to {
+                wiring.connect(&cluster, from, to);
+            }
         }
     }
     cluster.settle();
@@ -217,5 +312,15 @@ fn random_histories_converge_on_two_nodes() {
 fn random_histories_converge_on_three_nodes() {
     for seed in (11..=13).chain(2000..2000 + extra_seeds()) {
         run(seed, 3, 90);
+    }
+}
+
+#[test]
+fn random_histories_converge_over_sshfs() {
+    let Some(server) = sshfs::SshServer::start() else {
+        return;
+    };
+    for seed in (21..=22).chain(3000..3000 + extra_seeds()) {
+        run_wired(seed, 2, 60, Some(&server));
     }
 }

@@ -1,6 +1,7 @@
 //! Sync over a real remote filesystem: each node reaches the other's store
 //! through sshfs (an sshd on 127.0.0.1), as users mount their peers. Also a
-//! hung peer: the sshfs process stopped with SIGSTOP.
+//! hung peer: the sshfs process stopped with SIGSTOP; and a peer whose sshfs is
+//! killed in the middle of a push.
 
 #[path = "common/nodes.rs"]
 mod nodes;
@@ -74,4 +75,69 @@ fn two_nodes_sync_over_sshfs_and_a_stopped_server_is_away() {
     assert!(report.pushed() >= 2, "{report:?}");
     b.sync();
     assert_eq!(b.read("/while/hung").unwrap(), b"queued");
+}
+
+#[test]
+fn a_peer_killed_mid_push_loses_nothing() {
+    let Some(server) = sshfs::SshServer::start() else {
+        return;
+    };
+    let cluster = Cluster::with_edges(
+        2,
+        &[(0, 1)],
+        Options {
+            timeout: "2s",
+            ..Options::default()
+        }
+        .with_mount_points(),
+    );
+    let root = cluster.root();
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let mut a_sees_b = server.mount(&b.store_dir(), &mount_point(&root, 0, 1));
+    let _b_sees_a = server.mount(&a.store_dir(), &mount_point(&root, 1, 0));
+    let files = 200;
+    let content = |i: usize| data(100 + i * 37, i as u64);
+    for i in 0..files {
+        a.put(&format!("/batch/f{i}"), &content(i));
+    }
+    // The push of ~200 versions over sshfs takes a while: kill sshfs during it.
+    let spec = a.spec();
+    let pusher = std::thread::spawn(move || {
+        let store = Store::open_spec(&spec).unwrap();
+        Syncer::new(&spec).pass(&store)
+    });
+    // Kill once part of the push is in B's spool (B's store is local here, so
+    // the test can watch it directly).
+    let spooled = b.inbound(a).join("batch");
+    let spooled_paths = || std::fs::read_dir(&spooled).map_or(0, |dir| dir.count());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while spooled_paths() < 20 && !pusher.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    a_sees_b.kill();
+    let cut = pusher.join().expect("the pass returns");
+    println!("pass cut by the kill: {cut:?}");
+    let cut = cut.expect("a pass that loses its peer still reports");
+    assert!(
+        cut.pushed() < files as u64,
+        "the kill came too late: {cut:?}"
+    );
+    // The peer is mounted again; whatever the kill tore, the next passes finish
+    // the job: every version arrives once and every byte reads back.
+    let _a_sees_b = server.mount(&b.store_dir(), &mount_point(&root, 0, 1));
+    cluster.settle();
+    nodes::assert_same_trees(&a.tree(), &b.tree(), "after a push cut by a kill");
+    for i in 0..files {
+        assert_eq!(
+            b.read(&format!("/batch/f{i}")).as_deref(),
+            Some(&content(i)[..]),
+            "/batch/f{i}"
+        );
+    }
+    // Nothing was applied twice: one version per path.
+    let store = b.store();
+    for i in 0..files {
+        let path = nodes::vp(&format!("/batch/f{i}"));
+        assert_eq!(store.versions(&path).unwrap().len(), 1, "{path}");
+    }
 }

@@ -1,5 +1,5 @@
 //! The scripting commands that work on a store without a mount: put, get, ls,
-//! log, restore, rm, mv, mkdir, gc, prune, verify.
+//! log, restore, rm, mv, mkdir, gc, prune, verify (and verify --repair).
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -569,5 +569,62 @@ pub fn verify(store: &Store, json: bool) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::runtime("verify found problems"))
+    }
+}
+
+/// `verify --repair`: verify, then bring back corrupt and lost blocks.
+pub fn verify_repair(store: &Store, json: bool) -> Result<(), Failure> {
+    let bar = progress(0, "verify");
+    let report = crate::sync::repair(store, &mut |n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    let found = &report.found;
+    if json {
+        out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report).map_err(Failure::runtime)?
+        ))?;
+    } else {
+        let mut text = format!(
+            "verify: {} blocks checked, {} corrupt, {} remote (held by a peer), {} missing, {} bad version files\n",
+            found.blocks_checked,
+            found.corrupt.len(),
+            found.remote,
+            found.missing.len(),
+            found.bad_versions.len()
+        );
+        for line in found
+            .corrupt
+            .iter()
+            .chain(&found.missing)
+            .chain(&found.bad_versions)
+        {
+            text.push_str(&format!("  {line}\n"));
+        }
+        text.push_str(&format!(
+            "repair: {} repaired ({} from local links, {} from peers), {} still broken ({} corrupt, {} missing), {} corrupt files kept aside\n",
+            report.repaired,
+            report.from_local_links,
+            report.from_peers,
+            report.still_broken.len(),
+            report.still_corrupt,
+            report.still_missing,
+            report.moved_aside.len()
+        ));
+        for line in &report.moved_aside {
+            text.push_str(&format!("  kept aside: {line}\n"));
+        }
+        for line in &report.still_broken {
+            text.push_str(&format!("  still broken: {line}\n"));
+        }
+        out(&text)?;
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(Failure::runtime(format!(
+            "verify --repair: {} block(s) still broken, {} bad version file(s)",
+            report.still_broken.len(),
+            found.bad_versions.len()
+        )))
     }
 }

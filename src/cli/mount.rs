@@ -77,10 +77,11 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
         let stop = Arc::clone(&stop);
         let store = Arc::clone(&store);
         let interval = spec.sync_interval;
+        let cache = spec.cache_max_size.map(|max| (max, spec.min_copies));
         Some(
             std::thread::Builder::new()
                 .name("sync".into())
-                .spawn(move || sync_loop(&syncer, &store, interval, &kicked, &stop))
+                .spawn(move || sync_loop(&syncer, &store, interval, cache, &kicked, &stop))
                 .map_err(|err| Failure::runtime(format!("starting sync: {err}")))?,
         )
     };
@@ -111,15 +112,19 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
 /// Wait after a local change before syncing, so a burst of writes goes in one pass.
 const DEBOUNCE: Duration = Duration::from_secs(1);
 
-/// Runs a sync pass every `interval`, and shortly after local changes.
+/// Runs a sync pass every `interval`, and shortly after local changes; with
+/// `cache` (`max_size`, `min_copies`), shrinks the local blocks after a pass,
+/// at most every [`crate::sync::evict::CACHE_CHECK_EVERY`].
 fn sync_loop(
     syncer: &crate::sync::Syncer,
     store: &Store,
     interval: Duration,
+    cache: Option<(u64, u32)>,
     kicked: &mpsc::Receiver<()>,
     stop: &AtomicBool,
 ) {
     let mut next = std::time::Instant::now();
+    let mut cache_checked: Option<std::time::Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         let now = std::time::Instant::now();
         if now >= next {
@@ -132,6 +137,27 @@ fn sync_loop(
                     "sync"
                 ),
                 Err(err) => tracing::warn!(error = %err, "sync pass failed"),
+            }
+            if let Some((max_size, min_copies)) = cache {
+                let due = cache_checked
+                    .is_none_or(|at| at.elapsed() >= crate::sync::evict::CACHE_CHECK_EVERY);
+                if due && !stop.load(Ordering::Relaxed) {
+                    cache_checked = Some(std::time::Instant::now());
+                    let fetcher = syncer.fetcher();
+                    match crate::sync::shrink_to(store, fetcher.remotes(), max_size, min_copies) {
+                        Ok(report) if report.evicted > 0 || report.kept_too_few_copies > 0 => {
+                            tracing::info!(
+                                evicted = report.evicted,
+                                bytes_freed = report.bytes_freed,
+                                kept = report.kept_too_few_copies,
+                                local_bytes = report.local_bytes_after,
+                                "cache.max_size"
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!(error = %err, "cache eviction failed"),
+                    }
+                }
             }
             next = std::time::Instant::now() + interval;
             // Changes the pass itself made are not a reason for another pass.

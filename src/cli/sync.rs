@@ -1,4 +1,4 @@
-//! The commands that talk to peers: sync, status, mirror.
+//! The commands that talk to peers: sync, status, mirror, drop.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -26,7 +26,8 @@ pub enum SyncCommand {
     },
 
     /// Per peer: reachable, queued outbound, unapplied inbound, last push and
-    /// apply; and the open conflict copies.
+    /// apply; the open conflict copies; how many blocks of the current tree are
+    /// not local.
     Status {
         /// JSON output.
         #[arg(long, conflicts_with = "prometheus")]
@@ -34,6 +35,25 @@ pub enum SyncCommand {
         /// Node-exporter textfile format.
         #[arg(long)]
         prometheus: bool,
+        /// Skip the block count (it reads every current version and stats
+        /// every block of the tree).
+        #[arg(long)]
+        no_blocks: bool,
+    },
+
+    /// Evict local blocks of the current tree (or PATH) that other nodes hold.
+    ///
+    /// A block is evicted only when at least `cache.min_copies` (default 1)
+    /// other reachable nodes hold it; each of their copies is read on the peer
+    /// and its SHA-256 checked first. Eviction removes the block from `hashes/`
+    /// and its links under `root/`. Evicted blocks stay readable: a read (`get`,
+    /// the mount) pulls them back.
+    Drop {
+        /// Volume path (default: the whole volume).
+        path: Option<OsString>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
 
     /// Pull every block of the current tree (or PATH) that is not local from
@@ -70,9 +90,32 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
     match command {
         SyncCommand::Sync { json: as_json } => {
             let store = Store::open_spec(&spec)?;
-            let report = sync::sync_once(&store, &spec)?;
+            let syncer = sync::Syncer::new(&spec);
+            let report = syncer.pass(&store)?;
+            // `cache.max_size`: evict least recently read blocks after the pass.
+            // Reported after the pass's own output, so a failure here hides nothing.
+            let (cache, cache_error) = match spec.cache_max_size {
+                Some(max) => {
+                    match sync::shrink_to(&store, syncer.fetcher().remotes(), max, spec.min_copies)
+                    {
+                        Ok(report) => (Some(report), None),
+                        Err(err) => (None, Some(err)),
+                    }
+                }
+                None => (None, None),
+            };
             if as_json {
-                json(&report)?;
+                #[derive(serde::Serialize)]
+                struct Output<'a> {
+                    #[serde(flatten)]
+                    report: &'a sync::SyncReport,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    cache: Option<sync::EvictReport>,
+                }
+                json(&Output {
+                    report: &report,
+                    cache,
+                })?;
             } else {
                 let mut text = String::new();
                 for peer in &report.peers {
@@ -105,7 +148,20 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
                     report.conflicts(),
                     report.unreachable()
                 ));
+                if let Some(cache) = &cache {
+                    text.push_str(&format!(
+                        "cache: {} bytes of blocks here (max {}); evicted {} blocks ({} bytes), kept {} with too few copies elsewhere\n",
+                        cache.local_bytes_after.unwrap_or(0),
+                        spec.cache_max_size.unwrap_or(0),
+                        cache.evicted,
+                        cache.bytes_freed,
+                        cache.kept_too_few_copies
+                    ));
+                }
                 out(&text)?;
+            }
+            if let Some(err) = cache_error {
+                return Err(Failure::runtime(format!("cache.max_size: {err}")));
             }
             if report.errors() > 0 {
                 return Err(Failure::runtime(format!(
@@ -118,15 +174,42 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
         SyncCommand::Status {
             json: as_json,
             prometheus,
+            no_blocks,
         } => {
             let store = Store::open_spec(&spec)?;
-            let status = sync::status(&store, &spec)?;
+            let status = sync::status_with(&store, &spec, !no_blocks)?;
             if as_json {
                 json(&status)
             } else if prometheus {
                 out(&status.to_prometheus())
             } else {
                 out(&status.to_text())
+            }
+        }
+        SyncCommand::Drop {
+            path,
+            json: as_json,
+        } => {
+            let store = super::open_with_peers(&spec)?;
+            let path = match path {
+                Some(text) => VPath::parse(&text).map_err(Failure::input)?,
+                None => VPath::root(),
+            };
+            let remotes = sync::remote::remotes(&spec);
+            let report = sync::drop_tree(&store, &remotes, &path, spec.min_copies)?;
+            if as_json {
+                json(&report)
+            } else {
+                out(&format!(
+                    "drop: {} local blocks considered: {} evicted ({} bytes, {} path links), {} kept (fewer than {} other reachable node(s) hold a good copy); {} were not local\n",
+                    report.considered,
+                    report.evicted,
+                    report.bytes_freed,
+                    report.links_removed,
+                    report.kept_too_few_copies,
+                    spec.min_copies,
+                    report.not_local
+                ))
             }
         }
         SyncCommand::Mirror {

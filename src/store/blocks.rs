@@ -274,7 +274,7 @@ impl<'a> BlockWriter<'a> {
             if let Some(parent) = dest.parent() {
                 fs::create_dir_all(parent).at(parent)?;
             }
-            fs::rename(&tmp, &dest).at(&dest)?;
+            place_block(&tmp, &dest)?;
         }
         self.pending_bytes = 0;
         Ok(())
@@ -296,6 +296,54 @@ impl Drop for BlockWriter<'_> {
     }
 }
 
+/// Gives a new block (a temp file) its hash name without replacing a block
+/// another writer placed meanwhile: replacing would drop the other block's inode,
+/// and a concurrent `link` of that name then fails with ENOENT (the kernel
+/// refuses to link an inode whose last name just went). Only a block of another
+/// size (damaged) is replaced.
+fn place_block(tmp: &Path, dest: &Path) -> Result<(), StoreError> {
+    match rename_noreplace(tmp, dest) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::AlreadyExists => {
+            let ours = fs::metadata(tmp).at(tmp)?.len();
+            let theirs = fs::metadata(dest).map(|m| m.len()).ok();
+            if theirs == Some(ours) {
+                fs::remove_file(tmp).at(tmp)
+            } else {
+                fs::rename(tmp, dest).at(dest)
+            }
+        }
+        // A filesystem without RENAME_NOREPLACE.
+        Err(err) if matches!(err.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+            fs::rename(tmp, dest).at(dest)
+        }
+        Err(err) => Err(StoreError::io(dest, err)),
+    }
+}
+
+/// `rename` that fails with EEXIST instead of replacing `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let from = CString::new(from.as_os_str().as_bytes())?;
+    let to = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: two NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Flushes the filesystem holding `path` (one journal commit for a whole batch).
 pub fn sync_filesystem(path: &Path) -> Result<(), StoreError> {
     let dir = File::open(path).at(path)?;
@@ -306,23 +354,33 @@ pub fn sync_filesystem(path: &Path) -> Result<(), StoreError> {
 /// Returns false when the file system refused because `source` has too many links
 /// (EMLINK); the caller then stores a copy (docs/FORMAT.md, "Link limits").
 pub fn link_block(source: &Path, link: &Path) -> Result<bool, StoreError> {
-    match fs::hard_link(source, link) {
-        Ok(()) => Ok(true),
-        Err(err) if err.kind() == ErrorKind::AlreadyExists => Ok(true),
-        Err(err) if err.kind() == ErrorKind::NotFound => {
-            if let Some(parent) = link.parent() {
-                fs::create_dir_all(parent).at(parent)?;
+    let mut made_parent = false;
+    // ENOENT has two harmless causes: the link's directory is not there yet,
+    // and (on stores written by older versions, which replaced blocks on
+    // rename) the source name moved to another inode during the call.
+    for _ in 0..4 {
+        match fs::hard_link(source, link) {
+            Ok(()) => return Ok(true),
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => return Ok(true),
+            Err(err) if err.raw_os_error() == Some(libc::EMLINK) => return Ok(false),
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                if !source.exists() {
+                    return Err(StoreError::io(source, err));
+                }
+                if !made_parent {
+                    if let Some(parent) = link.parent() {
+                        fs::create_dir_all(parent).at(parent)?;
+                    }
+                    made_parent = true;
+                }
             }
-            match fs::hard_link(source, link) {
-                Ok(()) => Ok(true),
-                Err(err) if err.kind() == ErrorKind::AlreadyExists => Ok(true),
-                Err(err) if err.raw_os_error() == Some(libc::EMLINK) => Ok(false),
-                Err(err) => Err(StoreError::io(link, err)),
-            }
+            Err(err) => return Err(StoreError::io(link, err)),
         }
-        Err(err) if err.raw_os_error() == Some(libc::EMLINK) => Ok(false),
-        Err(err) => Err(StoreError::io(link, err)),
     }
+    Err(StoreError::io(
+        link,
+        std::io::Error::from(ErrorKind::NotFound),
+    ))
 }
 
 /// Stores a full copy of `source` at `link` (temp file + rename), for EMLINK.
@@ -336,4 +394,50 @@ pub fn copy_block(source: &Path, link: &Path) -> Result<(), StoreError> {
     tmp.persist(link)
         .map_err(|err| StoreError::io(link, err.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    /// Two writers store the same new block at the same moment and each links
+    /// it under its own path right after. Replacing the first writer's block on
+    /// rename made the first writer's `link` fail with ENOENT now and then.
+    #[test]
+    fn two_writers_of_one_new_block_both_link_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = Blocks::new(dir.path().join("hashes"));
+        let tmp = dir.path().join("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        let rounds = 300;
+        let barrier = Arc::new(Barrier::new(2));
+        std::thread::scope(|scope| {
+            for writer in 0..2 {
+                let (blocks, tmp, barrier) = (&blocks, &tmp, Arc::clone(&barrier));
+                let links = dir.path().join(format!("links-{writer}"));
+                scope.spawn(move || {
+                    for round in 0..rounds {
+                        let data = format!("block of round {round}").into_bytes();
+                        let hash = BlockHash::of(&data);
+                        barrier.wait();
+                        let mut put = BlockWriter::new(blocks, tmp, Compression::None).lazy();
+                        put.put(&hash, &data).unwrap();
+                        put.finish().unwrap();
+                        let source = blocks.locate(&hash, Some(data.len())).unwrap().path;
+                        let link = links.join(hash.relative_path());
+                        assert!(link_block(&source, &link).unwrap(), "round {round}");
+                        assert_eq!(fs::read(&link).unwrap(), data, "round {round}");
+                    }
+                });
+            }
+        });
+        // Both paths' links name the one block file that stayed.
+        use std::os::unix::fs::MetadataExt;
+        for round in 0..rounds {
+            let hash = BlockHash::of(format!("block of round {round}").as_bytes());
+            let block = fs::metadata(blocks.raw_path(&hash)).unwrap();
+            assert_eq!(block.nlink(), 3, "round {round}");
+        }
+    }
 }

@@ -24,7 +24,7 @@ use crate::spec::RetentionRule;
 
 use super::lock::FileLock;
 use super::version::{Kind, Version};
-use super::{IoContext, Store, StoreError, read_version_file, version_ids_in};
+use super::{Blocks, IoContext, Store, StoreError, read_version_file, version_ids_in};
 
 /// What `gc` did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -47,6 +47,42 @@ pub struct VerifyReport {
     /// Referenced and held by no one reachable.
     pub missing: Vec<String>,
     pub bad_versions: Vec<String>,
+    /// Every damaged block with what is known of it, for `verify --repair`.
+    #[serde(skip)]
+    pub damaged: Vec<Damaged>,
+}
+
+/// What is wrong with a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// Its file(s) in `hashes/` do not hold what the name says.
+    Corrupt { files: Vec<PathBuf> },
+    /// Gone from `hashes/`, but a per-path link under `root/` still names it.
+    Lost,
+    /// Not here, and no reachable peer holds it.
+    Missing,
+}
+
+/// A damaged block.
+#[derive(Debug, Clone)]
+pub struct Damaged {
+    pub hash: BlockHash,
+    pub damage: Damage,
+    /// From the kept versions naming it; `None` when none does, or when a good
+    /// file of the block is here too (then only the bad file needs to go).
+    pub need: Option<Need>,
+}
+
+/// What the kept versions say of a block.
+#[derive(Debug, Clone)]
+pub struct Need {
+    pub len: usize,
+    /// The writer of the first version naming it (asked first for a copy).
+    pub origin: NodeId,
+    /// The first version naming it (for messages).
+    pub version: VersionId,
+    /// Every path whose kept versions name it, sorted.
+    pub paths: Vec<VPath>,
 }
 
 impl VerifyReport {
@@ -230,7 +266,7 @@ fn mark(
 type BlockVisitor<'a> = dyn FnMut(&Path, Option<BlockHash>) -> Result<(), StoreError> + 'a;
 
 /// Visits every block file under a `hashes/` tree.
-fn each_block(dir: &Path, visit: &mut BlockVisitor<'_>) -> Result<(), StoreError> {
+pub(crate) fn each_block(dir: &Path, visit: &mut BlockVisitor<'_>) -> Result<(), StoreError> {
     let mut stack = vec![(dir.to_path_buf(), String::new(), 0)];
     while let Some((path, prefix, depth)) = stack.pop() {
         let listing = match fs::read_dir(&path) {
@@ -254,8 +290,49 @@ fn each_block(dir: &Path, visit: &mut BlockVisitor<'_>) -> Result<(), StoreError
     Ok(())
 }
 
+/// Opens a file for reading without updating its access time where the
+/// kernel allows it (`O_NOATIME` needs the file's owner; others open it plainly).
+pub fn open_noatime(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(err) if err.raw_os_error() == Some(libc::EPERM) => fs::File::open(path),
+        other => other,
+    }
+}
+
+/// Whether a block file (raw, or `.zst` by its name) holds the bytes of `hash`.
+/// Streams: memory stays small whatever the block size.
+pub fn block_file_matches(path: &Path, hash: &BlockHash) -> std::io::Result<bool> {
+    use sha2::Digest;
+    let file = open_noatime(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let compressed = path.extension().is_some_and(|ext| ext == "zst");
+    let mut input: Box<dyn std::io::Read> = if compressed {
+        Box::new(zstd::stream::read::Decoder::new(file)?)
+    } else {
+        Box::new(file)
+    };
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        hasher.update(&buf[..n]);
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    Ok(BlockHash(digest) == *hash)
+}
+
 impl Store {
-    fn gc_lock(&self) -> Result<FileLock, StoreError> {
+    /// Takes the lock writers hold shared, exclusively (gc, prune, eviction).
+    pub fn gc_lock(&self) -> Result<FileLock, StoreError> {
         FileLock::exclusive(&self.layout().locks().join("gc"))
     }
 
@@ -328,10 +405,19 @@ impl Store {
     }
 
     /// Re-hashes every local block and checks every kept version's blocks.
+    ///
+    /// A block a kept version names that is not in `hashes/` is *remote* when it
+    /// left no trace here (never pulled, or evicted by `drop` / `cache.max_size`)
+    /// and a reachable peer holds it; it is *missing* when no reachable peer
+    /// holds it, or when a link under `root/<path>/hashes/` still names it (the
+    /// block was here and `hashes/` lost it). Block files are opened with
+    /// `O_NOATIME` where allowed, so a verify pass does not make every block look
+    /// recently read to `cache.max_size`.
     pub fn verify(&self, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, StoreError> {
         let _lock = self.writer_lock()?;
         let mut report = VerifyReport::default();
         let mut present = HashSet::new();
+        let mut corrupt_files: HashMap<BlockHash, Vec<PathBuf>> = HashMap::new();
         each_block(&self.layout().hashes(), &mut |path, hash| {
             let Some(hash) = hash else {
                 report
@@ -339,34 +425,35 @@ impl Store {
                     .push(format!("{}: not named like a block", path.display()));
                 return Ok(());
             };
-            let compressed = path.extension().is_some_and(|ext| ext == "zst");
-            let data = if compressed {
-                fs::File::open(path)
-                    .and_then(zstd::stream::read::Decoder::new)
-                    .and_then(|mut d| {
-                        let mut out = Vec::new();
-                        std::io::Read::read_to_end(&mut d, &mut out).map(|_| out)
-                    })
-            } else {
-                fs::read(path)
-            };
-            match data {
-                Ok(data) if BlockHash::of(&data) == hash => {
+            match block_file_matches(path, &hash) {
+                Ok(true) => {
                     present.insert(hash);
                 }
-                Ok(_) => report.corrupt.push(format!(
-                    "{}: block {hash} does not match its content",
-                    path.display()
-                )),
-                Err(err) => report
-                    .corrupt
-                    .push(format!("{}: block {hash}: {err}", path.display())),
+                Ok(false) => {
+                    report.corrupt.push(format!(
+                        "{}: block {hash} does not match its content",
+                        path.display()
+                    ));
+                    corrupt_files
+                        .entry(hash)
+                        .or_default()
+                        .push(path.to_path_buf());
+                }
+                Err(err) => {
+                    report
+                        .corrupt
+                        .push(format!("{}: block {hash}: {err}", path.display()));
+                    corrupt_files
+                        .entry(hash)
+                        .or_default()
+                        .push(path.to_path_buf());
+                }
             }
             report.blocks_checked += 1;
             progress(report.blocks_checked);
             Ok(())
         })?;
-        let mut seen = HashSet::new();
+        let mut needs: HashMap<BlockHash, Need> = HashMap::new();
         each_versions_dir(&self.layout().root(), &mut |versions| {
             for id in version_ids_in(versions)? {
                 let file = versions.join(id.to_string());
@@ -378,27 +465,86 @@ impl Store {
                     }
                 };
                 for (index, hash) in version.hashes.iter().enumerate() {
-                    if present.contains(hash) || !seen.insert(*hash) {
+                    if present.contains(hash) {
                         continue;
                     }
-                    let len = version.block_len(index);
-                    // A writer may have stored it after the block pass above.
-                    if self.blocks().locate(hash, Some(len)).is_some() {
-                        continue;
-                    }
-                    let remote = self.fetcher().is_some_and(|f| f.held_remotely(hash, len));
-                    if remote {
-                        report.remote += 1;
-                    } else {
-                        report.missing.push(format!(
-                            "{}: block {hash} (version {}) is held by no one reachable",
-                            version.path, version.id
-                        ));
+                    let need = needs.entry(*hash).or_insert_with(|| Need {
+                        len: version.block_len(index),
+                        origin: version.node,
+                        version: version.id,
+                        paths: Vec::new(),
+                    });
+                    if need.paths.last() != Some(&version.path) {
+                        need.paths.push(version.path.clone());
                     }
                 }
             }
             Ok(())
         })?;
+        let mut needs: Vec<(BlockHash, Need)> = needs.into_iter().collect();
+        needs.sort_by_key(|a| a.0);
+        for (hash, mut need) in needs {
+            need.paths.sort();
+            need.paths.dedup();
+            if let Some(files) = corrupt_files.remove(&hash) {
+                report.damaged.push(Damaged {
+                    hash,
+                    damage: Damage::Corrupt { files },
+                    need: Some(need),
+                });
+                continue;
+            }
+            // A writer may have stored it after the block pass above.
+            if self.blocks().locate(&hash, Some(need.len)).is_some() {
+                continue;
+            }
+            let first = need.paths.first().cloned().unwrap_or_default();
+            let linked = need.paths.iter().find(|path| {
+                Blocks::new(self.path_dir(path).join("hashes"))
+                    .locate(&hash, None)
+                    .is_some()
+            });
+            if let Some(path) = linked {
+                report.missing.push(format!(
+                    "{first}: block {hash} (version {}) is gone from hashes/ (a link under root{path}/hashes/ remains)",
+                    need.version
+                ));
+                report.damaged.push(Damaged {
+                    hash,
+                    damage: Damage::Lost,
+                    need: Some(need),
+                });
+                continue;
+            }
+            let remote = self
+                .fetcher()
+                .is_some_and(|f| f.held_remotely(&hash, need.len));
+            if remote {
+                report.remote += 1;
+            } else {
+                report.missing.push(format!(
+                    "{first}: block {hash} (version {}) is held by no one reachable",
+                    need.version
+                ));
+                report.damaged.push(Damaged {
+                    hash,
+                    damage: Damage::Missing,
+                    need: Some(need),
+                });
+            }
+        }
+        // Corrupt files left: of blocks no kept version names (garbage, but
+        // damaged), or beside a good twin (a bad raw file beside a good `.zst`,
+        // or the other way round), which readers could still pick.
+        let mut rest: Vec<(BlockHash, Vec<PathBuf>)> = corrupt_files.into_iter().collect();
+        rest.sort_by_key(|a| a.0);
+        for (hash, files) in rest {
+            report.damaged.push(Damaged {
+                hash,
+                damage: Damage::Corrupt { files },
+                need: None,
+            });
+        }
         Ok(report)
     }
 

@@ -15,16 +15,24 @@ pub struct FileLock {
 
 impl FileLock {
     fn take(path: &Path, operation: libc::c_int) -> Result<FileLock, StoreError> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).at(parent)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)
-            .at(path)?;
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(path)
+        };
+        let file = match open() {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).at(parent)?;
+                }
+                open().at(path)?
+            }
+            Err(err) => return Err(StoreError::io(path, err)),
+        };
         loop {
             // SAFETY: flock on a file descriptor we own; no memory is involved.
             let rc = unsafe { libc::flock(file.as_raw_fd(), operation) };

@@ -12,6 +12,7 @@ pub mod import;
 pub mod journal;
 pub mod lock;
 mod meta;
+pub mod pipeline;
 pub mod resolve;
 pub mod version;
 
@@ -284,10 +285,24 @@ impl Store {
 
     /// Every version of `path`, ascending by id.
     pub fn versions(&self, path: &VPath) -> Result<Vec<Version>, StoreError> {
-        self.version_ids(path)?
-            .into_iter()
-            .map(|id| self.read_version(path, id))
-            .collect()
+        let mut out = Vec::new();
+        for id in self.version_ids(path)? {
+            if let Some(version) = self.read_listed(path, id)? {
+                out.push(version);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a version file just listed. Readers take no lock, so `prune` may
+    /// remove an old version between the listing and the read: such a version
+    /// is gone from the history, not an error.
+    fn read_listed(&self, path: &VPath, id: VersionId) -> Result<Option<Version>, StoreError> {
+        match self.read_version(path, id) {
+            Ok(version) => Ok(Some(version)),
+            Err(err) if err.is_not_found() => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     /// The current version of `path` (a tombstone if deleted), or `None` when it
@@ -309,6 +324,8 @@ impl Store {
             Err(err @ StoreError::Corrupt { .. }) => {
                 tracing::warn!(path = %path, error = %err, "skipping an unreadable version file");
             }
+            // Pruned (or the path's history dropped) since the listing.
+            Err(err) if err.is_not_found() => {}
             Err(err) => return Err(err),
         }
         let all = self.readable_versions(path)?;
@@ -319,8 +336,9 @@ impl Store {
     fn readable_versions(&self, path: &VPath) -> Result<Vec<Version>, StoreError> {
         let mut out = Vec::new();
         for id in self.version_ids(path)? {
-            match self.read_version(path, id) {
-                Ok(version) => out.push(version),
+            match self.read_listed(path, id) {
+                Ok(Some(version)) => out.push(version),
+                Ok(None) => {}
                 Err(err @ StoreError::Corrupt { .. }) => {
                     tracing::warn!(path = %path, error = %err, "skipping an unreadable version file");
                 }
@@ -470,10 +488,32 @@ impl Store {
             buf[..n].copy_from_slice(&data[within..within + n]);
             return Ok(n);
         }
+        self.local_or_pulled(version, hash, len, || {
+            self.blocks.read_at(hash, len, within, buf)
+        })
+    }
+
+    /// Runs `read` on a local block, pulling the block first when it is not
+    /// here, and once more when it vanished between the check and the read
+    /// (evicted by `drop` or `cache.max_size` meanwhile).
+    fn local_or_pulled<T>(
+        &self,
+        version: &Version,
+        hash: &BlockHash,
+        len: usize,
+        mut read: impl FnMut() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if self.blocks.locate(hash, Some(len)).is_none() {
             self.pull_block(version, hash, len)?;
         }
-        self.blocks.read_at(hash, len, within, buf)
+        match read() {
+            Err(err) if self.fetcher.is_some() && self.blocks.locate(hash, Some(len)).is_none() => {
+                tracing::debug!(%hash, error = %err, "block vanished while reading; pulling it again");
+                self.pull_block(version, hash, len)?;
+                read()
+            }
+            other => other,
+        }
     }
 
     /// A whole block of `version`, verified, pulled from a peer if needed.
@@ -483,16 +523,14 @@ impl Store {
         hash: &BlockHash,
         len: usize,
     ) -> Result<Vec<u8>, StoreError> {
-        if self.blocks.locate(hash, Some(len)).is_none() {
-            self.pull_block(version, hash, len)?;
-        }
-        self.blocks.read(hash, len, true).map_err(|err| match err {
-            StoreError::BadBlock { hash, why } => StoreError::BadBlock {
-                hash,
-                why: format!("{why} (a block of {})", version.path),
-            },
-            other => other,
-        })
+        self.local_or_pulled(version, hash, len, || self.blocks.read(hash, len, true))
+            .map_err(|err| match err {
+                StoreError::BadBlock { hash, why } => StoreError::BadBlock {
+                    hash,
+                    why: format!("{why} (a block of {})", version.path),
+                },
+                other => other,
+            })
     }
 
     /// Brings a missing block of `version` from a peer, verified, and links it.
@@ -538,57 +576,58 @@ impl Store {
         if version.kind != Kind::File {
             return Ok(0);
         }
-        // Two stages: a scoped thread reads (or pulls) the next blocks while this
-        // one checks each block's hash and writes it out; a few MiB in flight.
+        // Worker threads read (or pull) and check blocks, several at once, while
+        // this thread writes them out in order; a few MiB in flight.
         let bs = version.block_size.max(1) as usize;
-        let depth = (STREAM_QUEUE_BYTES / bs).max(1);
-        let (to_checker, from_reader) =
-            std::sync::mpsc::sync_channel::<Result<Vec<u8>, StoreError>>(depth);
-        std::thread::scope(|scope| -> Result<u64, StoreError> {
-            // Owned here, so an early error return drops it and unblocks the reader.
-            let from_reader = from_reader;
-            for hash in version.hashes.iter().take(READ_AHEAD_BLOCKS) {
-                self.blocks.prefetch(hash);
-            }
-            scope.spawn(move || {
-                for (index, hash) in version.hashes.iter().enumerate() {
-                    let len = version.block_len(index);
-                    // Ask the kernel to start reading a few blocks ahead.
-                    if let Some(ahead) = version.hashes.get(index + READ_AHEAD_BLOCKS) {
-                        self.blocks.prefetch(ahead);
-                    }
-                    let data = match self.blocks.locate(hash, Some(len)) {
-                        Some(_) => self.blocks.read(hash, len, false),
-                        None => self
-                            .pull_block(version, hash, len)
-                            .and_then(|()| self.blocks.read(hash, len, false)),
-                    };
-                    let failed = data.is_err();
-                    if to_checker.send(data).is_err() || failed {
-                        return;
-                    }
+        let workers = pipeline::default_workers();
+        let queue = (STREAM_QUEUE_BYTES / bs / workers).max(1);
+        for hash in version.hashes.iter().take(READ_AHEAD_BLOCKS) {
+            self.blocks.prefetch(hash);
+        }
+        let mut next = 0usize;
+        let mut written = 0u64;
+        pipeline::run_ordered(
+            workers,
+            queue,
+            || {
+                let index = next;
+                next += 1;
+                if index >= version.hashes.len() {
+                    return Ok(None);
                 }
-            });
-            let mut written = 0u64;
-            for (index, hash) in version.hashes.iter().enumerate() {
-                let data = from_reader
-                    .recv()
-                    .map_err(|_| StoreError::Refused("the block reader thread stopped".into()))??;
-                if BlockHash::of(&data) != *hash {
-                    return Err(StoreError::BadBlock {
-                        hash: *hash,
-                        why: format!(
-                            "{} (block {index}): content does not match its hash",
-                            version.path
-                        ),
-                    });
+                // Ask the kernel to start reading a few blocks ahead.
+                if let Some(ahead) = version.hashes.get(index + READ_AHEAD_BLOCKS) {
+                    self.blocks.prefetch(ahead);
                 }
+                Ok(Some(index))
+            },
+            |index| self.checked_block(version, index),
+            |data: Vec<u8>| {
                 out.write_all(&data)
                     .map_err(|err| StoreError::io("(output)", err))?;
                 written += data.len() as u64;
-            }
-            Ok(written)
-        })
+                Ok(())
+            },
+        )?;
+        Ok(written)
+    }
+
+    /// Block `index` of `version`, pulled if not here, checked against its hash.
+    fn checked_block(&self, version: &Version, index: usize) -> Result<Vec<u8>, StoreError> {
+        let hash = &version.hashes[index];
+        let len = version.block_len(index);
+        let data =
+            self.local_or_pulled(version, hash, len, || self.blocks.read(hash, len, false))?;
+        if BlockHash::of(&data) != *hash {
+            return Err(StoreError::BadBlock {
+                hash: *hash,
+                why: format!(
+                    "{} (block {index}): content does not match its hash",
+                    version.path
+                ),
+            });
+        }
+        Ok(data)
     }
 
     // ----- writing -----
@@ -602,58 +641,28 @@ impl Store {
         durable: bool,
     ) -> Result<Content, StoreError> {
         let bs = self.config.block_size as usize;
-        // Two stages on two cores: this thread reads and hashes, a scoped writer
-        // thread stores the blocks. Buffers go round between them, so memory
-        // stays at a few blocks (at most about 8 MiB queued).
-        let depth = (STREAM_QUEUE_BYTES / bs).max(1);
-        let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<(BlockHash, Vec<u8>)>(depth);
-        let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+        let mut writer =
+            BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression);
+        if !durable {
+            writer = writer.lazy();
+        }
+        let mut first = vec![0; bs];
+        let n = read_full(input, &mut first)?;
+        first.truncate(n);
         let mut hashes = Vec::new();
-        let mut size = 0u64;
-        std::thread::scope(|scope| -> Result<(), StoreError> {
-            let writer = scope.spawn(move || -> Result<(), StoreError> {
-                let mut writer =
-                    BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression);
-                if !durable {
-                    writer = writer.lazy();
-                }
-                for (hash, buf) in from_reader {
-                    writer.put(&hash, &buf)?;
-                    let _ = recycle.send(buf);
-                }
-                writer.finish().map(|_| ())
-            });
-            let mut read_result = Ok(());
-            loop {
-                let mut buf = recycled.try_recv().unwrap_or_default();
-                buf.resize(bs, 0);
-                let n = match read_full(input, &mut buf) {
-                    Ok(n) => n,
-                    Err(err) => {
-                        read_result = Err(err);
-                        break;
-                    }
-                };
-                if n == 0 {
-                    break;
-                }
-                buf.truncate(n);
-                let hash = BlockHash::of(&buf);
+        let mut size = n as u64;
+        if n < bs {
+            // A file of one block (most files): no threads for it.
+            if n > 0 {
+                let hash = BlockHash::of(&first);
+                writer.put(&hash, &first)?;
                 hashes.push(hash);
-                size += n as u64;
-                if to_writer.send((hash, buf)).is_err() {
-                    break; // the writer stopped; its error is reported below
-                }
-                if n < bs {
-                    break;
-                }
             }
-            drop(to_writer);
-            let written = writer.join().unwrap_or_else(|_| {
-                Err(StoreError::Refused("the block writer thread failed".into()))
-            });
-            read_result.and(written)
-        })?;
+        } else {
+            size = 0;
+            self.stream_blocks(input, first, &mut writer, &mut hashes, &mut size)?;
+        }
+        writer.finish()?;
         Ok(Content {
             kind: Kind::File,
             size,
@@ -665,6 +674,52 @@ impl Store {
             from: None,
             conflict_of: None,
         })
+    }
+
+    /// Stores the blocks of a stream whose first block is `first`: this thread
+    /// reads the input and stores the blocks while worker threads hash them
+    /// (hashing is the costly part). Buffers go round, so memory stays at a few
+    /// blocks (at most about 8 MiB in flight).
+    fn stream_blocks(
+        &self,
+        input: &mut dyn Read,
+        first: Vec<u8>,
+        writer: &mut BlockWriter<'_>,
+        hashes: &mut Vec<BlockHash>,
+        size: &mut u64,
+    ) -> Result<(), StoreError> {
+        let bs = self.config.block_size as usize;
+        let workers = pipeline::default_workers();
+        let queue = (STREAM_QUEUE_BYTES / bs / workers).max(1);
+        let spare: std::cell::RefCell<Vec<Vec<u8>>> = Default::default();
+        let mut first = Some(first);
+        let mut ended = false;
+        pipeline::run_ordered::<_, _, StoreError>(
+            workers,
+            queue,
+            || {
+                if let Some(first) = first.take() {
+                    return Ok(Some(first));
+                }
+                if ended {
+                    return Ok(None);
+                }
+                let mut buf = spare.borrow_mut().pop().unwrap_or_default();
+                buf.resize(bs, 0);
+                let n = read_full(input, &mut buf)?;
+                buf.truncate(n);
+                ended = n < bs;
+                Ok((n > 0).then_some(buf))
+            },
+            |buf: Vec<u8>| Ok((BlockHash::of(&buf), buf)),
+            |(hash, buf): (BlockHash, Vec<u8>)| {
+                writer.put(&hash, &buf)?;
+                hashes.push(hash);
+                *size += buf.len() as u64;
+                spare.borrow_mut().push(buf);
+                Ok(())
+            },
+        )
     }
 
     /// Writes a whole file from `input` as a new version of `path` (parents made

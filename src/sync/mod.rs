@@ -15,18 +15,22 @@
 //! waits. State files and spool names are listed in [`state`].
 
 mod apply;
+pub mod evict;
 mod mirror;
 mod push;
 pub mod remote;
+pub mod repair;
 mod safe;
 pub mod state;
 mod status;
 
 use std::sync::Arc;
 
+pub use evict::{EvictReport, drop_tree, shrink_to};
 pub use mirror::{MirrorReport, mirror};
 pub use remote::{Away, PeerFetcher, Remote};
-pub use status::{PeerStatus, Status, status};
+pub use repair::{RepairReport, repair};
+pub use status::{PeerStatus, Status, count_local_blocks, status, status_with};
 
 use crate::ids::NodeId;
 use crate::spec::Spec;

@@ -1,7 +1,9 @@
 //! `globofs status`: per peer, whether it is reachable, how much waits in each
 //! direction, and when sync last completed; plus the open conflict copies.
 //! Cheap: journals are counted from the saved positions, conflicts from
-//! `state/conflicts`; nothing walks the tree.
+//! `state/conflicts`. The one walk is the block count (blocks named by the
+//! current tree that are not local): one version read per live path (like
+//! `ls -R`) and one `stat` per distinct block; `--no-blocks` skips it.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -40,6 +42,36 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Conflict copies made here that are still live (escaped volume paths).
     pub open_conflicts: Vec<String>,
+    /// Distinct blocks the current versions name (None: not counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_blocks: Option<u64>,
+    /// Of those, not in our `hashes/` (evicted, never pulled, or lost): a read
+    /// pulls them from a peer; `verify` tells remote from missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_blocks: Option<u64>,
+}
+
+/// Distinct blocks named by the current file versions, and how many of them
+/// are not local.
+pub fn count_local_blocks(store: &Store) -> Result<(u64, u64), StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut missing = 0;
+    for (_, version) in store.walk(&VPath::root())? {
+        if version.kind != crate::store::Kind::File {
+            continue;
+        }
+        for (index, hash) in version.hashes.iter().enumerate() {
+            if seen.insert(*hash)
+                && store
+                    .blocks()
+                    .locate(hash, Some(version.block_len(index)))
+                    .is_none()
+            {
+                missing += 1;
+            }
+        }
+    }
+    Ok((seen.len() as u64, missing))
 }
 
 /// Counts journal lines after `from`.
@@ -57,6 +89,11 @@ fn count_lines(dir: &std::path::Path, from: &Position) -> Result<u64, StoreError
 }
 
 pub fn status(store: &Store, spec: &Spec) -> Result<Status, SyncError> {
+    status_with(store, spec, true)
+}
+
+/// The node's sync state; `count_blocks` adds the block counts (a tree walk).
+pub fn status_with(store: &Store, spec: &Spec, count_blocks: bool) -> Result<Status, SyncError> {
     let layout = store.layout();
     let mut peers = Vec::new();
     for remote in remotes(spec) {
@@ -80,7 +117,10 @@ pub fn status(store: &Store, spec: &Spec) -> Result<Status, SyncError> {
         node: store.meta().node.to_string(),
         peers,
         open_conflicts: open_conflicts(store)?,
-    })
+        current_blocks: None,
+        missing_blocks: None,
+    }
+    .with_blocks(store, count_blocks)?)
 }
 
 /// Conflict copies listed in `state/conflicts` that are still live.
@@ -112,6 +152,15 @@ fn open_conflicts(store: &Store) -> Result<Vec<String>, StoreError> {
 type Metric = (&'static str, &'static str, fn(&PeerStatus) -> Option<u64>);
 
 impl Status {
+    fn with_blocks(mut self, store: &Store, count: bool) -> Result<Status, StoreError> {
+        if count {
+            let (current, missing) = count_local_blocks(store)?;
+            self.current_blocks = Some(current);
+            self.missing_blocks = Some(missing);
+        }
+        Ok(self)
+    }
+
     /// Node-exporter textfile format.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
@@ -161,6 +210,16 @@ impl Status {
             self.node,
             self.open_conflicts.len()
         ));
+        if let (Some(current), Some(missing)) = (self.current_blocks, self.missing_blocks) {
+            out.push_str(&format!(
+                "# HELP globofs_current_blocks Distinct blocks named by the current tree.\n# TYPE globofs_current_blocks gauge\nglobofs_current_blocks{{node=\"{}\"}} {current}\n",
+                self.node
+            ));
+            out.push_str(&format!(
+                "# HELP globofs_missing_blocks Blocks of the current tree that are not local (pulled from peers on read).\n# TYPE globofs_missing_blocks gauge\nglobofs_missing_blocks{{node=\"{}\"}} {missing}\n",
+                self.node
+            ));
+        }
         out
     }
 
@@ -181,6 +240,11 @@ impl Status {
                 peer.unapplied_inbound,
                 when(peer.last_push),
                 when(peer.last_apply),
+            ));
+        }
+        if let (Some(current), Some(missing)) = (self.current_blocks, self.missing_blocks) {
+            out.push_str(&format!(
+                "blocks: {current} in the current tree, {missing} not local (missing here; pulled from peers on read)\n"
             ));
         }
         out.push_str(&format!("open conflicts: {}\n", self.open_conflicts.len()));

@@ -11,15 +11,7 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_globofs");
 
-/// Whether `path` is a mount point (per /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines()
-        .any(|line| line.split(' ').nth(4) == Some(want.as_ref()))
-}
+include!("mountinfo.rs");
 
 /// A mounted volume.
 pub struct Mounted {

@@ -117,15 +117,7 @@ impl Drop for SshServer {
     }
 }
 
-/// Whether `path` is a mount point (per /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines()
-        .any(|line| line.split(' ').nth(4) == Some(want.as_ref()))
-}
+include!("mountinfo.rs");
 
 /// An sshfs mount, unmounted on Drop.
 pub struct SshfsMount {
