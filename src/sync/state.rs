@@ -271,4 +271,23 @@ mod tests {
         assert_eq!(pushed.applied, Some((1, 900)));
         assert!(pushed.marks.is_empty());
     }
+
+    #[test]
+    fn a_file_of_another_store_nonce_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StoreLayout::new(dir.path());
+        let peer: NodeId = "00000002-0000-4000-8000-000000000002".parse().unwrap();
+        let mut pushed = Pushed::load(&layout, peer, "old").unwrap();
+        pushed.add((1, 10), (1, 20));
+        pushed.acknowledge("old", (1, 10));
+        pushed.add((1, 30), (1, 40));
+        pushed.save(&layout, peer).unwrap();
+        let again = Pushed::load(&layout, peer, "old").unwrap();
+        assert_eq!(again, pushed);
+        assert_eq!(again.applied, Some((1, 20)));
+        // Our store was re-created: what the old one learned says nothing.
+        let fresh = Pushed::load(&layout, peer, "new").unwrap();
+        assert_eq!(fresh.applied, None);
+        assert!(fresh.marks.is_empty());
+    }
 }
