@@ -287,6 +287,29 @@ fn drop_with_min_copies_2_and_one_peer_evicts_nothing() {
     }
 }
 
+/// Two nodes evicting one block at the same moment must not each count the
+/// other's copy. Reliance is one-way (a node counts only copies on nodes whose
+/// id sorts after its own): B, the higher id, keeps blocks only A also holds,
+/// whatever A does, and A may evict them because B keeps them. (Checked one
+/// after the other: the rule, not a lucky interleaving, is what is tested.)
+#[test]
+fn only_the_lower_id_of_two_holders_evicts() {
+    let bytes = data(4 * BS, 8);
+    let cluster = two_nodes_b_mirrors(&[("both", bytes.clone())]);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    assert!(a.id < b.id, "the cluster numbers ids in order");
+    let version = a.store().live(&nodes::vp("/both")).unwrap().unwrap();
+    let from_b = json(b, &["drop", "--json"]);
+    assert_eq!(from_b["evicted"], 0, "{from_b}");
+    assert_eq!(from_b["kept_too_few_copies"], 4, "{from_b}");
+    let from_a = json(a, &["drop", "--json"]);
+    assert_eq!(from_a["evicted"], 4, "{from_a}");
+    for hash in &version.hashes {
+        assert!(block_file(b, hash).exists(), "{hash} kept by B");
+    }
+    assert_eq!(get(a, "/both"), bytes);
+}
+
 #[test]
 fn drop_does_not_count_a_damaged_or_unreachable_copy() {
     let bytes = data(3 * BS, 7);

@@ -26,9 +26,13 @@
 //! own `verify` and eviction checks open block files with `O_NOATIME` where
 //! allowed, so they do not count as reads.
 //!
-//! Known limit: two nodes evicting the same block at the same moment may each
-//! count the other's copy. Keep `min_copies` high enough for the nodes that
-//! evict concurrently, or do not let every holder of a block evict it.
+//! Two nodes evicting the same block at the same moment must not each count
+//! the other's copy, and there is no one to ask who goes first. So reliance
+//! is one-way: a node counts only copies on nodes whose id sorts after its own.
+//! Whatever runs at once, the `min_copies` holders with the highest ids never
+//! find enough copies "after" themselves, so they keep the block. The price:
+//! the node with the highest id of a volume never evicts (nor does any node
+//! whose peers all sort before it).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -87,6 +91,7 @@ pub fn drop_tree(
 ) -> Result<EvictReport, SyncError> {
     // Never zero: a block is evicted only when a copy elsewhere is known.
     let min_copies = min_copies.max(1);
+    let remotes = &counted(store, remotes);
     let mut report = EvictReport::default();
     let files: Vec<Version> = if store.is_dir(path)? {
         store
@@ -143,6 +148,7 @@ pub fn shrink_to(
     min_copies: u32,
 ) -> Result<EvictReport, SyncError> {
     let min_copies = min_copies.max(1);
+    let remotes = &counted(store, remotes);
     let mut report = EvictReport::default();
     let mut by_hash: HashMap<BlockHash, Cached> = HashMap::new();
     each_block(&store.layout().hashes(), &mut |file, hash| {
@@ -199,6 +205,24 @@ pub fn shrink_to(
         );
     }
     Ok(report)
+}
+
+/// The peers whose copies may be counted: those whose id sorts after ours
+/// (see the module notes: reliance is one-way, so no two evictors rely on
+/// each other).
+fn counted(store: &Store, remotes: &[Arc<Remote>]) -> Vec<Arc<Remote>> {
+    let own = store.config().node;
+    let (after, before): (Vec<_>, Vec<_>) = remotes
+        .iter()
+        .cloned()
+        .partition(|remote| remote.id() > own);
+    if !before.is_empty() {
+        tracing::debug!(
+            skipped = before.len(),
+            "copies on peers whose id sorts before ours are not counted for eviction"
+        );
+    }
+    after
 }
 
 /// For each hash: whether at least `min_copies` other reachable nodes hold a
