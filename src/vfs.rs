@@ -202,6 +202,10 @@ pub struct Vfs {
     listings: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     /// Whether the kernel accepted FUSE passthrough (set by the adapter at init).
     passthrough: std::sync::atomic::AtomicBool,
+    /// Versions this mount made: the kernel already knows those changes, so the
+    /// journal follower does not invalidate for them (invalidating an entry
+    /// the kernel holds would, among other things, detach a mount made on it).
+    own: Mutex<std::collections::HashSet<crate::ids::VersionId>>,
     uid: u32,
     gid: u32,
 }
@@ -226,6 +230,7 @@ impl Vfs {
             created: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
             passthrough: std::sync::atomic::AtomicBool::new(false),
+            own: Mutex::new(std::collections::HashSet::new()),
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
         }
@@ -1112,6 +1117,7 @@ impl Vfs {
             conflict_of: None,
         };
         let version = self.store.commit(&path, content, durable).map_err(errno)?;
+        self.made_here(&version);
         lock(&self.created).remove(&path);
         // Later reads and writes build on what was just committed.
         cache.dirty.clear();
@@ -1156,6 +1162,7 @@ impl Vfs {
     pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
         let version = self.store.mkdir(&path, mode).map_err(errno)?;
+        self.made_here(&version);
         // The reply hands the kernel a reference, as a lookup does.
         let ino = lock(&self.inodes).ino_for(&path);
         self.remember(ino);
@@ -1165,6 +1172,7 @@ impl Vfs {
     pub fn symlink(&self, parent: u64, name: &OsStr, target: &[u8]) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
         let version = self.store.symlink(&path, target).map_err(errno)?;
+        self.made_here(&version);
         // The reply hands the kernel a reference, as a lookup does.
         let ino = lock(&self.inodes).ino_for(&path);
         self.remember(ino);
@@ -1196,7 +1204,8 @@ impl Vfs {
             Some(_) => {}
             None => return Err(libc::ENOENT),
         }
-        self.store.remove(&path).map_err(errno)?;
+        let tombstone = self.store.remove(&path).map_err(errno)?;
+        self.made_here(&tombstone);
         self.forget_name(&path);
         Ok(())
     }
@@ -1208,7 +1217,8 @@ impl Vfs {
             Some(_) => {}
             None => return Err(libc::ENOENT),
         }
-        self.store.remove(&path).map_err(errno)?;
+        let tombstone = self.store.remove(&path).map_err(errno)?;
+        self.made_here(&tombstone);
         self.forget_name(&path);
         Ok(())
     }
@@ -1285,6 +1295,7 @@ impl Vfs {
                     mtime.map(Mtime::from_system),
                 )
                 .map_err(errno)?;
+            self.made_here(&version);
             // Open writers keep the new mode for their next commit.
             for handle in lock(&self.handles).values() {
                 let mut handle = lock(handle);
@@ -1310,6 +1321,29 @@ impl Vfs {
             bsize: stat.block_size() as u32,
             namelen: NAME_MAX as u32,
         })
+    }
+
+    fn made_here(&self, version: &Version) {
+        let mut own = lock(&self.own);
+        if own.len() >= 65_536 {
+            // Never read back (the follower was behind or stopped): forget them;
+            // the worst case is an invalidation the kernel did not need.
+            own.clear();
+        }
+        own.insert(version.id);
+    }
+
+    /// A journal line (version `id` of `path`): the inodes to invalidate, or
+    /// `None` when this mount made that version itself.
+    pub fn changed_elsewhere(
+        &self,
+        id: crate::ids::VersionId,
+        path: &VPath,
+    ) -> Option<(Option<u64>, Option<(u64, Vec<u8>)>)> {
+        if lock(&self.own).remove(&id) {
+            return None;
+        }
+        Some(self.changed(path))
     }
 
     /// Paths that changed (from the journal): the inodes to invalidate.
@@ -1401,6 +1435,20 @@ mod tests {
         let fh = vfs.open(attr.ino, false, false).unwrap().fh;
         assert_eq!(vfs.read(fh, 6, 100).unwrap(), b"world");
         assert_eq!(vfs.getattr(attr.ino).unwrap().perm, 0o600);
+    }
+
+    #[test]
+    fn the_journal_follower_skips_what_this_mount_made() {
+        let (_dir, vfs) = vfs();
+        let attr = vfs.mkdir(ROOT_INO, OsStr::new("d"), 0o755).unwrap();
+        let path = VPath::parse(OsStr::new("/d")).unwrap();
+        let made = vfs.store().current(&path).unwrap().unwrap();
+        assert_eq!(vfs.changed_elsewhere(made.id, &path), None);
+        // Another process's change to the same path is invalidated.
+        let other = vfs.store().set_attrs(&path, Some(0o700), None).unwrap();
+        let (ino, entry) = vfs.changed_elsewhere(other.id, &path).unwrap();
+        assert_eq!(ino, Some(attr.ino));
+        assert_eq!(entry, Some((ROOT_INO, b"d".to_vec())));
     }
 
     #[test]

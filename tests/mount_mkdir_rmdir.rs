@@ -68,3 +68,33 @@ fn rmdir_errors() {
     std::fs::remove_dir_all(m.path("full")).unwrap();
     assert_eq!(names(&m.mnt), vec!["f", "pending"]);
 }
+
+/// A directory made through the mount and then used as a mount point stays
+/// one: the journal follower must not invalidate the kernel's entry for a
+/// change this mount made itself (that would detach the mount on it), and
+/// rmdir of the mount point is EBUSY (pjdfstest rmdir::ebusy, which was flaky).
+#[test]
+fn a_mount_on_a_directory_made_here_survives_the_journal_follower() {
+    let m = Mounted::new();
+    std::fs::create_dir(m.path("from")).unwrap();
+    std::fs::write(m.path("from/inside"), b"bound").unwrap();
+    std::fs::create_dir(m.path("onto")).unwrap();
+    let status = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(m.path("from"))
+        .arg(m.path("onto"))
+        .status()
+        .expect("run mount --bind");
+    assert!(status.success());
+    // The follower reads the journal every 0.5 s: give it several rounds.
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let still_mounted = mount::is_mounted(&m.path("onto"));
+    let rmdir = std::fs::remove_dir(m.path("onto"));
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(m.path("onto"))
+        .status();
+    assert!(still_mounted, "the bind mount was detached");
+    assert_eq!(errno(rmdir), libc::EBUSY);
+    assert_eq!(std::fs::read(m.path("from/inside")).unwrap(), b"bound");
+}

@@ -214,11 +214,13 @@ fn follow_journal(
             let _ = kick.send(());
         }
         for line in &batch.lines {
-            let Some((_, path)) = line.split_once(' ') else {
+            let Some((id, path)) = line.split_once(' ') else {
                 continue;
             };
-            if let Ok(path) = VPath::from_escaped(path) {
-                let (ino, entry) = vfs.changed(&path);
+            let (Ok(id), Ok(path)) = (id.parse(), VPath::from_escaped(path)) else {
+                continue;
+            };
+            if let Some((ino, entry)) = vfs.changed_elsewhere(id, &path) {
                 mounted.invalidate(ino, entry);
             }
         }
