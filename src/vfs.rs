@@ -68,6 +68,10 @@ pub struct DirEntry {
     pub attr: Attr,
 }
 
+/// What to invalidate in the kernel after a change: the inode (if known) and
+/// the directory entry (parent inode, name).
+pub type Invalidation = (Option<u64>, Option<(u64, Vec<u8>)>);
+
 /// Filesystem totals for statfs.
 #[derive(Clone, Copy, Debug)]
 pub struct FsStats {
@@ -1339,7 +1343,7 @@ impl Vfs {
         &self,
         id: crate::ids::VersionId,
         path: &VPath,
-    ) -> Option<(Option<u64>, Option<(u64, Vec<u8>)>)> {
+    ) -> Option<Invalidation> {
         if lock(&self.own).remove(&id) {
             return None;
         }
@@ -1347,7 +1351,7 @@ impl Vfs {
     }
 
     /// Paths that changed (from the journal): the inodes to invalidate.
-    pub fn changed(&self, path: &VPath) -> (Option<u64>, Option<(u64, Vec<u8>)>) {
+    pub fn changed(&self, path: &VPath) -> Invalidation {
         let ino = self.ino_of(path);
         if let Some(ino) = ino {
             self.page_cache_unknown(ino);
