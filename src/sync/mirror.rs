@@ -10,8 +10,8 @@
 //! made, not one flush per block.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use crate::ids::BlockHash;
 use crate::layout::VPath;
@@ -96,7 +96,7 @@ pub fn mirror(
                             }
                             if let Some(want) = state.wants.get(state.next).cloned() {
                                 state.next += 1;
-                                break Some(Task::Pull(want));
+                                break Some(Task::Pull(Box::new(want)));
                             }
                             if state.walking == 0 {
                                 break None;
@@ -139,7 +139,7 @@ pub fn mirror(
                             } else {
                                 match fetch(store, &want) {
                                     Ok(data) => {
-                                        let outcome = batch.add(want, &data).and_then(|()| {
+                                        let outcome = batch.add(*want, &data).and_then(|()| {
                                             if batch.bytes >= BATCH_BYTES {
                                                 batch.finish()
                                             } else {
@@ -212,7 +212,7 @@ pub fn mirror(
 /// What one thread does next.
 enum Task {
     List(VPath),
-    Pull(Want),
+    Pull(Box<Want>),
 }
 
 /// The shared state of one mirror: directories to list, blocks to pull.
