@@ -62,7 +62,7 @@ pub enum SyncCommand {
         /// Volume path (default: the whole volume).
         path: Option<OsString>,
         /// Blocks pulled at a time.
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
         threads: u16,
         /// JSON output.
         #[arg(long)]
