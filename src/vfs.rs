@@ -23,6 +23,10 @@ use crate::ids::BlockHash;
 use crate::layout::{NAME_MAX, VPath};
 use crate::store::{BlockWriter, Content, Kind, Mtime, Store, StoreError, Version};
 
+/// Block files a sequential reader asks the kernel to read ahead (cold reads
+/// otherwise wait for the disk one block at a time).
+const PREFETCH_BLOCKS: usize = 8;
+
 /// The root directory's inode number.
 pub const ROOT_INO: u64 = 1;
 
@@ -820,6 +824,10 @@ impl Vfs {
         let fits = within as usize + buf.len() <= block_len;
         if fits && index < base.hashes.len() {
             let cached = matches!(&handle.last_block, Some((i, _)) if *i == index);
+            let sequential = match &handle.last_block {
+                Some((i, _)) => *i + 1 == index,
+                None => index == 0,
+            };
             if !cached {
                 handle.last_block = self
                     .store
@@ -841,9 +849,11 @@ impl Vfs {
                         }
                         (index, file)
                     });
-                // A sequential reader will want the next blocks: start reading them.
-                for ahead in base.hashes.iter().skip(index + 1).take(2) {
-                    self.store.blocks().prefetch(ahead);
+                // A sequential reader will want the next blocks: start reading
+                // them (a random reader would only waste the disk's time).
+                let ahead = if sequential { PREFETCH_BLOCKS } else { 0 };
+                for next in base.hashes.iter().skip(index + 1).take(ahead) {
+                    self.store.blocks().prefetch(next);
                 }
             }
             if let Some((_, file)) = &handle.last_block {
