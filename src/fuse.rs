@@ -287,11 +287,16 @@ impl Filesystem for GloboFs {
         }
         // The page cache already holds this version's bytes (close-to-open:
         // it is dropped whenever the version changed since it was filled).
-        let flags = if opened.keep_cache {
+        let mut flags = if opened.keep_cache {
             FopenFlags::FOPEN_KEEP_CACHE
         } else {
             FopenFlags::empty()
         };
+        if !write {
+            // A read-only handle has nothing to commit at close: spare the
+            // kernel the synchronous FLUSH round trip.
+            flags |= FopenFlags::FOPEN_NOFLUSH;
+        }
         reply.opened(FileHandle(opened.fh), flags);
     }
 
