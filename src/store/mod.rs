@@ -1144,7 +1144,8 @@ pub fn read_version_file(file: &Path) -> Result<Version, StoreError> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(file)
         .at(file)?;
-    let mut bytes = Vec::new();
+    // Most version files fit: one read and one at the end, not a growing series.
+    let mut bytes = Vec::with_capacity(16 << 10);
     (&mut handle)
         .take(version::MAX_VERSION_FILE + 1)
         .read_to_end(&mut bytes)
