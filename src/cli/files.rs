@@ -547,29 +547,34 @@ pub fn verify(store: &Store, json: bool) -> Result<(), Failure> {
             serde_json::to_string_pretty(&report).map_err(Failure::runtime)?
         ))?;
     } else {
-        let mut text = format!(
-            "verify: {} blocks checked, {} corrupt, {} remote (held by a peer), {} missing, {} bad version files\n",
-            report.blocks_checked,
-            report.corrupt.len(),
-            report.remote,
-            report.missing.len(),
-            report.bad_versions.len()
-        );
-        for line in report
-            .corrupt
-            .iter()
-            .chain(&report.missing)
-            .chain(&report.bad_versions)
-        {
-            text.push_str(&format!("  {line}\n"));
-        }
-        out(&text)?;
+        out(&verify_summary(&report))?;
     }
     if report.is_clean() {
         Ok(())
     } else {
         Err(Failure::runtime("verify found problems"))
     }
+}
+
+/// The text `verify` prints: the counts, then one line per problem.
+fn verify_summary(report: &crate::store::gc::VerifyReport) -> String {
+    let mut text = format!(
+        "verify: {} blocks checked, {} corrupt, {} remote (held by a peer), {} missing, {} bad version files\n",
+        report.blocks_checked,
+        report.corrupt.len(),
+        report.remote,
+        report.missing.len(),
+        report.bad_versions.len()
+    );
+    for line in report
+        .corrupt
+        .iter()
+        .chain(&report.missing)
+        .chain(&report.bad_versions)
+    {
+        text.push_str(&format!("  {line}\n"));
+    }
+    text
 }
 
 /// `verify --repair`: verify, then bring back corrupt and lost blocks.
@@ -584,22 +589,7 @@ pub fn verify_repair(store: &Store, json: bool) -> Result<(), Failure> {
             serde_json::to_string_pretty(&report).map_err(Failure::runtime)?
         ))?;
     } else {
-        let mut text = format!(
-            "verify: {} blocks checked, {} corrupt, {} remote (held by a peer), {} missing, {} bad version files\n",
-            found.blocks_checked,
-            found.corrupt.len(),
-            found.remote,
-            found.missing.len(),
-            found.bad_versions.len()
-        );
-        for line in found
-            .corrupt
-            .iter()
-            .chain(&found.missing)
-            .chain(&found.bad_versions)
-        {
-            text.push_str(&format!("  {line}\n"));
-        }
+        let mut text = verify_summary(found);
         text.push_str(&format!(
             "repair: {} repaired ({} from local links, {} from peers), {} still broken ({} corrupt, {} missing), {} corrupt files kept aside\n",
             report.repaired,
