@@ -16,12 +16,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use nodes::{Cluster, Options, data, mount_point};
 
-#[test]
-fn two_nodes_sync_over_sshfs_and_a_stopped_server_is_away() {
-    let Some(server) = sshfs::SshServer::start() else {
-        return;
-    };
-    let cluster = Cluster::with_edges(
+/// Two peers reaching each other through mount points (for sshfs), with a
+/// short sync deadline.
+fn two_nodes() -> Cluster {
+    Cluster::with_edges(
         2,
         &[(0, 1)],
         Options {
@@ -29,7 +27,15 @@ fn two_nodes_sync_over_sshfs_and_a_stopped_server_is_away() {
             ..Options::default()
         }
         .with_mount_points(),
-    );
+    )
+}
+
+#[test]
+fn two_nodes_sync_over_sshfs_and_a_stopped_server_is_away() {
+    let Some(server) = sshfs::SshServer::start() else {
+        return;
+    };
+    let cluster = two_nodes();
     let root = cluster.root();
     let (a, b) = (cluster.node(0), cluster.node(1));
     let a_sees_b = server.mount(&b.store_dir(), &mount_point(&root, 0, 1));
@@ -82,15 +88,7 @@ fn a_peer_killed_mid_push_loses_nothing() {
     let Some(server) = sshfs::SshServer::start() else {
         return;
     };
-    let cluster = Cluster::with_edges(
-        2,
-        &[(0, 1)],
-        Options {
-            timeout: "2s",
-            ..Options::default()
-        }
-        .with_mount_points(),
-    );
+    let cluster = two_nodes();
     let root = cluster.root();
     let (a, b) = (cluster.node(0), cluster.node(1));
     let mut a_sees_b = server.mount(&b.store_dir(), &mount_point(&root, 0, 1));
