@@ -9,7 +9,7 @@ mod nodes;
 use std::fs;
 use std::time::Instant;
 
-use nodes::{Cluster, Node, stdout};
+use nodes::{Cluster, Node};
 
 /// 10 rounds of rewriting 1,000 files: 10,000 file versions (plus the
 /// directories). Rewrites rather than 10,000 new paths keep the number of
@@ -19,25 +19,11 @@ const DIRS: usize = 10;
 const FILES_PER_DIR: usize = 100;
 const ROUNDS: usize = 10;
 
-/// Runs `globofs ARGS` for `node`; fails the test unless it succeeds.
-#[track_caller]
-fn ok(node: &Node, args: &[&str]) -> String {
-    let output = node.cli(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && !stderr.contains("panicked"),
-        "globofs {args:?} failed ({:?})\n--- stdout:\n{}\n--- stderr:\n{stderr}",
-        output.status,
-        stdout(&output)
-    );
-    stdout(&output)
-}
-
 /// `globofs sync --json` on `node`: (pushed, applied) summed over peers.
 #[track_caller]
 fn sync(node: &Node) -> (u64, u64) {
     let report: serde_json::Value =
-        serde_json::from_str(&ok(node, &["sync", "--json"])).expect("sync --json output");
+        serde_json::from_str(&node.ok(&["sync", "--json"])).expect("sync --json output");
     let mut totals = (0, 0);
     for peer in report["peers"].as_array().unwrap() {
         assert_eq!(peer["errors"].as_array().unwrap().len(), 0, "{peer}");
@@ -87,14 +73,14 @@ fn a_peer_back_after_10000_changes_catches_up_in_one_pass() {
                 fs::write(path.join(format!("f{file:03}")), content(round, dir, file)).unwrap();
             }
         }
-        ok(a, &["put", tree.to_str().unwrap(), "/tree"]);
+        a.ok(&["put", tree.to_str().unwrap(), "/tree"]);
     }
     let put_took = started.elapsed();
     step("put");
     let versions =
         |node: &Node, path: &str| node.store().version_ids(&nodes::vp(path)).unwrap().len();
     assert_eq!(versions(a, "/tree/d03/f042"), ROUNDS);
-    let listing = ok(a, &["ls", "-R", "/"]);
+    let listing = a.ok(&["ls", "-R", "/"]);
     assert_eq!(listing.lines().count(), 1 + DIRS + DIRS * FILES_PER_DIR);
     let changes = journal_lines(a);
     assert!(
@@ -118,7 +104,7 @@ fn a_peer_back_after_10000_changes_catches_up_in_one_pass() {
         "{changes} changes: put {put_took:?}, one push pass {push_took:?}, one apply pass {apply_took:?}"
     );
 
-    assert_eq!(ok(b, &["ls", "-R", "/"]), listing);
+    assert_eq!(b.ok(&["ls", "-R", "/"]), listing);
     step("ls B");
     // Every version arrived, and the contents of a sample read on B (blocks
     // pulled from A on demand) are the last round's.
@@ -126,7 +112,7 @@ fn a_peer_back_after_10000_changes_catches_up_in_one_pass() {
     for (dir, file) in [(0, 0), (3, 57), (9, 99), (7, 42)] {
         let path = format!("/tree/d{dir:02}/f{file:03}");
         assert_eq!(
-            ok(b, &["get", &path, "-"]),
+            b.ok(&["get", &path, "-"]),
             content(ROUNDS - 1, dir, file),
             "{path}"
         );

@@ -10,26 +10,12 @@ mod nodes;
 use std::fs;
 
 use globofs::ids::VersionId;
-use nodes::{Cluster, Node, Options, data, stdout, vp};
-
-/// Runs `globofs ARGS` for `node`; fails the test unless it succeeds.
-#[track_caller]
-fn ok(node: &Node, args: &[&str]) -> String {
-    let output = node.cli(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && !stderr.contains("panicked"),
-        "globofs {args:?} failed ({:?})\n--- stdout:\n{}\n--- stderr:\n{stderr}",
-        output.status,
-        stdout(&output)
-    );
-    stdout(&output)
-}
+use nodes::{Cluster, Node, Options, data, vp};
 
 /// `globofs prune --json` on `node`.
 #[track_caller]
 fn prune(node: &Node) -> serde_json::Value {
-    serde_json::from_str(&ok(node, &["prune", "--json"])).expect("prune --json output")
+    serde_json::from_str(&node.ok(&["prune", "--json"])).expect("prune --json output")
 }
 
 /// Adds a `retention` rule to the node's spec.
@@ -82,7 +68,7 @@ fn old_versions_wait_until_the_peer_has_applied_them() {
     assert_eq!(report["versions_waiting"], 2, "{report}");
     assert_eq!(waiting_for(&report), vec![(b.id.to_string(), 2)]);
     assert_eq!(ids(a, "/f"), all);
-    let text = ok(a, &["prune"]);
+    let text = a.ok(&["prune"]);
     assert!(
         text.contains("2 versions wait") && text.contains(&b.id.to_string()),
         "{text}"
@@ -130,7 +116,7 @@ fn a_pruned_tombstone_does_not_bring_the_file_back() {
     b.put("/kept", b"stays");
     b.sync();
     a.sync();
-    ok(a, &["rm", "/gone"]);
+    a.ok(&["rm", "/gone"]);
     let before = ids(a, "/gone");
     assert_eq!(before.len(), 2);
 
@@ -152,7 +138,7 @@ fn a_pruned_tombstone_does_not_bring_the_file_back() {
     for id in &before {
         assert!(pruned.contains(&id.to_string()), "{pruned}");
     }
-    assert_eq!(ok(a, &["ls", "-R", "/"]), "/kept\n");
+    assert_eq!(a.ok(&["ls", "-R", "/"]), "/kept\n");
 
     // B syncs again, and even sends its own version of the file again (its
     // push position lost): A does not take it back, nothing comes back on B.
@@ -166,8 +152,8 @@ fn a_pruned_tombstone_does_not_bring_the_file_back() {
     assert_eq!(report.applied(), 0, "{report:?}");
     assert!(ids(a, "/gone").is_empty());
     b.sync();
-    assert_eq!(ok(a, &["ls", "-R", "/"]), "/kept\n");
-    assert_eq!(ok(b, &["ls", "-R", "/"]), "/kept\n");
+    assert_eq!(a.ok(&["ls", "-R", "/"]), "/kept\n");
+    assert_eq!(b.ok(&["ls", "-R", "/"]), "/kept\n");
     assert_eq!(a.tree(), b.tree());
 }
 
@@ -184,7 +170,7 @@ fn a_peer_away_during_the_delete_cannot_bring_the_file_back() {
     assert_eq!(c.read("/doc").unwrap(), b"shared");
 
     let moved = away(c);
-    ok(a, &["rm", "/doc"]);
+    a.ok(&["rm", "/doc"]);
     a.sync();
     b.sync();
     a.sync();
@@ -196,7 +182,7 @@ fn a_peer_away_during_the_delete_cannot_bring_the_file_back() {
     let away = &report["peers_away"];
     assert_eq!(away[0]["peer"], c.id.to_string(), "{report}");
     assert_eq!(away.as_array().unwrap().len(), 1, "{report}");
-    let text = ok(a, &["prune"]);
+    let text = a.ok(&["prune"]);
     assert!(text.contains("away"), "{text}");
     assert_eq!(ids(a, "/doc").len(), 2);
 
@@ -218,7 +204,7 @@ fn a_peer_away_during_the_delete_cannot_bring_the_file_back() {
     cluster.settle();
     for node in [a, b, c] {
         assert_eq!(
-            ok(node, &["ls", "-R", "/"]),
+            node.ok(&["ls", "-R", "/"]),
             "/other\n",
             "node {}",
             node.index

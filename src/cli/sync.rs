@@ -191,10 +191,7 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
             json: as_json,
         } => {
             let store = super::open_with_peers(&spec)?;
-            let path = match path {
-                Some(text) => VPath::parse(&text).map_err(Failure::input)?,
-                None => VPath::root(),
-            };
+            let path = path_or_root(path)?;
             let remotes = sync::remote::remotes(&spec);
             let report = sync::drop_tree(&store, &remotes, &path, spec.min_copies)?;
             if as_json {
@@ -218,10 +215,7 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
             json: as_json,
         } => {
             let store = super::open_with_peers(&spec)?;
-            let path = match path {
-                Some(text) => VPath::parse(&text).map_err(Failure::input)?,
-                None => VPath::root(),
-            };
+            let path = path_or_root(path)?;
             let bar = if std::io::stderr().is_terminal() {
                 let bar = indicatif::ProgressBar::new(0);
                 bar.set_style(
@@ -262,5 +256,13 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
                 Err(Failure::runtime("mirror: some blocks could not be fetched"))
             }
         }
+    }
+}
+
+/// A volume path from the command line, the root when none was given.
+fn path_or_root(path: Option<OsString>) -> Result<VPath, Failure> {
+    match path {
+        Some(text) => VPath::parse(&text).map_err(Failure::input),
+        None => Ok(VPath::root()),
     }
 }

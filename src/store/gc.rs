@@ -504,34 +504,29 @@ impl Store {
                     .locate(&hash, None)
                     .is_some()
             });
-            if let Some(path) = linked {
-                report.missing.push(format!(
-                    "{first}: block {hash} (version {}) is gone from hashes/ (a link under root{path}/hashes/ remains)",
-                    need.version
-                ));
-                report.damaged.push(Damaged {
-                    hash,
-                    damage: Damage::Lost,
-                    need: Some(need),
-                });
-                continue;
-            }
-            let remote = self
+            let (damage, why) = if let Some(path) = linked {
+                (
+                    Damage::Lost,
+                    format!("is gone from hashes/ (a link under root{path}/hashes/ remains)"),
+                )
+            } else if self
                 .fetcher()
-                .is_some_and(|f| f.held_remotely(&hash, need.len));
-            if remote {
+                .is_some_and(|f| f.held_remotely(&hash, need.len))
+            {
                 report.remote += 1;
+                continue;
             } else {
-                report.missing.push(format!(
-                    "{first}: block {hash} (version {}) is held by no one reachable",
-                    need.version
-                ));
-                report.damaged.push(Damaged {
-                    hash,
-                    damage: Damage::Missing,
-                    need: Some(need),
-                });
-            }
+                (Damage::Missing, "is held by no one reachable".to_string())
+            };
+            report.missing.push(format!(
+                "{first}: block {hash} (version {}) {why}",
+                need.version
+            ));
+            report.damaged.push(Damaged {
+                hash,
+                damage,
+                need: Some(need),
+            });
         }
         // Corrupt files left: of blocks no kept version names (garbage, but
         // damaged), or beside a good twin (a bad raw file beside a good `.zst`,

@@ -334,7 +334,10 @@ fn evict(store: &Store, hashes: &[BlockHash], report: &mut EvictReport) -> Resul
     Ok(())
 }
 
-/// Every file under a `root/<path>/hashes/` named like one of `set`.
+/// Every file under a `root/<path>/hashes/` named like one of `set`. Unlike
+/// gc's walk (which starts from `versions/` directories) this finds every
+/// `hashes/` directory, also one a writer is linking into before its version
+/// file exists.
 fn links_under(
     root: &Path,
     set: &HashSet<BlockHash>,

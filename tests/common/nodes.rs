@@ -361,6 +361,20 @@ impl Node {
             .expect("run globofs")
     }
 
+    /// Runs `globofs ARGS` for this node; fails the test unless it succeeds.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && !stderr.contains("panicked"),
+            "globofs {args:?} failed ({:?})\n--- stdout:\n{}\n--- stderr:\n{stderr}",
+            output.status,
+            stdout(&output)
+        );
+        stdout(&output)
+    }
+
     /// Our inbound spool from `peer` (what `peer` pushed to us).
     pub fn inbound(&self, peer: &Node) -> PathBuf {
         self.store_dir()
