@@ -21,6 +21,7 @@ use std::time::SystemTime;
 
 use crate::ids::BlockHash;
 use crate::layout::{NAME_MAX, VPath};
+use crate::store::live_cache::LiveCache;
 use crate::store::{BlockWriter, Content, Kind, Mtime, Store, StoreError, Version};
 
 /// Block files a sequential reader asks the kernel to read ahead (cold reads
@@ -200,6 +201,8 @@ pub struct Opened {
 /// The filesystem core.
 pub struct Vfs {
     store: Arc<Store>,
+    /// Current versions of recently asked paths, kept true by the node's journal.
+    versions: LiveCache,
     inodes: Mutex<Inodes>,
     handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
     next_fh: AtomicU64,
@@ -231,6 +234,7 @@ impl Vfs {
             ..Inodes::default()
         };
         Vfs {
+            versions: LiveCache::new(&store),
             store,
             inodes: Mutex::new(inodes),
             handles: Mutex::new(HashMap::new()),
@@ -246,6 +250,17 @@ impl Vfs {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The current version of `path` if it is live, from the cache when no
+    /// journal line named it since it was read.
+    fn live(&self, path: &VPath) -> Result<Option<Version>, StoreError> {
+        self.versions.live(&self.store, path)
+    }
+
+    /// Whether `path` is a live directory (the root always is).
+    fn is_dir(&self, path: &VPath) -> Result<bool, StoreError> {
+        Ok(path.is_root() || self.live(path)?.is_some_and(|v| v.kind == Kind::Dir))
     }
 
     /// Lets `open` offer backing files for FUSE passthrough.
@@ -316,7 +331,7 @@ impl Vfs {
     }
 
     fn root_attr(&self) -> Attr {
-        let version = self.store.live(&VPath::root()).ok().flatten();
+        let version = self.live(&VPath::root()).ok().flatten();
         Attr {
             ino: ROOT_INO,
             kind: NodeKind::Dir,
@@ -387,7 +402,7 @@ impl Vfs {
     /// Looks up `name` in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
-        match self.store.live(&path).map_err(errno)? {
+        match self.live(&path).map_err(errno)? {
             Some(version) => {
                 let ino = {
                     let mut inodes = lock(&self.inodes);
@@ -448,7 +463,7 @@ impl Vfs {
             return Ok(attr);
         }
         let path = self.path_of(ino)?;
-        match self.store.live(&path).map_err(errno)? {
+        match self.live(&path).map_err(errno)? {
             Some(version) => Ok(self.attr_of(ino, &version)),
             None => Err(libc::ENOENT),
         }
@@ -497,7 +512,7 @@ impl Vfs {
     /// Opens a directory for listing.
     pub fn opendir(&self, ino: u64) -> VfsResult<u64> {
         let path = self.path_of(ino)?;
-        if !self.store.is_dir(&path).map_err(errno)? {
+        if !self.is_dir(&path).map_err(errno)? {
             return Err(libc::ENOTDIR);
         }
         Ok(self.next_fh.fetch_add(1, Ordering::Relaxed))
@@ -521,7 +536,7 @@ impl Vfs {
 
     pub fn readlink(&self, ino: u64) -> VfsResult<Vec<u8>> {
         let path = self.path_of(ino)?;
-        match self.store.live(&path).map_err(errno)? {
+        match self.live(&path).map_err(errno)? {
             Some(version) if version.kind == Kind::Symlink => {
                 Ok(version.target.unwrap_or_default())
             }
@@ -562,7 +577,7 @@ impl Vfs {
     /// Opens a file; `write` when opened for writing, `truncate` for O_TRUNC.
     pub fn open(&self, ino: u64, write: bool, truncate: bool) -> VfsResult<Opened> {
         let path = self.path_of(ino)?;
-        let base = self.store.live(&path).map_err(errno)?;
+        let base = self.live(&path).map_err(errno)?;
         let base = match base {
             Some(v) if v.kind == Kind::Dir => return Err(libc::EISDIR),
             Some(v) if v.kind == Kind::Symlink => return Err(libc::ELOOP),
@@ -726,12 +741,10 @@ impl Vfs {
     pub fn create(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<(Attr, Opened)> {
         let path = self.child(parent, name)?;
         let parent_path = self.path_of(parent)?;
-        if !self.store.is_dir(&parent_path).map_err(errno)? {
+        if !self.is_dir(&parent_path).map_err(errno)? {
             return Err(libc::ENOENT);
         }
-        if self.store.live(&path).map_err(errno)?.is_some()
-            || lock(&self.created).contains_key(&path)
-        {
+        if self.live(&path).map_err(errno)?.is_some() || lock(&self.created).contains_key(&path) {
             return Err(libc::EEXIST);
         }
         let ino = lock(&self.inodes).ino_for(&path);
@@ -1112,7 +1125,6 @@ impl Vfs {
             return Ok(());
         }
         if self
-            .store
             .live(&path)
             .map_err(errno)?
             .is_some_and(|v| v.kind == Kind::Dir)
@@ -1208,12 +1220,12 @@ impl Vfs {
         let path = self.child(parent, name)?;
         if let Some(ino) = lock(&self.created).remove(&path) {
             let _ = ino;
-            if self.store.live(&path).map_err(errno)?.is_none() {
+            if self.live(&path).map_err(errno)?.is_none() {
                 self.forget_name(&path);
                 return Ok(());
             }
         }
-        match self.store.live(&path).map_err(errno)? {
+        match self.live(&path).map_err(errno)? {
             Some(v) if v.kind == Kind::Dir => return Err(libc::EISDIR),
             Some(_) => {}
             None => return Err(libc::ENOENT),
@@ -1226,7 +1238,7 @@ impl Vfs {
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> VfsResult<()> {
         let path = self.child(parent, name)?;
-        match self.store.live(&path).map_err(errno)? {
+        match self.live(&path).map_err(errno)? {
             Some(v) if v.kind != Kind::Dir => return Err(libc::ENOTDIR),
             Some(_) => {}
             None => return Err(libc::ENOENT),
@@ -1387,7 +1399,7 @@ impl Vfs {
 
     /// Reads a whole file (for tests and tools).
     pub fn read_whole(&self, path: &VPath) -> VfsResult<Vec<u8>> {
-        let version = self.store.live(path).map_err(errno)?.ok_or(libc::ENOENT)?;
+        let version = self.live(path).map_err(errno)?.ok_or(libc::ENOENT)?;
         let mut out = Vec::new();
         self.store.copy_to(&version, &mut out).map_err(errno)?;
         Ok(out)

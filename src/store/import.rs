@@ -59,6 +59,8 @@ impl Store {
             tracing::warn!(file = %dest.display(), "replacing a torn version file with the copy a peer sent");
             fs::rename(tmp.path(), &dest).at(&dest)?;
             self.link_blocks(&version.path, &version.hashes)?;
+            // Readers skipped the torn copy: the path's current version may move.
+            self.record(version)?;
             return Ok(Imported::New);
         }
         match fs::hard_link(tmp.path(), &dest) {

@@ -10,6 +10,7 @@ mod error;
 pub mod gc;
 pub mod import;
 pub mod journal;
+pub mod live_cache;
 pub mod lock;
 mod meta;
 pub mod pipeline;

@@ -1,0 +1,289 @@
+//! A per-process cache of paths' current versions, kept true by the node's journal.
+//!
+//! Deciding a path's current version reads its `versions/` directory and its
+//! version files; the mount asks for it on every lookup, getattr and open. Every
+//! change that can move a path's current version is journaled before the call
+//! that made it returns (a local commit, a version imported from a peer), by
+//! whichever process of the node made it. So the cache reads the journal's new
+//! lines before it answers (one `fstat` of the open segment when nothing moved)
+//! and forgets the paths they name: an answer from it is as fresh as reading the
+//! version files at the start of the call.
+//!
+//! A fill races with a change made meanwhile: a fill is kept only if no journal
+//! line was taken in between. The cache holds at most [`MAX_ENTRIES`] paths and
+//! starts again empty when full.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use super::journal::{self, Position, SEGMENT_BYTES};
+use super::{Store, StoreError, Version};
+use crate::layout::VPath;
+
+/// Paths remembered at most (about 400 bytes each for a small file).
+pub const MAX_ENTRIES: usize = 16_384;
+
+/// Journal lines taken per read.
+const BATCH: usize = 10_000;
+
+/// Where the cache stands in the node's journal.
+struct Tail {
+    position: Position,
+    /// The segment `position` is in, open: growth shows in one `fstat`.
+    segment: Option<File>,
+}
+
+/// Current versions (`Store::live`) of recently asked paths.
+pub struct LiveCache {
+    dir: PathBuf,
+    tail: Mutex<Tail>,
+    entries: Mutex<HashMap<VPath, Option<Version>>>,
+    /// Bumped (under the `entries` lock) whenever journal lines are taken.
+    generation: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl LiveCache {
+    /// A cache for `store`, starting at the end of its journal (what is there
+    /// already is what the version files say now).
+    pub fn new(store: &Store) -> LiveCache {
+        let cache = LiveCache {
+            dir: store.layout().journal(),
+            tail: Mutex::new(Tail {
+                position: Position::default(),
+                segment: None,
+            }),
+            entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        };
+        if let Err(err) = cache.refresh() {
+            tracing::warn!(error = %err, "reading the journal; the version cache starts empty");
+        }
+        cache
+    }
+
+    /// The current version of `path` if it is live (as [`Store::live`]).
+    pub fn live(&self, store: &Store, path: &VPath) -> Result<Option<Version>, StoreError> {
+        let generation = match self.refresh() {
+            Ok(generation) => generation,
+            Err(err) => {
+                // Unsure what changed: forget everything and answer from disk.
+                tracing::debug!(error = %err, "reading the journal; not caching");
+                self.forget_all();
+                return store.live(path);
+            }
+        };
+        if let Some(found) = lock(&self.entries).get(path) {
+            return Ok(found.clone());
+        }
+        let found = store.live(path)?;
+        let mut entries = lock(&self.entries);
+        if self.generation.load(Ordering::Acquire) == generation {
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(path.clone(), found.clone());
+        }
+        Ok(found)
+    }
+
+    /// Forgets every path (the next answers come from the version files).
+    pub fn forget_all(&self) {
+        let mut entries = lock(&self.entries);
+        entries.clear();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many paths are remembered.
+    pub fn len(&self) -> usize {
+        lock(&self.entries).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes the journal's new lines, forgetting the paths they name; returns
+    /// the generation the entries are at afterwards.
+    fn refresh(&self) -> Result<u64, StoreError> {
+        let mut tail = lock(&self.tail);
+        if !self.moved(&tail)? {
+            return Ok(self.generation.load(Ordering::Acquire));
+        }
+        loop {
+            let batch = journal::read(&self.dir, &tail.position, BATCH)?;
+            let more = batch.lines.len() >= BATCH;
+            if !batch.lines.is_empty() || batch.restarted {
+                let mut entries = lock(&self.entries);
+                if batch.restarted {
+                    entries.clear();
+                }
+                for line in &batch.lines {
+                    match line
+                        .split_once(' ')
+                        .and_then(|(_, path)| VPath::from_escaped(path).ok())
+                    {
+                        Some(path) => {
+                            entries.remove(&path);
+                        }
+                        // A line this version cannot read: trust nothing.
+                        None => entries.clear(),
+                    }
+                }
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+            if batch.next.segment != tail.position.segment || tail.segment.is_none() {
+                let path = self.dir.join(format!("{:016}", batch.next.segment));
+                tail.segment = File::open(path).ok();
+            }
+            tail.position = batch.next;
+            if !more {
+                break;
+            }
+        }
+        Ok(self.generation.load(Ordering::Acquire))
+    }
+
+    /// Whether the journal may hold lines past the tail.
+    fn moved(&self, tail: &Tail) -> Result<bool, StoreError> {
+        let Some(segment) = &tail.segment else {
+            return Ok(true);
+        };
+        let meta = segment
+            .metadata()
+            .map_err(|err| StoreError::io(&self.dir, err))?;
+        if meta.nlink() == 0 || meta.len() != tail.position.offset {
+            return Ok(true);
+        }
+        // A full segment stops growing: the writer goes on in the next one.
+        Ok(meta.len() >= SEGMENT_BYTES
+            && self
+                .dir
+                .join(format!("{:016}", tail.position.segment + 1))
+                .exists())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Attrs;
+    use std::ffi::OsStr;
+    use std::io::Cursor;
+
+    /// A node's store opened twice: two processes of one node.
+    fn two_handles() -> (tempfile::TempDir, Store, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let node = crate::ids::NodeId::random();
+        let spec_text = format!(
+            "volume: {}\nnode:\n  id: {node}\nblock_size: 4KiB\n",
+            dir.path().join("vol").display()
+        );
+        let spec_path = dir.path().join("spec.yaml");
+        std::fs::write(&spec_path, spec_text).unwrap();
+        let spec = crate::spec::Spec::load(&spec_path).unwrap();
+        crate::reconcile::reconcile(&spec, false).unwrap();
+        let here = Store::open_spec(&spec).unwrap();
+        let other = Store::open_spec(&spec).unwrap();
+        (dir, here, other)
+    }
+
+    fn path(text: &str) -> VPath {
+        VPath::parse(OsStr::new(text)).unwrap()
+    }
+
+    fn put(store: &Store, at: &VPath, data: &[u8]) -> Version {
+        store
+            .write_file(at, &mut Cursor::new(data), Attrs::default(), false)
+            .unwrap()
+    }
+
+    fn id_of(found: Option<Version>) -> Option<crate::ids::VersionId> {
+        found.map(|v| v.id)
+    }
+
+    #[test]
+    fn changes_by_another_process_are_seen_at_once() {
+        let (_dir, here, other) = two_handles();
+        let (a, b) = (path("/a"), path("/b"));
+        let first = put(&here, &a, b"one");
+        let cache = LiveCache::new(&here);
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(first.id));
+        assert_eq!(id_of(cache.live(&here, &b).unwrap()), None);
+        let second = put(&other, &a, b"two");
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(second.id));
+        let made = put(&other, &b, b"new");
+        assert_eq!(id_of(cache.live(&here, &b).unwrap()), Some(made.id));
+        other.rename(&a, &path("/c"), false).unwrap();
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), None);
+        let moved = cache.live(&here, &path("/c")).unwrap().unwrap();
+        assert_eq!(moved.hashes, second.hashes);
+        other.remove(&b).unwrap();
+        assert_eq!(id_of(cache.live(&here, &b).unwrap()), None);
+    }
+
+    #[test]
+    fn answers_from_memory_until_a_journal_line_names_the_path() {
+        let (_dir, here, other) = two_handles();
+        let (a, b) = (path("/a"), path("/b"));
+        let first = put(&here, &a, b"one");
+        let cache = LiveCache::new(&here);
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(first.id));
+        // Behind the journal's back (no process of a node does this): the
+        // cache still answers, so it did not read the version files again.
+        std::fs::remove_dir_all(here.versions_dir(&a)).unwrap();
+        assert_eq!(here.live(&a).unwrap().map(|v| v.id), None);
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(first.id));
+        // A change to another path forgets only that path.
+        put(&other, &b, b"other");
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(first.id));
+        // A line naming the path forgets it.
+        let again = put(&other, &a, b"again");
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(again.id));
+    }
+
+    #[test]
+    fn follows_the_journal_into_its_next_segment() {
+        let (_dir, here, other) = two_handles();
+        let a = path("/a");
+        let first = put(&here, &a, b"one");
+        let cache = LiveCache::new(&here);
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(first.id));
+        // Fill the segment with lines naming another path, up to its limit.
+        let line = format!("{} {}", first.id, path("/filler").escaped());
+        let lines = vec![line.clone(); 4096];
+        let per_append = 4096 * (line.len() as u64 + 10);
+        for _ in 0..SEGMENT_BYTES.div_ceil(per_append) {
+            other.journal().append(&lines).unwrap();
+        }
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(first.id));
+        let segments = journal::segments(&here.layout().journal()).unwrap();
+        // The next change starts a new segment; the cache must look there.
+        let second = put(&other, &a, b"two");
+        assert_eq!(
+            journal::segments(&here.layout().journal()).unwrap().len(),
+            segments.len() + 1
+        );
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(second.id));
+    }
+
+    #[test]
+    fn holds_a_bounded_number_of_paths() {
+        let (_dir, here, _other) = two_handles();
+        let cache = LiveCache::new(&here);
+        for n in 0..MAX_ENTRIES + 10 {
+            cache.live(&here, &path(&format!("/absent-{n}"))).unwrap();
+        }
+        assert!(cache.len() <= MAX_ENTRIES, "{} paths held", cache.len());
+        assert!(!cache.is_empty());
+    }
+}
