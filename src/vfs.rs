@@ -472,7 +472,10 @@ impl Vfs {
     /// The entries of a directory (without `.` and `..`).
     pub fn readdir(&self, ino: u64) -> VfsResult<Vec<DirEntry>> {
         let path = self.path_of(ino)?;
-        let entries = self.store.list_dir(&path).map_err(errno)?;
+        let entries = self
+            .store
+            .list_dir_by(&path, |child| self.live(child))
+            .map_err(errno)?;
         let mut out = Vec::with_capacity(entries.len());
         {
             let mut inodes = lock(&self.inodes);
@@ -841,6 +844,7 @@ impl Vfs {
                 Some((i, _)) => *i + 1 == index,
                 None => index == 0,
             };
+            let first = handle.last_block.is_none();
             if !cached {
                 handle.last_block = self
                     .store
@@ -864,8 +868,14 @@ impl Vfs {
                     });
                 // A sequential reader will want the next blocks: start reading
                 // them (a random reader would only waste the disk's time).
-                let ahead = if sequential { PREFETCH_BLOCKS } else { 0 };
-                for next in base.hashes.iter().skip(index + 1).take(ahead) {
+                // The blocks up to PREFETCH_BLOCKS ahead were hinted at earlier
+                // steps; only the newest one is new.
+                let (from, ahead) = match (first, sequential) {
+                    (_, false) => (index + 1, 0),
+                    (false, true) => (index + PREFETCH_BLOCKS, 1),
+                    (true, true) => (index + 1, PREFETCH_BLOCKS),
+                };
+                for next in base.hashes.iter().skip(from).take(ahead) {
                     self.store.blocks().prefetch(next);
                 }
             }

@@ -17,6 +17,54 @@ use crate::spec::Compression;
 
 use super::{IoContext, StoreError};
 
+/// Threads that open blocks to hint the kernel (local disk only: a peer's store
+/// is never prefetched, so no thread can hang on a remote filesystem).
+const PREFETCH_THREADS: usize = 4;
+
+/// The queue of blocks to hint, started on first use.
+fn prefetcher() -> &'static std::sync::mpsc::SyncSender<PathBuf> {
+    static QUEUE: std::sync::OnceLock<std::sync::mpsc::SyncSender<PathBuf>> =
+        std::sync::OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<PathBuf>(256);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for n in 0..PREFETCH_THREADS {
+            let rx = std::sync::Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("prefetch-{n}"))
+                .spawn(move || {
+                    loop {
+                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(raw) = next else {
+                            return;
+                        };
+                        hint(&raw);
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::debug!(error = %err, "no prefetch thread");
+            }
+        }
+        tx
+    })
+}
+
+/// Asks the kernel to start reading the block at `raw` (or its `.zst`).
+fn hint(raw: &Path) {
+    use std::os::fd::AsRawFd;
+    let file = File::open(raw).or_else(|_| {
+        let mut zst = raw.as_os_str().to_os_string();
+        zst.push(".zst");
+        File::open(zst)
+    });
+    if let Ok(file) = file {
+        // SAFETY: an advisory call on a descriptor we own.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+        }
+    }
+}
+
 /// Where a block is and how it is stored.
 #[derive(Clone, Debug)]
 pub struct Located {
@@ -71,16 +119,11 @@ impl Blocks {
     }
 
     /// Hints the kernel to read a local block soon (a no-op when it is not here).
+    /// Done on background threads: opening a block walks four directory levels
+    /// that may not be cached, and the reader must not wait for that. Hints
+    /// beyond what the threads keep up with are dropped.
     pub fn prefetch(&self, hash: &BlockHash) {
-        use std::os::fd::AsRawFd;
-        if let Some(located) = self.locate(hash, None) {
-            if let Ok(file) = File::open(&located.path) {
-                // SAFETY: an advisory call on a descriptor we own.
-                unsafe {
-                    libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
-                }
-            }
-        }
+        let _ = prefetcher().try_send(self.raw_path(hash));
     }
 
     /// The block of `hash` and length `len`, or an error saying it is not here.

@@ -36,7 +36,7 @@ use journal::JournalWriter;
 use lock::FileLock;
 
 /// How far ahead a whole-file copy asks the kernel to read block files.
-const READ_AHEAD_BLOCKS: usize = 4;
+const READ_AHEAD_BLOCKS: usize = 8;
 
 /// Bytes of blocks queued between the hashing and the writing thread of a put.
 const STREAM_QUEUE_BYTES: usize = 8 << 20;
@@ -377,8 +377,19 @@ impl Store {
 
     /// The live entries of directory `path`, sorted by name.
     pub fn list_dir(&self, path: &VPath) -> Result<Vec<Entry>, StoreError> {
-        if !self.is_dir(path)? {
-            return Err(match self.live(path)? {
+        self.list_dir_by(path, |child| self.live(child))
+    }
+
+    /// [`Store::list_dir`], deciding each path's current version with `live`
+    /// (the mount passes its cache).
+    pub fn list_dir_by(
+        &self,
+        path: &VPath,
+        live: impl Fn(&VPath) -> Result<Option<Version>, StoreError>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let this = live(path)?;
+        if !path.is_root() && !this.as_ref().is_some_and(|v| v.kind == Kind::Dir) {
+            return Err(match this {
                 Some(_) => StoreError::NotADirectory(path.clone()),
                 None => StoreError::NotFound(path.clone()),
             });
@@ -401,7 +412,7 @@ impl Store {
                 },
                 None => continue,
             };
-            if let Some(version) = self.live(&child)? {
+            if let Some(version) = live(&child)? {
                 entries.push(Entry {
                     name: child.file_name().unwrap_or_default().to_vec(),
                     version,
