@@ -275,7 +275,10 @@ pub fn main() -> i32 {
             return if err.use_stderr() { 2 } else { 0 };
         }
     };
-    init_logging(cli.verbose);
+    // The mount is a service: its few info lines (mounted, which I/O path,
+    // sync passes, unmounting) belong in its log by default.
+    let service = matches!(cli.command, Command::Mount { .. });
+    init_logging(cli.verbose.saturating_add(u8::from(service)));
     match run(cli) {
         Ok(()) => 0,
         Err(failure) => {

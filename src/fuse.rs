@@ -18,7 +18,7 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::vfs::{Attr, NodeKind, Vfs};
+use crate::vfs::{Attr, Backed, NodeKind, Opened, Vfs};
 
 /// How long the kernel may cache attributes and entries. Short, because other
 /// processes and peers change the tree too (the journal poller invalidates sooner).
@@ -37,12 +37,31 @@ macro_rules! try_reply {
     };
 }
 
+/// A backing file registered with the kernel, as one handle uses it.
+struct Shared {
+    ino: u64,
+    id: Arc<BackingId>,
+    /// What the backing file holds (the inode's first passthrough open decided).
+    holds: Backed,
+}
+
+/// How an open is answered.
+enum Mode {
+    /// Served here, through the kernel's page cache.
+    Cached,
+    /// Passthrough with this backing file; `direct` when the file does not hold
+    /// what this handle must see: the kernel then sends its I/O here anyway
+    /// (direct I/O overrides passthrough) while the inode keeps its one backing file.
+    Passthrough { id: Arc<BackingId>, direct: bool },
+}
+
 /// The fuser filesystem: a handle on the core.
 pub struct GloboFs {
     vfs: Arc<Vfs>,
     /// Backing files registered with the kernel for passthrough, per open handle
-    /// (handles of one inode share one).
-    backing: Mutex<HashMap<u64, Arc<BackingId>>>,
+    /// (handles of one inode share one). The lock is held from the decision to
+    /// the reply, so what this map says is always at least what the kernel has.
+    backing: Mutex<HashMap<u64, Shared>>,
 }
 
 impl GloboFs {
@@ -53,29 +72,67 @@ impl GloboFs {
         }
     }
 
-    /// Registers a backing file for passthrough on `fh`; `None` when there is
-    /// none or the kernel refuses (then the handle is served in user space).
-    fn passthrough(
+    /// Decides how handle `opened` of `ino` is answered, under the kernel's rules:
+    /// while a backing file is attached to an inode every open must be passthrough
+    /// with that file, and none may be while cached handles are open.
+    fn mode(
         &self,
-        fh: u64,
-        backing: Option<std::fs::File>,
+        map: &mut HashMap<u64, Shared>,
+        ino: u64,
+        opened: Opened,
         open_backing: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
-    ) -> Option<Arc<BackingId>> {
-        match open_backing(&backing?) {
+    ) -> Mode {
+        let fh = opened.fh;
+        let attached = map
+            .values()
+            .find(|shared| shared.ino == ino)
+            .map(|shared| (Arc::clone(&shared.id), shared.holds.clone()));
+        if let Some((id, holds)) = attached {
+            let direct = opened.backed.as_ref() != Some(&holds);
+            if direct {
+                self.vfs.passthrough_refused(fh);
+                self.vfs.page_cache_unknown(ino);
+            }
+            map.insert(
+                fh,
+                Shared {
+                    ino,
+                    id: Arc::clone(&id),
+                    holds,
+                },
+            );
+            return Mode::Passthrough { id, direct };
+        }
+        let alone = self.vfs.open_handles(ino) == [fh];
+        let (Some(file), Some(holds), true) = (opened.backing, opened.backed, alone) else {
+            self.vfs.passthrough_refused(fh);
+            return Mode::Cached;
+        };
+        match open_backing(&file) {
             Ok(id) => {
                 let id = Arc::new(id);
-                self.backing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(fh, Arc::clone(&id));
-                Some(id)
+                tracing::trace!(ino, fh, ?holds, "passthrough");
+                self.vfs.page_cache_unknown(ino);
+                map.insert(
+                    fh,
+                    Shared {
+                        ino,
+                        id: Arc::clone(&id),
+                        holds,
+                    },
+                );
+                Mode::Passthrough { id, direct: false }
             }
             Err(err) => {
                 tracing::debug!(error = %err, "passthrough refused; serving in user space");
                 self.vfs.passthrough_refused(fh);
-                None
+                Mode::Cached
             }
         }
+    }
+
+    fn backing_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Shared>> {
+        self.backing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn file_attr(&self, attr: &Attr) -> FileAttr {
@@ -122,7 +179,7 @@ impl Filesystem for GloboFs {
         // O_TRUNC arrives with open: without this the kernel opens first and then
         // truncates by path, which left the new handle's cache at the old size.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
-        // Passthrough: the kernel writes new or truncated files straight into their cache files
+        // Passthrough: the kernel reads one-block files from their block and writes new or truncated files straight into their cache files
         // directly, without a round trip here. Needs privilege and a recent kernel.
         let passthrough = std::env::var_os("GLOBOFS_NO_PASSTHROUGH").is_none()
             && config
@@ -131,7 +188,9 @@ impl Filesystem for GloboFs {
             && config.set_max_stack_depth(1).is_ok();
         if passthrough {
             self.vfs.enable_passthrough();
-            tracing::info!("FUSE passthrough: on (writes into new or truncated files)");
+            tracing::info!(
+                "FUSE passthrough: on (reads of one-block files from their block, writes into new or truncated files)"
+            );
         } else {
             tracing::info!("FUSE passthrough: unavailable; all I/O is served in user space");
         }
@@ -267,37 +326,35 @@ impl Filesystem for GloboFs {
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         let truncate = flags.0 & libc::O_TRUNC != 0;
         let opened = try_reply!(self.vfs.open(ino.0, write, truncate), reply);
-        if let Some(id) = self.passthrough(opened.fh, opened.backing, |f| reply.open_backing(f)) {
-            reply.opened_passthrough(FileHandle(opened.fh), FopenFlags::empty(), &id);
-            return;
-        }
-        // The kernel fails (EIO) an open of an inode that another handle has in
-        // passthrough unless it is passthrough with the same backing file (the core
-        // shares that handle's cache file with this one: Vfs::open).
-        let mut map = self.backing.lock().unwrap_or_else(|p| p.into_inner());
-        let shared = self
-            .vfs
-            .open_handles(ino.0)
-            .iter()
-            .find_map(|fh| map.get(fh).cloned());
-        if let Some(id) = shared {
-            reply.opened_passthrough(FileHandle(opened.fh), FopenFlags::empty(), &id);
-            map.insert(opened.fh, id);
-            return;
-        }
-        // The page cache already holds this version's bytes (close-to-open:
-        // it is dropped whenever the version changed since it was filled).
-        let mut flags = if opened.keep_cache {
-            FopenFlags::FOPEN_KEEP_CACHE
-        } else {
+        let (fh, keep_cache) = (opened.fh, opened.keep_cache);
+        // A read-only handle has nothing to commit at close: spare the kernel
+        // the synchronous FLUSH round trip.
+        let noflush = if write {
             FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_NOFLUSH
         };
-        if !write {
-            // A read-only handle has nothing to commit at close: spare the
-            // kernel the synchronous FLUSH round trip.
-            flags |= FopenFlags::FOPEN_NOFLUSH;
+        let mut map = self.backing_map();
+        match self.mode(&mut map, ino.0, opened, |f| reply.open_backing(f)) {
+            Mode::Passthrough { id, direct } => {
+                let flags = if direct {
+                    noflush | FopenFlags::FOPEN_DIRECT_IO
+                } else {
+                    noflush
+                };
+                reply.opened_passthrough(FileHandle(fh), flags, &id);
+            }
+            Mode::Cached => {
+                // The page cache already holds this version's bytes (close-to-open:
+                // it is dropped whenever the version changed since it was filled).
+                let keep = if keep_cache {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(FileHandle(fh), keep | noflush);
+            }
         }
-        reply.opened(FileHandle(opened.fh), flags);
     }
 
     fn read(
@@ -354,11 +411,10 @@ impl Filesystem for GloboFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        // The kernel let go of this handle's backing file before it sent RELEASE;
+        // forget it first, so the map never shows less than the kernel has.
+        self.backing_map().remove(&fh.0);
         let result = self.vfs.release(fh.0);
-        self.backing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&fh.0);
         try_reply!(result, reply);
         reply.ok();
     }
@@ -488,24 +544,25 @@ impl Filesystem for GloboFs {
     ) {
         let (attr, opened) = try_reply!(self.vfs.create(parent.0, name, mode & !umask), reply);
         let attr = self.file_attr(&attr);
-        if let Some(id) = self.passthrough(opened.fh, opened.backing, |f| reply.open_backing(f)) {
-            reply.created_passthrough(
+        let fh = opened.fh;
+        let mut map = self.backing_map();
+        match self.mode(&mut map, attr.ino.0, opened, |f| reply.open_backing(f)) {
+            Mode::Passthrough { id, direct } => {
+                let flags = if direct {
+                    FopenFlags::FOPEN_DIRECT_IO
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.created_passthrough(&TTL, &attr, Generation(0), FileHandle(fh), flags, &id);
+            }
+            Mode::Cached => reply.created(
                 &TTL,
                 &attr,
                 Generation(0),
-                FileHandle(opened.fh),
+                FileHandle(fh),
                 FopenFlags::empty(),
-                &id,
-            );
-            return;
+            ),
         }
-        reply.created(
-            &TTL,
-            &attr,
-            Generation(0),
-            FileHandle(opened.fh),
-            FopenFlags::empty(),
-        );
     }
 }
 

@@ -186,6 +186,17 @@ struct Handle {
     last_block: Option<(usize, File)>,
 }
 
+/// What a passthrough backing file holds. The kernel gives every open of an
+/// inode the same backing file while one is attached, so a later open may read
+/// or write it directly only if it holds exactly what that open must see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backed {
+    /// A committed single-block version's raw block (read-only).
+    Block(BlockHash),
+    /// The write-back cache file of the inode's passthrough writer.
+    Cache,
+}
+
 /// What `open` hands the adapter.
 #[derive(Debug)]
 pub struct Opened {
@@ -194,6 +205,10 @@ pub struct Opened {
     /// raw block of a small file opened read-only, or the private cache file of a
     /// new or truncated file opened for writing.
     pub backing: Option<File>,
+    /// What this handle may use directly if the inode already has a backing
+    /// file: a reader, the block it reads; a sharer of a passthrough writer's
+    /// cache, that cache.
+    pub backed: Option<Backed>,
     /// The kernel may keep the inode's page cache: it holds this very version.
     pub keep_cache: bool,
 }
@@ -591,7 +606,8 @@ impl Vfs {
         // The kernel takes one backing file per inode and fails (EIO) an open that
         // is not passthrough with it while another handle is: a later open of an
         // inode that a writer has in passthrough shares that writer's cache file.
-        // Reads of committed blocks are not passthrough, so a writer can always open.
+        // (An inode whose readers have a block attached is the adapter's case:
+        // a writer gets that block read-only with direct I/O, served here.)
         if let Some((file, block_size)) = self.shared_direct_file(ino) {
             if write && truncate {
                 file.set_len(0).map_err(io_errno)?;
@@ -617,6 +633,7 @@ impl Vfs {
             return Ok(Opened {
                 fh,
                 backing: None,
+                backed: Some(Backed::Cache),
                 keep_cache: false,
             });
         }
@@ -641,6 +658,15 @@ impl Vfs {
             (None, Some(version)) => Some(version.id),
             _ => None,
         };
+        let mut backed = backing.as_ref().map(|_| Backed::Cache);
+        if let (None, Some(version)) = (&cache, &base) {
+            if let [hash] = version.hashes.as_slice() {
+                backed = Some(Backed::Block(*hash));
+                if passthrough {
+                    backing = self.block_backing(hash, version.block_len(0));
+                }
+            }
+        }
         if read_of.is_none() {
             self.page_cache_unknown(ino);
         }
@@ -655,8 +681,19 @@ impl Vfs {
         Ok(Opened {
             fh,
             backing,
+            backed,
             keep_cache,
         })
+    }
+
+    /// The raw block file of a one-block version, if it is here, for the kernel
+    /// to read directly (never written: it is opened read-only).
+    fn block_backing(&self, hash: &BlockHash, len: usize) -> Option<File> {
+        let located = self.store.blocks().locate(hash, Some(len))?;
+        if located.compressed {
+            return None;
+        }
+        File::open(located.path).ok()
     }
 
     fn page_cache_epoch(&self, ino: u64) -> u64 {
@@ -668,7 +705,7 @@ impl Vfs {
 
     /// Something may have put other bytes in `ino`'s page cache: the next
     /// read-only open drops it.
-    fn page_cache_unknown(&self, ino: u64) {
+    pub fn page_cache_unknown(&self, ino: u64) {
         if let Some(node) = lock(&self.inodes).by_ino.get_mut(&ino) {
             node.cached = None;
             node.epoch += 1;
@@ -800,6 +837,7 @@ impl Vfs {
             attr,
             Opened {
                 fh,
+                backed: backing.as_ref().map(|_| Backed::Cache),
                 backing,
                 keep_cache: false,
             },
