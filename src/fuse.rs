@@ -18,7 +18,7 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::vfs::{Attr, Backed, NodeKind, Opened, Vfs};
+use crate::vfs::{Attr, Backed, Mode, NodeKind, Opened, Vfs};
 
 /// How long the kernel may cache attributes and entries. Short, because other
 /// processes and peers change the tree too (the journal poller invalidates sooner).
@@ -46,12 +46,11 @@ struct Shared {
 }
 
 /// How an open is answered.
-enum Mode {
+enum Reply {
     /// Served here, through the kernel's page cache.
-    Cached,
-    /// Passthrough with this backing file; `direct` when the file does not hold
-    /// what this handle must see: the kernel then sends its I/O here anyway
-    /// (direct I/O overrides passthrough) while the inode keeps its one backing file.
+    Cached { keep_cache: bool },
+    /// Passthrough with this backing file; `direct`: the kernel sends the
+    /// handle's I/O here anyway (see [`Mode::Share`]).
     Passthrough { id: Arc<BackingId>, direct: bool },
 }
 
@@ -72,63 +71,51 @@ impl GloboFs {
         }
     }
 
-    /// Decides how handle `opened` of `ino` is answered, under the kernel's rules:
-    /// while a backing file is attached to an inode every open must be passthrough
-    /// with that file, and none may be while cached handles are open.
+    /// Answers an open: the core decides ([`Vfs::mode`]) from what the inode's
+    /// attached backing file holds; this keeps the backing ids. Called with the
+    /// map locked until the reply is sent.
     fn mode(
         &self,
         map: &mut HashMap<u64, Shared>,
         ino: u64,
         opened: Opened,
         open_backing: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
-    ) -> Mode {
+    ) -> Reply {
         let fh = opened.fh;
+        let backed = opened.backed.clone();
         let attached = map
             .values()
             .find(|shared| shared.ino == ino)
             .map(|shared| (Arc::clone(&shared.id), shared.holds.clone()));
-        if let Some((id, holds)) = attached {
-            let direct = opened.backed.as_ref() != Some(&holds);
-            if direct {
+        let mode = self
+            .vfs
+            .mode(ino, opened, attached.as_ref().map(|(_, holds)| holds));
+        let (id, holds, direct) = match (mode, attached, backed) {
+            (Mode::Cached { keep_cache }, _, _) => return Reply::Cached { keep_cache },
+            (Mode::Share { direct }, Some((id, holds)), _) => (id, holds, direct),
+            (Mode::Attach(file), _, Some(holds)) => match open_backing(&file) {
+                Ok(id) => (Arc::new(id), holds, false),
+                Err(err) => {
+                    tracing::debug!(error = %err, "passthrough refused; serving in user space");
+                    self.vfs.passthrough_refused(fh);
+                    return Reply::Cached { keep_cache: false };
+                }
+            },
+            // The core shares only an attached file and attaches only a known one.
+            _ => {
                 self.vfs.passthrough_refused(fh);
-                self.vfs.page_cache_unknown(ino);
+                return Reply::Cached { keep_cache: false };
             }
-            map.insert(
-                fh,
-                Shared {
-                    ino,
-                    id: Arc::clone(&id),
-                    holds,
-                },
-            );
-            return Mode::Passthrough { id, direct };
-        }
-        let alone = self.vfs.open_handles(ino) == [fh];
-        let (Some(file), Some(holds), true) = (opened.backing, opened.backed, alone) else {
-            self.vfs.passthrough_refused(fh);
-            return Mode::Cached;
         };
-        match open_backing(&file) {
-            Ok(id) => {
-                let id = Arc::new(id);
-                tracing::trace!(ino, fh, ?holds, "passthrough");
-                self.vfs.page_cache_unknown(ino);
-                map.insert(
-                    fh,
-                    Shared {
-                        ino,
-                        id: Arc::clone(&id),
-                        holds,
-                    },
-                );
-                Mode::Passthrough { id, direct: false }
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "passthrough refused; serving in user space");
-                self.vfs.passthrough_refused(fh);
-                Mode::Cached
-            }
-        }
+        map.insert(
+            fh,
+            Shared {
+                ino,
+                id: Arc::clone(&id),
+                holds,
+            },
+        );
+        Reply::Passthrough { id, direct }
     }
 
     fn backing_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Shared>> {
@@ -326,7 +313,7 @@ impl Filesystem for GloboFs {
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         let truncate = flags.0 & libc::O_TRUNC != 0;
         let opened = try_reply!(self.vfs.open(ino.0, write, truncate), reply);
-        let (fh, keep_cache) = (opened.fh, opened.keep_cache);
+        let fh = opened.fh;
         // A read-only handle has nothing to commit at close: spare the kernel
         // the synchronous FLUSH round trip.
         let noflush = if write {
@@ -336,7 +323,7 @@ impl Filesystem for GloboFs {
         };
         let mut map = self.backing_map();
         match self.mode(&mut map, ino.0, opened, |f| reply.open_backing(f)) {
-            Mode::Passthrough { id, direct } => {
+            Reply::Passthrough { id, direct } => {
                 let flags = if direct {
                     noflush | FopenFlags::FOPEN_DIRECT_IO
                 } else {
@@ -344,7 +331,7 @@ impl Filesystem for GloboFs {
                 };
                 reply.opened_passthrough(FileHandle(fh), flags, &id);
             }
-            Mode::Cached => {
+            Reply::Cached { keep_cache } => {
                 // The page cache already holds this version's bytes (close-to-open:
                 // it is dropped whenever the version changed since it was filled).
                 let keep = if keep_cache {
@@ -547,7 +534,7 @@ impl Filesystem for GloboFs {
         let fh = opened.fh;
         let mut map = self.backing_map();
         match self.mode(&mut map, attr.ino.0, opened, |f| reply.open_backing(f)) {
-            Mode::Passthrough { id, direct } => {
+            Reply::Passthrough { id, direct } => {
                 let flags = if direct {
                     FopenFlags::FOPEN_DIRECT_IO
                 } else {
@@ -555,7 +542,7 @@ impl Filesystem for GloboFs {
                 };
                 reply.created_passthrough(&TTL, &attr, Generation(0), FileHandle(fh), flags, &id);
             }
-            Mode::Cached => reply.created(
+            Reply::Cached { .. } => reply.created(
                 &TTL,
                 &attr,
                 Generation(0),

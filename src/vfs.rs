@@ -213,6 +213,24 @@ pub struct Opened {
     pub keep_cache: bool,
 }
 
+/// How the kernel is to serve an open handle. The kernel attaches one backing
+/// file to an inode while any passthrough handle of it is open: every other
+/// open of that inode must then be passthrough with the same file, and no
+/// passthrough open may join handles served through the page cache.
+#[derive(Debug)]
+pub enum Mode {
+    /// Served here, through the kernel's page cache (`keep_cache`: it already
+    /// holds this version's bytes).
+    Cached { keep_cache: bool },
+    /// Attach this file as the inode's backing file (the kernel may refuse:
+    /// then [`Vfs::passthrough_refused`] and serve the handle cached).
+    Attach(File),
+    /// Reuse the backing file already attached; `direct` when it does not hold
+    /// what this handle must see, so the kernel sends its reads and writes here
+    /// (direct I/O overrides passthrough).
+    Share { direct: bool },
+}
+
 /// The filesystem core.
 pub struct Vfs {
     store: Arc<Store>,
@@ -980,6 +998,32 @@ impl Vfs {
         Ok(())
     }
 
+    /// Decides how an open handle is served, given what the backing file
+    /// attached to its inode (by an earlier handle still open) holds.
+    pub fn mode(&self, ino: u64, opened: Opened, attached: Option<&Backed>) -> Mode {
+        let fh = opened.fh;
+        if let Some(holds) = attached {
+            let direct = opened.backed.as_ref() != Some(holds);
+            if direct {
+                self.passthrough_refused(fh);
+            }
+            self.page_cache_unknown(ino);
+            return Mode::Share { direct };
+        }
+        match opened.backing {
+            Some(file) if opened.backed.is_some() && self.open_handles(ino) == [fh] => {
+                self.page_cache_unknown(ino);
+                Mode::Attach(file)
+            }
+            _ => {
+                self.passthrough_refused(fh);
+                Mode::Cached {
+                    keep_cache: opened.keep_cache,
+                }
+            }
+        }
+    }
+
     /// The adapter could not set up passthrough: writes come through `write` after all.
     pub fn passthrough_refused(&self, fh: u64) {
         if let Ok(handle) = self.handle(fh) {
@@ -1491,6 +1535,87 @@ mod tests {
         crate::reconcile::reconcile(&spec, false).unwrap();
         let store = Store::open_spec(&spec).unwrap();
         (dir, Vfs::new(Arc::new(store)))
+    }
+
+    /// A committed one-block file, its inode, and the vfs with passthrough on.
+    fn one_block_file(vfs: &Vfs, name: &str, data: &[u8]) -> u64 {
+        vfs.enable_passthrough();
+        let path = VPath::root().join(name.as_bytes()).unwrap();
+        vfs.write_whole(&path, data).unwrap();
+        vfs.lookup(ROOT_INO, OsStr::new(name)).unwrap().ino
+    }
+
+    fn mode_of(vfs: &Vfs, ino: u64, write: bool, attached: Option<&Backed>) -> (u64, Mode) {
+        let opened = vfs.open(ino, write, false).unwrap();
+        let fh = opened.fh;
+        (fh, vfs.mode(ino, opened, attached))
+    }
+
+    #[test]
+    fn a_lone_reader_of_a_one_block_file_attaches_its_block() {
+        let (_dir, vfs) = vfs();
+        let ino = one_block_file(&vfs, "f", b"hello");
+        let opened = vfs.open(ino, false, false).unwrap();
+        let hash = BlockHash::of(b"hello");
+        assert_eq!(opened.backed, Some(Backed::Block(hash)));
+        let fh = opened.fh;
+        let Mode::Attach(file) = vfs.mode(ino, opened, None) else {
+            panic!("a lone reader was not given its block");
+        };
+        // The backing file is the block, and it cannot be written through.
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut buf).unwrap();
+        assert_eq!(buf, b"hello");
+        assert!(std::io::Write::write_all(&mut &file, b"x").is_err());
+        // A second reader of the same version shares it as it is.
+        let (_, second) = mode_of(&vfs, ino, false, Some(&Backed::Block(hash)));
+        assert!(
+            matches!(second, Mode::Share { direct: false }),
+            "{second:?}"
+        );
+        vfs.release(fh).unwrap();
+    }
+
+    #[test]
+    fn a_writer_or_a_newer_reader_of_an_attached_block_gets_direct_io() {
+        let (_dir, vfs) = vfs();
+        let ino = one_block_file(&vfs, "f", b"old bytes");
+        let old = Backed::Block(BlockHash::of(b"old bytes"));
+        let (reader, first) = mode_of(&vfs, ino, false, None);
+        assert!(matches!(first, Mode::Attach(_)));
+        // A writer must not write into the block: direct I/O, its own cache.
+        let (writer, mode) = mode_of(&vfs, ino, true, Some(&old));
+        assert!(matches!(mode, Mode::Share { direct: true }), "{mode:?}");
+        vfs.write(writer, 0, b"NEW").unwrap();
+        assert_eq!(vfs.read(writer, 0, 100).unwrap(), b"NEW bytes");
+        vfs.commit(writer, false).unwrap();
+        vfs.release(writer).unwrap();
+        assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"old bytes");
+        // A reader of the newer version is served here too.
+        let (newer, mode) = mode_of(&vfs, ino, false, Some(&old));
+        assert!(matches!(mode, Mode::Share { direct: true }), "{mode:?}");
+        assert_eq!(vfs.read(newer, 0, 100).unwrap(), b"NEW bytes");
+    }
+
+    #[test]
+    fn nothing_attaches_while_a_handle_is_served_through_the_page_cache() {
+        let (_dir, vfs) = vfs();
+        let ino = one_block_file(&vfs, "f", b"bytes");
+        // A writer that is not passthrough (the file is not empty) is cached.
+        let (_writer, mode) = mode_of(&vfs, ino, true, None);
+        assert!(matches!(mode, Mode::Cached { .. }), "{mode:?}");
+        // So a reader may not attach the block now.
+        let (_reader, mode) = mode_of(&vfs, ino, false, None);
+        assert!(matches!(mode, Mode::Cached { .. }), "{mode:?}");
+    }
+
+    #[test]
+    fn a_multi_block_file_is_never_attached() {
+        let (_dir, vfs) = vfs();
+        let data = vec![7u8; 3 * 4096 + 1];
+        let ino = one_block_file(&vfs, "big", &data);
+        let (_fh, mode) = mode_of(&vfs, ino, false, None);
+        assert!(matches!(mode, Mode::Cached { .. }), "{mode:?}");
     }
 
     #[test]

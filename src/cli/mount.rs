@@ -30,6 +30,7 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
         tracing::warn!("{warning}");
     }
     recover_stale_mount(&mountpoint)?;
+    limit_malloc_arenas();
     std::fs::create_dir_all(&mountpoint)
         .map_err(|err| Failure::runtime(format!("{}: {err}", mountpoint.display())))?;
     let syncer = Arc::new(crate::sync::Syncer::new(spec));
@@ -225,6 +226,19 @@ fn follow_journal(
             }
         }
         position = batch.next;
+    }
+}
+
+/// glibc gives busy threads arenas of their own (up to eight per core), each
+/// keeping the memory freed into it: with request threads and listing threads
+/// that is tens of MiB of resident memory held for nothing. Two arenas serve
+/// the mount's few contended allocations just as well.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; it is called before the
+    // mount's threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

@@ -182,6 +182,64 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Threads that decide the entries of a large directory listing at once.
+const LIST_THREADS: usize = 8;
+
+/// `live` of every path, in order. A large listing runs on several threads:
+/// deciding a path with a cold cache is a few small random reads, and a disk
+/// serves many of those at once (a listing of 1,000 entries would otherwise
+/// wait for them one after another).
+fn live_all(
+    paths: &[VPath],
+    live: &(impl Fn(&VPath) -> Result<Option<Version>, StoreError> + Sync),
+) -> Result<Vec<Option<Version>>, StoreError> {
+    if paths.len() < 4 * LIST_THREADS {
+        return paths.iter().map(live).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut found: Vec<(usize, Option<Version>)> = Vec::with_capacity(paths.len());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..LIST_THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = paths.get(index) else {
+                            return Ok(mine);
+                        };
+                        match live(path) {
+                            Ok(version) => mine.push((index, version)),
+                            Err(err) => {
+                                // Stop the others early too.
+                                next.store(paths.len(), std::sync::atomic::Ordering::Relaxed);
+                                return Err(err);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut first_error = None;
+        for worker in workers {
+            match worker.join() {
+                Ok(Ok(mine)) => found.extend(mine),
+                Ok(Err(err)) => {
+                    first_error.get_or_insert(err);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(StoreError::Refused(
+                        "a listing thread panicked".to_string(),
+                    ));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })?;
+    found.sort_unstable_by_key(|(index, _)| *index);
+    Ok(found.into_iter().map(|(_, version)| version).collect())
+}
+
 impl Store {
     /// Opens the store in `dir`, which `reconcile` made.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
@@ -385,7 +443,7 @@ impl Store {
     pub fn list_dir_by(
         &self,
         path: &VPath,
-        live: impl Fn(&VPath) -> Result<Option<Version>, StoreError>,
+        live: impl Fn(&VPath) -> Result<Option<Version>, StoreError> + Sync,
     ) -> Result<Vec<Entry>, StoreError> {
         let this = live(path)?;
         if !path.is_root() && !this.as_ref().is_some_and(|v| v.kind == Kind::Dir) {
@@ -395,10 +453,10 @@ impl Store {
             });
         }
         let dir = self.path_dir(path);
-        let mut entries = Vec::new();
+        let mut children = Vec::new();
         let listing = match fs::read_dir(&dir) {
             Ok(listing) => listing,
-            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(entries),
+            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(err) => return Err(StoreError::io(&dir, err)),
         };
         for item in listing {
@@ -412,13 +470,18 @@ impl Store {
                 },
                 None => continue,
             };
-            if let Some(version) = live(&child)? {
-                entries.push(Entry {
-                    name: child.file_name().unwrap_or_default().to_vec(),
-                    version,
-                });
-            }
+            children.push(child);
         }
+        let mut entries: Vec<Entry> = live_all(&children, &live)?
+            .into_iter()
+            .zip(&children)
+            .filter_map(|(version, child)| {
+                Some(Entry {
+                    name: child.file_name().unwrap_or_default().to_vec(),
+                    version: version?,
+                })
+            })
+            .collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
     }
