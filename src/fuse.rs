@@ -166,7 +166,7 @@ impl Filesystem for GloboFs {
         // O_TRUNC arrives with open: without this the kernel opens first and then
         // truncates by path, which left the new handle's cache at the old size.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
-        // Passthrough: the kernel reads one-block files from their block and writes new or truncated files straight into their cache files
+        // Passthrough: the kernel writes new or truncated files straight into their cache files
         // directly, without a round trip here. Needs privilege and a recent kernel.
         let passthrough = std::env::var_os("GLOBOFS_NO_PASSTHROUGH").is_none()
             && config
@@ -175,9 +175,7 @@ impl Filesystem for GloboFs {
             && config.set_max_stack_depth(1).is_ok();
         if passthrough {
             self.vfs.enable_passthrough();
-            tracing::info!(
-                "FUSE passthrough: on (reads of one-block files from their block, writes into new or truncated files)"
-            );
+            tracing::info!("FUSE passthrough: on (writes into new or truncated files)");
         } else {
             tracing::info!("FUSE passthrough: unavailable; all I/O is served in user space");
         }

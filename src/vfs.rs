@@ -187,13 +187,19 @@ struct Handle {
 }
 
 /// What a passthrough backing file holds. The kernel gives every open of an
-/// inode the same backing file while one is attached, so a later open may read
-/// or write it directly only if it holds exactly what that open must see.
+/// inode the backing file attached by the first while any is open, so a later
+/// open may use it directly only if it holds exactly what that open must see.
+///
+/// A store block is never attached, though the kernel could read one-block
+/// files from it: it re-opens the backing file for every handle with that
+/// handle's own flags and the mount's credentials, so a writer arriving while
+/// a reader had a block attached would hold the shared block open for writing,
+/// and a writable shared `mmap` (which direct I/O does not redirect) would
+/// write into every file that shares the block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backed {
-    /// A committed single-block version's raw block (read-only).
-    Block(BlockHash),
-    /// The write-back cache file of the inode's passthrough writer.
+    /// The write-back cache file of the inode's passthrough writer (private to
+    /// this open file: a later open shares its bytes, as on a local disk).
     Cache,
 }
 
@@ -201,13 +207,11 @@ pub enum Backed {
 #[derive(Debug)]
 pub struct Opened {
     pub fh: u64,
-    /// A file the kernel may read (or write) directly (FUSE passthrough): the single
-    /// raw block of a small file opened read-only, or the private cache file of a
-    /// new or truncated file opened for writing.
+    /// A file the kernel may read and write directly (FUSE passthrough): the
+    /// private cache file of a new or truncated file opened for writing.
     pub backing: Option<File>,
     /// What this handle may use directly if the inode already has a backing
-    /// file: a reader, the block it reads; a sharer of a passthrough writer's
-    /// cache, that cache.
+    /// file: a sharer of a passthrough writer's cache, that cache.
     pub backed: Option<Backed>,
     /// The kernel may keep the inode's page cache: it holds this very version.
     pub keep_cache: bool,
@@ -250,6 +254,8 @@ pub struct Vfs {
     /// journal follower does not invalidate for them (invalidating an entry
     /// the kernel holds would, among other things, detach a mount made on it).
     own: Mutex<std::collections::HashSet<crate::ids::VersionId>>,
+    /// Inodes forgotten since [`Vfs::take_forgotten`] was last called.
+    forgotten: AtomicU64,
     uid: u32,
     gid: u32,
 }
@@ -276,6 +282,7 @@ impl Vfs {
             listings: Mutex::new(HashMap::new()),
             passthrough: std::sync::atomic::AtomicBool::new(false),
             own: Mutex::new(std::collections::HashSet::new()),
+            forgotten: AtomicU64::new(0),
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
         }
@@ -484,8 +491,15 @@ impl Vfs {
                 if inodes.by_path.get(&node.path) == Some(&ino) {
                     inodes.by_path.remove(&node.path);
                 }
+                self.forgotten.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Inodes forgotten since the last call (the kernel drops whole trees of
+    /// them when it reclaims memory; the mount then hands the freed memory back).
+    pub fn take_forgotten(&self) -> u64 {
+        self.forgotten.swap(0, Ordering::Relaxed)
     }
 
     pub fn getattr(&self, ino: u64) -> VfsResult<Attr> {
@@ -624,8 +638,6 @@ impl Vfs {
         // The kernel takes one backing file per inode and fails (EIO) an open that
         // is not passthrough with it while another handle is: a later open of an
         // inode that a writer has in passthrough shares that writer's cache file.
-        // (An inode whose readers have a block attached is the adapter's case:
-        // a writer gets that block read-only with direct I/O, served here.)
         if let Some((file, block_size)) = self.shared_direct_file(ino) {
             if write && truncate {
                 file.set_len(0).map_err(io_errno)?;
@@ -676,15 +688,7 @@ impl Vfs {
             (None, Some(version)) => Some(version.id),
             _ => None,
         };
-        let mut backed = backing.as_ref().map(|_| Backed::Cache);
-        if let (None, Some(version)) = (&cache, &base) {
-            if let [hash] = version.hashes.as_slice() {
-                backed = Some(Backed::Block(*hash));
-                if passthrough {
-                    backing = self.block_backing(hash, version.block_len(0));
-                }
-            }
-        }
+        let backed = backing.as_ref().map(|_| Backed::Cache);
         if read_of.is_none() {
             self.page_cache_unknown(ino);
         }
@@ -702,16 +706,6 @@ impl Vfs {
             backed,
             keep_cache,
         })
-    }
-
-    /// The raw block file of a one-block version, if it is here, for the kernel
-    /// to read directly (never written: it is opened read-only).
-    fn block_backing(&self, hash: &BlockHash, len: usize) -> Option<File> {
-        let located = self.store.blocks().locate(hash, Some(len))?;
-        if located.compressed {
-            return None;
-        }
-        File::open(located.path).ok()
     }
 
     fn page_cache_epoch(&self, ino: u64) -> u64 {
@@ -1537,8 +1531,8 @@ mod tests {
         (dir, Vfs::new(Arc::new(store)))
     }
 
-    /// A committed one-block file, its inode, and the vfs with passthrough on.
-    fn one_block_file(vfs: &Vfs, name: &str, data: &[u8]) -> u64 {
+    /// A committed file, its inode, and the vfs with passthrough on.
+    fn committed_file(vfs: &Vfs, name: &str, data: &[u8]) -> u64 {
         vfs.enable_passthrough();
         let path = VPath::root().join(name.as_bytes()).unwrap();
         vfs.write_whole(&path, data).unwrap();
@@ -1552,70 +1546,68 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_reader_of_a_one_block_file_attaches_its_block() {
+    fn readers_never_attach_a_store_block() {
         let (_dir, vfs) = vfs();
-        let ino = one_block_file(&vfs, "f", b"hello");
-        let opened = vfs.open(ino, false, false).unwrap();
-        let hash = BlockHash::of(b"hello");
-        assert_eq!(opened.backed, Some(Backed::Block(hash)));
-        let fh = opened.fh;
-        let Mode::Attach(file) = vfs.mode(ino, opened, None) else {
-            panic!("a lone reader was not given its block");
-        };
-        // The backing file is the block, and it cannot be written through.
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut &file, &mut buf).unwrap();
-        assert_eq!(buf, b"hello");
-        assert!(std::io::Write::write_all(&mut &file, b"x").is_err());
-        // A second reader of the same version shares it as it is.
-        let (_, second) = mode_of(&vfs, ino, false, Some(&Backed::Block(hash)));
-        assert!(
-            matches!(second, Mode::Share { direct: false }),
-            "{second:?}"
-        );
-        vfs.release(fh).unwrap();
+        for (name, len) in [("small", 100), ("big", 3 * 4096 + 1)] {
+            let ino = committed_file(&vfs, name, &vec![7u8; len]);
+            let (fh, mode) = mode_of(&vfs, ino, false, None);
+            assert!(matches!(mode, Mode::Cached { .. }), "{name}: {mode:?}");
+            vfs.release(fh).unwrap();
+        }
     }
 
     #[test]
-    fn a_writer_or_a_newer_reader_of_an_attached_block_gets_direct_io() {
+    fn later_opens_share_a_passthrough_writers_cache() {
         let (_dir, vfs) = vfs();
-        let ino = one_block_file(&vfs, "f", b"old bytes");
-        let old = Backed::Block(BlockHash::of(b"old bytes"));
-        let (reader, first) = mode_of(&vfs, ino, false, None);
-        assert!(matches!(first, Mode::Attach(_)));
-        // A writer must not write into the block: direct I/O, its own cache.
-        let (writer, mode) = mode_of(&vfs, ino, true, Some(&old));
-        assert!(matches!(mode, Mode::Share { direct: true }), "{mode:?}");
-        vfs.write(writer, 0, b"NEW").unwrap();
-        assert_eq!(vfs.read(writer, 0, 100).unwrap(), b"NEW bytes");
+        vfs.enable_passthrough();
+        let (attr, created) = vfs.create(ROOT_INO, OsStr::new("new"), 0o644).unwrap();
+        let writer = created.fh;
+        let Mode::Attach(file) = vfs.mode(attr.ino, created, None) else {
+            panic!("a new file's writer was not given its cache file");
+        };
+        std::io::Write::write_all(&mut &file, b"written by the kernel").unwrap();
+        // A reader opened now shares the cache as it is (the bytes of the
+        // open file, as on a local disk).
+        let (reader, mode) = mode_of(&vfs, attr.ino, false, Some(&Backed::Cache));
+        assert!(matches!(mode, Mode::Share { direct: false }), "{mode:?}");
+        assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"written by the kernel");
+        vfs.release(reader).unwrap();
         vfs.commit(writer, false).unwrap();
         vfs.release(writer).unwrap();
-        assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"old bytes");
-        // A reader of the newer version is served here too.
-        let (newer, mode) = mode_of(&vfs, ino, false, Some(&old));
+        assert_eq!(
+            vfs.read_whole(&VPath::root().join(b"new").unwrap())
+                .unwrap(),
+            b"written by the kernel"
+        );
+    }
+
+    #[test]
+    fn an_open_that_must_not_use_the_attached_file_gets_direct_io() {
+        let (_dir, vfs) = vfs();
+        let ino = committed_file(&vfs, "f", b"committed");
+        // The kernel still has a writer's cache attached (its release is on
+        // its way): this reader must not read that cache.
+        let (reader, mode) = mode_of(&vfs, ino, false, Some(&Backed::Cache));
         assert!(matches!(mode, Mode::Share { direct: true }), "{mode:?}");
-        assert_eq!(vfs.read(newer, 0, 100).unwrap(), b"NEW bytes");
+        assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"committed");
     }
 
     #[test]
     fn nothing_attaches_while_a_handle_is_served_through_the_page_cache() {
         let (_dir, vfs) = vfs();
-        let ino = one_block_file(&vfs, "f", b"bytes");
-        // A writer that is not passthrough (the file is not empty) is cached.
-        let (_writer, mode) = mode_of(&vfs, ino, true, None);
-        assert!(matches!(mode, Mode::Cached { .. }), "{mode:?}");
-        // So a reader may not attach the block now.
+        let ino = committed_file(&vfs, "f", b"bytes");
+        // A reader is served through the page cache.
         let (_reader, mode) = mode_of(&vfs, ino, false, None);
         assert!(matches!(mode, Mode::Cached { .. }), "{mode:?}");
-    }
-
-    #[test]
-    fn a_multi_block_file_is_never_attached() {
-        let (_dir, vfs) = vfs();
-        let data = vec![7u8; 3 * 4096 + 1];
-        let ino = one_block_file(&vfs, "big", &data);
-        let (_fh, mode) = mode_of(&vfs, ino, false, None);
+        // So a truncating writer may not attach its cache file now.
+        let opened = vfs.open(ino, true, true).unwrap();
+        let mode = vfs.mode(ino, opened, None);
         assert!(matches!(mode, Mode::Cached { .. }), "{mode:?}");
+        // Alone, it may.
+        let other = committed_file(&vfs, "g", b"bytes");
+        let opened = vfs.open(other, true, true).unwrap();
+        assert!(opened.backing.is_some());
+        assert!(matches!(vfs.mode(other, opened, None), Mode::Attach(_)));
     }
 
     #[test]

@@ -1,10 +1,9 @@
-//! FUSE passthrough over a real mount: a file that fits in one block is read by
-//! the kernel straight from its block file, and the block is never written,
-//! whatever other handles of the same file do meanwhile (writers, changes from
-//! another process, writable private mappings).
-//!
-//! The kernel gives all open handles of an inode the one backing file attached
-//! by the first; these tests open files in the orders that make that matter.
+//! FUSE passthrough and the files it must never touch, over a real mount: the
+//! kernel writes a new or truncated file straight into its private cache file,
+//! and gives every later open of that inode the same backing file. Store blocks
+//! are shared by every file with the same bytes, so whatever other handles do
+//! meanwhile (readers, writers, changes from another process, private and
+//! shared writable mappings), no block may change.
 
 #[path = "common/mount.rs"]
 mod mount;
@@ -14,19 +13,6 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 
 use mount::{BLOCK, Mounted, Rng, cvt, store_get};
-
-/// Whether the mount says the kernel took passthrough.
-fn passthrough_on(m: &Mounted) -> bool {
-    let log = m.log();
-    if log.contains("FUSE passthrough: on") {
-        return true;
-    }
-    assert!(
-        log.contains("FUSE passthrough: unavailable"),
-        "the mount log says nothing about passthrough:\n{log}"
-    );
-    false
-}
 
 fn read_all(path: &std::path::Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()))
@@ -46,23 +32,15 @@ fn read_at(file: &std::fs::File, len: usize) -> Vec<u8> {
     buf
 }
 
-/// What a handle opened before a change reads after it. With passthrough it
-/// reads the block it opened, always; served through the kernel's page cache
-/// (one per inode, as on NFS) it may read the newer committed version, never a
-/// mix of the two.
-fn assert_open_reader_reads(file: &std::fs::File, passthrough: bool, opened: &[u8], newer: &[u8]) {
+/// What a handle opened before a change reads after it: the version it opened,
+/// or, as pages of the kernel's page cache are shared by all handles of a file
+/// (as on NFS), the newer committed one; never bytes of neither.
+fn assert_open_reader_reads(file: &std::fs::File, opened: &[u8], newer: &[u8]) {
     let got = read_at(file, BLOCK);
-    if passthrough {
-        assert!(
-            got == opened,
-            "an open reader's bytes changed under passthrough"
-        );
-    } else {
-        assert!(
-            got == opened || got == newer,
-            "an open reader read a mix of versions"
-        );
-    }
+    assert!(
+        got == opened || got == newer,
+        "an open reader read bytes of neither version"
+    );
 }
 
 /// `globofs verify` finds every block intact.
@@ -89,45 +67,70 @@ fn wait_for(path: &std::path::Path, want: &[u8]) {
     }
 }
 
-#[test]
-fn a_one_block_file_is_read_without_the_mount_process() {
-    let m = Mounted::new();
-    if !passthrough_on(&m) {
-        eprintln!("skipped: the kernel refused FUSE passthrough here");
-        return;
-    }
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: dropping the page cache needs root");
-        return;
-    }
-    let data = Rng::new(7).bytes(BLOCK - 100);
-    std::fs::write(m.path("f"), &data).unwrap();
-    let file = std::fs::File::open(m.path("f")).unwrap();
-    // Nothing of the file may be in any page cache: a read that the kernel
-    // served in FUSE's cached mode would have to ask the (stopped) mount.
-    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
-    let pid = nix::unistd::Pid::from_raw(m.pid().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let got = read_at(&file, BLOCK);
-        let _ = tx.send(());
-        got
-    });
-    let done = rx.recv_timeout(Duration::from_secs(5));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
-    let got = reader.join().unwrap();
-    assert!(
-        done.is_ok(),
-        "the read waited for the stopped mount process: it was not passthrough"
+/// Maps `len` bytes of `file` shared and writable, runs `f` on them, unmaps.
+fn with_shared_mapping(file: &std::fs::File, len: usize, f: impl FnOnce(&mut [u8])) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh shared mapping of `len` bytes of an open file, unmapped below.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(
+        addr,
+        libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
     );
-    assert!(got == data, "passthrough read the wrong bytes");
+    // SAFETY: the mapping is `len` bytes long and only this thread uses it.
+    f(unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) });
+    // SAFETY: flushing and unmapping what was mapped above.
+    cvt(unsafe { libc::msync(addr, len, libc::MS_SYNC) }).unwrap();
+    cvt(unsafe { libc::munmap(addr, len) }).unwrap();
+}
+
+#[test]
+fn a_shared_writable_mapping_while_a_reader_is_open_changes_only_its_own_file() {
+    let m = Mounted::new();
+    // Two files with the same bytes share one stored block.
+    let data = Rng::new(11).bytes(BLOCK - 10);
+    std::fs::write(m.path("a"), &data).unwrap();
+    std::fs::write(m.path("twin"), &data).unwrap();
+    let reader = std::fs::File::open(m.path("a")).unwrap();
+    assert!(read_at(&reader, BLOCK) == data);
+    let writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path("a"))
+        .unwrap();
+    with_shared_mapping(&writer, data.len(), |bytes| {
+        assert!(bytes == data.as_slice(), "the mapping reads other bytes");
+        bytes[..4].copy_from_slice(b"XXXX");
+    });
+    drop(writer);
+    drop(reader);
+    let mut changed = data.clone();
+    changed[..4].copy_from_slice(b"XXXX");
+    assert!(
+        read_all(&m.path("a")) == changed,
+        "the mapped write was lost"
+    );
+    assert!(
+        read_all(&m.path("twin")) == data,
+        "a write through a mapping of one file changed its twin"
+    );
+    assert!(store_get(&m, "/twin") == data);
+    assert_verify_clean(&m);
 }
 
 #[test]
 fn a_writer_while_readers_hold_the_block_never_writes_the_block() {
     let m = Mounted::new();
-    let on = passthrough_on(&m);
     let old = Rng::new(1).bytes(3000);
     std::fs::write(m.path("f"), &old).unwrap();
     let reader = std::fs::File::open(m.path("f")).unwrap();
@@ -148,13 +151,13 @@ fn a_writer_while_readers_hold_the_block_never_writes_the_block() {
     // A new open while the old reader is still open sees the committed version.
     let again = std::fs::File::open(m.path("f")).unwrap();
     assert!(read_at(&again, BLOCK) == second);
-    assert_open_reader_reads(&reader, on, &old, &second);
+    assert_open_reader_reads(&reader, &old, &second);
 
     // A truncating writer while both readers are open.
     std::fs::write(m.path("f"), b"third").unwrap();
     assert!(read_all(&m.path("f")) == b"third");
-    assert_open_reader_reads(&reader, on, &old, b"third");
-    assert_open_reader_reads(&again, on, &second, b"third");
+    assert_open_reader_reads(&reader, &old, b"third");
+    assert_open_reader_reads(&again, &second, b"third");
     drop(reader);
     drop(again);
     assert!(read_all(&m.path("f")) == b"third");
@@ -166,7 +169,6 @@ fn a_writer_while_readers_hold_the_block_never_writes_the_block() {
 #[test]
 fn a_read_write_handle_opened_after_a_reader_reads_and_writes_correctly() {
     let m = Mounted::new();
-    let on = passthrough_on(&m);
     std::fs::write(m.path("f"), b"0123456789").unwrap();
     let reader = std::fs::File::open(m.path("f")).unwrap();
     let mut rw = std::fs::OpenOptions::new()
@@ -181,7 +183,7 @@ fn a_read_write_handle_opened_after_a_reader_reads_and_writes_correctly() {
     assert_eq!(seen, b"01ab456789");
     rw.flush().unwrap();
     drop(rw);
-    assert_open_reader_reads(&reader, on, b"0123456789", b"01ab456789");
+    assert_open_reader_reads(&reader, b"0123456789", b"01ab456789");
     assert_eq!(read_all(&m.path("f")), b"01ab456789");
     drop(reader);
     assert_verify_clean(&m);
@@ -190,7 +192,6 @@ fn a_read_write_handle_opened_after_a_reader_reads_and_writes_correctly() {
 #[test]
 fn a_change_from_another_process_reaches_new_opens_while_a_reader_holds_the_old_block() {
     let m = Mounted::new();
-    let on = passthrough_on(&m);
     std::fs::write(m.path("f"), b"from the mount").unwrap();
     let reader = std::fs::File::open(m.path("f")).unwrap();
     assert_eq!(read_at(&reader, 64), b"from the mount");
@@ -199,7 +200,7 @@ fn a_change_from_another_process_reaches_new_opens_while_a_reader_holds_the_old_
     let out = m.globofs(&["put", src.to_str().unwrap(), "/f"]);
     assert!(out.status.success(), "put: {out:?}");
     wait_for(&m.path("f"), b"from globofs put");
-    assert_open_reader_reads(&reader, on, b"from the mount", b"from globofs put");
+    assert_open_reader_reads(&reader, b"from the mount", b"from globofs put");
     drop(reader);
     assert_eq!(read_all(&m.path("f")), b"from globofs put");
     assert_verify_clean(&m);

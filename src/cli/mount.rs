@@ -199,8 +199,14 @@ fn follow_journal(
             }
         }
     }
+    // Reading a long journal to its end (here and in the version cache) used
+    // buffers that are garbage now.
+    release_freed_memory();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(POLL);
+        if vfs.take_forgotten() >= TRIM_AFTER_FORGETS {
+            release_freed_memory();
+        }
         let batch = match journal::read(dir, &position, 10_000) {
             Ok(batch) => batch,
             Err(err) => {
@@ -226,6 +232,21 @@ fn follow_journal(
             }
         }
         position = batch.next;
+    }
+}
+
+/// After the kernel forgets this many inodes (memory reclaim drops whole
+/// trees), the mount gives the memory they held back to the system.
+const TRIM_AFTER_FORGETS: u64 = 4096;
+
+/// Returns freed heap memory to the system: without it the allocator keeps
+/// what a forgotten tree of inodes used, and a tree listed again afterwards
+/// lands beside it rather than in it.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

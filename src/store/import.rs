@@ -80,7 +80,7 @@ impl Store {
                 append_line(&log, &log_path, &format!("{}\n", current.id))?;
             }
         }
-        tracing::info!(
+        tracing::debug!(
             path = %version.path,
             version = %version.id,
             node = %version.node,

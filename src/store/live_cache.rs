@@ -10,8 +10,12 @@
 //! version files at the start of the call.
 //!
 //! A fill races with a change made meanwhile: a fill is kept only if no journal
-//! line was taken in between. The cache holds at most [`MAX_ENTRIES`] paths and
-//! starts again empty when full.
+//! line was taken in between. While the journal cannot be read to its end (a
+//! line being written, a damaged line, a segment that went away) the cache is
+//! not used at all. An entry is trusted for [`MAX_AGE`] at most, which bounds
+//! what a version published without its journal line (a writer killed between
+//! the two) can hide. The cache holds at most [`MAX_ENTRIES`] paths, and no
+//! version of more than [`MAX_HASHES`] blocks; it starts again empty when full.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,13 +23,21 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use super::journal::{self, Position, SEGMENT_BYTES};
+use super::journal::{self, Position};
 use super::{Store, StoreError, Version};
 use crate::layout::VPath;
 
-/// Paths remembered at most (about 400 bytes each for a small file).
-pub const MAX_ENTRIES: usize = 16_384;
+/// Paths remembered at most (about 900 bytes each with the map and allocator
+/// overhead, so a few MiB).
+pub const MAX_ENTRIES: usize = 4096;
+
+/// How long an entry is trusted without a journal line naming its path.
+pub const MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Versions with more blocks than this are not kept (32 bytes of hash each).
+pub const MAX_HASHES: usize = 256;
 
 /// Journal lines taken per read.
 const BATCH: usize = 10_000;
@@ -41,7 +53,7 @@ struct Tail {
 pub struct LiveCache {
     dir: PathBuf,
     tail: Mutex<Tail>,
-    entries: Mutex<HashMap<VPath, Option<Version>>>,
+    entries: Mutex<HashMap<VPath, (Option<Version>, Instant)>>,
     /// Bumped (under the `entries` lock) whenever journal lines are taken.
     generation: AtomicU64,
 }
@@ -74,24 +86,33 @@ impl LiveCache {
     /// The current version of `path` if it is live (as [`Store::live`]).
     pub fn live(&self, store: &Store, path: &VPath) -> Result<Option<Version>, StoreError> {
         let generation = match self.refresh() {
-            Ok(generation) => generation,
+            Ok(Some(generation)) => generation,
+            Ok(None) => {
+                // Lines we cannot read yet: unsure what changed.
+                self.forget_all();
+                return store.live(path);
+            }
             Err(err) => {
-                // Unsure what changed: forget everything and answer from disk.
                 tracing::debug!(error = %err, "reading the journal; not caching");
                 self.forget_all();
                 return store.live(path);
             }
         };
-        if let Some(found) = lock(&self.entries).get(path) {
-            return Ok(found.clone());
+        if let Some((found, since)) = lock(&self.entries).get(path) {
+            if since.elapsed() < MAX_AGE {
+                return Ok(found.clone());
+            }
         }
         let found = store.live(path)?;
+        if found.as_ref().is_some_and(|v| v.hashes.len() > MAX_HASHES) {
+            return Ok(found);
+        }
         let mut entries = lock(&self.entries);
         if self.generation.load(Ordering::Acquire) == generation {
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
-            entries.insert(path.clone(), found.clone());
+            entries.insert(path.clone(), (found.clone(), Instant::now()));
         }
         Ok(found)
     }
@@ -113,15 +134,20 @@ impl LiveCache {
     }
 
     /// Takes the journal's new lines, forgetting the paths they name; returns
-    /// the generation the entries are at afterwards.
-    fn refresh(&self) -> Result<u64, StoreError> {
+    /// the generation the entries are at afterwards, or `None` when the journal
+    /// could not be read to its end (then nothing cached may be trusted).
+    fn refresh(&self) -> Result<Option<u64>, StoreError> {
         let mut tail = lock(&self.tail);
         if !self.moved(&tail)? {
-            return Ok(self.generation.load(Ordering::Acquire));
+            return Ok(Some(self.generation.load(Ordering::Acquire)));
         }
+        let mut trusted = true;
         loop {
             let batch = journal::read(&self.dir, &tail.position, BATCH)?;
             let more = batch.lines.len() >= BATCH;
+            if !batch.warnings.is_empty() {
+                trusted = false;
+            }
             if !batch.lines.is_empty() || batch.restarted {
                 let mut entries = lock(&self.entries);
                 if batch.restarted {
@@ -142,15 +168,33 @@ impl LiveCache {
                 self.generation.fetch_add(1, Ordering::AcqRel);
             }
             if batch.next.segment != tail.position.segment || tail.segment.is_none() {
-                let path = self.dir.join(format!("{:016}", batch.next.segment));
-                tail.segment = File::open(path).ok();
+                tail.segment = File::open(self.segment_path(batch.next.segment)).ok();
             }
             tail.position = batch.next;
             if !more {
                 break;
             }
         }
-        Ok(self.generation.load(Ordering::Acquire))
+        if let Some(segment) = &tail.segment {
+            let meta = segment
+                .metadata()
+                .map_err(|err| StoreError::io(&self.dir, err))?;
+            if meta.nlink() == 0 {
+                // The segment we stood in went away (the journal was re-created
+                // shorter): read it again from the start next time.
+                tail.position = Position::default();
+                tail.segment = None;
+                trusted = false;
+            } else if meta.len() != tail.position.offset {
+                // A line being written, or a damaged one the reader stops at.
+                trusted = false;
+            }
+        }
+        Ok(trusted.then(|| self.generation.load(Ordering::Acquire)))
+    }
+
+    fn segment_path(&self, number: u64) -> PathBuf {
+        self.dir.join(format!("{number:016}"))
     }
 
     /// Whether the journal may hold lines past the tail.
@@ -164,12 +208,10 @@ impl LiveCache {
         if meta.nlink() == 0 || meta.len() != tail.position.offset {
             return Ok(true);
         }
-        // A full segment stops growing: the writer goes on in the next one.
-        Ok(meta.len() >= SEGMENT_BYTES
-            && self
-                .dir
-                .join(format!("{:016}", tail.position.segment + 1))
-                .exists())
+        // A writer goes on in a new segment when this one is full, and also
+        // when it found this one's last line torn (perhaps while another
+        // process was still writing it).
+        Ok(self.segment_path(tail.position.segment + 1).exists())
     }
 }
 
@@ -177,8 +219,10 @@ impl LiveCache {
 mod tests {
     use super::*;
     use crate::store::Attrs;
+    use crate::store::journal::SEGMENT_BYTES;
     use std::ffi::OsStr;
     use std::io::Cursor;
+    use std::io::Write;
 
     /// A node's store opened twice: two processes of one node.
     fn two_handles() -> (tempfile::TempDir, Store, Store) {
@@ -274,6 +318,88 @@ mod tests {
             segments.len() + 1
         );
         assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(second.id));
+    }
+
+    /// The latest segment of `store`'s journal.
+    fn last_segment(store: &Store) -> PathBuf {
+        let dir = store.layout().journal();
+        let last = *journal::segments(&dir).unwrap().last().unwrap();
+        dir.join(format!("{last:016}"))
+    }
+
+    fn append_raw(file: &std::path::Path, bytes: &[u8]) {
+        let mut f = std::fs::OpenOptions::new().append(true).open(file).unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn a_line_still_being_written_turns_the_cache_off() {
+        let (_dir, here, _other) = two_handles();
+        let a = path("/a");
+        let first = put(&here, &a, b"one");
+        let cache = LiveCache::new(&here);
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(first.id));
+        // Half a line: whatever it will say, nothing cached may be trusted.
+        append_raw(&last_segment(&here), b"0123abcd 1700000000.0000000");
+        std::fs::remove_dir_all(here.versions_dir(&a)).unwrap();
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), None);
+    }
+
+    #[test]
+    fn a_segment_started_before_the_last_one_was_full_is_followed() {
+        let (_dir, here, other) = two_handles();
+        let a = path("/a");
+        let first = put(&here, &a, b"one");
+        let cache = LiveCache::new(&here);
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(first.id));
+        // A writer that sees a torn last line starts the next segment early;
+        // here the segment then reads as complete again, as it does when the
+        // "torn" line was another process's append still being written.
+        let segment = last_segment(&here);
+        let len = std::fs::metadata(&segment).unwrap().len();
+        append_raw(&segment, b"x");
+        let second = put(&other, &a, b"two");
+        assert_ne!(last_segment(&here), segment, "no new segment was started");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(second.id));
+    }
+
+    #[test]
+    fn a_journal_made_anew_is_read_from_its_start() {
+        let (_dir, here, other) = two_handles();
+        let a = path("/a");
+        let first = put(&here, &a, b"one");
+        let cache = LiveCache::new(&here);
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(first.id));
+        let dir = here.layout().journal();
+        for number in journal::segments(&dir).unwrap() {
+            std::fs::remove_file(dir.join(format!("{number:016}"))).unwrap();
+        }
+        let second = put(&other, &a, b"two");
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(second.id));
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(second.id));
+    }
+
+    #[test]
+    fn an_entry_is_trusted_for_a_bounded_time() {
+        let (_dir, here, _other) = two_handles();
+        let a = path("/a");
+        let first = put(&here, &a, b"one");
+        let cache = LiveCache::new(&here);
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(first.id));
+        // A version published without its journal line (its writer killed
+        // between the two) shows once the entry is too old.
+        std::fs::remove_dir_all(here.versions_dir(&a)).unwrap();
+        let mut entries = lock(&cache.entries);
+        let entry = entries.get_mut(&a).unwrap();
+        entry.1 = Instant::now() - MAX_AGE;
+        drop(entries);
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), None);
     }
 
     #[test]

@@ -445,12 +445,13 @@ impl Store {
         path: &VPath,
         live: impl Fn(&VPath) -> Result<Option<Version>, StoreError> + Sync,
     ) -> Result<Vec<Entry>, StoreError> {
-        let this = live(path)?;
-        if !path.is_root() && !this.as_ref().is_some_and(|v| v.kind == Kind::Dir) {
-            return Err(match this {
-                Some(_) => StoreError::NotADirectory(path.clone()),
-                None => StoreError::NotFound(path.clone()),
-            });
+        // The root is always a directory, with or without a version of its own.
+        if !path.is_root() {
+            match live(path)? {
+                Some(v) if v.kind == Kind::Dir => {}
+                Some(_) => return Err(StoreError::NotADirectory(path.clone())),
+                None => return Err(StoreError::NotFound(path.clone())),
+            }
         }
         let dir = self.path_dir(path);
         let mut children = Vec::new();
