@@ -67,16 +67,17 @@ fn wait_for(path: &std::path::Path, want: &[u8]) {
     }
 }
 
-/// Maps `len` bytes of `file` shared and writable, runs `f` on them, unmaps.
-fn with_shared_mapping(file: &std::fs::File, len: usize, f: impl FnOnce(&mut [u8])) {
+/// Maps `len` bytes of `file` writable (`libc::MAP_SHARED` or
+/// `libc::MAP_PRIVATE`), runs `f` on them, flushes and unmaps.
+fn with_mapping(file: &std::fs::File, len: usize, sharing: libc::c_int, f: impl FnOnce(&mut [u8])) {
     use std::os::fd::AsRawFd;
-    // SAFETY: a fresh shared mapping of `len` bytes of an open file, unmapped below.
+    // SAFETY: a fresh mapping of `len` bytes of an open file, unmapped below.
     let addr = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
+            sharing,
             file.as_raw_fd(),
             0,
         )
@@ -108,7 +109,7 @@ fn a_shared_writable_mapping_while_a_reader_is_open_changes_only_its_own_file() 
         .write(true)
         .open(m.path("a"))
         .unwrap();
-    with_shared_mapping(&writer, data.len(), |bytes| {
+    with_mapping(&writer, data.len(), libc::MAP_SHARED, |bytes| {
         assert!(bytes == data.as_slice(), "the mapping reads other bytes");
         bytes[..4].copy_from_slice(b"XXXX");
     });
@@ -216,31 +217,10 @@ fn a_writable_private_mapping_of_a_one_block_file_leaves_the_file_alone() {
         .custom_flags(libc::O_NOATIME)
         .open(m.path("f"))
         .unwrap();
-    use std::os::fd::AsRawFd;
-    let len = data.len();
-    // SAFETY: a fresh private mapping of `len` bytes of an open file, unmapped below.
-    let addr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(
-        addr,
-        libc::MAP_FAILED,
-        "mmap: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: the mapping is `len` bytes long and only this thread uses it.
-    let mapped = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
-    assert!(mapped == data.as_slice(), "the mapping reads other bytes");
-    mapped[..4].copy_from_slice(b"XXXX");
-    // SAFETY: unmapping what was mapped above.
-    cvt(unsafe { libc::munmap(addr, len) }).unwrap();
+    with_mapping(&file, data.len(), libc::MAP_PRIVATE, |bytes| {
+        assert!(bytes == data.as_slice(), "the mapping reads other bytes");
+        bytes[..4].copy_from_slice(b"XXXX");
+    });
     drop(file);
     assert!(
         read_all(&m.path("f")) == data,

@@ -227,15 +227,7 @@ mod tests {
     /// A node's store opened twice: two processes of one node.
     fn two_handles() -> (tempfile::TempDir, Store, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let node = crate::ids::NodeId::random();
-        let spec_text = format!(
-            "volume: {}\nnode:\n  id: {node}\nblock_size: 4KiB\n",
-            dir.path().join("vol").display()
-        );
-        let spec_path = dir.path().join("spec.yaml");
-        std::fs::write(&spec_path, spec_text).unwrap();
-        let spec = crate::spec::Spec::load(&spec_path).unwrap();
-        crate::reconcile::reconcile(&spec, false).unwrap();
+        let spec = crate::store::scratch_spec(dir.path());
         let here = Store::open_spec(&spec).unwrap();
         let other = Store::open_spec(&spec).unwrap();
         (dir, here, other)

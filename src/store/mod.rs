@@ -182,6 +182,22 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A fresh node's spec (4 KiB blocks) in `dir`, its layout reconciled: the
+/// scratch store of unit tests.
+#[cfg(test)]
+pub(crate) fn scratch_spec(dir: &Path) -> Spec {
+    let node = NodeId::random();
+    let text = format!(
+        "volume: {}\nnode:\n  id: {node}\nblock_size: 4KiB\n",
+        dir.join("vol").display()
+    );
+    let path = dir.join("spec.yaml");
+    fs::write(&path, text).expect("write a scratch spec");
+    let spec = Spec::load(&path).expect("load the scratch spec");
+    crate::reconcile::reconcile(&spec, false).expect("reconcile the scratch store");
+    spec
+}
+
 /// Threads that decide the entries of a large directory listing at once.
 const LIST_THREADS: usize = 8;
 
