@@ -184,6 +184,8 @@ struct Handle {
     cache: Option<WriteCache>,
     /// The block file read last (sequential reads reuse its descriptor).
     last_block: Option<(usize, File)>,
+    /// Blocks below this index were hinted to the kernel (sequential readers).
+    hinted: usize,
 }
 
 /// What a passthrough backing file holds. The kernel gives every open of an
@@ -658,6 +660,7 @@ impl Vfs {
                 base,
                 cache: Some(cache),
                 last_block: None,
+                hinted: 0,
             });
             self.page_cache_unknown(ino);
             return Ok(Opened {
@@ -698,6 +701,7 @@ impl Vfs {
             base,
             cache,
             last_block: None,
+            hinted: 0,
         });
         let keep_cache = read_of.is_some_and(|id| self.page_cache_for_read(ino, fh, id, epoch));
         Ok(Opened {
@@ -835,6 +839,7 @@ impl Vfs {
             base: Some(base),
             cache: Some(cache),
             last_block: None,
+            hinted: 0,
         });
         let attr = self.writer_attr(ino).unwrap_or(Attr {
             ino,
@@ -894,7 +899,6 @@ impl Vfs {
                 Some((i, _)) => *i + 1 == index,
                 None => index == 0,
             };
-            let first = handle.last_block.is_none();
             if !cached {
                 handle.last_block = self
                     .store
@@ -918,15 +922,16 @@ impl Vfs {
                     });
                 // A sequential reader will want the next blocks: start reading
                 // them (a random reader would only waste the disk's time).
-                // The blocks up to PREFETCH_BLOCKS ahead were hinted at earlier
-                // steps; only the newest one is new.
-                let (from, ahead) = match (first, sequential) {
-                    (_, false) => (index + 1, 0),
-                    (false, true) => (index + PREFETCH_BLOCKS, 1),
-                    (true, true) => (index + 1, PREFETCH_BLOCKS),
-                };
-                for next in base.hashes.iter().skip(from).take(ahead) {
-                    self.store.blocks().prefetch(next);
+                // Blocks hinted at earlier steps are not hinted again.
+                if sequential {
+                    let from = handle.hinted.max(index + 1);
+                    let to = (index + 1 + PREFETCH_BLOCKS).min(base.hashes.len());
+                    for next in base.hashes.get(from..to).unwrap_or_default() {
+                        self.store.blocks().prefetch(next);
+                    }
+                    handle.hinted = handle.hinted.max(to);
+                } else {
+                    handle.hinted = 0;
                 }
             }
             if let Some((_, file)) = &handle.last_block {
