@@ -18,7 +18,7 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::vfs::{Attr, Backed, Mode, NodeKind, Opened, Vfs};
+use crate::vfs::{Attr, Mode, NodeKind, Opened, Vfs};
 
 /// How long the kernel may cache attributes and entries. Short, because other
 /// processes and peers change the tree too (the journal poller invalidates sooner).
@@ -41,8 +41,6 @@ macro_rules! try_reply {
 struct Shared {
     ino: u64,
     id: Arc<BackingId>,
-    /// What the backing file holds (the inode's first passthrough open decided).
-    holds: Backed,
 }
 
 /// How an open is answered.
@@ -71,8 +69,8 @@ impl GloboFs {
         }
     }
 
-    /// Answers an open: the core decides ([`Vfs::mode`]) from what the inode's
-    /// attached backing file holds; this keeps the backing ids. Called with the
+    /// Answers an open: the core decides ([`Vfs::mode`]) from whether the inode
+    /// has a backing file attached; this keeps the backing ids. Called with the
     /// map locked until the reply is sent.
     fn mode(
         &self,
@@ -82,27 +80,23 @@ impl GloboFs {
         open_backing: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
     ) -> Reply {
         let fh = opened.fh;
-        let backed = opened.backed.clone();
         let attached = map
             .values()
             .find(|shared| shared.ino == ino)
-            .map(|shared| (Arc::clone(&shared.id), shared.holds.clone()));
-        let mode = self
-            .vfs
-            .mode(ino, opened, attached.as_ref().map(|(_, holds)| holds));
-        let (id, holds, direct) = match (mode, attached, backed) {
-            (Mode::Cached { keep_cache }, _, _) => return Reply::Cached { keep_cache },
-            (Mode::Share { direct }, Some((id, holds)), _) => (id, holds, direct),
-            (Mode::Attach(file), _, Some(holds)) => match open_backing(&file) {
-                Ok(id) => (Arc::new(id), holds, false),
+            .map(|shared| Arc::clone(&shared.id));
+        let (id, direct) = match (self.vfs.mode(ino, opened, attached.is_some()), attached) {
+            (Mode::Cached { keep_cache }, _) => return Reply::Cached { keep_cache },
+            (Mode::Share { direct }, Some(id)) => (id, direct),
+            (Mode::Attach(file), _) => match open_backing(&file) {
+                Ok(id) => (Arc::new(id), false),
                 Err(err) => {
                     tracing::debug!(error = %err, "passthrough refused; serving in user space");
                     self.vfs.passthrough_refused(fh);
                     return Reply::Cached { keep_cache: false };
                 }
             },
-            // The core shares only an attached file and attaches only a known one.
-            _ => {
+            // The core shares only an attached file.
+            (Mode::Share { .. }, None) => {
                 self.vfs.passthrough_refused(fh);
                 return Reply::Cached { keep_cache: false };
             }
@@ -112,14 +106,13 @@ impl GloboFs {
             Shared {
                 ino,
                 id: Arc::clone(&id),
-                holds,
             },
         );
         Reply::Passthrough { id, direct }
     }
 
     fn backing_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Shared>> {
-        self.backing.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.backing)
     }
 
     fn file_attr(&self, attr: &Attr) -> FileAttr {

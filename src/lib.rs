@@ -14,3 +14,11 @@ pub mod spec;
 pub mod store;
 pub mod sync;
 pub mod vfs;
+
+/// Locks `mutex`, also after another thread panicked holding it: the data
+/// behind this crate's mutexes stays consistent between statements.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

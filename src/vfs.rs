@@ -16,11 +16,12 @@ use std::io::Cursor;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::ids::BlockHash;
 use crate::layout::{NAME_MAX, VPath};
+use crate::lock;
 use crate::store::live_cache::LiveCache;
 use crate::store::{BlockWriter, Content, Kind, Mtime, Store, StoreError, Version};
 
@@ -188,23 +189,6 @@ struct Handle {
     hinted: usize,
 }
 
-/// What a passthrough backing file holds. The kernel gives every open of an
-/// inode the backing file attached by the first while any is open, so a later
-/// open may use it directly only if it holds exactly what that open must see.
-///
-/// A store block is never attached, though the kernel could read one-block
-/// files from it: it re-opens the backing file for every handle with that
-/// handle's own flags and the mount's credentials, so a writer arriving while
-/// a reader had a block attached would hold the shared block open for writing,
-/// and a writable shared `mmap` (which direct I/O does not redirect) would
-/// write into every file that shares the block.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Backed {
-    /// The write-back cache file of the inode's passthrough writer (private to
-    /// this open file: a later open shares its bytes, as on a local disk).
-    Cache,
-}
-
 /// What `open` hands the adapter.
 #[derive(Debug)]
 pub struct Opened {
@@ -212,9 +196,17 @@ pub struct Opened {
     /// A file the kernel may read and write directly (FUSE passthrough): the
     /// private cache file of a new or truncated file opened for writing.
     pub backing: Option<File>,
-    /// What this handle may use directly if the inode already has a backing
-    /// file: a sharer of a passthrough writer's cache, that cache.
-    pub backed: Option<Backed>,
+    /// The handle's bytes are the passthrough writer's cache file (the writer
+    /// itself, or a later open sharing it): the only backing file ever attached
+    /// to an inode, so the only one a handle may use directly.
+    ///
+    /// A store block is never attached, though the kernel could read one-block
+    /// files from it: it re-opens the backing file for every handle with that
+    /// handle's own flags and the mount's credentials, so a writer arriving
+    /// while a reader had a block attached would hold the shared block open for
+    /// writing, and a writable shared `mmap` (which direct I/O does not
+    /// redirect) would write into every file that shares the block.
+    pub shares_cache: bool,
     /// The kernel may keep the inode's page cache: it holds this very version.
     pub keep_cache: bool,
 }
@@ -260,12 +252,6 @@ pub struct Vfs {
     forgotten: AtomicU64,
     uid: u32,
     gid: u32,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Vfs {
@@ -521,9 +507,11 @@ impl Vfs {
     /// The entries of a directory (without `.` and `..`).
     pub fn readdir(&self, ino: u64) -> VfsResult<Vec<DirEntry>> {
         let path = self.path_of(ino)?;
+        // One look at the journal for the whole listing.
+        let at = self.versions.fresh();
         let entries = self
             .store
-            .list_dir_by(&path, |child| self.live(child))
+            .list_dir_by(&path, |child| self.versions.live_at(&self.store, child, at))
             .map_err(errno)?;
         let mut out = Vec::with_capacity(entries.len());
         {
@@ -666,7 +654,7 @@ impl Vfs {
             return Ok(Opened {
                 fh,
                 backing: None,
-                backed: Some(Backed::Cache),
+                shares_cache: true,
                 keep_cache: false,
             });
         }
@@ -691,7 +679,7 @@ impl Vfs {
             (None, Some(version)) => Some(version.id),
             _ => None,
         };
-        let backed = backing.as_ref().map(|_| Backed::Cache);
+        let shares_cache = backing.is_some();
         if read_of.is_none() {
             self.page_cache_unknown(ino);
         }
@@ -707,7 +695,7 @@ impl Vfs {
         Ok(Opened {
             fh,
             backing,
-            backed,
+            shares_cache,
             keep_cache,
         })
     }
@@ -854,7 +842,7 @@ impl Vfs {
             attr,
             Opened {
                 fh,
-                backed: backing.as_ref().map(|_| Backed::Cache),
+                shares_cache: backing.is_some(),
                 backing,
                 keep_cache: false,
             },
@@ -997,12 +985,13 @@ impl Vfs {
         Ok(())
     }
 
-    /// Decides how an open handle is served, given what the backing file
-    /// attached to its inode (by an earlier handle still open) holds.
-    pub fn mode(&self, ino: u64, opened: Opened, attached: Option<&Backed>) -> Mode {
+    /// Decides how an open handle is served, given whether its inode has a
+    /// backing file attached (a passthrough writer's cache, by an earlier
+    /// handle still open).
+    pub fn mode(&self, ino: u64, opened: Opened, attached: bool) -> Mode {
         let fh = opened.fh;
-        if let Some(holds) = attached {
-            let direct = opened.backed.as_ref() != Some(holds);
+        if attached {
+            let direct = !opened.shares_cache;
             if direct {
                 self.passthrough_refused(fh);
             }
@@ -1010,7 +999,7 @@ impl Vfs {
             return Mode::Share { direct };
         }
         match opened.backing {
-            Some(file) if opened.backed.is_some() && self.open_handles(ino) == [fh] => {
+            Some(file) if opened.shares_cache && self.open_handles(ino) == [fh] => {
                 self.page_cache_unknown(ino);
                 Mode::Attach(file)
             }
@@ -1536,7 +1525,7 @@ mod tests {
         vfs.lookup(ROOT_INO, OsStr::new(name)).unwrap().ino
     }
 
-    fn mode_of(vfs: &Vfs, ino: u64, write: bool, attached: Option<&Backed>) -> (u64, Mode) {
+    fn mode_of(vfs: &Vfs, ino: u64, write: bool, attached: bool) -> (u64, Mode) {
         let opened = vfs.open(ino, write, false).unwrap();
         let fh = opened.fh;
         (fh, vfs.mode(ino, opened, attached))
@@ -1547,7 +1536,7 @@ mod tests {
         let (_dir, vfs) = vfs();
         for (name, len) in [("small", 100), ("big", 3 * 4096 + 1)] {
             let ino = committed_file(&vfs, name, &vec![7u8; len]);
-            let (fh, mode) = mode_of(&vfs, ino, false, None);
+            let (fh, mode) = mode_of(&vfs, ino, false, false);
             assert!(matches!(mode, Mode::Cached { .. }), "{name}: {mode:?}");
             vfs.release(fh).unwrap();
         }
@@ -1559,13 +1548,13 @@ mod tests {
         vfs.enable_passthrough();
         let (attr, created) = vfs.create(ROOT_INO, OsStr::new("new"), 0o644).unwrap();
         let writer = created.fh;
-        let Mode::Attach(file) = vfs.mode(attr.ino, created, None) else {
+        let Mode::Attach(file) = vfs.mode(attr.ino, created, false) else {
             panic!("a new file's writer was not given its cache file");
         };
         std::io::Write::write_all(&mut &file, b"written by the kernel").unwrap();
         // A reader opened now shares the cache as it is (the bytes of the
         // open file, as on a local disk).
-        let (reader, mode) = mode_of(&vfs, attr.ino, false, Some(&Backed::Cache));
+        let (reader, mode) = mode_of(&vfs, attr.ino, false, true);
         assert!(matches!(mode, Mode::Share { direct: false }), "{mode:?}");
         assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"written by the kernel");
         vfs.release(reader).unwrap();
@@ -1584,7 +1573,7 @@ mod tests {
         let ino = committed_file(&vfs, "f", b"committed");
         // The kernel still has a writer's cache attached (its release is on
         // its way): this reader must not read that cache.
-        let (reader, mode) = mode_of(&vfs, ino, false, Some(&Backed::Cache));
+        let (reader, mode) = mode_of(&vfs, ino, false, true);
         assert!(matches!(mode, Mode::Share { direct: true }), "{mode:?}");
         assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"committed");
     }
@@ -1594,17 +1583,17 @@ mod tests {
         let (_dir, vfs) = vfs();
         let ino = committed_file(&vfs, "f", b"bytes");
         // A reader is served through the page cache.
-        let (_reader, mode) = mode_of(&vfs, ino, false, None);
+        let (_reader, mode) = mode_of(&vfs, ino, false, false);
         assert!(matches!(mode, Mode::Cached { .. }), "{mode:?}");
         // So a truncating writer may not attach its cache file now.
         let opened = vfs.open(ino, true, true).unwrap();
-        let mode = vfs.mode(ino, opened, None);
+        let mode = vfs.mode(ino, opened, false);
         assert!(matches!(mode, Mode::Cached { .. }), "{mode:?}");
         // Alone, it may.
         let other = committed_file(&vfs, "g", b"bytes");
         let opened = vfs.open(other, true, true).unwrap();
         assert!(opened.backing.is_some());
-        assert!(matches!(vfs.mode(other, opened, None), Mode::Attach(_)));
+        assert!(matches!(vfs.mode(other, opened, false), Mode::Attach(_)));
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn prefetcher() -> &'static std::sync::mpsc::SyncSender<PathBuf> {
                 .name(format!("prefetch-{n}"))
                 .spawn(move || {
                     loop {
-                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let next = crate::lock(&rx).recv();
                         let Ok(raw) = next else {
                             return;
                         };

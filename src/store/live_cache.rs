@@ -21,13 +21,14 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::journal::{self, Position};
 use super::{Store, StoreError, Version};
 use crate::layout::VPath;
+use crate::lock;
 
 /// Paths remembered at most (about 900 bytes each with the map and allocator
 /// overhead, so a few MiB).
@@ -58,12 +59,6 @@ pub struct LiveCache {
     generation: AtomicU64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl LiveCache {
     /// A cache for `store`, starting at the end of its journal (what is there
     /// already is what the version files say now).
@@ -85,18 +80,37 @@ impl LiveCache {
 
     /// The current version of `path` if it is live (as [`Store::live`]).
     pub fn live(&self, store: &Store, path: &VPath) -> Result<Option<Version>, StoreError> {
-        let generation = match self.refresh() {
-            Ok(Some(generation)) => generation,
+        self.live_at(store, path, self.fresh())
+    }
+
+    /// Reads the journal's new lines: the point to answer from with
+    /// [`LiveCache::live_at`], or `None` when nothing cached may be trusted now.
+    /// Many answers for one request (a listing) share one such point.
+    pub fn fresh(&self) -> Option<u64> {
+        match self.refresh() {
+            Ok(Some(generation)) => Some(generation),
+            // Lines we cannot read yet: unsure what changed.
             Ok(None) => {
-                // Lines we cannot read yet: unsure what changed.
                 self.forget_all();
-                return store.live(path);
+                None
             }
             Err(err) => {
                 tracing::debug!(error = %err, "reading the journal; not caching");
                 self.forget_all();
-                return store.live(path);
+                None
             }
+        }
+    }
+
+    /// [`LiveCache::live`] as fresh as the point `at` from [`LiveCache::fresh`].
+    pub fn live_at(
+        &self,
+        store: &Store,
+        path: &VPath,
+        at: Option<u64>,
+    ) -> Result<Option<Version>, StoreError> {
+        let Some(generation) = at else {
+            return store.live(path);
         };
         if let Some((found, since)) = lock(&self.entries).get(path) {
             if since.elapsed() < MAX_AGE {
@@ -175,10 +189,7 @@ impl LiveCache {
                 break;
             }
         }
-        if let Some(segment) = &tail.segment {
-            let meta = segment
-                .metadata()
-                .map_err(|err| StoreError::io(&self.dir, err))?;
+        if let Some(meta) = self.segment_meta(&tail)? {
             if meta.nlink() == 0 {
                 // The segment we stood in went away (the journal was re-created
                 // shorter): read it again from the start next time.
@@ -193,18 +204,27 @@ impl LiveCache {
         Ok(trusted.then(|| self.generation.load(Ordering::Acquire)))
     }
 
+    /// The open segment's metadata (one `fstat`), if a segment is open.
+    fn segment_meta(&self, tail: &Tail) -> Result<Option<std::fs::Metadata>, StoreError> {
+        tail.segment
+            .as_ref()
+            .map(|segment| {
+                segment
+                    .metadata()
+                    .map_err(|err| StoreError::io(&self.dir, err))
+            })
+            .transpose()
+    }
+
     fn segment_path(&self, number: u64) -> PathBuf {
         self.dir.join(format!("{number:016}"))
     }
 
     /// Whether the journal may hold lines past the tail.
     fn moved(&self, tail: &Tail) -> Result<bool, StoreError> {
-        let Some(segment) = &tail.segment else {
+        let Some(meta) = self.segment_meta(tail)? else {
             return Ok(true);
         };
-        let meta = segment
-            .metadata()
-            .map_err(|err| StoreError::io(&self.dir, err))?;
         if meta.nlink() == 0 || meta.len() != tail.position.offset {
             return Ok(true);
         }
