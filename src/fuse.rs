@@ -563,6 +563,21 @@ impl Mounted {
         }
     }
 
+    /// Whether the session has ended (the file system was unmounted from outside).
+    pub fn ended(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_none_or(|session| session.guard.is_finished())
+    }
+
+    /// Waits for the session threads of a session that has ended.
+    pub fn join(mut self) -> std::io::Result<()> {
+        match self.session.take() {
+            Some(session) => session.join(),
+            None => Ok(()),
+        }
+    }
+
     /// Unmounts and waits for the session threads.
     pub fn unmount(mut self) -> std::io::Result<()> {
         match self.session.take() {

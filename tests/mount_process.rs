@@ -19,6 +19,27 @@ fn sigterm_unmounts_cleanly() {
 }
 
 #[test]
+fn an_unmount_from_outside_ends_the_mount_process() {
+    let mut m = Mounted::new();
+    std::fs::write(m.path("a"), b"x").unwrap();
+    let status = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(&m.mnt)
+        .status()
+        .expect("run fusermount3");
+    assert!(status.success(), "fusermount3 -u failed");
+    // The daemon notices, stops its threads and exits cleanly; before, it
+    // waited for a signal forever.
+    assert_eq!(m.wait_exit(), Some(0), "log: {}", m.log());
+    assert!(
+        m.log().contains("unmounted from outside"),
+        "log: {}",
+        m.log()
+    );
+    assert!(!is_mounted(&m.mnt));
+}
+
+#[test]
 fn a_mount_killed_with_sigkill_is_recovered_by_the_next_mount() {
     let mut m = Mounted::new();
     std::fs::write(m.path("kept"), b"before the kill").unwrap();

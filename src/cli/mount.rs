@@ -87,10 +87,18 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
         )
     };
 
-    let signal = signals
-        .wait()
-        .map_err(|err| Failure::runtime(format!("waiting for signals: {err}")))?;
-    tracing::info!(?signal, "unmounting");
+    // A signal asks us to unmount; `fusermount3 -u` or `umount` from outside
+    // ends the session on its own, and then there is nothing left to serve.
+    let from_outside = loop {
+        if let Some(signal) = wait_for_signal(&signals, POLL)? {
+            tracing::info!(?signal, "unmounting");
+            break false;
+        }
+        if mounted.ended() {
+            tracing::info!(mountpoint = %mountpoint.display(), "unmounted from outside; exiting");
+            break true;
+        }
+    };
     stop.store(true, Ordering::Relaxed);
     let _ = poller.join();
     if let Some(syncing) = syncing {
@@ -98,6 +106,9 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
         let _ = syncing.join();
     }
     match Arc::try_unwrap(mounted) {
+        Ok(mounted) if from_outside => mounted
+            .join()
+            .map_err(|err| Failure::runtime(format!("FUSE session: {err}")))?,
         Ok(mounted) => mounted
             .unmount()
             .map_err(|err| Failure::runtime(format!("unmounting: {err}")))?,
@@ -108,6 +119,23 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
         }
     }
     Ok(())
+}
+
+/// Waits up to `timeout` for one of `signals` (blocked in every thread).
+fn wait_for_signal(signals: &SigSet, timeout: Duration) -> Result<Option<Signal>, Failure> {
+    let timeout = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: the set and the timeout are valid for the call; no siginfo is asked for.
+    let signal = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout) };
+    if signal >= 0 {
+        return Ok(Signal::try_from(signal).ok());
+    }
+    match nix::errno::Errno::last() {
+        nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR => Ok(None),
+        err => Err(Failure::runtime(format!("waiting for signals: {err}"))),
+    }
 }
 
 /// Wait after a local change before syncing, so a burst of writes goes in one pass.

@@ -102,10 +102,17 @@ impl Mounted {
 
     /// Unmounts with SIGTERM and waits; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
+        let child = self.child.as_ref()?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
+        self.wait_exit()
+    }
+
+    /// Waits up to 20 s for the mount process to end on its own; returns its
+    /// exit code (None when it had to be killed).
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
