@@ -511,7 +511,11 @@ impl Vfs {
         let at = self.versions.fresh();
         let entries = self
             .store
-            .list_dir_by(&path, |child| self.versions.live_at(&self.store, child, at))
+            .list_dir_by(
+                &path,
+                |child| self.versions.known(child, at),
+                |child| self.versions.live_at(&self.store, child, at),
+            )
             .map_err(errno)?;
         let mut out = Vec::with_capacity(entries.len());
         {

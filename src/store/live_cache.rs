@@ -112,10 +112,8 @@ impl LiveCache {
         let Some(generation) = at else {
             return store.live(path);
         };
-        if let Some((found, since)) = lock(&self.entries).get(path) {
-            if since.elapsed() < MAX_AGE {
-                return Ok(found.clone());
-            }
+        if let Some(found) = self.known(path, at) {
+            return Ok(found);
         }
         let found = store.live(path)?;
         if found.as_ref().is_some_and(|v| v.hashes.len() > MAX_HASHES) {
@@ -129,6 +127,16 @@ impl LiveCache {
             entries.insert(path.clone(), (found.clone(), Instant::now()));
         }
         Ok(found)
+    }
+
+    /// What the cache holds for `path` as fresh as the point `at`, without
+    /// reading anything: `None` when it does not know.
+    pub fn known(&self, path: &VPath, at: Option<u64>) -> Option<Option<Version>> {
+        at?;
+        match lock(&self.entries).get(path) {
+            Some((found, since)) if since.elapsed() < MAX_AGE => Some(found.clone()),
+            _ => None,
+        }
     }
 
     /// Forgets every path (the next answers come from the version files).
@@ -285,6 +293,47 @@ mod tests {
         assert_eq!(moved.hashes, second.hashes);
         other.remove(&b).unwrap();
         assert_eq!(id_of(cache.live(&here, &b).unwrap()), None);
+    }
+
+    #[test]
+    fn a_listing_decides_only_the_entries_the_cache_does_not_know() {
+        let (_dir, here, other) = two_handles();
+        let dir = path("/d");
+        here.mkdir(&dir, 0o755).unwrap();
+        for i in 0..40 {
+            put(&here, &path(&format!("/d/f{i}")), b"x");
+        }
+        let cache = LiveCache::new(&here);
+        let decided = std::sync::atomic::AtomicUsize::new(0);
+        let list = || {
+            let at = cache.fresh();
+            here.list_dir_by(
+                &dir,
+                |child| cache.known(child, at),
+                |child| {
+                    decided.fetch_add(1, Ordering::Relaxed);
+                    cache.live_at(&here, child, at)
+                },
+            )
+            .unwrap()
+        };
+        let first = list();
+        assert_eq!(first.len(), 40);
+        // The directory itself and each of its 40 entries.
+        assert_eq!(decided.swap(0, Ordering::Relaxed), 41);
+        let second = list();
+        let names = |entries: &[crate::store::Entry]| -> Vec<Vec<u8>> {
+            entries.iter().map(|e| e.name.clone()).collect()
+        };
+        assert_eq!(names(&second), names(&first));
+        // Only the directory goes through `live` (it answers from memory too).
+        assert_eq!(decided.swap(0, Ordering::Relaxed), 1);
+        // Another process changes one entry: only that one is decided again.
+        let changed = put(&other, &path("/d/f7"), b"changed");
+        let third = list();
+        assert_eq!(decided.swap(0, Ordering::Relaxed), 2);
+        let f7 = third.iter().find(|e| e.name == b"f7").unwrap();
+        assert_eq!(f7.version.id, changed.id);
     }
 
     #[test]

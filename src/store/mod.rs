@@ -201,11 +201,28 @@ pub(crate) fn scratch_spec(dir: &Path) -> Spec {
 /// Threads that decide the entries of a large directory listing at once.
 const LIST_THREADS: usize = 8;
 
-/// `live` of every path, in order. A large listing runs on several threads:
-/// deciding a path with a cold cache is a few small random reads, and a disk
-/// serves many of those at once (a listing of 1,000 entries would otherwise
-/// wait for them one after another).
+/// The current version of every path, in order: from `known` (answers from
+/// memory, `None` when it does not know) or else from `live`. When many paths
+/// are not known, they are decided on several threads: deciding a path with a
+/// cold cache is a few small random reads, and a disk serves many of those at
+/// once (a listing of 1,000 entries would otherwise wait for them one after
+/// another).
 fn live_all(
+    paths: &[VPath],
+    known: impl Fn(&VPath) -> Option<Option<Version>>,
+    live: &(impl Fn(&VPath) -> Result<Option<Version>, StoreError> + Sync),
+) -> Result<Vec<Option<Version>>, StoreError> {
+    let mut out: Vec<Option<Option<Version>>> = paths.iter().map(known).collect();
+    let missing: Vec<usize> = (0..paths.len()).filter(|i| out[*i].is_none()).collect();
+    let unknown: Vec<VPath> = missing.iter().map(|i| paths[*i].clone()).collect();
+    for (index, version) in missing.into_iter().zip(decide_all(&unknown, live)?) {
+        out[index] = Some(version);
+    }
+    Ok(out.into_iter().map(Option::flatten).collect())
+}
+
+/// `live` of every path, in order, on several threads for many paths.
+fn decide_all(
     paths: &[VPath],
     live: &(impl Fn(&VPath) -> Result<Option<Version>, StoreError> + Sync),
 ) -> Result<Vec<Option<Version>>, StoreError> {
@@ -451,14 +468,15 @@ impl Store {
 
     /// The live entries of directory `path`, sorted by name.
     pub fn list_dir(&self, path: &VPath) -> Result<Vec<Entry>, StoreError> {
-        self.list_dir_by(path, |child| self.live(child))
+        self.list_dir_by(path, |_| None, |child| self.live(child))
     }
 
-    /// [`Store::list_dir`], deciding each path's current version with `live`
-    /// (the mount passes its cache).
+    /// [`Store::list_dir`], taking each path's current version from `known`
+    /// where it answers (the mount's cache) and deciding the rest with `live`.
     pub fn list_dir_by(
         &self,
         path: &VPath,
+        known: impl Fn(&VPath) -> Option<Option<Version>>,
         live: impl Fn(&VPath) -> Result<Option<Version>, StoreError> + Sync,
     ) -> Result<Vec<Entry>, StoreError> {
         // The root is always a directory, with or without a version of its own.
@@ -489,7 +507,7 @@ impl Store {
             };
             children.push(child);
         }
-        let mut entries: Vec<Entry> = live_all(&children, &live)?
+        let mut entries: Vec<Entry> = live_all(&children, known, &live)?
             .into_iter()
             .zip(&children)
             .filter_map(|(version, child)| {
