@@ -146,8 +146,23 @@ fn file_type(kind: NodeKind) -> FileType {
 
 fn time_of(time: TimeOrNow) -> SystemTime {
     match time {
-        TimeOrNow::SpecificTime(time) => time,
+        TimeOrNow::SpecificTime(time) => kernel_time(time),
         TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+/// A time the kernel sent, as fuser 0.18 hands it over. The kernel sends
+/// `(secs, nsecs)` meaning `secs + nsecs / 1e9` with `nsecs` always forward;
+/// for `secs < 0`, fuser's `system_time_from_time` builds
+/// `UNIX_EPOCH - (|secs| s + nsecs ns)`, moving the time back by `2 * nsecs`.
+/// Undo that: -1.5 s arrives as (-2, 0.5 s), which fuser made -2.5 s.
+fn kernel_time(time: SystemTime) -> SystemTime {
+    match SystemTime::UNIX_EPOCH.duration_since(time) {
+        Ok(before) if before.subsec_nanos() != 0 => {
+            SystemTime::UNIX_EPOCH - Duration::from_secs(before.as_secs())
+                + Duration::from_nanos(u64::from(before.subsec_nanos()))
+        }
+        _ => time,
     }
 }
 
@@ -612,4 +627,27 @@ pub fn mount(
         session: Some(background),
         notifier,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_before_1970_come_back_as_the_kernel_meant_them() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        // fuser's rendering of the kernel's (-2 s, 500,000,000 ns), which means -1.5 s.
+        let from_fuser = epoch - Duration::new(2, 500_000_000);
+        assert_eq!(kernel_time(from_fuser), epoch - Duration::from_millis(1500));
+        // (-1 s, 999,999,999 ns) means -1 ns.
+        let from_fuser = epoch - Duration::new(1, 999_999_999);
+        assert_eq!(kernel_time(from_fuser), epoch - Duration::from_nanos(1));
+        // Whole seconds and times after 1970 pass unchanged.
+        assert_eq!(
+            kernel_time(epoch - Duration::from_secs(3)),
+            epoch - Duration::from_secs(3)
+        );
+        let later = epoch + Duration::new(1_700_000_000, 123);
+        assert_eq!(kernel_time(later), later);
+    }
 }

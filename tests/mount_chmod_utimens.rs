@@ -49,6 +49,28 @@ fn the_mode_survives_a_later_write() {
 }
 
 #[test]
+fn mtimes_before_1970_with_fractions_are_kept_exactly() {
+    let m = Mounted::new();
+    std::fs::write(m.path("f"), b"x").unwrap();
+    for nanos in [-1_500_000_000i64, -1, -86_400_000_000_001] {
+        let when = SystemTime::UNIX_EPOCH - Duration::from_nanos(nanos.unsigned_abs());
+        std::fs::File::open(m.path("f"))
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        let meta = std::fs::metadata(m.path("f")).unwrap();
+        let got = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
+        assert_eq!(got, nanos, "set {nanos} ns before 1970");
+    }
+    // The store holds the same time (FORMAT.md: floor seconds, then the
+    // nanoseconds forward from them): -86,400.000000001 s.
+    let out = m.globofs(&["ls", "-l", "/"]);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = listing.lines().find(|l| l.ends_with(" f")).unwrap();
+    assert!(line.contains(" -86401.999999999 "), "{listing}");
+}
+
+#[test]
 fn utimens_sets_the_mtime() {
     let m = Mounted::new();
     std::fs::write(m.path("f"), b"x").unwrap();
