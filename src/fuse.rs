@@ -18,7 +18,7 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::vfs::{Attr, Mode, NodeKind, Opened, Vfs};
+use crate::vfs::{Attr, DirEntry, Mode, NodeKind, Opened, Vfs};
 
 /// How long the kernel may cache attributes and entries. Short, because other
 /// processes and peers change the tree too (the journal poller invalidates sooner).
@@ -142,6 +142,24 @@ fn file_type(kind: NodeKind) -> FileType {
         NodeKind::Dir => FileType::Directory,
         NodeKind::Symlink => FileType::Symlink,
     }
+}
+
+/// One entry of a directory listing as the kernel pages it.
+#[derive(Clone, Copy)]
+enum Listed<'a> {
+    Dot(&'a [u8]),
+    Entry(&'a DirEntry),
+}
+
+/// `.`, `..`, then the entries, each with the offset of the one after it (the
+/// same numbering for READDIR and READDIRPLUS, which the kernel may mix within
+/// one listing).
+fn with_dots(entries: &[DirEntry]) -> impl Iterator<Item = (u64, Listed<'_>)> {
+    [Listed::Dot(b"."), Listed::Dot(b"..")]
+        .into_iter()
+        .chain(entries.iter().map(Listed::Entry))
+        .enumerate()
+        .map(|(index, entry)| (index as u64 + 1, entry))
 }
 
 fn time_of(time: TimeOrNow) -> SystemTime {
@@ -424,31 +442,40 @@ impl Filesystem for GloboFs {
         reply.ok();
     }
 
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // A handle of its own per open directory: its listing is taken once and
+        // paged from memory, and it answers `fstat` after the directory is gone.
+        let fh = try_reply!(self.vfs.opendir(ino.0), reply);
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.releasedir(fh.0);
+        reply.ok();
+    }
+
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = try_reply!(self.vfs.readdir(ino.0), reply);
-        let mut all = vec![
-            (ino.0, FileType::Directory, b".".to_vec()),
-            (ino.0, FileType::Directory, b"..".to_vec()),
-        ];
-        all.extend(
-            entries
-                .into_iter()
-                .map(|e| (e.attr.ino, file_type(e.attr.kind), e.name)),
-        );
-        for (index, (child, kind, name)) in all.into_iter().enumerate().skip(offset as usize) {
-            if reply.add(
-                INodeNo(child),
-                index as u64 + 1,
-                kind,
-                OsStr::from_bytes(&name),
-            ) {
+        let entries = try_reply!(self.vfs.listing(fh.0, ino.0, offset), reply);
+        for (next, entry) in with_dots(&entries).skip(offset as usize) {
+            let (child, kind, name) = match entry {
+                Listed::Dot(name) => (ino.0, FileType::Directory, name),
+                Listed::Entry(e) => (e.attr.ino, file_type(e.attr.kind), e.name.as_slice()),
+            };
+            if reply.add(INodeNo(child), next, kind, OsStr::from_bytes(name)) {
                 break;
             }
         }
@@ -464,20 +491,34 @@ impl Filesystem for GloboFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let entries = try_reply!(self.vfs.listing(fh.0, ino.0, offset), reply);
-        for (index, entry) in entries.iter().enumerate().skip(offset as usize) {
-            let attr = self.file_attr(&entry.attr);
+        // `.` and `..` carry this directory's attributes: the kernel only shows
+        // them to the reader and takes no reference on them.
+        let own = match self.vfs.getattr(ino.0) {
+            Ok(attr) => self.file_attr(&attr),
+            Err(err) => {
+                reply.error(Errno::from_i32(err));
+                return;
+            }
+        };
+        for (next, entry) in with_dots(&entries).skip(offset as usize) {
+            let (child, name, attr) = match entry {
+                Listed::Dot(name) => (ino.0, name, own),
+                Listed::Entry(e) => (e.attr.ino, e.name.as_slice(), self.file_attr(&e.attr)),
+            };
             if reply.add(
-                INodeNo(entry.attr.ino),
-                index as u64 + 1,
-                OsStr::from_bytes(&entry.name),
+                INodeNo(child),
+                next,
+                OsStr::from_bytes(name),
                 &TTL,
                 &attr,
                 Generation(0),
             ) {
                 break;
             }
-            // The kernel now holds a reference, as after a lookup.
-            self.vfs.remember(entry.attr.ino);
+            if let Listed::Entry(e) = entry {
+                // The kernel now holds a reference, as after a lookup.
+                self.vfs.remember(e.attr.ino);
+            }
         }
         reply.ok();
     }

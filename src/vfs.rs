@@ -242,6 +242,9 @@ pub struct Vfs {
     /// Directory listings per open directory handle (a listing is read once, at
     /// offset 0, and paged from memory).
     listings: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    /// Open directory handles: their inode and attributes when opened (what
+    /// `fstat` reports once the directory is removed while still open).
+    open_dirs: Mutex<HashMap<u64, (u64, Attr)>>,
     /// Whether the kernel accepted FUSE passthrough (set by the adapter at init).
     passthrough: std::sync::atomic::AtomicBool,
     /// Versions this mount made: the kernel already knows those changes, so the
@@ -268,6 +271,7 @@ impl Vfs {
             next_fh: AtomicU64::new(1),
             created: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
+            open_dirs: Mutex::new(HashMap::new()),
             passthrough: std::sync::atomic::AtomicBool::new(false),
             own: Mutex::new(std::collections::HashSet::new()),
             forgotten: AtomicU64::new(0),
@@ -497,11 +501,33 @@ impl Vfs {
         if let Some(attr) = self.writer_attr(ino) {
             return Ok(attr);
         }
-        let path = self.path_of(ino)?;
-        match self.live(&path).map_err(errno)? {
+        let found = match self.path_of(ino) {
+            Ok(path) => self.live(&path).map_err(errno)?,
+            Err(_) => None,
+        };
+        match found {
             Some(version) => Ok(self.attr_of(ino, &version)),
-            None => Err(libc::ENOENT),
+            None => self.orphan_attr(ino).ok_or(libc::ENOENT),
         }
+    }
+
+    /// The attributes of an inode that lost its name while it is still open
+    /// (`fstat` of an unlinked file or a removed directory), with no links.
+    fn orphan_attr(&self, ino: u64) -> Option<Attr> {
+        let handles: Vec<Arc<Mutex<Handle>>> = lock(&self.handles).values().cloned().collect();
+        let from_file = handles.iter().find_map(|handle| {
+            let handle = lock(handle);
+            let base = handle.base.as_ref().filter(|_| handle.ino == ino)?;
+            Some(self.attr_of(ino, base))
+        });
+        let mut attr = from_file.or_else(|| {
+            lock(&self.open_dirs)
+                .values()
+                .find(|(dir, _)| *dir == ino)
+                .map(|(_, attr)| attr.clone())
+        })?;
+        attr.nlink = 0;
+        Some(attr)
     }
 
     /// The entries of a directory (without `.` and `..`).
@@ -555,11 +581,13 @@ impl Vfs {
 
     /// Opens a directory for listing.
     pub fn opendir(&self, ino: u64) -> VfsResult<u64> {
-        let path = self.path_of(ino)?;
-        if !self.is_dir(&path).map_err(errno)? {
+        let attr = self.getattr(ino)?;
+        if attr.kind != NodeKind::Dir {
             return Err(libc::ENOTDIR);
         }
-        Ok(self.next_fh.fetch_add(1, Ordering::Relaxed))
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.open_dirs).insert(fh, (ino, attr));
+        Ok(fh)
     }
 
     /// The listing of an open directory: read at offset 0, then served from memory.
@@ -569,13 +597,20 @@ impl Vfs {
                 return Ok(Arc::clone(listing));
             }
         }
-        let listing = Arc::new(self.readdir(ino)?);
+        let listing = match self.readdir(ino) {
+            Ok(entries) => Arc::new(entries),
+            // Removed since it was opened: an open directory that is gone lists
+            // as empty, as on a local file system.
+            Err(libc::ENOENT) => Arc::new(Vec::new()),
+            Err(err) => return Err(err),
+        };
         lock(&self.listings).insert(fh, Arc::clone(&listing));
         Ok(listing)
     }
 
     pub fn releasedir(&self, fh: u64) {
         lock(&self.listings).remove(&fh);
+        lock(&self.open_dirs).remove(&fh);
     }
 
     pub fn readlink(&self, ino: u64) -> VfsResult<Vec<u8>> {

@@ -102,3 +102,137 @@ fn reading_a_file_or_a_missing_dir_as_a_directory_fails() {
     assert_eq!(errno(std::fs::read_dir(m.path("f"))), libc::ENOTDIR);
     assert_eq!(errno(std::fs::read_dir(m.path("missing"))), libc::ENOENT);
 }
+
+/// What a program sees of an open directory descriptor, as `os.listdir(fd)`
+/// in Python does it: `fstat` (by `fdopendir`), then glibc's `readdir` to the
+/// end. Returns the link count and the names other than `.` and `..`.
+fn list_fd(fd: libc::c_int) -> Result<(u64, Vec<String>), i32> {
+    // SAFETY: plain calls on a descriptor the caller owns; `fdopendir` takes a
+    // duplicate, so the caller's descriptor stays open.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        }
+        let dir = libc::fdopendir(libc::dup(fd));
+        if dir.is_null() {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        }
+        let mut names = Vec::new();
+        loop {
+            *libc::__errno_location() = 0;
+            let entry = libc::readdir(dir);
+            if entry.is_null() {
+                let err = *libc::__errno_location();
+                libc::closedir(dir);
+                if err != 0 {
+                    return Err(err);
+                }
+                return Ok((st.st_nlink, names));
+            }
+            let name = std::ffi::CStr::from_ptr((*entry).d_name.as_ptr())
+                .to_string_lossy()
+                .into_owned();
+            if name != "." && name != ".." {
+                names.push(name);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_directory_removed_while_open_lists_as_empty() {
+    let m = Mounted::new();
+    for (name, remove) in [("by-rmdir", true), ("by-the-cli", false)] {
+        let dir = m.path(name);
+        std::fs::create_dir(&dir).unwrap();
+        let cdir = mount::cpath(&dir);
+        // SAFETY: a valid C path.
+        let fd =
+            mount::cvt(unsafe { libc::open(cdir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) })
+                .unwrap();
+        if remove {
+            std::fs::remove_dir(&dir).unwrap();
+        } else {
+            let out = m.globofs(&["rm", &format!("/{name}")]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // Past the kernel's attribute cache, so `fstat` asks the mount.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(list_fd(fd), Ok((0, Vec::new())), "{name}");
+        // SAFETY: closing the descriptor opened above.
+        unsafe { libc::close(fd) };
+    }
+}
+
+#[test]
+fn an_unlinked_open_file_can_still_be_fstated() {
+    let m = Mounted::new();
+    std::fs::write(m.path("f"), b"twelve bytes").unwrap();
+    let f = std::fs::File::open(m.path("f")).unwrap();
+    std::fs::remove_file(m.path("f")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let meta = f.metadata().unwrap();
+    assert_eq!(meta.len(), 12);
+    assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 0);
+}
+
+#[test]
+fn two_large_directories_listed_at_the_same_time_keep_their_own_entries() {
+    let m = Mounted::new();
+    let mut expect = Vec::new();
+    for dir in ["one", "two"] {
+        std::fs::create_dir(m.path(dir)).unwrap();
+        // Long names: each listing (about 180 KiB) spans two of the kernel's
+        // 128 KiB readdir requests.
+        let names: Vec<String> = (0..700)
+            .map(|i| format!("{dir}-{i:04}-{}", "n".repeat(240)))
+            .collect();
+        for name in &names {
+            std::fs::write(m.path(&format!("{dir}/{name}")), b"").unwrap();
+        }
+        expect.push(names);
+    }
+    // Past the kernel's caches, so both listings are asked of the mount.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut seen: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    // SAFETY: directory streams opened, read and closed here.
+    unsafe {
+        let dirs = [
+            libc::opendir(mount::cpath(&m.path("one")).as_ptr()),
+            libc::opendir(mount::cpath(&m.path("two")).as_ptr()),
+        ];
+        assert!(dirs.iter().all(|d| !d.is_null()));
+        let mut done = [false, false];
+        // One entry from each in turn: their readdir requests interleave.
+        while !done.iter().all(|d| *d) {
+            for which in 0..2 {
+                if done[which] {
+                    continue;
+                }
+                let entry = libc::readdir(dirs[which]);
+                if entry.is_null() {
+                    done[which] = true;
+                    continue;
+                }
+                let name = std::ffi::CStr::from_ptr((*entry).d_name.as_ptr())
+                    .to_string_lossy()
+                    .into_owned();
+                if name != "." && name != ".." {
+                    seen[which].push(name);
+                }
+            }
+        }
+        for dir in dirs {
+            libc::closedir(dir);
+        }
+    }
+    for which in 0..2 {
+        seen[which].sort();
+        assert_eq!(seen[which], expect[which], "directory {which}");
+    }
+}
