@@ -345,3 +345,41 @@ fn ignored_paths_stay_local() {
     assert!(tree.contains_key("/work.txt"));
     assert!(!tree.contains_key("/work.tmp"));
 }
+
+#[test]
+fn anchored_ignore_patterns_keep_paths_from_the_root_local() {
+    let cluster = Cluster::with_edges(
+        2,
+        &[(0, 1)],
+        Options {
+            ignore: vec!["/secret", "/build/**", "/*.log"],
+            ..Options::default()
+        },
+    );
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let spec = a.spec_path.to_str().unwrap().to_string();
+    a.ok(&["validate", &spec]);
+    a.put("/secret/key", b"local only");
+    a.put("/build/o/p", b"local only");
+    a.put("/run.log", b"local only");
+    a.put(
+        "/docs/secret",
+        b"shared: anchored patterns match from the root",
+    );
+    a.put(
+        "/docs/run.log",
+        b"shared: `*` does not cross `/` in `/*.log`",
+    );
+    a.put("/builder", b"shared");
+    cluster.settle();
+    let paths: Vec<String> = b.tree().into_keys().collect();
+    assert_eq!(
+        paths,
+        ["/builder", "/docs", "/docs/run.log", "/docs/secret"],
+        "what B received"
+    );
+    // Nothing ignored waits in the outbound queue either.
+    let status = a.ok(&["status", "--json", "--no-blocks"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["peers"][0]["queued_outbound"], 0, "{status}");
+}

@@ -56,8 +56,14 @@ pub struct RawSpec {
     #[schemars(with = "RawRetention")]
     pub retention: Option<RawRetention>,
 
-    /// Glob patterns (matched against the path inside the volume, e.g. `*.swp`,
-    /// `**/.DS_Store`, `build/**`) of files kept local: never pushed to peers.
+    /// Glob patterns of paths kept local: never pushed to peers, never applied
+    /// from them. A pattern starting with `/` is anchored at the volume root and
+    /// matched against the path with its leading `/` and against each of its
+    /// parent directories (`/secret` keeps `/secret` and everything below it;
+    /// in such a pattern `*` does not cross `/`, `**` does). Any other pattern
+    /// matches any name in the path or the whole path relative to the root, `*`
+    /// crossing `/` (`*.swp`, `**/.DS_Store`, `build/**`). `X/**` also matches
+    /// the directory `X` itself.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore: Vec<String>,
 

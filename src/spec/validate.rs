@@ -798,11 +798,8 @@ fn check_rules(checker: &mut Checker<'_>, spec: &RawSpec) {
         }
     }
     for (index, pattern) in spec.ignore.iter().enumerate() {
-        if let Err(err) = globset::Glob::new(pattern) {
-            checker.value(
-                &[key("ignore"), Segment::Index(index)],
-                format!("{pattern:?} is not a glob: {err}"),
-            );
+        if let Err(message) = crate::ignore::check_pattern(pattern) {
+            checker.value(&[key("ignore"), Segment::Index(index)], message);
         }
     }
 }

@@ -30,6 +30,7 @@ pub use meta::{FORMAT_VERSION, StoreMeta, set_mode};
 pub use version::{Kind, Mtime, Version};
 
 use crate::ids::{BlockHash, NodeId, VersionId};
+use crate::ignore::IgnoreRules;
 use crate::layout::{StoreLayout, VPath, is_hashed_name, name_from_disk};
 use crate::spec::{Compression, Spec};
 use journal::JournalWriter;
@@ -50,31 +51,16 @@ pub struct StoreConfig {
     pub compression: Compression,
     /// Peers whose outbound spools get every new version.
     pub peers: Vec<NodeId>,
-    /// Paths matching these globs stay local (never queued for peers).
-    pub ignore: Option<globset::GlobSet>,
+    /// Paths matching the spec's `ignore` stay local (never queued for peers).
+    pub ignore: Option<IgnoreRules>,
     /// Check every block's hash when reading it.
     pub verify_reads: bool,
 }
 
 impl StoreConfig {
     pub fn from_spec(spec: &Spec) -> Result<StoreConfig, StoreError> {
-        let mut builder = globset::GlobSetBuilder::new();
-        for pattern in &spec.ignore {
-            let glob = globset::GlobBuilder::new(pattern)
-                .literal_separator(false)
-                .build()
-                .map_err(|err| StoreError::Refused(format!("ignore pattern {pattern:?}: {err}")))?;
-            builder.add(glob);
-        }
-        let ignore = if spec.ignore.is_empty() {
-            None
-        } else {
-            Some(
-                builder
-                    .build()
-                    .map_err(|err| StoreError::Refused(format!("ignore patterns: {err}")))?,
-            )
-        };
+        let ignore = IgnoreRules::new(&spec.ignore)
+            .map_err(|err| StoreError::Refused(format!("ignore: {err}")))?;
         Ok(StoreConfig {
             node: spec.node,
             major: spec.major,
@@ -1205,19 +1191,12 @@ impl Store {
         append_line(&log, &log_path, &format!("{}\n", version.id))
     }
 
-    /// Whether `path` matches the spec's `ignore` globs.
+    /// Whether `path` matches the spec's `ignore` patterns (see [`crate::ignore`]).
     pub fn is_ignored(&self, path: &VPath) -> bool {
-        match &self.config.ignore {
-            Some(set) => {
-                let text = String::from_utf8_lossy(&path.to_bytes()).into_owned();
-                set.is_match(&text)
-                    || path
-                        .names()
-                        .iter()
-                        .any(|name| set.is_match(String::from_utf8_lossy(name).as_ref()))
-            }
-            None => false,
-        }
+        self.config
+            .ignore
+            .as_ref()
+            .is_some_and(|rules| rules.is_match(path))
     }
 }
 
