@@ -383,3 +383,49 @@ fn anchored_ignore_patterns_keep_paths_from_the_root_local() {
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["peers"][0]["queued_outbound"], 0, "{status}");
 }
+
+#[test]
+fn a_conflict_on_a_name_with_a_long_extension_still_gets_a_copy() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    // 255 bytes, the extension 254 of them: no stem cut makes room for the marker.
+    let name = format!("/a.{}", "b".repeat(253));
+    a.put(&name, b"base");
+    cluster.settle();
+    let from_a = a.put(&name, b"edit on A");
+    let from_b = b.put(&name, b"edit on B");
+    let conflicts = a.sync().conflicts() + b.sync().conflicts();
+    assert_eq!(conflicts, 1, "one node sees the conflict");
+    cluster.settle();
+
+    let loser = if from_a.id > from_b.id {
+        &from_b
+    } else {
+        &from_a
+    };
+    let tree = a.tree();
+    assert_eq!(tree, b.tree(), "both nodes see the same tree");
+    let copies: Vec<&String> = tree.keys().filter(|path| *path != &name).collect();
+    assert_eq!(copies.len(), 1, "one conflict copy: {:?}", tree.keys());
+    let copy = copies[0];
+    // The whole name is the stem, cut to leave room for the marker.
+    let marker = format!("-{}", &loser.node.to_string()[..8]);
+    assert!(copy.starts_with(&name[..217]), "{copy}");
+    assert!(
+        copy.contains(".sync-conflict-") && copy.ends_with(&marker),
+        "{copy}"
+    );
+    assert_eq!(copy.len(), 1 + 255);
+    let loser_bytes: &[u8] = if loser.id == from_a.id {
+        b"edit on A"
+    } else {
+        b"edit on B"
+    };
+    assert!(matches!(&tree[copy], Item::File { bytes, .. } if bytes == loser_bytes));
+    let copy_version = a.store().live(&vp(copy)).unwrap().unwrap();
+    assert_eq!(copy_version.conflict_of, Some((loser.id, vp(&name))));
+    for node in [a, b] {
+        let status = globofs::sync::status(&node.store(), &node.spec()).unwrap();
+        assert_eq!(status.open_conflicts.len(), 1);
+    }
+}

@@ -75,26 +75,61 @@ fn rank(version: &Version) -> (bool, bool, VersionId, NodeId) {
 /// `name.sync-conflict-<YYYYMMDD-HHMMSS>-<first 8 of node id>.ext`, in the same
 /// directory. The date is the loser's version id (UTC), so the name is a pure
 /// function of the losing version.
+///
+/// When the name would exceed [`NAME_MAX`](crate::layout::NAME_MAX) bytes, the
+/// stem is cut (at a byte count) to make room. When even an empty stem leaves
+/// no room (an extension longer than `NAME_MAX` minus the marker's 39 bytes), the
+/// whole name counts as the stem and there is no extension: the copy is the
+/// name's first bytes (cut back to the start of a UTF-8 character the cut would
+/// split) followed by the marker. `None` only for the root.
 pub fn conflict_name(loser: &Version) -> Option<VPath> {
+    use crate::layout::NAME_MAX;
     let name = loser.path.file_name()?;
+    let (date, time) = civil_from_unix(loser.id.secs as i64);
+    let node = loser.node.to_string();
+    let marker = format!(".sync-conflict-{date}-{time}-{}", &node[..8]);
     let (stem, ext) = match name.iter().rposition(|b| *b == b'.') {
         Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
         _ => (name, &b""[..]),
     };
-    let (date, time) = civil_from_unix(loser.id.secs as i64);
-    let node = loser.node.to_string();
-    let mut copy = stem.to_vec();
-    copy.extend_from_slice(format!(".sync-conflict-{date}-{time}-{}", &node[..8]).as_bytes());
-    copy.extend_from_slice(ext);
-    if copy.len() > crate::layout::NAME_MAX {
-        // Keep the suffix; shorten the stem.
-        let suffix_len = copy.len() - stem.len();
-        let keep = crate::layout::NAME_MAX.saturating_sub(suffix_len);
-        let mut short = stem[..keep.min(stem.len())].to_vec();
-        short.extend_from_slice(&copy[stem.len()..]);
-        copy = short;
+    let mut copy = if marker.len() + ext.len() <= NAME_MAX {
+        // Keep the extension; shorten the stem if needed.
+        let keep = NAME_MAX - marker.len() - ext.len();
+        stem[..keep.min(stem.len())].to_vec()
+    } else {
+        // No room for the extension: the whole name is the stem.
+        let keep = utf8_floor(name, NAME_MAX - marker.len());
+        name[..keep].to_vec()
+    };
+    copy.extend_from_slice(marker.as_bytes());
+    if marker.len() + ext.len() <= NAME_MAX {
+        copy.extend_from_slice(ext);
     }
     loser.path.parent()?.join(&copy).ok()
+}
+
+/// The largest `cut <= max` (and `<= bytes.len()`) that does not split a valid
+/// UTF-8 character of `bytes` (bytes that are not valid UTF-8 count one by one).
+fn utf8_floor(bytes: &[u8], max: usize) -> usize {
+    if max >= bytes.len() {
+        return bytes.len();
+    }
+    let mut cut = 0;
+    for chunk in bytes.utf8_chunks() {
+        for ch in chunk.valid().chars() {
+            if cut + ch.len_utf8() > max {
+                return cut;
+            }
+            cut += ch.len_utf8();
+        }
+        for _ in chunk.invalid() {
+            if cut + 1 > max {
+                return cut;
+            }
+            cut += 1;
+        }
+    }
+    cut
 }
 
 /// `YYYYMMDD` and `HHMMSS` (UTC) of a Unix time.
@@ -218,5 +253,71 @@ mod tests {
             name.escaped(),
             "dir/photo.sync-conflict-20120919-231942-eaeaeaea.jpg"
         );
+    }
+
+    fn named(name: &[u8]) -> Version {
+        let mut loser = v("1348096782.553456124", 0xea, Kind::File, &[]);
+        loser.path = VPath::from_escaped("dir").unwrap().join(name).unwrap();
+        loser
+    }
+
+    const MARKER: &str = ".sync-conflict-20120919-231942-eaeaeaea";
+
+    #[test]
+    fn a_long_stem_is_cut_and_the_extension_kept() {
+        let name = [b"s".repeat(250), b".jpg".to_vec()].concat();
+        let copy = conflict_name(&named(&name)).unwrap();
+        let copy = copy.file_name().unwrap();
+        assert_eq!(copy.len(), 255);
+        assert_eq!(
+            copy,
+            [
+                b"s".repeat(212),
+                MARKER.as_bytes().to_vec(),
+                b".jpg".to_vec()
+            ]
+            .concat()
+        );
+    }
+
+    #[test]
+    fn an_extension_with_no_room_makes_the_whole_name_the_stem() {
+        // Extension of 254 bytes: even an empty stem leaves no room for it.
+        let name = [b"a.".to_vec(), b"b".repeat(253)].concat();
+        let copy = conflict_name(&named(&name)).unwrap();
+        let copy = copy.file_name().unwrap();
+        assert_eq!(copy.len(), 255);
+        assert_eq!(
+            copy,
+            [name[..216].to_vec(), MARKER.as_bytes().to_vec()].concat()
+        );
+        // The largest extension that still fits is kept, with an empty stem.
+        let name = [b"a.".to_vec(), b"b".repeat(215)].concat();
+        let copy = conflict_name(&named(&name)).unwrap();
+        assert_eq!(
+            copy.file_name().unwrap(),
+            [MARKER.as_bytes(), &name[1..]].concat()
+        );
+        let name = [b"a.".to_vec(), b"b".repeat(216)].concat();
+        let copy = conflict_name(&named(&name)).unwrap();
+        assert_eq!(
+            copy.file_name().unwrap(),
+            [&name[..216], MARKER.as_bytes()].concat()
+        );
+    }
+
+    #[test]
+    fn the_whole_name_cut_keeps_utf8_characters_whole() {
+        // "a." then 4-byte characters: byte 216 falls inside one.
+        let name = [b"a.".to_vec(), "\u{1F600}".repeat(63).into_bytes()].concat();
+        assert_eq!(name.len(), 254);
+        let copy = conflict_name(&named(&name)).unwrap();
+        let copy = copy.file_name().unwrap();
+        assert_eq!(copy, [&name[..2 + 4 * 53], MARKER.as_bytes()].concat());
+        assert!(std::str::from_utf8(copy).is_ok());
+        // Bytes that are not UTF-8 are cut anywhere.
+        let name = [b"a.".to_vec(), vec![0xff; 250]].concat();
+        let copy = conflict_name(&named(&name)).unwrap();
+        assert_eq!(copy.file_name().unwrap().len(), 255);
     }
 }
