@@ -173,16 +173,28 @@ struct WriteCache {
     changed: bool,
     /// The kernel writes into `file` directly (passthrough): the file is the content.
     direct: bool,
-    /// Opened for writing: only these handles commit (a reader may share a
-    /// passthrough writer's file, see [`Vfs::open`]).
-    writes: bool,
+}
+
+/// The writes to an inode while writers have it open in this mount. Every
+/// handle of the inode reads and writes through it, so processes sharing a
+/// file on one mount see each other's writes at once and never undo them, as
+/// on a local file system; every close of a writer commits all of it.
+struct Dirty {
+    /// The committed version the writes apply to (each commit moves it on).
+    base: Option<Version>,
+    cache: WriteCache,
+    /// Handles joined to it: writers, and readers opened while it existed.
+    users: usize,
 }
 
 struct Handle {
     ino: u64,
-    /// The committed version this handle reads (and writes on top of).
+    /// The committed version this handle reads while its inode has no writers.
     base: Option<Version>,
-    cache: Option<WriteCache>,
+    /// The inode's write state, for handles opened while it had one.
+    dirty: Option<Arc<Mutex<Dirty>>>,
+    /// Opened for writing: only these handles write and commit.
+    writes: bool,
     /// The block file read last (sequential reads reuse its descriptor).
     last_block: Option<(usize, File)>,
     /// Blocks below this index were hinted to the kernel (sequential readers).
@@ -236,6 +248,9 @@ pub struct Vfs {
     versions: LiveCache,
     inodes: Mutex<Inodes>,
     handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
+    /// The write state of each inode with writers open (see [`Dirty`]). Locks
+    /// are taken in the order handle, this map, a write state.
+    dirty: Mutex<HashMap<u64, Arc<Mutex<Dirty>>>>,
     next_fh: AtomicU64,
     /// Files created through this mount and not committed yet: visible here at once.
     created: Mutex<HashMap<VPath, u64>>,
@@ -268,6 +283,7 @@ impl Vfs {
             store,
             inodes: Mutex::new(inodes),
             handles: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             created: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
@@ -386,49 +402,46 @@ impl Vfs {
         handles.iter().any(|h| lock(h).ino == ino)
     }
 
-    /// The attributes of a writer's open handle on `ino`, if one is open.
+    /// The inode's write state, if writers have it open.
+    fn dirty_of(&self, ino: u64) -> Option<Arc<Mutex<Dirty>>> {
+        lock(&self.dirty).get(&ino).cloned()
+    }
+
+    /// The attributes of `ino` while writers have it open (its size as written).
     fn writer_attr(&self, ino: u64) -> Option<Attr> {
-        let handles: Vec<Arc<Mutex<Handle>>> = lock(&self.handles).values().cloned().collect();
-        for handle in handles {
-            let handle = lock(&handle);
-            if handle.ino != ino {
-                continue;
-            }
-            if let Some(cache) = &handle.cache {
-                let perm = handle.base.as_ref().map_or(0o644, |b| b.mode as u16);
-                let meta = cache.file.metadata().ok();
-                let size = match &meta {
-                    Some(meta) if cache.direct => meta.len(),
-                    _ => cache.size,
-                };
-                // The committed mtime until something is written after the commit
-                // (the kernel writes a direct cache: its file's mtime says when).
-                let committed = handle.base.as_ref().filter(|b| b.id.secs > 0);
-                let written = match (&meta, committed) {
-                    (_, None) => None,
-                    (Some(meta), Some(base)) if cache.direct => meta.modified().ok().filter(|t| {
-                        *t > SystemTime::UNIX_EPOCH
-                            + std::time::Duration::new(base.id.secs, base.id.nanos)
-                    }),
-                    _ if cache.changed => Some(SystemTime::now()),
-                    _ => None,
-                };
-                let mtime = match (written, committed) {
-                    (Some(time), _) => time,
-                    (None, Some(base)) => base.mtime.to_system(),
-                    (None, None) => SystemTime::now(),
-                };
-                return Some(Attr {
-                    ino,
-                    kind: NodeKind::File,
-                    size,
-                    perm,
-                    mtime,
-                    nlink: 1,
-                });
-            }
-        }
-        None
+        let dirty = self.dirty_of(ino)?;
+        let dirty = lock(&dirty);
+        let cache = &dirty.cache;
+        let perm = dirty.base.as_ref().map_or(0o644, |b| b.mode as u16);
+        let meta = cache.file.metadata().ok();
+        let size = match &meta {
+            Some(meta) if cache.direct => meta.len(),
+            _ => cache.size,
+        };
+        // The committed mtime until something is written after the commit
+        // (the kernel writes a direct cache: its file's mtime says when).
+        let committed = dirty.base.as_ref().filter(|b| b.id.secs > 0);
+        let written = match (&meta, committed) {
+            (_, None) => None,
+            (Some(meta), Some(base)) if cache.direct => meta.modified().ok().filter(|t| {
+                *t > SystemTime::UNIX_EPOCH + std::time::Duration::new(base.id.secs, base.id.nanos)
+            }),
+            _ if cache.changed => Some(SystemTime::now()),
+            _ => None,
+        };
+        let mtime = match (written, committed) {
+            (Some(time), _) => time,
+            (None, Some(base)) => base.mtime.to_system(),
+            (None, None) => SystemTime::now(),
+        };
+        Some(Attr {
+            ino,
+            kind: NodeKind::File,
+            size,
+            perm,
+            mtime,
+            nlink: 1,
+        })
     }
 
     /// Looks up `name` in directory `parent`.
@@ -649,11 +662,14 @@ impl Vfs {
             base_valid: base.map_or(0, |b| b.size.min(size)),
             changed: false,
             direct: false,
-            writes: true,
         })
     }
 
     /// Opens a file; `write` when opened for writing, `truncate` for O_TRUNC.
+    ///
+    /// While writers have the inode open, every open joins its write state
+    /// (see [`Dirty`]); otherwise a reader reads the current version and the
+    /// first writer starts a write state on top of it.
     pub fn open(&self, ino: u64, write: bool, truncate: bool) -> VfsResult<Opened> {
         let path = self.path_of(ino)?;
         let base = self.live(&path).map_err(errno)?;
@@ -664,61 +680,117 @@ impl Vfs {
             None if lock(&self.created).contains_key(&path) => None,
             None => return Err(libc::ENOENT),
         };
-        // The kernel takes one backing file per inode and fails (EIO) an open that
-        // is not passthrough with it while another handle is: a later open of an
-        // inode that a writer has in passthrough shares that writer's cache file.
-        if let Some((file, block_size)) = self.shared_direct_file(ino) {
-            if write && truncate {
-                file.set_len(0).map_err(io_errno)?;
-            }
-            let size = file.metadata().map_err(io_errno)?.len();
-            let cache = WriteCache {
-                file,
-                size,
-                block_size,
-                dirty: (0..Version::block_count(size, block_size)).collect(),
-                base_valid: 0,
-                changed: write && truncate,
-                direct: true,
-                writes: write,
+        if !write {
+            return match self.join_dirty(ino) {
+                Ok(Some(dirty)) => Ok(self.joined(ino, dirty, false)),
+                Ok(None) => Ok(self.open_reader(ino, base)),
+                // Its last writer left just now: start over from what it committed.
+                Err(None) => self.open(ino, write, truncate),
+                Err(Some(err)) => Err(err),
             };
-            let fh = self.new_handle(Handle {
-                ino,
-                base,
-                cache: Some(cache),
-                last_block: None,
-                hinted: 0,
-            });
-            self.page_cache_unknown(ino);
-            return Ok(Opened {
-                fh,
-                backing: None,
-                shares_cache: true,
-                keep_cache: false,
-            });
         }
-        let mut backing = None;
+        // The kernel takes one backing file per inode: a writer may write its
+        // cache directly only when no other handle of the inode is open.
         let passthrough = self.passthrough_enabled() && self.open_handles(ino).is_empty();
-        let cache = if write {
-            let size = if truncate {
-                0
-            } else {
-                base.as_ref().map_or(0, |b| b.size)
+        let mut map = lock(&self.dirty);
+        if let Some(existing) = map.get(&ino).cloned() {
+            drop(map);
+            return match self.join_dirty_state(existing, truncate) {
+                Ok(dirty) => Ok(self.joined(ino, dirty, true)),
+                Err(None) => self.open(ino, write, truncate),
+                Err(Some(err)) => Err(err),
             };
-            let mut cache = self.new_cache(base.as_ref(), size)?;
-            cache.changed = truncate && base.as_ref().is_some_and(|b| b.size > 0);
-            if size == 0 && passthrough {
-                backing = self.direct_backing(&mut cache);
-            }
-            Some(cache)
+        }
+        let size = if truncate {
+            0
+        } else {
+            base.as_ref().map_or(0, |b| b.size)
+        };
+        let mut cache = self.new_cache(base.as_ref(), size)?;
+        cache.changed = truncate && base.as_ref().is_some_and(|b| b.size > 0);
+        let backing = if size == 0 && passthrough {
+            self.direct_backing(&mut cache)
         } else {
             None
         };
-        let read_of = match (&cache, &base) {
-            (None, Some(version)) => Some(version.id),
-            _ => None,
-        };
-        let shares_cache = backing.is_some();
+        let dirty = Arc::new(Mutex::new(Dirty {
+            base,
+            cache,
+            users: 1,
+        }));
+        map.insert(ino, Arc::clone(&dirty));
+        drop(map);
+        self.page_cache_unknown(ino);
+        let fh = self.new_handle(Handle {
+            ino,
+            base: None,
+            dirty: Some(dirty),
+            writes: true,
+            last_block: None,
+            hinted: 0,
+        });
+        Ok(Opened {
+            fh,
+            shares_cache: backing.is_some(),
+            backing,
+            keep_cache: false,
+        })
+    }
+
+    /// Joins `ino`'s write state as a reader, if it has one (`Err(None)`: its
+    /// last user left meanwhile).
+    fn join_dirty(&self, ino: u64) -> Result<Option<Arc<Mutex<Dirty>>>, Option<Errno>> {
+        match self.dirty_of(ino) {
+            Some(existing) => self.join_dirty_state(existing, false).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Counts one more user of a write state still in use (`Err(None)` when
+    /// its last user already left).
+    fn join_dirty_state(
+        &self,
+        dirty: Arc<Mutex<Dirty>>,
+        truncate: bool,
+    ) -> Result<Arc<Mutex<Dirty>>, Option<Errno>> {
+        {
+            let mut state = lock(&dirty);
+            if state.users == 0 {
+                return Err(None);
+            }
+            if truncate {
+                let state = &mut *state;
+                self.truncate_cache(state.base.as_ref(), &mut state.cache, 0)
+                    .map_err(Some)?;
+            }
+            state.users += 1;
+        }
+        Ok(dirty)
+    }
+
+    /// A handle on `ino` joined to its write state.
+    fn joined(&self, ino: u64, dirty: Arc<Mutex<Dirty>>, writes: bool) -> Opened {
+        let direct = lock(&dirty).cache.direct;
+        self.page_cache_unknown(ino);
+        let fh = self.new_handle(Handle {
+            ino,
+            base: None,
+            dirty: Some(dirty),
+            writes,
+            last_block: None,
+            hinted: 0,
+        });
+        Opened {
+            fh,
+            backing: None,
+            shares_cache: direct,
+            keep_cache: false,
+        }
+    }
+
+    /// A reader of the committed version `base` (no writers are open).
+    fn open_reader(&self, ino: u64, base: Option<Version>) -> Opened {
+        let read_of = base.as_ref().map(|v| v.id);
         if read_of.is_none() {
             self.page_cache_unknown(ino);
         }
@@ -726,17 +798,18 @@ impl Vfs {
         let fh = self.new_handle(Handle {
             ino,
             base,
-            cache,
+            dirty: None,
+            writes: false,
             last_block: None,
             hinted: 0,
         });
         let keep_cache = read_of.is_some_and(|id| self.page_cache_for_read(ino, fh, id, epoch));
-        Ok(Opened {
+        Opened {
             fh,
-            backing,
-            shares_cache,
+            backing: None,
+            shares_cache: false,
             keep_cache,
-        })
+        }
     }
 
     fn page_cache_epoch(&self, ino: u64) -> u64 {
@@ -774,8 +847,8 @@ impl Vfs {
             let handle = lock(handle);
             *other == fh
                 || handle.ino != ino
-                || (handle.cache.is_none() && handle.base.as_ref().is_some_and(|b| b.id == id))
-        });
+                || (handle.dirty.is_none() && handle.base.as_ref().is_some_and(|b| b.id == id))
+        }) && self.dirty_of(ino).is_none();
         let mut inodes = lock(&self.inodes);
         let Some(node) = inodes.by_ino.get_mut(&ino) else {
             return false;
@@ -796,20 +869,6 @@ impl Vfs {
             .filter(|(_, handle)| lock(handle).ino == ino)
             .map(|(fh, _)| *fh)
             .collect()
-    }
-
-    /// The cache file (and block size) of a handle on `ino` that the kernel
-    /// writes directly (passthrough).
-    fn shared_direct_file(&self, ino: u64) -> Option<(File, u32)> {
-        let handles: Vec<Arc<Mutex<Handle>>> = lock(&self.handles).values().cloned().collect();
-        handles.iter().find_map(|handle| {
-            let handle = lock(handle);
-            let cache = handle
-                .cache
-                .as_ref()
-                .filter(|c| handle.ino == ino && c.direct)?;
-            Some((cache.file.try_clone().ok()?, cache.block_size))
-        })
     }
 
     /// Lets the kernel write straight into an empty cache file.
@@ -861,10 +920,17 @@ impl Vfs {
             hashes: Vec::new(),
         };
         lock(&self.created).insert(path, ino);
+        let dirty = Arc::new(Mutex::new(Dirty {
+            base: Some(base),
+            cache,
+            users: 1,
+        }));
+        lock(&self.dirty).insert(ino, Arc::clone(&dirty));
         let fh = self.new_handle(Handle {
             ino,
-            base: Some(base),
-            cache: Some(cache),
+            base: None,
+            dirty: Some(dirty),
+            writes: true,
             last_block: None,
             hinted: 0,
         });
@@ -888,26 +954,31 @@ impl Vfs {
         ))
     }
 
-    /// Reads from an open file.
+    /// Reads from an open file: through its inode's write state while writers
+    /// have it open, else from the version the handle opened.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
         let handle = self.handle(fh)?;
         let mut handle = lock(&handle);
-        let end = match &handle.cache {
-            Some(cache) => cache.size,
-            None => handle.base.as_ref().map_or(0, |b| b.size),
-        };
+        if let Some(dirty) = handle.dirty.clone().or_else(|| self.dirty_of(handle.ino)) {
+            drop(handle);
+            let mut dirty = lock(&dirty);
+            let dirty = &mut *dirty;
+            Self::sync_direct(&mut dirty.cache)?;
+            let end = dirty.cache.size;
+            if offset >= end {
+                return Ok(Vec::new());
+            }
+            let mut buf = vec![0u8; (u64::from(size)).min(end - offset) as usize];
+            self.read_cached(dirty.base.as_ref(), &dirty.cache, offset, &mut buf)?;
+            return Ok(buf);
+        }
+        let end = handle.base.as_ref().map_or(0, |b| b.size);
         if offset >= end {
             return Ok(Vec::new());
         }
-        let len = (u64::from(size)).min(end - offset) as usize;
-        let mut buf = vec![0u8; len];
-        match &handle.cache {
-            None => {
-                let n = self.read_base(&mut handle, offset, &mut buf)?;
-                buf.truncate(n);
-            }
-            Some(cache) => self.read_cached(handle.base.as_ref(), cache, offset, &mut buf)?,
-        }
+        let mut buf = vec![0u8; (u64::from(size)).min(end - offset) as usize];
+        let n = self.read_base(&mut handle, offset, &mut buf)?;
+        buf.truncate(n);
         Ok(buf)
     }
 
@@ -1053,10 +1124,9 @@ impl Vfs {
 
     /// The adapter could not set up passthrough: writes come through `write` after all.
     pub fn passthrough_refused(&self, fh: u64) {
-        if let Ok(handle) = self.handle(fh) {
-            if let Some(cache) = lock(&handle).cache.as_mut() {
-                cache.direct = false;
-            }
+        let dirty = self.handle(fh).ok().and_then(|h| lock(&h).dirty.clone());
+        if let Some(dirty) = dirty {
+            lock(&dirty).cache.direct = false;
         }
     }
 
@@ -1093,11 +1163,11 @@ impl Vfs {
 
     /// Writes into an open file's cache.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> VfsResult<u32> {
-        let handle = self.handle(fh)?;
-        let mut guard = lock(&handle);
-        let handle = &mut *guard;
-        let base = handle.base.clone();
-        let cache = handle.cache.as_mut().ok_or(libc::EBADF)?;
+        let dirty = self.writers_state(fh)?;
+        let mut guard = lock(&dirty);
+        let state = &mut *guard;
+        let base = state.base.as_ref();
+        let cache = &mut state.cache;
         if data.is_empty() {
             return Ok(0);
         }
@@ -1109,7 +1179,7 @@ impl Vfs {
             let start = index * bs;
             let covers = offset <= start && end >= start + bs;
             if !covers {
-                self.materialize(base.as_ref(), cache, index)?;
+                self.materialize(base, cache, index)?;
             } else {
                 cache.dirty.insert(index);
             }
@@ -1120,25 +1190,46 @@ impl Vfs {
         Ok(data.len() as u32)
     }
 
-    /// Truncates (or extends with zeros) an open file or a path.
-    pub fn truncate(&self, ino: u64, fh: Option<u64>, size: u64) -> VfsResult<()> {
-        let fh = match fh {
-            Some(fh) if lock(&*self.handle(fh)?).cache.is_some() => fh,
-            _ => {
-                // No writable handle: open one, truncate, commit.
-                let fh = self.open(ino, true, false)?.fh;
-                let result = self
-                    .truncate(ino, Some(fh), size)
-                    .and_then(|_| self.commit(fh, false));
-                self.release(fh)?;
-                return result;
-            }
-        };
+    /// The write state of writer handle `fh` (EBADF for a reader).
+    fn writers_state(&self, fh: u64) -> VfsResult<Arc<Mutex<Dirty>>> {
         let handle = self.handle(fh)?;
-        let mut guard = lock(&handle);
-        let handle = &mut *guard;
-        let base = handle.base.clone();
-        let cache = handle.cache.as_mut().ok_or(libc::EBADF)?;
+        let handle = lock(&handle);
+        match &handle.dirty {
+            Some(dirty) if handle.writes => Ok(Arc::clone(dirty)),
+            _ => Err(libc::EBADF),
+        }
+    }
+
+    /// Truncates (or extends with zeros) an open file or a path. Through a
+    /// path, the new size is committed at once, with whatever open writers of
+    /// the file wrote so far.
+    pub fn truncate(&self, ino: u64, fh: Option<u64>, size: u64) -> VfsResult<()> {
+        if let Some(dirty) = fh.and_then(|fh| self.writers_state(fh).ok()) {
+            let mut state = lock(&dirty);
+            let state = &mut *state;
+            return self.truncate_cache(state.base.as_ref(), &mut state.cache, size);
+        }
+        // No writable handle given: open one (joining any open writers), truncate, commit.
+        let fh = self.open(ino, true, false)?.fh;
+        let result = self
+            .writers_state(fh)
+            .and_then(|dirty| {
+                let mut state = lock(&dirty);
+                let state = &mut *state;
+                self.truncate_cache(state.base.as_ref(), &mut state.cache, size)
+            })
+            .and_then(|_| self.commit(fh, false));
+        let released = self.release(fh);
+        result.and(released)
+    }
+
+    /// Truncates (or extends with zeros) a write cache over `base`.
+    fn truncate_cache(
+        &self,
+        base: Option<&Version>,
+        cache: &mut WriteCache,
+        size: u64,
+    ) -> VfsResult<()> {
         Self::sync_direct(cache)?;
         if size == cache.size {
             return Ok(());
@@ -1147,7 +1238,7 @@ impl Vfs {
         if size < cache.size {
             // Keep the partial last block's bytes below `size`; forget blocks past it.
             if size % bs != 0 {
-                self.materialize(base.as_ref(), cache, size / bs)?;
+                self.materialize(base, cache, size / bs)?;
             }
             let keep_below = size.div_ceil(bs);
             cache.dirty.retain(|index| *index < keep_below);
@@ -1155,7 +1246,7 @@ impl Vfs {
             cache.file.set_len(size).map_err(io_errno)?;
         } else if cache.size % bs != 0 {
             // Growing: the old last block must read zeros past the old end.
-            self.materialize(base.as_ref(), cache, cache.size / bs)?;
+            self.materialize(base, cache, cache.size / bs)?;
             cache.base_valid = cache.base_valid.min(cache.size);
         } else {
             cache.base_valid = cache.base_valid.min(cache.size);
@@ -1172,14 +1263,21 @@ impl Vfs {
         Ok(())
     }
 
-    /// Commits an open file's writes as a new version (if it changed).
+    /// Commits the writes of writer handle `fh`'s inode as a new version (if
+    /// anything changed): every writer's, as they share one write state.
     pub fn commit(&self, fh: u64, durable: bool) -> VfsResult<()> {
-        let handle = self.handle(fh)?;
-        let mut guard = lock(&handle);
-        let handle = &mut *guard;
-        let Some(cache) = handle.cache.as_mut().filter(|c| c.writes) else {
+        let Ok(dirty) = self.writers_state(fh) else {
             return Ok(());
         };
+        let ino = lock(&*self.handle(fh)?).ino;
+        self.commit_dirty(ino, &dirty, durable)
+    }
+
+    /// Commits `ino`'s write state as a new version (if anything changed).
+    fn commit_dirty(&self, ino: u64, dirty: &Mutex<Dirty>, durable: bool) -> VfsResult<()> {
+        let mut guard = lock(dirty);
+        let state = &mut *guard;
+        let cache = &mut state.cache;
         Self::sync_direct(cache)?;
         if !cache.changed {
             if durable {
@@ -1187,18 +1285,17 @@ impl Vfs {
             }
             return Ok(());
         }
-        let path = match self.path_of(handle.ino) {
+        let path = match self.path_of(ino) {
             Ok(path) => path,
             // Unlinked while open: nothing to commit to.
             Err(_) => return Ok(()),
         };
-        let still_named =
-            lock(&self.inodes).by_path.get(&path) == Some(&handle.ino) || path.is_root();
+        let still_named = lock(&self.inodes).by_path.get(&path) == Some(&ino) || path.is_root();
         if !still_named {
             return Ok(());
         }
         let _writer = self.store.writer_lock().map_err(errno)?;
-        let base = handle.base.clone();
+        let base = state.base.clone();
         let bs = cache.block_size;
         let count = crate::store::version::Version::block_count(cache.size, bs);
         let mut writer = BlockWriter::new(
@@ -1268,36 +1365,62 @@ impl Vfs {
         cache.dirty.clear();
         cache.base_valid = version.size;
         cache.changed = false;
-        handle.base = Some(version);
+        state.base = Some(version);
         Ok(())
     }
 
-    /// Closes an open file (after a final commit by `flush`).
+    /// Closes an open file (after a final commit by `flush`). The last handle
+    /// of a write state ends it: handles opened before it read what it
+    /// committed last from then on.
     pub fn release(&self, fh: u64) -> VfsResult<()> {
-        // `flush` committed at close. A cache file the kernel writes directly may
-        // already be shared with a later handle (see `open`): its writes are not
-        // this handle's to commit.
-        let direct = self
-            .handle(fh)
-            .is_ok_and(|h| lock(&h).cache.as_ref().is_some_and(|c| c.direct));
-        let result = if direct {
-            Ok(())
-        } else {
-            self.commit(fh, false)
+        let Some(handle) = lock(&self.handles).remove(&fh) else {
+            return Ok(());
         };
-        let handle = lock(&self.handles).remove(&fh);
-        if let Some(handle) = handle {
+        let (ino, writes, dirty) = {
             let handle = lock(&handle);
-            if handle.cache.is_some() {
-                self.page_cache_unknown(handle.ino);
+            (handle.ino, handle.writes, handle.dirty.clone())
+        };
+        let Some(dirty) = dirty else {
+            return Ok(());
+        };
+        // `flush` committed at close. A cache file the kernel writes directly
+        // is committed there only: this handle's release may come after
+        // another handle's writes, and re-hashing it here would be wasted.
+        let direct = lock(&dirty).cache.direct;
+        let result = if writes && !direct {
+            self.commit_dirty(ino, &dirty, false)
+        } else {
+            Ok(())
+        };
+        let last = {
+            let mut map = lock(&self.dirty);
+            let mut state = lock(&dirty);
+            state.users = state.users.saturating_sub(1);
+            let last = state.users == 0;
+            if last && map.get(&ino).is_some_and(|d| Arc::ptr_eq(d, &dirty)) {
+                map.remove(&ino);
             }
-            if handle.cache.as_ref().is_some_and(|c| c.writes) {
-                let path = self.path_of(handle.ino).ok();
-                if let Some(path) = path {
-                    let mut created = lock(&self.created);
-                    if created.get(&path) == Some(&handle.ino) {
-                        created.remove(&path);
+            last
+        };
+        if last {
+            let committed = lock(&dirty).base.clone().filter(|b| b.id.secs > 0);
+            if let Some(committed) = committed {
+                let handles: Vec<Arc<Mutex<Handle>>> =
+                    lock(&self.handles).values().cloned().collect();
+                for handle in handles {
+                    let mut handle = lock(&handle);
+                    if handle.ino == ino && handle.dirty.is_none() {
+                        handle.base = Some(committed.clone());
+                        handle.last_block = None;
+                        handle.hinted = 0;
                     }
+                }
+            }
+            self.page_cache_unknown(ino);
+            if let Ok(path) = self.path_of(ino) {
+                let mut created = lock(&self.created);
+                if created.get(&path) == Some(&ino) {
+                    created.remove(&path);
                 }
             }
         }
@@ -1417,20 +1540,10 @@ impl Vfs {
             if path.is_root() {
                 return Err(libc::EPERM);
             }
-            // Pending writes first, so the attribute change applies on top of them.
-            if let Some(fh) = fh {
-                self.commit(fh, false)?;
-            }
-            let pending = lock(&self.created).get(&path).copied();
-            if let Some(pending_ino) = pending {
-                let fhs: Vec<u64> = lock(&self.handles)
-                    .iter()
-                    .filter(|(_, h)| lock(h).ino == pending_ino)
-                    .map(|(fh, _)| *fh)
-                    .collect();
-                for fh in fhs {
-                    self.commit(fh, false)?;
-                }
+            // Open writers' writes first, so the attribute change applies on top of them.
+            let _ = fh;
+            if let Some(dirty) = self.dirty_of(ino) {
+                self.commit_dirty(ino, &dirty, false)?;
             }
             let version = self
                 .store
@@ -1442,13 +1555,10 @@ impl Vfs {
                 .map_err(errno)?;
             self.made_here(&version);
             // Open writers keep the new mode for their next commit.
-            for handle in lock(&self.handles).values() {
-                let mut handle = lock(handle);
-                if handle.ino == ino {
-                    if let Some(base) = handle.base.as_mut() {
-                        base.mode = version.mode;
-                        base.mtime = version.mtime;
-                    }
+            if let Some(dirty) = self.dirty_of(ino) {
+                if let Some(base) = lock(&dirty).base.as_mut() {
+                    base.mode = version.mode;
+                    base.mtime = version.mtime;
                 }
             }
         }
