@@ -203,6 +203,11 @@ pub enum Command {
         /// FUSE request threads.
         #[arg(long, default_value_t = 4)]
         threads: usize,
+        /// On SIGINT/SIGTERM with files still open: detach the mount and serve
+        /// them up to this many seconds for their writers to close them; what
+        /// is still open then is committed as it is.
+        #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+        stop_grace: u64,
     },
     /// Write man pages for globofs and its subcommands into DIR.
     #[command(hide = true)]
@@ -359,7 +364,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mount {
             mountpoint,
             threads,
-        } => mount::mount(&load_spec(spec_path)?, mountpoint, threads),
+            stop_grace,
+        } => mount::mount(
+            &load_spec(spec_path)?,
+            mountpoint,
+            threads,
+            std::time::Duration::from_secs(stop_grace),
+        ),
         Command::Man { dir } => commands::man(&dir),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command(), "globofs", &mut std::io::stdout());

@@ -634,13 +634,66 @@ impl Mounted {
         }
     }
 
-    /// Unmounts and waits for the session threads.
-    pub fn unmount(mut self) -> std::io::Result<()> {
-        match self.session.take() {
-            Some(session) => session.umount_and_join(),
-            None => Ok(()),
+    /// Unmounts and waits for the session threads. When files are still open
+    /// (the unmount is busy), the mount is detached from the file tree instead
+    /// and goes on serving the open handles until they are closed or `grace`
+    /// has passed; returns how many handles were still open then.
+    pub fn stop(mut self, mountpoint: &Path, vfs: &Vfs, grace: Duration) -> std::io::Result<usize> {
+        let Some(session) = self.session.take() else {
+            return Ok(0);
+        };
+        if !session.guard.is_finished() {
+            match unmount_path(mountpoint, false) {
+                Ok(()) => {}
+                Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
+                    tracing::warn!(
+                        mountpoint = %mountpoint.display(),
+                        open = vfs.open_handle_count(),
+                        "files are still open: detached the mount; serving them until they are closed (at most {grace:?})"
+                    );
+                    unmount_path(mountpoint, true)?;
+                    let deadline = std::time::Instant::now() + grace;
+                    while !session.guard.is_finished() && std::time::Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    if !session.guard.is_finished() {
+                        // Leaving: the session thread ends with the process.
+                        return Ok(vfs.open_handle_count().max(1));
+                    }
+                }
+                Err(err) => return Err(err),
+            }
         }
+        session.join()?;
+        Ok(0)
     }
+}
+
+/// Unmounts `mountpoint` (`lazy`: detach it from the tree now, let it go when
+/// its last open file is closed): directly as root, else with `fusermount3`.
+fn unmount_path(mountpoint: &Path, lazy: bool) -> std::io::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        let flags = if lazy {
+            nix::mount::MntFlags::MNT_DETACH
+        } else {
+            nix::mount::MntFlags::empty()
+        };
+        return nix::mount::umount2(mountpoint, flags).map_err(std::io::Error::from);
+    }
+    let mut command = std::process::Command::new("fusermount3");
+    command.arg(if lazy { "-uz" } else { "-u" }).arg(mountpoint);
+    let out = command.output()?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    if text.contains("busy") {
+        return Err(std::io::Error::from_raw_os_error(libc::EBUSY));
+    }
+    Err(std::io::Error::other(format!(
+        "fusermount3: {}",
+        text.trim()
+    )))
 }
 
 /// Mounts `vfs` at `mountpoint` with `threads` request threads.

@@ -862,6 +862,35 @@ impl Vfs {
         keep
     }
 
+    /// How many files are open through the mount.
+    pub fn open_handle_count(&self) -> usize {
+        lock(&self.handles).len()
+    }
+
+    /// Commits every file that writers have open (before the mount goes away
+    /// with them still open); returns how many new versions that made.
+    pub fn commit_all(&self) -> usize {
+        let open: Vec<(u64, Arc<Mutex<Dirty>>)> = lock(&self.dirty)
+            .iter()
+            .map(|(ino, dirty)| (*ino, Arc::clone(dirty)))
+            .collect();
+        let mut made = 0;
+        for (ino, dirty) in open {
+            let before = lock(&dirty).base.as_ref().map(|b| b.id);
+            match self.commit_dirty(ino, &dirty, false) {
+                Ok(()) if lock(&dirty).base.as_ref().map(|b| b.id) != before => made += 1,
+                Ok(()) => {}
+                Err(err) => tracing::error!(ino, errno = err, "committing an open file failed"),
+            }
+        }
+        if made > 0 {
+            if let Err(err) = crate::store::sync_filesystem(&self.store.layout().dir) {
+                tracing::error!(error = %err, "flushing the store to disk");
+            }
+        }
+        made
+    }
+
     /// The open handles on `ino`.
     pub fn open_handles(&self, ino: u64) -> Vec<u64> {
         lock(&self.handles)

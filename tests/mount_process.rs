@@ -40,6 +40,55 @@ fn an_unmount_from_outside_ends_the_mount_process() {
 }
 
 #[test]
+fn sigterm_with_files_open_serves_them_until_they_are_closed() {
+    use std::io::Write;
+    let mut m = Mounted::new();
+    std::fs::write(m.path("old"), b"committed\n").unwrap();
+    let mut new = std::fs::File::create(m.path("new")).unwrap();
+    new.write_all(b"acknowledged\n").unwrap();
+    let mut old = std::fs::OpenOptions::new()
+        .append(true)
+        .open(m.path("old"))
+        .unwrap();
+    old.write_all(b"appended\n").unwrap();
+    m.terminate();
+    // The mount leaves the file tree at once (nothing new can be opened)...
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_mounted(&m.mnt) {
+        assert!(Instant::now() < deadline, "still mounted: {}", m.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...but the files still open keep working, and closing them commits.
+    new.write_all(b"more\n").unwrap();
+    new.sync_all().unwrap();
+    drop(new);
+    drop(old);
+    assert_eq!(m.wait_exit(), Some(0), "log: {}", m.log());
+    assert_eq!(mount::store_get(&m, "/new"), b"acknowledged\nmore\n");
+    assert_eq!(mount::store_get(&m, "/old"), b"committed\nappended\n");
+}
+
+#[test]
+fn sigterm_commits_what_is_still_open_when_the_grace_ends() {
+    use std::io::Write;
+    let mut m = Mounted::new();
+    m.stop();
+    m.start_with(&["--stop-grace", "1"]);
+    let mut kept = std::fs::File::create(m.path("kept")).unwrap();
+    kept.write_all(b"written, never closed\n").unwrap();
+    m.terminate();
+    assert_eq!(m.wait_exit(), Some(0), "log: {}", m.log());
+    assert!(
+        m.log().contains("leaving with files still open"),
+        "{}",
+        m.log()
+    );
+    assert!(!is_mounted(&m.mnt));
+    assert_eq!(mount::store_get(&m, "/kept"), b"written, never closed\n");
+    drop(kept);
+}
+
+#[test]
 fn a_mount_killed_with_sigkill_is_recovered_by_the_next_mount() {
     let mut m = Mounted::new();
     std::fs::write(m.path("kept"), b"before the kill").unwrap();

@@ -19,7 +19,12 @@ use crate::vfs::Vfs;
 /// How often the mount reads the node's journal for changes made elsewhere.
 const POLL: Duration = Duration::from_millis(500);
 
-pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result<(), Failure> {
+pub fn mount(
+    spec: &Spec,
+    mountpoint: Option<PathBuf>,
+    threads: usize,
+    stop_grace: Duration,
+) -> Result<(), Failure> {
     let mountpoint = mountpoint
         .or_else(|| spec.mount_path.clone())
         .ok_or_else(|| {
@@ -105,18 +110,30 @@ pub fn mount(spec: &Spec, mountpoint: Option<PathBuf>, threads: usize) -> Result
         // Remote calls run on per-peer workers with deadlines, so this ends soon.
         let _ = syncing.join();
     }
-    match Arc::try_unwrap(mounted) {
-        Ok(mounted) if from_outside => mounted
-            .join()
-            .map_err(|err| Failure::runtime(format!("FUSE session: {err}")))?,
-        Ok(mounted) => mounted
-            .unmount()
-            .map_err(|err| Failure::runtime(format!("unmounting: {err}")))?,
+    let mounted = match Arc::try_unwrap(mounted) {
+        Ok(mounted) => mounted,
         Err(_) => {
             return Err(Failure::runtime(
                 "unmounting: the mount is still in use internally",
             ));
         }
+    };
+    if from_outside {
+        return mounted
+            .join()
+            .map_err(|err| Failure::runtime(format!("FUSE session: {err}")));
+    }
+    let still_open = mounted
+        .stop(&mountpoint, &vfs, stop_grace)
+        .map_err(|err| Failure::runtime(format!("unmounting: {err}")))?;
+    if still_open > 0 {
+        // What the open files' writers wrote so far is kept as versions.
+        let made = vfs.commit_all();
+        tracing::warn!(
+            still_open,
+            committed = made,
+            "leaving with files still open: their writes so far are committed; later use of them fails"
+        );
     }
     Ok(())
 }

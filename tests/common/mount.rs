@@ -57,11 +57,17 @@ impl Mounted {
 
     /// Starts `globofs mount` and waits until the mount is there.
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts `globofs mount ARGS...` and waits until the mount is there.
+    pub fn start_with(&mut self, args: &[&str]) {
         let log = std::fs::File::create(self.dir.path().join("mount.log")).expect("log file");
         let child = Command::new(BIN)
             .arg("--spec")
             .arg(&self.spec)
             .arg("mount")
+            .args(args)
             .env_remove("GLOBOFS_SPEC")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -98,6 +104,15 @@ impl Mounted {
     /// The mount's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM to the mount process without waiting for it.
+    pub fn terminate(&self) {
+        if let Some(child) = self.child.as_ref() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
     }
 
     /// Unmounts with SIGTERM and waits; returns the exit code.
