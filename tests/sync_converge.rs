@@ -429,3 +429,42 @@ fn a_conflict_on_a_name_with_a_long_extension_still_gets_a_copy() {
         assert_eq!(status.open_conflicts.len(), 1);
     }
 }
+
+#[test]
+fn status_does_not_count_ignored_paths_as_queued() {
+    let cluster = Cluster::with_edges(
+        2,
+        &[(0, 1)],
+        Options {
+            ignore: vec!["*.swp"],
+            ..Options::default()
+        },
+    );
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let queued = |node: &nodes::Node| {
+        let status = node.ok(&["status", "--json", "--no-blocks"]);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        status["peers"][0]["queued_outbound"].clone()
+    };
+    a.put("/a.swp", b"local");
+    a.put("/b.swp", b"local");
+    assert_eq!(queued(a), 0, "only ignored paths changed");
+    a.put("/c.txt", b"shared");
+    assert_eq!(queued(a), 1, "one version to push");
+    let text = a.ok(&["status", "--no-blocks"]);
+    assert!(text.contains("1 queued out"), "{text}");
+    let metrics = a.ok(&["status", "--prometheus", "--no-blocks"]);
+    assert!(
+        metrics.contains(&format!(
+            "globofs_peer_queued_outbound{{node=\"{}\",peer=\"{}\"}} 1\n",
+            a.id, b.id
+        )),
+        "{metrics}"
+    );
+    a.sync();
+    assert_eq!(queued(a), 0);
+    b.sync();
+    // What B applied from A (after its push in the pass) is not owed back to A.
+    assert_eq!(b.read("/c.txt").unwrap(), b"shared");
+    assert_eq!(queued(b), 0);
+}

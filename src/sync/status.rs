@@ -9,14 +9,16 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::ErrorKind;
 
+use crate::ids::NodeId;
 use crate::layout::VPath;
 use crate::spec::Spec;
 use crate::store::journal::{self, Position};
 use crate::store::{Store, StoreError};
 
-use super::SyncError;
+use super::push::{parse_line, version_names};
 use super::remote::remotes;
 use super::state::{self, JOURNAL, PeerTimes};
+use super::{SyncError, safe};
 
 /// One peer's state as seen from here.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -25,8 +27,9 @@ pub struct PeerStatus {
     pub path: String,
     pub reachable: bool,
     pub away: Option<String>,
-    /// Lines of our journal not yet handled for this peer (an upper bound of
-    /// the versions still to push).
+    /// Lines of our journal not yet handled for this peer, less those push
+    /// skips without reading a version (ignored paths, versions the peer
+    /// pushed to us): an upper bound of the versions still to push.
     pub queued_outbound: u64,
     /// Lines the peer pushed that we have not applied yet.
     pub unapplied_inbound: u64,
@@ -74,8 +77,12 @@ pub fn count_local_blocks(store: &Store) -> Result<(u64, u64), StoreError> {
     Ok((seen.len() as u64, missing))
 }
 
-/// Counts journal lines after `from`.
-fn count_lines(dir: &std::path::Path, from: &Position) -> Result<u64, StoreError> {
+/// Counts the journal lines after `from` that `wanted` accepts.
+fn count_lines(
+    dir: &std::path::Path,
+    from: &Position,
+    mut wanted: impl FnMut(&str) -> bool,
+) -> Result<u64, StoreError> {
     let mut position = from.clone();
     let mut count = 0;
     loop {
@@ -83,9 +90,24 @@ fn count_lines(dir: &std::path::Path, from: &Position) -> Result<u64, StoreError
         if batch.lines.is_empty() {
             return Ok(count);
         }
-        count += batch.lines.len() as u64;
+        count += batch.lines.iter().filter(|line| wanted(line)).count() as u64;
         position = batch.next;
     }
+}
+
+/// Whether a line of our journal is still owed to `peer`, as far as push can
+/// tell without reading the version file: not an ignored path, and not a
+/// version `peer` pushed to us (one `lstat`). Unparsable lines count (push
+/// reports them).
+fn owed(store: &Store, peer: NodeId, line: &str) -> bool {
+    let Ok((id, path)) = parse_line(line) else {
+        return true;
+    };
+    if store.is_ignored(&path) {
+        return false;
+    }
+    let names = version_names(&path, id);
+    fs::symlink_metadata(safe::joined(&store.layout().inbound(peer), &names)).is_err()
 }
 
 pub fn status(store: &Store, spec: &Spec) -> Result<Status, SyncError> {
@@ -107,8 +129,14 @@ pub fn status_with(store: &Store, spec: &Spec, count_blocks: bool) -> Result<Sta
             path: remote.peer().path.display().to_string(),
             reachable: away.is_none(),
             away,
-            queued_outbound: count_lines(store.journal().dir(), &push_from)?,
-            unapplied_inbound: count_lines(&layout.inbound(peer).join(JOURNAL), &apply_from)?,
+            queued_outbound: count_lines(store.journal().dir(), &push_from, |line| {
+                owed(store, peer, line)
+            })?,
+            unapplied_inbound: count_lines(
+                &layout.inbound(peer).join(JOURNAL),
+                &apply_from,
+                |_| true,
+            )?,
             last_push: times.last_push,
             last_apply: times.last_apply,
         });
@@ -172,7 +200,7 @@ impl Status {
             ),
             (
                 "globofs_peer_queued_outbound",
-                "Journal lines not yet pushed to the peer.",
+                "Journal lines not yet pushed to the peer (ignored paths not counted).",
                 |p| Some(p.queued_outbound),
             ),
             (
