@@ -21,7 +21,11 @@ pub struct Resolution<'a> {
     pub heads: Vec<&'a Version>,
     /// The winner, if any version exists.
     pub current: Option<&'a Version>,
-    /// Live heads that lost to `current`: concurrent edits to keep as conflict copies.
+    /// Live heads that lost to `current`: concurrent edits to keep as conflict
+    /// copies. Conflict copies themselves are never losers (FORMAT §10.4): two
+    /// copies meet at one name only when one node lost twice within a second,
+    /// and then its first losing edit was already superseded, at its own path,
+    /// by a version written after seeing it.
     pub losers: Vec<&'a Version>,
 }
 
@@ -50,7 +54,7 @@ pub fn resolve(versions: &[Version]) -> Resolution<'_> {
         .iter()
         .skip(1)
         .copied()
-        .filter(|v| v.kind.is_live() && v.kind != Kind::Dir)
+        .filter(|v| v.kind.is_live() && v.kind != Kind::Dir && v.conflict_of.is_none())
         .collect();
     Resolution {
         heads,
@@ -174,6 +178,22 @@ mod tests {
             target: None,
             hashes: vec![],
         }
+    }
+
+    #[test]
+    fn two_conflict_copies_at_one_name_make_no_copy_of_a_copy() {
+        // Node 1 lost twice within one second; in between node 2 resolved the
+        // first loss, so the second copy's parents do not reach the first.
+        let original = VPath::from_escaped("dir/photo.jpg").unwrap();
+        let mut first = v("100.000000001", 1, Kind::File, &["99.000000000"]);
+        first.conflict_of = Some((first.id, original.clone()));
+        let mut second = v("100.000000500", 1, Kind::File, &["100.000000300"]);
+        second.conflict_of = Some((second.id, original));
+        let versions = vec![first, second];
+        let r = resolve(&versions);
+        assert_eq!(r.heads.len(), 2);
+        assert_eq!(r.current.unwrap().id, versions[1].id);
+        assert!(r.losers.is_empty(), "{:?}", r.losers);
     }
 
     #[test]
