@@ -656,3 +656,43 @@ fn repair_and_drop_with_compressed_blocks() {
     }
     assert_eq!(get(a, "/z"), bytes);
 }
+
+#[test]
+fn verify_names_each_path_with_its_own_version_of_a_shared_missing_block() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let shared = data(BS, 7);
+    let f1 = a.put("/f", &shared);
+    let f2 = a.put("/f", &data(BS, 8));
+    let g = a.put("/g", &shared);
+    let h = a.put("/h", &shared);
+    a.put("/h", &data(BS, 9));
+    cluster.settle();
+    let hash = f1.hashes[0];
+    assert_eq!(g.hashes[0], hash);
+    // Gone everywhere, and no link left: held by no one reachable.
+    for node in [a, b] {
+        let _ = fs::remove_file(block_file(node, &hash));
+    }
+    for name in ["f", "g", "h"] {
+        fs::remove_file(path_link(a, name, &hash)).unwrap();
+    }
+    let out = a.cli(&["verify"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|line| line.contains(&hash.to_string()))
+        .unwrap_or_else(|| panic!("no line names {hash}:\n{text}"));
+    // /f's newest version naming the block is its first one, not /f's current
+    // one and not /g's.
+    assert_eq!(
+        line.trim(),
+        format!(
+            "/f: block {hash} (version {}) (also /g version {}, /h version {}) is held by no one reachable",
+            f1.id, g.id, h.id
+        ),
+        "{text}"
+    );
+    assert_ne!(f2.id, f1.id);
+}

@@ -79,16 +79,42 @@ pub struct Need {
     pub len: usize,
     /// The writer of the first version naming it (asked first for a copy).
     pub origin: NodeId,
-    /// The first version naming it (for messages).
-    pub version: VersionId,
-    /// Every path whose kept versions name it, sorted.
-    pub paths: Vec<VPath>,
+    /// Every path whose kept versions name it, sorted, with the newest of
+    /// those versions (for messages).
+    pub versions: BTreeMap<VPath, VersionId>,
 }
 
 impl VerifyReport {
     pub fn is_clean(&self) -> bool {
         self.corrupt.is_empty() && self.missing.is_empty() && self.bad_versions.is_empty()
     }
+}
+
+/// `<path>: block <hash> (version <id>) `, the version being the newest of that
+/// path naming the block, for the first path that names it; the others follow as
+/// `(also /g version <id>, ...) ` (at most 3, then how many more).
+fn named_by(hash: &BlockHash, versions: &BTreeMap<VPath, VersionId>) -> String {
+    const SHOWN: usize = 3;
+    let mut pairs = versions.iter();
+    let mut out = match pairs.next() {
+        Some((path, id)) => format!("{path}: block {hash} (version {id}) "),
+        None => format!("block {hash} "),
+    };
+    let others: Vec<String> = pairs
+        .by_ref()
+        .take(SHOWN)
+        .map(|(path, id)| format!("{path} version {id}"))
+        .collect();
+    if !others.is_empty() {
+        let more = versions.len() - 1 - others.len();
+        let more = if more > 0 {
+            format!(", and {more} more path(s)")
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("(also {}{more}) ", others.join(", ")));
+    }
+    out
 }
 
 /// What `prune` did.
@@ -471,21 +497,17 @@ impl Store {
                     let need = needs.entry(*hash).or_insert_with(|| Need {
                         len: version.block_len(index),
                         origin: version.node,
-                        version: version.id,
-                        paths: Vec::new(),
+                        versions: BTreeMap::new(),
                     });
-                    if need.paths.last() != Some(&version.path) {
-                        need.paths.push(version.path.clone());
-                    }
+                    // Ids come in ascending order: the newest stays.
+                    need.versions.insert(version.path.clone(), version.id);
                 }
             }
             Ok(())
         })?;
         let mut needs: Vec<(BlockHash, Need)> = needs.into_iter().collect();
         needs.sort_by_key(|a| a.0);
-        for (hash, mut need) in needs {
-            need.paths.sort();
-            need.paths.dedup();
+        for (hash, need) in needs {
             if let Some(files) = corrupt_files.remove(&hash) {
                 report.damaged.push(Damaged {
                     hash,
@@ -498,8 +520,7 @@ impl Store {
             if self.blocks().locate(&hash, Some(need.len)).is_some() {
                 continue;
             }
-            let first = need.paths.first().cloned().unwrap_or_default();
-            let linked = need.paths.iter().find(|path| {
+            let linked = need.versions.keys().find(|path| {
                 Blocks::new(self.path_dir(path).join("hashes"))
                     .locate(&hash, None)
                     .is_some()
@@ -518,10 +539,9 @@ impl Store {
             } else {
                 (Damage::Missing, "is held by no one reachable".to_string())
             };
-            report.missing.push(format!(
-                "{first}: block {hash} (version {}) {why}",
-                need.version
-            ));
+            report
+                .missing
+                .push(format!("{}{why}", named_by(&hash, &need.versions)));
             report.damaged.push(Damaged {
                 hash,
                 damage,

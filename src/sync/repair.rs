@@ -102,7 +102,7 @@ fn repair_one(
     };
     let what = format!(
         "{}: block {hash}",
-        need.paths.first().cloned().unwrap_or_default()
+        need.versions.keys().next().cloned().unwrap_or_default()
     );
     // 1. An intact per-path link (a block that only `hashes/` lost).
     if let Some(link) = intact_link(store, &hash, need) {
@@ -161,7 +161,7 @@ fn repair_one(
 
 /// A link of `hash` under one of `need`'s paths whose content matches.
 fn intact_link(store: &Store, hash: &BlockHash, need: &Need) -> Option<PathBuf> {
-    for path in &need.paths {
+    for path in need.versions.keys() {
         let links = Blocks::new(store.path_dir(path).join("hashes"));
         for candidate in [links.raw_path(hash), links.zst_path(hash)] {
             if candidate.is_file() && block_file_matches(&candidate, hash).unwrap_or(false) {
@@ -222,7 +222,7 @@ fn relink(
     need: &Need,
     report: &mut RepairReport,
 ) -> Result<(), StoreError> {
-    for path in &need.paths {
+    for path in need.versions.keys() {
         let links = Blocks::new(store.path_dir(path).join("hashes"));
         for link in [links.raw_path(hash), links.zst_path(hash)] {
             if !link.is_file() || block_file_matches(&link, hash).unwrap_or(false) {
