@@ -193,3 +193,63 @@ fn a_peer_back_after_many_changes_catches_up_in_one_pass() {
     assert_eq!(report.applied(), count + 1);
     assert_eq!(a.listing(), b.listing());
 }
+
+#[test]
+fn a_peer_whose_store_was_made_anew_gets_everything_again() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    a.put("/one", b"first");
+    a.put("/two", b"second");
+    b.put("/bee", b"written on b");
+    cluster.settle();
+    assert_eq!(b.read("/one").as_deref(), Some(&b"first"[..]));
+    // Reading B's file on A pulls its block (blocks travel lazily: had no one
+    // read it, its bytes would be lost with B's disk).
+    assert_eq!(a.read("/bee").as_deref(), Some(&b"written on b"[..]));
+
+    // B's disk is replaced: a new, empty store under the same node id.
+    fs::remove_dir_all(b.store_dir()).unwrap();
+    globofs::reconcile::reconcile(&b.spec(), false).unwrap();
+    assert_eq!(b.read("/one"), None);
+    a.put("/three", b"third");
+
+    let report = a.sync();
+    let notes = &report.peer(b.id).unwrap().notes;
+    assert!(notes.iter().any(|n| n.contains("made anew")), "{notes:?}");
+    // B applies (its own push to A is refused: A still holds the old store's
+    // spool, which only an operator can retire).
+    sync_once(&b.store(), &b.spec()).unwrap();
+    for (path, bytes) in [
+        ("/one", &b"first"[..]),
+        ("/two", b"second"),
+        ("/three", b"third"),
+        ("/bee", b"written on b"),
+    ] {
+        assert_eq!(b.read(path).as_deref(), Some(bytes), "{path} on the new B");
+    }
+    // The resend happened once: the next pass owes nothing.
+    assert_eq!(a.sync().pushed(), 0);
+
+    // B's pushes are refused (A holds the old store's spool: a clone looks the
+    // same) until the operator says the old store is gone for good.
+    b.put("/new-on-b", b"after the disk change");
+    let refused = sync_once(&b.store(), &b.spec()).unwrap();
+    let errors = &refused.peer(a.id).unwrap().errors;
+    assert!(
+        errors.iter().any(|e| e.contains("--take-over")),
+        "{errors:?}"
+    );
+    let taken = Syncer::new(&b.spec())
+        .taking_over()
+        .pass(&b.store())
+        .unwrap();
+    assert!(taken.peer(a.id).unwrap().errors.is_empty(), "{taken:?}");
+    a.sync();
+    assert_eq!(
+        a.read("/new-on-b").as_deref(),
+        Some(&b"after the disk change"[..])
+    );
+    // Both sides are in step again: plain passes work and owe nothing.
+    assert_eq!(b.sync().pushed(), 0);
+    assert_eq!(a.sync().pushed(), 0);
+}

@@ -23,6 +23,12 @@ pub enum SyncCommand {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// This node's store was made anew (a replaced disk) and the old one is
+        /// gone for good: replace what the old store left in peers' spools for
+        /// this node instead of refusing to push there. Never use it while the
+        /// old store may still run (two stores claiming one node id diverge).
+        #[arg(long)]
+        take_over: bool,
     },
 
     /// Per peer: reachable, queued outbound, unapplied inbound, last push and
@@ -88,9 +94,15 @@ fn json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
 pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure> {
     let spec = super::load_spec(spec_path)?;
     match command {
-        SyncCommand::Sync { json: as_json } => {
+        SyncCommand::Sync {
+            json: as_json,
+            take_over,
+        } => {
             let store = Store::open_spec(&spec)?;
-            let syncer = sync::Syncer::new(&spec);
+            let mut syncer = sync::Syncer::new(&spec);
+            if take_over {
+                syncer = syncer.taking_over();
+            }
             let report = syncer.pass(&store)?;
             // `cache.max_size`: evict least recently read blocks after the pass.
             // Reported after the pass's own output, so a failure here hides nothing.

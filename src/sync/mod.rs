@@ -135,13 +135,23 @@ impl SyncReport {
 #[derive(Debug)]
 pub struct Syncer {
     remotes: Vec<Arc<Remote>>,
+    /// Replace spools an earlier store of this node left at peers (`sync --take-over`).
+    take_over: bool,
 }
 
 impl Syncer {
     pub fn new(spec: &Spec) -> Syncer {
         Syncer {
             remotes: remote::remotes(spec),
+            take_over: false,
         }
+    }
+
+    /// This node's store replaces an earlier one that is gone: push into
+    /// spools it left at peers (other nonce) by replacing them.
+    pub fn taking_over(mut self) -> Syncer {
+        self.take_over = true;
+        self
     }
 
     /// A block fetcher sharing this syncer's remotes (and their away state).
@@ -194,7 +204,7 @@ impl Syncer {
             if !report.reachable || !report.errors.is_empty() {
                 continue;
             }
-            match push::push(store, remote, report) {
+            match push::push(store, remote, report, self.take_over) {
                 Ok(true) => {
                     let mut times = state::PeerTimes::load(store.layout(), remote.id())?;
                     times.last_push = Some(state::now_secs());

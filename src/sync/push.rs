@@ -77,7 +77,12 @@ pub fn version_names(path: &VPath, id: VersionId) -> Vec<OsString> {
 }
 
 /// Pushes what is queued for `remote`. Returns true when the queue was emptied.
-pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<bool, PushError> {
+pub fn push(
+    store: &Store,
+    remote: &Remote,
+    report: &mut PeerReport,
+    take_over: bool,
+) -> Result<bool, PushError> {
     let peer = remote.id();
     let layout = store.layout();
     let Some(_running) =
@@ -89,11 +94,21 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
     let our_id = store.meta().node;
     let nonce = store.meta().nonce.clone();
     let spool = remote.layout().inbound(our_id);
-    let check = {
+    let mut check = {
         let spool = spool.clone();
         let nonce = nonce.clone();
         remote.run(move || ensure_nonce(&spool, &nonce))?
     };
+    if let (true, Ok(NonceCheck::Other(theirs))) = (take_over, &check) {
+        report.note(format!(
+            "{}: replacing what store {theirs} of this node left there (--take-over)",
+            spool.display()
+        ));
+        let spool = spool.clone();
+        let nonce = nonce.clone();
+        check = remote.run(move || take_over_spool(&spool, &nonce))?;
+    }
+    let made_anew = matches!(check, Ok(NonceCheck::Written));
     match check {
         Ok(NonceCheck::Ours) => {}
         Ok(NonceCheck::Written) => report.note(format!(
@@ -109,7 +124,7 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
         }
         Ok(NonceCheck::Other(theirs)) => {
             report.error(format!(
-                "{} holds nonce {theirs:?}, not ours ({nonce}): another store claims node id {our_id} (a cloned disk?); refusing to push to this peer",
+                "{} holds nonce {theirs:?}, not ours ({nonce}): another store claims node id {our_id} (a cloned disk?); refusing to push to this peer. If this node's store was made anew and the old one is gone for good, run `globofs sync --take-over` once",
                 spool.join(NONCE).display()
             ));
             return Ok(false);
@@ -123,6 +138,35 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
     let mut position = Position::load(&position_file)?;
     let replicate = remote.peer().replicate;
     let mut pushed = state::Pushed::load(layout, peer, &nonce)?;
+    let resend_file = state::resend_position(layout, peer);
+    if made_anew && (position != Position::default() || pushed.applied.is_some()) {
+        // We had pushed to this peer, and its spool for us is new: its store
+        // was re-created (a replaced disk) and holds nothing of ours. Push our
+        // whole journal again, including what it once wrote or sent us.
+        let end = journal::end(store.journal().dir())?.unwrap_or((0, 0));
+        report.note(format!(
+            "{} was made anew (the peer's store re-created?): pushing our whole journal again",
+            spool.display()
+        ));
+        let until = Position {
+            nonce: nonce.clone(),
+            segment: end.0,
+            offset: end.1,
+        };
+        until.save(&resend_file)?;
+        position = Position::default();
+        position.save(&position_file)?;
+        pushed = state::Pushed {
+            nonce: nonce.clone(),
+            ..state::Pushed::default()
+        };
+        pushed.save(layout, peer)?;
+    }
+    let resend_until = match fs::metadata(&resend_file) {
+        Ok(_) => Some(Position::load(&resend_file)?),
+        Err(_) => None,
+    }
+    .map(|p| (p.segment, p.offset));
     loop {
         let batch = journal::read(store.journal().dir(), &position, BATCH)?;
         for warning in &batch.warnings {
@@ -136,6 +180,9 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
         }
         let mut lines = Vec::new();
         let mut delivered = Vec::new();
+        // Resending to a re-created peer: it has nothing, whoever wrote it.
+        let resending =
+            resend_until.is_some_and(|until| (position.segment, position.offset) < until);
         for line in &batch.lines {
             let (id, path) = match parse_line(line) {
                 Ok(parsed) => parsed,
@@ -149,7 +196,9 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
             }
             let names = version_names(&path, id);
             delivered.push(safe::joined(&layout.outbound(peer), &names));
-            if fs::symlink_metadata(safe::joined(&layout.inbound(peer), &names)).is_ok() {
+            if !resending
+                && fs::symlink_metadata(safe::joined(&layout.inbound(peer), &names)).is_ok()
+            {
                 // The peer pushed it to us: it has it.
                 continue;
             }
@@ -164,7 +213,7 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
             // The peer wrote it, so it has it; but a conflict copy carries the
             // loser's writer and is made by whoever saw the conflict, so every
             // node must get every copy (the copies converge as a union).
-            if version.node == peer && version.conflict_of.is_none() {
+            if !resending && version.node == peer && version.conflict_of.is_none() {
                 continue;
             }
             if replicate && version.kind == Kind::File {
@@ -217,6 +266,13 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
         report.pushed += count;
         position = batch.next;
         position.save(&position_file)?;
+        if resend_until.is_some_and(|until| (position.segment, position.offset) >= until) {
+            match fs::remove_file(&resend_file) {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::NotFound => {}
+                Err(err) => return Err(StoreError::io(&resend_file, err).into()),
+            }
+        }
     }
     // Nothing was marked for where we stand (nothing new to push, or a store
     // from before marks existed): mark it against where our spool journal ends.
@@ -236,6 +292,27 @@ pub fn push(store: &Store, remote: &Remote, report: &mut PeerReport) -> Result<b
     }
     trim(store, remote, our_id, &nonce, &spool, &mut pushed, report)?;
     Ok(true)
+}
+
+/// Empties our spool at a peer that an earlier store of this node wrote (all
+/// of it ours to remove: only we write under it), then claims it with our
+/// nonce. The peer's reader sees a journal with a new nonce and reads it from
+/// its start.
+fn take_over_spool(spool: &Path, nonce: &str) -> io::Result<NonceCheck> {
+    for entry in fs::read_dir(spool)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_name() == NONCE {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+    }
+    write_replacing(spool, &spool.join(NONCE), format!("{nonce}\n").as_bytes())?;
+    Ok(NonceCheck::Written)
 }
 
 /// What the peer's `%nonce` for us says.

@@ -46,6 +46,13 @@ pub fn push_position(layout: &StoreLayout, peer: NodeId) -> PathBuf {
     layout.state().join("push").join(peer.to_string())
 }
 
+/// Set while we push our whole journal again to a peer whose spool for us was
+/// made anew: up to this position of our journal, versions the peer wrote or
+/// pushed to us are pushed too (the re-created store lost them).
+pub fn resend_position(layout: &StoreLayout, peer: NodeId) -> PathBuf {
+    layout.state().join("resend").join(peer.to_string())
+}
+
 pub fn apply_position(layout: &StoreLayout, peer: NodeId) -> PathBuf {
     layout.state().join("apply").join(peer.to_string())
 }
