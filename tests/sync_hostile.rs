@@ -235,7 +235,6 @@ fn hostile_inbound_entries_are_refused_and_the_rest_applies() {
         "says it is version",
         "not a regular file",
         "does not match block",
-        "bad line",
     ] {
         assert!(
             refused_with(&report, needle),
@@ -270,10 +269,16 @@ fn hostile_inbound_entries_are_refused_and_the_rest_applies() {
         ["/blocky", "/good1", "/good2", "/legit"]
     );
 
+    // The bad line stops the reader: an error of the pass, not a refusal.
+    assert!(
+        peer.errors.iter().any(|why| why.contains("bad line")),
+        "{:#?}",
+        peer.errors
+    );
     // The reader stays stopped at the bad line, pass after pass.
     let report = sync(b);
     assert_eq!(report.applied(), 0);
-    assert!(refused_with(&report, "bad line"));
+    assert_eq!(report.errors(), 1, "{report:#?}");
 }
 
 #[test]
@@ -326,4 +331,72 @@ fn a_torn_local_version_is_repaired_from_a_peer_copy() {
     let report = sync(b);
     assert_eq!(report.applied(), 1, "{report:?}");
     assert_eq!(b.store().live(&vp("/t")).unwrap().unwrap(), version);
+}
+
+#[test]
+fn a_bad_inbound_journal_line_shows_as_stuck_and_fails_sync() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    a.put("/ok1", b"one");
+    cluster.settle();
+    let journal_dir = b.inbound(a).join("%journal");
+    let last = fs::read_dir(&journal_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().len() == 16)
+        .max()
+        .unwrap();
+    let offset = fs::metadata(&last).unwrap().len();
+    // One complete line with a bad checksum, then two good changes behind it.
+    let mut file = fs::OpenOptions::new().append(true).open(&last).unwrap();
+    std::io::Write::write_all(&mut file, b"deadbeef 1795600000.000000001 zzz\n").unwrap();
+    drop(file);
+    a.put("/ok2", b"two");
+    a.put("/ok3", b"three");
+    a.sync();
+
+    let out = b.cli(&["sync"]);
+    let text = nodes::stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("error: inbound journal stuck"), "{text}");
+    assert!(b.store().live(&vp("/ok2")).unwrap().is_none());
+
+    let status = b.ok(&["status", "--json", "--no-blocks"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let peer = &status["peers"][0];
+    assert_eq!(peer["unapplied_inbound"], 2, "{status}");
+    let stuck = &peer["inbound_stuck"];
+    assert_eq!(stuck["segment"], last.display().to_string(), "{status}");
+    assert_eq!(stuck["offset"], offset, "{status}");
+    assert_eq!(stuck["reason"], "checksum mismatch", "{status}");
+
+    let text = b.ok(&["status", "--no-blocks"]);
+    assert!(
+        text.contains(&format!(
+            "2 unapplied in (STUCK at a bad line: {} offset {offset}: checksum mismatch)",
+            last.display()
+        )),
+        "{text}"
+    );
+    let metrics = b.ok(&["status", "--prometheus", "--no-blocks"]);
+    assert!(
+        metrics.contains(&format!(
+            "globofs_peer_inbound_stuck{{node=\"{}\",peer=\"{}\"}} 1\n",
+            b.id, a.id
+        )),
+        "{metrics}"
+    );
+    // A healthy peer says so.
+    let metrics = a.ok(&["status", "--prometheus", "--no-blocks"]);
+    assert!(
+        metrics.contains(&format!(
+            "globofs_peer_inbound_stuck{{node=\"{}\",peer=\"{}\"}} 0\n",
+            a.id, b.id
+        )),
+        "{metrics}"
+    );
+    let status = a.ok(&["status", "--json", "--no-blocks"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(status["peers"][0]["inbound_stuck"].is_null(), "{status}");
 }

@@ -31,7 +31,8 @@ pub enum SyncCommand {
         take_over: bool,
     },
 
-    /// Per peer: reachable, queued outbound, unapplied inbound, last push and
+    /// Per peer: reachable, queued outbound, unapplied inbound (and whether
+    /// applying is stuck at a bad line of the peer's journal), last push and
     /// apply; the open conflict copies; how many blocks of the current tree are
     /// not local.
     Status {

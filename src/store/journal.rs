@@ -5,7 +5,8 @@
 //! line is `<crc> globofs-journal 1 <writer nonce> <segment number>`; every line
 //! is `<crc32 of the rest, 8 hex> <payload>\n`, written with one `write(2)` in
 //! append mode. A reader acts on complete lines with a good checksum only and
-//! stops at the first line that is not (still being written, torn, or zeros).
+//! stops at the first line that is not (still being written, torn, or zeros);
+//! a bad *complete* line is reported as [`Stuck`] (where and why).
 //! A segment is finished once a higher-numbered one exists; a torn last line of
 //! a finished segment is skipped with a warning. Only the writer trims segments.
 
@@ -256,6 +257,51 @@ pub struct Batch {
     pub warnings: Vec<String>,
     /// True when the reader restarted from the beginning (the writer's nonce changed).
     pub restarted: bool,
+    /// Set when the reader stopped at a bad complete line (it stays there, pass
+    /// after pass, until the writer repairs it).
+    pub stuck: Option<Stuck>,
+}
+
+/// A bad complete line a reader stopped at.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Stuck {
+    pub segment: u64,
+    /// Where the bad line starts.
+    pub offset: u64,
+    /// What is wrong with it.
+    pub reason: String,
+    /// Where the line after it starts (for counting what waits behind it).
+    #[serde(skip)]
+    pub past: u64,
+}
+
+/// Why `line` (without its newline) is not a good journal line.
+fn why_bad(line: &[u8], header: bool) -> String {
+    if line.len() > MAX_LINE {
+        return format!("a line longer than {} KiB", MAX_LINE >> 10);
+    }
+    if line.iter().all(|b| *b == 0) {
+        return "zeros".into();
+    }
+    let Ok(text) = std::str::from_utf8(line) else {
+        return "not UTF-8".into();
+    };
+    let Some((crc, _)) = text.split_once(' ') else {
+        return "no checksum".into();
+    };
+    if crc.len() != 8 || u32::from_str_radix(crc, 16).is_err() {
+        return format!(
+            "{:?} is not an 8-hex-digit checksum",
+            crate::ids::clip(crc, 16)
+        );
+    }
+    if check_line(line).is_none() {
+        return "checksum mismatch".into();
+    }
+    if header {
+        return "not a `globofs-journal 1` segment header".into();
+    }
+    "a bad line".into()
 }
 
 /// Reads lines from `dir` starting at `from`, at most `max_lines`.
@@ -299,23 +345,28 @@ pub fn read(dir: &Path, from: &Position, max_lines: usize) -> Result<Batch, Stor
         };
         let mut consumed = 0usize;
         let mut stopped_on_bad = false;
+        let mut reason = String::new();
         while batch.lines.len() < max_lines {
             let rest = &data[consumed..];
+            let header = pos.offset == 0 && consumed == 0;
             let Some(end) = rest.iter().take(MAX_LINE + 1).position(|b| *b == b'\n') else {
                 if rest.len() > MAX_LINE {
                     stopped_on_bad = true;
+                    reason = why_bad(rest, header);
                 }
                 break;
             };
             let Some(payload) = check_line(&rest[..end]) else {
                 stopped_on_bad = true;
+                reason = why_bad(&rest[..end], header);
                 break;
             };
-            if pos.offset == 0 && consumed == 0 {
+            if header {
                 // The header line: check the writer's nonce.
                 let header: Vec<&str> = payload.split(' ').collect();
                 if header.len() != 4 || format!("{} {}", header[0], header[1]) != MAGIC {
                     stopped_on_bad = true;
+                    reason = why_bad(&rest[..end], true);
                     break;
                 }
                 let nonce = header[2].to_string();
@@ -343,10 +394,11 @@ pub fn read(dir: &Path, from: &Position, max_lines: usize) -> Result<Batch, Stor
                     {
                         // A bad complete line inside a finished segment: stop, do not skip.
                         batch.warnings.push(format!(
-                            "{}: bad line at offset {}; stopping here until it is repaired",
+                            "{}: bad line at offset {} ({reason}); stopping here until it is repaired",
                             path.display(),
                             pos.offset
                         ));
+                        batch.stuck = Some(stuck(&pos, &data[consumed..], reason));
                         break;
                     }
                     batch.warnings.push(format!(
@@ -364,16 +416,31 @@ pub fn read(dir: &Path, from: &Position, max_lines: usize) -> Result<Batch, Stor
             None => {
                 if stopped_on_bad && data[consumed..].contains(&b'\n') {
                     batch.warnings.push(format!(
-                        "{}: bad line at offset {}; stopping here",
+                        "{}: bad line at offset {} ({reason}); stopping here until it is repaired",
                         path.display(),
                         pos.offset
                     ));
+                    batch.stuck = Some(stuck(&pos, &data[consumed..], reason));
                 }
                 break;
             }
         }
     }
     Ok(batch)
+}
+
+/// The stop at the bad line starting `rest` (at `pos`), which has a newline.
+fn stuck(pos: &Position, rest: &[u8], reason: String) -> Stuck {
+    let end = rest
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(rest.len(), |end| end + 1);
+    Stuck {
+        segment: pos.segment,
+        offset: pos.offset,
+        reason,
+        past: pos.offset + end as u64,
+    }
 }
 
 /// The journal was re-created by its writer: read it again from the start.

@@ -8,8 +8,9 @@
 //!
 //! Hostile or damaged input (a bad path, a symlink in the spool, a malformed or
 //! mismatched version file, a block whose bytes do not match) is refused and
-//! logged, and the rest goes on. A journal line with a bad checksum stops the
-//! reader there until it is repaired (never skipped).
+//! logged, and the rest goes on. A complete journal line with a bad checksum
+//! stops the reader there until it is repaired (never skipped): an error of
+//! the pass (`sync` exits 3), and `status` shows the peer's inbound as stuck.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -96,8 +97,11 @@ pub fn apply(
             if !warned.insert(warning.clone()) {
                 continue;
             }
-            if warning.contains("bad line") {
-                applier.report.refuse(warning.clone());
+            if batch.stuck.is_some() && warning.contains("bad line") {
+                // Nothing after it applies: this stops the pass with the peer.
+                applier.report.error(format!(
+                    "inbound journal stuck: {warning}; later changes from this peer wait behind it"
+                ));
             } else {
                 applier.report.note(warning.clone());
             }

@@ -30,7 +30,7 @@ pub use evict::{EvictReport, drop_tree, shrink_to};
 pub use mirror::{MirrorReport, mirror};
 pub use remote::{Away, PeerFetcher, Remote};
 pub use repair::{RepairReport, repair};
-pub use status::{PeerStatus, Status, count_local_blocks, status, status_with};
+pub use status::{InboundStuck, PeerStatus, Status, count_local_blocks, status, status_with};
 
 use crate::ids::NodeId;
 use crate::spec::Spec;

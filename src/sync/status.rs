@@ -1,5 +1,7 @@
 //! `globofs status`: per peer, whether it is reachable, how much waits in each
 //! direction, and when sync last completed; plus the open conflict copies.
+//! A peer whose inbound journal has a bad complete line is shown as stuck
+//! there (apply waits at it for good), with what waits behind it counted.
 //! Cheap: journals are counted from the saved positions, conflicts from
 //! `state/conflicts`. The one walk is the block count (blocks named by the
 //! current tree that are not local): one version read per live path (like
@@ -31,11 +33,26 @@ pub struct PeerStatus {
     /// skips without reading a version (ignored paths, versions the peer
     /// pushed to us): an upper bound of the versions still to push.
     pub queued_outbound: u64,
-    /// Lines the peer pushed that we have not applied yet.
+    /// Lines the peer pushed that we have not applied yet (with those waiting
+    /// behind a bad line, not counting the bad lines themselves).
     pub unapplied_inbound: u64,
+    /// Set when applying from the peer is stopped at a bad complete line of
+    /// its journal in our inbound spool: nothing after it is applied until the
+    /// peer repairs it (`sync` reports an error every pass).
+    pub inbound_stuck: Option<InboundStuck>,
     /// Unix seconds of the last completed push / apply.
     pub last_push: Option<u64>,
     pub last_apply: Option<u64>,
+}
+
+/// Where and why applying from a peer is stopped.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct InboundStuck {
+    /// The journal segment file (disk path).
+    pub segment: String,
+    /// Byte offset of the bad line in it.
+    pub offset: u64,
+    pub reason: String,
 }
 
 /// The node's sync state.
@@ -77,20 +94,37 @@ pub fn count_local_blocks(store: &Store) -> Result<(u64, u64), StoreError> {
     Ok((seen.len() as u64, missing))
 }
 
-/// Counts the journal lines after `from` that `wanted` accepts.
+/// Counts the journal lines after `from` that `wanted` accepts, reading past
+/// bad complete lines (a reader stops at the first: returned too).
 fn count_lines(
     dir: &std::path::Path,
     from: &Position,
     mut wanted: impl FnMut(&str) -> bool,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, Option<journal::Stuck>), StoreError> {
     let mut position = from.clone();
     let mut count = 0;
+    let mut first_stuck = None;
+    let mut passed = std::collections::HashSet::new();
     loop {
         let batch = journal::read(dir, &position, 10_000)?;
-        if batch.lines.is_empty() {
-            return Ok(count);
-        }
         count += batch.lines.iter().filter(|line| wanted(line)).count() as u64;
+        if let Some(stuck) = batch.stuck {
+            if !passed.insert((stuck.segment, stuck.offset)) {
+                // Met again (the journal was re-read from its start): done.
+                return Ok((count, first_stuck));
+            }
+            // Count what waits behind it: go on from the next line.
+            position = Position {
+                nonce: batch.next.nonce.clone(),
+                segment: stuck.segment,
+                offset: stuck.past,
+            };
+            first_stuck.get_or_insert(stuck);
+            continue;
+        }
+        if batch.lines.is_empty() {
+            return Ok((count, first_stuck));
+        }
         position = batch.next;
     }
 }
@@ -124,19 +158,26 @@ pub fn status_with(store: &Store, spec: &Spec, count_blocks: bool) -> Result<Sta
         let push_from = Position::load(&state::push_position(layout, peer))?;
         let apply_from = Position::load(&state::apply_position(layout, peer))?;
         let times = PeerTimes::load(layout, peer)?;
+        let journal_dir = layout.inbound(peer).join(JOURNAL);
+        let (queued_outbound, _) = count_lines(store.journal().dir(), &push_from, |line| {
+            owed(store, peer, line)
+        })?;
+        let (unapplied_inbound, stuck) = count_lines(&journal_dir, &apply_from, |_| true)?;
         peers.push(PeerStatus {
             peer: peer.to_string(),
             path: remote.peer().path.display().to_string(),
             reachable: away.is_none(),
             away,
-            queued_outbound: count_lines(store.journal().dir(), &push_from, |line| {
-                owed(store, peer, line)
-            })?,
-            unapplied_inbound: count_lines(
-                &layout.inbound(peer).join(JOURNAL),
-                &apply_from,
-                |_| true,
-            )?,
+            queued_outbound,
+            unapplied_inbound,
+            inbound_stuck: stuck.map(|stuck| InboundStuck {
+                segment: journal_dir
+                    .join(format!("{:016}", stuck.segment))
+                    .display()
+                    .to_string(),
+                offset: stuck.offset,
+                reason: stuck.reason,
+            }),
             last_push: times.last_push,
             last_apply: times.last_apply,
         });
@@ -192,7 +233,7 @@ impl Status {
     /// Node-exporter textfile format.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
-        let metrics: [Metric; 5] = [
+        let metrics: [Metric; 6] = [
             (
                 "globofs_peer_reachable",
                 "Whether the peer's store is reachable (1) or away (0).",
@@ -207,6 +248,11 @@ impl Status {
                 "globofs_peer_unapplied_inbound",
                 "Lines the peer pushed that are not applied yet.",
                 |p| Some(p.unapplied_inbound),
+            ),
+            (
+                "globofs_peer_inbound_stuck",
+                "Whether applying the peer's changes is stopped at a bad journal line (1) or not (0).",
+                |p| Some(u64::from(p.inbound_stuck.is_some())),
             ),
             (
                 "globofs_peer_last_push_timestamp_seconds",
@@ -257,7 +303,7 @@ impl Status {
         for peer in &self.peers {
             let when = |at: Option<u64>| at.map_or("never".to_string(), |at| format!("{at}"));
             out.push_str(&format!(
-                "peer {} ({}): {}; {} queued out, {} unapplied in; last push {}, last apply {}\n",
+                "peer {} ({}): {}; {} queued out, {} unapplied in{}; last push {}, last apply {}\n",
                 peer.peer,
                 peer.path,
                 match &peer.away {
@@ -266,6 +312,13 @@ impl Status {
                 },
                 peer.queued_outbound,
                 peer.unapplied_inbound,
+                match &peer.inbound_stuck {
+                    None => String::new(),
+                    Some(stuck) => format!(
+                        " (STUCK at a bad line: {} offset {}: {})",
+                        stuck.segment, stuck.offset, stuck.reason
+                    ),
+                },
                 when(peer.last_push),
                 when(peer.last_apply),
             ));
