@@ -689,7 +689,7 @@ fn verify_names_each_path_with_its_own_version_of_a_shared_missing_block() {
     assert_eq!(
         line.trim(),
         format!(
-            "/f: block {hash} (version {}) (also /g version {}, /h version {}) is held by no one reachable",
+            "/f (version {}), /g (version {}), /h (version {}): block {hash} is held by no one reachable",
             f1.id, g.id, h.id
         ),
         "{text}"

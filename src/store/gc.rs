@@ -90,31 +90,24 @@ impl VerifyReport {
     }
 }
 
-/// `<path>: block <hash> (version <id>) `, the version being the newest of that
-/// path naming the block, for the first path that names it; the others follow as
-/// `(also /g version <id>, ...) ` (at most 3, then how many more).
+/// `<path> (version <id>), ...: block <hash> `: every path naming the block
+/// (at most 4, then how many more), each with its newest kept version that
+/// names it.
 fn named_by(hash: &BlockHash, versions: &BTreeMap<VPath, VersionId>) -> String {
-    const SHOWN: usize = 3;
-    let mut pairs = versions.iter();
-    let mut out = match pairs.next() {
-        Some((path, id)) => format!("{path}: block {hash} (version {id}) "),
-        None => format!("block {hash} "),
-    };
-    let others: Vec<String> = pairs
-        .by_ref()
+    const SHOWN: usize = 4;
+    let mut pairs: Vec<String> = versions
+        .iter()
         .take(SHOWN)
-        .map(|(path, id)| format!("{path} version {id}"))
+        .map(|(path, id)| format!("{path} (version {id})"))
         .collect();
-    if !others.is_empty() {
-        let more = versions.len() - 1 - others.len();
-        let more = if more > 0 {
-            format!(", and {more} more path(s)")
-        } else {
-            String::new()
-        };
-        out.push_str(&format!("(also {}{more}) ", others.join(", ")));
+    if versions.len() > SHOWN {
+        pairs.push(format!("and {} more path(s)", versions.len() - SHOWN));
     }
-    out
+    if pairs.is_empty() {
+        format!("block {hash} ")
+    } else {
+        format!("{}: block {hash} ", pairs.join(", "))
+    }
 }
 
 /// What `prune` did.
