@@ -156,6 +156,18 @@ fn check_nothing_lost(cluster: &Cluster, seed: u64) {
             if current.as_ref().map(|c| c.id) == Some(head.id) {
                 continue;
             }
+            if let Some((original, at)) = &head.conflict_of {
+                // A losing conflict copy gets no copy of its own (FORMAT §10.4):
+                // what it preserves was replaced, at its own path, by a version
+                // written after seeing it.
+                let there = stores[0].versions(at).unwrap();
+                let heads: Vec<_> = resolve(&there).heads.iter().map(|v| v.id).collect();
+                assert!(
+                    there.iter().any(|v| v.id == *original) && !heads.contains(original),
+                    "seed {seed}: conflict copy {path} lost, and its original {original} of {at} was not superseded"
+                );
+                continue;
+            }
             let copy = conflict_name(head).unwrap();
             let kept = stores[0].live(&copy).unwrap();
             assert!(
