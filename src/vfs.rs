@@ -721,14 +721,7 @@ impl Vfs {
         map.insert(ino, Arc::clone(&dirty));
         drop(map);
         self.page_cache_unknown(ino);
-        let fh = self.new_handle(Handle {
-            ino,
-            base: None,
-            dirty: Some(dirty),
-            writes: true,
-            last_block: None,
-            hinted: 0,
-        });
+        let fh = self.dirty_handle(ino, dirty, true);
         Ok(Opened {
             fh,
             shares_cache: backing.is_some(),
@@ -768,18 +761,24 @@ impl Vfs {
         Ok(dirty)
     }
 
-    /// A handle on `ino` joined to its write state.
-    fn joined(&self, ino: u64, dirty: Arc<Mutex<Dirty>>, writes: bool) -> Opened {
-        let direct = lock(&dirty).cache.direct;
-        self.page_cache_unknown(ino);
-        let fh = self.new_handle(Handle {
+    /// A new handle on `ino` that reads (and with `writes`, writes) through its
+    /// write state.
+    fn dirty_handle(&self, ino: u64, dirty: Arc<Mutex<Dirty>>, writes: bool) -> u64 {
+        self.new_handle(Handle {
             ino,
             base: None,
             dirty: Some(dirty),
             writes,
             last_block: None,
             hinted: 0,
-        });
+        })
+    }
+
+    /// A handle on `ino` joined to its write state.
+    fn joined(&self, ino: u64, dirty: Arc<Mutex<Dirty>>, writes: bool) -> Opened {
+        let direct = lock(&dirty).cache.direct;
+        self.page_cache_unknown(ino);
+        let fh = self.dirty_handle(ino, dirty, writes);
         Opened {
             fh,
             backing: None,
@@ -955,14 +954,7 @@ impl Vfs {
             users: 1,
         }));
         lock(&self.dirty).insert(ino, Arc::clone(&dirty));
-        let fh = self.new_handle(Handle {
-            ino,
-            base: None,
-            dirty: Some(dirty),
-            writes: true,
-            last_block: None,
-            hinted: 0,
-        });
+        let fh = self.dirty_handle(ino, dirty, true);
         let attr = self.writer_attr(ino).unwrap_or(Attr {
             ino,
             kind: NodeKind::File,
