@@ -213,7 +213,7 @@ fn concurrent_edits_pick_one_winner_and_identical_conflict_copies() {
     assert_eq!(copy_a.conflict_of, Some((loser.id, vp("/doc.txt"))));
     // status counts the open conflict
     let status = globofs::sync::status(&a.store(), &a.spec()).unwrap();
-    assert_eq!(status.open_conflicts.len(), 1);
+    assert_eq!(status.open_conflicts, vec![copy.clone()]);
 
     // Editing after seeing both merges: no new conflict.
     a.put("/doc.txt", b"merged");

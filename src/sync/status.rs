@@ -210,7 +210,8 @@ fn open_conflicts(store: &Store) -> Result<Vec<String>, StoreError> {
         }
         if let Some(version) = store.live(&path)? {
             if version.conflict_of.is_some() {
-                open.insert(line.to_string());
+                // Volume paths, as everywhere else in the output.
+                open.insert(format!("/{line}"));
             }
         }
     }
@@ -330,7 +331,7 @@ impl Status {
         }
         out.push_str(&format!("open conflicts: {}\n", self.open_conflicts.len()));
         for path in &self.open_conflicts {
-            out.push_str(&format!("  /{path}\n"));
+            out.push_str(&format!("  {path}\n"));
         }
         out
     }
