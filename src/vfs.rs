@@ -410,6 +410,10 @@ impl Vfs {
     /// The attributes of `ino` while writers have it open (its size as written).
     fn writer_attr(&self, ino: u64) -> Option<Attr> {
         let dirty = self.dirty_of(ino)?;
+        // Unlinked while open: no links left (checked before taking the state's lock).
+        let named = self.path_of(ino).is_ok_and(|path| {
+            path.is_root() || lock(&self.inodes).by_path.get(&path) == Some(&ino)
+        });
         let dirty = lock(&dirty);
         let cache = &dirty.cache;
         let perm = dirty.base.as_ref().map_or(0o644, |b| b.mode as u16);
@@ -440,7 +444,7 @@ impl Vfs {
             size,
             perm,
             mtime,
-            nlink: 1,
+            nlink: u32::from(named),
         })
     }
 
@@ -1877,6 +1881,35 @@ mod tests {
         vfs.unlink(ROOT_INO, OsStr::new("gone")).unwrap();
         assert_eq!(vfs.lookup(ROOT_INO, OsStr::new("gone")), Err(libc::ENOENT));
         assert_eq!(vfs.read(fh, 0, 100).unwrap(), b"still here");
+        assert_eq!(vfs.getattr(ino).unwrap().nlink, 0);
         vfs.release(fh).unwrap();
+    }
+
+    #[test]
+    fn handles_share_one_write_state_until_the_last_one_goes() {
+        let (_dir, vfs) = vfs();
+        let (attr, created) = vfs.create(ROOT_INO, OsStr::new("f"), 0o644).unwrap();
+        let ino = attr.ino;
+        let writer = created.fh;
+        vfs.write(writer, 0, b"one two").unwrap();
+        vfs.commit(writer, false).unwrap();
+        // The kernel sends RELEASE in the background: a reader may open first.
+        let reader = vfs.open(ino, false, false).unwrap().fh;
+        let second = vfs.open(ino, true, false).unwrap().fh;
+        vfs.write(second, 4, b"TWO").unwrap();
+        assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"one TWO");
+        vfs.release(writer).unwrap();
+        // The second writer's bytes are still there for every handle.
+        assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"one TWO");
+        assert_eq!(vfs.getattr(ino).unwrap().size, 7);
+        vfs.release(second).unwrap();
+        let path = VPath::from_escaped("f").unwrap();
+        assert_eq!(vfs.read_whole(&path).unwrap(), b"one TWO");
+        // Unlinked while the reader still holds the state: no links.
+        vfs.unlink(ROOT_INO, OsStr::new("f")).unwrap();
+        assert_eq!(vfs.getattr(ino).unwrap().nlink, 0);
+        assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"one TWO");
+        vfs.release(reader).unwrap();
+        assert_eq!(vfs.getattr(ino), Err(libc::ENOENT));
     }
 }
