@@ -1151,7 +1151,13 @@ impl Vfs {
     pub fn passthrough_refused(&self, fh: u64) {
         let dirty = self.handle(fh).ok().and_then(|h| lock(&h).dirty.clone());
         if let Some(dirty) = dirty {
-            lock(&dirty).cache.direct = false;
+            // The cache file may hold the kernel's writes (earlier handles had it
+            // attached): take all of it as written before serving it here.
+            let mut state = lock(&dirty);
+            if let Err(err) = Self::sync_direct(&mut state.cache) {
+                tracing::error!(fh, errno = err, "reading a write cache's size");
+            }
+            state.cache.direct = false;
         }
     }
 
@@ -1361,7 +1367,10 @@ impl Vfs {
             .as_ref()
             .is_some_and(|b| b.id.secs > 0 && b.size == cache.size && b.hashes == hashes);
         if unchanged {
+            // The cache holds exactly the base: all of it reads from the base
+            // now (a cache the kernel writes directly re-marks itself on use).
             cache.dirty.clear();
+            cache.base_valid = cache.size;
             cache.changed = false;
             return Ok(());
         }
@@ -1883,6 +1892,49 @@ mod tests {
         assert_eq!(vfs.read(fh, 0, 100).unwrap(), b"still here");
         assert_eq!(vfs.getattr(ino).unwrap().nlink, 0);
         vfs.release(fh).unwrap();
+    }
+
+    #[test]
+    fn a_write_cache_the_kernel_wrote_keeps_its_bytes_when_served_here_later() {
+        let (_dir, vfs) = vfs();
+        vfs.enable_passthrough();
+        let (attr, created) = vfs.create(ROOT_INO, OsStr::new("f"), 0o644).unwrap();
+        let (ino, first) = (attr.ino, created.fh);
+        let Mode::Attach(file) = vfs.mode(ino, created, false) else {
+            panic!("a new file's writer was not given its cache file");
+        };
+        let data: Vec<u8> = (0..3 * 4096 + 5).map(|i| (i % 251) as u8).collect();
+        std::io::Write::write_all(&mut &file, &data).unwrap();
+        // Another writer shares the attached file; both close (FLUSH commits,
+        // the second time with nothing new).
+        let opened = vfs.open(ino, true, false).unwrap();
+        let second = opened.fh;
+        assert!(matches!(
+            vfs.mode(ino, opened, true),
+            Mode::Share { direct: false }
+        ));
+        vfs.commit(first, false).unwrap();
+        vfs.commit(second, false).unwrap();
+        vfs.release(first).unwrap();
+        // The kernel already let go of the backing file, but the second
+        // handle's RELEASE is still on its way: a new open joins the write
+        // state and is served here.
+        for write in [false, true] {
+            let opened = vfs.open(ino, write, false).unwrap();
+            let fh = opened.fh;
+            assert!(matches!(vfs.mode(ino, opened, false), Mode::Cached { .. }));
+            assert_eq!(vfs.read(fh, 0, data.len() as u32 + 10).unwrap(), data);
+            if write {
+                vfs.write(fh, 0, b"Z").unwrap();
+                vfs.commit(fh, false).unwrap();
+            }
+            vfs.release(fh).unwrap();
+        }
+        vfs.release(second).unwrap();
+        let mut want = data.clone();
+        want[0] = b'Z';
+        let path = VPath::from_escaped("f").unwrap();
+        assert_eq!(vfs.read_whole(&path).unwrap(), want);
     }
 
     #[test]
