@@ -132,7 +132,7 @@ pub fn mount(
         tracing::warn!(
             still_open,
             committed = made,
-            "leaving with files still open: their writes so far are committed; later use of them fails"
+            "leaving with files still open: what was written to them is committed (`committed` new versions); later writes to them are lost and closing them fails"
         );
     }
     Ok(())
