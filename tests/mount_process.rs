@@ -22,12 +22,26 @@ fn sigterm_unmounts_cleanly() {
 fn an_unmount_from_outside_ends_the_mount_process() {
     let mut m = Mounted::new();
     std::fs::write(m.path("a"), b"x").unwrap();
-    let status = std::process::Command::new("fusermount3")
-        .arg("-u")
-        .arg(&m.mnt)
-        .status()
-        .expect("run fusermount3");
-    assert!(status.success(), "fusermount3 -u failed");
+    // The kernel holds the mount until the daemon has answered the file's
+    // RELEASE, which it sends in the background: right after a close, the
+    // unmount may be busy for a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(&m.mnt)
+            .output()
+            .expect("run fusermount3");
+        if out.status.success() {
+            break;
+        }
+        let why = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            why.contains("busy") && Instant::now() < deadline,
+            "fusermount3 -u failed: {why}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The daemon notices, stops its threads and exits cleanly; before, it
     // waited for a signal forever.
     assert_eq!(m.wait_exit(), Some(0), "log: {}", m.log());
