@@ -676,14 +676,7 @@ impl Vfs {
     /// first writer starts a write state on top of it.
     pub fn open(&self, ino: u64, write: bool, truncate: bool) -> VfsResult<Opened> {
         let path = self.path_of(ino)?;
-        let base = self.live(&path).map_err(errno)?;
-        let base = match base {
-            Some(v) if v.kind == Kind::Dir => return Err(libc::EISDIR),
-            Some(v) if v.kind == Kind::Symlink => return Err(libc::ELOOP),
-            Some(v) => Some(v),
-            None if lock(&self.created).contains_key(&path) => None,
-            None => return Err(libc::ENOENT),
-        };
+        let base = self.openable(&path)?;
         if !write {
             return match self.join_dirty(ino) {
                 Ok(Some(dirty)) => Ok(self.joined(ino, dirty, false)),
@@ -705,6 +698,10 @@ impl Vfs {
                 Err(Some(err)) => Err(err),
             };
         }
+        // Decided again now that no writer can come or go: a writer that
+        // committed and left since the first look must not be built over (its
+        // bytes would be lost under a version made from the one before).
+        let base = self.openable(&path)?;
         let size = if truncate {
             0
         } else {
@@ -732,6 +729,18 @@ impl Vfs {
             backing,
             keep_cache: false,
         })
+    }
+
+    /// The current version of a file to open at `path` (`None`: created here,
+    /// not committed yet).
+    fn openable(&self, path: &VPath) -> VfsResult<Option<Version>> {
+        match self.live(path).map_err(errno)? {
+            Some(v) if v.kind == Kind::Dir => Err(libc::EISDIR),
+            Some(v) if v.kind == Kind::Symlink => Err(libc::ELOOP),
+            Some(v) => Ok(Some(v)),
+            None if lock(&self.created).contains_key(path) => Ok(None),
+            None => Err(libc::ENOENT),
+        }
     }
 
     /// Joins `ino`'s write state as a reader, if it has one (`Err(None)`: its
