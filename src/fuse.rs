@@ -30,6 +30,7 @@ macro_rules! try_reply {
         match $result {
             Ok(value) => value,
             Err(code) => {
+                tracing::debug!(errno = code, call = stringify!($result), "request failed");
                 $reply.error(Errno::from_i32(code));
                 return;
             }
@@ -573,10 +574,14 @@ impl Filesystem for GloboFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
-        let (attr, opened) = try_reply!(self.vfs.create(parent.0, name, mode & !umask), reply);
+        let (attr, opened) = try_reply!(
+            self.vfs
+                .create_or_open(parent.0, name, mode & !umask, flags),
+            reply
+        );
         let attr = self.file_attr(&attr);
         let fh = opened.fh;
         let mut map = self.backing_map();

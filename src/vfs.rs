@@ -132,6 +132,29 @@ impl Inodes {
         ino
     }
 
+    /// The inode of `path` (a new one if it has none), with one more kernel
+    /// reference counted, in one step: a reply naming it is on its way.
+    fn referenced(&mut self, path: &VPath) -> u64 {
+        let ino = self.ino_for(path);
+        if let Some(node) = self.by_ino.get_mut(&ino) {
+            node.lookups += 1;
+        }
+        ino
+    }
+
+    /// Counts a reference to `ino` at `path`, bringing its entry back if the
+    /// kernel's FORGET of earlier references removed it.
+    fn adopt(&mut self, ino: u64, path: &VPath) {
+        let node = self.by_ino.entry(ino).or_insert_with(|| Node {
+            path: path.clone(),
+            lookups: 0,
+            cached: None,
+            epoch: 0,
+        });
+        node.lookups += 1;
+        self.by_path.entry(path.clone()).or_insert(ino);
+    }
+
     /// Moves `from` (and everything below it) to `to`.
     fn rename(&mut self, from: &VPath, to: &VPath) {
         let moved: Vec<(VPath, u64)> = self
@@ -451,25 +474,28 @@ impl Vfs {
     /// Looks up `name` in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
-        match self.live(&path).map_err(errno)? {
+        match self.current_or_pending(&path)? {
             Some(version) => {
-                let ino = {
-                    let mut inodes = lock(&self.inodes);
-                    let ino = inodes.ino_for(&path);
-                    if let Some(node) = inodes.by_ino.get_mut(&ino) {
-                        node.lookups += 1;
-                    }
-                    ino
-                };
+                let ino = lock(&self.inodes).referenced(&path);
                 Ok(self
                     .writer_attr(ino)
                     .unwrap_or_else(|| self.attr_of(ino, &version)))
             }
             None => {
-                let created = lock(&self.created).get(&path).copied();
-                match created.and_then(|ino| self.writer_attr(ino)) {
+                let Some(ino) = lock(&self.created).get(&path).copied() else {
+                    return Err(libc::ENOENT);
+                };
+                // The reply hands the kernel a reference: count it before
+                // answering, in one step with finding the inode, so a FORGET the
+                // kernel sends meanwhile (for an earlier reference) cannot drop
+                // an inode this reply is about to name.
+                lock(&self.inodes).adopt(ino, &path);
+                match self.writer_attr(ino) {
                     Some(attr) => Ok(attr),
-                    None => Err(libc::ENOENT),
+                    None => {
+                        self.forget(ino, 1);
+                        Err(libc::ENOENT)
+                    }
                 }
             }
         }
@@ -734,12 +760,25 @@ impl Vfs {
     /// The current version of a file to open at `path` (`None`: created here,
     /// not committed yet).
     fn openable(&self, path: &VPath) -> VfsResult<Option<Version>> {
-        match self.live(path).map_err(errno)? {
+        let pending = lock(&self.created).contains_key(path);
+        match self.current_or_pending(path)? {
             Some(v) if v.kind == Kind::Dir => Err(libc::EISDIR),
             Some(v) if v.kind == Kind::Symlink => Err(libc::ELOOP),
             Some(v) => Ok(Some(v)),
-            None if lock(&self.created).contains_key(path) => Ok(None),
+            None if pending => Ok(None),
             None => Err(libc::ENOENT),
+        }
+    }
+
+    /// The current version of `path`. A file created here is first in
+    /// `created` and, once its writer commits, in the store, in that order: so
+    /// `created` is asked first, and the store once more when the file was
+    /// pending (its commit may have landed between the two looks).
+    fn current_or_pending(&self, path: &VPath) -> VfsResult<Option<Version>> {
+        let pending = lock(&self.created).contains_key(path);
+        match self.live(path).map_err(errno)? {
+            None if pending => self.live(path).map_err(errno),
+            found => Ok(found),
         }
     }
 
@@ -921,6 +960,38 @@ impl Vfs {
 
     /// Creates a file (exclusive) and opens it for writing. The new file is
     /// visible in this mount at once and committed on close.
+    /// `open(2)` with O_CREAT: creates `name` (with O_EXCL only if it does not
+    /// exist), or opens the file another process created a moment before, as
+    /// a local file system does.
+    pub fn create_or_open(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> VfsResult<(Attr, Opened)> {
+        match self.create(parent, name, mode) {
+            Err(libc::EEXIST) if flags & libc::O_EXCL == 0 => {
+                // The reply hands the kernel a reference, as a lookup does.
+                let attr = self.lookup(parent, name)?;
+                let access = flags & libc::O_ACCMODE;
+                let write = access == libc::O_WRONLY || access == libc::O_RDWR;
+                let opened = match attr.kind {
+                    NodeKind::Dir => Err(libc::EISDIR),
+                    _ => self.open(attr.ino, write, flags & libc::O_TRUNC != 0),
+                };
+                match opened {
+                    Ok(opened) => Ok((self.getattr(attr.ino)?, opened)),
+                    Err(err) => {
+                        self.forget(attr.ino, 1);
+                        Err(err)
+                    }
+                }
+            }
+            other => other,
+        }
+    }
+
     pub fn create(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<(Attr, Opened)> {
         let path = self.child(parent, name)?;
         let parent_path = self.path_of(parent)?;
@@ -930,10 +1001,7 @@ impl Vfs {
         if self.live(&path).map_err(errno)?.is_some() || lock(&self.created).contains_key(&path) {
             return Err(libc::EEXIST);
         }
-        let ino = lock(&self.inodes).ino_for(&path);
-        if let Some(node) = lock(&self.inodes).by_ino.get_mut(&ino) {
-            node.lookups += 1;
-        }
+        let ino = lock(&self.inodes).referenced(&path);
         let mut cache = self.new_cache(None, 0)?;
         cache.changed = true;
         let backing = if self.passthrough_enabled() {
@@ -1475,8 +1543,7 @@ impl Vfs {
         let version = self.store.mkdir(&path, mode).map_err(errno)?;
         self.made_here(&version);
         // The reply hands the kernel a reference, as a lookup does.
-        let ino = lock(&self.inodes).ino_for(&path);
-        self.remember(ino);
+        let ino = lock(&self.inodes).referenced(&path);
         Ok(self.attr_of(ino, &version))
     }
 
@@ -1485,8 +1552,7 @@ impl Vfs {
         let version = self.store.symlink(&path, target).map_err(errno)?;
         self.made_here(&version);
         // The reply hands the kernel a reference, as a lookup does.
-        let ino = lock(&self.inodes).ino_for(&path);
-        self.remember(ino);
+        let ino = lock(&self.inodes).referenced(&path);
         Ok(self.attr_of(ino, &version))
     }
 

@@ -118,3 +118,45 @@ fn a_writer_reads_its_own_bytes_after_another_handle_read_the_page() {
     w.read_exact_at(&mut mine, 4096).unwrap();
     assert_eq!(&mine, b"WWWWWWWW", "the writer's view");
 }
+
+#[test]
+fn several_processes_creating_one_file_at_once_all_open_it() {
+    let m = Mounted::new();
+    const THREADS: usize = 6;
+    const FILES: usize = 300;
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let m = &m;
+                scope.spawn(move || {
+                    let mut failed = Vec::new();
+                    for i in 0..FILES {
+                        // O_CREAT without O_EXCL: whoever comes second opens it.
+                        let opened = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(m.path(&format!("f{i}")));
+                        match opened.and_then(|mut f| f.write_all(&[b'a' + t as u8])) {
+                            Ok(()) => {}
+                            Err(err) => failed.push(format!("thread {t} f{i}: {err}")),
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} failed opens: {failures:?}",
+        failures.len()
+    );
+    for i in 0..FILES {
+        let bytes = std::fs::read(m.path(&format!("f{i}"))).unwrap();
+        assert_eq!(bytes.len(), THREADS, "f{i}: {bytes:?}");
+    }
+}
