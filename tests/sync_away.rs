@@ -253,3 +253,42 @@ fn a_peer_whose_store_was_made_anew_gets_everything_again() {
     assert_eq!(b.sync().pushed(), 0);
     assert_eq!(a.sync().pushed(), 0);
 }
+
+#[test]
+fn take_over_waits_until_the_peer_applied_what_the_old_store_sent() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    a.put("/from-a", b"a's");
+    cluster.settle();
+    // B pushes a version, and its disk dies before A applies it.
+    b.put("/precious", b"only in A's inbound spool");
+    let pushed = Syncer::new(&b.spec()).pass(&b.store()).unwrap();
+    assert_eq!(pushed.pushed(), 1);
+    fs::remove_dir_all(b.store_dir()).unwrap();
+    globofs::reconcile::reconcile(&b.spec(), false).unwrap();
+
+    // Taking over now would delete it from A's spool: refused.
+    let refused = Syncer::new(&b.spec())
+        .taking_over()
+        .pass(&b.store())
+        .unwrap();
+    let errors = &refused.peer(a.id).unwrap().errors;
+    assert!(
+        errors.iter().any(|e| e.contains("not taken over")),
+        "{errors:?}"
+    );
+    // A applies it (the version must survive; its bytes went with B's disk,
+    // as blocks travel lazily).
+    sync_once(&a.store(), &a.spec()).unwrap();
+    assert!(a.store().live(&vp("/precious")).unwrap().is_some());
+    // Now the take-over goes through, and the version reaches the new B.
+    let taken = Syncer::new(&b.spec())
+        .taking_over()
+        .pass(&b.store())
+        .unwrap();
+    assert!(taken.peer(a.id).unwrap().errors.is_empty(), "{taken:?}");
+    a.sync();
+    sync_once(&b.store(), &b.spec()).unwrap();
+    assert!(b.store().live(&vp("/precious")).unwrap().is_some());
+    assert_eq!(b.read("/from-a").as_deref(), Some(&b"a's"[..]));
+}

@@ -186,7 +186,9 @@ impl Syncer {
             };
             let before = store_journal_mark(store)?;
             apply::apply(store, remote.id(), relay, &mut reports[index])?;
-            produced |= store_journal_mark(store)? != before;
+            let applied_some = store_journal_mark(store)? != before;
+            produced |= applied_some;
+            push::settle_resend(store, remote.id(), applied_some)?;
             let mut times = state::PeerTimes::load(store.layout(), remote.id())?;
             if reports[index].errors.is_empty() {
                 times.last_apply = Some(state::now_secs());

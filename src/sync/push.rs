@@ -106,7 +106,9 @@ pub fn push(
         ));
         let spool = spool.clone();
         let nonce = nonce.clone();
-        check = remote.run(move || take_over_spool(&spool, &nonce))?;
+        let theirs = theirs.clone();
+        let ack = remote.layout().acks().join(our_id.to_string());
+        check = remote.run(move || take_over_spool(&spool, &nonce, &theirs, &ack))?;
     }
     let made_anew = matches!(check, Ok(NonceCheck::Written));
     match check {
@@ -139,7 +141,10 @@ pub fn push(
     let replicate = remote.peer().replicate;
     let mut pushed = state::Pushed::load(layout, peer, &nonce)?;
     let resend_file = state::resend_position(layout, peer);
-    if made_anew && (position != Position::default() || pushed.applied.is_some()) {
+    // Made anew, rather than new: we pushed to it before. (A peer we never
+    // pushed to gets our whole journal anyway.)
+    let known = position != Position::default() || pushed.applied.is_some();
+    if made_anew && known {
         // We had pushed to this peer, and its spool for us is new: its store
         // was re-created (a replaced disk) and holds nothing of ours. Push our
         // whole journal again, including what it once wrote or sent us.
@@ -266,13 +271,6 @@ pub fn push(
         report.pushed += count;
         position = batch.next;
         position.save(&position_file)?;
-        if resend_until.is_some_and(|until| (position.segment, position.offset) >= until) {
-            match fs::remove_file(&resend_file) {
-                Ok(()) => {}
-                Err(err) if err.kind() == ErrorKind::NotFound => {}
-                Err(err) => return Err(StoreError::io(&resend_file, err).into()),
-            }
-        }
     }
     // Nothing was marked for where we stand (nothing new to push, or a store
     // from before marks existed): mark it against where our spool journal ends.
@@ -294,11 +292,24 @@ pub fn push(
     Ok(true)
 }
 
-/// Empties our spool at a peer that an earlier store of this node wrote (all
-/// of it ours to remove: only we write under it), then claims it with our
-/// nonce. The peer's reader sees a journal with a new nonce and reads it from
-/// its start.
-fn take_over_spool(spool: &Path, nonce: &str) -> io::Result<NonceCheck> {
+/// Empties our spool at a peer that an earlier store of this node (nonce
+/// `theirs`) wrote (all of it ours to remove: only we write under it), then
+/// claims it with our nonce. The peer's reader sees a journal with a new nonce
+/// and reads it from its start. Refused while the peer has not applied all of
+/// the old store's journal (its `ack` for us says how far it got): those
+/// versions exist nowhere else now.
+fn take_over_spool(spool: &Path, nonce: &str, theirs: &str, ack: &Path) -> io::Result<NonceCheck> {
+    let end = journal::end(&spool.join(JOURNAL)).map_err(io::Error::other)?;
+    if let Some(end) = end {
+        let applied = read_ack(ack)
+            .filter(|at| at.nonce == theirs)
+            .map(|at| (at.segment, at.offset));
+        if applied.is_none_or(|at| at < end) {
+            return Err(io::Error::other(format!(
+                "not taken over: the peer has applied the old store's journal only to {applied:?} of {end:?}; run `globofs sync` on the peer first, then --take-over again"
+            )));
+        }
+    }
     for entry in fs::read_dir(spool)? {
         let entry = entry?;
         let path = entry.path();
@@ -313,6 +324,40 @@ fn take_over_spool(spool: &Path, nonce: &str) -> io::Result<NonceCheck> {
     }
     write_replacing(spool, &spool.join(NONCE), format!("{nonce}\n").as_bytes())?;
     Ok(NonceCheck::Written)
+}
+
+/// After applying from `peer`, while we push our whole journal again to it
+/// (its store was made anew): what we just took from its spool came from its
+/// old store, which the new one lacks, so the resend goes on to our journal's
+/// end. A pass that applied nothing from it, with the resend pushed through,
+/// ends the resend.
+pub(super) fn settle_resend(
+    store: &Store,
+    peer: NodeId,
+    applied_some: bool,
+) -> Result<(), StoreError> {
+    let file = state::resend_position(store.layout(), peer);
+    if fs::symlink_metadata(&file).is_err() {
+        return Ok(());
+    }
+    let mut until = Position::load(&file)?;
+    if applied_some {
+        if let Some((segment, offset)) = journal::end(store.journal().dir())? {
+            until.segment = segment;
+            until.offset = offset;
+            until.save(&file)?;
+        }
+        return Ok(());
+    }
+    let pushed = Position::load(&state::push_position(store.layout(), peer))?;
+    if (pushed.segment, pushed.offset) >= (until.segment, until.offset) {
+        match fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(err) if err.kind() == ErrorKind::NotFound => {}
+            Err(err) => return Err(StoreError::io(&file, err)),
+        }
+    }
+    Ok(())
 }
 
 /// What the peer's `%nonce` for us says.
