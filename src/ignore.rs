@@ -105,6 +105,22 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
 
 /// The glob of one pattern and, for `X/**`, the glob of `X`.
 fn globs(pattern: &str) -> Result<(Glob, Option<Glob>), String> {
+    // Patterns that can never match a volume path are mistakes: say so
+    // rather than push what the user meant to keep local.
+    if pattern.is_empty() || pattern == "/" {
+        return Err(format!("{pattern:?} matches no path"));
+    }
+    if pattern.contains("//") {
+        return Err(format!(
+            "{pattern:?} matches no path (a path has no empty names)"
+        ));
+    }
+    if pattern.len() > 1 && pattern.ends_with('/') {
+        let dir = pattern.trim_end_matches('/');
+        return Err(format!(
+            "{pattern:?} matches no path: write {dir:?} (it covers everything below) or \"{dir}/**\""
+        ));
+    }
     let anchored = pattern.starts_with('/');
     let compile = |text: &str| {
         GlobBuilder::new(text)
@@ -166,5 +182,21 @@ mod tests {
         let err = IgnoreRules::new(&["/build/[abc".to_string()]).unwrap_err();
         assert!(err.contains("\"/build/[abc\" is not a glob"), "{err}");
         assert!(check_pattern("/secret").is_ok());
+    }
+
+    #[test]
+    fn patterns_that_can_never_match_are_refused() {
+        for bad in ["", "/", "/secret/", "build/", "/a//b"] {
+            let err = check_pattern(bad).unwrap_err();
+            assert!(err.contains("matches no path"), "{bad:?}: {err}");
+        }
+        assert!(
+            check_pattern("/secret/")
+                .unwrap_err()
+                .contains("\"/secret\"")
+        );
+        for good in ["/secret", "/build/**", "*.swp", "tmp", "/a/*/c"] {
+            assert!(check_pattern(good).is_ok(), "{good:?}");
+        }
     }
 }

@@ -415,6 +415,13 @@ const CORPUS: &[(&str, &[Expect])] = &[
             "while scanning a quoted scalar at line 1 column 9",
         )],
     ),
+    (
+        "71-ignore-never-matches.yaml",
+        &[
+            at(5, 5, "ignore[0]", "\"/secret/\" matches no path"),
+            at(6, 5, "ignore[1]", "\"\" matches no path"),
+        ],
+    ),
 ];
 
 fn corpus_dir() -> PathBuf {
