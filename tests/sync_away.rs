@@ -239,10 +239,7 @@ fn a_peer_whose_store_was_made_anew_gets_everything_again() {
         errors.iter().any(|e| e.contains("--take-over")),
         "{errors:?}"
     );
-    let taken = Syncer::new(&b.spec())
-        .taking_over()
-        .pass(&b.store())
-        .unwrap();
+    let taken = take_over(b);
     assert!(taken.peer(a.id).unwrap().errors.is_empty(), "{taken:?}");
     a.sync();
     assert_eq!(
@@ -268,10 +265,7 @@ fn take_over_waits_until_the_peer_applied_what_the_old_store_sent() {
     globofs::reconcile::reconcile(&b.spec(), false).unwrap();
 
     // Taking over now would delete it from A's spool: refused.
-    let refused = Syncer::new(&b.spec())
-        .taking_over()
-        .pass(&b.store())
-        .unwrap();
+    let refused = take_over(b);
     let errors = &refused.peer(a.id).unwrap().errors;
     assert!(
         errors.iter().any(|e| e.contains("not taken over")),
@@ -282,13 +276,18 @@ fn take_over_waits_until_the_peer_applied_what_the_old_store_sent() {
     sync_once(&a.store(), &a.spec()).unwrap();
     assert!(a.store().live(&vp("/precious")).unwrap().is_some());
     // Now the take-over goes through, and the version reaches the new B.
-    let taken = Syncer::new(&b.spec())
-        .taking_over()
-        .pass(&b.store())
-        .unwrap();
+    let taken = take_over(b);
     assert!(taken.peer(a.id).unwrap().errors.is_empty(), "{taken:?}");
     a.sync();
     sync_once(&b.store(), &b.spec()).unwrap();
     assert!(b.store().live(&vp("/precious")).unwrap().is_some());
     assert_eq!(b.read("/from-a").as_deref(), Some(&b"a's"[..]));
+}
+
+/// One `globofs sync --take-over` pass on `node`.
+fn take_over(node: &nodes::Node) -> globofs::sync::SyncReport {
+    Syncer::new(&node.spec())
+        .taking_over()
+        .pass(&node.store())
+        .unwrap()
 }
