@@ -100,6 +100,10 @@ struct Node {
     /// writer opening or closing, a change from elsewhere), so a reader that
     /// raced with it does not vouch for the cache.
     epoch: u64,
+    /// Set once the inode lost its name (unlinked, or replaced by a rename)
+    /// while the kernel still holds it: the version it showed then, which an
+    /// open or `fstat` by inode still gets, as on a local file system.
+    gone: Option<Version>,
 }
 
 #[derive(Default)]
@@ -126,6 +130,7 @@ impl Inodes {
                 lookups: 0,
                 cached: None,
                 epoch: 0,
+                gone: None,
             },
         );
         self.by_path.insert(path.clone(), ino);
@@ -142,6 +147,21 @@ impl Inodes {
         ino
     }
 
+    /// `ino` lost its name; it showed `version` until then (`None`: nothing to
+    /// keep showing, it goes at once).
+    fn orphan(&mut self, ino: u64, version: Option<Version>) {
+        match version {
+            Some(version) => {
+                if let Some(node) = self.by_ino.get_mut(&ino) {
+                    node.gone = Some(version);
+                }
+            }
+            None => {
+                self.by_ino.remove(&ino);
+            }
+        }
+    }
+
     /// Counts a reference to `ino` at `path`, bringing its entry back if the
     /// kernel's FORGET of earlier references removed it.
     fn adopt(&mut self, ino: u64, path: &VPath) {
@@ -150,13 +170,14 @@ impl Inodes {
             lookups: 0,
             cached: None,
             epoch: 0,
+            gone: None,
         });
         node.lookups += 1;
         self.by_path.entry(path.clone()).or_insert(ino);
     }
 
     /// Moves `from` (and everything below it) to `to`.
-    fn rename(&mut self, from: &VPath, to: &VPath) {
+    fn rename(&mut self, from: &VPath, to: &VPath, replaced: Option<Version>) {
         let moved: Vec<(VPath, u64)> = self
             .by_path
             .iter()
@@ -164,8 +185,9 @@ impl Inodes {
             .map(|(path, ino)| (path.clone(), *ino))
             .collect();
         if let Some(old) = self.by_path.remove(to) {
-            // The replaced target keeps its inode for open handles, but loses its name.
-            self.by_ino.remove(&old);
+            // The replaced target keeps its inode (for the kernel's references
+            // and open handles), but loses its name.
+            self.orphan(old, replaced);
         }
         for (path, ino) in moved {
             self.by_path.remove(&path);
@@ -359,6 +381,7 @@ impl Vfs {
         lock(&self.inodes)
             .by_ino
             .get(&ino)
+            .filter(|node| node.gone.is_none())
             .map(|node| node.path.clone())
             .ok_or(libc::ENOENT)
     }
@@ -563,12 +586,14 @@ impl Vfs {
             let base = handle.base.as_ref().filter(|_| handle.ino == ino)?;
             Some(self.attr_of(ino, base))
         });
-        let mut attr = from_file.or_else(|| {
-            lock(&self.open_dirs)
-                .values()
-                .find(|(dir, _)| *dir == ino)
-                .map(|(_, attr)| attr.clone())
-        })?;
+        let mut attr = from_file
+            .or_else(|| self.gone_version(ino).map(|v| self.attr_of(ino, &v)))
+            .or_else(|| {
+                lock(&self.open_dirs)
+                    .values()
+                    .find(|(dir, _)| *dir == ino)
+                    .map(|(_, attr)| attr.clone())
+            })?;
         attr.nlink = 0;
         Some(attr)
     }
@@ -701,7 +726,11 @@ impl Vfs {
     /// (see [`Dirty`]); otherwise a reader reads the current version and the
     /// first writer starts a write state on top of it.
     pub fn open(&self, ino: u64, write: bool, truncate: bool) -> VfsResult<Opened> {
-        let path = self.path_of(ino)?;
+        let path = match self.path_of(ino) {
+            Ok(path) => path,
+            // Lost its name after the kernel resolved it: open what it showed.
+            Err(err) => return self.open_gone(ino, write).ok_or(err),
+        };
         let base = self.openable(&path)?;
         if !write {
             return match self.join_dirty(ino) {
@@ -755,6 +784,20 @@ impl Vfs {
             backing,
             keep_cache: false,
         })
+    }
+
+    /// Opens an inode that lost its name: a reader of the version it showed
+    /// (or of its writers' state, if they still have it open). `None` when it
+    /// showed no file or a new writer asks for it (nothing could commit it).
+    fn open_gone(&self, ino: u64, write: bool) -> Option<Opened> {
+        let version = self.gone_version(ino).filter(|v| v.kind == Kind::File)?;
+        if let Ok(Some(dirty)) = self.join_dirty(ino) {
+            return Some(self.joined(ino, dirty, write));
+        }
+        if write {
+            return None;
+        }
+        Some(self.open_reader(ino, Some(version)))
     }
 
     /// The current version of a file to open at `path` (`None`: created here,
@@ -1556,15 +1599,21 @@ impl Vfs {
         Ok(self.attr_of(ino, &version))
     }
 
-    fn forget_name(&self, path: &VPath) {
+    /// `path` was removed: its inode loses its name, and keeps showing
+    /// `version` to whoever still holds it.
+    fn forget_name(&self, path: &VPath, version: Option<Version>) {
         let mut inodes = lock(&self.inodes);
         if let Some(ino) = inodes.by_path.remove(path) {
-            // Open handles keep reading their version; the inode just loses its name.
-            if let Some(node) = inodes.by_ino.get_mut(&ino) {
-                node.path = VPath::root();
-            }
-            inodes.by_ino.remove(&ino);
+            inodes.orphan(ino, version);
         }
+    }
+
+    /// The version an inode that lost its name still shows.
+    fn gone_version(&self, ino: u64) -> Option<Version> {
+        lock(&self.inodes)
+            .by_ino
+            .get(&ino)
+            .and_then(|node| node.gone.clone())
     }
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> VfsResult<()> {
@@ -1572,31 +1621,31 @@ impl Vfs {
         if let Some(ino) = lock(&self.created).remove(&path) {
             let _ = ino;
             if self.live(&path).map_err(errno)?.is_none() {
-                self.forget_name(&path);
+                self.forget_name(&path, None);
                 return Ok(());
             }
         }
-        match self.live(&path).map_err(errno)? {
+        let version = match self.live(&path).map_err(errno)? {
             Some(v) if v.kind == Kind::Dir => return Err(libc::EISDIR),
-            Some(_) => {}
+            Some(v) => v,
             None => return Err(libc::ENOENT),
-        }
+        };
         let tombstone = self.store.remove(&path).map_err(errno)?;
         self.made_here(&tombstone);
-        self.forget_name(&path);
+        self.forget_name(&path, Some(version));
         Ok(())
     }
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> VfsResult<()> {
         let path = self.child(parent, name)?;
-        match self.live(&path).map_err(errno)? {
+        let version = match self.live(&path).map_err(errno)? {
             Some(v) if v.kind != Kind::Dir => return Err(libc::ENOTDIR),
-            Some(_) => {}
+            Some(v) => v,
             None => return Err(libc::ENOENT),
-        }
+        };
         let tombstone = self.store.remove(&path).map_err(errno)?;
         self.made_here(&tombstone);
-        self.forget_name(&path);
+        self.forget_name(&path, Some(version));
         Ok(())
     }
 
@@ -1627,8 +1676,11 @@ impl Vfs {
                 self.commit(fh, false)?;
             }
         }
+        // What the replaced target showed: readers that resolved the name just
+        // before still open and read it (an atomic replace, as on a local disk).
+        let replaced = self.live(&to).map_err(errno)?;
         self.store.rename(&from, &to, no_replace).map_err(errno)?;
-        lock(&self.inodes).rename(&from, &to);
+        lock(&self.inodes).rename(&from, &to, replaced);
         Ok(())
     }
 
@@ -2013,6 +2065,39 @@ mod tests {
     }
 
     #[test]
+    fn a_file_replaced_by_rename_still_opens_by_inode_with_its_old_bytes() {
+        let (_dir, vfs) = vfs();
+        vfs.write_whole(&VPath::from_escaped("target").unwrap(), b"old target")
+            .unwrap();
+        vfs.write_whole(&VPath::from_escaped("tmp").unwrap(), b"new")
+            .unwrap();
+        // A reader resolved the name just before the replace.
+        let old = vfs.lookup(ROOT_INO, OsStr::new("target")).unwrap().ino;
+        vfs.rename(
+            ROOT_INO,
+            OsStr::new("tmp"),
+            ROOT_INO,
+            OsStr::new("target"),
+            false,
+            false,
+        )
+        .unwrap();
+        let attr = vfs.getattr(old).unwrap();
+        assert_eq!((attr.size, attr.nlink), (10, 0));
+        let fh = vfs.open(old, false, false).unwrap().fh;
+        assert_eq!(vfs.read(fh, 0, 100).unwrap(), b"old target");
+        vfs.release(fh).unwrap();
+        // Nothing can write it any more; the name shows the new file.
+        assert_eq!(vfs.open(old, true, false).err(), Some(libc::ENOENT));
+        let now = vfs.lookup(ROOT_INO, OsStr::new("target")).unwrap();
+        assert_ne!(now.ino, old);
+        assert_eq!(now.size, 3);
+        // Once the kernel forgets it, it is gone.
+        vfs.forget(old, 1);
+        assert_eq!(vfs.getattr(old), Err(libc::ENOENT));
+    }
+
+    #[test]
     fn handles_share_one_write_state_until_the_last_one_goes() {
         let (_dir, vfs) = vfs();
         let (attr, created) = vfs.create(ROOT_INO, OsStr::new("f"), 0o644).unwrap();
@@ -2037,6 +2122,9 @@ mod tests {
         assert_eq!(vfs.getattr(ino).unwrap().nlink, 0);
         assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"one TWO");
         vfs.release(reader).unwrap();
+        // The kernel still holds the inode until it forgets it.
+        assert_eq!(vfs.getattr(ino).unwrap().nlink, 0);
+        vfs.forget(ino, 1);
         assert_eq!(vfs.getattr(ino), Err(libc::ENOENT));
     }
 }

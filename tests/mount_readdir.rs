@@ -236,3 +236,23 @@ fn two_large_directories_listed_at_the_same_time_keep_their_own_entries() {
         assert_eq!(seen[which], expect[which], "directory {which}");
     }
 }
+
+#[test]
+fn a_removed_current_directory_lists_as_empty() {
+    let m = Mounted::new();
+    std::fs::create_dir(m.path("d")).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("rmdir ../d && ls -a . && stat -c 'links %h' .")
+        .current_dir(m.path("d"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("links 0"), "{text}");
+    assert!(!text.contains('d'), "{text}");
+}
