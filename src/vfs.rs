@@ -1663,18 +1663,12 @@ impl Vfs {
         }
         let from = self.child(parent, name)?;
         let to = self.child(new_parent, new_name)?;
-        // A file still being written through this mount: commit it first.
-        // Bound first: `commit` takes the `created` lock too.
+        // A file still being written through this mount: commit it first (one
+        // write state for all its handles). Bound first: a commit takes the
+        // `created` lock too.
         let pending = lock(&self.created).get(&from).copied();
-        if let Some(ino) = pending {
-            let fhs: Vec<u64> = lock(&self.handles)
-                .iter()
-                .filter(|(_, h)| lock(h).ino == ino)
-                .map(|(fh, _)| *fh)
-                .collect();
-            for fh in fhs {
-                self.commit(fh, false)?;
-            }
+        if let Some(dirty) = pending.and_then(|ino| self.dirty_of(ino).map(|d| (ino, d))) {
+            self.commit_dirty(dirty.0, &dirty.1, false)?;
         }
         // What the replaced target showed: readers that resolved the name just
         // before still open and read it (an atomic replace, as on a local disk).
@@ -1702,7 +1696,6 @@ impl Vfs {
                 return Err(libc::EPERM);
             }
             // Open writers' writes first, so the attribute change applies on top of them.
-            let _ = fh;
             if let Some(dirty) = self.dirty_of(ino) {
                 self.commit_dirty(ino, &dirty, false)?;
             }

@@ -379,24 +379,21 @@ fn a_bad_inbound_journal_line_shows_as_stuck_and_fails_sync() {
         )),
         "{text}"
     );
-    let metrics = b.ok(&["status", "--prometheus", "--no-blocks"]);
-    assert!(
-        metrics.contains(&format!(
-            "globofs_peer_inbound_stuck{{node=\"{}\",peer=\"{}\"}} 1\n",
-            b.id, a.id
-        )),
-        "{metrics}"
-    );
+    assert_stuck_gauge(b, a, 1);
     // A healthy peer says so.
-    let metrics = a.ok(&["status", "--prometheus", "--no-blocks"]);
-    assert!(
-        metrics.contains(&format!(
-            "globofs_peer_inbound_stuck{{node=\"{}\",peer=\"{}\"}} 0\n",
-            a.id, b.id
-        )),
-        "{metrics}"
-    );
+    assert_stuck_gauge(a, b, 0);
     let status = a.ok(&["status", "--json", "--no-blocks"]);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert!(status["peers"][0]["inbound_stuck"].is_null(), "{status}");
+}
+
+/// `node`'s Prometheus output says `peer`'s inbound stuck gauge is `value`.
+#[track_caller]
+fn assert_stuck_gauge(node: &nodes::Node, peer: &nodes::Node, value: u32) {
+    let metrics = node.ok(&["status", "--prometheus", "--no-blocks"]);
+    let line = format!(
+        "globofs_peer_inbound_stuck{{node=\"{}\",peer=\"{}\"}} {value}\n",
+        node.id, peer.id
+    );
+    assert!(metrics.contains(&line), "{metrics}");
 }
