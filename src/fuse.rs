@@ -60,6 +60,8 @@ pub struct GloboFs {
     /// (handles of one inode share one). The lock is held from the decision to
     /// the reply, so what this map says is always at least what the kernel has.
     backing: Mutex<HashMap<u64, Shared>>,
+    /// Tells the kernel to drop what it caches (set once the session exists).
+    notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
 }
 
 impl GloboFs {
@@ -67,6 +69,17 @@ impl GloboFs {
         GloboFs {
             vfs,
             backing: Mutex::new(HashMap::new()),
+            notifier: Arc::default(),
+        }
+    }
+
+    /// Has the kernel drop its attributes of `ino` (not its pages), so it asks
+    /// for them again before it trusts the size it had.
+    fn drop_attrs(&self, ino: u64) {
+        if let Some(notifier) = self.notifier.get() {
+            if let Err(err) = notifier.inval_inode(INodeNo(ino), -1, 0) {
+                tracing::debug!(ino, error = %err, "dropping the kernel's attributes");
+            }
         }
     }
 
@@ -218,8 +231,12 @@ impl Filesystem for GloboFs {
         self.vfs.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let attr = try_reply!(self.vfs.getattr(ino.0), reply);
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let attr = match fh {
+            Some(fh) => self.vfs.getattr_open(ino.0, fh.0),
+            None => self.vfs.getattr(ino.0),
+        };
+        let attr = try_reply!(attr, reply);
         reply.attr(&TTL, &self.file_attr(&attr));
     }
 
@@ -339,6 +356,9 @@ impl Filesystem for GloboFs {
         let truncate = flags.0 & libc::O_TRUNC != 0;
         let opened = try_reply!(self.vfs.open(ino.0, write, truncate), reply);
         let fh = opened.fh;
+        if opened.stale_attrs {
+            self.drop_attrs(ino.0);
+        }
         // A read-only handle has nothing to commit at close: spare the kernel
         // the synchronous FLUSH round trip.
         let noflush = if write {
@@ -719,8 +739,11 @@ pub fn mount(
     }
     config.n_threads = Some(threads.max(1));
     config.clone_fd = threads > 1;
-    let session = fuser::Session::new(GloboFs::new(vfs), mountpoint, &config)?;
+    let fs = GloboFs::new(vfs);
+    let for_fs = Arc::clone(&fs.notifier);
+    let session = fuser::Session::new(fs, mountpoint, &config)?;
     let notifier = session.notifier();
+    let _ = for_fs.set(notifier.clone());
     let background = session.spawn()?;
     Ok(Mounted {
         session: Some(background),

@@ -104,6 +104,24 @@ struct Node {
     /// while the kernel still holds it: the version it showed then, which an
     /// open or `fstat` by inode still gets, as on a local file system.
     gone: Option<Version>,
+    /// The committed version whose attributes the kernel was last given for
+    /// this inode (`None`: a writer's, or none yet). An open that serves
+    /// another version has the kernel drop them: its cached size would cut
+    /// the new bytes short or read past their end.
+    described: Option<crate::ids::VersionId>,
+}
+
+impl Node {
+    fn new(path: &VPath) -> Node {
+        Node {
+            path: path.clone(),
+            lookups: 0,
+            cached: None,
+            epoch: 0,
+            gone: None,
+            described: None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -123,16 +141,7 @@ impl Inodes {
         }
         self.next += 1;
         let ino = self.next;
-        self.by_ino.insert(
-            ino,
-            Node {
-                path: path.clone(),
-                lookups: 0,
-                cached: None,
-                epoch: 0,
-                gone: None,
-            },
-        );
+        self.by_ino.insert(ino, Node::new(path));
         self.by_path.insert(path.clone(), ino);
         ino
     }
@@ -165,13 +174,7 @@ impl Inodes {
     /// Counts a reference to `ino` at `path`, bringing its entry back if the
     /// kernel's FORGET of earlier references removed it.
     fn adopt(&mut self, ino: u64, path: &VPath) {
-        let node = self.by_ino.entry(ino).or_insert_with(|| Node {
-            path: path.clone(),
-            lookups: 0,
-            cached: None,
-            epoch: 0,
-            gone: None,
-        });
+        let node = self.by_ino.entry(ino).or_insert_with(|| Node::new(path));
         node.lookups += 1;
         self.by_path.entry(path.clone()).or_insert(ino);
     }
@@ -266,6 +269,11 @@ pub struct Opened {
     pub shares_cache: bool,
     /// The kernel may keep the inode's page cache: it holds this very version.
     pub keep_cache: bool,
+    /// The kernel's attributes of the inode describe another version than the
+    /// one this handle reads (it changed since, or an atomic rename replaced
+    /// it): the adapter tells the kernel to drop them before answering, so its
+    /// size is asked again before a read stops at the old one.
+    pub stale_attrs: bool,
 }
 
 /// How the kernel is to serve an open handle. The kernel attaches one backing
@@ -292,6 +300,11 @@ pub struct Vfs {
     /// Current versions of recently asked paths, kept true by the node's journal.
     versions: LiveCache,
     inodes: Mutex<Inodes>,
+    /// Held shared while a name is resolved to its inode and version, and
+    /// exclusively while a rename moves both: an open, lookup or getattr sees
+    /// an atomic rename-over wholly before or wholly after, never the target's
+    /// new bytes on the inode (and so the size) of the file it replaced.
+    names: std::sync::RwLock<()>,
     handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
     /// The write state of each inode with writers open (see [`Dirty`]). Locks
     /// are taken in the order handle, this map, a write state.
@@ -327,6 +340,7 @@ impl Vfs {
             versions: LiveCache::new(&store),
             store,
             inodes: Mutex::new(inodes),
+            names: std::sync::RwLock::new(()),
             handles: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -371,6 +385,14 @@ impl Vfs {
 
     pub fn gid(&self) -> u32 {
         self.gid
+    }
+
+    /// Holds names still while one is resolved (see [`Vfs::names`]); never
+    /// taken twice by one thread, nor while any other lock of the mount is held.
+    fn resolving(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.names
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The path of an inode.
@@ -496,13 +518,14 @@ impl Vfs {
 
     /// Looks up `name` in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> VfsResult<Attr> {
+        let _names = self.resolving();
         let path = self.child(parent, name)?;
         match self.current_or_pending(&path)? {
             Some(version) => {
                 let ino = lock(&self.inodes).referenced(&path);
                 Ok(self
                     .writer_attr(ino)
-                    .unwrap_or_else(|| self.attr_of(ino, &version)))
+                    .unwrap_or_else(|| self.shown(ino, &version)))
             }
             None => {
                 let Some(ino) = lock(&self.created).get(&path).copied() else {
@@ -567,14 +590,57 @@ impl Vfs {
         if let Some(attr) = self.writer_attr(ino) {
             return Ok(attr);
         }
+        let _names = self.resolving();
         let found = match self.path_of(ino) {
             Ok(path) => self.live(&path).map_err(errno)?,
             Err(_) => None,
         };
         match found {
-            Some(version) => Ok(self.attr_of(ino, &version)),
+            Some(version) => Ok(self.shown(ino, &version)),
             None => self.orphan_attr(ino).ok_or(libc::ENOENT),
         }
+    }
+
+    /// The attributes of `ino` asked through open handle `fh` (the kernel asks
+    /// so when a read reaches the size it knows): a reader's are those of the
+    /// version it reads, which may be older or newer than the path's.
+    pub fn getattr_open(&self, ino: u64, fh: u64) -> VfsResult<Attr> {
+        let read_of = self.handle(fh).ok().and_then(|handle| {
+            let handle = lock(&handle);
+            let base = handle.base.as_ref().filter(|_| handle.ino == ino);
+            base.filter(|_| handle.dirty.is_none()).cloned()
+        });
+        let Some(version) = read_of else {
+            return self.getattr(ino);
+        };
+        let mut attr = self.shown(ino, &version);
+        if self.path_of(ino).is_err() {
+            attr.nlink = 0;
+        }
+        Ok(attr)
+    }
+
+    /// The attributes of `version` for `ino`, as handed to the kernel now.
+    fn shown(&self, ino: u64, version: &Version) -> Attr {
+        if let Some(node) = lock(&self.inodes).by_ino.get_mut(&ino) {
+            node.described = Some(version.id);
+        }
+        self.attr_of(ino, version)
+    }
+
+    /// Whether the kernel may hold attributes of `ino` other than `id`'s
+    /// (and is told to drop them: [`Opened::stale_attrs`]).
+    fn describes_other(&self, ino: u64, id: crate::ids::VersionId) -> bool {
+        let mut inodes = lock(&self.inodes);
+        let Some(node) = inodes.by_ino.get_mut(&ino) else {
+            return false;
+        };
+        let other = node.described != Some(id);
+        if other {
+            // Its next GETATTR (through the handle, or by path) describes it anew.
+            node.described = None;
+        }
+        other
     }
 
     /// The attributes of an inode that lost its name while it is still open
@@ -584,10 +650,10 @@ impl Vfs {
         let from_file = handles.iter().find_map(|handle| {
             let handle = lock(handle);
             let base = handle.base.as_ref().filter(|_| handle.ino == ino)?;
-            Some(self.attr_of(ino, base))
+            Some(self.shown(ino, base))
         });
         let mut attr = from_file
-            .or_else(|| self.gone_version(ino).map(|v| self.attr_of(ino, &v)))
+            .or_else(|| self.gone_version(ino).map(|v| self.shown(ino, &v)))
             .or_else(|| {
                 lock(&self.open_dirs)
                     .values()
@@ -619,6 +685,9 @@ impl Vfs {
                     continue;
                 };
                 let child_ino = inodes.ino_for(&child);
+                if let Some(node) = inodes.by_ino.get_mut(&child_ino) {
+                    node.described = Some(entry.version.id);
+                }
                 out.push(DirEntry {
                     attr: self.attr_of(child_ino, &entry.version),
                     name: entry.name,
@@ -726,13 +795,18 @@ impl Vfs {
     /// (see [`Dirty`]); otherwise a reader reads the current version and the
     /// first writer starts a write state on top of it.
     pub fn open(&self, ino: u64, write: bool, truncate: bool) -> VfsResult<Opened> {
+        let names = self.resolving();
         let path = match self.path_of(ino) {
             Ok(path) => path,
             // Lost its name after the kernel resolved it: open what it showed.
-            Err(err) => return self.open_gone(ino, write).ok_or(err),
+            Err(err) => {
+                drop(names);
+                return self.open_gone(ino, write).ok_or(err);
+            }
         };
         let base = self.openable(&path)?;
         if !write {
+            drop(names);
             return match self.join_dirty(ino) {
                 Ok(Some(dirty)) => Ok(self.joined(ino, dirty, false)),
                 Ok(None) => Ok(self.open_reader(ino, base)),
@@ -747,6 +821,7 @@ impl Vfs {
         let mut map = lock(&self.dirty);
         if let Some(existing) = map.get(&ino).cloned() {
             drop(map);
+            drop(names);
             return match self.join_dirty_state(existing, truncate) {
                 Ok(dirty) => Ok(self.joined(ino, dirty, true)),
                 Err(None) => self.open(ino, write, truncate),
@@ -776,6 +851,7 @@ impl Vfs {
         }));
         map.insert(ino, Arc::clone(&dirty));
         drop(map);
+        drop(names);
         self.page_cache_unknown(ino);
         let fh = self.dirty_handle(ino, dirty, true);
         Ok(Opened {
@@ -783,6 +859,7 @@ impl Vfs {
             shares_cache: backing.is_some(),
             backing,
             keep_cache: false,
+            stale_attrs: false,
         })
     }
 
@@ -879,6 +956,7 @@ impl Vfs {
             backing: None,
             shares_cache: direct,
             keep_cache: false,
+            stale_attrs: false,
         }
     }
 
@@ -903,6 +981,7 @@ impl Vfs {
             backing: None,
             shares_cache: false,
             keep_cache,
+            stale_attrs: read_of.is_some_and(|id| self.describes_other(ino, id)),
         }
     }
 
@@ -1095,6 +1174,7 @@ impl Vfs {
                 shares_cache: backing.is_some(),
                 backing,
                 keep_cache: false,
+                stale_attrs: false,
             },
         ))
     }
@@ -1672,6 +1752,10 @@ impl Vfs {
         }
         // What the replaced target showed: readers that resolved the name just
         // before still open and read it (an atomic replace, as on a local disk).
+        let _names = self
+            .names
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let replaced = self.live(&to).map_err(errno)?;
         self.store.rename(&from, &to, no_replace).map_err(errno)?;
         lock(&self.inodes).rename(&from, &to, replaced);
@@ -2088,6 +2172,102 @@ mod tests {
         // Once the kernel forgets it, it is gone.
         vfs.forget(old, 1);
         assert_eq!(vfs.getattr(old), Err(libc::ENOENT));
+    }
+
+    #[test]
+    fn every_open_reads_the_version_its_inode_was_described_with_across_renames_over() {
+        // The atomic-save pattern: a writer renames a new file over `cur` again
+        // and again while readers resolve `cur`, open its inode and read it. The
+        // size a lookup gave the kernel for an inode must be the size of what an
+        // open of that inode reads, or the kernel cuts reads short (or pads them).
+        let (_dir, vfs) = vfs();
+        let vfs = Arc::new(vfs);
+        let cur = VPath::from_escaped("cur").unwrap();
+        vfs.write_whole(&cur, b"first").unwrap();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (vfs, done) = (Arc::clone(&vfs), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let mut mismatches = Vec::new();
+                    while !done.load(Ordering::Relaxed) {
+                        let attr = vfs.lookup(ROOT_INO, OsStr::new("cur")).unwrap();
+                        let opened = vfs.open(attr.ino, false, false).unwrap();
+                        let read = vfs.read(opened.fh, 0, 1 << 20).unwrap();
+                        vfs.release(opened.fh).unwrap();
+                        vfs.forget(attr.ino, 1);
+                        if read.len() as u64 != attr.size {
+                            mismatches.push((attr.size, read.len()));
+                        }
+                    }
+                    mismatches
+                })
+            })
+            .collect();
+        let tmp = VPath::from_escaped("tmp").unwrap();
+        for i in 0..100usize {
+            vfs.write_whole(&tmp, &vec![b'x'; 1 + (i * 7919) % 9000])
+                .unwrap();
+            let (tmp_name, cur_name) = (OsStr::new("tmp"), OsStr::new("cur"));
+            vfs.rename(ROOT_INO, tmp_name, ROOT_INO, cur_name, false, false)
+                .unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        for reader in readers {
+            let mismatches = reader.join().unwrap();
+            assert!(
+                mismatches.is_empty(),
+                "(size described, bytes read): {mismatches:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_open_of_a_version_the_kernel_has_not_been_told_of_drops_its_attributes() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::store::scratch_spec(dir.path());
+        let vfs = Vfs::new(Arc::new(Store::open_spec(&spec).unwrap()));
+        let path = VPath::from_escaped("f").unwrap();
+        vfs.write_whole(&path, b"old").unwrap();
+        let ino = vfs.lookup(ROOT_INO, OsStr::new("f")).unwrap().ino;
+        // The kernel was told of this version: nothing to drop.
+        let opened = vfs.open(ino, false, false).unwrap();
+        assert!(!opened.stale_attrs);
+        vfs.release(opened.fh).unwrap();
+        // Another process of the node (a second mount, `globofs put`) commits a
+        // longer version; the kernel still holds the old size.
+        let elsewhere = Store::open_spec(&spec).unwrap();
+        elsewhere
+            .write_file(
+                &path,
+                &mut Cursor::new(b"new and longer"),
+                crate::store::Attrs::default(),
+                false,
+            )
+            .unwrap();
+        let opened = vfs.open(ino, false, false).unwrap();
+        assert!(
+            opened.stale_attrs,
+            "the kernel would read the new bytes cut at 3"
+        );
+        // The GETATTR the kernel then sends through the handle gives its size.
+        assert_eq!(vfs.getattr_open(ino, opened.fh).unwrap().size, 14);
+        assert_eq!(vfs.read(opened.fh, 0, 100).unwrap(), b"new and longer");
+        let again = vfs.open(ino, false, false).unwrap();
+        assert!(!again.stale_attrs);
+        // A handle reads the version it opened; asked through it, so is its size.
+        elsewhere
+            .write_file(
+                &path,
+                &mut Cursor::new(b"x"),
+                crate::store::Attrs::default(),
+                false,
+            )
+            .unwrap();
+        assert_eq!(vfs.getattr_open(ino, again.fh).unwrap().size, 14);
+        assert_eq!(vfs.getattr(ino).unwrap().size, 1);
+        vfs.release(opened.fh).unwrap();
+        vfs.release(again.fh).unwrap();
     }
 
     #[test]

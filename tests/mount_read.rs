@@ -1,6 +1,7 @@
 //! read over a real mount: whole files of the sizes around block boundaries,
-//! reads at offsets and past the end, a directory, and reading an unlinked file
-//! through a handle opened before the unlink.
+//! reads at offsets and past the end, a directory, reading an unlinked file
+//! through a handle opened before the unlink, and a second mount of the node
+//! reading files rewritten in the first (close-to-open between mounts).
 
 #[path = "common/mount.rs"]
 mod mount;
@@ -83,4 +84,30 @@ fn an_unlinked_file_reads_through_a_handle_opened_before() {
     let mut got = vec![0u8; data.len()];
     f.read_exact_at(&mut got, 0).unwrap();
     assert_eq!(got, data);
+}
+
+#[test]
+fn a_second_mount_reads_a_file_rewritten_in_the_first_whole_at_once() {
+    // Mount B looks at a file (so its kernel holds the size), mount A rewrites
+    // it with another size and closes it; an open in B after that close must
+    // read the new bytes, all of them, though B's kernel cached the old size
+    // for up to a second.
+    let a = Mounted::new();
+    let b = a.second_mount();
+    let mut rng = Rng::new(3);
+    let sizes = [1, 100, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK, 16 * BLOCK];
+    for i in 0..60 {
+        let name = format!("f{}", i % 5);
+        let _ = std::fs::read(b.path(&name));
+        let size = sizes[rng.below(sizes.len() as u64) as usize];
+        let data = rng.bytes(size);
+        std::fs::write(a.path(&name), &data).unwrap();
+        let got = std::fs::read(b.path(&name)).unwrap();
+        assert!(
+            got == data,
+            "iteration {i}: wrote {} bytes in A, B read {} bytes",
+            data.len(),
+            got.len()
+        );
+    }
 }

@@ -55,6 +55,23 @@ impl Mounted {
         mounted
     }
 
+    /// A second mount of this node's volume (another `globofs mount` process,
+    /// at a mount point of its own), mounted.
+    pub fn second_mount(&self) -> Mounted {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("second mount point");
+        let mut mounted = Mounted {
+            mnt: mnt.clone(),
+            volume: self.volume.clone(),
+            spec: self.spec.clone(),
+            dir,
+            child: None,
+        };
+        mounted.start_with(&[mnt.to_str().expect("UTF-8 temp path")]);
+        mounted
+    }
+
     /// Starts `globofs mount` and waits until the mount is there.
     pub fn start(&mut self) {
         self.start_with(&[]);
