@@ -22,6 +22,7 @@ use std::time::SystemTime;
 use crate::ids::BlockHash;
 use crate::layout::{NAME_MAX, VPath};
 use crate::lock;
+use crate::open_ahead::OpenAhead;
 use crate::store::live_cache::LiveCache;
 use crate::store::{BlockWriter, Content, Kind, Mtime, Store, StoreError, Version};
 
@@ -298,7 +299,9 @@ pub enum Mode {
 pub struct Vfs {
     store: Arc<Store>,
     /// Current versions of recently asked paths, kept true by the node's journal.
-    versions: LiveCache,
+    versions: Arc<LiveCache>,
+    /// Reads ahead of a process opening a directory's files in order.
+    ahead: OpenAhead,
     inodes: Mutex<Inodes>,
     /// Held shared while a name is resolved to its inode and version, and
     /// exclusively while a rename moves both: an open, lookup or getattr sees
@@ -336,8 +339,10 @@ impl Vfs {
             next: ROOT_INO,
             ..Inodes::default()
         };
+        let versions = Arc::new(LiveCache::new(&store));
         Vfs {
-            versions: LiveCache::new(&store),
+            versions: Arc::clone(&versions),
+            ahead: OpenAhead::new(Arc::clone(&store), versions),
             store,
             inodes: Mutex::new(inodes),
             names: std::sync::RwLock::new(()),
@@ -735,7 +740,13 @@ impl Vfs {
             }
         }
         let listing = match self.readdir(ino) {
-            Ok(entries) => Arc::new(entries),
+            Ok(entries) => {
+                let listing = Arc::new(entries);
+                if let Ok(dir) = self.path_of(ino) {
+                    self.ahead.listed(&dir, &listing);
+                }
+                listing
+            }
             // Removed since it was opened: an open directory that is gone lists
             // as empty, as on a local file system.
             Err(libc::ENOENT) => Arc::new(Vec::new()),
@@ -1223,6 +1234,13 @@ impl Vfs {
                 None => index == 0,
             };
             if !cached {
+                if handle.last_block.is_none() && index == 0 {
+                    // The kernel's page cache missed this file's start: others
+                    // in its directory may be next (see open_ahead).
+                    if let Ok(path) = self.path_of(handle.ino) {
+                        self.ahead.reading(&path);
+                    }
+                }
                 handle.last_block = self
                     .store
                     .blocks()
