@@ -239,6 +239,10 @@ fn a_peer_whose_store_was_made_anew_gets_everything_again() {
         errors.iter().any(|e| e.contains("--take-over")),
         "{errors:?}"
     );
+    // Applying from A worked all along, and status says so.
+    let status = globofs::sync::status(&b.store(), &b.spec()).unwrap();
+    assert!(status.peers[0].last_apply.is_some(), "{status:?}");
+    assert!(status.peers[0].last_push.is_none(), "{status:?}");
     let taken = take_over(b);
     assert!(taken.peer(a.id).unwrap().errors.is_empty(), "{taken:?}");
     a.sync();
@@ -275,13 +279,88 @@ fn take_over_waits_until_the_peer_applied_what_the_old_store_sent() {
     // as blocks travel lazily).
     sync_once(&a.store(), &a.spec()).unwrap();
     assert!(a.store().live(&vp("/precious")).unwrap().is_some());
-    // Now the take-over goes through, and the version reaches the new B.
-    let taken = take_over(b);
+    // The take-over was remembered: B's next plain pass (the mount's, say)
+    // goes through with it, and the version reaches the new B.
+    let taken = sync_once(&b.store(), &b.spec()).unwrap();
     assert!(taken.peer(a.id).unwrap().errors.is_empty(), "{taken:?}");
+    assert!(!take_over_pending(b));
     a.sync();
     sync_once(&b.store(), &b.spec()).unwrap();
     assert!(b.store().live(&vp("/precious")).unwrap().is_some());
     assert_eq!(b.read("/from-a").as_deref(), Some(&b"a's"[..]));
+}
+
+#[test]
+fn a_take_over_goes_on_when_a_peer_that_was_away_comes_back() {
+    let cluster = Cluster::mesh(3);
+    let (a, b, c) = (cluster.node(0), cluster.node(1), cluster.node(2));
+    b.put("/from-b", b"old b");
+    cluster.settle();
+    // B's disk is replaced while C is away.
+    fs::remove_dir_all(b.store_dir()).unwrap();
+    globofs::reconcile::reconcile(&b.spec(), false).unwrap();
+    let away = c.volume.with_extension("away");
+    fs::rename(&c.volume, &away).unwrap();
+
+    let taken = take_over(b);
+    assert!(taken.peer(a.id).unwrap().errors.is_empty(), "{taken:?}");
+    assert!(take_over_pending(b), "C was not taken over yet");
+    // Before C is back, passes go on without it; a clone's spool would still
+    // be refused, so A's spool is ours now and nothing else changed.
+    b.put("/new-on-b", b"new b");
+    b.sync();
+    assert!(take_over_pending(b));
+
+    // C comes back: a plain pass of B takes its spool over too, with no
+    // second --take-over, and the take-over ends.
+    fs::rename(&away, &c.volume).unwrap();
+    let report = b.sync();
+    assert!(report.peer(c.id).unwrap().errors.is_empty(), "{report:?}");
+    assert!(!take_over_pending(b));
+    c.sync();
+    assert_eq!(c.read("/new-on-b").as_deref(), Some(&b"new b"[..]));
+    // Later passes push as usual.
+    b.put("/later", b"later");
+    b.sync();
+    c.sync();
+    assert_eq!(c.read("/later").as_deref(), Some(&b"later"[..]));
+}
+
+#[test]
+fn a_remembered_take_over_replaces_only_the_earlier_stores_spools() {
+    let cluster = Cluster::mesh(3);
+    let (b, c) = (cluster.node(1), cluster.node(2));
+    b.put("/x", b"x");
+    cluster.settle();
+    fs::remove_dir_all(b.store_dir()).unwrap();
+    globofs::reconcile::reconcile(&b.spec(), false).unwrap();
+    let away = c.volume.with_extension("away");
+    fs::rename(&c.volume, &away).unwrap();
+    take_over(b);
+    assert!(take_over_pending(b));
+    // Meanwhile C's spool for B got a nonce that is not the earlier store's
+    // (another store claiming B's id: a clone): the remembered take-over does
+    // not replace it; only an explicit --take-over would.
+    fs::rename(&away, &c.volume).unwrap();
+    let nonce = c
+        .store_dir()
+        .join("spool/inbound")
+        .join(b.id.to_string())
+        .join("%nonce");
+    fs::write(&nonce, "some-other-store\n").unwrap();
+    let report = sync_once(&b.store(), &b.spec()).unwrap();
+    let errors = &report.peer(c.id).unwrap().errors;
+    assert!(
+        errors.iter().any(|e| e.contains("some-other-store")),
+        "{errors:?}"
+    );
+    assert_eq!(fs::read_to_string(&nonce).unwrap(), "some-other-store\n");
+    assert!(take_over_pending(b));
+}
+
+/// Whether `node` remembers a take-over it has not finished.
+fn take_over_pending(node: &nodes::Node) -> bool {
+    node.store_dir().join("state/take-over").exists()
 }
 
 /// One `globofs sync --take-over` pass on `node`.

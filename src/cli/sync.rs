@@ -25,8 +25,10 @@ pub enum SyncCommand {
         json: bool,
         /// This node's store was made anew (a replaced disk) and the old one is
         /// gone for good: replace what the old store left in peers' spools for
-        /// this node instead of refusing to push there. Never use it while the
-        /// old store may still run (two stores claiming one node id diverge).
+        /// this node instead of refusing to push there. Remembered until every
+        /// peer is taken over (later passes, the mount's too, go on with peers
+        /// that were away). Never use it while the old store may still run (two
+        /// stores claiming one node id diverge).
         #[arg(long)]
         take_over: bool,
     },

@@ -72,6 +72,13 @@ pub struct PeerReport {
     pub errors: Vec<String>,
     /// Notes (a torn journal tail skipped, another process busy...).
     pub notes: Vec<String>,
+    /// The nonce of another store of this node found in the peer's spool for
+    /// us (replaced or not).
+    #[serde(skip)]
+    old_spool: Option<String>,
+    /// The peer's spool for us was found holding our nonce (or was given it).
+    #[serde(skip)]
+    spool_ours: bool,
 }
 
 impl PeerReport {
@@ -176,7 +183,16 @@ impl Syncer {
                 }
             }
         }
-        self.push_all(store, &mut reports)?;
+        let take_over = if self.take_over {
+            state::TakeOver::Any.save(store.layout())?;
+            Some(state::TakeOver::Any)
+        } else {
+            state::TakeOver::load(store.layout())?
+        };
+        self.push_all(store, &mut reports, take_over.as_ref())?;
+        if let Some(take_over) = &take_over {
+            settle_take_over(store, take_over, &mut reports)?;
+        }
         let mut produced = false;
         for (index, remote) in self.remotes.iter().enumerate() {
             let relay = if self.remotes.len() > 1 && reports[index].reachable {
@@ -185,28 +201,35 @@ impl Syncer {
                 None
             };
             let before = store_journal_mark(store)?;
+            // Push trouble (a refused spool) does not make the apply fail.
+            let errors_before = reports[index].errors.len();
             apply::apply(store, remote.id(), relay, &mut reports[index])?;
             let applied_some = store_journal_mark(store)? != before;
             produced |= applied_some;
             push::settle_resend(store, remote.id(), applied_some)?;
             let mut times = state::PeerTimes::load(store.layout(), remote.id())?;
-            if reports[index].errors.is_empty() {
+            if reports[index].errors.len() == errors_before {
                 times.last_apply = Some(state::now_secs());
                 times.save(store.layout(), remote.id())?;
             }
         }
         if produced {
-            self.push_all(store, &mut reports)?;
+            self.push_all(store, &mut reports, None)?;
         }
         Ok(SyncReport { peers: reports })
     }
 
-    fn push_all(&self, store: &Store, reports: &mut [PeerReport]) -> Result<(), SyncError> {
+    fn push_all(
+        &self,
+        store: &Store,
+        reports: &mut [PeerReport],
+        take_over: Option<&state::TakeOver>,
+    ) -> Result<(), SyncError> {
         for (remote, report) in self.remotes.iter().zip(reports.iter_mut()) {
             if !report.reachable || !report.errors.is_empty() {
                 continue;
             }
-            match push::push(store, remote, report, self.take_over) {
+            match push::push(store, remote, report, take_over) {
                 Ok(true) => {
                     let mut times = state::PeerTimes::load(store.layout(), remote.id())?;
                     times.last_push = Some(state::now_secs());
@@ -222,6 +245,34 @@ impl Syncer {
         }
         Ok(())
     }
+}
+
+/// After the pushes of a pass with a take-over pending: pins it to the earlier
+/// store's nonce once one of its spools was seen, and ends it once every peer's
+/// spool holds ours.
+fn settle_take_over(
+    store: &Store,
+    take_over: &state::TakeOver,
+    reports: &mut [PeerReport],
+) -> Result<(), SyncError> {
+    if reports.iter().all(|report| report.spool_ours) {
+        state::TakeOver::clear(store.layout())?;
+        if let Some(report) = reports.first_mut() {
+            report.note("take-over done: every peer's spool for this node holds our nonce".into());
+        }
+        return Ok(());
+    }
+    if *take_over == state::TakeOver::Any {
+        if let Some(theirs) = reports.iter().find_map(|report| report.old_spool.clone()) {
+            state::TakeOver::Nonce(theirs).save(store.layout())?;
+        }
+    }
+    for report in reports.iter_mut().filter(|report| !report.spool_ours) {
+        report.note(
+            "take-over pending: this peer's spool is taken over by a later pass once it is reachable and has applied the earlier store's journal".into(),
+        );
+    }
+    Ok(())
 }
 
 /// Where our own journal ends (to tell whether applying journaled anything).

@@ -81,7 +81,7 @@ pub fn push(
     store: &Store,
     remote: &Remote,
     report: &mut PeerReport,
-    take_over: bool,
+    take_over: Option<&state::TakeOver>,
 ) -> Result<bool, PushError> {
     let peer = remote.id();
     let layout = store.layout();
@@ -99,7 +99,14 @@ pub fn push(
         let nonce = nonce.clone();
         remote.run(move || ensure_nonce(&spool, &nonce))?
     };
-    if let (true, Ok(NonceCheck::Other(theirs))) = (take_over, &check) {
+    if let Ok(NonceCheck::Other(theirs)) = &check {
+        report.old_spool = Some(theirs.clone());
+    }
+    let replace = match (take_over, &check) {
+        (Some(take_over), Ok(NonceCheck::Other(theirs))) => take_over.allows(theirs),
+        _ => false,
+    };
+    if let (true, Ok(NonceCheck::Other(theirs))) = (replace, &check) {
         report.note(format!(
             "{}: replacing what store {theirs} of this node left there (--take-over)",
             spool.display()
@@ -111,6 +118,7 @@ pub fn push(
         check = remote.run(move || take_over_spool(&spool, &nonce, &theirs, &ack))?;
     }
     let made_anew = matches!(check, Ok(NonceCheck::Written));
+    report.spool_ours = matches!(check, Ok(NonceCheck::Ours | NonceCheck::Written));
     match check {
         Ok(NonceCheck::Ours) => {}
         Ok(NonceCheck::Written) => report.note(format!(

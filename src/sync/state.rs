@@ -13,6 +13,8 @@
 //!   seconds of the last pass that completed that direction).
 //! - `state/conflicts`: one escaped volume path a line, every conflict copy made
 //!   here (status checks which are still live).
+//! - `state/take-over`: set by `sync --take-over` until every peer's spool for
+//!   us holds our nonce ([`TakeOver`]).
 //! - `state/locks/push-<peer>` (the journal lock for our journal in that peer's
 //!   spool), `state/locks/push-<peer>.run` and `state/locks/apply-<peer>` (one
 //!   process of this node pushes to / applies from a peer at a time).
@@ -67,6 +69,71 @@ pub fn conflicts_file(layout: &StoreLayout) -> PathBuf {
 
 pub fn lock_file(layout: &StoreLayout, name: &str) -> PathBuf {
     layout.locks().join(name)
+}
+
+/// A take-over of the spools an earlier store of this node left at its peers
+/// (`sync --take-over`), remembered in `state/take-over` until every peer's
+/// spool for us holds our nonce, so passes after a peer comes back (the
+/// mount's too) go on with it instead of asking for the command again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TakeOver {
+    /// No spool of the earlier store seen yet: the first one seen is taken
+    /// over (file content `any`).
+    Any,
+    /// The earlier store's nonce: only spools holding it are replaced.
+    Nonce(String),
+}
+
+impl TakeOver {
+    fn file(layout: &StoreLayout) -> PathBuf {
+        layout.state().join("take-over")
+    }
+
+    /// The pending take-over, if any. A file that does not read as one is
+    /// ignored with a warning (a take-over needs the command again then).
+    pub fn load(layout: &StoreLayout) -> Result<Option<TakeOver>, StoreError> {
+        let path = TakeOver::file(layout);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(StoreError::io(&path, err)),
+        };
+        let word = text.trim();
+        if word == "any" {
+            return Ok(Some(TakeOver::Any));
+        }
+        if !word.is_empty() && word.len() <= 128 && word.bytes().all(|b| b.is_ascii_graphic()) {
+            return Ok(Some(TakeOver::Nonce(word.to_string())));
+        }
+        tracing::warn!(file = %path.display(), "not a take-over (`any` or a nonce); ignored");
+        Ok(None)
+    }
+
+    pub fn save(&self, layout: &StoreLayout) -> Result<(), StoreError> {
+        let text = match self {
+            TakeOver::Any => "any\n".to_string(),
+            TakeOver::Nonce(nonce) => format!("{nonce}\n"),
+        };
+        write_atomic(&TakeOver::file(layout), text.as_bytes())
+    }
+
+    /// The take-over is done: every peer's spool is ours.
+    pub fn clear(layout: &StoreLayout) -> Result<(), StoreError> {
+        let path = TakeOver::file(layout);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(StoreError::io(&path, err)),
+        }
+    }
+
+    /// Whether a spool holding nonce `theirs` may be replaced.
+    pub fn allows(&self, theirs: &str) -> bool {
+        match self {
+            TakeOver::Any => true,
+            TakeOver::Nonce(nonce) => nonce == theirs,
+        }
+    }
 }
 
 fn times_file(layout: &StoreLayout, peer: NodeId) -> PathBuf {
