@@ -8,6 +8,7 @@
 mod blocks;
 mod error;
 pub mod gc;
+mod heads;
 pub mod import;
 pub mod journal;
 pub mod live_cache;
@@ -157,6 +158,8 @@ pub struct Store {
     blocks: Blocks,
     journal: JournalWriter,
     fetcher: Option<Arc<dyn BlockFetcher>>,
+    /// The heads of long histories, as last read (see `heads.rs`).
+    heads: heads::Heads,
 }
 
 impl std::fmt::Debug for Store {
@@ -291,6 +294,7 @@ impl Store {
             config,
             journal,
             fetcher: None,
+            heads: heads::Heads::default(),
         })
     }
 
@@ -406,24 +410,8 @@ impl Store {
             Err(err) if err.is_not_found() => {}
             Err(err) => return Err(err),
         }
-        let all = self.readable_versions(path)?;
-        Ok(resolve::resolve(&all).current.cloned())
-    }
-
-    /// Every version of `path` that parses (unreadable ones are logged and skipped).
-    fn readable_versions(&self, path: &VPath) -> Result<Vec<Version>, StoreError> {
-        let mut out = Vec::new();
-        for id in self.version_ids(path)? {
-            match self.read_listed(path, id) {
-                Ok(Some(version)) => out.push(version),
-                Ok(None) => {}
-                Err(err @ StoreError::Corrupt { .. }) => {
-                    tracing::warn!(path = %path, error = %err, "skipping an unreadable version file");
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(out)
+        let heads = self.heads.of(self, path, &ids)?;
+        Ok(resolve::resolve(&heads).current.cloned())
     }
 
     /// The current version of `path` if it is live (not deleted).
@@ -438,8 +426,12 @@ impl Store {
             0 => Ok(Vec::new()),
             1 => Ok(ids),
             _ => {
-                let all = self.readable_versions(path)?;
-                Ok(resolve::resolve(&all).heads.iter().map(|v| v.id).collect())
+                let heads = self.heads.of(self, path, &ids)?;
+                Ok(resolve::resolve(&heads)
+                    .heads
+                    .iter()
+                    .map(|v| v.id)
+                    .collect())
             }
         }
     }

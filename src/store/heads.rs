@@ -1,0 +1,209 @@
+//! The heads of paths with long histories, remembered per process, so deciding
+//! the current version of a file saved thousands of times reads only the version
+//! files added since the last look instead of all of them.
+//!
+//! A version supersedes its parents, and through them their parents; but the
+//! parents of a present version are themselves superseded by it directly, so the
+//! heads of a path (FORMAT §10) are exactly its readable versions whose id no
+//! readable version lists as a parent. That set is updated one new version at a
+//! time: its parents join the superseded ids, it joins the heads, and heads it
+//! supersedes leave. A history that lost versions since (prune, or a file gone)
+//! is decided afresh. Only what parses counts, as for a full decision: a
+//! version that does not parse yet (torn) is not remembered and is read again
+//! next time.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::ids::VersionId;
+use crate::layout::VPath;
+use crate::lock;
+
+use super::{Store, StoreError, Version};
+
+/// Histories shorter than this are decided by reading them whole (cheap).
+pub const MIN_VERSIONS: usize = 16;
+
+/// Version ids remembered over all paths at most (about 60 bytes each); the
+/// memory starts again empty when it would hold more.
+const MAX_IDS: usize = 200_000;
+
+#[derive(Default)]
+struct Known {
+    /// Readable version ids taken in, ascending.
+    ids: Vec<VersionId>,
+    /// Every parent id those versions list.
+    superseded: HashSet<VersionId>,
+    /// Those versions that nothing in `superseded` names.
+    heads: Vec<Version>,
+}
+
+/// See the module documentation.
+#[derive(Default)]
+pub struct Heads {
+    known: std::sync::Mutex<(HashMap<VPath, Known>, usize)>,
+}
+
+impl Heads {
+    /// The heads of `path`, whose version files are `ids` (ascending) now.
+    pub fn of(
+        &self,
+        store: &Store,
+        path: &VPath,
+        ids: &[VersionId],
+    ) -> Result<Vec<Version>, StoreError> {
+        if ids.len() < MIN_VERSIONS {
+            let mut fresh = Known::default();
+            take_in(store, path, &mut fresh, ids)?;
+            return Ok(fresh.heads);
+        }
+        let mut guard = lock(&self.known);
+        let (paths, total) = &mut *guard;
+        let mut known = paths.remove(path).unwrap_or_default();
+        *total -= known.ids.len();
+        let new: Vec<VersionId> = if is_sorted_subset(&known.ids, ids) {
+            let had: HashSet<&VersionId> = known.ids.iter().collect();
+            ids.iter().filter(|id| !had.contains(id)).copied().collect()
+        } else {
+            // Versions went away (pruned): decide afresh.
+            known = Known::default();
+            ids.to_vec()
+        };
+        take_in(store, path, &mut known, &new)?;
+        let heads = known.heads.clone();
+        if *total + known.ids.len() > MAX_IDS {
+            paths.clear();
+            *total = 0;
+        }
+        if known.ids.len() <= MAX_IDS {
+            *total += known.ids.len();
+            paths.insert(path.clone(), known);
+        }
+        Ok(heads)
+    }
+}
+
+/// Reads versions `ids` of `path` into `known`.
+fn take_in(
+    store: &Store,
+    path: &VPath,
+    known: &mut Known,
+    ids: &[VersionId],
+) -> Result<(), StoreError> {
+    let mut added = Vec::new();
+    for &id in ids {
+        match store.read_version(path, id) {
+            Ok(version) => {
+                known.superseded.extend(version.parents.iter().copied());
+                added.push(id);
+                known.heads.push(version);
+            }
+            // Pruned or replaced since the listing.
+            Err(err) if err.is_not_found() => {}
+            Err(err @ StoreError::Corrupt { .. }) => {
+                tracing::warn!(path = %path, error = %err, "skipping an unreadable version file");
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    let superseded = &known.superseded;
+    known.heads.retain(|head| !superseded.contains(&head.id));
+    if !added.is_empty() {
+        known.ids.extend(added);
+        known.ids.sort_unstable();
+        known.ids.dedup();
+    }
+    Ok(())
+}
+
+/// Whether every id of `small` is in `big` (both ascending).
+fn is_sorted_subset(small: &[VersionId], big: &[VersionId]) -> bool {
+    let mut rest = big.iter();
+    small.iter().all(|id| rest.any(|other| other == id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Attrs;
+    use std::io::Cursor;
+
+    fn store() -> (tempfile::TempDir, crate::spec::Spec, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::store::scratch_spec(dir.path());
+        let store = Store::open_spec(&spec).unwrap();
+        (dir, spec, store)
+    }
+
+    fn write(store: &Store, path: &VPath, bytes: &[u8]) -> Version {
+        store
+            .write_file(path, &mut Cursor::new(bytes), Attrs::default(), false)
+            .unwrap()
+    }
+
+    /// The current version as a full read of every version file decides it.
+    fn decided_whole(store: &Store, path: &VPath) -> Option<VersionId> {
+        let all = store.versions(path).unwrap();
+        crate::store::resolve::resolve(&all).current.map(|v| v.id)
+    }
+
+    #[test]
+    fn a_long_history_is_decided_as_a_full_read_decides_it_at_every_step() {
+        let (_dir, spec, store) = store();
+        let path = VPath::from_escaped("f").unwrap();
+        // Another process of the node writes too: its versions show up in the
+        // listing only.
+        let other = Store::open_spec(&spec).unwrap();
+        for i in 0..(MIN_VERSIONS * 3) {
+            let writer = if i % 3 == 0 { &other } else { &store };
+            let made = write(writer, &path, format!("version {i}").as_bytes());
+            let current = store.current(&path).unwrap().map(|v| v.id);
+            assert_eq!(current, Some(made.id), "step {i}");
+            assert_eq!(current, decided_whole(&store, &path), "step {i}");
+            assert_eq!(store.heads(&path).unwrap(), vec![made.id], "step {i}");
+        }
+    }
+
+    #[test]
+    fn versions_gone_from_a_long_history_are_decided_afresh() {
+        let (_dir, _spec, store) = store();
+        let path = VPath::from_escaped("f").unwrap();
+        let mut made = Vec::new();
+        for i in 0..(MIN_VERSIONS + 4) {
+            made.push(write(&store, &path, format!("v{i}").as_bytes()));
+        }
+        assert_eq!(
+            store.current(&path).unwrap().unwrap().id,
+            made.last().unwrap().id
+        );
+        // The newest version file goes away (as a prune or a damaged disk
+        // could do): the one before is current again.
+        let newest = made.pop().unwrap();
+        std::fs::remove_file(store.versions_dir(&path).join(newest.id.to_string())).unwrap();
+        assert_eq!(
+            store.current(&path).unwrap().unwrap().id,
+            made.last().unwrap().id
+        );
+        assert_eq!(
+            store.current(&path).unwrap().map(|v| v.id),
+            decided_whole(&store, &path)
+        );
+    }
+
+    #[test]
+    fn a_torn_newest_version_is_read_again_once_it_is_whole() {
+        let (_dir, _spec, store) = store();
+        let path = VPath::from_escaped("f").unwrap();
+        let mut last = None;
+        for i in 0..MIN_VERSIONS {
+            last = Some(write(&store, &path, format!("v{i}").as_bytes()));
+        }
+        let before = last.unwrap();
+        let newest = write(&store, &path, b"newest");
+        let file = store.versions_dir(&path).join(newest.id.to_string());
+        let whole = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
+        assert_eq!(store.current(&path).unwrap().unwrap().id, before.id);
+        std::fs::write(&file, &whole).unwrap();
+        assert_eq!(store.current(&path).unwrap().unwrap().id, newest.id);
+    }
+}
