@@ -231,12 +231,11 @@ impl Filesystem for GloboFs {
         self.vfs.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let attr = match fh {
-            Some(fh) => self.vfs.getattr_open(ino.0, fh.0),
-            None => self.vfs.getattr(ino.0),
-        };
-        let attr = try_reply!(attr, reply);
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        // The path's current version, also when asked through a handle of an
+        // older one: the kernel keeps one size per inode, and it must not cut
+        // short the readers of the newest version.
+        let attr = try_reply!(self.vfs.getattr(ino.0), reply);
         reply.attr(&TTL, &self.file_attr(&attr));
     }
 

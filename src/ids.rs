@@ -184,14 +184,32 @@ impl BlockHash {
 
     /// The store-relative path: `aa/bb/cc/dd/<remaining 56 hex>`.
     pub fn relative_path(&self) -> std::path::PathBuf {
-        let hex = self.to_string();
-        let mut path = std::path::PathBuf::new();
+        let hex = self.hex();
+        let mut text = String::with_capacity(68);
         for level in 0..4 {
-            path.push(&hex[level * 2..level * 2 + 2]);
+            text.push_str(ascii(&hex[level * 2..level * 2 + 2]));
+            text.push('/');
         }
-        path.push(&hex[8..]);
-        path
+        text.push_str(ascii(&hex[8..]));
+        std::path::PathBuf::from(text)
     }
+
+    /// The 64 lowercase hex digits (a table lookup per byte: block paths are
+    /// made for every block read, written and linked).
+    pub fn hex(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, byte) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(byte >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        out
+    }
+}
+
+/// Hex digits as text (they are ASCII, so this never fails; empty otherwise).
+fn ascii(digits: &[u8]) -> &str {
+    std::str::from_utf8(digits).unwrap_or_default()
 }
 
 impl FromStr for BlockHash {
@@ -224,7 +242,7 @@ pub fn clip(text: &str, max: usize) -> &str {
 
 impl fmt::Display for BlockHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(ascii(&self.hex()))
     }
 }
 
@@ -291,5 +309,17 @@ mod tests {
             )
         );
         assert!("98EA".parse::<BlockHash>().is_err());
+    }
+
+    #[test]
+    fn block_hashes_print_as_lowercase_hex_and_parse_back() {
+        for seed in 0..64u8 {
+            let hash = BlockHash::of(&[seed; 3]);
+            let text = hash.to_string();
+            assert_eq!(text, hex::encode(hash.0));
+            assert_eq!(text.parse::<BlockHash>().unwrap(), hash);
+            let path = hash.relative_path();
+            assert_eq!(path.to_str().unwrap().replace('/', ""), text);
+        }
     }
 }

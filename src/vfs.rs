@@ -606,25 +606,6 @@ impl Vfs {
         }
     }
 
-    /// The attributes of `ino` asked through open handle `fh` (the kernel asks
-    /// so when a read reaches the size it knows): a reader's are those of the
-    /// version it reads, which may be older or newer than the path's.
-    pub fn getattr_open(&self, ino: u64, fh: u64) -> VfsResult<Attr> {
-        let read_of = self.handle(fh).ok().and_then(|handle| {
-            let handle = lock(&handle);
-            let base = handle.base.as_ref().filter(|_| handle.ino == ino);
-            base.filter(|_| handle.dirty.is_none()).cloned()
-        });
-        let Some(version) = read_of else {
-            return self.getattr(ino);
-        };
-        let mut attr = self.shown(ino, &version);
-        if self.path_of(ino).is_err() {
-            attr.nlink = 0;
-        }
-        Ok(attr)
-    }
-
     /// The attributes of `version` for `ino`, as handed to the kernel now.
     fn shown(&self, ino: u64, version: &Version) -> Attr {
         if let Some(node) = lock(&self.inodes).by_ino.get_mut(&ino) {
@@ -2268,22 +2249,11 @@ mod tests {
             opened.stale_attrs,
             "the kernel would read the new bytes cut at 3"
         );
-        // The GETATTR the kernel then sends through the handle gives its size.
-        assert_eq!(vfs.getattr_open(ino, opened.fh).unwrap().size, 14);
+        // The GETATTR the kernel then sends gives the new size.
+        assert_eq!(vfs.getattr(ino).unwrap().size, 14);
         assert_eq!(vfs.read(opened.fh, 0, 100).unwrap(), b"new and longer");
         let again = vfs.open(ino, false, false).unwrap();
         assert!(!again.stale_attrs);
-        // A handle reads the version it opened; asked through it, so is its size.
-        elsewhere
-            .write_file(
-                &path,
-                &mut Cursor::new(b"x"),
-                crate::store::Attrs::default(),
-                false,
-            )
-            .unwrap();
-        assert_eq!(vfs.getattr_open(ino, again.fh).unwrap().size, 14);
-        assert_eq!(vfs.getattr(ino).unwrap().size, 1);
         vfs.release(opened.fh).unwrap();
         vfs.release(again.fh).unwrap();
     }
