@@ -91,25 +91,41 @@ pub struct FsStats {
     pub namelen: u32,
 }
 
+/// A version as an inode remembers it: a 64-bit fingerprint of its id (the
+/// inode table has an entry per inode the kernel knows, 100,000s of them, and
+/// only ever asks "the same version as before?").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seen(u64);
+
+impl Seen {
+    fn of(id: &crate::ids::VersionId) -> Seen {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut hasher);
+        Seen(hasher.finish())
+    }
+}
+
 struct Node {
     path: VPath,
     lookups: u64,
     /// The version whose bytes the kernel's page cache of this inode may hold
     /// (`None`: unknown, the next open must drop the cache).
-    cached: Option<crate::ids::VersionId>,
+    cached: Option<Seen>,
     /// Bumped by anything that may put other bytes in the page cache (a
     /// writer opening or closing, a change from elsewhere), so a reader that
     /// raced with it does not vouch for the cache.
     epoch: u64,
     /// Set once the inode lost its name (unlinked, or replaced by a rename)
     /// while the kernel still holds it: the version it showed then, which an
-    /// open or `fstat` by inode still gets, as on a local file system.
-    gone: Option<Version>,
+    /// open or `fstat` by inode still gets, as on a local file system (boxed:
+    /// the table holds an entry per inode the kernel knows, 100,000s of them).
+    gone: Option<Box<Version>>,
     /// The committed version whose attributes the kernel was last given for
     /// this inode (`None`: a writer's, or none yet). An open that serves
     /// another version has the kernel drop them: its cached size would cut
     /// the new bytes short or read past their end.
-    described: Option<crate::ids::VersionId>,
+    described: Option<Seen>,
 }
 
 impl Node {
@@ -163,7 +179,7 @@ impl Inodes {
         match version {
             Some(version) => {
                 if let Some(node) = self.by_ino.get_mut(&ino) {
-                    node.gone = Some(version);
+                    node.gone = Some(Box::new(version));
                 }
             }
             None => {
@@ -609,7 +625,7 @@ impl Vfs {
     /// The attributes of `version` for `ino`, as handed to the kernel now.
     fn shown(&self, ino: u64, version: &Version) -> Attr {
         if let Some(node) = lock(&self.inodes).by_ino.get_mut(&ino) {
-            node.described = Some(version.id);
+            node.described = Some(Seen::of(&version.id));
         }
         self.attr_of(ino, version)
     }
@@ -621,7 +637,7 @@ impl Vfs {
         let Some(node) = inodes.by_ino.get_mut(&ino) else {
             return false;
         };
-        let other = node.described != Some(id);
+        let other = node.described != Some(Seen::of(&id));
         if other {
             // Its next GETATTR (through the handle, or by path) describes it anew.
             node.described = None;
@@ -672,7 +688,7 @@ impl Vfs {
                 };
                 let child_ino = inodes.ino_for(&child);
                 if let Some(node) = inodes.by_ino.get_mut(&child_ino) {
-                    node.described = Some(entry.version.id);
+                    node.described = Some(Seen::of(&entry.version.id));
                 }
                 out.push(DirEntry {
                     attr: self.attr_of(child_ino, &entry.version),
@@ -1022,8 +1038,8 @@ impl Vfs {
             node.cached = None;
             return false;
         }
-        let keep = node.cached == Some(id);
-        node.cached = Some(id);
+        let keep = node.cached == Some(Seen::of(&id));
+        node.cached = Some(Seen::of(&id));
         keep
     }
 
@@ -1692,7 +1708,7 @@ impl Vfs {
         lock(&self.inodes)
             .by_ino
             .get(&ino)
-            .and_then(|node| node.gone.clone())
+            .and_then(|node| node.gone.as_deref().cloned())
     }
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> VfsResult<()> {
