@@ -15,8 +15,7 @@ use nodes::{Cluster, Options, data, vp};
 fn a_missing_peer_does_not_block_and_its_queue_waits() {
     let cluster = Cluster::mesh(2);
     let (a, b) = (cluster.node(0), cluster.node(1));
-    let away = b.volume.with_extension("away");
-    fs::rename(&b.volume, &away).unwrap();
+    let away = send_away(b);
 
     for i in 0..40 {
         a.put(&format!("/queue/f{i:03}"), &data(100 + i, i as u64));
@@ -169,8 +168,7 @@ fn the_writer_trims_its_journal_once_the_reader_acked() {
 fn a_peer_back_after_many_changes_catches_up_in_one_pass() {
     let cluster = Cluster::mesh(2);
     let (a, b) = (cluster.node(0), cluster.node(1));
-    let away = b.volume.with_extension("away");
-    fs::rename(&b.volume, &away).unwrap();
+    let away = send_away(b);
     let store = a.store();
     store.mkdir(&vp("/many"), 0o755).unwrap();
     let count = 1500;
@@ -208,8 +206,7 @@ fn a_peer_whose_store_was_made_anew_gets_everything_again() {
     assert_eq!(a.read("/bee").as_deref(), Some(&b"written on b"[..]));
 
     // B's disk is replaced: a new, empty store under the same node id.
-    fs::remove_dir_all(b.store_dir()).unwrap();
-    globofs::reconcile::reconcile(&b.spec(), false).unwrap();
+    replace_disk(b);
     assert_eq!(b.read("/one"), None);
     a.put("/three", b"third");
 
@@ -265,8 +262,7 @@ fn take_over_waits_until_the_peer_applied_what_the_old_store_sent() {
     b.put("/precious", b"only in A's inbound spool");
     let pushed = Syncer::new(&b.spec()).pass(&b.store()).unwrap();
     assert_eq!(pushed.pushed(), 1);
-    fs::remove_dir_all(b.store_dir()).unwrap();
-    globofs::reconcile::reconcile(&b.spec(), false).unwrap();
+    replace_disk(b);
 
     // Taking over now would delete it from A's spool: refused.
     let refused = take_over(b);
@@ -297,10 +293,8 @@ fn a_take_over_goes_on_when_a_peer_that_was_away_comes_back() {
     b.put("/from-b", b"old b");
     cluster.settle();
     // B's disk is replaced while C is away.
-    fs::remove_dir_all(b.store_dir()).unwrap();
-    globofs::reconcile::reconcile(&b.spec(), false).unwrap();
-    let away = c.volume.with_extension("away");
-    fs::rename(&c.volume, &away).unwrap();
+    replace_disk(b);
+    let away = send_away(c);
 
     let taken = take_over(b);
     assert!(taken.peer(a.id).unwrap().errors.is_empty(), "{taken:?}");
@@ -332,10 +326,8 @@ fn a_remembered_take_over_replaces_only_the_earlier_stores_spools() {
     let (b, c) = (cluster.node(1), cluster.node(2));
     b.put("/x", b"x");
     cluster.settle();
-    fs::remove_dir_all(b.store_dir()).unwrap();
-    globofs::reconcile::reconcile(&b.spec(), false).unwrap();
-    let away = c.volume.with_extension("away");
-    fs::rename(&c.volume, &away).unwrap();
+    replace_disk(b);
+    let away = send_away(c);
     take_over(b);
     assert!(take_over_pending(b));
     // Meanwhile C's spool for B got a nonce that is not the earlier store's
@@ -356,6 +348,20 @@ fn a_remembered_take_over_replaces_only_the_earlier_stores_spools() {
     );
     assert_eq!(fs::read_to_string(&nonce).unwrap(), "some-other-store\n");
     assert!(take_over_pending(b));
+}
+
+/// `node`'s disk is replaced: a new, empty store under the same node id.
+fn replace_disk(node: &nodes::Node) {
+    fs::remove_dir_all(node.store_dir()).unwrap();
+    globofs::reconcile::reconcile(&node.spec(), false).unwrap();
+}
+
+/// Takes `node`'s volume away (its peers find nothing at its path); returns
+/// where it is, to rename it back.
+fn send_away(node: &nodes::Node) -> std::path::PathBuf {
+    let away = node.volume.with_extension("away");
+    fs::rename(&node.volume, &away).unwrap();
+    away
 }
 
 /// Whether `node` remembers a take-over it has not finished.
