@@ -60,13 +60,13 @@ impl Heads {
         let (paths, total) = &mut *guard;
         let mut known = paths.remove(path).unwrap_or_default();
         *total -= known.ids.len();
-        let new: Vec<VersionId> = if is_sorted_subset(&known.ids, ids) {
-            let had: HashSet<&VersionId> = known.ids.iter().collect();
-            ids.iter().filter(|id| !had.contains(id)).copied().collect()
-        } else {
-            // Versions went away (pruned): decide afresh.
-            known = Known::default();
-            ids.to_vec()
+        let new = match added_since(&known.ids, ids) {
+            Some(new) => new,
+            None => {
+                // Versions went away (pruned): decide afresh.
+                known = Known::default();
+                ids.to_vec()
+            }
         };
         take_in(store, path, &mut known, &new)?;
         let heads = known.heads.clone();
@@ -115,10 +115,19 @@ fn take_in(
     Ok(())
 }
 
-/// Whether every id of `small` is in `big` (both ascending).
-fn is_sorted_subset(small: &[VersionId], big: &[VersionId]) -> bool {
-    let mut rest = big.iter();
-    small.iter().all(|id| rest.any(|other| other == id))
+/// The ids of `now` not in `known` (both ascending), in one pass; `None` when
+/// some id of `known` is no longer in `now`.
+fn added_since(known: &[VersionId], now: &[VersionId]) -> Option<Vec<VersionId>> {
+    let mut added = Vec::new();
+    let mut known = known.iter().peekable();
+    for id in now {
+        if known.peek() == Some(&id) {
+            known.next();
+        } else {
+            added.push(*id);
+        }
+    }
+    known.peek().is_none().then_some(added)
 }
 
 #[cfg(test)]

@@ -398,7 +398,12 @@ impl Store {
         // A live directory head beats every other head (resolve's rank: live, then
         // directory, then id); a newest file or symlink may still lose to an older,
         // concurrent directory head, so only a sole or directory version is decided
-        // without reading the others.
+        // without reading the others. A long history goes to the remembered
+        // heads straight away (they read only what is new, the newest included).
+        if ids.len() >= heads::MIN_VERSIONS {
+            let heads = self.heads.of(self, path, &ids)?;
+            return Ok(resolve::resolve(&heads).current.cloned());
+        }
         match self.read_version(path, newest) {
             Ok(top) if top.kind == Kind::Dir || ids.len() == 1 => return Ok(Some(top)),
             Ok(_) => {}
