@@ -307,6 +307,10 @@ impl StoreLayout {
     pub fn acks(&self) -> PathBuf {
         self.dir.join("ack")
     }
+    /// `state/intents/`: the intent files of processes publishing versions.
+    pub fn intents(&self) -> PathBuf {
+        self.dir.join("state").join("intents")
+    }
     pub fn inbound(&self, peer: NodeId) -> PathBuf {
         self.dir
             .join("spool")

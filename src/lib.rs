@@ -7,6 +7,7 @@
 //! `fuse` (the thin fuser adapter) and [`cli`].
 
 pub mod cli;
+pub mod failpoint;
 pub mod fuse;
 pub mod ids;
 pub mod ignore;

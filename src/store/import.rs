@@ -30,6 +30,7 @@ impl Store {
     /// version afterwards, the current id is appended to the log again, so the
     /// log's last line keeps naming the current version.
     pub fn import_version(&self, version: &Version) -> Result<Imported, StoreError> {
+        self.recover_once()?;
         let _lock = self.writer_lock()?;
         let versions_dir = self.versions_dir(&version.path);
         let dest = versions_dir.join(version.id.to_string());
@@ -53,6 +54,8 @@ impl Store {
         tmp.write_all(text.as_bytes()).at(tmp.path())?;
         tmp.as_file().sync_data().at(tmp.path())?;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).at(tmp.path())?;
+        // Named in our intent file before it is visible (see `intents.rs`).
+        let intent = self.intents.begin(self, version.id, &version.path)?;
         if torn_at(&dest) {
             // Our copy was cut short by a crash (a lazy commit): the peer's
             // intact copy of the same version replaces it.
@@ -61,20 +64,25 @@ impl Store {
             self.link_blocks(&version.path, &version.hashes)?;
             // Readers skipped the torn copy: the path's current version may move.
             self.record(version)?;
+            intent.done();
             return Ok(Imported::New);
         }
         match fs::hard_link(tmp.path(), &dest) {
             Ok(()) => {}
             Err(err) if err.kind() == ErrorKind::AlreadyExists => {
+                intent.done();
                 return compare_existing(&dest, version)?.ok_or_else(|| {
                     StoreError::Refused(format!("{}: appeared while importing", dest.display()))
                 });
             }
             Err(err) => return Err(StoreError::io(&dest, err)),
         }
+        crate::failpoint::hit("import:published");
         append_line(&log, &log_path, &format!("{}\n", version.id))?;
+        crate::failpoint::hit("import:logged");
         self.link_blocks(&version.path, &version.hashes)?;
         self.record(version)?;
+        intent.done();
         if let Some(current) = self.current(&version.path)? {
             if current.id != version.id {
                 append_line(&log, &log_path, &format!("{}\n", current.id))?;
@@ -88,6 +96,21 @@ impl Store {
             "imported"
         );
         Ok(Imported::New)
+    }
+}
+
+impl Store {
+    /// Whether we already hold exactly `version` (under its id, identical).
+    pub fn holds(&self, version: &Version) -> Result<bool, StoreError> {
+        let dest = self
+            .versions_dir(&version.path)
+            .join(version.id.to_string());
+        match read_version_file(&dest) {
+            Ok(existing) => Ok(existing == *version),
+            Err(err) if err.is_not_found() => Ok(false),
+            Err(StoreError::Corrupt { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 }
 

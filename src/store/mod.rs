@@ -10,6 +10,7 @@ mod error;
 pub mod gc;
 mod heads;
 pub mod import;
+pub mod intents;
 pub mod journal;
 pub mod live_cache;
 pub mod lock;
@@ -160,6 +161,10 @@ pub struct Store {
     fetcher: Option<Arc<dyn BlockFetcher>>,
     /// The heads of long histories, as last read (see `heads.rs`).
     heads: heads::Heads,
+    /// This process's record of publications in progress (see `intents.rs`).
+    intents: intents::Intents,
+    /// Whether this store already finished what dead processes left.
+    recovered: std::sync::OnceLock<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -295,6 +300,8 @@ impl Store {
             journal,
             fetcher: None,
             heads: heads::Heads::default(),
+            intents: intents::Intents::default(),
+            recovered: std::sync::OnceLock::new(),
         })
     }
 
@@ -1081,6 +1088,7 @@ impl Store {
         content: Content,
         durable: bool,
     ) -> Result<Version, StoreError> {
+        self.recover_once()?;
         let versions_dir = self.versions_dir(path);
         fs::create_dir_all(&versions_dir).at(&versions_dir)?;
         // Serialise writers of this path (in every process of this node).
@@ -1110,9 +1118,15 @@ impl Store {
             version.mode = 0;
             version.mtime = Mtime::default();
         }
+        // Named in our intent file before it is visible, so a kill between the
+        // publishing link and the journal line is finished by the next writer.
+        let intent = self.intents.begin(self, version.id, path)?;
         self.publish(&versions_dir, &mut version, durable)?;
+        crate::failpoint::hit("commit:published");
         append_line(&log, &log_path, &format!("{}\n", version.id))?;
+        crate::failpoint::hit("commit:logged");
         self.record(&version)?;
+        intent.done();
         if durable {
             sync_filesystem(&self.layout.dir)?;
         }
@@ -1143,10 +1157,21 @@ impl Store {
                 Ok(()) => return Ok(()),
                 Err(err) if err.kind() == ErrorKind::AlreadyExists => {
                     version.id = version.id.next_nanosecond();
+                    self.intents.retarget(version.id, &version.path)?;
                 }
                 Err(err) => return Err(StoreError::io(&dest, err)),
             }
         }
+    }
+
+    /// Runs [`Store::recover_interrupted`] once per open store, before its
+    /// first publication.
+    pub(crate) fn recover_once(&self) -> Result<(), StoreError> {
+        if self.recovered.get().is_none() {
+            self.recover_interrupted()?;
+            let _ = self.recovered.set(());
+        }
+        Ok(())
     }
 
     /// Journals a new version and queues it in every peer's outbound spool.

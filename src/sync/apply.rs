@@ -170,10 +170,24 @@ impl Applier<'_> {
             tracing::debug!(%path, %id, "pruned here; not taken back");
             return Ok(());
         }
+        self.take(&version)
+    }
+
+    /// Takes one checked version in: its blocks (eager ones; a relay's pull),
+    /// then the import, then conflict copies and revived parents.
+    fn take(&mut self, version: &Version) -> Result<(), StoreError> {
+        // Blocks first, under the writer lock (gc waits): a kill after them and
+        // before the import leaves unreferenced blocks only, and the version is
+        // applied again next pass; the other order could journal a relayed
+        // version whose blocks this relay never pulled.
+        let _writers = self.store.writer_lock()?;
         if version.kind == Kind::File {
-            self.take_eager_blocks(&version)?;
+            self.take_eager_blocks(version)?;
+            if self.relay.is_some() && !self.store.holds(version)? {
+                self.relay_blocks(version)?;
+            }
         }
-        match self.store.import_version(&version) {
+        match self.store.import_version(version) {
             Ok(Imported::New) => self.report.applied += 1,
             Ok(Imported::Identical) => return Ok(()),
             Err(StoreError::Refused(why)) => {
@@ -182,10 +196,7 @@ impl Applier<'_> {
             }
             Err(err) => return Err(err),
         }
-        if version.kind == Kind::File && self.relay.is_some() {
-            self.relay_blocks(&version)?;
-        }
-        self.settle(&path, 0)
+        self.settle(&version.path, 0)
     }
 
     /// Blocks the peer pushed eagerly (`%blocks/`), verified, into our `hashes/`.

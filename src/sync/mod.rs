@@ -169,6 +169,9 @@ impl Syncer {
     /// One pass: push to every reachable peer, apply every peer's inbound spool,
     /// push again if applying produced anything.
     pub fn pass(&self, store: &Store) -> Result<SyncReport, SyncError> {
+        // Versions a killed writer published but never journaled are journaled
+        // now, so this pass pushes them.
+        store.recover_interrupted()?;
         let mut reports: Vec<PeerReport> = self
             .remotes
             .iter()

@@ -1,0 +1,22 @@
+//! Crash points for the fault tests: `GLOBOFS_CRASH_AT=<name>` makes the
+//! process kill itself with SIGKILL when it reaches the point of that name, so
+//! a test can stop a writer at an exact step of a commit or an import (the
+//! windows docs/FORMAT.md §14 describes) instead of hoping a random kill lands
+//! there. Unset (always, outside tests), a point costs one relaxed load.
+//!
+//! Points: `commit:published` (version file linked, nothing logged),
+//! `commit:logged` (log line written, not journaled), `import:published`,
+//! `import:logged` (the same for a version sync imports).
+
+use std::sync::OnceLock;
+
+static TARGET: OnceLock<Option<String>> = OnceLock::new();
+
+/// Dies of SIGKILL here if `GLOBOFS_CRASH_AT` names `point`.
+pub fn hit(point: &str) {
+    let target = TARGET.get_or_init(|| std::env::var("GLOBOFS_CRASH_AT").ok());
+    if target.as_deref() == Some(point) {
+        tracing::warn!(point, "GLOBOFS_CRASH_AT: killing this process");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
