@@ -32,6 +32,8 @@ pub struct IgnoreRules {
     relative_dirs: GlobSet,
     /// Patterns with a leading `/`.
     anchored: GlobSet,
+    /// The patterns as the spec gave them.
+    patterns: Vec<String>,
 }
 
 impl IgnoreRules {
@@ -62,7 +64,13 @@ impl IgnoreRules {
             relative: build(relative)?,
             relative_dirs: build(relative_dirs)?,
             anchored: build(anchored)?,
+            patterns: patterns.to_vec(),
         }))
+    }
+
+    /// The patterns as the spec gave them.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
     }
 
     /// Whether `path` stays local.

@@ -73,6 +73,7 @@ pub fn init(
         sync: Some(spec::RawSync {
             interval: Some("30s".parse().map_err(Failure::runtime)?),
             timeout: None,
+            full_check: None,
         }),
         retention: None,
         ignore: Vec::new(),

@@ -31,6 +31,13 @@ pub enum SyncCommand {
         /// stores claiming one node id diverge).
         #[arg(long)]
         take_over: bool,
+        /// Also compare this node's whole version set with every reachable
+        /// peer's (anti-entropy: per-directory digests, descending only where
+        /// they differ) and repair both directions: take what we lack from the
+        /// peer's store, push again what it lacks. Runs by itself every
+        /// `sync.full_check` and after damage is found.
+        #[arg(long)]
+        full: bool,
     },
 
     /// Per peer: reachable, queued outbound, unapplied inbound (and whether
@@ -100,11 +107,15 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
         SyncCommand::Sync {
             json: as_json,
             take_over,
+            full,
         } => {
             let store = Store::open_spec(&spec)?;
             let mut syncer = sync::Syncer::new(&spec);
             if take_over {
                 syncer = syncer.taking_over();
+            }
+            if full {
+                syncer = syncer.full();
             }
             let report = syncer.pass(&store)?;
             // `cache.max_size`: evict least recently read blocks after the pass.
@@ -154,6 +165,9 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
                     }
                     for why in &peer.errors {
                         text.push_str(&format!("  error: {why}\n"));
+                    }
+                    for why in &peer.warnings {
+                        text.push_str(&format!("  warning: {why}\n"));
                     }
                 }
                 text.push_str(&format!(

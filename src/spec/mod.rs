@@ -63,6 +63,9 @@ pub struct Spec {
     pub mount_path: Option<PathBuf>,
     pub sync_interval: Duration,
     pub timeout: Duration,
+    /// How often a pass runs a full check with each peer (`None`: only on
+    /// demand and after damage).
+    pub full_check: Option<Duration>,
     pub retention: RetentionRule,
     pub ignore: Vec<String>,
     pub cache_max_size: Option<u64>,
@@ -122,6 +125,11 @@ impl Spec {
                 .timeout
                 .map(|span| span.0)
                 .unwrap_or(Duration::from_secs(10)),
+            full_check: match sync.full_check {
+                Some(span) if span.0.is_zero() => None,
+                Some(span) => Some(span.0),
+                None => Some(Duration::from_secs(3600)),
+            },
             retention: RetentionRule {
                 keep_last: retention.keep_last,
                 keep_within: retention.keep_within.map(|span| span.0),

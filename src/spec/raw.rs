@@ -147,6 +147,15 @@ pub struct RawSync {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Span")]
     pub timeout: Option<Span>,
+
+    /// How often a sync pass also compares this node's whole version set with
+    /// each peer's (anti-entropy: digests per directory, descending only
+    /// where they differ), repairing whatever a crash, a torn append or a
+    /// damaged spool left out. It also runs after damage is detected and on
+    /// `globofs sync --full`. `0s` turns the scheduled check off. Default 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Span")]
+    pub full_check: Option<Span>,
 }
 
 /// Which versions `prune` keeps (the current version of a path is always kept).

@@ -583,6 +583,7 @@ fn check_numbers(checker: &mut Checker<'_>, json: &serde_json::Value) -> bool {
         (&["cache", "max_size"], Number::Size),
         (&["sync", "interval"], Number::Span),
         (&["sync", "timeout"], Number::Span),
+        (&["sync", "full_check"], Number::Span),
         (&["retention", "keep_within"], Number::Span),
         (&["node", "major"], Number::U32),
         (&["retention", "keep_last"], Number::U32),
@@ -640,7 +641,10 @@ fn is_size_key(path: &[Segment]) -> bool {
 }
 
 fn is_span_key(path: &[Segment]) -> bool {
-    matches!(last_key(path), "interval" | "timeout" | "keep_within")
+    matches!(
+        last_key(path),
+        "interval" | "timeout" | "keep_within" | "full_check"
+    )
 }
 
 fn type_name(kind: &jsonschema::error::TypeKind) -> String {

@@ -655,6 +655,19 @@ impl Store {
             for version in &all[..go] {
                 record.push_str(&format!("{}\n", version.id));
             }
+            // The path's version set changes without a journal line: its
+            // digest (anti-entropy) is refreshed from this list.
+            let dirty = super::digest::dirty_file(self);
+            let mut dirty_list = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&dirty)
+                .at(&dirty)?;
+            std::io::Write::write_all(
+                &mut dirty_list,
+                format!("{}\n", all[0].path.escaped()).as_bytes(),
+            )
+            .at(&dirty)?;
             let pruned_path = versions.join("pruned");
             let mut file = fs::OpenOptions::new()
                 .create(true)

@@ -461,7 +461,7 @@ fn restart(dir: &Path, old: &str, nonce: String, max_lines: usize) -> Result<Bat
 }
 
 /// The writer nonce in a segment's header line, if the header is readable.
-fn segment_nonce(path: &Path) -> Result<Option<String>, StoreError> {
+pub fn segment_nonce(path: &Path) -> Result<Option<String>, StoreError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),

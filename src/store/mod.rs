@@ -6,6 +6,7 @@
 //! docs/FORMAT.md is the contract this code implements.
 
 mod blocks;
+pub mod digest;
 mod error;
 pub mod gc;
 mod heads;
@@ -512,7 +513,7 @@ impl Store {
     }
 
     /// The path of a long-named entry, from its newest version file.
-    fn hashed_child(&self, dir: &Path) -> Result<Option<VPath>, StoreError> {
+    pub(crate) fn hashed_child(&self, dir: &Path) -> Result<Option<VPath>, StoreError> {
         let ids = version_ids_in(&dir.join("versions"))?;
         match ids.last() {
             Some(id) => Ok(Some(

@@ -57,7 +57,15 @@ pub fn apply(
     for dir in [&spool, &journal_dir] {
         match safe::real_dir(dir) {
             Ok(Some(true)) => {}
-            Ok(None) => return Ok(()),
+            Ok(None) => {
+                if Position::load(&state::apply_position(layout, peer))?.segment != 0 {
+                    report.damage(format!(
+                        "{}: missing, though we applied from it before (deleted?); the peer makes it again at its next push",
+                        dir.display()
+                    ));
+                }
+                return Ok(());
+            }
             Ok(Some(false)) => {
                 report.refuse(format!(
                     "{} is not a real directory (a symlink?); nothing applied",
@@ -82,6 +90,14 @@ pub fn apply(
     let position_file = state::apply_position(layout, peer);
     let ack_file = state::ack_file(layout, peer);
     let mut position = Position::load(&position_file)?;
+    if let Some(why) = regressed(&journal_dir, &position)? {
+        // The journal there is shorter than where we read to (truncated, or
+        // deleted and made again): read it again from its start (applying is
+        // idempotent) and let a full check find what the lost part named.
+        report.damage(format!("{why}; reading it again from its start"));
+        position = Position::default();
+        position.save(&position_file)?;
+    }
     let mut applier = Applier {
         store,
         peer,
@@ -98,12 +114,15 @@ pub fn apply(
                 continue;
             }
             if batch.stuck.is_some() && warning.contains("bad line") {
-                // Nothing after it applies: this stops the pass with the peer.
+                // Nothing after it applies: this stops the pass with the peer
+                // (unless a full check then takes everything; see sync/mod.rs).
                 applier.report.error(format!(
                     "inbound journal stuck: {warning}; later changes from this peer wait behind it"
                 ));
+                applier.report.stuck = true;
             } else {
-                applier.report.note(warning.clone());
+                // A torn line skipped, a trimmed segment: what it named may be lost.
+                applier.report.damage(warning.clone());
             }
         }
         for line in &batch.lines {
@@ -153,7 +172,11 @@ impl Applier<'_> {
         let version = match read_inbound(self.spool, &names, &shown) {
             Ok(version) => version,
             Err(why) => {
-                self.report.refuse(why);
+                // A damaged spool file: the version is still in the peer's
+                // root/, where a full check finds it.
+                self.report.refuse(why.clone());
+                self.report
+                    .damage(format!("inbound version file refused: {why}"));
                 return Ok(());
             }
         };
@@ -394,6 +417,99 @@ impl Applier<'_> {
         }
         Ok(())
     }
+}
+
+/// Takes in one version read and checked elsewhere (a full check reads the
+/// peer's `root/`) through the same path as an inbound one; whether it was new.
+pub(super) fn take_checked(
+    store: &Store,
+    peer: NodeId,
+    relay: Option<&Remote>,
+    report: &mut PeerReport,
+    version: &Version,
+) -> Result<bool, StoreError> {
+    if store.is_ignored(&version.path) || store.pruned_ids(&version.path)?.contains(&version.id) {
+        return Ok(false);
+    }
+    let spool = store.layout().inbound(peer);
+    let before = report.applied;
+    let mut applier = Applier {
+        store,
+        peer,
+        spool: &spool,
+        relay,
+        relay_away: false,
+        report,
+    };
+    applier.take(version)?;
+    Ok(applier.report.applied > before)
+}
+
+/// Why the inbound journal no longer reaches `position` (its segment gone
+/// while later ones are missing too, or shorter than the offset), if it does not.
+fn regressed(journal_dir: &Path, position: &Position) -> Result<Option<String>, StoreError> {
+    if position.segment == 0 {
+        return Ok(None);
+    }
+    let segments = journal::segments(journal_dir)?;
+    let Some(&last) = segments.last() else {
+        return Ok(Some(format!(
+            "{}: the journal we read to segment {} offset {} is gone",
+            journal_dir.display(),
+            position.segment,
+            position.offset
+        )));
+    };
+    if last < position.segment {
+        return Ok(Some(format!(
+            "{}: the journal ends at segment {last}, before segment {} where we read to",
+            journal_dir.display(),
+            position.segment
+        )));
+    }
+    let file = journal_dir.join(format!("{:016}", position.segment));
+    match fs::metadata(&file) {
+        Ok(meta) if meta.len() < position.offset => Ok(Some(format!(
+            "{}: {} bytes long, shorter than the {} we had read (truncated?)",
+            file.display(),
+            meta.len(),
+            position.offset
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// Where a reader of the inbound journal in `journal_dir` may go on from
+/// after a complete full check: the end of its latest segment (before a torn
+/// last line that is not zeros, which the writer's next segment leaves behind).
+pub(super) fn resume_point(journal_dir: &Path) -> Result<Option<Position>, StoreError> {
+    let Some(&last) = journal::segments(journal_dir)?.last() else {
+        return Ok(None);
+    };
+    let file = journal_dir.join(format!("{last:016}"));
+    let data = match fs::read(&file) {
+        Ok(data) => data,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(StoreError::io(&file, err)),
+    };
+    let Some(nonce) = journal::segment_nonce(&file)? else {
+        return Ok(None);
+    };
+    let after_newline = data
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |at| at + 1);
+    let tail = &data[after_newline..];
+    let offset = if tail.iter().all(|&b| b == 0) {
+        data.len()
+    } else {
+        after_newline
+    };
+    Ok(Some(Position {
+        nonce,
+        segment: last,
+        offset: offset as u64,
+    }))
 }
 
 /// Every version of `path` that parses; a torn one (a lazy commit cut by a

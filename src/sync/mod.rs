@@ -16,6 +16,7 @@
 
 mod apply;
 pub mod evict;
+pub mod full_check;
 mod mirror;
 mod push;
 pub mod remote;
@@ -70,12 +71,22 @@ pub struct PeerReport {
     pub refused: Vec<String>,
     /// Things that stopped this pass with this peer (retried next pass).
     pub errors: Vec<String>,
-    /// Notes (a torn journal tail skipped, another process busy...).
+    /// Damage found and worked around, for a person to look at (a skipped
+    /// torn journal line, a damaged inbound version file, a spool made again,
+    /// versions a full check had to repair). Printed; never silent.
+    pub warnings: Vec<String>,
+    /// Notes (another process busy, a first push...).
     pub notes: Vec<String>,
     /// The nonce of another store of this node found in the peer's spool for
     /// us (replaced or not).
     #[serde(skip)]
     old_spool: Option<String>,
+    /// Applying stopped at a bad complete line of the peer's journal.
+    #[serde(skip)]
+    stuck: bool,
+    /// Something was found damaged (a full check runs in the same pass).
+    #[serde(skip)]
+    damaged: bool,
     /// The peer's spool for us was found holding our nonce (or was given it).
     #[serde(skip)]
     spool_ours: bool,
@@ -97,6 +108,17 @@ impl PeerReport {
     fn error(&mut self, why: String) {
         tracing::warn!(peer = %self.peer, "sync error: {why}");
         self.errors.push(why);
+    }
+
+    /// Damage found: warned, and a full check with this peer follows.
+    fn damage(&mut self, why: String) {
+        self.damaged = true;
+        self.warn(why);
+    }
+
+    fn warn(&mut self, why: String) {
+        tracing::warn!(peer = %self.peer, "{why}");
+        self.warnings.push(why);
     }
 
     fn note(&mut self, why: String) {
@@ -137,6 +159,9 @@ impl SyncReport {
     }
 }
 
+/// Why a full check runs after damage in an inbound spool.
+const DAMAGE: &str = "damage found while applying";
+
 /// Runs sync passes for one node; keeps its peers' remotes (and any stuck
 /// worker) from one pass to the next. The mount holds one.
 #[derive(Debug)]
@@ -144,6 +169,10 @@ pub struct Syncer {
     remotes: Vec<Arc<Remote>>,
     /// Replace spools an earlier store of this node left at peers (`sync --take-over`).
     take_over: bool,
+    /// Run a full check with every reachable peer in each pass (`sync --full`).
+    full: bool,
+    /// How often a pass runs a full check with a peer on its own (`sync.full_check`).
+    full_every: Option<std::time::Duration>,
 }
 
 impl Syncer {
@@ -151,7 +180,15 @@ impl Syncer {
         Syncer {
             remotes: remote::remotes(spec),
             take_over: false,
+            full: false,
+            full_every: spec.full_check,
         }
+    }
+
+    /// Every pass also compares whole version sets with every reachable peer.
+    pub fn full(mut self) -> Syncer {
+        self.full = true;
+        self
     }
 
     /// This node's store replaces an earlier one that is gone: push into
@@ -172,6 +209,9 @@ impl Syncer {
         // Versions a killed writer published but never journaled are journaled
         // now, so this pass pushes them.
         store.recover_interrupted()?;
+        // Our digests follow our journal, so peers comparing with us (their
+        // full checks) read them current.
+        crate::store::digest::refresh(store)?;
         let mut reports: Vec<PeerReport> = self
             .remotes
             .iter()
@@ -210,6 +250,14 @@ impl Syncer {
             let applied_some = store_journal_mark(store)? != before;
             produced |= applied_some;
             push::settle_resend(store, remote.id(), applied_some)?;
+            if reports[index].reachable {
+                let why = self.full_check_due(store, remote.id(), &reports[index])?;
+                if let Some(why) = why {
+                    let checked =
+                        self.check_fully(store, remote, relay, &why, &mut reports[index])?;
+                    produced |= checked;
+                }
+            }
             let mut times = state::PeerTimes::load(store.layout(), remote.id())?;
             if reports[index].errors.len() == errors_before {
                 times.last_apply = Some(state::now_secs());
@@ -220,6 +268,81 @@ impl Syncer {
             self.push_all(store, &mut reports, None)?;
         }
         Ok(SyncReport { peers: reports })
+    }
+
+    /// Why a full check with `peer` runs in this pass, if one does.
+    fn full_check_due(
+        &self,
+        store: &Store,
+        peer: NodeId,
+        report: &PeerReport,
+    ) -> Result<Option<String>, SyncError> {
+        if self.full {
+            return Ok(Some("on demand".to_string()));
+        }
+        if report.damaged || report.stuck {
+            return Ok(Some(DAMAGE.to_string()));
+        }
+        let Some(every) = self.full_every else {
+            return Ok(None);
+        };
+        match full_check::FullCheck::load(store, peer)? {
+            Some(last) if state::now_secs().saturating_sub(last.at) >= every.as_secs() => {
+                Ok(Some("interval".to_string()))
+            }
+            Some(_) => Ok(None),
+            None => {
+                // The first check of a peer waits one interval (not every
+                // node's first pass at once); until then the clock starts here.
+                full_check::FullCheck::schedule(store, peer)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Runs a full check with one peer; after a complete one, an inbound
+    /// reader stuck at damage moves past it (everything the damaged part
+    /// named was in the peer's `root/`). Whether it changed our store.
+    fn check_fully(
+        &self,
+        store: &Store,
+        remote: &Remote,
+        relay: Option<&Remote>,
+        why: &str,
+        report: &mut PeerReport,
+    ) -> Result<bool, SyncError> {
+        let before = store_journal_mark(store)?;
+        let journal_dir = store.layout().inbound(remote.id()).join(state::JOURNAL);
+        // Where the peer's journal to us ends before we look: all it named is
+        // in the peer's root/ by then.
+        let resume = apply::resume_point(&journal_dir)?;
+        let rebuild = why != DAMAGE;
+        let result = full_check::full_check(store, remote, relay, why, rebuild, report)?;
+        if result.complete && report.stuck {
+            if let Some(resume) = resume {
+                let position_file = state::apply_position(store.layout(), remote.id());
+                let old = crate::store::journal::Position::load(&position_file)?;
+                if (resume.segment, resume.offset) > (old.segment, old.offset) {
+                    resume.save(&position_file)?;
+                    resume.save(&state::ack_file(store.layout(), remote.id()))?;
+                    report
+                        .errors
+                        .retain(|e| !e.starts_with("inbound journal stuck"));
+                    report.stuck = false;
+                    report.warn(format!(
+                        "{}: skipped the damaged part from segment {} offset {} to segment {} offset {}: a full check took every version it named from the peer's root/",
+                        journal_dir.display(),
+                        old.segment,
+                        old.offset,
+                        resume.segment,
+                        resume.offset
+                    ));
+                    // What the peer pushed after that point applies as usual.
+                    apply::apply(store, remote.id(), relay, report)?;
+                }
+            }
+        }
+        Ok(store_journal_mark(store)? != before)
     }
 
     fn push_all(

@@ -18,6 +18,7 @@
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::ids::{BlockHash, NodeId, VersionId};
@@ -117,17 +118,24 @@ pub fn push(
         let ack = remote.layout().acks().join(our_id.to_string());
         check = remote.run(move || take_over_spool(&spool, &nonce, &theirs, &ack))?;
     }
-    let made_anew = matches!(check, Ok(NonceCheck::Written));
-    report.spool_ours = matches!(check, Ok(NonceCheck::Ours | NonceCheck::Written));
+    let made_anew = matches!(check, Ok(NonceCheck::Written | NonceCheck::Recreated));
+    report.spool_ours = matches!(
+        check,
+        Ok(NonceCheck::Ours | NonceCheck::Written | NonceCheck::Recreated)
+    );
     match check {
         Ok(NonceCheck::Ours) => {}
+        Ok(NonceCheck::Recreated) => report.warn(format!(
+            "{} was missing although the peer's store lists this node: made it again; everything the peer may lack is pushed again",
+            spool.display()
+        )),
         Ok(NonceCheck::Written) => report.note(format!(
             "first push: wrote our nonce into {}",
             spool.display()
         )),
         Ok(NonceCheck::NoSpool) => {
             report.error(format!(
-                "{} does not exist: the peer does not list this node ({our_id}) as a peer; nothing pushed",
+                "{} does not exist, and the peer's store does not list this node ({our_id}) as a peer (no spool/outbound/{our_id} there): add this node to the peer's spec and run `globofs reconcile` there; nothing pushed",
                 spool.display()
             ));
             return Ok(false);
@@ -372,8 +380,22 @@ pub(super) fn settle_resend(
 enum NonceCheck {
     Ours,
     Written,
+    /// Our spool there was gone although the peer lists us: made again.
+    Recreated,
     Other(String),
     NoSpool,
+}
+
+/// Whether the store holding `spool` (`<store>/spool/inbound/<us>`) lists us
+/// as a peer: its `spool/outbound/<us>/` exists (reconcile makes both).
+fn peer_lists_us(spool: &Path) -> bool {
+    let (Some(name), Some(inbound)) = (spool.file_name(), spool.parent()) else {
+        return false;
+    };
+    let Some(spools) = inbound.parent() else {
+        return false;
+    };
+    fs::symlink_metadata(spools.join("outbound").join(name)).is_ok_and(|meta| meta.is_dir())
 }
 
 fn ensure_nonce(spool: &Path, nonce: &str) -> io::Result<NonceCheck> {
@@ -385,7 +407,22 @@ fn ensure_nonce(spool: &Path, nonce: &str) -> io::Result<NonceCheck> {
                 "not a directory (refusing to write through it)",
             ));
         }
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(NonceCheck::NoSpool),
+        Err(err) if err.kind() == ErrorKind::NotFound => {
+            // Deleted (by hand, a restore, a cleanup) while the peer's store
+            // still lists us: make it again and claim it; the caller resends.
+            if !peer_lists_us(spool) {
+                return Ok(NonceCheck::NoSpool);
+            }
+            match fs::create_dir(spool) {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(err),
+            }
+            fs::set_permissions(spool, fs::Permissions::from_mode(0o755))?;
+            let file = spool.join(NONCE);
+            write_replacing(spool, &file, format!("{nonce}\n").as_bytes())?;
+            return Ok(NonceCheck::Recreated);
+        }
         Err(err) => return Err(err),
     }
     let file = spool.join(NONCE);

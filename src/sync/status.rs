@@ -43,6 +43,8 @@ pub struct PeerStatus {
     /// Unix seconds of the last completed push / apply.
     pub last_push: Option<u64>,
     pub last_apply: Option<u64>,
+    /// The last full check (anti-entropy) with this peer, if one ran.
+    pub full_check: Option<super::full_check::FullCheck>,
 }
 
 /// Where and why applying from a peer is stopped.
@@ -180,6 +182,7 @@ pub fn status_with(store: &Store, spec: &Spec, count_blocks: bool) -> Result<Sta
             }),
             last_push: times.last_push,
             last_apply: times.last_apply,
+            full_check: super::full_check::FullCheck::load(store, peer)?,
         });
     }
     Ok(Status {
@@ -234,7 +237,7 @@ impl Status {
     /// Node-exporter textfile format.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
-        let metrics: [Metric; 6] = [
+        let metrics: [Metric; 8] = [
             (
                 "globofs_peer_reachable",
                 "Whether the peer's store is reachable (1) or away (0).",
@@ -264,6 +267,16 @@ impl Status {
                 "globofs_peer_last_apply_timestamp_seconds",
                 "When applying the peer's changes last completed.",
                 |p| p.last_apply,
+            ),
+            (
+                "globofs_peer_full_check_timestamp_seconds",
+                "When the last full check (anti-entropy) with the peer ran.",
+                |p| p.full_check.as_ref().map(|c| c.at),
+            ),
+            (
+                "globofs_peer_full_check_repaired",
+                "Versions the last full check took from the peer or offered to it.",
+                |p| p.full_check.as_ref().map(|c| c.taken + c.offered),
             ),
         ];
         for (name, help, value) in metrics {
@@ -323,6 +336,27 @@ impl Status {
                 when(peer.last_push),
                 when(peer.last_apply),
             ));
+            if let Some(check) = &peer.full_check {
+                out.push_str(&format!(
+                    "  full check {}: {} ({}); {} dirs, {} paths compared; took {}, offered {}{}\n",
+                    check.at,
+                    if check.complete {
+                        "complete"
+                    } else {
+                        "cut short"
+                    },
+                    check.why,
+                    check.dirs,
+                    check.paths,
+                    check.taken,
+                    check.offered,
+                    if check.walked {
+                        "; the peer keeps no digests (older globofs): its tree was listed"
+                    } else {
+                        ""
+                    }
+                ));
+            }
         }
         if let (Some(current), Some(missing)) = (self.current_blocks, self.missing_blocks) {
             out.push_str(&format!(
