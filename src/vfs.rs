@@ -24,7 +24,7 @@ use crate::layout::{NAME_MAX, VPath};
 use crate::lock;
 use crate::open_ahead::OpenAhead;
 use crate::store::live_cache::LiveCache;
-use crate::store::{BlockWriter, Content, Kind, Mtime, Store, StoreError, Version};
+use crate::store::{Content, Kind, Mtime, Store, StoreError, Version};
 
 /// Block files a sequential reader asks the kernel to read ahead (cold reads
 /// otherwise wait for the disk one block at a time).
@@ -1540,15 +1540,11 @@ impl Vfs {
         if !still_named {
             return Ok(());
         }
-        let _writer = self.store.writer_lock().map_err(errno)?;
+        let held = self.store.writer_lock().map_err(errno)?;
         let base = state.base.clone();
         let bs = cache.block_size;
         let count = crate::store::version::Version::block_count(cache.size, bs);
-        let mut writer = BlockWriter::new(
-            self.store.blocks(),
-            &self.store.layout().tmp(),
-            self.store.config().compression,
-        );
+        let mut writer = self.store.block_writer(&held);
         if !durable {
             writer = writer.lazy();
         }

@@ -9,8 +9,8 @@ use std::fs;
 
 use globofs::ids::{BlockHash, VersionId};
 use globofs::spec::RetentionRule;
+use globofs::store::Kind;
 use globofs::store::gc::PeerApplied;
-use globofs::store::{BlockWriter, Kind};
 use store_common::*;
 
 fn hashes_of(vol: &Vol) -> HashSet<BlockHash> {
@@ -38,9 +38,12 @@ fn gc_deletes_only_unreferenced_blocks_and_temp_files() {
     // A block nothing names (as left by a writer that died before its commit).
     let garbage = data(BS, 99);
     let garbage_hash = BlockHash::of(&garbage);
-    let mut writer = BlockWriter::new(store.blocks(), &vol.dir().join("tmp"), Default::default());
-    writer.put(&garbage_hash, &garbage).unwrap();
-    writer.finish().unwrap();
+    {
+        let lock = store.writer_lock().unwrap();
+        let mut writer = store.block_writer(&lock);
+        writer.put(&garbage_hash, &garbage).unwrap();
+        writer.finish().unwrap();
+    }
     // Temp files of a crashed writer.
     fs::write(vol.dir().join("tmp/block-crashed"), b"half a block").unwrap();
     fs::write(
@@ -222,9 +225,12 @@ fn gc_deletes_nothing_when_a_version_file_is_unreadable() {
     let version = put(&store, &vp("/f"), &data(2 * BS, 1));
     // Garbage that gc would normally delete.
     let garbage = data(BS, 2);
-    let mut writer = BlockWriter::new(store.blocks(), &vol.dir().join("tmp"), Default::default());
-    writer.put(&BlockHash::of(&garbage), &garbage).unwrap();
-    writer.finish().unwrap();
+    {
+        let lock = store.writer_lock().unwrap();
+        let mut writer = store.block_writer(&lock);
+        writer.put(&BlockHash::of(&garbage), &garbage).unwrap();
+        writer.finish().unwrap();
+    }
     let file = store
         .path_dir(&vp("/f"))
         .join("versions")

@@ -238,7 +238,7 @@ pub struct BlockWriter<'a> {
 const BATCH_BYTES: usize = 64 << 20;
 
 impl<'a> BlockWriter<'a> {
-    pub fn new(blocks: &'a Blocks, tmp: &Path, compression: Compression) -> BlockWriter<'a> {
+    pub(crate) fn new(blocks: &'a Blocks, tmp: &Path, compression: Compression) -> BlockWriter<'a> {
         BlockWriter {
             blocks,
             tmp: tmp.to_path_buf(),

@@ -76,6 +76,11 @@ impl StoreConfig {
     }
 }
 
+/// Proof that the caller holds the writer lock shared (see
+/// [`Store::writer_lock`]); dropping it releases the lock.
+#[derive(Debug)]
+pub struct WriterLock(#[allow(dead_code)] FileLock);
+
 /// Fetches blocks this store lacks (the sync layer supplies one from peers).
 pub trait BlockFetcher: Send + Sync {
     /// The verified bytes of `hash` (length `len`), trying `origin` first.
@@ -349,8 +354,18 @@ impl Store {
     }
 
     /// Takes the lock writers hold shared and `gc` exclusively.
-    pub fn writer_lock(&self) -> Result<FileLock, StoreError> {
-        FileLock::shared(&self.layout.locks().join("gc"))
+    pub fn writer_lock(&self) -> Result<WriterLock, StoreError> {
+        Ok(WriterLock(FileLock::shared(
+            &self.layout.locks().join("gc"),
+        )?))
+    }
+
+    /// The one way to store blocks: a writer built from this store's own
+    /// configuration (its `hashes/`, `tmp/`, compression), for a caller that
+    /// holds the writer lock (gc waits while blocks are not yet named by a
+    /// published version).
+    pub fn block_writer(&self, _held: &WriterLock) -> BlockWriter<'_> {
+        BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression)
     }
 
     // ----- reading versions -----
@@ -661,9 +676,8 @@ impl Store {
                 why: "a peer sent bytes that do not match the hash".into(),
             });
         }
-        let _lock = self.writer_lock()?;
-        let mut writer =
-            BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression);
+        let lock = self.writer_lock()?;
+        let mut writer = self.block_writer(&lock);
         writer.put(hash, &data)?;
         writer.finish()?;
         self.link_blocks(&version.path, std::slice::from_ref(hash))?;
@@ -737,13 +751,13 @@ impl Store {
     /// file version (not yet committed). Streams: one block in memory at a time.
     pub fn store_stream(
         &self,
+        held: &WriterLock,
         input: &mut dyn Read,
         attrs: Attrs,
         durable: bool,
     ) -> Result<Content, StoreError> {
         let bs = self.config.block_size as usize;
-        let mut writer =
-            BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression);
+        let mut writer = self.block_writer(held);
         if !durable {
             writer = writer.lazy();
         }
@@ -832,10 +846,10 @@ impl Store {
         attrs: Attrs,
         durable: bool,
     ) -> Result<Version, StoreError> {
-        let _lock = self.writer_lock()?;
+        let lock = self.writer_lock()?;
         self.check_writable_file(path)?;
         self.make_parents_locked(path, attrs.mtime)?;
-        let content = self.store_stream(input, attrs, durable)?;
+        let content = self.store_stream(&lock, input, attrs, durable)?;
         self.commit(path, content, durable)
     }
 

@@ -24,9 +24,7 @@ use crate::store::journal::{self, Position};
 use crate::store::lock::FileLock;
 use crate::store::resolve::{conflict_name, resolve};
 use crate::store::version::MAX_VERSION_FILE;
-use crate::store::{
-    BlockWriter, Kind, Mtime, Store, StoreError, Version, read_version_file, version_ids_in,
-};
+use crate::store::{Kind, Mtime, Store, StoreError, Version, read_version_file, version_ids_in};
 
 use super::push::{parse_line, version_names};
 use super::remote::{PeerFetcher, Remote};
@@ -302,12 +300,8 @@ impl Applier<'_> {
 
     fn store_block(&self, hash: &BlockHash, data: &[u8]) -> Result<(), StoreError> {
         let store = self.store;
-        let _lock = store.writer_lock()?;
-        let mut writer = BlockWriter::new(
-            store.blocks(),
-            &store.layout().tmp(),
-            store.config().compression,
-        );
+        let lock = store.writer_lock()?;
+        let mut writer = store.block_writer(&lock);
         writer.put(hash, data)?;
         writer.finish()?;
         Ok(())

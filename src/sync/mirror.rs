@@ -15,7 +15,7 @@ use std::sync::{Condvar, Mutex};
 
 use crate::ids::BlockHash;
 use crate::layout::VPath;
-use crate::store::lock::FileLock;
+use crate::store::WriterLock;
 use crate::store::{BlockWriter, Kind, Store, StoreError, Version};
 
 use super::SyncError;
@@ -297,7 +297,7 @@ struct Batch<'s> {
     store: &'s Store,
     /// Held from the first block written until the batch is linked, so gc
     /// neither removes the temp files nor the fresh, still unlinked blocks.
-    lock: Option<FileLock>,
+    lock: Option<WriterLock>,
     writer: Option<BlockWriter<'s>>,
     wants: Vec<Want>,
     bytes: usize,
@@ -315,16 +315,13 @@ impl<'s> Batch<'s> {
     }
 
     fn add(&mut self, want: Want, data: &[u8]) -> Result<(), StoreError> {
-        if self.lock.is_none() {
-            self.lock = Some(self.store.writer_lock()?);
-        }
+        let lock = match &self.lock {
+            Some(lock) => lock,
+            None => self.lock.insert(self.store.writer_lock()?),
+        };
         let writer = match &mut self.writer {
             Some(writer) => writer,
-            None => self.writer.insert(BlockWriter::new(
-                self.store.blocks(),
-                &self.store.layout().tmp(),
-                self.store.config().compression,
-            )),
+            None => self.writer.insert(self.store.block_writer(lock)),
         };
         writer.put(&want.hash, data)?;
         self.bytes += data.len();
