@@ -305,3 +305,47 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_reader_stuck_at_a_bad_line_stays_stuck_until_sync_full_moves_past_it() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    a.put("/ok1", b"one");
+    cluster.settle();
+    let segment = latest_segment(&b.inbound(a).join("%journal"));
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .expect("open");
+    std::io::Write::write_all(&mut file, b"deadbeef 1795600000.000000001 zzz\n").expect("append");
+    drop(file);
+    a.put("/ok2", b"two");
+    pass(a, false);
+    // Plain passes: an error each time (exit 3 in the CLI), nothing skipped.
+    for _ in 0..2 {
+        let report = pass(b, false);
+        assert!(
+            errors(&report)
+                .iter()
+                .any(|e| e.contains("inbound journal stuck")),
+            "{:?}",
+            errors(&report)
+        );
+    }
+    assert!(b.read("/ok2").is_none());
+    // `sync --full`: the check takes /ok2 from A's root/ and moves past the line.
+    let report = pass(b, true);
+    assert!(errors(&report).is_empty(), "{:?}", errors(&report));
+    assert!(
+        warnings(&report).contains("skipped the damaged part"),
+        "{}",
+        warnings(&report)
+    );
+    assert_eq!(b.read("/ok2").as_deref(), Some(&b"two"[..]));
+    // And what A pushes afterwards applies through the journal again.
+    a.put("/ok3", b"three");
+    pass(a, false);
+    let report = pass(b, false);
+    assert!(errors(&report).is_empty(), "{:?}", errors(&report));
+    assert_eq!(b.read("/ok3").as_deref(), Some(&b"three"[..]));
+}

@@ -469,6 +469,22 @@ fn regressed(journal_dir: &Path, position: &Position) -> Result<Option<String>, 
             meta.len(),
             position.offset
         ))),
+        Ok(_) if position.offset > 0 => {
+            // We stopped after a whole line: if the byte before our offset is
+            // no longer a newline, the file was cut and written again beneath us.
+            use std::os::unix::fs::FileExt;
+            let mut last = [0u8; 1];
+            let read = fs::File::open(&file)
+                .and_then(|handle| handle.read_at(&mut last, position.offset - 1));
+            match read {
+                Ok(1) if last[0] != b'\n' => Ok(Some(format!(
+                    "{}: offset {} where we stopped is no longer at the end of a line (truncated and written again?)",
+                    file.display(),
+                    position.offset
+                ))),
+                _ => Ok(None),
+            }
+        }
         _ => Ok(None),
     }
 }

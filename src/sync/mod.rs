@@ -280,7 +280,9 @@ impl Syncer {
         if self.full {
             return Ok(Some("on demand".to_string()));
         }
-        if report.damaged || report.stuck {
+        // A bad complete line alone does not: it stays an error of every pass
+        // (exit 3, STUCK in status) until a person runs `sync --full`.
+        if report.damaged {
             return Ok(Some(DAMAGE.to_string()));
         }
         let Some(every) = self.full_every else {
@@ -300,9 +302,10 @@ impl Syncer {
         }
     }
 
-    /// Runs a full check with one peer; after a complete one, an inbound
-    /// reader stuck at damage moves past it (everything the damaged part
-    /// named was in the peer's `root/`). Whether it changed our store.
+    /// Runs a full check with one peer; after a complete one asked for with
+    /// `--full`, an inbound reader stuck at a bad line moves past it
+    /// (everything the damaged part named was in the peer's `root/`).
+    /// Whether it changed our store.
     fn check_fully(
         &self,
         store: &Store,
@@ -318,7 +321,8 @@ impl Syncer {
         let resume = apply::resume_point(&journal_dir)?;
         let rebuild = why != DAMAGE;
         let result = full_check::full_check(store, remote, relay, why, rebuild, report)?;
-        if result.complete && report.stuck {
+        // Only a check a person asked for moves a reader past a bad line.
+        if result.complete && report.stuck && self.full {
             if let Some(resume) = resume {
                 let position_file = state::apply_position(store.layout(), remote.id());
                 let old = crate::store::journal::Position::load(&position_file)?;
