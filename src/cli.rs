@@ -272,7 +272,20 @@ impl From<std::io::Error> for Failure {
 }
 
 /// Runs the command line; returns the exit code.
+///
+/// A command that can touch a peer runs in a supervised worker process
+/// ([`crate::supervise`]), so a call stuck on a hung peer's filesystem cannot
+/// keep the command from exiting.
 pub fn main() -> i32 {
+    let worker = crate::supervise::enter_worker();
+    let code = run_command_line(worker);
+    if worker {
+        crate::supervise::finish(code);
+    }
+    code
+}
+
+fn run_command_line(worker: bool) -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -280,6 +293,11 @@ pub fn main() -> i32 {
             return if err.use_stderr() { 2 } else { 0 };
         }
     };
+    if !worker && touches_peers(&cli.command) {
+        if let Some(code) = crate::supervise::supervise() {
+            return code;
+        }
+    }
     // The mount is a service: its few info lines (mounted, which I/O path,
     // sync passes, unmounting) belong in its log by default.
     let service = matches!(cli.command, Command::Mount { .. });
@@ -291,6 +309,21 @@ pub fn main() -> i32 {
             failure.code
         }
     }
+}
+
+/// The commands whose work can call into a peer's filesystem: `sync`,
+/// `status`, `drop`, `mirror`, `verify` (it asks peers for blocks), `get`
+/// (it pulls blocks not held here) and `mount`.
+fn touches_peers(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Sync(_) | Command::Verify { .. } | Command::Get { .. } | Command::Mount { .. }
+    )
+}
+
+/// Tells systemd the mount is ready (from the supervisor, for its worker).
+pub(crate) fn notify_ready() {
+    mount::notify_ready();
 }
 
 fn init_logging(verbose: u8) {

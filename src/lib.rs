@@ -16,6 +16,7 @@ pub mod open_ahead;
 pub mod reconcile;
 pub mod spec;
 pub mod store;
+pub mod supervise;
 pub mod sync;
 pub mod vfs;
 

@@ -350,8 +350,12 @@ fn recover_stale_mount(mountpoint: &Path) -> Result<(), Failure> {
     }
 }
 
-/// Tells systemd (Type=notify) that the mount is up, when NOTIFY_SOCKET is set.
-fn notify_ready() {
+/// Tells systemd (Type=notify) that the mount is up, when NOTIFY_SOCKET is set
+/// (in a supervised worker: tells the supervisor, which tells systemd).
+pub(super) fn notify_ready() {
+    if crate::supervise::worker_ready() {
+        return;
+    }
     let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };

@@ -5,7 +5,11 @@
 //! caller waits at most `sync.timeout`; on a timeout it marks the peer away and
 //! moves on, and the stuck thread is abandoned (it ends, harmlessly, if the call
 //! ever returns). While a call is still stuck the peer stays away, so a hung
-//! peer costs one thread, not one per operation.
+//! peer costs one thread, not one per operation. Workers are never joined, and
+//! they block the process's signals (a signal must reach a thread that can
+//! act). A stuck thread still keeps its process from finishing its exit: that
+//! is why the commands that reach peers run in a supervised child process
+//! ([`crate::supervise`]), which the command leaves behind if it is stuck.
 //!
 //! [`PeerFetcher`] is the store's [`BlockFetcher`] over these remotes: it reads
 //! a block from the writer's store first, then from any other reachable peer,
@@ -206,6 +210,7 @@ impl Remote {
         let spawned = std::thread::Builder::new()
             .name(format!("peer-{}", &short[..8]))
             .spawn(move || {
+                block_process_signals();
                 loop {
                     idle.fetch_add(1, Ordering::SeqCst);
                     let job = {
@@ -270,6 +275,21 @@ impl Remote {
     /// Whether the peer is usable now (checking it if no recent result stands).
     pub fn is_reachable(&self) -> bool {
         self.check(false).is_ok()
+    }
+}
+
+/// Keeps process-wide signals (SIGINT, SIGTERM, SIGHUP) off this thread: a
+/// worker may sleep uninterruptibly in a call on a hung peer, and a signal the
+/// kernel picked this thread for would wait there with it instead of reaching
+/// a thread that can act on it.
+fn block_process_signals() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    if let Err(err) = set.thread_block() {
+        tracing::debug!(error = %err, "peer worker: signals not blocked");
     }
 }
 

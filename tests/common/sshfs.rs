@@ -110,6 +110,77 @@ impl SshServer {
     }
 }
 
+impl SshServer {
+    /// Stops the server (the listening sshd and every process serving a
+    /// connection) with SIGSTOP: each sshfs mount through it hangs, its calls
+    /// waiting in the kernel for answers that do not come. The server goes on
+    /// (SIGCONT) when the returned guard is dropped, also when a test fails.
+    pub fn hang(&self) -> Hung {
+        let mut pids = vec![self.child.id()];
+        let mut next = 0;
+        while next < pids.len() {
+            pids.extend(children_of(pids[next]));
+            next += 1;
+        }
+        for pid in &pids {
+            signal(*pid, "-STOP");
+        }
+        Hung { pids }
+    }
+}
+
+/// A stopped server; dropping it lets the server go on.
+pub struct Hung {
+    pub pids: Vec<u32>,
+}
+
+impl Hung {
+    /// Lets the server go on now.
+    pub fn resume(&mut self) {
+        for pid in self.pids.drain(..) {
+            signal(pid, "-CONT");
+        }
+    }
+}
+
+impl Drop for Hung {
+    fn drop(&mut self) {
+        self.resume();
+    }
+}
+
+fn signal(pid: u32, which: &str) {
+    let _ = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The processes whose parent is `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|f| f.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
 impl Drop for SshServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

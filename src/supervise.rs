@@ -1,0 +1,405 @@
+//! The supervisor: commands that touch peers run in a child process (the
+//! worker, this same binary run again), so the command the caller started
+//! ends when its work is done even if a call to a peer is stuck in the kernel.
+//!
+//! Why a second process. A call on a hung sshfs or NFS peer can sleep in the
+//! kernel uninterruptibly (`D` state): once sshfs has read a FUSE request, the
+//! calling thread waits for its answer and no signal, SIGKILL included, wakes
+//! it. [`crate::sync::remote`] already gives up on such a call after
+//! `sync.timeout`, but a process cannot finish exiting while one of its
+//! threads is in that state: `exit` (and `kill -9`) leaves it unreaped, its
+//! pipes open and its parent waiting until the remote filesystem answers.
+//!
+//! So the process the caller started (the supervisor) does no remote I/O. It
+//! starts the worker with the caller's own stdin, stdout and stderr (terminal
+//! detection and progress bars work as before), forwards SIGINT, SIGTERM and
+//! SIGHUP to it, relays its systemd readiness (`READY=1`, so `NotifyAccess=main`
+//! keeps working for the mount), and exits with the worker's exit code as soon
+//! as the worker reports it on a pipe the two share. The worker reports right
+//! before it exits, after pointing its stdin, stdout and stderr at /dev/null,
+//! so `x=$(globofs status)` sees the end of the output at once; a worker
+//! ending by one of the forwarded signals reports that from its signal
+//! handler, and the supervisor then ends by the same signal. A worker stuck in
+//! the kernel is left behind: it ends when the remote filesystem answers (or
+//! its mount is aborted), holding nothing the caller waits for.
+//!
+//! The worker is marked by the environment variable [`ENV`] (the pipe's file
+//! descriptor and the supervisor's pid), which it removes at once: it is never
+//! supervised twice, and what it runs does not inherit the mark. It dies with
+//! the supervisor (`PR_SET_PDEATHSIG`, SIGKILL), so `kill -9` of the command
+//! still ends the work as it did when it was one process.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+/// Marks a worker: `FD:PID`, the status pipe's write end and the supervisor.
+pub const ENV: &str = "GLOBOFS_SUPERVISOR";
+
+/// Worker to supervisor: the worker is ready (systemd `READY=1`).
+const MSG_READY: u8 = b'r';
+/// Worker to supervisor: the exit code follows (one byte).
+const MSG_EXIT: u8 = b'x';
+/// Worker to supervisor: the worker ends by this signal (one byte).
+const MSG_SIGNAL: u8 = b's';
+
+/// The signals the supervisor forwards and the worker reports.
+const FORWARDED: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+/// How often the supervisor looks whether the worker is gone without a word.
+const CHECK_EVERY: Duration = Duration::from_millis(200);
+/// How long the supervisor waits, after the worker's report, for it to be
+/// gone (it normally is within milliseconds; a stuck one is left behind).
+const REAP_WAIT: Duration = Duration::from_secs(2);
+
+/// In a worker: the status pipe's write end (-1 elsewhere).
+static STATUS_FD: AtomicI32 = AtomicI32::new(-1);
+/// In a worker: /dev/null, opened in advance for the signal handler.
+static NULL_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Called first in `main`, before any thread exists: when this process is a
+/// supervised worker, takes the mark out of the environment, arranges to die
+/// with the supervisor and to report signals; returns whether it is one.
+pub fn enter_worker() -> bool {
+    let Some(value) = std::env::var_os(ENV) else {
+        return false;
+    };
+    // SAFETY: called at the start of main, while this is the only thread.
+    unsafe { std::env::remove_var(ENV) };
+    let Some((fd, supervisor)) = parse_mark(&value) else {
+        eprintln!("globofs: ignoring {ENV}={value:?}: not FD:PID");
+        return false;
+    };
+    // The descriptor must be one we inherited (not closed, not reused).
+    // SAFETY: F_GETFD/F_SETFD only read and set a descriptor flag.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        eprintln!("globofs: ignoring {ENV}: descriptor {fd} is not open");
+        return false;
+    }
+    // Programs the worker runs (fusermount3) must not hold the pipe.
+    // SAFETY: as above.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets the signal sent at the
+    // supervisor's death; getppid has no preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        if libc::getppid() != supervisor {
+            // The supervisor died before the line above: end as it did.
+            libc::_exit(137);
+        }
+    }
+    // SAFETY: a NUL-terminated path; the descriptor is kept for the process's life.
+    let null = unsafe {
+        libc::open(
+            c"/dev/null".as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    };
+    NULL_FD.store(null, Ordering::SeqCst);
+    STATUS_FD.store(fd, Ordering::SeqCst);
+    for signal in FORWARDED {
+        // SAFETY: the handler only makes async-signal-safe calls (dup2,
+        // write, raise); SA_RESETHAND puts the default action back first.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESETHAND;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal as libc::c_int, &action, std::ptr::null_mut());
+        }
+    }
+    true
+}
+
+fn parse_mark(value: &std::ffi::OsStr) -> Option<(RawFd, libc::pid_t)> {
+    let (fd, pid) = value.to_str()?.split_once(':')?;
+    let fd: RawFd = fd.parse().ok()?;
+    let pid: libc::pid_t = pid.parse().ok()?;
+    (fd > 2 && pid > 0).then_some((fd, pid))
+}
+
+/// A forwarded signal in the worker: release the caller's stdio, tell the
+/// supervisor, and end by the signal as the process would have without us.
+extern "C" fn on_signal(signal: libc::c_int) {
+    release_stdio();
+    send(&[MSG_SIGNAL, signal as u8]);
+    // SA_RESETHAND restored the default action; the raised signal is taken
+    // when the handler returns.
+    // SAFETY: raise is async-signal-safe.
+    unsafe { libc::raise(signal) };
+}
+
+/// Points stdin, stdout and stderr at /dev/null (async-signal-safe).
+fn release_stdio() {
+    let null = NULL_FD.load(Ordering::SeqCst);
+    if null < 0 {
+        return;
+    }
+    for fd in 0..=2 {
+        // SAFETY: dup2 onto the standard descriptors; both are valid.
+        unsafe { libc::dup2(null, fd) };
+    }
+}
+
+/// Writes one message to the supervisor (async-signal-safe). A supervisor
+/// that is gone is no error (std ignores SIGPIPE; the write fails with EPIPE).
+fn send(message: &[u8]) -> bool {
+    let fd = STATUS_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: writing a small buffer to a descriptor we own; a pipe write of
+    // fewer than PIPE_BUF bytes is all or nothing.
+    let written = unsafe { libc::write(fd, message.as_ptr().cast(), message.len()) };
+    written == message.len() as isize
+}
+
+/// In a worker: tells the supervisor the service is ready (it tells systemd).
+/// Returns false when this process is not a supervised worker.
+pub fn worker_ready() -> bool {
+    if STATUS_FD.load(Ordering::SeqCst) < 0 {
+        return false;
+    }
+    send(&[MSG_READY]);
+    true
+}
+
+/// In a worker, right before it exits with `code`: flushes what it printed,
+/// lets go of the caller's stdio and reports the code. A no-op elsewhere.
+pub fn finish(code: i32) {
+    if STATUS_FD.load(Ordering::SeqCst) < 0 {
+        return;
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    release_stdio();
+    send(&[MSG_EXIT, code.clamp(0, 255) as u8]);
+}
+
+/// In the supervisor: runs this command again as a worker and waits for its
+/// result. Returns the worker's exit code, or `None` when no worker could be
+/// started (the caller then runs the command itself). When the worker ends by
+/// a signal, so does this process (this call does not return then).
+pub fn supervise() -> Option<i32> {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => {
+            tracing::debug!(error = %err, "no supervisor: cannot find this program");
+            return None;
+        }
+    };
+    let (status_read, status_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(pipe) => pipe,
+        Err(err) => {
+            tracing::debug!(error = %err, "no supervisor: pipe");
+            return None;
+        }
+    };
+    // The worker inherits the write end (and nothing else of ours).
+    // SAFETY: F_SETFD on a descriptor we own.
+    if unsafe { libc::fcntl(status_write.as_raw_fd(), libc::F_SETFD, 0) } < 0 {
+        return None;
+    }
+    // Block the forwarded signals before the worker starts, so none that
+    // arrives meanwhile is lost; they are read from a signalfd below. (The
+    // worker starts with an empty signal mask: std resets it.)
+    let mut signals = SigSet::empty();
+    for signal in FORWARDED {
+        signals.add(signal);
+    }
+    let Ok(old_mask) = signals.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK) else {
+        return None;
+    };
+    let signal_fd = match SignalFd::with_flags(
+        &signals,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    ) {
+        Ok(fd) => fd,
+        Err(err) => {
+            tracing::debug!(error = %err, "no supervisor: signalfd");
+            let _ = old_mask.thread_set_mask();
+            return None;
+        }
+    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| OsString::from("globofs"));
+    let mut command = Command::new(exe);
+    command
+        .arg0(arg0)
+        .args(args)
+        .env(
+            ENV,
+            format!("{}:{}", status_write.as_raw_fd(), std::process::id()),
+        )
+        // Readiness goes through us: systemd takes it from the main pid only.
+        .env_remove("NOTIFY_SOCKET");
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            tracing::debug!(error = %err, "no supervisor: cannot start the worker");
+            let _ = old_mask.thread_set_mask();
+            return None;
+        }
+    };
+    drop(status_write);
+    let outcome = wait_for(child, &status_read, &signal_fd);
+    match outcome {
+        Outcome::Code(code) => Some(code),
+        Outcome::Signal(signal) => end_by_signal(signal),
+    }
+}
+
+/// How the worker ended, as the supervisor passes it on.
+enum Outcome {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Outcome {
+    fn of(status: ExitStatus) -> Outcome {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Outcome::Code(code),
+            (None, Some(signal)) => Outcome::Signal(signal),
+            (None, None) => Outcome::Code(3),
+        }
+    }
+}
+
+/// Forwards signals and waits for the worker's report, or for the worker to
+/// be gone without one (a signal we did not forward, a crash).
+fn wait_for(mut child: Child, status: &OwnedFd, signal_fd: &SignalFd) -> Outcome {
+    let pid = child.id() as libc::pid_t;
+    let mut message: Vec<u8> = Vec::new();
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: status.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: signal_fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfd entries for the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, CHECK_EVERY.as_millis() as i32) };
+        if ready < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            // Cannot wait for the report: wait for the worker itself.
+            return Outcome::of(child.wait().unwrap_or(ExitStatus::from_raw(3 << 8)));
+        }
+        while let Ok(Some(info)) = signal_fd.read_signal() {
+            // SAFETY: kill with a pid we started and a signal we received.
+            unsafe { libc::kill(pid, info.ssi_signo as libc::c_int) };
+        }
+        if fds[0].revents != 0 {
+            let mut buf = [0u8; 64];
+            match nix::unistd::read(status, &mut buf) {
+                Ok(0) => {
+                    // Every descriptor of the worker is closed: it is gone,
+                    // or nearly; its status tells how it ended.
+                    return Outcome::of(child.wait().unwrap_or(ExitStatus::from_raw(3 << 8)));
+                }
+                Ok(n) => message.extend_from_slice(&buf[..n]),
+                Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(_) => return Outcome::of(child.wait().unwrap_or(ExitStatus::from_raw(3 << 8))),
+            }
+            while let Some(&kind) = message.first() {
+                match kind {
+                    MSG_READY => {
+                        message.remove(0);
+                        crate::cli::notify_ready();
+                    }
+                    MSG_EXIT | MSG_SIGNAL if message.len() >= 2 => {
+                        let value = i32::from(message[1]);
+                        reap(&mut child);
+                        return if kind == MSG_EXIT {
+                            Outcome::Code(value)
+                        } else {
+                            Outcome::Signal(value)
+                        };
+                    }
+                    MSG_EXIT | MSG_SIGNAL => break,
+                    _ => {
+                        message.remove(0);
+                    }
+                }
+            }
+            continue;
+        }
+        if ready == 0 {
+            // No word for a while: is the worker gone without one?
+            if let Ok(Some(status)) = child.try_wait() {
+                return Outcome::of(status);
+            }
+            if let Some(status) = exited_but_lingering(pid) {
+                eprintln!(
+                    "globofs: the worker process {pid} ended without a report and is stuck in the kernel on a peer's filesystem; it goes away when that filesystem answers"
+                );
+                return Outcome::of(status);
+            }
+        }
+    }
+}
+
+/// After the worker's report: waits a little for it to be gone, so the next
+/// command does not find its locks still held; leaves a stuck one behind.
+fn reap(child: &mut Child) {
+    let pid = child.id() as libc::pid_t;
+    let deadline = Instant::now() + REAP_WAIT;
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        if exited_but_lingering(pid).is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!(
+        "globofs: a call to a peer is still stuck in the kernel; its process {pid} goes away when the peer's filesystem answers"
+    );
+}
+
+/// The wait status of a worker whose main thread has exited while another of
+/// its threads cannot (it sleeps uninterruptibly in a call on a hung peer):
+/// the kernel shows the main thread as a zombie with the exit status.
+fn exited_but_lingering(pid: libc::pid_t) -> Option<ExitStatus> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: fields after the last ')' start at field 3.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if !matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    // Field 52: the exit status in waitpid's form.
+    let raw: i32 = fields.get(49).and_then(|f| f.parse().ok()).unwrap_or(3 << 8);
+    Some(ExitStatus::from_raw(raw))
+}
+
+/// Ends this process by `signal`, as the worker ended.
+fn end_by_signal(signal: i32) -> ! {
+    // SAFETY: restoring the default action of a signal and raising it; if the
+    // signal does not end the process, it exits as a shell would report it.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(signal);
+    }
+    std::process::exit(128 + signal)
+}
