@@ -104,7 +104,9 @@ pub fn enter_worker() -> bool {
     };
     NULL_FD.store(null, Ordering::SeqCst);
     STATUS_FD.store(fd, Ordering::SeqCst);
+    let mut forwarded = SigSet::empty();
     for signal in FORWARDED {
+        forwarded.add(signal);
         // SAFETY: the handler only makes async-signal-safe calls (dup2,
         // write, raise); SA_RESETHAND puts the default action back first.
         unsafe {
@@ -115,6 +117,9 @@ pub fn enter_worker() -> bool {
             libc::sigaction(signal as libc::c_int, &action, std::ptr::null_mut());
         }
     }
+    // The supervisor had them blocked when it started us, and exec keeps
+    // the mask: take them again (a signal already waiting arrives now).
+    let _ = forwarded.thread_unblock();
     true
 }
 
@@ -278,6 +283,7 @@ impl Outcome {
 fn wait_for(mut child: Child, status: &OwnedFd, signal_fd: &SignalFd) -> Outcome {
     let pid = child.id() as libc::pid_t;
     let mut message: Vec<u8> = Vec::new();
+    let mut lingering = Lingering::default();
     loop {
         let mut fds = [
             libc::pollfd {
@@ -342,14 +348,15 @@ fn wait_for(mut child: Child, status: &OwnedFd, signal_fd: &SignalFd) -> Outcome
         }
         if ready == 0 {
             // No word for a while: is the worker gone without one?
-            if let Ok(Some(status)) = child.try_wait() {
-                return Outcome::of(status);
-            }
-            if let Some(status) = exited_but_lingering(pid) {
-                eprintln!(
-                    "globofs: the worker process {pid} ended without a report and is stuck in the kernel on a peer's filesystem; it goes away when that filesystem answers"
-                );
-                return Outcome::of(status);
+            match lingering.check(&mut child) {
+                Gone::Reaped(status) => return Outcome::of(status),
+                Gone::Lingering(status) => {
+                    eprintln!(
+                        "globofs: the worker process {pid} ended without a report and is stuck in the kernel on a peer's filesystem; it goes away when that filesystem answers"
+                    );
+                    return Outcome::of(status);
+                }
+                Gone::No => {}
             }
         }
     }
@@ -358,26 +365,65 @@ fn wait_for(mut child: Child, status: &OwnedFd, signal_fd: &SignalFd) -> Outcome
 /// After the worker's report: waits a little for it to be gone, so the next
 /// command does not find its locks still held; leaves a stuck one behind.
 fn reap(child: &mut Child) {
-    let pid = child.id() as libc::pid_t;
+    let pid = child.id();
     let deadline = Instant::now() + REAP_WAIT;
+    let mut lingering = Lingering::default();
     while Instant::now() < deadline {
-        if !matches!(child.try_wait(), Ok(None)) {
-            return;
+        match lingering.check(child) {
+            Gone::Reaped(_) => return,
+            Gone::Lingering(_) => break,
+            Gone::No => std::thread::sleep(Duration::from_millis(5)),
         }
-        if exited_but_lingering(pid).is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
     eprintln!(
         "globofs: a call to a peer is still stuck in the kernel; its process {pid} goes away when the peer's filesystem answers"
     );
 }
 
-/// The wait status of a worker whose main thread has exited while another of
-/// its threads cannot (it sleeps uninterruptibly in a call on a hung peer):
-/// the kernel shows the main thread as a zombie with the exit status.
-fn exited_but_lingering(pid: libc::pid_t) -> Option<ExitStatus> {
+/// Whether the worker is gone.
+enum Gone {
+    No,
+    Reaped(ExitStatus),
+    /// Its main thread exited, another thread cannot: it stays unreaped.
+    Lingering(ExitStatus),
+}
+
+/// A main thread that exited stays a zombie until every thread has; that
+/// takes microseconds, unless a thread sleeps uninterruptibly in a call on a
+/// hung peer. So a worker is lingering when it stays so for a while.
+#[derive(Default)]
+struct Lingering {
+    zombie_since: Option<Instant>,
+}
+
+/// How long an unreaped zombie main thread must last to count as lingering.
+const LINGER_CONFIRM: Duration = Duration::from_millis(150);
+
+impl Lingering {
+    fn check(&mut self, child: &mut Child) -> Gone {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Gone::Reaped(status);
+        }
+        let Some(status) = zombie_main_thread(child.id() as libc::pid_t) else {
+            self.zombie_since = None;
+            return Gone::No;
+        };
+        // Exited meanwhile, the ordinary way?
+        if let Ok(Some(status)) = child.try_wait() {
+            return Gone::Reaped(status);
+        }
+        let since = *self.zombie_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= LINGER_CONFIRM {
+            Gone::Lingering(status)
+        } else {
+            Gone::No
+        }
+    }
+}
+
+/// The wait status of a worker whose main thread has exited (a zombie, with
+/// the exit status in the kernel's `stat`), whether or not others have.
+fn zombie_main_thread(pid: libc::pid_t) -> Option<ExitStatus> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // `pid (comm) state ...`: fields after the last ')' start at field 3.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

@@ -193,6 +193,13 @@ fn every_peer_command_returns_while_a_peer_is_hung() {
     let ran = run_bounded(globofs(a, &["status"]), "status");
     expect(&ran, "status", 0, b);
     assert!(ran.stdout.contains("away ("), "{}", ran.stdout);
+    // The hang is real: the call stayed stuck in the kernel after the
+    // command ended (the supervisor says it left that process behind).
+    assert!(
+        ran.stderr.contains("still stuck in the kernel"),
+        "{}",
+        ran.stderr
+    );
     took.push(ran.took);
 
     // As a script captures it: the shell waits for the end of the output.
@@ -229,6 +236,39 @@ fn every_peer_command_returns_while_a_peer_is_hung() {
     let ran = run_bounded(globofs(a, &["verify", "--repair"]), "verify --repair");
     expect(&ran, "verify --repair", 3, b);
     took.push(ran.took);
+
+    // SIGTERM to a command stuck on B ends it by SIGTERM, as it did when it
+    // was one process, and at once.
+    let mut sync = globofs(a, &["sync"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(TIMEOUT / 4);
+    let signalled = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &sync.id().to_string()])
+        .status();
+    let status = loop {
+        if let Some(status) = sync.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < BOUND,
+            "sync did not end within {BOUND:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    sync.stdout.take().unwrap().read_to_string(&mut rest).unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGTERM),
+        "{status:?} after {:.2?}: {rest}",
+        signalled.elapsed()
+    );
+    println!("sync ended by SIGTERM after {:.2?}", signalled.elapsed());
 
     // B answers again: the lingering calls end and the queue goes out.
     hung.resume();
@@ -408,4 +448,28 @@ fn a_mount_keeps_syncing_and_stops_while_a_peer_is_hung() {
     println!("mount exit after SIGTERM: {:.2?}", started.elapsed());
     assert_eq!(status.code(), Some(0), "{status:?}:\n{}", mount.log());
     assert!(!sshfs::is_mounted(&mnt), "still mounted after the exit");
+}
+
+/// The worker's exit codes come through as they are: 2 for usage (no spec),
+/// 1 for bad input, 0 for success.
+#[test]
+fn exit_codes_pass_through_the_supervisor() {
+    let cluster = Cluster::with_edges(1, &[], Options::default());
+    let a = cluster.node(0);
+    let ran = run_bounded(
+        {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_globofs"));
+            command.arg("status").env_remove("GLOBOFS_SPEC");
+            command
+        },
+        "status without a spec",
+    );
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(ran.stderr.contains("no spec given"), "{ran:?}");
+    let ran = run_bounded(globofs(a, &["mirror", "no-leading-slash"]), "mirror of a bad path");
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert!(ran.stderr.contains("no-leading-slash"), "{ran:?}");
+    let ran = run_bounded(globofs(a, &["status", "--no-blocks"]), "status");
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(ran.stdout.starts_with(&format!("node {}", a.id)), "{ran:?}");
 }
