@@ -137,7 +137,9 @@ bench find-stat-cold "$drop" \
   "find $native/tree -printf '%s %m\n' >/dev/null" "find $bmnt/tree -printf '%s %m\n' >/dev/null" "find $gmnt/tree -printf '%s %m\n' >/dev/null"
 
 echo "== mount memory with a $FILES-file volume"
-grep -E "VmHWM|VmRSS" /proc/$gpid/status
+# The mount serves from its worker process (a child of the one started).
+worker=$(pgrep -P "$gpid" | head -1)
+grep -E "VmHWM|VmRSS" "/proc/${worker:-$gpid}/status"
 fi
 
 rm -f /dev/shm/globofs-bench-1g
