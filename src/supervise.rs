@@ -223,17 +223,15 @@ pub fn supervise() -> Option<i32> {
     let Ok(old_mask) = signals.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK) else {
         return None;
     };
-    let signal_fd = match SignalFd::with_flags(
-        &signals,
-        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
-    ) {
-        Ok(fd) => fd,
-        Err(err) => {
-            tracing::debug!(error = %err, "no supervisor: signalfd");
-            let _ = old_mask.thread_set_mask();
-            return None;
-        }
-    };
+    let signal_fd =
+        match SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+            Ok(fd) => fd,
+            Err(err) => {
+                tracing::debug!(error = %err, "no supervisor: signalfd");
+                let _ = old_mask.thread_set_mask();
+                return None;
+            }
+        };
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| OsString::from("globofs"));
     let mut command = Command::new(exe);
@@ -431,7 +429,10 @@ fn zombie_main_thread(pid: libc::pid_t) -> Option<ExitStatus> {
         return None;
     }
     // Field 52: the exit status in waitpid's form.
-    let raw: i32 = fields.get(49).and_then(|f| f.parse().ok()).unwrap_or(3 << 8);
+    let raw: i32 = fields
+        .get(49)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(3 << 8);
     Some(ExitStatus::from_raw(raw))
 }
 

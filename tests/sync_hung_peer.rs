@@ -51,6 +51,9 @@ struct Ran {
 /// Runs `command` with stdout and stderr piped; it must exit and close both
 /// pipes within [`BOUND`], and not die of a signal.
 #[track_caller]
+// On a hang the child is killed but not waited for: it cannot be reaped until
+// the peer answers, and the test must fail, not wait.
+#[allow(clippy::zombie_processes)]
 fn run_bounded(mut command: Command, what: &str) -> Ran {
     command
         .stdin(Stdio::null())
@@ -61,7 +64,10 @@ fn run_bounded(mut command: Command, what: &str) -> Ran {
     let mut child = command.spawn().expect("start globofs");
     let (tx, rx) = mpsc::channel::<(bool, String)>();
     for (is_out, pipe) in [
-        (true, Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>),
+        (
+            true,
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        ),
         (false, Box::new(child.stderr.take().unwrap())),
     ] {
         let tx = tx.clone();
@@ -182,7 +188,9 @@ fn every_peer_command_returns_while_a_peer_is_hung() {
     b.ok(&["mirror"]);
     let before = a.ok(&["status"]);
     assert!(
-        before.contains("reachable;") && !before.contains("blocks: 0 in") && !before.contains(" 0 not local"),
+        before.contains("reachable;")
+            && !before.contains("blocks: 0 in")
+            && !before.contains(" 0 not local"),
         "before the hang, B is reachable and some blocks are at B only:\n{before}"
     );
     a.put("/from-a/queued", b"waits for B");
@@ -261,7 +269,11 @@ fn every_peer_command_returns_while_a_peer_is_hung() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut rest = String::new();
-    sync.stdout.take().unwrap().read_to_string(&mut rest).unwrap();
+    sync.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
     assert_eq!(
         status.signal(),
         Some(libc::SIGTERM),
@@ -287,10 +299,17 @@ fn every_peer_command_returns_while_a_peer_is_hung() {
         std::thread::sleep(Duration::from_millis(500));
     }
     cluster.settle();
-    assert_eq!(b.read("/from-a/queued").as_deref(), Some(&b"waits for B"[..]));
-    let ran = run_bounded(globofs(a, &["verify", "--repair"]), "verify --repair (B back)");
     assert_eq!(
-        ran.code, 0,
+        b.read("/from-a/queued").as_deref(),
+        Some(&b"waits for B"[..])
+    );
+    let ran = run_bounded(
+        globofs(a, &["verify", "--repair"]),
+        "verify --repair (B back)",
+    );
+    assert_eq!(
+        ran.code,
+        0,
         "{} is repaired from B once B answers:\n{}{}",
         corrupted.display(),
         ran.stdout,
@@ -466,7 +485,10 @@ fn exit_codes_pass_through_the_supervisor() {
     );
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(ran.stderr.contains("no spec given"), "{ran:?}");
-    let ran = run_bounded(globofs(a, &["mirror", "no-leading-slash"]), "mirror of a bad path");
+    let ran = run_bounded(
+        globofs(a, &["mirror", "no-leading-slash"]),
+        "mirror of a bad path",
+    );
     assert_eq!(ran.code, 1, "{ran:?}");
     assert!(ran.stderr.contains("no-leading-slash"), "{ran:?}");
     let ran = run_bounded(globofs(a, &["status", "--no-blocks"]), "status");
