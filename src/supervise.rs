@@ -197,14 +197,16 @@ pub fn supervise() -> Option<i32> {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(err) => {
-            tracing::debug!(error = %err, "no supervisor: cannot find this program");
+            eprintln!(
+                "globofs: warning: running without a supervisor (cannot find this program: {err})"
+            );
             return None;
         }
     };
     let (status_read, status_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(pipe) => pipe,
         Err(err) => {
-            tracing::debug!(error = %err, "no supervisor: pipe");
+            eprintln!("globofs: warning: running without a supervisor (pipe: {err})");
             return None;
         }
     };
@@ -215,7 +217,7 @@ pub fn supervise() -> Option<i32> {
     }
     // Block the forwarded signals before the worker starts, so none that
     // arrives meanwhile is lost; they are read from a signalfd below. (The
-    // worker starts with an empty signal mask: std resets it.)
+    // worker inherits the mask and unblocks them in `enter_worker`.)
     let mut signals = SigSet::empty();
     for signal in FORWARDED {
         signals.add(signal);
@@ -227,7 +229,7 @@ pub fn supervise() -> Option<i32> {
         match SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
             Ok(fd) => fd,
             Err(err) => {
-                tracing::debug!(error = %err, "no supervisor: signalfd");
+                eprintln!("globofs: warning: running without a supervisor (signalfd: {err})");
                 let _ = old_mask.thread_set_mask();
                 return None;
             }
@@ -247,7 +249,9 @@ pub fn supervise() -> Option<i32> {
     let child = match command.spawn() {
         Ok(child) => child,
         Err(err) => {
-            tracing::debug!(error = %err, "no supervisor: cannot start the worker");
+            eprintln!(
+                "globofs: warning: running without a supervisor (cannot start the worker: {err})"
+            );
             let _ = old_mask.thread_set_mask();
             return None;
         }
