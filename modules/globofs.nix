@@ -849,7 +849,7 @@ in
     enable = mkEnableOption "GloboFS, a filesystem shared by many machines through plain directories";
 
     package = lib.mkPackageOption pkgs "globofs" {
-      extraDescription = "The flake's `nixosModules.default` sets it to the flake's `packages.<system>.default`.";
+      extraDescription = "The flake's `nixosModules.default` sets it to the flake's `nix/package.nix`, built with this system's `pkgs`.";
     };
 
     peers = mkOption {

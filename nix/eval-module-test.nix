@@ -597,6 +597,9 @@ let
     specs = {
       alpha = alphaConfig.services.globofs.volumes.shared.generatedSpec;
       beta = betaConfig.services.globofs.volumes.shared.generatedSpec;
+      peers = peersConfig.services.globofs.volumes.shared.generatedSpec;
+      readme-alpha = (readmeFor "alpha").services.globofs.volumes.shared.generatedSpec;
+      readme-beta = (readmeFor "beta").services.globofs.volumes.shared.generatedSpec;
     };
     unit = alphaConfig.systemd.services.globofs-shared;
   };
