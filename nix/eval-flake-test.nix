@@ -180,6 +180,14 @@ let
         "/mnt/globofs/from-beta.txt"
       ]
     )
+    ++ c "VM test: a normal user through the mount, a peer added by a configuration switch, inbound spool owners" (
+      lib.all (s: lib.hasInfix s vm.testScript) [
+        "su alice -c"
+        "specialisation/withPeer/bin/switch-to-configuration test"
+        "detaching it lazily"
+        "spool/inbound/{peer_id})\\\" = gfs-{peer}:globofs-peers"
+      ]
+    )
     ++ c "devShell has the Rust toolchain, fuse3, sshfs, openssh" (
       lib.all (n: builtins.elem n shellNames) [
         "cargo"

@@ -25,7 +25,6 @@ let
     globofs = fakeDrv "globofs-0.1.0" { meta.mainProgram = "globofs"; };
     fuse3 = fakeDrv "fuse-3" { };
     sshfs = fakeDrv "sshfs" { };
-    util-linux = fakeDrv "util-linux" { };
     stdenv = {
       hostPlatform.system = "x86_64-linux";
       buildPlatform.canExecute = _: true;
