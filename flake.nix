@@ -39,13 +39,15 @@
         globofs = final.callPackage ./nix/package.nix { };
       };
 
-      # The module itself is modules/globofs.nix; this wrapper only makes the
-      # flake's own build the default package.
+      # The module itself is modules/globofs.nix; this wrapper only makes this
+      # flake's package.nix the default package, built with the system's own
+      # `pkgs` (its nixpkgs, overlays and platform), so no second nixpkgs is
+      # evaluated.
       nixosModules.default =
         { lib, pkgs, ... }:
         {
           imports = [ ./modules/globofs.nix ];
-          services.globofs.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+          services.globofs.package = lib.mkDefault (pkgs.callPackage ./nix/package.nix { });
         };
       nixosModules.globofs = self.nixosModules.default;
 

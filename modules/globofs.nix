@@ -8,9 +8,13 @@
 #     `globofs --spec /etc/globofs/<name>.yaml status` works from a shell;
 #   - runs `globofs-<name>.service`: `reconcile`, then `mount` (Type=notify).
 #
-# Peers are plain directories (NFS, sshfs, ...) that the admin mounts by other
-# means. The service never requires them: a peer that is away must not keep a
-# node from starting (GloboFS queues changes for it in the outbound spool).
+# Peers are declared once, in `services.globofs.peers.<name>`, with the
+# transport that reaches their store (a plain path, NFS or sshfs); the module
+# mounts NFS and sshfs peers with `fileSystems` entries that systemd
+# automounts. The service never requires them: a peer that is away must not
+# keep a node from starting (GloboFS queues changes for it in the outbound
+# spool). A peer may also be given inline in a volume (`{ id; path; }`), mounted
+# by other means.
 {
   config,
   lib,
@@ -71,6 +75,154 @@ let
   # Durations: integer seconds, or a string with a unit ("500ms", "30s", "5m", "1h", "30d").
   durationType = types.either types.ints.unsigned (types.strMatching " *[0-9]+ *(ms|s|m|h|d)? *");
 
+  # ---- quoting for systemd and tmpfiles ------------------------------------------------
+
+  # A path as one word of a unit setting (RequiresMountsFor=, a tmpfiles line):
+  # double-quoted with C escapes (spaces stay inside the word) and `%` doubled
+  # (no specifier expansion).
+  systemdWord = p: builtins.replaceStrings [ "%" ] [ "%%" ] (builtins.toJSON p);
+  # The same for an argument of an Exec*= command line, where `$` expands too.
+  execArg = p: builtins.replaceStrings [ "$" ] [ "$$" ] (systemdWord p);
+  # Free text in a unit (Description=): only specifiers matter.
+  unitText = builtins.replaceStrings [ "%" ] [ "%%" ];
+
+  # ---- peers declared once (services.globofs.peers.<name>) ----------------------------
+
+  namedPeerModule =
+    { name, config, ... }:
+    let
+      t = config.transport;
+    in
+    {
+      options = {
+        id = mkOption {
+          type = nodeIdType;
+          example = "ea8192ee-593f-437f-af60-90d213995480";
+          description = "Node id (UUID) of the peer in the volumes that name it. Spec key `peers[].id`.";
+        };
+
+        transport = {
+          type = mkOption {
+            type = types.enum [
+              "path"
+              "nfs"
+              "sshfs"
+            ];
+            default = "path";
+            description = ''
+              How this machine reaches the peer's volume directory:
+              `path`: `transport.path` is already a local directory (a disk, or
+              a mount you make yourself); `nfs`: the module mounts
+              `host:path` over NFS at `transport.mountPoint`; `sshfs`: the
+              module mounts `user@host:path` with sshfs there. NFS and sshfs
+              mounts are `noauto,nofail,_netdev,x-systemd.automount` with an
+              idle timeout: boot and the GloboFS service never wait for a peer
+              that is away.
+            '';
+          };
+          host = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "beta.example.org";
+            description = "Host name or address of the peer (nfs, sshfs).";
+          };
+          user = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "gfs-alpha";
+            description = ''
+              Login on the peer's host (sshfs); on the peer, its
+              `services.globofs.peers.<this node>.owner`.
+            '';
+          };
+          port = mkOption {
+            type = types.nullOr types.port;
+            default = null;
+            description = "SSH port of the peer's host (sshfs); `null` is ssh's default.";
+          };
+          identityFile = mkOption {
+            type = types.nullOr absolutePath;
+            default = null;
+            example = "/etc/globofs/id_ed25519";
+            description = "Private key for the sshfs login (kept out of the Nix store: give a path, not a file).";
+          };
+          path = mkOption {
+            type = types.str;
+            example = "/srv/globofs";
+            description = ''
+              The peer's volume directory (the one holding `<id>/`): on the
+              peer's host for `nfs` and `sshfs` (`/` for an SFTP login jailed
+              to the volume, as the peer's module sets it up), a local absolute
+              path for `path`.
+            '';
+          };
+          mountPoint = mkOption {
+            type = absolutePath;
+            default = "/mnt/globofs-peers/${name}";
+            defaultText = literalExpression ''"/mnt/globofs-peers/''${name}"'';
+            description = "Where the module mounts the peer's volume directory (nfs, sshfs).";
+          };
+          idleTimeout = mkOption {
+            type = types.str;
+            default = "10min";
+            description = "`x-systemd.idle-timeout` of the automount (nfs, sshfs).";
+          };
+          options = mkOption {
+            type = types.listOf types.str;
+            default = [ ];
+            example = [ "nfsvers=4.2" ];
+            description = "More mount options (nfs, sshfs), after the module's.";
+          };
+        };
+
+        replicate = mkOption {
+          type = types.nullOr types.bool;
+          default = null;
+          description = "As a volume peer's `replicate`: eager block replication to this peer; `null` falls back to the volume's.";
+        };
+
+        owner = mkOption {
+          type = types.nullOr (types.either types.ints.unsigned types.str);
+          default = null;
+          example = "gfs-beta";
+          description = ''
+            The login this peer uses on THIS machine to write into our store
+            (its sshfs user here, or the uid an NFS export squashes it to).
+            Spec key `peers[].owner`: `globofs reconcile` gives
+            `spool/inbound/<id>/` to it, the only place of our store the peer
+            may write (docs/FORMAT.md section 18). A user name must exist
+            (see `createOwner`). `null`: the spool stays root's.
+          '';
+        };
+
+        createOwner = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            Create `owner` as a system user in group
+            `services.globofs.peerGroup` with no shell, and (with
+            `services.openssh`) jail its SSH logins to SFTP inside the volume
+            directory that names this peer (`ChrootDirectory`, no forwarding,
+            no TTY): the sshfs recipe of docs/FORMAT.md section 18.
+          '';
+        };
+
+        authorizedKeys = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          description = "SSH public keys the peer logs in with as `owner` (with `createOwner`).";
+        };
+
+        storePath = mkOption {
+          type = types.str;
+          readOnly = true;
+          description = "The peer's store as this machine sees it (spec key `peers[].path`). Read only.";
+        };
+      };
+
+      config.storePath = "${if t.type == "path" then t.path else t.mountPoint}/${config.id}";
+    };
+
   # ---- one peer ----------------------------------------------------------------------
 
   peerModule = {
@@ -124,14 +276,15 @@ let
         (mkIf (vol.blockSize != null) { block_size = vol.blockSize; })
         (mkIf (vol.major != null) { node.major = vol.major; })
         (mkIf (vol.compression != null) { inherit (vol) compression; })
-        (mkIf (vol.peers != [ ]) {
+        (mkIf (resolvedPeers != [ ]) {
           peers = map (
             p:
             {
               inherit (p) id path;
             }
             // lib.optionalAttrs (effectiveReplicate p != null) { replicate = effectiveReplicate p; }
-          ) vol.peers;
+            // lib.optionalAttrs (p.owner or null != null) { inherit (p) owner; }
+          ) resolvedPeers;
         })
         (mkIf (vol.syncInterval != null || vol.syncTimeout != null) {
           sync = nonEmpty {
@@ -155,6 +308,19 @@ let
       ];
 
       effectiveReplicate = p: if p.replicate != null then p.replicate else vol.replicate;
+
+      # A name refers to services.globofs.peers.<name>; a missing one is left
+      # out here and reported by an assertion naming the volume and the peer.
+      resolvedPeers = lib.concatMap (
+        p:
+        if builtins.isString p then
+          lib.optional (cfg.peers ? ${p}) {
+            inherit (cfg.peers.${p}) id replicate owner;
+            path = cfg.peers.${p}.storePath;
+          }
+        else
+          [ p ]
+      ) vol.peers;
 
       # Remove nulls everywhere (the YAML must not carry `key: null`) and the
       # attribute sets that become empty on the way.
@@ -237,19 +403,22 @@ let
         };
 
         peers = mkOption {
-          type = types.listOf (types.submodule peerModule);
+          type = types.listOf (types.either types.str (types.submodule peerModule));
           default = [ ];
           example = literalExpression ''
             [
+              "beta" # services.globofs.peers.beta
               {
-                id = "ea8192ee-593f-437f-af60-90d213995480";
-                path = "/mnt/peers/beta/ea8192ee-593f-437f-af60-90d213995480";
+                id = "0b6f3c1e-2a4d-4e8f-9c1b-7d5e3f2a1b0c";
+                path = "/mnt/elsewhere/0b6f3c1e-2a4d-4e8f-9c1b-7d5e3f2a1b0c";
               }
             ]
           '';
           description = ''
-            The other nodes of the volume and where this node sees their
-            stores. Spec key `peers`.
+            The other nodes of the volume: names of peers declared in
+            `services.globofs.peers` (their store is reached by the declared
+            transport), or inline `{ id; path; }` for a store you mount by
+            other means. Spec key `peers`.
           '';
         };
 
@@ -343,6 +512,21 @@ let
           };
         };
 
+        restartIfChanged = mkOption {
+          type = types.bool;
+          default = true;
+          description = ''
+            Whether `nixos-rebuild switch` restarts the service when this
+            volume's spec (any option here) or the package changed. A restart
+            unmounts the volume: processes with files open in it, or a shell
+            inside it, keep the old mount lazily detached (logged as a warning
+            by the unit's `ExecStopPost`), and new opens see the new mount.
+            `globofs mount` cannot yet re-read its spec without a remount.
+            With `false` the new spec waits for
+            `systemctl restart globofs-<name>` or the next boot.
+          '';
+        };
+
         settings = mkOption {
           type = types.submodule { freeformType = yaml.type; };
           default = { };
@@ -385,11 +569,22 @@ let
       config = {
         settings = typedSpec;
         generatedSpec = stripNulls vol.settings;
-        specFile = pkgs.runCommand "globofs-${name}.yaml" { preferLocalBuild = true; } ''
-          echo "globofs: validating the spec of volume '${name}'"
-          ${cfg.package}/bin/globofs validate ${uncheckedSpec}
-          cp ${uncheckedSpec} $out
-        '';
+        # The package is built for the host; in a cross build it cannot run on
+        # the build machine, so the spec is copied unchecked (as package.nix
+        # skips its man pages then).
+        specFile = pkgs.runCommand "globofs-${name}.yaml" { preferLocalBuild = true; } (
+          if pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform then
+            ''
+              echo "globofs: validating the spec of volume '${name}'"
+              ${cfg.package}/bin/globofs validate ${uncheckedSpec}
+              cp ${uncheckedSpec} $out
+            ''
+          else
+            ''
+              echo "globofs: cross build, the spec of volume '${name}' is not validated here"
+              cp ${uncheckedSpec} $out
+            ''
+        );
       };
     };
 
@@ -404,8 +599,17 @@ let
       peerPaths = map (p: p.path or null) peers;
       inside = dir: p: p == dir || lib.hasPrefix "${dir}/" p;
       at = "services.globofs.volumes.${name}";
+      missingPeers = lib.filter (p: builtins.isString p && !(cfg.peers ? ${p})) vol.peers;
     in
     [
+      {
+        assertion = missingPeers == [ ];
+        message = "${at}.peers: ${
+          lib.concatMapStringsSep ", " (p: "\"${p}\"") missingPeers
+        } is not declared in services.globofs.peers (declared: ${
+          if cfg.peers == { } then "none" else lib.concatStringsSep ", " (lib.attrNames cfg.peers)
+        }).";
+      }
       {
         assertion = builtins.match "[A-Za-z0-9_.-]+" name != null;
         message = "${at}: the volume name '${name}' names the unit globofs-${name}.service; use only letters, digits, `_`, `.` and `-`.";
@@ -442,7 +646,116 @@ let
 
   volumeList = lib.attrValues cfg.volumes;
 
+  peerAssertions =
+    name: peer:
+    let
+      t = peer.transport;
+      at = "services.globofs.peers.${name}";
+      remote = t.type != "path";
+      users = map (v: v.volume) (
+        lib.filter (v: builtins.elem name (lib.filter builtins.isString v.peers)) volumeList
+      );
+    in
+    [
+      {
+        assertion = remote -> t.host != null;
+        message = "${at}.transport.host must be set for transport type ${t.type}.";
+      }
+      {
+        assertion = remote -> lib.hasPrefix "/" t.path;
+        message = "${at}.transport.path must be an absolute path on ${toString t.host} (got \"${t.path}\").";
+      }
+      {
+        assertion = t.type == "path" -> isAbsolutePath t.path;
+        message = "${at}.transport.path must be an absolute local path for transport type path (got \"${t.path}\").";
+      }
+      {
+        # mount options are comma-separated
+        assertion = !(lib.hasInfix "," (toString t.identityFile));
+        message = "${at}.transport.identityFile must not contain a comma (it goes into the mount options).";
+      }
+      {
+        assertion = peer.createOwner -> builtins.isString peer.owner;
+        message = "${at}: createOwner needs `owner` to be a user name.";
+      }
+      {
+        assertion = peer.createOwner -> builtins.length (lib.unique users) <= 1;
+        message = "${at}: createOwner jails the login to one volume directory, but volumes ${builtins.toJSON users} name this peer.";
+      }
+    ];
+
+  remotePeers = lib.filterAttrs (_: p: p.transport.type != "path") cfg.peers;
+
+  # Mount options of a peer's volume directory: on first access, never at boot,
+  # never a dependency of anything (nofail); unmounted when idle.
+  peerFileSystem =
+    _name: peer:
+    let
+      t = peer.transport;
+      common = [
+        "noauto"
+        "nofail"
+        "_netdev"
+        "x-systemd.automount"
+        "x-systemd.idle-timeout=${t.idleTimeout}"
+        "x-systemd.mount-timeout=30s"
+      ];
+    in
+    lib.nameValuePair t.mountPoint (
+      if t.type == "nfs" then
+        {
+          device = "${t.host}:${t.path}";
+          fsType = "nfs";
+          # soft + timeo: a dead peer returns errors instead of hanging.
+          options = common ++ [
+            "soft"
+            "timeo=100"
+            "retrans=3"
+          ]
+          ++ t.options;
+        }
+      else
+        {
+          device = "${lib.optionalString (t.user != null) "${t.user}@"}${t.host}:${t.path}";
+          fsType = "sshfs";
+          options =
+            common
+            ++ [
+              "reconnect"
+              "ServerAliveInterval=15"
+              "ServerAliveCountMax=3"
+            ]
+            ++ lib.optional (t.port != null) "port=${toString t.port}"
+            ++ lib.optional (t.identityFile != null) "IdentityFile=${t.identityFile}"
+            ++ t.options;
+        }
+    );
+
+  ownedPeers = lib.filterAttrs (_: p: p.createOwner) cfg.peers;
+
+  # The volume directory a created owner is jailed to (assertions make it one).
+  jailOf =
+    name:
+    lib.findFirst (v: builtins.elem name (lib.filter builtins.isString v.peers)) null volumeList;
+
   # ---- the service ---------------------------------------------------------------------
+
+  # What is still mounted when the daemon stopped: normally nothing (it
+  # unmounts on SIGTERM); after a crash a dead mount; while files are open, a
+  # busy one, detached lazily with a warning rather than silently.
+  unmountScript =
+    name:
+    pkgs.writeShellScript "globofs-${name}-unmount" ''
+      mp=$1
+      if out=$(${pkgs.fuse3}/bin/fusermount3 -u "$mp" 2>&1); then
+        echo "globofs: unmounted $mp, which the stopped daemon left mounted"
+        exit 0
+      fi
+      case $out in *"not found in"*) exit 0 ;; esac # not mounted: nothing to do
+      echo "<4>globofs: $mp is still mounted and busy ($out): detaching it lazily;" \
+        "processes with files open there keep the old mount, new opens see the new one" >&2
+      exec ${pkgs.fuse3}/bin/fusermount3 -u -z "$mp"
+    '';
 
   serviceFor =
     name: vol:
@@ -450,7 +763,7 @@ let
       globofs = "${cfg.package}/bin/globofs --spec ${vol.specFile}";
     in
     {
-      description = "GloboFS volume ${name} (${vol.volume} mounted on ${vol.mountPoint})";
+      description = unitText "GloboFS volume ${name} (${vol.volume} mounted on ${vol.mountPoint})";
       documentation = [ "man:globofs(1)" ];
       wantedBy = [ "multi-user.target" ];
       # Ordering only (no Requires/Wants): start after the peers' mounts had
@@ -461,10 +774,11 @@ let
       ];
       # Only the node's own directories. Never a peer path: one peer being
       # away must not keep this node from starting.
-      unitConfig.RequiresMountsFor = [
+      unitConfig.RequiresMountsFor = map systemdWord [
         vol.volume
         vol.mountPoint
       ];
+      inherit (vol) restartIfChanged;
 
       # The setuid wrapper of fusermount3 (programs.fuse), should libfuse need it.
       path = [ "/run/wrappers" ];
@@ -475,9 +789,9 @@ let
         ExecStartPre = "${globofs} reconcile";
         ExecStart = "${globofs} mount";
         # After a crash the kernel keeps a dead FUSE mount ("Transport endpoint
-        # is not connected") that would make the restart fail; drop it. The
-        # leading "-" ignores "not mounted".
-        ExecStopPost = "-${pkgs.fuse3}/bin/fusermount3 -u -z ${vol.mountPoint}";
+        # is not connected") that would make the restart fail; drop it, and
+        # say so in the journal when files were open (a lazy detach).
+        ExecStopPost = "-${unmountScript name} ${execArg vol.mountPoint}";
         Restart = "on-failure";
         RestartSec = "5s";
 
@@ -535,7 +849,42 @@ in
     enable = mkEnableOption "GloboFS, a filesystem shared by many machines through plain directories";
 
     package = lib.mkPackageOption pkgs "globofs" {
-      extraDescription = "The flake's `nixosModules.default` sets it to the flake's `packages.<system>.default`.";
+      extraDescription = "The flake's `nixosModules.default` sets it to the flake's `nix/package.nix`, built with this system's `pkgs`.";
+    };
+
+    peers = mkOption {
+      type = types.attrsOf (types.submodule namedPeerModule);
+      default = { };
+      example = literalExpression ''
+        {
+          beta = {
+            id = "ea8192ee-593f-437f-af60-90d213995480";
+            transport = {
+              type = "sshfs";
+              host = "beta";
+              user = "gfs-alpha";
+              path = "/"; # beta jails gfs-alpha to its volume directory
+              identityFile = "/etc/globofs/id_ed25519";
+            };
+            owner = "gfs-beta"; # the login beta uses here
+            createOwner = true;
+            authorizedKeys = [ "ssh-ed25519 AAAA... globofs@beta" ];
+          };
+        }
+      '';
+      description = ''
+        Other nodes, declared once and named from `volumes.<name>.peers`. For
+        `nfs` and `sshfs` transports the module adds a `fileSystems` entry
+        mounting the peer's volume directory at `transport.mountPoint`
+        (automounted, `nofail`, `_netdev`, idle timeout); the GloboFS
+        services never require these mounts.
+      '';
+    };
+
+    peerGroup = mkOption {
+      type = types.str;
+      default = "globofs-peers";
+      description = "Group of the owners created with `peers.<name>.createOwner`.";
     };
 
     volumes = mkOption {
@@ -569,6 +918,7 @@ in
   config = mkIf cfg.enable {
     assertions =
       lib.concatLists (lib.mapAttrsToList volumeAssertions cfg.volumes)
+      ++ lib.concatLists (lib.mapAttrsToList peerAssertions cfg.peers)
       ++ [
         {
           assertion = lib.allUnique (map (v: v.volume) volumeList);
@@ -580,7 +930,43 @@ in
         }
       ];
 
-    programs.fuse.enable = true;
+    # Root mounts without fusermount3; the wrapper is for unmounting (and for a
+    # user running `globofs mount` by hand). A configuration may turn it off.
+    programs.fuse.enable = lib.mkDefault true;
+
+    fileSystems = lib.mapAttrs' peerFileSystem remotePeers;
+    system.fsPackages = lib.optional (lib.any (p: p.transport.type == "sshfs") (lib.attrValues cfg.peers)) pkgs.sshfs;
+
+    users.groups = lib.mkIf (ownedPeers != { }) { ${cfg.peerGroup} = { }; };
+    users.users = lib.mapAttrs' (
+      name: peer:
+      lib.nameValuePair peer.owner {
+        isSystemUser = true;
+        group = cfg.peerGroup;
+        description = "GloboFS peer ${name} (${peer.id})";
+        home = "/var/empty";
+        shell = "/run/current-system/sw/bin/nologin";
+        openssh.authorizedKeys.keys = peer.authorizedKeys;
+      }
+    ) ownedPeers;
+
+    # SFTP only, jailed to the volume directory (ChrootDirectory needs it and
+    # its parents root-owned and not group/world-writable: reconcile makes the
+    # volume 0755, and the store stays root's but for the peer's inbound spool).
+    services.openssh.extraConfig = lib.concatStrings (
+      lib.mapAttrsToList (
+        name: peer:
+        lib.optionalString (jailOf name != null) ''
+          Match User ${peer.owner}
+              ChrootDirectory ${systemdWord (jailOf name).volume}
+              ForceCommand internal-sftp
+              AllowTcpForwarding no
+              X11Forwarding no
+              PermitTTY no
+          Match all
+        ''
+      ) ownedPeers
+    );
 
     environment.systemPackages = [ cfg.package ];
 
@@ -588,7 +974,9 @@ in
       name: vol: lib.nameValuePair "globofs/${name}.yaml" { source = vol.specFile; }
     ) cfg.volumes;
 
-    systemd.tmpfiles.rules = map (vol: "d '${vol.mountPoint}' 0755 root root - -") volumeList;
+    # Created 0755 root:root when missing; `-` for mode, user and group leaves
+    # an existing directory (the live mount root included) as it is.
+    systemd.tmpfiles.rules = map (vol: "d ${systemdWord vol.mountPoint} - - - - -") volumeList;
 
     systemd.services = lib.mapAttrs' (
       name: vol: lib.nameValuePair "globofs-${name}" (serviceFor name vol)

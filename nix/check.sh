@@ -2,8 +2,8 @@
 # Offline checks of the Nix packaging (flake.nix, flake.lock, modules/, nix/,
 # examples/). Needs only the `nix` command (Debian: nix-bin) and, for the
 # evaluation tests, a checkout of nixpkgs' lib (nix-community/nixpkgs.lib,
-# the commit matching nixos-25.05 for a Nix as old as 2.8) pointed at by
-# NIXPKGS_LIB (default: /work/nixpkgs-lib when it exists). No network, no
+# the commit matching nixos-25.05 for a Nix as old as 2.8): NIXPKGS_LIB when
+# set, else ../shared/nixpkgs-lib beside the repository's root. No network, no
 # binary cache: nothing is built.
 #
 # Prints one line per check: `ok: ...`, `FAIL: ...` or `skipped: ... (reason)`,
@@ -113,7 +113,9 @@ fi
 # ---- nixpkgs lib ------------------------------------------------------------------------
 lib_dir=
 candidate=${NIXPKGS_LIB:-}
-if [ -z "$candidate" ] && [ -d /work/nixpkgs-lib ]; then candidate=/work/nixpkgs-lib; fi
+if [ -z "$candidate" ] && [ -d "$repo/../shared/nixpkgs-lib" ]; then
+  candidate="$repo/../shared/nixpkgs-lib"
+fi
 if [ -n "$candidate" ]; then
   if [ -f "$candidate/lib/default.nix" ]; then
     lib_dir=$(cd "$candidate/lib" && pwd)
@@ -133,11 +135,11 @@ done
 if [ -z "$lib_dir" ] && [ -n "${NIXPKGS_LIB:-}" ]; then
   fail "NIXPKGS_LIB=$NIXPKGS_LIB holds no nixpkgs lib (neither lib/default.nix nor default.nix + modules.nix)"
 elif [ -z "$lib_dir" ]; then
-  reason="no nixpkgs lib: set NIXPKGS_LIB to a checkout of nix-community/nixpkgs.lib"
+  reason="no nixpkgs lib: neither NIXPKGS_LIB nor ../shared/nixpkgs-lib beside the repository"
   skip "module evaluation, two-node example ($reason)"
   skip "module rejects a wrong option type ($reason)"
   skip "module rejects an unknown option ($reason)"
-  skip "module rejects a relative path, an upper-case node id, a settings conflict ($reason)"
+  skip "module rejects a relative path, an upper-case node id, a settings conflict, an undeclared peer ($reason)"
   skip "flake outputs evaluate with a stub nixpkgs ($reason)"
   skip "generated specs pass globofs validate ($reason)"
 elif ! libv=$(nix-instantiate --eval --strict --expr \
@@ -149,13 +151,14 @@ else
   eval_test() { # file, then extra nix-instantiate arguments
     local file=$1
     shift
-    nix-instantiate --eval --strict --json "$file" --argstr libPath "$lib_dir" "$@"
+    # read-write: the tests read the scripts a unit runs (builtins.toFile)
+    nix-instantiate --read-write-mode --eval --strict --json "$file" --argstr libPath "$lib_dir" "$@"
   }
 
   # Positive: the two-node example, its unit, spec, assertions.
   if out=$(eval_test nix/eval-module-test.nix 2>&1) && [[ $out == *'"failures":[]'* ]]; then
     [[ $out =~ \"checked\":([0-9]+) ]]
-    ok "module evaluates: two-node example, ${BASH_REMATCH[1]} checks on the unit, spec, hardening and assertions"
+    ok "module evaluates: ${BASH_REMATCH[1]} checks (two-node example: unit, spec, hardening, assertions; peers over sshfs/nfs/path: fileSystems, owners, sshd jail; paths with spaces, % and \$; mkDefault fuse, cross build, restartIfChanged; README.md's snippet for alpha and beta)"
   else
     fail "module evaluates: two-node example" "$out"
   fi
@@ -166,7 +169,7 @@ else
     if err=$(eval_test nix/eval-module-test.nix --argstr case "$case" 2>&1 >/dev/null); then
       fail "module rejects $label: it evaluated"
     elif [[ $err == *"$pattern"* ]]; then
-      ok "module rejects $label ($(grep -m1 -o "error: .*" <<<"$err" | cut -c1-110)...)"
+      ok "module rejects $label ($( (grep -m1 -o "error: ..*" <<<"$err" || grep -m1 -F -- "$pattern" <<<"$err") | sed 's/^ *//' | cut -c1-110)...)"
     else
       fail "module rejects $label: it failed, but not with \"$pattern\"" "$err"
     fi
@@ -176,6 +179,9 @@ else
   expect_failure "a relative volume path" relative-path "is not of type \`absolute path"
   expect_failure "an upper-case node id" bad-node-id "is not of type \`lower-case UUID"
   expect_failure "settings overriding a typed option" settings-conflict "has conflicting definition values"
+  expect_failure "a volume naming an undeclared peer (as nixos-rebuild reports assertions)" wrong-peer \
+    'services.globofs.volumes.shared.peers: "gamma" is not declared in services.globofs.peers'
+
 
   if out=$(eval_test nix/eval-flake-test.nix 2>&1) && [[ $out == *'"failures":[]'* ]]; then
     [[ $out =~ \"checked\":([0-9]+) ]]
@@ -190,7 +196,7 @@ else
     skip "generated specs pass globofs validate (no globofs binary: cargo build, or set GLOBOFS)"
   else
     bad=
-    for node in alpha beta; do
+    for node in alpha beta peers readme-alpha readme-beta; do
       if eval_test nix/eval-module-test.nix -A "specs.$node" >"$tmp/$node.yaml" 2>"$tmp/err" \
         && "$globofs_bin" validate "$tmp/$node.yaml" >"$tmp/out" 2>&1; then
         :
@@ -199,7 +205,7 @@ else
       fi
     done
     if [ -z "$bad" ]; then
-      ok "the module's generated specs (alpha, beta) pass $globofs_bin validate"
+      ok "the module's generated specs (alpha, beta, named peers with owners, README's for alpha and beta) pass $globofs_bin validate"
     else
       fail "the module's generated specs pass $globofs_bin validate" "$bad"
     fi

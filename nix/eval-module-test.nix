@@ -31,16 +31,19 @@ let
   stubs = import ./test-stubs.nix { inherit lib; };
   inherit (stubs) stubPkgs nixosStubs;
 
-  evalWith =
-    modules:
+  evalWithPkgs =
+    pkgs: modules:
     (lib.evalModules {
       modules = [
         nixosStubs
         module
-        { _module.args.pkgs = stubPkgs; }
+        { _module.args.pkgs = pkgs; }
       ]
       ++ modules;
     }).config;
+  evalWith = evalWithPkgs stubPkgs;
+
+  failedAssertionsOf = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
 
   # ---- the two-node example (alpha's side and beta's side) ------------------------------
 
@@ -158,12 +161,25 @@ let
     )
     ++ c "ExecStart mounts (got ${toString sc.ExecStart})" (sc.ExecStart == "${exe} mount")
     ++ c "Restart=on-failure" (sc.Restart == "on-failure")
-    ++ c "RequiresMountsFor is the volume and the mount point" (
+    ++ c "RequiresMountsFor is the volume and the mount point, quoted" (
       unit.unitConfig.RequiresMountsFor == [
-        "/srv/globofs"
-        "/mnt/globofs"
+        ''"/srv/globofs"''
+        ''"/mnt/globofs"''
       ]
     )
+    ++ c "ExecStopPost runs the unmount script on the quoted mount point, failures ignored (got ${sc.ExecStopPost})" (
+      builtins.match ''-/nix/store/[^ ]*-globofs-shared-unmount "/mnt/globofs"'' sc.ExecStopPost != null
+    )
+    ++ c "the unmount script warns before a lazy detach" (
+      let
+        text = builtins.readFile (builtins.head (builtins.match "-([^ ]+) .*" sc.ExecStopPost));
+      in
+      lib.hasInfix "fusermount3 -u \"$mp\"" text
+      && lib.hasInfix "<4>globofs: $mp is still mounted and busy" text
+      && lib.hasInfix "*\"not found in\"*) exit 0" text
+      && lib.hasInfix "fusermount3 -u -z \"$mp\"" text
+    )
+    ++ c "restartIfChanged is on by default (documented: a restart remounts)" unit.restartIfChanged
     ++ c "no peer path anywhere in the unit" (!(lib.hasInfix peerPath unitJSON))
     ++ c "no dependency other than ordering on remote filesystems" (
       unit.requires == [ ] && unit.bindsTo == [ ] && unit.wants == [ ]
@@ -178,12 +194,15 @@ let
       sc.RestrictNamespaces && sc.LockPersonality && sc.RestrictSUIDSGID && sc.MemoryDenyWriteExecute
     )
     ++ c "programs.fuse is enabled" config.programs.fuse.enable
+    ++ c "no peer filesystems, users or sshd config for inline peers" (
+      config.fileSystems == { } && config.users.users == { } && config.services.openssh.extraConfig == ""
+    )
     ++ c "spec linked to /etc/globofs/shared.yaml" (
       config.environment.etc."globofs/shared.yaml".source == vol.specFile
     )
     ++ c "globofs is installed" (builtins.elem stubPkgs.globofs config.environment.systemPackages)
     ++ c "mount point created by tmpfiles" (
-      config.systemd.tmpfiles.rules == [ "d '/mnt/globofs' 0755 root root - -" ]
+      config.systemd.tmpfiles.rules == [ ''d "/mnt/globofs" - - - - -'' ]
     );
 
   alphaConfig = evalWith [ alpha ];
@@ -282,6 +301,25 @@ let
         mountPoint = "/mnt/globofs";
       };
     };
+    "services.globofs.volumes.shared.peers: \"gamma\" is not declared in services.globofs.peers (declared: beta)" = {
+      services.globofs.peers.beta = {
+        id = ids.beta;
+        transport.path = "/mnt/peers/beta";
+      };
+      services.globofs.volumes.shared.peers = lib.mkForce [
+        "beta"
+        "gamma"
+      ];
+    };
+    "services.globofs.peers.nfsless.transport.host must be set" = {
+      services.globofs.peers.nfsless = {
+        id = ids.beta;
+        transport = {
+          type = "nfs";
+          path = "/srv/globofs";
+        };
+      };
+    };
     "use only letters, digits" = {
       services.globofs.volumes."my volume" = {
         volume = "/srv/other";
@@ -308,6 +346,236 @@ let
     ) assertionCases
   );
 
+  # ---- peers declared once, with their transports ----------------------------------------
+
+  gammaId = "0b6f3c1e-2a4d-4e8f-9c1b-7d5e3f2a1b0c";
+  withPeers = {
+    services.globofs.peers = {
+      beta = {
+        id = ids.beta;
+        transport = {
+          type = "sshfs";
+          host = "beta.example.org";
+          user = "gfs-alpha";
+          port = 2222;
+          path = "/";
+          identityFile = "/etc/globofs/id ed25519";
+        };
+        owner = "gfs-beta";
+        createOwner = true;
+        authorizedKeys = [ "ssh-ed25519 AAAAC3Nza globofs@beta" ];
+      };
+      gamma = {
+        id = gammaId;
+        transport = {
+          type = "nfs";
+          host = "gamma";
+          path = "/srv/globofs";
+          options = [ "nfsvers=4.2" ];
+        };
+        owner = 4001;
+        replicate = true;
+      };
+      local = {
+        id = "1c7e4d2f-3b5e-4f9a-8d2c-8e6f4a3b2c1d";
+        transport.path = "/media/usb disk/globofs";
+      };
+    };
+    services.globofs.volumes.shared.peers = lib.mkForce [
+      "beta"
+      "gamma"
+      "local"
+    ];
+  };
+  peersConfig = evalWith [
+    alpha
+    withPeers
+  ];
+  peersUnit = peersConfig.systemd.services.globofs-shared;
+  automountOptions = [
+    "noauto"
+    "nofail"
+    "_netdev"
+    "x-systemd.automount"
+    "x-systemd.idle-timeout=10min"
+    "x-systemd.mount-timeout=30s"
+  ];
+  peerChecks =
+    check "peers: assertions hold (failed: ${builtins.toJSON (failedAssertionsOf peersConfig)})" (
+      failedAssertionsOf peersConfig == [ ]
+    )
+    ++ check "peers: the spec names each peer's store under its mount, with owner and replicate (got ${builtins.toJSON peersConfig.services.globofs.volumes.shared.generatedSpec.peers})" (
+      peersConfig.services.globofs.volumes.shared.generatedSpec.peers == [
+        {
+          id = ids.beta;
+          path = "/mnt/globofs-peers/beta/${ids.beta}";
+          owner = "gfs-beta";
+        }
+        {
+          id = gammaId;
+          path = "/mnt/globofs-peers/gamma/${gammaId}";
+          owner = 4001;
+          replicate = true;
+        }
+        {
+          id = "1c7e4d2f-3b5e-4f9a-8d2c-8e6f4a3b2c1d";
+          path = "/media/usb disk/globofs/1c7e4d2f-3b5e-4f9a-8d2c-8e6f4a3b2c1d";
+        }
+      ]
+    )
+    ++ check "peers: sshfs and nfs peers get automounted fileSystems, a path peer none (got ${builtins.toJSON peersConfig.fileSystems})" (
+      peersConfig.fileSystems == {
+        "/mnt/globofs-peers/beta" = {
+          mountPoint = "/mnt/globofs-peers/beta";
+          device = "gfs-alpha@beta.example.org:/";
+          fsType = "sshfs";
+          options = automountOptions ++ [
+            "reconnect"
+            "ServerAliveInterval=15"
+            "ServerAliveCountMax=3"
+            "port=2222"
+            "IdentityFile=/etc/globofs/id ed25519"
+          ];
+        };
+        "/mnt/globofs-peers/gamma" = {
+          mountPoint = "/mnt/globofs-peers/gamma";
+          device = "gamma:/srv/globofs";
+          fsType = "nfs";
+          options = automountOptions ++ [
+            "soft"
+            "timeo=100"
+            "retrans=3"
+            "nfsvers=4.2"
+          ];
+        };
+      }
+    )
+    ++ check "peers: sshfs is in system.fsPackages" (peersConfig.system.fsPackages == [ stubPkgs.sshfs ])
+    ++ check "peers: RequiresMountsFor stays on the volume and the mount point" (
+      peersUnit.unitConfig.RequiresMountsFor == [
+        ''"/srv/globofs"''
+        ''"/mnt/globofs"''
+      ]
+    )
+    ++ check "peers: no peer mount anywhere in the unit" (
+      !(lib.hasInfix "globofs-peers" (builtins.toJSON peersUnit))
+      && !(lib.hasInfix "usb disk" (builtins.toJSON peersUnit))
+      && peersUnit.requires == [ ]
+      && peersUnit.wants == [ ]
+    )
+    ++ check "peers: createOwner makes a nologin system user in globofs-peers with its keys" (
+      peersConfig.users.users == {
+        gfs-beta = {
+          isSystemUser = true;
+          group = "globofs-peers";
+          description = "GloboFS peer beta (${ids.beta})";
+          home = "/var/empty";
+          shell = "/run/current-system/sw/bin/nologin";
+          openssh.authorizedKeys.keys = [ "ssh-ed25519 AAAAC3Nza globofs@beta" ];
+        };
+      }
+      && peersConfig.users.groups ? globofs-peers
+    )
+    ++ check "peers: sshd jails the created owner to SFTP in the volume (got ${builtins.toJSON peersConfig.services.openssh.extraConfig})" (
+      peersConfig.services.openssh.extraConfig == ''
+        Match User gfs-beta
+            ChrootDirectory "/srv/globofs"
+            ForceCommand internal-sftp
+            AllowTcpForwarding no
+            X11Forwarding no
+            PermitTTY no
+        Match all
+      ''
+    );
+
+  # ---- paths with spaces, `%` and `$` -------------------------------------------------------
+
+  oddConfig = evalWith [
+    alpha
+    {
+      services.globofs.volumes.shared.volume = lib.mkForce "/srv/my vol %h";
+      services.globofs.volumes.shared.mountPoint = lib.mkForce "/mnt/Globo FS 100% $x";
+    }
+  ];
+  oddUnit = oddConfig.systemd.services.globofs-shared;
+  oddChecks =
+    check "odd paths: RequiresMountsFor quoted, % doubled (got ${builtins.toJSON oddUnit.unitConfig.RequiresMountsFor})" (
+      oddUnit.unitConfig.RequiresMountsFor == [
+        ''"/srv/my vol %%h"''
+        ''"/mnt/Globo FS 100%% $x"''
+      ]
+    )
+    ++ check "odd paths: ExecStopPost quoted, % and $ doubled (got ${oddUnit.serviceConfig.ExecStopPost})" (
+      lib.hasSuffix '' "/mnt/Globo FS 100%% $$x"'' oddUnit.serviceConfig.ExecStopPost
+    )
+    ++ check "odd paths: Description has % doubled" (
+      oddUnit.description == "GloboFS volume shared (/srv/my vol %%h mounted on /mnt/Globo FS 100%% $x)"
+    )
+    ++ check "odd paths: tmpfiles line quoted (got ${builtins.toJSON oddConfig.systemd.tmpfiles.rules})" (
+      oddConfig.systemd.tmpfiles.rules == [ ''d "/mnt/Globo FS 100%% $x" - - - - -'' ]
+    )
+    ++ check "odd paths: the spec keeps the paths as they are" (
+      oddConfig.services.globofs.volumes.shared.generatedSpec.mount.path == "/mnt/Globo FS 100% $x"
+    );
+
+  # ---- defaults a configuration may override ------------------------------------------------
+
+  fuseOff = evalWith [
+    alpha
+    { programs.fuse.enable = false; }
+  ];
+  crossConfig = evalWithPkgs (stubPkgs // { stdenv = stubPkgs.stdenv // { buildPlatform.canExecute = _: false; }; }) [ alpha ];
+  noRestart = evalWith [
+    alpha
+    { services.globofs.volumes.shared.restartIfChanged = false; }
+  ];
+  overrideChecks =
+    check "programs.fuse.enable = false in a configuration wins (mkDefault)" (!fuseOff.programs.fuse.enable)
+    ++ check "cross build: the spec is copied without running globofs validate" (
+      !(lib.hasInfix "globofs validate" crossConfig.services.globofs.volumes.shared.specFile.script)
+      && lib.hasInfix "not validated" crossConfig.services.globofs.volumes.shared.specFile.script
+    )
+    ++ check "restartIfChanged = false reaches the unit" (
+      !noRestart.systemd.services.globofs-shared.restartIfChanged
+    );
+
+  # ---- README.md's NixOS snippet, exactly as printed -------------------------------------------
+
+  readme = builtins.readFile ../README.md;
+  nixosSection = builtins.elemAt (builtins.split "\n## Nix and NixOS\n" readme) 2;
+  sectionText = builtins.head (builtins.split "\n## " nixosSection);
+  nixBlocks = lib.filter builtins.isString (
+    lib.tail (builtins.split "```nix\n" sectionText)
+  );
+  snippetText = builtins.head (builtins.split "```" (
+    lib.findFirst (b: lib.hasInfix "services.globofs" b) (throw "README.md: no ```nix block with services.globofs in ## Nix and NixOS") nixBlocks
+  ));
+  snippet = import (builtins.toFile "readme-snippet.nix" snippetText);
+  readmeFor =
+    host:
+    evalWith [
+      snippet
+      { networking.hostName = host; }
+    ];
+  readmeChecks = lib.concatMap (
+    host:
+    let
+      config = readmeFor host;
+      vol = config.services.globofs.volumes.shared;
+      other = if host == "alpha" then "beta" else "alpha";
+    in
+    check "README snippet (${host}): assertions hold (failed: ${builtins.toJSON (failedAssertionsOf config)})" (
+      failedAssertionsOf config == [ ]
+    )
+    ++ check "README snippet (${host}): one volume, its node id, the other as its peer" (
+      vol.nodeId == ids.${host}
+      && map (p: p.id) vol.generatedSpec.peers == [ ids.${other} ]
+    )
+    ++ check "README snippet (${host}): the other's store is automounted with sshfs" (
+      (config.fileSystems."/mnt/globofs-peers/${other}".fsType or null) == "sshfs"
+    )
+  ) [ "alpha" "beta" ];
+
   disabledConfig = evalWith [
     alpha
     { services.globofs.enable = lib.mkForce false; }
@@ -317,6 +585,10 @@ let
     nodeChecks "alpha" alphaConfig alphaSpec "/mnt/peers"
       ++ nodeChecks "beta" betaConfig betaSpec "/mnt/peers"
       ++ assertionChecks
+      ++ peerChecks
+      ++ oddChecks
+      ++ overrideChecks
+      ++ readmeChecks
       ++ check "disabled: no services" (disabledConfig.systemd.services == { })
       ++ check "disabled: fuse untouched" (!disabledConfig.programs.fuse.enable);
 
@@ -326,6 +598,9 @@ let
     specs = {
       alpha = alphaConfig.services.globofs.volumes.shared.generatedSpec;
       beta = betaConfig.services.globofs.volumes.shared.generatedSpec;
+      peers = peersConfig.services.globofs.volumes.shared.generatedSpec;
+      readme-alpha = (readmeFor "alpha").services.globofs.volumes.shared.generatedSpec;
+      readme-beta = (readmeFor "beta").services.globofs.volumes.shared.generatedSpec;
     };
     unit = alphaConfig.systemd.services.globofs-shared;
   };
@@ -339,7 +614,24 @@ let
     inherit (config) assertions;
   };
 
+  # As NixOS does when it builds the system: failed assertions stop evaluation.
+  asNixos =
+    config:
+    let
+      failed = failedAssertionsOf config;
+    in
+    if failed != [ ] then
+      throw "\nFailed assertions:\n${lib.concatMapStrings (m: "- ${m}\n") failed}"
+    else
+      force config;
+
   negative = {
+    wrong-peer = asNixos (evalWith [
+      alpha
+      {
+        services.globofs.volumes.shared.peers = lib.mkForce [ "gamma" ];
+      }
+    ]);
     # major must be an integer
     wrong-type = force (evalWith [
       alpha

@@ -24,6 +24,18 @@ let
   stubPkgs = {
     globofs = fakeDrv "globofs-0.1.0" { meta.mainProgram = "globofs"; };
     fuse3 = fakeDrv "fuse-3" { };
+    sshfs = fakeDrv "sshfs" { };
+    stdenv = {
+      hostPlatform.system = "x86_64-linux";
+      buildPlatform.canExecute = _: true;
+    };
+    # A real file (builtins.toFile), so tests can read the script a unit runs.
+    writeShellScript =
+      name: text:
+      fakeDrv name {
+        outPath = builtins.toFile name "#!/bin/sh\n${text}";
+        inherit text;
+      };
     runCommand =
       name: env: script:
       fakeDrv name { inherit env script; };
@@ -125,6 +137,10 @@ let
         type = types.attrsOf (types.nullOr (types.either types.str types.package));
         default = { };
       };
+      restartIfChanged = mkOption {
+        type = types.bool;
+        default = true;
+      };
       restartTriggers = mkOption {
         type = types.listOf types.unspecified;
         default = [ ];
@@ -149,6 +165,10 @@ let
       warnings = mkOption {
         type = types.listOf types.str;
         default = [ ];
+      };
+      networking.hostName = mkOption {
+        type = types.str;
+        default = "nixos";
       };
       programs.fuse = {
         enable = mkOption {
@@ -181,6 +201,79 @@ let
       systemd.services = mkOption {
         type = types.attrsOf (types.submodule serviceModule);
         default = { };
+      };
+      fileSystems = mkOption {
+        type = types.attrsOf (
+          types.submodule (
+            { name, ... }:
+            {
+              options = {
+                mountPoint = mkOption {
+                  type = types.str;
+                  default = name;
+                };
+                device = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                };
+                fsType = mkOption {
+                  type = types.str;
+                  default = "auto";
+                };
+                options = mkOption {
+                  type = types.nonEmptyListOf types.str;
+                  default = [ "defaults" ];
+                };
+              };
+            }
+          )
+        );
+        default = { };
+      };
+      system.fsPackages = mkOption {
+        type = types.listOf types.package;
+        default = [ ];
+      };
+      users.groups = mkOption {
+        type = types.attrsOf (types.submodule { options.gid = mkOption { type = types.nullOr types.int; default = null; }; });
+        default = { };
+      };
+      users.users = mkOption {
+        type = types.attrsOf (
+          types.submodule {
+            options = {
+              isSystemUser = mkOption {
+                type = types.bool;
+                default = false;
+              };
+              group = mkOption {
+                type = types.str;
+                default = "";
+              };
+              description = mkOption {
+                type = types.str;
+                default = "";
+              };
+              home = mkOption {
+                type = types.path;
+                default = "/var/empty";
+              };
+              shell = mkOption {
+                type = types.nullOr (types.either types.package types.path);
+                default = null;
+              };
+              openssh.authorizedKeys.keys = mkOption {
+                type = types.listOf types.str;
+                default = [ ];
+              };
+            };
+          }
+        );
+        default = { };
+      };
+      services.openssh.extraConfig = mkOption {
+        type = types.lines;
+        default = "";
       };
       systemd.tmpfiles.rules = mkOption {
         type = types.listOf types.str;

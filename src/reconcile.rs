@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ids::NodeId;
 use crate::layout::StoreLayout;
-use crate::spec::Spec;
+use crate::spec::{PeerOwner, Spec};
 use crate::store::{StoreError, StoreMeta, set_mode};
 
 /// One thing reconcile did (or would do with `--dry-run`).
@@ -33,6 +33,14 @@ pub enum Action {
     Unlink {
         link: PathBuf,
         kept: Vec<PathBuf>,
+    },
+    /// A peer's inbound spool given to its login (`peers[].owner`).
+    GiveInbound {
+        dir: PathBuf,
+        peer: NodeId,
+        owner: String,
+        uid: u32,
+        gid: Option<u32>,
     },
 }
 
@@ -67,6 +75,23 @@ impl std::fmt::Display for Action {
                 }
                 Ok(())
             }
+            Action::GiveInbound {
+                dir,
+                peer,
+                owner,
+                uid,
+                gid,
+            } => {
+                write!(
+                    f,
+                    "give {} (peer {peer}) to {owner} (uid {uid}",
+                    dir.display()
+                )?;
+                match gid {
+                    Some(gid) => write!(f, ", gid {gid})"),
+                    None => write!(f, ", group unchanged)"),
+                }
+            }
         }
     }
 }
@@ -82,6 +107,21 @@ pub struct Outcome {
 pub enum ReconcileError {
     #[error("{}: {why}; it is not globofs's to change, so nothing was touched there", path.display())]
     NotOurs { path: PathBuf, why: String },
+    #[error(
+        "peers[] {peer}: owner {owner} does not exist on this machine (create the user first, or give a numeric uid); {dir} was left as it is",
+        dir = dir.display()
+    )]
+    UnknownOwner {
+        peer: NodeId,
+        owner: PeerOwner,
+        dir: PathBuf,
+    },
+    #[error("peers[] {peer}: cannot look up owner {owner}: {source}")]
+    OwnerLookup {
+        peer: NodeId,
+        owner: PeerOwner,
+        source: nix::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -241,6 +281,8 @@ pub fn reconcile(spec: &Spec, dry_run: bool) -> Result<Outcome, ReconcileError> 
         }
     }
 
+    give_inbound_to_owners(&mut run, spec, &layout)?;
+
     // Links to peers no longer in the spec: remove the link, keep the spools.
     if let Ok(entries) = fs::read_dir(volume) {
         for entry in entries.flatten() {
@@ -277,6 +319,82 @@ pub fn reconcile(spec: &Spec, dry_run: bool) -> Result<Outcome, ReconcileError> 
         run.outcome.warnings.push(warning);
     }
     Ok(run.outcome)
+}
+
+/// Gives each peer's `spool/inbound/<peer>/` to the login the spec names as its
+/// `owner` (FORMAT.md section 18): the user, and the user's primary group when
+/// it has a passwd entry. The directory and everything under it change owner
+/// only while the directory itself is not the owner's yet, so a second run
+/// changes nothing. A user name that does not exist is an error, before
+/// anything of that peer is touched.
+fn give_inbound_to_owners(
+    run: &mut Run,
+    spec: &Spec,
+    layout: &StoreLayout,
+) -> Result<(), ReconcileError> {
+    use nix::unistd::{Uid, User};
+    use std::os::unix::fs::MetadataExt;
+    for peer in &spec.peers {
+        let Some(owner) = &peer.owner else { continue };
+        let dir = layout.inbound(peer.id);
+        let lookup = |found: nix::Result<Option<User>>| {
+            found.map_err(|source| ReconcileError::OwnerLookup {
+                peer: peer.id,
+                owner: owner.clone(),
+                source,
+            })
+        };
+        let (uid, gid) = match owner {
+            PeerOwner::Name(name) => match lookup(User::from_name(name))? {
+                Some(user) => (user.uid.as_raw(), Some(user.gid.as_raw())),
+                None => {
+                    return Err(ReconcileError::UnknownOwner {
+                        peer: peer.id,
+                        owner: owner.clone(),
+                        dir,
+                    });
+                }
+            },
+            PeerOwner::Uid(uid) => {
+                let user = lookup(User::from_uid(Uid::from_raw(*uid)))?;
+                (*uid, user.map(|user| user.gid.as_raw()))
+            }
+        };
+        let current = match fs::symlink_metadata(&dir) {
+            Ok(meta) => Some((meta.uid(), meta.gid())),
+            // Only in a dry run: reconcile made the directory above.
+            Err(err) if err.kind() == ErrorKind::NotFound => None,
+            Err(err) => return Err(StoreError::io(&dir, err).into()),
+        };
+        if current.is_some_and(|(u, g)| u == uid && gid.is_none_or(|gid| gid == g)) {
+            continue;
+        }
+        tracing::info!(peer = %peer.id, %owner, uid, dir = %dir.display(), "inbound spool to its peer's login");
+        run.outcome.actions.push(Action::GiveInbound {
+            dir: dir.clone(),
+            peer: peer.id,
+            owner: owner.to_string(),
+            uid,
+            gid,
+        });
+        if !run.dry_run {
+            chown_tree(&dir, uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// `chown -R` without following symlinks.
+fn chown_tree(path: &Path, uid: u32, gid: Option<u32>) -> Result<(), StoreError> {
+    std::os::unix::fs::lchown(path, Some(uid), gid).map_err(|err| StoreError::io(path, err))?;
+    let meta = fs::symlink_metadata(path).map_err(|err| StoreError::io(path, err))?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).map_err(|err| StoreError::io(path, err))? {
+            let entry = entry.map_err(|err| StoreError::io(path, err))?;
+            chown_tree(&entry.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 fn create_store(run: &mut Run, layout: &StoreLayout, node: NodeId) -> Result<(), ReconcileError> {

@@ -559,3 +559,131 @@ fn a_spec_from_init_reconciles() {
     assert!(setup.volume().join(&node).join("format").is_file());
     assert!(setup.reconcile(&spec, &[]).stdout.contains("nothing to do"));
 }
+
+// ---- peers[].owner: the peer's inbound spool belongs to its login ------------------
+
+impl Setup {
+    /// The spec with one peer ([`PEER`]) whose `owner` line is `owner` (YAML text).
+    fn spec_with_owner(&self, owner: &str) -> PathBuf {
+        let spec = self.spec(&[PEER]);
+        let peer_path = format!("    path: {}\n", self.peer_path(PEER).display());
+        let text = std::fs::read_to_string(&spec)
+            .unwrap()
+            .replace(&peer_path, &format!("{peer_path}    owner: {owner}\n"));
+        assert!(text.contains("owner:"), "{text}");
+        std::fs::write(&spec, text).unwrap();
+        spec
+    }
+
+    fn inbound(&self, peer: &str) -> PathBuf {
+        self.store().join("spool").join("inbound").join(peer)
+    }
+}
+
+/// Changing owners needs root; as another user these tests say so and stop.
+fn needs_root(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        println!("skipped: {test}: chown needs root");
+    }
+    root
+}
+
+#[test]
+fn an_owner_by_name_gets_the_peers_inbound_spool_with_its_group() {
+    if !needs_root("owner by name") {
+        return;
+    }
+    let setup = Setup::new();
+    setup.mount_peer(PEER);
+    // Reconciled once without an owner, with a file the spool already holds.
+    setup.reconcile(&setup.spec(&[PEER]), &[]).expect_code(0);
+    let held = setup.inbound(PEER).join("held");
+    std::fs::write(&held, b"x").unwrap();
+    let inbound_before = std::fs::metadata(setup.inbound(PEER)).unwrap();
+    assert_eq!(inbound_before.uid(), 0);
+
+    // `nobody` (uid 65534, primary group 65534) is in every passwd database.
+    let spec = setup.spec_with_owner("nobody");
+    let output = setup.reconcile(&spec, &["--dry-run"]);
+    output.expect_code(0);
+    assert!(
+        output.stdout.contains(&format!(
+            "would give {} (peer {PEER}) to user \"nobody\" (uid 65534, gid 65534)",
+            setup.inbound(PEER).display()
+        )),
+        "{output:?}"
+    );
+    assert_eq!(std::fs::metadata(setup.inbound(PEER)).unwrap().uid(), 0);
+
+    let output = setup.reconcile(&spec, &[]);
+    output.expect_code(0);
+    for path in [setup.inbound(PEER), held] {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "{path:?}");
+    }
+    // Only that directory: the rest of the store and the outbound spool stay ours.
+    for path in [
+        setup.store(),
+        setup.store().join("spool").join("inbound"),
+        setup.store().join("spool").join("outbound").join(PEER),
+        setup.store().join("root"),
+    ] {
+        assert_eq!(std::fs::metadata(&path).unwrap().uid(), 0, "{path:?}");
+    }
+    // Nothing more to do the second time.
+    let output = setup.reconcile(&spec, &[]);
+    output.expect_code(0);
+    assert!(output.stdout.contains("nothing to do"), "{output:?}");
+}
+
+#[test]
+fn an_owner_by_uid_without_a_user_keeps_the_group() {
+    if !needs_root("owner by uid") {
+        return;
+    }
+    let setup = Setup::new();
+    setup.mount_peer(PEER);
+    // A uid no passwd entry has (as with an NFS anonuid).
+    let uid = 4_000_123;
+    assert!(
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .unwrap()
+            .is_none()
+    );
+    let output = setup.reconcile(&setup.spec_with_owner(&uid.to_string()), &[]);
+    output.expect_code(0);
+    assert!(
+        output
+            .stdout
+            .contains(&format!("to uid {uid} (uid {uid}, group unchanged)")),
+        "{output:?}"
+    );
+    let meta = std::fs::metadata(setup.inbound(PEER)).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (uid, 0));
+}
+
+#[test]
+fn an_owner_that_does_not_exist_is_a_clear_error_and_changes_no_owner() {
+    let setup = Setup::new();
+    setup.mount_peer(PEER);
+    setup.reconcile(&setup.spec(&[PEER]), &[]).expect_code(0);
+    let owner_before = std::fs::metadata(setup.inbound(PEER)).unwrap().uid();
+
+    let spec = setup.spec_with_owner("gfs-no-such-login");
+    let output = setup.reconcile(&spec, &[]);
+    output.expect_code(1);
+    for needle in [
+        PEER,
+        "user \"gfs-no-such-login\" does not exist on this machine",
+        &setup.inbound(PEER).display().to_string(),
+    ] {
+        assert!(output.stderr.contains(needle), "{needle}: {output:?}");
+    }
+    assert_eq!(
+        std::fs::metadata(setup.inbound(PEER)).unwrap().uid(),
+        owner_before
+    );
+    // A dry run finds it too.
+    setup.reconcile(&spec, &["--dry-run"]).expect_code(1);
+}

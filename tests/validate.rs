@@ -422,6 +422,22 @@ const CORPUS: &[(&str, &[Expect])] = &[
             at(6, 5, "ignore[1]", "\"\" matches no path"),
         ],
     ),
+    (
+        "72-peer-owner-not-a-login.yaml",
+        &[at(
+            7,
+            12,
+            "peers[0].owner",
+            "-5 is not a user name or a uid",
+        )],
+    ),
+    (
+        "73-peer-owner-bad-name.yaml",
+        &[
+            at(7, 12, "peers[0].owner", "\"gfs peer\" is not a user name"),
+            at(10, 12, "peers[1].owner", "write a uid as a plain number"),
+        ],
+    ),
 ];
 
 fn corpus_dir() -> PathBuf {

@@ -58,6 +58,7 @@ pub fn init(
             id: parse_node_id(id)?.to_string(),
             path: PathBuf::from(path),
             replicate: None,
+            owner: None,
         });
     }
     let raw = RawSpec {
@@ -93,7 +94,9 @@ pub fn init(
 
 pub fn reconcile(spec: &Spec, dry_run: bool) -> Result<(), Failure> {
     let outcome = reconcile::reconcile(spec, dry_run).map_err(|err| match err {
-        reconcile::ReconcileError::NotOurs { .. } => Failure::input(err),
+        reconcile::ReconcileError::NotOurs { .. }
+        | reconcile::ReconcileError::UnknownOwner { .. } => Failure::input(err),
+        reconcile::ReconcileError::OwnerLookup { .. } => Failure::runtime(err),
         reconcile::ReconcileError::Store(err) => err.into(),
     })?;
     let mut text = String::new();

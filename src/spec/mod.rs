@@ -40,6 +40,8 @@ pub struct Peer {
     pub path: PathBuf,
     /// Push blocks together with versions to this peer.
     pub replicate: bool,
+    /// The local login that owns our `spool/inbound/<id>/` (`peers[].owner`).
+    pub owner: Option<PeerOwner>,
 }
 
 /// Retention rule for `prune`.
@@ -114,6 +116,7 @@ impl Spec {
                     id: peer.id.parse().unwrap_or(NodeId::NIL),
                     path: peer.path,
                     replicate: peer.replicate.unwrap_or(false),
+                    owner: peer.owner,
                 })
                 .collect(),
             mount_path: raw.mount.and_then(|mount| mount.path),

@@ -121,6 +121,35 @@ pub struct RawPeer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "bool")]
     pub replicate: Option<bool>,
+
+    /// The local login this peer writes into our store as (over sshfs, or the
+    /// uid an NFS export squashes it to): a user name or a numeric uid.
+    /// `globofs reconcile` gives this node's `spool/inbound/<peer id>/` to it
+    /// (owner, and the user's primary group), the only place of our store the
+    /// peer needs to write. A user name must exist on this machine. Default:
+    /// the inbound directory stays owned by whoever runs reconcile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "PeerOwner")]
+    pub owner: Option<PeerOwner>,
+}
+
+/// A local login: a user name or a numeric uid.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PeerOwner {
+    /// A numeric uid (need not have a passwd entry, e.g. an NFS `anonuid`).
+    Uid(u32),
+    /// A user name from the passwd database.
+    Name(String),
+}
+
+impl std::fmt::Display for PeerOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerOwner::Uid(uid) => write!(f, "uid {uid}"),
+            PeerOwner::Name(name) => write!(f, "user {name:?}"),
+        }
+    }
 }
 
 /// Mount settings.

@@ -415,6 +415,11 @@ fn check_schema(checker: &mut Checker<'_>, json: &serde_json::Value) -> bool {
                     ValidationErrorKind::AnyOf { .. } if is_span_key(&path) => {
                         span_message(&instance)
                     }
+                    ValidationErrorKind::AnyOf { .. } if last_key(&path) == "owner" => format!(
+                        "{} is not a user name or a uid (0 to {})",
+                        describe(&instance),
+                        u32::MAX
+                    ),
                     ValidationErrorKind::Type { kind } => {
                         format!("{} is not of type {}", describe(&instance), type_name(kind))
                     }
@@ -709,6 +714,25 @@ fn path_problem(path: &Path) -> Option<String> {
     None
 }
 
+/// Why `name` cannot be a user name, if it cannot. Whether the user exists is
+/// for `reconcile` to find out: `validate` reads only the spec file.
+fn login_problem(name: &str) -> Option<String> {
+    let portable = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if name.is_empty() {
+        Some("an empty user name: give a user name or a numeric uid".into())
+    } else if name.starts_with('-') || name.bytes().all(|b| b.is_ascii_digit()) {
+        Some(format!(
+            "{name:?} is not a user name (write a uid as a plain number: owner: 1001)"
+        ))
+    } else if name.len() > 32 || !name.trim_end_matches('$').chars().all(portable) {
+        Some(format!(
+            "{name:?} is not a user name (letters, digits, `_`, `-`, `.`, at most 32)"
+        ))
+    } else {
+        None
+    }
+}
+
 fn uuid_problem(text: &str) -> Option<String> {
     text.parse::<NodeId>().err()
 }
@@ -756,6 +780,11 @@ fn check_rules(checker: &mut Checker<'_>, spec: &RawSpec) {
             checker.value(&here("id"), format!("{:?} is this node's own id", peer.id));
         } else if !seen.insert(peer.id.clone()) {
             checker.value(&here("id"), format!("{:?} is declared twice", peer.id));
+        }
+        if let Some(super::PeerOwner::Name(name)) = &peer.owner {
+            if let Some(message) = login_problem(name) {
+                checker.value(&here("owner"), message);
+            }
         }
         if let Some(message) = path_problem(&peer.path) {
             checker.value(&here("path"), message);
