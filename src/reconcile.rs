@@ -271,13 +271,21 @@ pub fn reconcile(spec: &Spec, dry_run: bool) -> Result<Outcome, ReconcileError> 
         run.mkdir(&layout.inbound(peer.id), 0o755)?;
         run.mkdir(&layout.outbound(peer.id), 0o755)?;
         run.link(&volume.join(peer.id.to_string()), &peer.path)?;
-        if !peer.path.exists() {
-            run.outcome.warnings.push(format!(
+        match exists_within(&peer.path, spec.timeout) {
+            Some(true) => {}
+            Some(false) => run.outcome.warnings.push(format!(
                 "peer {}: {} does not exist yet (unmounted or away); its changes wait in {}",
                 peer.id,
                 peer.path.display(),
                 layout.outbound(peer.id).display()
-            ));
+            )),
+            None => run.outcome.warnings.push(format!(
+                "peer {}: {} did not answer within {:?} (a hung remote filesystem?); its changes wait in {}",
+                peer.id,
+                peer.path.display(),
+                spec.timeout,
+                layout.outbound(peer.id).display()
+            )),
         }
     }
 
@@ -432,4 +440,19 @@ fn probe_case_folding(layout: &StoreLayout) -> Option<String> {
             layout.dir.display()
         )
     })
+}
+
+/// Whether `path` exists, asked on a thread of its own so that a hung remote
+/// filesystem (a stat stuck in the kernel) costs at most `timeout`; `None`
+/// when it did not answer in time (the thread is left behind).
+fn exists_within(path: &Path, timeout: std::time::Duration) -> Option<bool> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("reconcile-peer-check".into())
+        .spawn(move || {
+            let _ = tx.send(path.exists());
+        })
+        .ok()?;
+    rx.recv_timeout(timeout).ok()
 }
