@@ -70,7 +70,9 @@ pub fn between(rng: &mut Rng, low: u64, high: u64) -> u64 {
 pub struct Run {
     pub args: Vec<String>,
     pub code: Option<i32>,
+    /// Standard output as text (lossy) and as the bytes printed.
     pub stdout: String,
+    pub stdout_bytes: Vec<u8>,
     pub stderr: String,
 }
 
@@ -116,6 +118,7 @@ pub fn cli(node: &Node, args: &[&str]) -> Run {
         args: args.iter().map(|a| a.to_string()).collect(),
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stdout_bytes: output.stdout.clone(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     };
     assert!(
