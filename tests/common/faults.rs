@@ -271,6 +271,49 @@ pub fn tree_diff(left: &BTreeMap<String, Entry>, right: &BTreeMap<String, Entry>
         .collect()
 }
 
+/// The paths whose entries differ between two trees.
+pub fn differing_paths(
+    left: &BTreeMap<String, Entry>,
+    right: &BTreeMap<String, Entry>,
+) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = left.keys().chain(right.keys()).collect();
+    keys.into_iter()
+        .filter(|key| left.get(*key) != right.get(*key))
+        .cloned()
+        .collect()
+}
+
+/// Whether a node's current version of `path` is named in its own journal
+/// (`journal/`), as a line for a diagnosis: a version in `root/` that the
+/// journal never names is never pushed (issue 13's first finding).
+pub fn journal_diagnosis(node: &Node, who: &str, path: &str) -> String {
+    let log = cli(node, &["log", path]);
+    let Some(id) = log
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("* "))
+        .and_then(|rest| rest.split_whitespace().next())
+    else {
+        return format!("{who} has no current version of {path}");
+    };
+    let needle = format!("{id} ");
+    let journal = node.store_dir().join("journal");
+    let named = segments(&journal).iter().any(|segment| {
+        fs::read(segment)
+            .map(|bytes| String::from_utf8_lossy(&bytes).contains(&needle))
+            .unwrap_or(false)
+    });
+    format!(
+        "{who}'s current version {id} of {path} is {}named in {who}'s journal{}",
+        if named { "" } else { "NOT " },
+        if named {
+            ""
+        } else {
+            " (published in root/ but never journaled, so never pushed)"
+        }
+    )
+}
+
 /// What differs between two listings (empty when equal).
 pub fn listing_diff(left: &[String], right: &[String]) -> Vec<String> {
     let l: std::collections::BTreeSet<&String> = left.iter().collect();
@@ -396,6 +439,17 @@ pub fn compare(a: &Node, b: &Node, scratch: &Path, one_writer: bool, clean_statu
                 .join("\n    "),
             if tree.len() > 20 { "\n    ..." } else { "" }
         ));
+        let diagnosis: Vec<String> = differing_paths(&sa.tree, &sb.tree)
+            .iter()
+            .take(5)
+            .flat_map(|path| {
+                [
+                    journal_diagnosis(a, "A", path),
+                    journal_diagnosis(b, "B", path),
+                ]
+            })
+            .collect();
+        problems.push(format!("diagnosis:\n    {}", diagnosis.join("\n    ")));
     }
     if one_writer {
         for (who, snap) in [("A", &sa), ("B", &sb)] {
@@ -471,6 +525,13 @@ impl NodeMount {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL to the mount process (the kernel's mount stays behind, dead),
+    /// then a wait until the dead mount answers ENOTCONN (see [`wait_dead`]).
+    pub fn kill_and_wait_dead(&mut self) {
+        self.kill();
+        wait_dead(&self.mnt);
+    }
+
     /// SIGKILL to the mount process (the kernel's mount stays behind, dead).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -509,6 +570,22 @@ impl Drop for NodeMount {
                 .arg(&self.mnt)
                 .status();
         }
+    }
+}
+
+/// Waits (up to 10 s) until a mount whose process was killed answers ENOTCONN:
+/// until the kernel's cached attributes of its root expire, `stat` still
+/// succeeds and a new `globofs mount` does not see the dead mount (see
+/// `fault_kill::a_mount_restarted_at_once_after_sigkill_comes_up`).
+pub fn wait_dead(mnt: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_mounted(mnt) && Instant::now() < deadline {
+        if let Err(err) = fs::metadata(mnt) {
+            if err.raw_os_error() == Some(libc::ENOTCONN) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
