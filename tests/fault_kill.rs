@@ -162,6 +162,9 @@ struct FileRecord {
     closed: Option<Vec<u8>>,
     fsynced: Option<Vec<u8>>,
     in_flight: Option<Vec<u8>>,
+    /// The first part of the attempt in flight when its fsync was called but
+    /// had not returned (it may have committed).
+    fsync_in_flight: Option<Vec<u8>>,
 }
 
 /// Closes a descriptor and reports close's own error (a drop would hide it).
@@ -186,10 +189,13 @@ fn write_through_mount(
     whole.extend_from_slice(second);
     record.in_flight = Some(whole.clone());
     record.fsynced = None;
+    record.fsync_in_flight = None;
     let mut file = fs::File::create(path)?;
     file.write_all(first)?;
     if sync {
+        record.fsync_in_flight = Some(first.to_vec());
         file.sync_all()?;
+        record.fsync_in_flight = None;
         record.fsynced = Some(first.to_vec());
     }
     file.write_all(second)?;
@@ -197,6 +203,7 @@ fn write_through_mount(
     record.closed = Some(whole);
     record.in_flight = None;
     record.fsynced = None;
+    record.fsync_in_flight = None;
     Ok(())
 }
 
@@ -274,6 +281,9 @@ fn allowed_after_kill(record: &FileRecord) -> Vec<Option<Vec<u8>>> {
             allowed.push(Some(Vec::new()));
         }
     }
+    if let Some(bytes) = &record.fsync_in_flight {
+        allowed.push(Some(bytes.clone()));
+    }
     allowed
 }
 
@@ -301,11 +311,13 @@ fn check_written(
                 ),
             };
             problems.push(format!(
-                "{path} ({where_}): holds {}; its writer saw {} (closed: {}, fsynced: {})",
+                "{path} ({where_}): holds {}; its writer saw {} (closed: {}, fsynced: {}, in flight: {}, fsync in flight: {})",
                 what(&now),
                 allowed.iter().map(what).collect::<Vec<_>>().join(" or "),
                 what(&record.closed),
                 what(&record.fsynced),
+                what(&record.in_flight),
+                what(&record.fsync_in_flight),
             ));
         }
     }
@@ -416,6 +428,7 @@ fn mount_killed_with_writers_then_the_nodes_converge() {
             }
             kept.fsynced = record.fsynced;
             kept.in_flight = record.in_flight;
+            kept.fsync_in_flight = record.fsync_in_flight;
         }
         // Restart (it detaches the dead mount and recovers), then stop cleanly.
         let mut mount = NodeMount::start(a, &mnt);
@@ -448,23 +461,32 @@ fn mount_killed_with_writers_then_the_nodes_converge() {
             }
             record.fsynced = None;
             record.in_flight = None;
+            record.fsync_in_flight = None;
         }
     }
     eprintln!("mount killed with 3 writers and a peer: {kills} kills, the nodes converged after each");
 }
 
 /// `globofs mount` started again right after its predecessor was SIGKILLed
-/// (as a service manager restarts it) must come up: the dead mount it finds
-/// is detached. (The kernel keeps the dead mount's root attributes cached for
-/// about a second, so a `stat` of it still succeeds at first.)
+/// amid writers (as a service manager restarts it) must come up: the dead
+/// mount it finds is detached. (The kernel keeps the dead mount's root
+/// attributes cached for a while, so a `stat` of it may still succeed at first.)
 #[test]
 fn a_mount_restarted_at_once_after_sigkill_comes_up() {
+    let (_, seed) = faults::rng("a_mount_restarted_at_once");
     let mut m = Mounted::new();
     fs::write(m.path("kept"), b"before the kill").unwrap();
-    m.kill();
-    // No wait: the restart comes at once.
-    m.start();
-    assert_eq!(fs::read(m.path("kept")).unwrap(), b"before the kill");
+    for round in 0..3 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles = run_writers(&m.mnt, &format!("r{round}"), 3, seed, false, stop.clone());
+        std::thread::sleep(Duration::from_millis(300));
+        m.kill();
+        stop.store(true, Ordering::Relaxed);
+        join_writers(handles);
+        // No wait: the restart comes at once.
+        m.start();
+        assert_eq!(fs::read(m.path("kept")).unwrap(), b"before the kill");
+    }
 }
 
 /// A pushes a new round of 300 files (a put and a sync that finish), then

@@ -487,7 +487,9 @@ pub struct NodeMount {
 impl NodeMount {
     /// Starts the mount and waits until it answers.
     pub fn start(node: &Node, mnt: &Path) -> NodeMount {
-        fs::create_dir_all(mnt).expect("mount point");
+        if !is_mounted(mnt) {
+            fs::create_dir_all(mnt).expect("mount point");
+        }
         let log = mnt.with_extension("log");
         // Appends: a restarted mount's log follows the killed one's.
         let file = fs::OpenOptions::new()
