@@ -31,7 +31,11 @@ fn put_files(node: &Node, scratch: &Path, tag: &str, range: std::ops::Range<usiz
     let src = scratch.join(format!("src-{tag}"));
     fs::create_dir_all(&src).unwrap();
     for i in range {
-        fs::write(src.join(format!("f{i:03}")), format!("{tag} f{i:03} {}\n", "x".repeat(i % 50))).unwrap();
+        fs::write(
+            src.join(format!("f{i:03}")),
+            format!("{tag} f{i:03} {}\n", "x".repeat(i % 50)),
+        )
+        .unwrap();
     }
     cli(node, &["put", src.to_str().unwrap(), "/j"]).expect_ok();
     fs::remove_dir_all(&src).unwrap();
@@ -135,7 +139,11 @@ fn heal(what: &str, writer: &Node, other: &Node, scratch: &Path) -> Outcome {
     // The ordinary path works again after the damage.
     let after = scratch.join("after");
     fs::write(&after, b"written after the damage\n").unwrap();
-    cli(writer, &["put", after.to_str().unwrap(), "/after-the-damage"]).expect_ok();
+    cli(
+        writer,
+        &["put", after.to_str().unwrap(), "/after-the-damage"],
+    )
+    .expect_ok();
     let mut again = Passes::default();
     sync_passes(&mut again, &[("writer", writer), ("other", other)], &[]);
     let got = cli(other, &["get", "/after-the-damage", "-"]);
@@ -188,7 +196,11 @@ fn inbound_journal_tail_cut_mid_line_loses_nothing() {
     let (a, b) = (cluster.node(0), cluster.node(1));
     let segment = inbound_segment(b, a);
     let (starts, len) = line_starts(&segment);
-    assert!(starts.len() > 90, "the journal names the pushed versions: {} lines", starts.len());
+    assert!(
+        starts.len() > 90,
+        "the journal names the pushed versions: {} lines",
+        starts.len()
+    );
     // Cut in the middle of the line 28 lines before the end: 28 versions' lines
     // go (one of them half).
     let line = starts.len() - 28;
@@ -234,10 +246,7 @@ fn inbound_journal_truncated_below_the_readers_position_loses_nothing() {
     push(a);
     cli(b, &["sync"]).expect_ok();
     let (number, offset) = apply_position(b, a);
-    let segment = b
-        .inbound(a)
-        .join("%journal")
-        .join(format!("{number:016}"));
+    let segment = b.inbound(a).join("%journal").join(format!("{number:016}"));
     let (starts, len) = line_starts(&segment);
     let at = starts
         .iter()
@@ -254,7 +263,11 @@ fn inbound_journal_truncated_below_the_readers_position_loses_nothing() {
     push(a);
     let outcome = heal("journal truncated below the reader", a, b, &scratch);
     let name = segment.file_name().unwrap().to_string_lossy().into_owned();
-    assert_reported("journal truncated below the reader", &outcome, &[&name, "%journal"]);
+    assert_reported(
+        "journal truncated below the reader",
+        &outcome,
+        &[&name, "%journal"],
+    );
 }
 
 #[test]
@@ -266,12 +279,18 @@ fn garbage_version_file_in_the_inbound_spool_loses_nothing() {
         .unwrap_or_else(|err| panic!("{}: {err}", versions.display()))
         .map(|item| item.unwrap().path())
         .find(|path| {
-            path.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(|c: char| c.is_ascii_digit()))
+            path.file_name().is_some_and(|n| {
+                n.to_string_lossy()
+                    .starts_with(|c: char| c.is_ascii_digit())
+            })
         })
         .expect("the pushed version file of /j/f050");
     make_writable(&file);
-    fs::write(&file, b"\x00\x17 not a version file \xff\xfe garbage garbage\n").unwrap();
+    fs::write(
+        &file,
+        b"\x00\x17 not a version file \xff\xfe garbage garbage\n",
+    )
+    .unwrap();
     let id = file.file_name().unwrap().to_string_lossy().into_owned();
     let outcome = heal("garbage version file", a, b, &scratch);
     assert_reported("garbage version file", &outcome, &["f050", &id]);

@@ -100,7 +100,15 @@ fn ordinary_passes(a: &Node, b: &Node) -> (Passes, Vec<String>) {
 }
 
 #[track_caller]
-fn fail_round(what: &str, round: usize, of: usize, seed: u64, detail: &str, problems: &[String], passes: &Passes) {
+fn fail_round(
+    what: &str,
+    round: usize,
+    of: usize,
+    seed: u64,
+    detail: &str,
+    problems: &[String],
+    passes: &Passes,
+) {
     panic!(
         "{what}: after kill {round} of {of} (seed {seed}, replay with GLOBOFS_FAULT_SEED={seed}; {detail}) the nodes disagree:\n  {}\nsync passes:\n{}warnings:\n{}",
         problems.join("\n  "),
@@ -126,7 +134,12 @@ fn put_killed_at_random_points_then_the_nodes_converge() {
     for round in 1..=kills {
         write_round(&mut rng, seed, round, &src, &names, &mut history);
         let delay = between(&mut rng, 10, 350);
-        let mut child = spawn(a, &["put", src.to_str().unwrap(), "/d"], &root.join("logs"), "put");
+        let mut child = spawn(
+            a,
+            &["put", src.to_str().unwrap(), "/d"],
+            &root.join("logs"),
+            "put",
+        );
         let killed = kill_after(&mut child, Duration::from_millis(delay));
         if killed {
             landed += 1;
@@ -224,7 +237,7 @@ fn run_writers(
             let dir = dir.to_owned();
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let mut rng = Rng::new(seed ^ (t as u64 + 1) * 0x1000_0001);
+                let mut rng = Rng::new(seed ^ ((t as u64 + 1) * 0x1000_0001));
                 let mut records: BTreeMap<String, FileRecord> = BTreeMap::new();
                 if fs::create_dir_all(&base).is_err() {
                     return records;
@@ -249,7 +262,9 @@ fn run_writers(
                     let second = rng.bytes(len);
                     let sync = rng.below(3) == 0;
                     let record = records.entry(name.clone()).or_default();
-                    if write_through_mount(&base.join(&name), &first, &second, sync, record).is_err() {
+                    if write_through_mount(&base.join(&name), &first, &second, sync, record)
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -356,7 +371,14 @@ fn mount_killed_with_writers_keeps_every_closed_and_fsynced_file() {
     let (mut closed, mut fsynced) = (0, 0);
     for round in 1..=kills {
         let stop = Arc::new(AtomicBool::new(false));
-        let handles = run_writers(&m.mnt, &format!("r{round}"), 5, seed ^ round as u64, false, stop.clone());
+        let handles = run_writers(
+            &m.mnt,
+            &format!("r{round}"),
+            5,
+            seed ^ round as u64,
+            false,
+            stop.clone(),
+        );
         let delay = between(&mut rng, 100, 700);
         std::thread::sleep(Duration::from_millis(delay));
         m.kill();
@@ -364,7 +386,11 @@ fn mount_killed_with_writers_keeps_every_closed_and_fsynced_file() {
         let records = join_writers(handles);
         faults::wait_dead(&m.mnt);
         m.start();
-        let (problems, c, f) = check_written(&records, |path| read_in(&m.mnt, path), "through the restarted mount");
+        let (problems, c, f) = check_written(
+            &records,
+            |path| read_in(&m.mnt, path),
+            "through the restarted mount",
+        );
         closed += c;
         fsynced += f;
         assert!(
@@ -389,7 +415,10 @@ fn mount_killed_with_writers_keeps_every_closed_and_fsynced_file() {
         "(seed {seed}) after {kills} kills:\n  {}",
         problems.join("\n  ")
     );
-    assert!(closed > 0, "the writers closed no file before the kills (seed {seed})");
+    assert!(
+        closed > 0,
+        "the writers closed no file before the kills (seed {seed})"
+    );
     eprintln!(
         "mount killed with 5 writers: {kills} kills, {} files, {closed} closed before a kill (all intact), {fsynced} fsynced in flight (all present)",
         all.len()
@@ -413,7 +442,14 @@ fn mount_killed_with_writers_then_the_nodes_converge() {
     for round in 1..=kills {
         let mut mount = NodeMount::start(a, &mnt);
         let stop = Arc::new(AtomicBool::new(false));
-        let handles = run_writers(&mnt, "w", 3, seed ^ (round as u64) << 8, true, stop.clone());
+        let handles = run_writers(
+            &mnt,
+            "w",
+            3,
+            seed ^ ((round as u64) << 8),
+            true,
+            stop.clone(),
+        );
         let delay = between(&mut rng, 100, 1500);
         std::thread::sleep(Duration::from_millis(delay));
         mount.kill();
@@ -432,10 +468,14 @@ fn mount_killed_with_writers_then_the_nodes_converge() {
         }
         // Restart (it detaches the dead mount and recovers), then stop cleanly.
         let mut mount = NodeMount::start(a, &mnt);
-        let (mut problems, _, _) = check_written(&records, |path| read_in(&mnt, path), "A's restarted mount");
+        let (mut problems, _, _) =
+            check_written(&records, |path| read_in(&mnt, path), "A's restarted mount");
         let code = mount.stop();
         if code != Some(0) {
-            problems.push(format!("the restarted mount exited {code:?}: {}", mount.log_text()));
+            problems.push(format!(
+                "the restarted mount exited {code:?}: {}",
+                mount.log_text()
+            ));
         }
         drop(mount);
         // What the restarted mount read is now what A holds: judge B by it.
@@ -464,7 +504,9 @@ fn mount_killed_with_writers_then_the_nodes_converge() {
             record.fsync_in_flight = None;
         }
     }
-    eprintln!("mount killed with 3 writers and a peer: {kills} kills, the nodes converged after each");
+    eprintln!(
+        "mount killed with 3 writers and a peer: {kills} kills, the nodes converged after each"
+    );
 }
 
 /// `globofs mount` started again right after its predecessor was SIGKILLed

@@ -45,7 +45,11 @@ fn assert_intact(node: &Node, files: &BTreeMap<String, Vec<u8>>, when: &str) {
             run.ok() && run.stdout_bytes == *bytes,
             "{when}: {path} is not intact: {}",
             if run.ok() {
-                format!("{} bytes instead of {}", run.stdout_bytes.len(), bytes.len())
+                format!(
+                    "{} bytes instead of {}",
+                    run.stdout_bytes.len(),
+                    bytes.len()
+                )
             } else {
                 run.describe()
             }
@@ -106,10 +110,22 @@ fn put_into_a_full_store_fails_with_no_space_and_keeps_old_files() {
         node,
         &scratch,
         "/old",
-        &[("f05".into(), data(300_000, 8)), ("f99".into(), data(300_000, 9))],
+        &[
+            ("f05".into(), data(300_000, 8)),
+            ("f99".into(), data(300_000, 9)),
+        ],
     );
-    assert_eq!(tree.code, Some(3), "a tree put into a full store: {}", tree.describe());
-    assert!(tree.stderr.to_lowercase().contains("no space"), "{}", tree.describe());
+    assert_eq!(
+        tree.code,
+        Some(3),
+        "a tree put into a full store: {}",
+        tree.describe()
+    );
+    assert!(
+        tree.stderr.to_lowercase().contains("no space"),
+        "{}",
+        tree.describe()
+    );
 
     // Nothing half-written is visible; every old file reads back whole.
     assert_intact(node, &kept, "with the disk full");
@@ -123,7 +139,11 @@ fn put_into_a_full_store_fails_with_no_space_and_keeps_old_files() {
     if listing.stdout.lines().any(|l| l == "/old/f99") {
         // A tree put commits file by file: f99 may be there only whole.
         let run = get(node, "/old/f99");
-        assert!(run.ok() && run.stdout_bytes == data(300_000, 9), "{}", run.describe());
+        assert!(
+            run.ok() && run.stdout_bytes == data(300_000, 9),
+            "{}",
+            run.describe()
+        );
         kept.insert("/old/f99".into(), data(300_000, 9));
     }
 
@@ -135,7 +155,11 @@ fn put_into_a_full_store_fails_with_no_space_and_keeps_old_files() {
     kept.insert("/old/f03".into(), data(300_000, 7));
     assert_intact(node, &kept, "after space was freed");
     let verify = cli(node, &["verify"]);
-    assert!(verify.ok(), "verify after the disk was full: {}", verify.describe());
+    assert!(
+        verify.ok(),
+        "verify after the disk was full: {}",
+        verify.describe()
+    );
     drop(small);
 }
 
@@ -156,7 +180,9 @@ fn a_full_peer_spool_keeps_our_queue_and_the_nodes_converge_after() {
     put_tree(a, &scratch, "/late", &files).expect_ok();
     let mut full = Passes::default();
     sync_passes(&mut full, &[("A", a), ("B", b), ("A", a)], &[]);
-    let queued = status(a)["peers"][0]["queued_outbound"].as_u64().unwrap_or(0);
+    let queued = status(a)["peers"][0]["queued_outbound"]
+        .as_u64()
+        .unwrap_or(0);
     assert!(
         queued > 0,
         "with B's disk full A's queue must wait, but status shows {queued} queued:\n{}{}",
@@ -172,7 +198,11 @@ fn a_full_peer_spool_keeps_our_queue_and_the_nodes_converge_after() {
     let mut after = Passes::default();
     sync_passes(&mut after, &[("A", a), ("B", b), ("A", a), ("B", b)], &[]);
     for (who, run) in &after.runs {
-        assert!(run.ok(), "sync on {who} once B had space again: {}", run.describe());
+        assert!(
+            run.ok(),
+            "sync on {who} once B had space again: {}",
+            run.describe()
+        );
     }
     let check = compare(a, b, &scratch, true, true);
     assert!(
@@ -214,7 +244,10 @@ fn a_no_space_error_names_the_path_being_put() {
         node,
         &scratch,
         "/tree",
-        &[("small".into(), data(10, 2)), ("large".into(), data(300_000, 3))],
+        &[
+            ("small".into(), data(10, 2)),
+            ("large".into(), data(300_000, 3)),
+        ],
     );
     assert_no_space(&tree);
     fs::remove_file(&filler).unwrap();

@@ -35,7 +35,7 @@ pub fn seed(test: &str) -> u64 {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .expect("clock after 1970");
-            now.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
+            now.as_nanos() as u64 ^ (u64::from(std::process::id()) << 32)
         }
     };
     eprintln!("{test}: seed {seed} (replay with GLOBOFS_FAULT_SEED={seed})");
@@ -210,7 +210,9 @@ pub fn local_tree(dir: &Path) -> BTreeMap<String, Entry> {
             } else if kind.is_symlink() {
                 Entry::Symlink(fs::read_link(&path).expect("read link"))
             } else {
-                Entry::File(fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display())))
+                Entry::File(
+                    fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display())),
+                )
             };
             out.insert(key, entry);
         }
@@ -351,10 +353,15 @@ impl Passes {
             let total = run
                 .stdout
                 .lines()
-                .filter(|l| l.starts_with("total:") || l.contains("error:") || l.contains("refused:"))
+                .filter(|l| {
+                    l.starts_with("total:") || l.contains("error:") || l.contains("refused:")
+                })
                 .collect::<Vec<_>>()
                 .join(" | ");
-            out.push_str(&format!("  {who} {:?} exit {:?}: {total}\n", run.args, run.code));
+            out.push_str(&format!(
+                "  {who} {:?} exit {:?}: {total}\n",
+                run.args, run.code
+            ));
         }
         out
     }
@@ -399,7 +406,10 @@ pub fn status_backlog(status: &serde_json::Value) -> Vec<String> {
             out.push(format!("peer {name}: {unapplied} unapplied inbound"));
         }
         if !peer["inbound_stuck"].is_null() {
-            out.push(format!("peer {name}: inbound stuck {}", peer["inbound_stuck"]));
+            out.push(format!(
+                "peer {name}: inbound stuck {}",
+                peer["inbound_stuck"]
+            ));
         }
         if peer["reachable"] == serde_json::Value::Bool(false) {
             out.push(format!("peer {name}: unreachable {}", peer["away"]));
@@ -424,7 +434,10 @@ pub fn compare(a: &Node, b: &Node, scratch: &Path, one_writer: bool, clean_statu
     let mut problems = Vec::new();
     let listing = listing_diff(&sa.listing, &sb.listing);
     if !listing.is_empty() {
-        problems.push(format!("`ls -R /` differs:\n    {}", listing.join("\n    ")));
+        problems.push(format!(
+            "`ls -R /` differs:\n    {}",
+            listing.join("\n    ")
+        ));
     }
     let tree = tree_diff(&sa.tree, &sb.tree);
     if !tree.is_empty() {
@@ -511,7 +524,10 @@ impl NodeMount {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !(is_mounted(mnt) && fs::read_dir(mnt).is_ok()) {
             if let Some(Ok(Some(status))) = mount.child.as_mut().map(Child::try_wait) {
-                panic!("globofs mount exited early ({status}): {}", mount.log_text());
+                panic!(
+                    "globofs mount exited early ({status}): {}",
+                    mount.log_text()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -608,7 +624,11 @@ impl SmallFs {
             .arg(dir)
             .status()
             .expect("run mount");
-        assert!(status.success(), "mount -t tmpfs at {}: {status}", dir.display());
+        assert!(
+            status.success(),
+            "mount -t tmpfs at {}: {status}",
+            dir.display()
+        );
         SmallFs {
             dir: dir.to_path_buf(),
         }
