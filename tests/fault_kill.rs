@@ -385,7 +385,7 @@ fn mount_killed_with_writers_keeps_every_closed_and_fsynced_file() {
         stop.store(true, Ordering::Relaxed);
         let records = join_writers(handles);
         faults::wait_dead(&m.mnt);
-        m.start();
+        faults::restart(&mut m);
         let (problems, c, f) = check_written(
             &records,
             |path| read_in(&m.mnt, path),
@@ -526,7 +526,7 @@ fn a_mount_restarted_at_once_after_sigkill_comes_up() {
         stop.store(true, Ordering::Relaxed);
         join_writers(handles);
         // No wait: the restart comes at once.
-        m.start();
+        faults::restart(&mut m);
         assert_eq!(fs::read(m.path("kept")).unwrap(), b"before the kill");
     }
 }

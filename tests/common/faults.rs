@@ -510,6 +510,7 @@ impl NodeMount {
             .append(true)
             .open(&log)
             .expect("mount log");
+        let dead = mount_ids(mnt);
         let child = command(node, &["mount"])
             .arg(mnt)
             .stdout(Stdio::null())
@@ -522,7 +523,7 @@ impl NodeMount {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !(is_mounted(mnt) && fs::read_dir(mnt).is_ok()) {
+        while !new_mount_answers(mnt, &dead) {
             if let Some(Ok(Some(status))) = mount.child.as_mut().map(Child::try_wait) {
                 panic!(
                     "globofs mount exited early ({status}): {}",
@@ -588,6 +589,42 @@ impl Drop for NodeMount {
                 .arg(&self.mnt)
                 .status();
         }
+    }
+}
+
+/// The mount ids (first field of /proc/self/mountinfo) of mounts at `path`.
+pub fn mount_ids(path: &Path) -> Vec<String> {
+    let want = path.to_string_lossy();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.split(' ').nth(4) == Some(want.as_ref()))
+        .filter_map(|line| line.split(' ').next().map(str::to_owned))
+        .collect()
+}
+
+/// Whether a mount other than the `dead` ones is at `mnt` and answers. (A
+/// dead mount can still answer a listing from the kernel's caches, so "is
+/// mounted and lists" alone does not tell a restarted mount from a dead one.)
+pub fn new_mount_answers(mnt: &Path, dead: &[String]) -> bool {
+    mount_ids(mnt).iter().any(|id| !dead.contains(id))
+        && fs::metadata(mnt).is_ok()
+        && fs::read_dir(mnt).is_ok()
+}
+
+/// Starts a `Mounted` again after its process was killed, and waits until the
+/// new mount (not the dead one) answers.
+pub fn restart(m: &mut crate::mount::Mounted) {
+    let dead = mount_ids(&m.mnt);
+    m.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !new_mount_answers(&m.mnt, &dead) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted mount did not appear: {}",
+            m.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
