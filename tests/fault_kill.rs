@@ -537,7 +537,7 @@ fn a_mount_restarted_at_once_after_sigkill_comes_up() {
 #[test]
 fn sync_apply_killed_at_random_points_then_the_nodes_converge() {
     let (mut rng, seed) = faults::rng("sync_apply_killed");
-    let kills = iterations(8);
+    let kills = iterations(6);
     let cluster = Cluster::mesh(2);
     let (a, b) = (cluster.node(0), cluster.node(1));
     let root = cluster.root();

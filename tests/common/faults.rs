@@ -510,7 +510,7 @@ impl NodeMount {
             .append(true)
             .open(&log)
             .expect("mount log");
-        let dead = mount_ids(mnt);
+        let before = mounted_lines(&fs::read_to_string(&log).unwrap_or_default());
         let child = command(node, &["mount"])
             .arg(mnt)
             .stdout(Stdio::null())
@@ -523,7 +523,7 @@ impl NodeMount {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !new_mount_answers(mnt, &dead) {
+        while !new_mount_answers(mnt, &mount.log_text(), before) {
             if let Some(Ok(Some(status))) = mount.child.as_mut().map(Child::try_wait) {
                 panic!(
                     "globofs mount exited early ({status}): {}",
@@ -603,11 +603,36 @@ pub fn mount_ids(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Whether a mount other than the `dead` ones is at `mnt` and answers. (A
-/// dead mount can still answer a listing from the kernel's caches, so "is
-/// mounted and lists" alone does not tell a restarted mount from a dead one.)
-pub fn new_mount_answers(mnt: &Path, dead: &[String]) -> bool {
-    mount_ids(mnt).iter().any(|id| !dead.contains(id))
+/// How many times a mount log says the mount is up (`globofs mount` logs
+/// "mounted" at info level once the kernel has it).
+pub fn mounted_lines(log: &str) -> usize {
+    // Without colour codes (the log may have them between target and message).
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .lines()
+        .filter(|line| line.contains("cli::mount") && line.contains(" mounted "))
+        .count()
+}
+
+/// Whether a mount started after `before` "mounted" lines of `log` is up and
+/// answers. (A dead mount can still answer a listing from the kernel's caches,
+/// and a new mount may get the dead one's mount id, so neither "is mounted and
+/// lists" nor the mount table tells a restarted mount from a dead one.)
+pub fn new_mount_answers(mnt: &Path, log: &str, before: usize) -> bool {
+    mounted_lines(log) > before
+        && is_mounted(mnt)
         && fs::metadata(mnt).is_ok()
         && fs::read_dir(mnt).is_ok()
 }
@@ -615,10 +640,10 @@ pub fn new_mount_answers(mnt: &Path, dead: &[String]) -> bool {
 /// Starts a `Mounted` again after its process was killed, and waits until the
 /// new mount (not the dead one) answers.
 pub fn restart(m: &mut crate::mount::Mounted) {
-    let dead = mount_ids(&m.mnt);
     m.start();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !new_mount_answers(&m.mnt, &dead) {
+    // `Mounted` starts each process with a fresh log.
+    while !new_mount_answers(&m.mnt, &m.log(), 0) {
         assert!(
             Instant::now() < deadline,
             "the restarted mount did not appear: {}",
