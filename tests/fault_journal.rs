@@ -161,16 +161,23 @@ fn heal(what: &str, writer: &Node, other: &Node, scratch: &Path) -> Outcome {
     }
 }
 
-/// Fails unless a warning (stderr of a pass) or `status` names one of `needles`.
+/// Fails unless a warning (stderr of a pass) or `status` names one of
+/// `needles`, or a warning names the peer whose journal or spool was damaged
+/// (`peer`; its id is on every line of `sync`'s stdout and `status`, so only
+/// a warning counts for it).
 #[track_caller]
-fn assert_reported(what: &str, outcome: &Outcome, needles: &[&str]) {
+fn assert_reported(what: &str, outcome: &Outcome, needles: &[&str], peer: &Node) {
     let stderr = outcome.passes.stderr();
     let found = needles
         .iter()
         .any(|needle| stderr.contains(needle) || outcome.status_text.contains(needle));
+    let peer_id = peer.id.to_string();
+    let warned = stderr
+        .lines()
+        .any(|line| line.contains("WARN") && line.contains(&peer_id));
     assert!(
-        found,
-        "{what}: the damage healed but was never reported: no warning or status names any of {needles:?}\n--- warnings:\n{stderr}\n--- status:\n{}",
+        found || warned,
+        "{what}: the damage healed but was never reported: no warning or status names any of {needles:?}, no warning names the peer {peer_id}\n--- warnings:\n{stderr}\n--- status:\n{}",
         outcome.status_text
     );
     eprintln!(
@@ -209,7 +216,12 @@ fn inbound_journal_tail_cut_mid_line_loses_nothing() {
     truncate(&segment, cut);
     let outcome = heal("journal tail cut mid-line", a, b, &scratch);
     let name = segment.file_name().unwrap().to_string_lossy().into_owned();
-    assert_reported("journal tail cut mid-line", &outcome, &[&name, "%journal"]);
+    assert_reported(
+        "journal tail cut mid-line",
+        &outcome,
+        &[&name, "%journal"],
+        a,
+    );
 }
 
 #[test]
@@ -225,7 +237,12 @@ fn inbound_journal_zero_filled_tail_loses_nothing() {
     fs::write(&segment, &bytes).unwrap();
     let outcome = heal("journal tail zero-filled", a, b, &scratch);
     let name = segment.file_name().unwrap().to_string_lossy().into_owned();
-    assert_reported("journal tail zero-filled", &outcome, &[&name, "%journal"]);
+    assert_reported(
+        "journal tail zero-filled",
+        &outcome,
+        &[&name, "%journal"],
+        a,
+    );
 }
 
 /// B's remembered position in A's journal: (segment, offset).
@@ -267,6 +284,7 @@ fn inbound_journal_truncated_below_the_readers_position_loses_nothing() {
         "journal truncated below the reader",
         &outcome,
         &[&name, "%journal"],
+        a,
     );
 }
 
@@ -293,7 +311,7 @@ fn garbage_version_file_in_the_inbound_spool_loses_nothing() {
     .unwrap();
     let id = file.file_name().unwrap().to_string_lossy().into_owned();
     let outcome = heal("garbage version file", a, b, &scratch);
-    assert_reported("garbage version file", &outcome, &["f050", &id]);
+    assert_reported("garbage version file", &outcome, &["f050", &id], a);
 }
 
 #[test]
@@ -313,7 +331,7 @@ fn deleted_inbound_spool_at_the_reader_loses_nothing() {
     // the spool counts.
     let needles = [format!("inbound/{id}"), "inbound".to_string()];
     let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
-    assert_reported("inbound spool deleted at the reader", &outcome, &needles);
+    assert_reported("inbound spool deleted at the reader", &outcome, &needles, a);
 }
 
 /// From the pusher's side: B pushed to A; A's `spool/inbound/<B>/` is deleted
@@ -341,6 +359,11 @@ fn deleted_inbound_spool_at_the_peer_is_recreated_and_resent_by_the_pusher() {
     let mut with_first = outcome;
     with_first.passes.runs.insert(0, ("writer".into(), run));
     let needles = ["spool/inbound", "inbound"];
-    assert_reported("inbound spool deleted at the peer", &with_first, &needles);
+    assert_reported(
+        "inbound spool deleted at the peer",
+        &with_first,
+        &needles,
+        b,
+    );
     assert!(status_backlog(&faults::status(b)).is_empty());
 }
