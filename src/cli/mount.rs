@@ -326,8 +326,17 @@ fn raise_readahead(mountpoint: &Path) {
 
 /// A mount left behind by a killed process answers ENOTCONN: detach it.
 fn recover_stale_mount(mountpoint: &Path) -> Result<(), Failure> {
-    match std::fs::metadata(mountpoint) {
-        Err(err) if err.raw_os_error() == Some(libc::ENOTCONN) => {
+    // A stat may be answered from the kernel's cache of a mount whose daemon
+    // was just killed; a statfs always asks the daemon, so it sees ENOTCONN.
+    let dead = match std::fs::metadata(mountpoint) {
+        Err(err) => err.raw_os_error() == Some(libc::ENOTCONN),
+        Ok(_) => matches!(
+            nix::sys::statfs::statfs(mountpoint),
+            Err(nix::errno::Errno::ENOTCONN)
+        ),
+    };
+    match dead {
+        true => {
             tracing::warn!(mountpoint = %mountpoint.display(), "a dead mount is left here; detaching it");
             let detached = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH)
                 .is_ok()
@@ -346,7 +355,7 @@ fn recover_stale_mount(mountpoint: &Path) -> Result<(), Failure> {
                 )))
             }
         }
-        _ => Ok(()),
+        false => Ok(()),
     }
 }
 
