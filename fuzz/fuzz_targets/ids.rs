@@ -37,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_ne!(id.major, Some(0));
                 let child = VersionId::for_new_version(id.major, &[id]);
                 let at_the_end = id.secs == VersionId::MAX_SECS && id.nanos == 999_999_999;
-                assert!(child > id || at_the_end, "the child {child} of {id} is not after it");
+                assert!(
+                    child > id || at_the_end,
+                    "the child {child} of {id} is not after it"
+                );
                 assert_eq!(child.to_string().parse::<VersionId>(), Ok(child));
                 parsed.push(id);
             }
@@ -76,7 +79,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(b.cmp(&a), order.reverse());
         let newer = VersionId::for_new_version(b.major, &[a, b]);
         let end = a.max(b).secs == VersionId::MAX_SECS && a.max(b).nanos == 999_999_999;
-        assert!(end || (newer > a && newer > b), "{newer} is not after its parents {a} and {b}");
+        assert!(
+            end || (newer > a && newer > b),
+            "{newer} is not after its parents {a} and {b}"
+        );
         assert_eq!(newer.to_string().parse::<VersionId>(), Ok(newer));
     }
 });

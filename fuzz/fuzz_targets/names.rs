@@ -8,8 +8,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use globofs::layout::{
-    NAME_MAX, RESERVED, VPath, check_name, disk_name, escape_name, is_hashed_name,
-    name_from_disk, unescape_name,
+    NAME_MAX, RESERVED, VPath, check_name, disk_name, escape_name, is_hashed_name, name_from_disk,
+    unescape_name,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
     let escaped = escape_name(data);
     assert_eq!(unescape_name(&escaped).as_deref(), Ok(data), "{escaped:?}");
     assert!(!escaped.contains('/') || data.contains(&b'/'));
-    assert!(!escaped.bytes().any(|b| b < 0x20 || b == 0x7f), "{escaped:?}");
+    assert!(
+        !escaped.bytes().any(|b| b < 0x20 || b == 0x7f),
+        "{escaped:?}"
+    );
     if check_name(data).is_ok() {
         let disk = disk_name(data);
         let bytes = disk.as_bytes();

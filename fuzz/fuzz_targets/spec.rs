@@ -25,15 +25,29 @@ fuzz_target!(|data: &[u8]| {
     };
     let text = std::str::from_utf8(data).unwrap_or_default();
     let lines = text.lines().count().max(1) + 1;
-    assert_eq!(report.valid, report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(
+        report.valid,
+        report.problems.is_empty(),
+        "{:?}",
+        report.problems
+    );
     for problem in &report.problems {
         assert_eq!(problem.file, NAME);
-        assert!(problem.line >= 1 && problem.line <= lines, "{problem} of {lines} lines");
+        assert!(
+            problem.line >= 1 && problem.line <= lines,
+            "{problem} of {lines} lines"
+        );
         assert!(problem.column >= 1, "{problem}");
-        assert!(!problem.key.is_empty() && !problem.message.is_empty(), "{problem:?}");
+        assert!(
+            !problem.key.is_empty() && !problem.message.is_empty(),
+            "{problem:?}"
+        );
     }
     if report.valid {
-        let raw = report.spec.clone().expect("a valid report carries its spec");
+        let raw = report
+            .spec
+            .clone()
+            .expect("a valid report carries its spec");
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join(NAME);
         std::fs::write(&path, data).expect("spec file");

@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(position) = Position::parse(text) {
         let written = position.to_text();
-        assert_eq!(Position::parse(&written), Some(position.clone()), "{written:?}");
+        assert_eq!(
+            Position::parse(&written),
+            Some(position.clone()),
+            "{written:?}"
+        );
         assert!(!position.nonce.chars().any(char::is_whitespace));
     }
 });

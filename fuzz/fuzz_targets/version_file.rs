@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
                 Ok(again) => again,
                 Err(err) => panic!("to_text of a parsed version does not parse: {err}\n{text}"),
             };
-            assert_eq!(again, version, "the version changed on a round trip:\n{text}");
+            assert_eq!(
+                again, version,
+                "the version changed on a round trip:\n{text}"
+            );
             assert_eq!(again.to_text(), text, "to_text is not stable");
             assert!(version.parents.iter().all(|parent| *parent < version.id));
             if version.kind == globofs::store::Kind::File {
@@ -28,14 +31,20 @@ fuzz_target!(|data: &[u8]| {
                 let total: u64 = (0..version.hashes.len())
                     .map(|index| version.block_len(index) as u64)
                     .sum();
-                assert_eq!(total, version.size, "block lengths do not add up to the size");
+                assert_eq!(
+                    total, version.size,
+                    "block lengths do not add up to the size"
+                );
             } else {
                 assert!(version.hashes.is_empty());
             }
         }
         Err(err) => {
             let message = err.to_string();
-            assert!(message.contains(FILE), "the error does not name the file: {message}");
+            assert!(
+                message.contains(FILE),
+                "the error does not name the file: {message}"
+            );
         }
     }
 });
