@@ -43,6 +43,9 @@ else
   cargo test --no-fail-fast
 fi
 
+echo "== fuzzing (short run; FUZZ_SECONDS=600 scripts/fuzz.sh for a longer one)"
+bash scripts/fuzz.sh 5
+
 if [ -f nix/check.sh ]; then
   echo "== nix checks"
   bash nix/check.sh

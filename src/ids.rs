@@ -58,6 +58,10 @@ pub struct VersionId {
 }
 
 impl VersionId {
+    /// Largest seconds a version id may have: a signed 64-bit `time_t`. The room
+    /// above it keeps "one nanosecond later" (a child's id) representable.
+    pub const MAX_SECS: u64 = i64::MAX as u64;
+
     /// The id for "now" on a node with `major`.
     pub fn now(major: Option<u32>) -> VersionId {
         let since = SystemTime::now()
@@ -92,14 +96,17 @@ impl VersionId {
     }
 
     /// The id a node with `major` gives a new version whose parents are `parents`:
-    /// now, or one nanosecond past the newest parent if the clock is behind it.
+    /// now, or one nanosecond past the newest parent if the clock is behind it
+    /// (never past the last nanosecond of [`VersionId::MAX_SECS`]: a child of a
+    /// parent there is not newer, and readers refuse it by name).
     pub fn for_new_version(major: Option<u32>, parents: &[VersionId]) -> VersionId {
         let now = VersionId::now(major);
+        let last = u128::from(VersionId::MAX_SECS) * 1_000_000_000 + 999_999_999;
         let floor = parents
             .iter()
             .map(|parent| parent.as_nanos())
             .max()
-            .map(|nanos| nanos + 1);
+            .map(|nanos| (nanos + 1).min(last));
         match floor {
             Some(floor) if floor > now.as_nanos() => VersionId {
                 secs: (floor / 1_000_000_000) as u64,
@@ -149,8 +156,13 @@ impl FromStr for VersionId {
         if major.len() > 6 {
             return Err(bad("a major has at most 6 digits"));
         }
+        let secs: u64 = secs
+            .parse()
+            .ok()
+            .filter(|secs| *secs <= VersionId::MAX_SECS)
+            .ok_or_else(|| bad("seconds beyond 9223372036854775807"))?;
         Ok(VersionId {
-            secs: secs.parse().map_err(|_| bad("seconds out of range"))?,
+            secs,
             nanos: nanos.parse().map_err(|_| bad("bad nanoseconds"))?,
             major: if major.is_empty() {
                 None
@@ -295,6 +307,29 @@ mod tests {
         assert!(id > future);
         assert_eq!(id.as_nanos(), future.as_nanos() + 1);
         assert_eq!(id.major, Some(3));
+    }
+
+    /// Found by the ids fuzz target: a peer's id at the largest u64 seconds made
+    /// the child id wrap to 0 (older than its parent, refused when read back).
+    #[test]
+    fn seconds_beyond_time_t_are_refused_and_the_largest_id_has_a_child() {
+        let err = "18446744073709551615.999999999"
+            .parse::<VersionId>()
+            .unwrap_err();
+        assert!(err.contains("18446744073709551615.999999999"), "{err}");
+        assert!(
+            "9223372036854775808.000000000"
+                .parse::<VersionId>()
+                .is_err()
+        );
+        let near: VersionId = "9223372036854775806.999999999".parse().unwrap();
+        let child = VersionId::for_new_version(None, &[near]);
+        assert!(child > near, "{child} is not after {near}");
+        assert_eq!(child.to_string(), "9223372036854775807.000000000");
+        let last: VersionId = "9223372036854775807.999999999".parse().unwrap();
+        let child = VersionId::for_new_version(Some(7), &[last]);
+        assert_eq!(child.to_string().parse::<VersionId>(), Ok(child));
+        assert!(child > last, "a higher major still sorts after: {child}");
     }
 
     #[test]

@@ -343,6 +343,26 @@ pub fn read(dir: &Path, from: &Position, max_lines: usize) -> Result<Batch, Stor
             Err(err) if err.is_not_found() => break,
             Err(err) => return Err(err),
         };
+        if data.is_empty() && pos.offset > 0 {
+            let len = fs::metadata(&path).at(&path)?.len();
+            if len < pos.offset {
+                // Cut below where we stand: what we read there may be gone or
+                // rewritten. Stay, and say so (found by fuzzing; it was silent).
+                let reason = format!(
+                    "the segment is {len} bytes, shorter than the reader's position {} (truncated?)",
+                    pos.offset
+                );
+                batch.warnings.push(format!("{}: {reason}", path.display()));
+                batch.stuck = Some(Stuck {
+                    segment: pos.segment,
+                    offset: pos.offset,
+                    reason,
+                    past: pos.offset,
+                });
+                batch.next = pos;
+                break;
+            }
+        }
         let mut consumed = 0usize;
         let mut stopped_on_bad = false;
         let mut reason = String::new();
@@ -573,6 +593,31 @@ mod tests {
         let batch = read(&journal, &Position::default(), 100).unwrap();
         assert_eq!(batch.lines, vec!["one", "two"]);
         assert_eq!(batch.warnings.len(), 1, "{:?}", batch.warnings);
+    }
+
+    /// Found by the journal fuzz target: a segment cut below a saved reader
+    /// position (its header unreadable, so no nonce check) left the reader
+    /// waiting past the end with no warning.
+    #[test]
+    fn a_segment_shorter_than_the_position_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        fs::create_dir(&journal).unwrap();
+        fs::write(journal.join(segment_name(1)), b"df- 0 0d\n").unwrap();
+        let from = Position::parse("old 1 40").unwrap();
+        let batch = read(&journal, &from, 100).unwrap();
+        assert!(batch.lines.is_empty());
+        let stuck = batch.stuck.expect("a stop is reported");
+        assert_eq!((stuck.segment, stuck.offset), (1, 40));
+        assert!(stuck.reason.contains("9 bytes"), "{}", stuck.reason);
+        assert!(
+            batch
+                .warnings
+                .iter()
+                .any(|w| w.contains("0000000000000001")),
+            "{:?}",
+            batch.warnings
+        );
     }
 
     #[test]

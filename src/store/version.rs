@@ -326,7 +326,8 @@ impl Version {
                 size.ok_or_else(|| bad("a file version has no `size`".into()))?,
                 block_size.ok_or_else(|| bad("a file version has no `block-size`".into()))?,
             ),
-            _ => (0, block_size.unwrap_or(0)),
+            // Only a file has a block size (to_text writes none for the others).
+            _ => (0, 0),
         };
         let expected = if kind == Kind::File {
             Version::block_count(size, block_size)
@@ -357,12 +358,16 @@ impl Version {
             from,
             conflict_of,
             size,
-            mode: mode.unwrap_or(match kind {
-                Kind::Dir => 0o755,
+            // A tombstone has no mode or mtime (to_text writes none): ignored if given.
+            mode: match kind {
                 Kind::Tombstone => 0,
-                _ => 0o644,
-            }),
-            mtime: mtime.unwrap_or_default(),
+                Kind::Dir => mode.unwrap_or(0o755),
+                _ => mode.unwrap_or(0o644),
+            },
+            mtime: match kind {
+                Kind::Tombstone => Mtime::default(),
+                _ => mtime.unwrap_or_default(),
+            },
             block_size,
             target,
             hashes,
@@ -460,6 +465,31 @@ mod tests {
             text.replace("parent 1348096028.125255438", "parent 1999999999.000000000");
         assert!(Version::parse(Path::new("v"), young_parent.as_bytes()).is_err());
         assert!(Version::parse(Path::new("v"), b"\xff\xfe").is_err());
+    }
+
+    /// Found by the version_file fuzz target: keys to_text never writes for a
+    /// kind (a tombstone's mode and mtime, a directory's block size) made a
+    /// parsed version differ from the same version read back from its text.
+    #[test]
+    fn keys_a_kind_does_not_have_do_not_change_the_version() {
+        let node = "68d25a11-a34a-4bbb-a29e-c9bd06ff8c53";
+        let inputs = [
+            format!(
+                "globofs-version 1\nid 5.000000000\nkind tombstone\npath a\nnode {node}\nmode 644\nmtime 7.000000009\n\n"
+            ),
+            format!(
+                "globofs-version 1\nid 5.000000000\nkind dir\npath a\nnode {node}\nblock-size 4096\n\n"
+            ),
+        ];
+        for input in inputs {
+            let version = Version::parse(Path::new("v"), input.as_bytes()).unwrap();
+            let again = Version::parse(Path::new("v"), version.to_text().as_bytes()).unwrap();
+            assert_eq!(again, version, "{input}");
+            assert_eq!(version.block_size, 0, "{input}");
+            if version.kind == Kind::Tombstone {
+                assert_eq!((version.mode, version.mtime), (0, Mtime::default()));
+            }
+        }
     }
 
     #[test]
