@@ -349,3 +349,133 @@ fn a_reader_stuck_at_a_bad_line_stays_stuck_until_sync_full_moves_past_it() {
     assert!(errors(&report).is_empty(), "{:?}", errors(&report));
     assert_eq!(b.read("/ok3").as_deref(), Some(&b"three"[..]));
 }
+
+fn conflict_copies(node: &Node) -> Vec<String> {
+    node.listing()
+        .into_keys()
+        .filter(|path| path.contains(".sync-conflict-"))
+        .collect()
+}
+
+/// Found by black-box testing: a version lost from a damaged spool, then its
+/// child arriving, made a false conflict copy of the grandparent (one writer).
+#[test]
+fn a_version_lost_from_the_spool_then_its_child_makes_no_conflict_copy() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    a.put("/f", b"v1");
+    cluster.settle();
+    a.put("/f", b"v2");
+    pass(a, false);
+    let segment = latest_segment(&b.inbound(a).join("%journal"));
+    let len = fs::metadata(&segment).expect("stat").len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .and_then(|f| f.set_len(len - 7))
+        .expect("cut the last line");
+    a.put("/f", b"v3");
+    pass(a, false);
+    for _ in 0..2 {
+        pass(b, false);
+        pass(a, false);
+    }
+    assert_eq!(b.read("/f").as_deref(), Some(&b"v3"[..]));
+    assert_eq!(
+        conflict_copies(b),
+        Vec::<String>::new(),
+        "B made a false conflict copy"
+    );
+    assert_eq!(
+        conflict_copies(a),
+        Vec::<String>::new(),
+        "A got a false conflict copy"
+    );
+    assert_same_trees(&a.tree(), &b.tree(), "one writer");
+}
+
+/// Found by black-box testing: a valid version file of another path in the
+/// spool was refused but started no full check, so B stayed behind.
+#[test]
+fn a_spool_version_file_of_another_path_heals_in_ordinary_passes() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    a.put("/a", b"a1");
+    a.put("/b", b"b1");
+    cluster.settle();
+    a.put("/b", b"b2");
+    pass(a, false);
+    let version_of = |dir: &Path| {
+        fs::read_dir(dir)
+            .expect("versions")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.file_name().is_some_and(|n| n != "log"))
+            .max()
+            .expect("a version file")
+    };
+    let b_file = version_of(&b.inbound(a).join("b/versions"));
+    let a_file = version_of(&a.store_dir().join("root/a/versions"));
+    fs::copy(&a_file, &b_file).expect("put /a's version file in /b's place");
+    converges_with_warning(&cluster, "says it is version");
+    assert_eq!(b.read("/b").as_deref(), Some(&b"b2"[..]));
+}
+
+/// Found by black-box testing: a cut or zero tail of the latest segment with no
+/// further push was waited on for ever, silently.
+#[test]
+fn an_incomplete_tail_that_does_not_change_is_damage() {
+    let cluster = Cluster::mesh(2);
+    pushed_not_applied(&cluster, 20);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let segment = latest_segment(&b.inbound(a).join("%journal"));
+    let mut bytes = fs::read(&segment).expect("read segment");
+    let len = bytes.len();
+    for byte in &mut bytes[len - 300..] {
+        *byte = 0;
+    }
+    fs::write(&segment, &bytes).expect("zero the tail");
+    let first = pass(b, false);
+    assert!(
+        !warnings(&first).contains("has not changed"),
+        "one look is no proof"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = pass(b, false);
+    assert!(
+        warnings(&second).contains("has not changed since an earlier pass"),
+        "{}",
+        warnings(&second)
+    );
+    assert_same_trees(&a.tree(), &b.tree(), "after the lingering tail");
+    // Reported once per tail, not every pass.
+    let third = pass(b, false);
+    assert!(
+        !warnings(&third).contains("has not changed"),
+        "{}",
+        warnings(&third)
+    );
+}
+
+/// Found by black-box testing: a `%journal` replaced by a symlink was refused
+/// every pass with no full check.
+#[test]
+fn a_journal_replaced_by_a_symlink_heals_from_the_peers_root() {
+    let cluster = Cluster::mesh(2);
+    pushed_not_applied(&cluster, 10);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let journal = b.inbound(a).join("%journal");
+    let aside = cluster.root().join("journal-aside");
+    fs::rename(&journal, &aside).expect("move the journal");
+    std::os::unix::fs::symlink(&aside, &journal).expect("symlink");
+    converges_with_warning(&cluster, "not a real directory");
+}
+
+#[test]
+fn status_says_when_no_full_check_ran_yet() {
+    let cluster = Cluster::mesh(2);
+    let b = cluster.node(1);
+    pass(b, false);
+    let status = String::from_utf8_lossy(&b.cli(&["status", "--no-blocks"]).stdout).into_owned();
+    assert!(status.contains("full check: none yet"), "{status}");
+    assert!(!status.contains("complete"), "{status}");
+}

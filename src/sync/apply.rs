@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 
-use crate::ids::{BlockHash, NodeId};
+use crate::ids::{BlockHash, NodeId, VersionId};
 use crate::layout::{VPath, is_hashed_name, name_from_disk};
 use crate::store::import::Imported;
 use crate::store::journal::{self, Position};
@@ -33,14 +33,18 @@ use super::{PeerReport, safe};
 
 /// Journal lines applied per batch (the position is saved after each).
 const BATCH: usize = 256;
+/// How many missing ancestors of one version are fetched before it is taken.
+const MAX_PARENT_DEPTH: usize = 64;
 /// How deep conflict copies of conflict copies go.
 const MAX_COPY_DEPTH: usize = 3;
 
-/// Applies everything new in `peer`'s inbound spool. `relay`: the peer's remote,
-/// when we have other peers that may need its blocks from us.
+/// Applies everything new in `peer`'s inbound spool. `source`: the peer's
+/// remote when it is reachable (missing parents are read from its `root/`);
+/// `relay`: the same, when we have other peers that may need its blocks from us.
 pub fn apply(
     store: &Store,
     peer: NodeId,
+    source: Option<&Remote>,
     relay: Option<&Remote>,
     report: &mut PeerReport,
 ) -> Result<(), StoreError> {
@@ -65,10 +69,12 @@ pub fn apply(
                 return Ok(());
             }
             Ok(Some(false)) => {
-                report.refuse(format!(
+                let why = format!(
                     "{} is not a real directory (a symlink?); nothing applied",
                     dir.display()
-                ));
+                );
+                report.refuse(why.clone());
+                report.damage(why);
                 return Ok(());
             }
             Err(err) => return Err(StoreError::io(dir, err)),
@@ -78,10 +84,12 @@ pub fn apply(
         let segment = journal_dir.join(format!("{number:016}"));
         let regular = fs::symlink_metadata(&segment).is_ok_and(|m| m.file_type().is_file());
         if !regular {
-            report.refuse(format!(
+            let why = format!(
                 "{} is not a regular file; nothing applied from this peer",
                 segment.display()
-            ));
+            );
+            report.refuse(why.clone());
+            report.damage(why);
             return Ok(());
         }
     }
@@ -100,6 +108,7 @@ pub fn apply(
         store,
         peer,
         spool: &spool,
+        source,
         relay,
         relay_away: false,
         report,
@@ -136,6 +145,62 @@ pub fn apply(
             break;
         }
     }
+    if !applier.report.stuck {
+        check_lingering_tail(store, peer, &journal_dir, &position, applier.report)?;
+    }
+    Ok(())
+}
+
+/// How long an incomplete last line must stay unchanged, over two passes,
+/// before it counts as damage (a writer's one `write(2)` is seen whole far
+/// sooner, even through a remote filesystem).
+const LINGERING_TAIL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The reader waits at an incomplete last line of the latest segment (the
+/// writer may be appending it now). The same bytes there, unchanged since an
+/// earlier pass at least [`LINGERING_TAIL`] ago, are a cut or zero-filled
+/// tail, not a write in progress: damage, reported once per tail, and a full
+/// check follows. Remembered in `state/apply-tail/<peer>`.
+fn check_lingering_tail(
+    store: &Store,
+    peer: NodeId,
+    journal_dir: &Path,
+    position: &Position,
+    report: &mut PeerReport,
+) -> Result<(), StoreError> {
+    let file = store
+        .layout()
+        .state()
+        .join("apply-tail")
+        .join(peer.to_string());
+    let segment = journal_dir.join(format!("{:016}", position.segment));
+    let len = fs::metadata(&segment).map(|m| m.len()).unwrap_or(0);
+    if position.segment == 0 || len <= position.offset {
+        if file.exists() {
+            fs::remove_file(&file).map_err(|err| StoreError::io(&file, err))?;
+        }
+        return Ok(());
+    }
+    let tail = format!("{} {} {len}", position.segment, position.offset);
+    let earlier = fs::read_to_string(&file).ok();
+    let age = fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default();
+    match earlier.as_deref().map(str::trim_end) {
+        Some(seen) if seen == tail && age >= LINGERING_TAIL => {
+            report.damage(format!(
+                "{}: an incomplete last line ({} bytes at offset {}) has not changed since an earlier pass (cut or zero-filled?); what it named is taken from the peer's root/",
+                segment.display(),
+                len - position.offset,
+                position.offset
+            ));
+            journal::write_atomic(&file, format!("{tail} reported\n").as_bytes())?;
+        }
+        Some(seen) if seen == tail || seen == format!("{tail} reported") => {}
+        _ => journal::write_atomic(&file, format!("{tail}\n").as_bytes())?,
+    }
     Ok(())
 }
 
@@ -143,6 +208,7 @@ struct Applier<'a> {
     store: &'a Store,
     peer: NodeId,
     spool: &'a Path,
+    source: Option<&'a Remote>,
     relay: Option<&'a Remote>,
     relay_away: bool,
     report: &'a mut PeerReport,
@@ -154,10 +220,10 @@ impl Applier<'_> {
         let (id, path) = match parse_line(line) {
             Ok(parsed) => parsed,
             Err(why) => {
-                self.report.refuse(format!(
-                    "journal line {:?}: {why}",
-                    crate::ids::clip(line, 200)
-                ));
+                let why = format!("journal line {:?}: {why}", crate::ids::clip(line, 200));
+                self.report.refuse(why.clone());
+                self.report
+                    .damage(format!("inbound journal line refused: {why}"));
                 return Ok(());
             }
         };
@@ -179,12 +245,15 @@ impl Applier<'_> {
             }
         };
         if version.id != id || version.path != path {
-            self.report.refuse(format!(
+            let why = format!(
                 "{}: says it is version {} of {}, but the journal line names {id} of {path}",
                 shown.display(),
                 version.id,
                 version.path
-            ));
+            );
+            self.report.refuse(why.clone());
+            self.report
+                .damage(format!("inbound version file refused: {why}"));
             return Ok(());
         }
         if self.store.pruned_ids(&path)?.contains(&id) {
@@ -197,6 +266,66 @@ impl Applier<'_> {
     /// Takes one checked version in: its blocks (eager ones; a relay's pull),
     /// then the import, then conflict copies and revived parents.
     fn take(&mut self, version: &Version) -> Result<(), StoreError> {
+        self.take_parents(version, 0)?;
+        self.take_one(version)
+    }
+
+    /// Parents of `version` we lack (not pruned here) are taken in first, from
+    /// the spool or the peer's `root/`: with a parent missing, an older
+    /// version would look like a concurrent head and get a false conflict
+    /// copy (a version lost from a damaged spool, then its child arrives).
+    fn take_parents(&mut self, version: &Version, depth: usize) -> Result<(), StoreError> {
+        if version.parents.is_empty() || depth >= MAX_PARENT_DEPTH {
+            return Ok(());
+        }
+        let held = self.store.version_ids(&version.path)?;
+        let missing: Vec<VersionId> = version
+            .parents
+            .iter()
+            .copied()
+            .filter(|id| held.binary_search(id).is_err())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let pruned = self.store.pruned_ids(&version.path)?;
+        for id in missing {
+            if pruned.contains(&id) {
+                continue;
+            }
+            let Some(parent) = self.find_version(&version.path, id) else {
+                tracing::debug!(path = %version.path, %id, "a parent is not to be had from this peer");
+                continue;
+            };
+            self.take_parents(&parent, depth + 1)?;
+            self.take_one(&parent)?;
+        }
+        Ok(())
+    }
+
+    /// Version `id` of `path` from our inbound spool, else the peer's `root/`
+    /// (on its worker, with the deadline), checked; `None` if neither has it.
+    fn find_version(&mut self, path: &VPath, id: VersionId) -> Option<Version> {
+        let names = version_names(path, id);
+        let shown = safe::joined(self.spool, &names);
+        let found = match read_inbound(self.spool, &names, &shown) {
+            Ok(version) => Some(version),
+            Err(_) => {
+                let remote = self.source?;
+                let root = remote.layout().root();
+                remote
+                    .run(move || {
+                        let shown = safe::joined(&root, &names);
+                        read_inbound(&root, &names, &shown).ok()
+                    })
+                    .ok()
+                    .flatten()
+            }
+        };
+        found.filter(|version| version.id == id && version.path == *path)
+    }
+
+    fn take_one(&mut self, version: &Version) -> Result<(), StoreError> {
         // Blocks first, under the writer lock (gc waits): a kill after them and
         // before the import leaves unreferenced blocks only, and the version is
         // applied again next pass; the other order could journal a relayed
@@ -418,6 +547,7 @@ impl Applier<'_> {
 pub(super) fn take_checked(
     store: &Store,
     peer: NodeId,
+    source: Option<&Remote>,
     relay: Option<&Remote>,
     report: &mut PeerReport,
     version: &Version,
@@ -431,6 +561,7 @@ pub(super) fn take_checked(
         store,
         peer,
         spool: &spool,
+        source,
         relay,
         relay_away: false,
         report,

@@ -47,8 +47,10 @@ const MAX_DIRS: usize = 100_000;
 /// What a full check with one peer found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FullCheck {
-    /// Unix seconds when it ran.
+    /// Unix seconds when it ran (when it was scheduled, if none ran yet).
     pub at: u64,
+    /// A check ran (false: none yet; the first waits one interval from `at`).
+    pub ran: bool,
     /// Digest files (directories) compared.
     pub dirs: u64,
     /// Paths whose version lists were compared.
@@ -69,8 +71,9 @@ pub struct FullCheck {
 impl FullCheck {
     fn to_text(&self) -> String {
         format!(
-            "at {}\ndirs {}\npaths {}\ntaken {}\noffered {}\nwalked {}\ncomplete {}\nwhy {}\n",
+            "at {}\nran {}\ndirs {}\npaths {}\ntaken {}\noffered {}\nwalked {}\ncomplete {}\nwhy {}\n",
             self.at,
+            self.ran,
             self.dirs,
             self.paths,
             self.taken,
@@ -92,6 +95,7 @@ impl FullCheck {
                 "taken" => check.taken = value.parse().ok()?,
                 "offered" => check.offered = value.parse().ok()?,
                 "walked" => check.walked = value == "true",
+                "ran" => check.ran = value == "true",
                 "complete" => check.complete = value == "true",
                 "why" => check.why = value.to_string(),
                 _ => {}
@@ -114,7 +118,6 @@ impl FullCheck {
     pub fn schedule(store: &Store, peer: crate::ids::NodeId) -> Result<(), StoreError> {
         FullCheck {
             at: state::now_secs(),
-            complete: true,
             why: "none yet (the first check waits one interval)".to_string(),
             ..FullCheck::default()
         }
@@ -157,6 +160,7 @@ pub fn full_check(
         peer_root: remote.layout().root(),
         result: FullCheck {
             at: state::now_secs(),
+            ran: true,
             why: why.to_string(),
             ..FullCheck::default()
         },
@@ -466,8 +470,14 @@ impl Checker<'_> {
                     ));
                     continue;
                 }
-                if apply::take_checked(self.store, self.remote.id(), self.relay, report, &version)?
-                {
+                if apply::take_checked(
+                    self.store,
+                    self.remote.id(),
+                    Some(self.remote),
+                    self.relay,
+                    report,
+                    &version,
+                )? {
                     self.result.taken += 1;
                 }
             }

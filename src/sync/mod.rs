@@ -246,7 +246,8 @@ impl Syncer {
             let before = store_journal_mark(store)?;
             // Push trouble (a refused spool) does not make the apply fail.
             let errors_before = reports[index].errors.len();
-            apply::apply(store, remote.id(), relay, &mut reports[index])?;
+            let source = reports[index].reachable.then_some(remote.as_ref());
+            apply::apply(store, remote.id(), source, relay, &mut reports[index])?;
             let applied_some = store_journal_mark(store)? != before;
             produced |= applied_some;
             push::settle_resend(store, remote.id(), applied_some)?;
@@ -342,7 +343,7 @@ impl Syncer {
                         resume.offset
                     ));
                     // What the peer pushed after that point applies as usual.
-                    apply::apply(store, remote.id(), relay, report)?;
+                    apply::apply(store, remote.id(), Some(remote), relay, report)?;
                 }
             }
         }

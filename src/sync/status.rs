@@ -271,12 +271,17 @@ impl Status {
             (
                 "globofs_peer_full_check_timestamp_seconds",
                 "When the last full check (anti-entropy) with the peer ran.",
-                |p| p.full_check.as_ref().map(|c| c.at),
+                |p| p.full_check.as_ref().filter(|c| c.ran).map(|c| c.at),
             ),
             (
                 "globofs_peer_full_check_repaired",
                 "Versions the last full check took from the peer or offered to it.",
-                |p| p.full_check.as_ref().map(|c| c.taken + c.offered),
+                |p| {
+                    p.full_check
+                        .as_ref()
+                        .filter(|c| c.ran)
+                        .map(|c| c.taken + c.offered)
+                },
             ),
         ];
         for (name, help, value) in metrics {
@@ -336,7 +341,13 @@ impl Status {
                 when(peer.last_push),
                 when(peer.last_apply),
             ));
-            if let Some(check) = &peer.full_check {
+            if let Some(check) = peer.full_check.as_ref().filter(|c| !c.ran) {
+                out.push_str(&format!(
+                    "  full check: none yet (the first waits one sync.full_check interval from {})\n",
+                    check.at
+                ));
+            }
+            if let Some(check) = peer.full_check.as_ref().filter(|c| c.ran) {
                 out.push_str(&format!(
                     "  full check {}: {} ({}); {} dirs, {} paths compared; took {}, offered {}{}\n",
                     check.at,
