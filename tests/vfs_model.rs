@@ -1,0 +1,465 @@
+//! A reference-model property test of the filesystem core: a small in-memory
+//! model of a POSIX tree (directories, files with bytes, symlinks) and random
+//! sequences of operations over a few names (so they collide: over, into and
+//! below each other). Every step must give the same result or errno on the
+//! model, on a `Vfs` over a real store (called as the kernel calls it, see
+//! tests/common/vfs.rs) and on a plain local directory (which keeps the model
+//! honest); at the end the three trees must be equal, and equal to what a
+//! fresh `Vfs` on the same store (another process) and the store alone see.
+//!
+//! Deterministic: a fixed seed (`VFS_MODEL_SEED=<u64>` picks another), 64
+//! cases of up to 40 steps (`PROPTEST_CASES=<n>` for more). A failure is
+//! shrunk to a short sequence and printed as such.
+
+#[path = "common/store.rs"]
+mod store_common;
+#[path = "common/vfs.rs"]
+mod vfs_common;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+
+use globofs::vfs::Vfs;
+use store_common::{BS, Vol, data};
+use vfs_common::{Core, DANGLING, Entry, Kind, Local, Posix, R, Tree, store_tree, tree};
+
+/// The names paths are made of: few, so that operations meet each other,
+/// and two of them the names the store keeps for itself on disk.
+const NAMES: [&[u8]; 3] = [b"a", b"b", b"versions"];
+
+/// A path of 1 to 3 names (indexes into [`NAMES`]; empty is the root).
+#[derive(Clone, PartialEq, Eq)]
+struct P(Vec<u8>);
+
+impl P {
+    fn names(&self) -> Vec<Vec<u8>> {
+        self.0.iter().map(|i| NAMES[*i as usize].to_vec()).collect()
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.names().join(&b'/')
+    }
+}
+
+impl fmt::Debug for P {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", String::from_utf8_lossy(&self.bytes()))
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Mkdir(P),
+    /// open(O_CREAT|O_WRONLY[|O_TRUNC]), pwrite `len` bytes (made from
+    /// `seed`) at `offset`, close.
+    Write {
+        path: P,
+        truncate: bool,
+        offset: u32,
+        len: u32,
+        seed: u8,
+    },
+    Truncate(P, u32),
+    Unlink(P),
+    Rmdir(P),
+    Rename(P, P, bool),
+    Readdir(P),
+    Read(P),
+    Symlink(P),
+    Stat(P),
+}
+
+/// What a step gave back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Out {
+    Done,
+    Bytes(Vec<u8>),
+    Listing(Vec<(Vec<u8>, Kind)>),
+    Stat(Kind, u64, u32),
+}
+
+fn path() -> impl Strategy<Value = P> {
+    prop::collection::vec(0..NAMES.len() as u8, 1..=3).prop_map(P)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let size = 0..(3 * BS as u32 + 100);
+    prop_oneof![
+        3 => path().prop_map(Op::Mkdir),
+        5 => (path(), any::<bool>(), size.clone(), 0..(2 * BS as u32 + 10), any::<u8>())
+            .prop_map(|(path, truncate, offset, len, seed)| Op::Write {
+                path,
+                truncate,
+                offset,
+                len,
+                seed,
+            }),
+        2 => (path(), size).prop_map(|(p, s)| Op::Truncate(p, s)),
+        2 => path().prop_map(Op::Unlink),
+        2 => path().prop_map(Op::Rmdir),
+        4 => (path(), path(), any::<bool>()).prop_map(|(a, b, n)| Op::Rename(a, b, n)),
+        2 => prop::collection::vec(0..NAMES.len() as u8, 0..=2).prop_map(|p| Op::Readdir(P(p))),
+        2 => path().prop_map(Op::Read),
+        1 => path().prop_map(Op::Symlink),
+        1 => path().prop_map(Op::Stat),
+    ]
+}
+
+// ----- the model -----
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Node {
+    Dir,
+    File(Vec<u8>),
+    Symlink,
+}
+
+/// A POSIX tree as Linux answers for it, for the calls above (modes: files
+/// 0644, directories 0755 after the umask; every symlink dangles).
+#[derive(Default)]
+struct Model {
+    nodes: BTreeMap<Vec<Vec<u8>>, Node>,
+}
+
+type Names = [Vec<u8>];
+
+impl Model {
+    /// Every directory above `path` must be one (a symlink there dangles).
+    fn walk(&self, path: &Names) -> R<()> {
+        for end in 1..path.len() {
+            match self.nodes.get(&path[..end]) {
+                Some(Node::Dir) => {}
+                Some(Node::File(_)) => return Err(libc::ENOTDIR),
+                Some(Node::Symlink) | None => return Err(libc::ENOENT),
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, path: &Names) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    fn children(&self, dir: &Names) -> Vec<(Vec<u8>, Kind)> {
+        self.nodes
+            .iter()
+            .filter(|(p, _)| p.len() == dir.len() + 1 && p.starts_with(dir))
+            .map(|(p, node)| {
+                let kind = match node {
+                    Node::Dir => Kind::Dir,
+                    Node::File(_) => Kind::File,
+                    Node::Symlink => Kind::Symlink,
+                };
+                (p[dir.len()].clone(), kind)
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    fn apply(&mut self, op: &Op) -> R<Out> {
+        match op {
+            Op::Mkdir(p) | Op::Symlink(p) => {
+                let p = p.names();
+                self.walk(&p)?;
+                if self.get(&p).is_some() {
+                    return Err(libc::EEXIST);
+                }
+                let node = match op {
+                    Op::Mkdir(_) => Node::Dir,
+                    _ => Node::Symlink,
+                };
+                self.nodes.insert(p, node);
+                Ok(Out::Done)
+            }
+            Op::Write {
+                path,
+                truncate,
+                offset,
+                len,
+                seed,
+            } => {
+                let p = path.names();
+                self.walk(&p)?;
+                match self.get(&p) {
+                    Some(Node::Dir) => return Err(libc::EISDIR),
+                    Some(Node::Symlink) => return Err(libc::ELOOP),
+                    Some(Node::File(_)) => {}
+                    None => {
+                        self.nodes.insert(p.clone(), Node::File(Vec::new()));
+                    }
+                }
+                let Some(Node::File(bytes)) = self.nodes.get_mut(&p) else {
+                    unreachable!()
+                };
+                if *truncate {
+                    bytes.clear();
+                }
+                let (offset, chunk) = (*offset as usize, data(*len as usize, u64::from(*seed)));
+                if !chunk.is_empty() {
+                    if bytes.len() < offset + chunk.len() {
+                        bytes.resize(offset + chunk.len(), 0);
+                    }
+                    bytes[offset..offset + chunk.len()].copy_from_slice(&chunk);
+                }
+                Ok(Out::Done)
+            }
+            Op::Truncate(p, size) => {
+                let p = p.names();
+                self.walk(&p)?;
+                match self.nodes.get_mut(&p) {
+                    None | Some(Node::Symlink) => Err(libc::ENOENT),
+                    Some(Node::Dir) => Err(libc::EISDIR),
+                    Some(Node::File(bytes)) => {
+                        bytes.resize(*size as usize, 0);
+                        Ok(Out::Done)
+                    }
+                }
+            }
+            Op::Unlink(p) => {
+                let p = p.names();
+                self.walk(&p)?;
+                match self.get(&p) {
+                    None => Err(libc::ENOENT),
+                    Some(Node::Dir) => Err(libc::EISDIR),
+                    Some(_) => {
+                        self.nodes.remove(&p);
+                        Ok(Out::Done)
+                    }
+                }
+            }
+            Op::Rmdir(p) => {
+                let p = p.names();
+                self.walk(&p)?;
+                match self.get(&p) {
+                    None => Err(libc::ENOENT),
+                    Some(Node::Dir) if !self.children(&p).is_empty() => Err(libc::ENOTEMPTY),
+                    Some(Node::Dir) => {
+                        self.nodes.remove(&p);
+                        Ok(Out::Done)
+                    }
+                    Some(_) => Err(libc::ENOTDIR),
+                }
+            }
+            Op::Rename(from, to, noreplace) => {
+                let (from, to) = (from.names(), to.names());
+                self.rename(&from, &to, *noreplace).map(|()| Out::Done)
+            }
+            Op::Readdir(p) => {
+                let p = p.names();
+                if !p.is_empty() {
+                    self.walk(&p)?;
+                    match self.get(&p) {
+                        None | Some(Node::Symlink) => return Err(libc::ENOENT),
+                        Some(Node::File(_)) => return Err(libc::ENOTDIR),
+                        Some(Node::Dir) => {}
+                    }
+                }
+                Ok(Out::Listing(self.children(&p)))
+            }
+            Op::Read(p) => {
+                let p = p.names();
+                self.walk(&p)?;
+                match self.get(&p) {
+                    None => Err(libc::ENOENT),
+                    Some(Node::Symlink) => Err(libc::ELOOP),
+                    Some(Node::Dir) => Err(libc::EISDIR),
+                    Some(Node::File(bytes)) => Ok(Out::Bytes(bytes.clone())),
+                }
+            }
+            Op::Stat(p) => {
+                let p = p.names();
+                self.walk(&p)?;
+                match self.get(&p) {
+                    None => Err(libc::ENOENT),
+                    Some(Node::Dir) => Ok(Out::Stat(Kind::Dir, 0, 0o755)),
+                    Some(Node::File(b)) => Ok(Out::Stat(Kind::File, b.len() as u64, 0o644)),
+                    Some(Node::Symlink) => {
+                        Ok(Out::Stat(Kind::Symlink, DANGLING.len() as u64, 0o777))
+                    }
+                }
+            }
+        }
+    }
+
+    /// rename(2) in Linux's order of checks (do_renameat2, vfs_rename).
+    fn rename(&mut self, from: &Names, to: &Names, noreplace: bool) -> R<()> {
+        self.walk(from)?;
+        self.walk(to)?;
+        let source = self.get(from).ok_or(libc::ENOENT)?.clone();
+        let target = self.get(to).cloned();
+        if noreplace && target.is_some() {
+            return Err(libc::EEXIST);
+        }
+        let (from_dir, to_dir) = (&from[..from.len() - 1], &to[..to.len() - 1]);
+        if from_dir != to_dir {
+            if to_dir.starts_with(from) {
+                return Err(libc::EINVAL);
+            }
+            if from_dir.starts_with(to) {
+                return Err(libc::ENOTEMPTY);
+            }
+        }
+        if from == to {
+            return Ok(());
+        }
+        match (&source, &target) {
+            (Node::Dir, Some(Node::File(_) | Node::Symlink)) => return Err(libc::ENOTDIR),
+            (Node::File(_) | Node::Symlink, Some(Node::Dir)) => return Err(libc::EISDIR),
+            (Node::Dir, Some(Node::Dir)) if !self.children(to).is_empty() => {
+                return Err(libc::ENOTEMPTY);
+            }
+            _ => {}
+        }
+        self.nodes.remove(to);
+        let moved: Vec<Vec<Vec<u8>>> = self
+            .nodes
+            .keys()
+            .filter(|p| p.starts_with(from))
+            .cloned()
+            .collect();
+        for old in moved {
+            let node = self.nodes.remove(&old).expect("listed just now");
+            let mut new = to.to_vec();
+            new.extend_from_slice(&old[from.len()..]);
+            self.nodes.insert(new, node);
+        }
+        Ok(())
+    }
+
+    fn tree(&self) -> Tree {
+        self.nodes
+            .iter()
+            .map(|(p, node)| {
+                let entry = match node {
+                    Node::Dir => Entry::Dir { perm: 0o755 },
+                    Node::File(data) => Entry::File {
+                        perm: 0o644,
+                        data: data.clone(),
+                    },
+                    Node::Symlink => Entry::Symlink {
+                        target: DANGLING.to_vec(),
+                    },
+                };
+                (p.join(&b'/'), entry)
+            })
+            .collect()
+    }
+}
+
+// ----- the same steps through the Posix calls -----
+
+fn run(fs: &mut dyn Posix, op: &Op) -> R<Out> {
+    match op {
+        Op::Mkdir(p) => fs.mkdir(&p.bytes(), 0o755).map(|()| Out::Done),
+        Op::Symlink(p) => fs.symlink(DANGLING, &p.bytes()).map(|()| Out::Done),
+        Op::Write {
+            path,
+            truncate,
+            offset,
+            len,
+            seed,
+        } => {
+            let mut flags = libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW;
+            if *truncate {
+                flags |= libc::O_TRUNC;
+            }
+            let fd = fs.open(&path.bytes(), flags, 0o644)?;
+            let chunk = data(*len as usize, u64::from(*seed));
+            let written = fs.write(fd, u64::from(*offset), &chunk);
+            let closed = fs.close(fd);
+            if written? != chunk.len() {
+                return Err(libc::EIO);
+            }
+            closed.map(|()| Out::Done)
+        }
+        Op::Truncate(p, size) => fs.truncate(&p.bytes(), u64::from(*size)).map(|()| Out::Done),
+        Op::Unlink(p) => fs.unlink(&p.bytes()).map(|()| Out::Done),
+        Op::Rmdir(p) => fs.rmdir(&p.bytes()).map(|()| Out::Done),
+        Op::Rename(from, to, noreplace) => fs
+            .rename(&from.bytes(), &to.bytes(), *noreplace)
+            .map(|()| Out::Done),
+        Op::Readdir(p) => fs.readdir(&p.bytes()).map(Out::Listing),
+        Op::Read(p) => fs.read_file(&p.bytes()).map(Out::Bytes),
+        Op::Stat(p) => fs.lstat(&p.bytes()).map(|s| {
+            let (kind, size, perm) = s.shape();
+            Out::Stat(kind, size, perm)
+        }),
+    }
+}
+
+/// Short for messages: a long byte string as its length and first bytes.
+fn brief(out: &R<Out>) -> String {
+    match out {
+        Ok(Out::Bytes(b)) if b.len() > 16 => format!("Ok(Bytes(len {}, {:?}..))", b.len(), &b[..16]),
+        other => format!("{other:?}"),
+    }
+}
+
+fn check(ops: &[Op]) -> Result<(), TestCaseError> {
+    let vol = Vol::new();
+    let mut local = Local::new(vol.scratch("local"));
+    let mut core = Core::new(Arc::new(Vfs::new(Arc::new(vol.store()))));
+    let mut model = Model::default();
+    for (step, op) in ops.iter().enumerate() {
+        let expected = model.apply(op);
+        let on_disk = run(&mut local, op);
+        prop_assert!(
+            on_disk == expected,
+            "step {step} {op:?}: the model says {} but a local directory {} (the model is wrong)",
+            brief(&expected),
+            brief(&on_disk)
+        );
+        let got = run(&mut core, op);
+        prop_assert!(
+            got == expected,
+            "step {step} {op:?}: the core gave {}, a local directory {}",
+            brief(&got),
+            brief(&expected)
+        );
+    }
+    let expected = model.tree();
+    let trees: [(&str, R<Tree>); 4] = [
+        ("a local directory", tree(&mut local)),
+        ("the core", tree(&mut core)),
+        (
+            "a fresh Vfs on the same store",
+            tree(&mut Core::new(Arc::new(Vfs::new(Arc::new(vol.store()))))),
+        ),
+        ("the store alone", Ok(store_tree(&vol.store()))),
+    ];
+    for (who, seen) in trees {
+        prop_assert!(
+            seen.as_ref() == Ok(&expected),
+            "at the end {who} holds {seen:?}, the model {expected:?}"
+        );
+    }
+    prop_assert_eq!(core.vfs.open_handle_count(), 0);
+    Ok(())
+}
+
+#[test]
+fn the_core_behaves_like_a_model_posix_tree() {
+    let mut config = Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = 64;
+    }
+    config.failure_persistence = None;
+    config.max_shrink_iters = 4096;
+    let seed: u64 = std::env::var("VFS_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x676c_6f62_6f66_7331);
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
+    let mut runner = TestRunner::new_with_rng(config.clone(), rng);
+    let ops = prop::collection::vec(op(), 1..=40);
+    if let Err(err) = runner.run(&ops, |ops| check(&ops)) {
+        panic!("{err}\n(VFS_MODEL_SEED={seed}, {} cases)", config.cases);
+    }
+}
