@@ -18,11 +18,14 @@ mod vfs_common;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::process::Command;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
+use globofs::spec::Spec;
+use globofs::store::Store;
 use globofs::vfs::Vfs;
 use store_common::{BS, Vol, data};
 use vfs_common::{Core, DANGLING, Entry, Kind, Local, Posix, R, Tree, store_tree, tree};
@@ -31,46 +34,89 @@ use vfs_common::{Core, DANGLING, Entry, Kind, Local, Posix, R, Tree, store_tree,
 /// and two of them the names the store keeps for itself on disk.
 const NAMES: [&[u8]; 3] = [b"a", b"b", b"versions"];
 
-/// A path of 1 to 3 names (indexes into [`NAMES`]; empty is the root).
+/// A path as a step uses it: its names (empty: the root).
 #[derive(Clone, PartialEq, Eq)]
-struct P(Vec<u8>);
+struct P(Vec<Vec<u8>>);
 
 impl P {
     fn names(&self) -> Vec<Vec<u8>> {
-        self.0.iter().map(|i| NAMES[*i as usize].to_vec()).collect()
+        self.0.clone()
     }
 
     fn bytes(&self) -> Vec<u8> {
-        self.names().join(&b'/')
+        self.0.join(&b'/')
     }
 }
 
 impl fmt::Debug for P {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{}\"", String::from_utf8_lossy(&self.bytes()))
+        write!(f, "\"{}\"", self.bytes().escape_ascii())
     }
 }
 
+/// Where a generated step acts, decided against the tree as it is when the
+/// step runs, so that most steps meet something that exists.
 #[derive(Clone, Debug)]
-enum Op {
-    Mkdir(P),
+enum Where {
+    /// These names (indexes into [`NAMES`]).
+    Names(Vec<u8>),
+    /// The k-th entry of the tree (modulo their number; a plain name when empty).
+    Existing(u8),
+    /// A name of [`NAMES`] in the k-th directory (the root is the first).
+    Below(u8, u8),
+}
+
+#[derive(Clone, Debug)]
+enum Op<T> {
+    Mkdir(T),
     /// open(O_CREAT|O_WRONLY[|O_TRUNC]), pwrite `len` bytes (made from
     /// `seed`) at `offset`, close.
     Write {
-        path: P,
+        path: T,
         truncate: bool,
         offset: u32,
         len: u32,
         seed: u8,
     },
-    Truncate(P, u32),
-    Unlink(P),
-    Rmdir(P),
-    Rename(P, P, bool),
-    Readdir(P),
-    Read(P),
-    Symlink(P),
-    Stat(P),
+    Truncate(T, u32),
+    Unlink(T),
+    Rmdir(T),
+    Rename(T, T, bool),
+    Readdir(T),
+    Read(T),
+    Symlink(T),
+    Stat(T),
+}
+
+impl Op<Where> {
+    /// The step with its places decided.
+    fn place(&self, model: &Model) -> Op<P> {
+        let at = |w: &Where| model.place(w);
+        match self {
+            Op::Mkdir(w) => Op::Mkdir(at(w)),
+            Op::Write {
+                path,
+                truncate,
+                offset,
+                len,
+                seed,
+            } => Op::Write {
+                path: at(path),
+                truncate: *truncate,
+                offset: *offset,
+                len: *len,
+                seed: *seed,
+            },
+            Op::Truncate(w, size) => Op::Truncate(at(w), *size),
+            Op::Unlink(w) => Op::Unlink(at(w)),
+            Op::Rmdir(w) => Op::Rmdir(at(w)),
+            Op::Rename(from, to, noreplace) => Op::Rename(at(from), at(to), *noreplace),
+            Op::Readdir(w) => Op::Readdir(at(w)),
+            Op::Read(w) => Op::Read(at(w)),
+            Op::Symlink(w) => Op::Symlink(at(w)),
+            Op::Stat(w) => Op::Stat(at(w)),
+        }
+    }
 }
 
 /// What a step gave back.
@@ -82,15 +128,22 @@ enum Out {
     Stat(Kind, u64, u32),
 }
 
-fn path() -> impl Strategy<Value = P> {
-    prop::collection::vec(0..NAMES.len() as u8, 1..=3).prop_map(P)
+/// A place: an existing entry, a name in an existing directory, or a short
+/// path of the few names.
+fn place() -> impl Strategy<Value = Where> {
+    let name = || 0..NAMES.len() as u8;
+    prop_oneof![
+        3 => any::<u8>().prop_map(Where::Existing),
+        3 => (any::<u8>(), name()).prop_map(|(k, n)| Where::Below(k, n)),
+        1 => prop::collection::vec(name(), 1..=3).prop_map(Where::Names),
+    ]
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn op() -> impl Strategy<Value = Op<Where>> {
     let size = 0..(3 * BS as u32 + 100);
     prop_oneof![
-        3 => path().prop_map(Op::Mkdir),
-        5 => (path(), any::<bool>(), size.clone(), 0..(2 * BS as u32 + 10), any::<u8>())
+        4 => place().prop_map(Op::Mkdir),
+        6 => (place(), any::<bool>(), size.clone(), 0..(2 * BS as u32 + 10), any::<u8>())
             .prop_map(|(path, truncate, offset, len, seed)| Op::Write {
                 path,
                 truncate,
@@ -98,14 +151,15 @@ fn op() -> impl Strategy<Value = Op> {
                 len,
                 seed,
             }),
-        2 => (path(), size).prop_map(|(p, s)| Op::Truncate(p, s)),
-        2 => path().prop_map(Op::Unlink),
-        2 => path().prop_map(Op::Rmdir),
-        4 => (path(), path(), any::<bool>()).prop_map(|(a, b, n)| Op::Rename(a, b, n)),
-        2 => prop::collection::vec(0..NAMES.len() as u8, 0..=2).prop_map(|p| Op::Readdir(P(p))),
-        2 => path().prop_map(Op::Read),
-        1 => path().prop_map(Op::Symlink),
-        1 => path().prop_map(Op::Stat),
+        2 => (place(), size).prop_map(|(p, s)| Op::Truncate(p, s)),
+        2 => place().prop_map(Op::Unlink),
+        2 => place().prop_map(Op::Rmdir),
+        6 => (place(), place(), any::<bool>()).prop_map(|(a, b, n)| Op::Rename(a, b, n)),
+        1 => Just(Op::Readdir(Where::Names(Vec::new()))),
+        2 => place().prop_map(Op::Readdir),
+        2 => place().prop_map(Op::Read),
+        1 => place().prop_map(Op::Symlink),
+        1 => place().prop_map(Op::Stat),
     ]
 }
 
@@ -128,6 +182,32 @@ struct Model {
 type Names = [Vec<u8>];
 
 impl Model {
+    fn place(&self, place: &Where) -> P {
+        let name = |n: u8| NAMES[n as usize % NAMES.len()].to_vec();
+        match place {
+            Where::Names(names) => P(names.iter().map(|n| name(*n)).collect()),
+            Where::Existing(k) if self.nodes.is_empty() => P(vec![name(*k)]),
+            Where::Existing(k) => {
+                let nth = *k as usize % self.nodes.len();
+                P(self.nodes.keys().nth(nth).cloned().unwrap_or_default())
+            }
+            Where::Below(k, n) => {
+                let dirs: Vec<&Vec<Vec<u8>>> = self
+                    .nodes
+                    .iter()
+                    .filter(|(_, node)| **node == Node::Dir)
+                    .map(|(p, _)| p)
+                    .collect();
+                let mut path = match *k as usize % (dirs.len() + 1) {
+                    0 => Vec::new(),
+                    i => dirs[i - 1].clone(),
+                };
+                path.push(name(*n));
+                P(path)
+            }
+        }
+    }
+
     /// Every directory above `path` must be one (a symlink there dangles).
     fn walk(&self, path: &Names) -> R<()> {
         for end in 1..path.len() {
@@ -161,7 +241,7 @@ impl Model {
             .collect()
     }
 
-    fn apply(&mut self, op: &Op) -> R<Out> {
+    fn apply(&mut self, op: &Op<P>) -> R<Out> {
         match op {
             Op::Mkdir(p) | Op::Symlink(p) => {
                 let p = p.names();
@@ -353,7 +433,7 @@ impl Model {
 
 // ----- the same steps through the Posix calls -----
 
-fn run(fs: &mut dyn Posix, op: &Op) -> R<Out> {
+fn run(fs: &mut dyn Posix, op: &Op<P>) -> R<Out> {
     match op {
         Op::Mkdir(p) => fs.mkdir(&p.bytes(), 0o755).map(|()| Out::Done),
         Op::Symlink(p) => fs.symlink(DANGLING, &p.bytes()).map(|()| Out::Done),
@@ -400,24 +480,55 @@ fn brief(out: &R<Out>) -> String {
     }
 }
 
-fn check(ops: &[Op]) -> Result<(), TestCaseError> {
-    let vol = Vol::new();
-    let mut local = Local::new(vol.scratch("local"));
-    let mut core = Core::new(Arc::new(Vfs::new(Arc::new(vol.store()))));
+/// A fresh store for one case: a byte copy of a volume that `globofs init`
+/// and `reconcile` made once (making one per case takes most of a second).
+struct Case {
+    dir: tempfile::TempDir,
+    spec: Spec,
+}
+
+impl Case {
+    fn new(template: &Vol) -> Case {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let volume = dir.path().join("vol");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(&template.spec.volume)
+            .arg(&volume)
+            .status()
+            .expect("run cp");
+        assert!(status.success(), "copying the template volume failed");
+        let mut spec = template.spec.clone();
+        spec.volume = volume;
+        Case { dir, spec }
+    }
+
+    fn store(&self) -> Store {
+        Store::open_spec(&self.spec).expect("open the store")
+    }
+}
+
+fn check(template: &Vol, ops: &[Op<Where>]) -> Result<(), TestCaseError> {
+    let case = Case::new(template);
+    let mut local = Local::new(case.dir.path().join("local"));
+    let mut core = Core::new(Arc::new(Vfs::new(Arc::new(case.store()))));
     let mut model = Model::default();
+    let mut steps = String::new();
     for (step, op) in ops.iter().enumerate() {
+        let op = &op.place(&model);
+        steps.push_str(&format!("\n  {step}: {op:?}"));
         let expected = model.apply(op);
         let on_disk = run(&mut local, op);
         prop_assert!(
             on_disk == expected,
-            "step {step} {op:?}: the model says {} but a local directory {} (the model is wrong)",
+            "step {step} {op:?}: the model says {} but a local directory {} (the model is wrong); steps:{steps}",
             brief(&expected),
             brief(&on_disk)
         );
         let got = run(&mut core, op);
         prop_assert!(
             got == expected,
-            "step {step} {op:?}: the core gave {}, a local directory {}",
+            "step {step} {op:?}: the core gave {}, a local directory {}; steps:{steps}",
             brief(&got),
             brief(&expected)
         );
@@ -428,14 +539,14 @@ fn check(ops: &[Op]) -> Result<(), TestCaseError> {
         ("the core", tree(&mut core)),
         (
             "a fresh Vfs on the same store",
-            tree(&mut Core::new(Arc::new(Vfs::new(Arc::new(vol.store()))))),
+            tree(&mut Core::new(Arc::new(Vfs::new(Arc::new(case.store()))))),
         ),
-        ("the store alone", Ok(store_tree(&vol.store()))),
+        ("the store alone", Ok(store_tree(&case.store()))),
     ];
     for (who, seen) in trees {
         prop_assert!(
             seen.as_ref() == Ok(&expected),
-            "at the end {who} holds {seen:?}, the model {expected:?}"
+            "at the end {who} holds {seen:?}, the model {expected:?}; steps:{steps}"
         );
     }
     prop_assert_eq!(core.vfs.open_handle_count(), 0);
@@ -459,7 +570,8 @@ fn the_core_behaves_like_a_model_posix_tree() {
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
     let mut runner = TestRunner::new_with_rng(config.clone(), rng);
     let ops = prop::collection::vec(op(), 1..=40);
-    if let Err(err) = runner.run(&ops, |ops| check(&ops)) {
+    let template = Vol::new();
+    if let Err(err) = runner.run(&ops, |ops| check(&template, &ops)) {
         panic!("{err}\n(VFS_MODEL_SEED={seed}, {} cases)", config.cases);
     }
 }
