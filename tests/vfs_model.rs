@@ -508,6 +508,30 @@ impl Case {
     }
 }
 
+/// The paths where two trees differ, each entry in short.
+fn tree_diff(seen: &Tree, expected: &Tree) -> String {
+    let short = |e: Option<&Entry>| match e {
+        Some(Entry::File { perm, data }) if data.len() > 16 => {
+            format!("File {{ perm: {perm:o}, len {}, {:?}.. }}", data.len(), &data[..16])
+        }
+        other => format!("{other:?}"),
+    };
+    let paths: std::collections::BTreeSet<&Vec<u8>> = seen.keys().chain(expected.keys()).collect();
+    let mut out = String::new();
+    for path in paths {
+        let (a, b) = (seen.get(path), expected.get(path));
+        if a != b {
+            out.push_str(&format!(
+                "\n  {}: {} (model: {})",
+                vfs_common::show(path),
+                short(a),
+                short(b)
+            ));
+        }
+    }
+    out
+}
+
 fn check(template: &Vol, ops: &[Op<Where>]) -> Result<(), TestCaseError> {
     let case = Case::new(template);
     let mut local = Local::new(case.dir.path().join("local"));
@@ -544,9 +568,11 @@ fn check(template: &Vol, ops: &[Op<Where>]) -> Result<(), TestCaseError> {
         ("the store alone", Ok(store_tree(&case.store()))),
     ];
     for (who, seen) in trees {
+        let seen = seen.map_err(|e| TestCaseError::fail(format!("{who}: errno {e}; steps:{steps}")))?;
         prop_assert!(
-            seen.as_ref() == Ok(&expected),
-            "at the end {who} holds {seen:?}, the model {expected:?}; steps:{steps}"
+            seen == expected,
+            "at the end {who} differs from the model:{}\nsteps:{steps}",
+            tree_diff(&seen, &expected)
         );
     }
     prop_assert_eq!(core.vfs.open_handle_count(), 0);

@@ -669,3 +669,96 @@ fn handles_of_one_file_share_its_writes() {
     let seen = both.same_tree();
     assert_eq!(tree(&mut both.other()).unwrap(), seen);
 }
+
+#[test]
+fn renames_while_files_are_open() {
+    let mut both = Both::new();
+    // A file created and still open, renamed before its first close.
+    let fd = both.same(|fs| fs.open(b"new", CREATE, 0o644)).unwrap();
+    both.same(|fs| fs.write(fd, 0, b"before the rename"));
+    both.same(|fs| fs.rename(b"new", b"moved", false));
+    both.same(|fs| fs.write(fd, 0, b"AFTER"));
+    both.same(|fs| fs.lstat(b"moved").map(|s| s.shape()));
+    both.same(|fs| fs.close(fd));
+    both.same(|fs| fs.read_file(b"moved"));
+    both.same(|fs| fs.lstat(b"new").map(|s| s.shape()));
+    // A committed file open for writing, renamed, written, closed.
+    both.same(|fs| fs.write_file(b"f", &data(BS + 10, 1)));
+    let fd = both.same(|fs| fs.open(b"f", RDWR, 0)).unwrap();
+    both.same(|fs| fs.write(fd, 3, b"one"));
+    both.same(|fs| fs.rename(b"f", b"g", false));
+    both.same(|fs| fs.write(fd, BS as u64, b"two"));
+    both.same(|fs| fs.close(fd));
+    both.same(|fs| fs.read_file(b"g"));
+    // A directory holding an open writer moves; the close lands at the new path.
+    both.same(|fs| fs.mkdir(b"d", 0o755));
+    both.same(|fs| fs.write_file(b"d/inner", b"inner"));
+    let fd = both.same(|fs| fs.open(b"d/inner", RDWR, 0)).unwrap();
+    both.same(|fs| fs.rename(b"d", b"e", false));
+    both.same(|fs| fs.write(fd, 5, b" written after the move"));
+    both.same(|fs| fs.close(fd));
+    both.same(|fs| fs.read_file(b"e/inner"));
+    both.same(|fs| fs.readdir(b"e"));
+    // Renamed over while a reader has it open: the reader keeps what it opened.
+    both.same(|fs| fs.write_file(b"target", b"old target"));
+    both.same(|fs| fs.write_file(b"source", b"new content"));
+    let reader = both.same(|fs| fs.open(b"target", RDONLY, 0)).unwrap();
+    both.same(|fs| fs.rename(b"source", b"target", false));
+    both.same(|fs| fs.read(reader, 0, 100));
+    both.same(|fs| fs.fstat(reader).map(|s| s.shape()));
+    both.same(|fs| fs.close(reader));
+    both.same(|fs| fs.read_file(b"target"));
+    // Renamed over while a writer has it open: its later writes go nowhere.
+    both.same(|fs| fs.write_file(b"w", b"written file"));
+    let writer = both.same(|fs| fs.open(b"w", RDWR, 0)).unwrap();
+    both.same(|fs| fs.write(writer, 0, b"W"));
+    both.same(|fs| fs.rename(b"target", b"w", false));
+    both.same(|fs| fs.write(writer, 1, b"X"));
+    both.same(|fs| fs.close(writer));
+    both.same(|fs| fs.read_file(b"w"));
+    let seen = both.same_tree();
+    assert_eq!(store_tree(&both.store()), seen);
+    assert_eq!(tree(&mut both.other()).unwrap(), seen);
+}
+
+#[test]
+fn rename_over_a_file_created_and_still_open() {
+    let mut both = Both::new();
+    both.same(|fs| fs.write_file(b"file", b"renamed file"));
+    let fd = both.same(|fs| fs.open(b"x", CREATE, 0o644)).unwrap();
+    both.same(|fs| fs.write(fd, 0, b"pending"));
+    // Replaces the open file: its descriptor now writes to an unlinked file.
+    both.same(|fs| fs.rename(b"file", b"x", false));
+    both.same(|fs| fs.read_file(b"x"));
+    both.same(|fs| fs.write(fd, 7, b" and more"));
+    both.same(|fs| fs.close(fd));
+    both.same(|fs| fs.read_file(b"x"));
+    let seen = both.same_tree();
+    assert_eq!(store_tree(&both.store()), seen);
+}
+
+#[test]
+#[ignore = "bug: mkdir, symlink and rename(dir) onto a file created and still open succeed in the core"]
+fn the_core_refuses_names_created_and_still_open() {
+    // Through a mount the kernel's cache of names answers EEXIST/ENOTDIR
+    // itself here (the open file pins a positive entry), so this is the core
+    // asked directly, as after a lost or expired entry. The core found `x`
+    // by LOOKUP a moment before, yet: mkdir makes a directory `x` (the close
+    // then fails with EISDIR and the writes are lost); symlink makes a
+    // symlink `x` that the close then replaces with the file; rename of a
+    // directory onto `x` moves it there, and the close drops the writes.
+    let mut both = Both::new();
+    both.same(|fs| fs.mkdir(b"dir", 0o755));
+    let fd = both.same(|fs| fs.open(b"x", CREATE, 0o644)).unwrap();
+    both.same(|fs| fs.write(fd, 0, b"pending"));
+    both.same(|fs| fs.mkdir(b"x", 0o755));
+    both.same(|fs| fs.symlink(DANGLING, b"x"));
+    both.same(|fs| fs.rename(b"dir", b"x", false));
+    both.same(|fs| fs.rmdir(b"x"));
+    both.same(|fs| fs.readdir(b""));
+    both.same(|fs| fs.close(fd));
+    both.same(|fs| fs.read_file(b"x"));
+    let seen = both.same_tree();
+    assert_eq!(store_tree(&both.store()), seen);
+}
+
