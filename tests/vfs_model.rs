@@ -86,7 +86,28 @@ enum Op<T> {
     Read(T),
     Symlink(T),
     Stat(T),
+    /// open(O_RDWR|O_CREAT[|O_TRUNC]) into descriptor slot `slot` (0 or 1),
+    /// kept open across the steps that follow (skipped while the slot is taken).
+    Open {
+        slot: u8,
+        path: T,
+        truncate: bool,
+    },
+    /// pwrite through the slot's descriptor (skipped while the slot is free).
+    WriteFd {
+        slot: u8,
+        offset: u32,
+        len: u32,
+        seed: u8,
+    },
+    /// Reads the whole file through the slot's descriptor.
+    ReadFd(u8),
+    /// close(2) of the slot's descriptor.
+    Close(u8),
 }
+
+/// The descriptors a case keeps open across steps.
+const SLOTS: usize = 2;
 
 impl Op<Where> {
     /// The step with its places decided.
@@ -115,6 +136,28 @@ impl Op<Where> {
             Op::Read(w) => Op::Read(at(w)),
             Op::Symlink(w) => Op::Symlink(at(w)),
             Op::Stat(w) => Op::Stat(at(w)),
+            Op::Open {
+                slot,
+                path,
+                truncate,
+            } => Op::Open {
+                slot: *slot,
+                path: at(path),
+                truncate: *truncate,
+            },
+            Op::WriteFd {
+                slot,
+                offset,
+                len,
+                seed,
+            } => Op::WriteFd {
+                slot: *slot,
+                offset: *offset,
+                len: *len,
+                seed: *seed,
+            },
+            Op::ReadFd(slot) => Op::ReadFd(*slot),
+            Op::Close(slot) => Op::Close(*slot),
         }
     }
 }
@@ -123,6 +166,8 @@ impl Op<Where> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Out {
     Done,
+    /// A descriptor step on a slot that is free (or, for Open, taken).
+    Skipped,
     Bytes(Vec<u8>),
     Listing(Vec<(Vec<u8>, Kind)>),
     Stat(Kind, u64, u32),
@@ -160,6 +205,12 @@ fn op() -> impl Strategy<Value = Op<Where>> {
         2 => place().prop_map(Op::Read),
         1 => place().prop_map(Op::Symlink),
         1 => place().prop_map(Op::Stat),
+        3 => (0..SLOTS as u8, place(), any::<bool>())
+            .prop_map(|(slot, path, truncate)| Op::Open { slot, path, truncate }),
+        4 => (0..SLOTS as u8, 0..(3 * BS as u32), 0..(BS as u32 + 10), any::<u8>())
+            .prop_map(|(slot, offset, len, seed)| Op::WriteFd { slot, offset, len, seed }),
+        2 => (0..SLOTS as u8).prop_map(Op::ReadFd),
+        2 => (0..SLOTS as u8).prop_map(Op::Close),
     ]
 }
 
@@ -168,7 +219,9 @@ fn op() -> impl Strategy<Value = Op<Where>> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Node {
     Dir,
-    File(Vec<u8>),
+    /// A name of file `n` of [`Model::files`] (its inode: open descriptors
+    /// keep it when the name goes).
+    File(u32),
     Symlink,
 }
 
@@ -177,9 +230,22 @@ enum Node {
 #[derive(Default)]
 struct Model {
     nodes: BTreeMap<Vec<Vec<u8>>, Node>,
+    files: BTreeMap<u32, Vec<u8>>,
+    slots: [Option<u32>; SLOTS],
 }
 
 type Names = [Vec<u8>];
+
+/// pwrite into a file's bytes.
+fn write_at(bytes: &mut Vec<u8>, offset: usize, chunk: &[u8]) {
+    if chunk.is_empty() {
+        return;
+    }
+    if bytes.len() < offset + chunk.len() {
+        bytes.resize(offset + chunk.len(), 0);
+    }
+    bytes[offset..offset + chunk.len()].copy_from_slice(chunk);
+}
 
 impl Model {
     fn place(&self, place: &Where) -> P {
@@ -263,39 +329,19 @@ impl Model {
                 len,
                 seed,
             } => {
-                let p = path.names();
-                self.walk(&p)?;
-                match self.get(&p) {
-                    Some(Node::Dir) => return Err(libc::EISDIR),
-                    Some(Node::Symlink) => return Err(libc::ELOOP),
-                    Some(Node::File(_)) => {}
-                    None => {
-                        self.nodes.insert(p.clone(), Node::File(Vec::new()));
-                    }
-                }
-                let Some(Node::File(bytes)) = self.nodes.get_mut(&p) else {
-                    unreachable!()
-                };
-                if *truncate {
-                    bytes.clear();
-                }
-                let (offset, chunk) = (*offset as usize, data(*len as usize, u64::from(*seed)));
-                if !chunk.is_empty() {
-                    if bytes.len() < offset + chunk.len() {
-                        bytes.resize(offset + chunk.len(), 0);
-                    }
-                    bytes[offset..offset + chunk.len()].copy_from_slice(&chunk);
-                }
+                let file = self.open(path, *truncate)?;
+                let chunk = data(*len as usize, u64::from(*seed));
+                write_at(self.bytes(file), *offset as usize, &chunk);
                 Ok(Out::Done)
             }
             Op::Truncate(p, size) => {
                 let p = p.names();
                 self.walk(&p)?;
-                match self.nodes.get_mut(&p) {
+                match self.nodes.get(&p).cloned() {
                     None | Some(Node::Symlink) => Err(libc::ENOENT),
                     Some(Node::Dir) => Err(libc::EISDIR),
-                    Some(Node::File(bytes)) => {
-                        bytes.resize(*size as usize, 0);
+                    Some(Node::File(file)) => {
+                        self.bytes(file).resize(*size as usize, 0);
                         Ok(Out::Done)
                     }
                 }
@@ -348,7 +394,7 @@ impl Model {
                     None => Err(libc::ENOENT),
                     Some(Node::Symlink) => Err(libc::ELOOP),
                     Some(Node::Dir) => Err(libc::EISDIR),
-                    Some(Node::File(bytes)) => Ok(Out::Bytes(bytes.clone())),
+                    Some(Node::File(file)) => Ok(Out::Bytes(self.files[file].clone())),
                 }
             }
             Op::Stat(p) => {
@@ -357,13 +403,76 @@ impl Model {
                 match self.get(&p) {
                     None => Err(libc::ENOENT),
                     Some(Node::Dir) => Ok(Out::Stat(Kind::Dir, 0, 0o755)),
-                    Some(Node::File(b)) => Ok(Out::Stat(Kind::File, b.len() as u64, 0o644)),
+                    Some(Node::File(file)) => {
+                        let size = self.files[file].len() as u64;
+                        Ok(Out::Stat(Kind::File, size, 0o644))
+                    }
                     Some(Node::Symlink) => {
                         Ok(Out::Stat(Kind::Symlink, DANGLING.len() as u64, 0o777))
                     }
                 }
             }
+            Op::Open {
+                slot,
+                path,
+                truncate,
+            } => {
+                if self.slots[*slot as usize].is_some() {
+                    return Ok(Out::Skipped);
+                }
+                let file = self.open(path, *truncate)?;
+                self.slots[*slot as usize] = Some(file);
+                Ok(Out::Done)
+            }
+            Op::WriteFd {
+                slot,
+                offset,
+                len,
+                seed,
+            } => {
+                let Some(file) = self.slots[*slot as usize] else {
+                    return Ok(Out::Skipped);
+                };
+                let chunk = data(*len as usize, u64::from(*seed));
+                write_at(self.bytes(file), *offset as usize, &chunk);
+                Ok(Out::Done)
+            }
+            Op::ReadFd(slot) => match self.slots[*slot as usize] {
+                None => Ok(Out::Skipped),
+                Some(file) => Ok(Out::Bytes(self.files[&file].clone())),
+            },
+            Op::Close(slot) => match self.slots[*slot as usize].take() {
+                None => Ok(Out::Skipped),
+                Some(_) => Ok(Out::Done),
+            },
         }
+    }
+
+    /// open(O_CREAT|O_NOFOLLOW) for writing: the file's number.
+    fn open(&mut self, path: &P, truncate: bool) -> R<u32> {
+        let p = path.names();
+        self.walk(&p)?;
+        match self.get(&p) {
+            Some(Node::Dir) => Err(libc::EISDIR),
+            Some(Node::Symlink) => Err(libc::ELOOP),
+            Some(Node::File(file)) => {
+                let file = *file;
+                if truncate {
+                    self.bytes(file).clear();
+                }
+                Ok(file)
+            }
+            None => {
+                let file = self.files.len() as u32;
+                self.files.insert(file, Vec::new());
+                self.nodes.insert(p, Node::File(file));
+                Ok(file)
+            }
+        }
+    }
+
+    fn bytes(&mut self, file: u32) -> &mut Vec<u8> {
+        self.files.get_mut(&file).expect("a file the model made")
     }
 
     /// rename(2) in Linux's order of checks (do_renameat2, vfs_rename).
@@ -417,9 +526,9 @@ impl Model {
             .map(|(p, node)| {
                 let entry = match node {
                     Node::Dir => Entry::Dir { perm: 0o755 },
-                    Node::File(data) => Entry::File {
+                    Node::File(file) => Entry::File {
                         perm: 0o644,
-                        data: data.clone(),
+                        data: self.files[file].clone(),
                     },
                     Node::Symlink => Entry::Symlink {
                         target: DANGLING.to_vec(),
@@ -433,7 +542,8 @@ impl Model {
 
 // ----- the same steps through the Posix calls -----
 
-fn run(fs: &mut dyn Posix, op: &Op<P>) -> R<Out> {
+/// Runs one step; `slots` holds the descriptors kept open between steps.
+fn run(fs: &mut dyn Posix, slots: &mut [Option<u64>; SLOTS], op: &Op<P>) -> R<Out> {
     match op {
         Op::Mkdir(p) => fs.mkdir(&p.bytes(), 0o755).map(|()| Out::Done),
         Op::Symlink(p) => fs.symlink(DANGLING, &p.bytes()).map(|()| Out::Done),
@@ -457,7 +567,9 @@ fn run(fs: &mut dyn Posix, op: &Op<P>) -> R<Out> {
             }
             closed.map(|()| Out::Done)
         }
-        Op::Truncate(p, size) => fs.truncate(&p.bytes(), u64::from(*size)).map(|()| Out::Done),
+        Op::Truncate(p, size) => fs
+            .truncate(&p.bytes(), u64::from(*size))
+            .map(|()| Out::Done),
         Op::Unlink(p) => fs.unlink(&p.bytes()).map(|()| Out::Done),
         Op::Rmdir(p) => fs.rmdir(&p.bytes()).map(|()| Out::Done),
         Op::Rename(from, to, noreplace) => fs
@@ -469,13 +581,53 @@ fn run(fs: &mut dyn Posix, op: &Op<P>) -> R<Out> {
             let (kind, size, perm) = s.shape();
             Out::Stat(kind, size, perm)
         }),
+        Op::Open {
+            slot,
+            path,
+            truncate,
+        } => {
+            if slots[*slot as usize].is_some() {
+                return Ok(Out::Skipped);
+            }
+            let mut flags = libc::O_CREAT | libc::O_RDWR | libc::O_NOFOLLOW;
+            if *truncate {
+                flags |= libc::O_TRUNC;
+            }
+            slots[*slot as usize] = Some(fs.open(&path.bytes(), flags, 0o644)?);
+            Ok(Out::Done)
+        }
+        Op::WriteFd {
+            slot,
+            offset,
+            len,
+            seed,
+        } => {
+            let Some(fd) = slots[*slot as usize] else {
+                return Ok(Out::Skipped);
+            };
+            let chunk = data(*len as usize, u64::from(*seed));
+            if fs.write(fd, u64::from(*offset), &chunk)? != chunk.len() {
+                return Err(libc::EIO);
+            }
+            Ok(Out::Done)
+        }
+        Op::ReadFd(slot) => match slots[*slot as usize] {
+            None => Ok(Out::Skipped),
+            Some(fd) => fs.read_to_end(fd).map(Out::Bytes),
+        },
+        Op::Close(slot) => match slots[*slot as usize].take() {
+            None => Ok(Out::Skipped),
+            Some(fd) => fs.close(fd).map(|()| Out::Done),
+        },
     }
 }
 
 /// Short for messages: a long byte string as its length and first bytes.
 fn brief(out: &R<Out>) -> String {
     match out {
-        Ok(Out::Bytes(b)) if b.len() > 16 => format!("Ok(Bytes(len {}, {:?}..))", b.len(), &b[..16]),
+        Ok(Out::Bytes(b)) if b.len() > 16 => {
+            format!("Ok(Bytes(len {}, {:?}..))", b.len(), &b[..16])
+        }
         other => format!("{other:?}"),
     }
 }
@@ -512,7 +664,11 @@ impl Case {
 fn tree_diff(seen: &Tree, expected: &Tree) -> String {
     let short = |e: Option<&Entry>| match e {
         Some(Entry::File { perm, data }) if data.len() > 16 => {
-            format!("File {{ perm: {perm:o}, len {}, {:?}.. }}", data.len(), &data[..16])
+            format!(
+                "File {{ perm: {perm:o}, len {}, {:?}.. }}",
+                data.len(),
+                &data[..16]
+            )
         }
         other => format!("{other:?}"),
     };
@@ -532,24 +688,30 @@ fn tree_diff(seen: &Tree, expected: &Tree) -> String {
     out
 }
 
-fn check(template: &Vol, ops: &[Op<Where>]) -> Result<(), TestCaseError> {
+/// One case; `name_checks`: the core is called with the kernel's own checks
+/// of the names it caches too ([`Core::name_checks`]).
+fn check(template: &Vol, ops: &[Op<Where>], name_checks: bool) -> Result<(), TestCaseError> {
     let case = Case::new(template);
     let mut local = Local::new(case.dir.path().join("local"));
     let mut core = Core::new(Arc::new(Vfs::new(Arc::new(case.store()))));
+    core.name_checks = name_checks;
     let mut model = Model::default();
+    let (mut local_fds, mut core_fds) = ([None; SLOTS], [None; SLOTS]);
     let mut steps = String::new();
-    for (step, op) in ops.iter().enumerate() {
+    // The case's steps, then the close of every descriptor still open.
+    let closes = (0..SLOTS as u8).map(Op::Close);
+    for (step, op) in ops.iter().cloned().chain(closes).enumerate() {
         let op = &op.place(&model);
         steps.push_str(&format!("\n  {step}: {op:?}"));
         let expected = model.apply(op);
-        let on_disk = run(&mut local, op);
+        let on_disk = run(&mut local, &mut local_fds, op);
         prop_assert!(
             on_disk == expected,
             "step {step} {op:?}: the model says {} but a local directory {} (the model is wrong); steps:{steps}",
             brief(&expected),
             brief(&on_disk)
         );
-        let got = run(&mut core, op);
+        let got = run(&mut core, &mut core_fds, op);
         prop_assert!(
             got == expected,
             "step {step} {op:?}: the core gave {}, a local directory {}; steps:{steps}",
@@ -568,7 +730,8 @@ fn check(template: &Vol, ops: &[Op<Where>]) -> Result<(), TestCaseError> {
         ("the store alone", Ok(store_tree(&case.store()))),
     ];
     for (who, seen) in trees {
-        let seen = seen.map_err(|e| TestCaseError::fail(format!("{who}: errno {e}; steps:{steps}")))?;
+        let seen =
+            seen.map_err(|e| TestCaseError::fail(format!("{who}: errno {e}; steps:{steps}")))?;
         prop_assert!(
             seen == expected,
             "at the end {who} differs from the model:{}\nsteps:{steps}",
@@ -579,8 +742,8 @@ fn check(template: &Vol, ops: &[Op<Where>]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-#[test]
-fn the_core_behaves_like_a_model_posix_tree() {
+/// Runs the cases; the seed is fixed unless `VFS_MODEL_SEED` gives one.
+fn run_cases(name_checks: bool) {
     let mut config = Config::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {
         config.cases = 64;
@@ -597,7 +760,24 @@ fn the_core_behaves_like_a_model_posix_tree() {
     let mut runner = TestRunner::new_with_rng(config.clone(), rng);
     let ops = prop::collection::vec(op(), 1..=40);
     let template = Vol::new();
-    if let Err(err) = runner.run(&ops, |ops| check(&template, &ops)) {
+    if let Err(err) = runner.run(&ops, |ops| check(&template, &ops, name_checks)) {
         panic!("{err}\n(VFS_MODEL_SEED={seed}, {} cases)", config.cases);
     }
+}
+
+/// As through a mount: the kernel answers some errors from its own cache of
+/// names before it asks the core.
+#[test]
+fn the_core_behaves_like_a_model_posix_tree() {
+    run_cases(true);
+}
+
+/// The core asked for every answer itself (as when the kernel's entry for a
+/// name expired). Shrinks to: Open { slot: 0, path: "versions" }, then
+/// Mkdir("versions") succeeds (see tests/vfs_protocol.rs,
+/// the_core_refuses_names_created_and_still_open).
+#[test]
+#[ignore = "bug: the core lets mkdir, symlink, rename(dir) take the name of a file created and still open; rmdir of it is ENOENT"]
+fn the_core_alone_behaves_like_a_model_posix_tree() {
+    run_cases(false);
 }

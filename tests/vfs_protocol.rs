@@ -14,7 +14,6 @@ mod store_common;
 #[path = "common/vfs.rs"]
 mod vfs_common;
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -53,7 +52,10 @@ impl Both {
     fn same<T: PartialEq + Debug>(&mut self, step: impl Fn(&mut dyn Posix) -> T) -> T {
         let local = step(&mut self.local);
         let core = step(&mut self.core);
-        assert_eq!(core, local, "the core (left) and a local directory (right) differ");
+        assert_eq!(
+            core, local,
+            "the core (left) and a local directory (right) differ"
+        );
         core
     }
 
@@ -281,7 +283,10 @@ fn rename_over_files_and_directories_and_its_errors() {
     // Over an existing file; the old name is gone, the content moved.
     both.same(|fs| fs.rename(b"a", b"b", false));
     both.same(|fs| fs.lstat(b"a").map(|s| s.shape()));
-    assert_eq!(both.same(|fs| fs.read_file(b"b")), Ok(b"content of a".to_vec()));
+    assert_eq!(
+        both.same(|fs| fs.read_file(b"b")),
+        Ok(b"content of a".to_vec())
+    );
     // To itself: nothing happens.
     both.same(|fs| fs.rename(b"b", b"b", false));
     // RENAME_NOREPLACE: refused over an entry, fine onto a free name.
@@ -354,7 +359,14 @@ fn rename_checks_of_the_core_itself() {
         Err(libc::ENOTDIR)
     );
     assert_eq!(
-        errno(vfs.rename(ROOT_INO, &name("nothing"), ROOT_INO, &name("g"), false, false)),
+        errno(vfs.rename(
+            ROOT_INO,
+            &name("nothing"),
+            ROOT_INO,
+            &name("g"),
+            false,
+            false
+        )),
         Err(libc::ENOENT)
     );
     // Nothing moved.
@@ -512,7 +524,10 @@ fn symlinks_and_readlink() {
     for (i, target) in targets.into_iter().enumerate() {
         let name = format!("l{i}");
         both.same(|fs| fs.symlink(target, name.as_bytes()));
-        assert_eq!(both.same(|fs| fs.readlink(name.as_bytes())), Ok(target.to_vec()));
+        assert_eq!(
+            both.same(|fs| fs.readlink(name.as_bytes())),
+            Ok(target.to_vec())
+        );
         let stat = both.same(|fs| fs.lstat(name.as_bytes()).map(|s| (s.kind, s.size)));
         assert_eq!(stat, Ok((Kind::Symlink, target.len() as u64)));
     }
@@ -587,11 +602,10 @@ fn names_of_every_shape() {
     both.same(|fs| fs.rename(b"d-hashes/versions", b"d-versions", false));
     both.same(|fs| fs.unlink(b"%~abc"));
     let seen = both.same_tree();
-    let mut sizes = BTreeMap::new();
-    for path in seen.keys() {
-        *sizes.entry(path.len() > 255).or_insert(0) += 1;
-    }
-    assert!(sizes.get(&true).is_some(), "no path longer than a name");
+    assert!(
+        seen.keys().any(|path| path.len() > 255),
+        "no path longer than a name"
+    );
     assert_eq!(store_tree(&both.store()), seen);
     assert_eq!(tree(&mut both.other()).unwrap(), seen);
 }
@@ -738,7 +752,7 @@ fn rename_over_a_file_created_and_still_open() {
 }
 
 #[test]
-#[ignore = "bug: mkdir, symlink and rename(dir) onto a file created and still open succeed in the core"]
+#[ignore = "bug: the core lets mkdir, symlink, rename(dir) take the name of a file created and still open; rmdir of it is ENOENT"]
 fn the_core_refuses_names_created_and_still_open() {
     // Through a mount the kernel's cache of names answers EEXIST/ENOTDIR
     // itself here (the open file pins a positive entry), so this is the core
@@ -746,7 +760,8 @@ fn the_core_refuses_names_created_and_still_open() {
     // by LOOKUP a moment before, yet: mkdir makes a directory `x` (the close
     // then fails with EISDIR and the writes are lost); symlink makes a
     // symlink `x` that the close then replaces with the file; rename of a
-    // directory onto `x` moves it there, and the close drops the writes.
+    // directory onto `x` moves it there, and the close drops the writes;
+    // rmdir of `x` says ENOENT, not ENOTDIR.
     let mut both = Both::new();
     both.same(|fs| fs.mkdir(b"dir", 0o755));
     let fd = both.same(|fs| fs.open(b"x", CREATE, 0o644)).unwrap();
@@ -761,4 +776,3 @@ fn the_core_refuses_names_created_and_still_open() {
     let seen = both.same_tree();
     assert_eq!(store_tree(&both.store()), seen);
 }
-

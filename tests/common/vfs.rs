@@ -163,7 +163,12 @@ pub fn tree(fs: &mut dyn Posix) -> R<Tree> {
         for (name, kind) in fs.readdir(&dir)? {
             let path = join(&dir, &name);
             let stat = fs.lstat(&path)?;
-            assert_eq!(stat.kind, kind, "{}: readdir and lstat disagree", show(&path));
+            assert_eq!(
+                stat.kind,
+                kind,
+                "{}: readdir and lstat disagree",
+                show(&path)
+            );
             let entry = match kind {
                 Kind::Dir => {
                     stack.push(path.clone());
@@ -220,7 +225,9 @@ pub fn show(path: &[u8]) -> String {
 }
 
 fn names(path: &[u8]) -> Vec<&[u8]> {
-    path.split(|b| *b == b'/').filter(|n| !n.is_empty()).collect()
+    path.split(|b| *b == b'/')
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 // ----- a plain directory -----
@@ -244,7 +251,9 @@ fn sys(ret: libc::c_int) -> R<()> {
     if ret == 0 {
         Ok(())
     } else {
-        Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+        Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
     }
 }
 
@@ -441,6 +450,11 @@ struct Open {
 /// The calls on a [`Vfs`], made as the kernel makes them.
 pub struct Core {
     pub vfs: Arc<Vfs>,
+    /// Also make the checks the kernel makes against the names it caches
+    /// (an entry it found: EEXIST for mkdir and symlink, the type checks of
+    /// rename and unlink/rmdir). Off, those are left to the core, as when the
+    /// kernel's entry expired or was dropped.
+    pub name_checks: bool,
     files: HashMap<u64, Open>,
     next: u64,
 }
@@ -468,8 +482,25 @@ impl Core {
         set_umask();
         Core {
             vfs,
+            name_checks: false,
             files: HashMap::new(),
             next: 1,
+        }
+    }
+
+    /// A core called with every check the kernel makes itself ([`Core::name_checks`]).
+    pub fn like_the_kernel(vfs: Arc<Vfs>) -> Core {
+        Core {
+            name_checks: true,
+            ..Core::new(vfs)
+        }
+    }
+
+    /// kernel: an entry it knows takes the name (lookup_create).
+    fn name_free(&self, found: Option<Attr>) -> R<()> {
+        match found {
+            Some(_) if self.name_checks => Err(libc::EEXIST),
+            _ => Ok(()),
         }
     }
 
@@ -563,7 +594,7 @@ impl Posix for Core {
             let (parent, name) = core.parent(path, refs)?;
             // The kernel looks the name up first; an entry found there is
             // left to the core to refuse (as when the kernel's entry expired).
-            core.lookup(parent, name, refs)?;
+            core.name_free(core.lookup(parent, name, refs)?)?;
             let attr = errno(
                 core.vfs
                     .mkdir(parent, OsStr::from_bytes(name), mode & !UMASK),
@@ -719,7 +750,11 @@ impl Posix for Core {
     fn unlink(&mut self, path: &[u8]) -> R<()> {
         self.op(|core, refs| {
             let (parent, name) = core.parent(path, refs)?;
-            core.lookup(parent, name, refs)?.ok_or(libc::ENOENT)?;
+            let found = core.lookup(parent, name, refs)?.ok_or(libc::ENOENT)?;
+            // kernel: unlink of a directory it knows (may_delete).
+            if core.name_checks && found.kind == NodeKind::Dir {
+                return Err(libc::EISDIR);
+            }
             errno(core.vfs.unlink(parent, OsStr::from_bytes(name)))
         })
     }
@@ -727,7 +762,11 @@ impl Posix for Core {
     fn rmdir(&mut self, path: &[u8]) -> R<()> {
         self.op(|core, refs| {
             let (parent, name) = core.parent(path, refs)?;
-            core.lookup(parent, name, refs)?.ok_or(libc::ENOENT)?;
+            let found = core.lookup(parent, name, refs)?.ok_or(libc::ENOENT)?;
+            // kernel: rmdir of what it knows is no directory (may_delete).
+            if core.name_checks && found.kind != NodeKind::Dir {
+                return Err(libc::ENOTDIR);
+            }
             errno(core.vfs.rmdir(parent, OsStr::from_bytes(name)))
         })
     }
@@ -738,7 +777,8 @@ impl Posix for Core {
             // the target, then its own checks, then RENAME.
             let (from_parent, from_name) = core.parent(from, refs)?;
             let (to_parent, to_name) = core.parent(to, refs)?;
-            core.lookup(from_parent, from_name, refs)?
+            let source = core
+                .lookup(from_parent, from_name, refs)?
                 .ok_or(libc::ENOENT)?;
             let target = core.lookup(to_parent, to_name, refs)?;
             // kernel: RENAME_NOREPLACE onto an entry it found.
@@ -748,16 +788,23 @@ impl Posix for Core {
             // kernel: the source must not be an ancestor of the target's
             // directory, nor the target one of the source's (lock_rename's trap).
             let (from_dir, to_dir) = (names(from), names(to));
-            let (from_dir, to_dir) = (
-                &from_dir[..from_dir.len() - 1],
-                &to_dir[..to_dir.len() - 1],
-            );
+            let (from_dir, to_dir) = (&from_dir[..from_dir.len() - 1], &to_dir[..to_dir.len() - 1]);
             if from_dir != to_dir {
                 if to_dir.starts_with(&names(from)) {
                     return Err(libc::EINVAL);
                 }
                 if from_dir.starts_with(&names(to)) {
                     return Err(libc::ENOTEMPTY);
+                }
+            }
+            // kernel: the same inode, and the kinds of both (vfs_rename, may_delete).
+            if let Some(target) = target.filter(|_| core.name_checks) {
+                let dirs = (source.kind == NodeKind::Dir, target.kind == NodeKind::Dir);
+                match dirs {
+                    _ if source.ino == target.ino => return Ok(()),
+                    (true, false) => return Err(libc::ENOTDIR),
+                    (false, true) => return Err(libc::EISDIR),
+                    _ => {}
                 }
             }
             errno(core.vfs.rename(
@@ -813,7 +860,7 @@ impl Posix for Core {
     fn symlink(&mut self, target: &[u8], path: &[u8]) -> R<()> {
         self.op(|core, refs| {
             let (parent, name) = core.parent(path, refs)?;
-            core.lookup(parent, name, refs)?;
+            core.name_free(core.lookup(parent, name, refs)?)?;
             let attr = errno(core.vfs.symlink(parent, OsStr::from_bytes(name), target))?;
             refs.push(attr.ino);
             Ok(())
