@@ -6,6 +6,13 @@
 //! tests/common/vfs.rs) and on a plain local directory (which keeps the model
 //! honest); at the end the three trees must be equal, and equal to what a
 //! fresh `Vfs` on the same store (another process) and the store alone see.
+//! Besides whole operations (mkdir, create+write+close, truncate, unlink,
+//! rmdir, rename, readdir, read, symlink, lstat), a case keeps up to two
+//! descriptors open across its steps (open, pwrite, read, close), so writes
+//! meet renames and unlinks of the files they go to; the model therefore
+//! knows files by inode, not by name. Places are picked against the tree as
+//! it is at each step (an existing entry, a name in an existing directory,
+//! or a short path of the few names), so most steps meet something.
 //!
 //! Deterministic: a fixed seed (`VFS_MODEL_SEED=<u64>` picks another), 64
 //! cases of up to 40 steps (`PROPTEST_CASES=<n>` for more). A failure is
