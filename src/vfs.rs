@@ -1734,6 +1734,14 @@ impl Vfs {
             Some(v) => v,
             None => return Err(libc::ENOENT),
         };
+        // A file created in it and still open is not in the store yet, but the
+        // directory is not empty (removing it would lose that file at close).
+        let holds_pending = lock(&self.created)
+            .keys()
+            .any(|pending| pending != &path && pending.starts_with(&path));
+        if holds_pending {
+            return Err(libc::ENOTEMPTY);
+        }
         let tombstone = self.store.remove(&path).map_err(errno)?;
         self.made_here(&tombstone);
         self.forget_name(&path, Some(version));
@@ -1757,9 +1765,17 @@ impl Vfs {
         // A file still being written through this mount: commit it first (one
         // write state for all its handles). Bound first: a commit takes the
         // `created` lock too.
-        let pending = lock(&self.created).get(&from).copied();
-        if let Some(dirty) = pending.and_then(|ino| self.dirty_of(ino).map(|d| (ino, d))) {
-            self.commit_dirty(dirty.0, &dirty.1, false)?;
+        // Files created below a renamed directory too, or they would stay
+        // filed under the old path until their close.
+        let pending: Vec<u64> = lock(&self.created)
+            .iter()
+            .filter(|(path, _)| path.starts_with(&from))
+            .map(|(_, ino)| *ino)
+            .collect();
+        for ino in pending {
+            if let Some(dirty) = self.dirty_of(ino) {
+                self.commit_dirty(ino, &dirty, false)?;
+            }
         }
         // What the replaced target showed: readers that resolved the name just
         // before still open and read it (an atomic replace, as on a local disk).

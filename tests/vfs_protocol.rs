@@ -778,7 +778,6 @@ fn the_core_refuses_names_created_and_still_open() {
 }
 
 #[test]
-#[ignore = "bug: rmdir of a directory whose only entry is a file created and still open succeeds"]
 fn rmdir_of_a_directory_holding_a_file_created_and_still_open() {
     // The kernel cannot know whether a directory is empty: a mount does
     // this. Found by tests/vfs_model.rs (PROPTEST_CASES=1500
@@ -799,7 +798,6 @@ fn rmdir_of_a_directory_holding_a_file_created_and_still_open() {
 }
 
 #[test]
-#[ignore = "bug: a file created and still open is not listed in its directory once that directory is renamed"]
 fn rename_of_a_directory_holding_a_file_created_and_still_open() {
     // The core keeps a file created here and not closed yet under the path
     // it was created at: once its directory is renamed, neither a listing
