@@ -669,11 +669,7 @@ impl Store {
             )
             .at(&dirty)?;
             let pruned_path = versions.join("pruned");
-            let mut file = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&pruned_path)
-                .at(&pruned_path)?;
+            let mut file = crate::layout::open_append(&pruned_path).at(&pruned_path)?;
             std::io::Write::write_all(&mut file, record.as_bytes()).at(&pruned_path)?;
             for version in &all[..go] {
                 let file = versions.join(version.id.to_string());
