@@ -9,7 +9,7 @@ use crate::layout::{BadPath, VPath};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), describe(source))]
     Io { path: PathBuf, source: io::Error },
 
     #[error("{}: corrupt: {why}", path.display())]
@@ -74,10 +74,39 @@ impl StoreError {
         }
     }
 
+    /// The errno of an I/O error: its OS code, or for an error that wraps one
+    /// (tempfile adds the temp file's path to its write errors, keeping only the
+    /// kind) the errno of its kind, so a full disk is ENOSPC and a quota EDQUOT,
+    /// not EIO, to the writer's `write`, `fsync` and `close`.
+    pub fn io_errno(err: &io::Error) -> i32 {
+        use io::ErrorKind as K;
+        if let Some(code) = err.raw_os_error() {
+            return code;
+        }
+        match err.kind() {
+            K::StorageFull => libc::ENOSPC,
+            K::QuotaExceeded => libc::EDQUOT,
+            K::FileTooLarge => libc::EFBIG,
+            K::ReadOnlyFilesystem => libc::EROFS,
+            K::NotFound => libc::ENOENT,
+            K::PermissionDenied => libc::EACCES,
+            K::AlreadyExists => libc::EEXIST,
+            K::NotADirectory => libc::ENOTDIR,
+            K::IsADirectory => libc::EISDIR,
+            K::DirectoryNotEmpty => libc::ENOTEMPTY,
+            K::TooManyLinks => libc::EMLINK,
+            K::StaleNetworkFileHandle => libc::ESTALE,
+            K::TimedOut => libc::ETIMEDOUT,
+            K::Interrupted => libc::EINTR,
+            K::OutOfMemory => libc::ENOMEM,
+            _ => libc::EIO,
+        }
+    }
+
     /// The errno a filesystem call should fail with for this error.
     pub fn errno(&self) -> i32 {
         match self {
-            StoreError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            StoreError::Io { source, .. } => StoreError::io_errno(source),
             StoreError::NotFound(_) | StoreError::NoSuchVersion(..) => libc::ENOENT,
             StoreError::Exists(_) => libc::EEXIST,
             StoreError::NotADirectory(_) => libc::ENOTDIR,
@@ -104,6 +133,18 @@ impl StoreError {
             _ => false,
         }
     }
+}
+
+/// An I/O error's text: a wrapped OS error (tempfile's, which repeats the
+/// temp file's path) as the plain OS error its kind stands for.
+fn describe(err: &io::Error) -> String {
+    if err.raw_os_error().is_none() && err.get_ref().is_some() {
+        let errno = StoreError::io_errno(err);
+        if errno != libc::EIO {
+            return io::Error::from_raw_os_error(errno).to_string();
+        }
+    }
+    err.to_string()
 }
 
 /// Adds a path to an io::Result.
