@@ -89,7 +89,7 @@ pub fn push(
     let Some(_running) =
         FileLock::try_exclusive(&state::lock_file(layout, &format!("push-{peer}.run")))?
     else {
-        report.note("another process of this node is pushing to this peer".into());
+        report.note("another process of this node (the mount, or another sync) is pushing to this peer; nothing pushed by this run".into());
         return Ok(false);
     };
     let our_id = store.meta().node;
