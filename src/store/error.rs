@@ -157,3 +157,30 @@ impl<T> IoContext<T> for io::Result<T> {
         self.map_err(|err| StoreError::io(path, err))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An OS error wrapped the way tempfile wraps its write errors (the kind
+    /// kept, the code behind a custom payload): still ENOSPC or EDQUOT.
+    #[test]
+    fn wrapped_disk_full_and_quota_errors_keep_their_errno() {
+        for code in [libc::ENOSPC, libc::EDQUOT, libc::EROFS, libc::EFBIG] {
+            let os = io::Error::from_raw_os_error(code);
+            let wrapped = io::Error::new(os.kind(), format!("{os} at path \"/s/tmp/block-x\""));
+            let err = StoreError::io("/s/tmp/block-x", wrapped);
+            assert_eq!(err.errno(), code, "{err}");
+            assert_eq!(StoreError::io("/p", os).errno(), code);
+            // Said once, plainly, after the path.
+            let text = err.to_string();
+            assert_eq!(
+                text,
+                format!("/s/tmp/block-x: {}", io::Error::from_raw_os_error(code))
+            );
+        }
+        let other = StoreError::io("/p", io::Error::other("short append"));
+        assert_eq!(other.errno(), libc::EIO);
+        assert_eq!(other.to_string(), "/p: short append");
+    }
+}
