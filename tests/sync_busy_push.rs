@@ -10,7 +10,9 @@ use std::os::fd::AsRawFd;
 use nodes::{Cluster, stdout};
 
 /// Holds `state/locks/push-<peer>.run` of a node, as a pushing process does.
-struct Pushing(std::fs::File);
+struct Pushing {
+    _lock: std::fs::File,
+}
 
 impl Pushing {
     fn hold(node: &nodes::Node, peer: &nodes::Node) -> Pushing {
@@ -28,7 +30,7 @@ impl Pushing {
         // SAFETY: flock on a descriptor this struct owns.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         assert_eq!(rc, 0, "take the push lock");
-        Pushing(file)
+        Pushing { _lock: file }
     }
 }
 
