@@ -658,11 +658,7 @@ impl Store {
             // The path's version set changes without a journal line: its
             // digest (anti-entropy) is refreshed from this list.
             let dirty = super::digest::dirty_file(self);
-            let mut dirty_list = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&dirty)
-                .at(&dirty)?;
+            let mut dirty_list = crate::layout::open_append(&dirty).at(&dirty)?;
             std::io::Write::write_all(
                 &mut dirty_list,
                 format!("{}\n", all[0].path.escaped()).as_bytes(),
