@@ -9,6 +9,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -653,7 +654,7 @@ impl Mounted {
     /// Waits for the session threads of a session that has ended.
     pub fn join(mut self) -> std::io::Result<()> {
         match self.session.take() {
-            Some(session) => session.join(),
+            Some(session) => join(disarm(session)),
             None => Ok(()),
         }
     }
@@ -666,7 +667,8 @@ impl Mounted {
         let Some(session) = self.session.take() else {
             return Ok(0);
         };
-        if !session.guard.is_finished() {
+        let session = disarm(session);
+        if !session.is_finished() {
             match unmount_path(mountpoint, false) {
                 Ok(()) => {}
                 Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
@@ -677,10 +679,10 @@ impl Mounted {
                     );
                     unmount_path(mountpoint, true)?;
                     let deadline = std::time::Instant::now() + grace;
-                    while !session.guard.is_finished() && std::time::Instant::now() < deadline {
+                    while !session.is_finished() && std::time::Instant::now() < deadline {
                         std::thread::sleep(Duration::from_millis(50));
                     }
-                    if !session.guard.is_finished() {
+                    if !session.is_finished() {
                         // Leaving: the session thread ends with the process.
                         return Ok(vfs.open_handle_count().max(1));
                     }
@@ -688,9 +690,32 @@ impl Mounted {
                 Err(err) => return Err(err),
             }
         }
-        session.join()?;
+        join(session)?;
         Ok(0)
     }
+}
+
+/// The session's thread, with the rest of the session leaked on purpose.
+///
+/// fuser's session owns a mount handle that unmounts when it is dropped. By
+/// then the mount is gone already (this code unmounted it, or someone did from
+/// outside), and fuser's test for that reads the device's POLLERR the wrong way
+/// round, so it unmounted a second time: EINVAL, logged as "Unmount failed" on
+/// every stop, or, had something been mounted at that place meanwhile, that.
+/// What is leaked is a little memory and the FUSE device's descriptor, which
+/// the process closes when it exits right after.
+fn disarm(session: fuser::BackgroundSession) -> JoinHandle<std::io::Result<()>> {
+    let session = std::mem::ManuallyDrop::new(session);
+    // SAFETY: the guard is moved out once; the session it was in is never
+    // used or dropped after, so nothing reads or drops the guard twice.
+    unsafe { std::ptr::read(&session.guard) }
+}
+
+/// Waits for a session's thread.
+fn join(guard: JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
+    guard
+        .join()
+        .map_err(|_| std::io::Error::other("the FUSE session thread panicked"))?
 }
 
 /// Unmounts `mountpoint` (`lazy`: detach it from the tree now, let it go when

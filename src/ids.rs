@@ -62,15 +62,35 @@ impl VersionId {
     /// above it keeps "one nanosecond later" (a child's id) representable.
     pub const MAX_SECS: u64 = i64::MAX as u64;
 
-    /// The id for "now" on a node with `major`.
+    /// The lowest id this implementation gives a version: `1.000000000`. Ids
+    /// with seconds 0 are never made (in memory they mean "nothing committed").
+    pub const LOWEST: VersionId = VersionId {
+        secs: 1,
+        nanos: 0,
+        major: None,
+    };
+
+    /// The id for "now" on a node with `major`; [`VersionId::LOWEST`] (with
+    /// `major`) when the clock reads before 1970.
     pub fn now(major: Option<u32>) -> VersionId {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        VersionId {
-            secs: since.as_secs(),
-            nanos: since.subsec_nanos(),
-            major,
+        VersionId::at(major, clock())
+    }
+
+    /// The id for a clock reading (time since the epoch; None before it).
+    fn at(major: Option<u32>, since: Option<std::time::Duration>) -> VersionId {
+        match since {
+            Some(since) if since.as_secs() >= VersionId::LOWEST.secs => VersionId {
+                secs: since.as_secs(),
+                nanos: since.subsec_nanos(),
+                major,
+            },
+            _ => {
+                clock_warning();
+                VersionId {
+                    major,
+                    ..VersionId::LOWEST
+                }
+            }
         }
     }
 
@@ -98,9 +118,19 @@ impl VersionId {
     /// The id a node with `major` gives a new version whose parents are `parents`:
     /// now, or one nanosecond past the newest parent if the clock is behind it
     /// (never past the last nanosecond of [`VersionId::MAX_SECS`]: a child of a
-    /// parent there is not newer, and readers refuse it by name).
+    /// parent there is not newer, and readers refuse it by name). A clock before
+    /// 1970 counts as behind everything (docs/FORMAT.md section 5).
     pub fn for_new_version(major: Option<u32>, parents: &[VersionId]) -> VersionId {
-        let now = VersionId::now(major);
+        VersionId::new_after(major, parents, clock())
+    }
+
+    /// [`VersionId::for_new_version`] for a given clock reading.
+    fn new_after(
+        major: Option<u32>,
+        parents: &[VersionId],
+        since: Option<std::time::Duration>,
+    ) -> VersionId {
+        let now = VersionId::at(major, since);
         let last = u128::from(VersionId::MAX_SECS) * 1_000_000_000 + 999_999_999;
         let floor = parents
             .iter()
@@ -115,6 +145,23 @@ impl VersionId {
             },
             _ => now,
         }
+    }
+}
+
+/// The system clock as time since the epoch; None when it reads before it.
+fn clock() -> Option<std::time::Duration> {
+    SystemTime::now().duration_since(UNIX_EPOCH).ok()
+}
+
+/// Warns, once per process, that the clock reads before 1970 (ids then follow
+/// their parents, or start at [`VersionId::LOWEST`]).
+fn clock_warning() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            lowest = %VersionId::LOWEST,
+            "the system clock reads before 1970 (or within its first second): new version ids follow their parents by one nanosecond, or are the lowest id, until the clock is set"
+        );
     }
 }
 
@@ -330,6 +377,35 @@ mod tests {
         let child = VersionId::for_new_version(Some(7), &[last]);
         assert_eq!(child.to_string().parse::<VersionId>(), Ok(child));
         assert!(child > last, "a higher major still sorts after: {child}");
+    }
+
+    /// A clock before 1970 (a dead RTC) must not give id 0: a child still
+    /// sorts after its parents, and a first version gets the lowest id.
+    #[test]
+    fn a_clock_before_1970_follows_the_parents() {
+        let parent: VersionId = "1700000000.999999999".parse().unwrap();
+        let other: VersionId = "1600000000.000000005".parse().unwrap();
+        let child = VersionId::new_after(Some(4), &[other, parent], None);
+        assert_eq!(child.to_string(), "1700000001.0000000004");
+        assert!(child > parent && child > other);
+        let first = VersionId::new_after(None, &[], None);
+        assert_eq!(first, VersionId::LOWEST);
+        assert_eq!(first.to_string(), "1.000000000");
+        assert_eq!(first.to_string().parse::<VersionId>().unwrap(), first);
+        // Within the epoch's first second counts as before it (seconds 0 is never made).
+        let early = VersionId::new_after(Some(2), &[], Some(std::time::Duration::from_millis(5)));
+        assert_eq!(early.to_string(), "1.0000000002");
+        // A second write on a clock still stuck: one nanosecond past the first.
+        let second = VersionId::new_after(None, &[first], None);
+        assert_eq!(second.to_string(), "1.000000001");
+        // A working clock is used as it is.
+        let now = VersionId::new_after(
+            None,
+            &[first],
+            Some(std::time::Duration::new(1_800_000_000, 7)),
+        );
+        assert_eq!(now.to_string(), "1800000000.000000007");
+        assert_eq!(VersionId::at(None, None), VersionId::LOWEST);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! character that is not a hex digit (`%journal`), so they never meet a user name.
 //! An escaped name longer than 255 bytes is stored as `%~` + the SHA-256 of the
 //! raw name (hex); its real name is kept in its version files' `path` header.
+//!
+//! Modes (docs/FORMAT.md section 18): what the store creates is readable by
+//! peers: directories 0755, files 0644, whatever the process's umask says
+//! ([`create_dirs`], [`open_append`], [`FILE_MODE`]).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -272,6 +276,70 @@ pub fn is_hashed_name(entry: &OsStr) -> bool {
 }
 
 /// The fixed parts of one node's store directory.
+/// The mode of every directory the store creates (docs/FORMAT.md section 18).
+pub const DIR_MODE: u32 = 0o755;
+
+/// The mode of every file the store keeps (docs/FORMAT.md section 18); temp
+/// files (0600 when made) get it before they take their final name.
+pub const FILE_MODE: u32 = 0o644;
+
+/// `mkdir -p` giving each directory it makes [`DIR_MODE`] exactly (a chmod
+/// after the mkdir, so a strict umask cannot hide the store from peers and a
+/// loose one cannot open it to them). Existing directories are left as they
+/// are: an administrator's `chmod` of a store (section 18) stays.
+pub fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                create_dirs(parent)?;
+            }
+            match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+                Ok(()) => {}
+                Err(_) if dir.is_dir() => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+        Err(_) if dir.is_dir() => return Ok(()),
+        Err(err) => return Err(err),
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+}
+
+/// Gives an open file (a temp file about to be renamed or linked into the
+/// store) [`FILE_MODE`], whatever the umask or the temp file's 0600.
+pub fn set_file_mode(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+}
+
+/// Opens `path` for appending, creating it with [`FILE_MODE`] exactly if it
+/// is not there (an existing file's mode is left alone, like [`create_dirs`]).
+pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    loop {
+        match std::fs::OpenOptions::new().append(true).open(path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+        match std::fs::OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(path)
+        {
+            Ok(file) => {
+                set_file_mode(&file)?;
+                return Ok(file);
+            }
+            // Another writer made it meanwhile: open theirs.
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct StoreLayout {
     pub dir: PathBuf,

@@ -144,12 +144,10 @@ impl Run {
                     .actions
                     .push(Action::CreateDir(dir.to_path_buf()));
                 if !self.dry_run {
-                    fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(mode)
-                        .create(dir)
-                        .map_err(|err| StoreError::io(dir, err))?;
-                    set_mode(dir, mode)?;
+                    crate::layout::create_dirs(dir).map_err(|err| StoreError::io(dir, err))?;
+                    if mode != crate::layout::DIR_MODE {
+                        set_mode(dir, mode)?;
+                    }
                 }
                 Ok(())
             }
@@ -256,6 +254,7 @@ pub fn reconcile(spec: &Spec, dry_run: bool) -> Result<Outcome, ReconcileError> 
                 fs::DirBuilder::new()
                     .mode(0o755)
                     .create(&layout.dir)
+                    .and_then(|()| set_mode_io(&layout.dir))
                     .map_err(|err| StoreError::io(&layout.dir, err))?;
             }
             create_store(&mut run, &layout, spec.node)?;
@@ -414,11 +413,7 @@ fn create_store(run: &mut Run, layout: &StoreLayout, node: NodeId) -> Result<(),
         return Ok(());
     }
     for dir in layout.fixed_dirs() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&dir)
-            .map_err(|err| StoreError::io(&dir, err))?;
+        crate::layout::create_dirs(&dir).map_err(|err| StoreError::io(&dir, err))?;
     }
     StoreMeta::fresh(node).write(&layout.format_file())?;
     Ok(())
@@ -455,4 +450,11 @@ fn exists_within(path: &Path, timeout: std::time::Duration) -> Option<bool> {
         })
         .ok()?;
     rx.recv_timeout(timeout).ok()
+}
+
+/// Gives a directory this code just made the store's directory mode exactly
+/// (its `mkdir` mode went through the umask).
+fn set_mode_io(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(crate::layout::DIR_MODE))
 }

@@ -780,8 +780,7 @@ impl Vfs {
     }
 
     fn new_cache(&self, base: Option<&Version>, size: u64) -> VfsResult<WriteCache> {
-        let file = tempfile::tempfile_in(self.store.layout().tmp())
-            .map_err(|err| err.raw_os_error().unwrap_or(libc::EIO))?;
+        let file = tempfile::tempfile_in(self.store.layout().tmp()).map_err(io_errno)?;
         let block_size = match base {
             Some(base) if base.kind == Kind::File && base.block_size > 0 => base.block_size,
             _ => self.store.config().block_size,
@@ -1901,7 +1900,7 @@ impl Vfs {
 }
 
 fn io_errno(err: std::io::Error) -> Errno {
-    err.raw_os_error().unwrap_or(libc::EIO)
+    StoreError::io_errno(&err)
 }
 
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> VfsResult<()> {

@@ -153,7 +153,17 @@ fn put_one(
     }
     let mut file = fs::File::open(local)
         .map_err(|err| Failure::input(format!("{}: {err}", local.display())))?;
-    let version = store.write_file(target, &mut file, attrs, durable)?;
+    let version = store
+        .write_file(target, &mut file, attrs, durable)
+        .map_err(|err| {
+            // An I/O error names a disk path; say which volume path it hit.
+            let about = matches!(err, StoreError::Io { .. }).then(|| target.display());
+            let mut failure = Failure::from(err);
+            if let Some(about) = about {
+                failure.message = format!("{about}: {}", failure.message);
+            }
+            failure
+        })?;
     Ok(version.size)
 }
 

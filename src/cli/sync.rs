@@ -169,6 +169,11 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
                     for why in &peer.warnings {
                         text.push_str(&format!("  warning: {why}\n"));
                     }
+                    // What explains a count: another process of this node
+                    // pushing (the mount), a torn journal tail skipped...
+                    for why in &peer.notes {
+                        text.push_str(&format!("  note: {why}\n"));
+                    }
                 }
                 text.push_str(&format!(
                     "total: pushed {}, applied {}, conflicts {}, unreachable {}\n",

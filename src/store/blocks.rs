@@ -280,6 +280,8 @@ impl<'a> BlockWriter<'a> {
             .tempfile_in(&self.tmp)
             .at(&self.tmp)?;
         file.write_all(&bytes).at(file.path())?;
+        // Readable by peers (docs/FORMAT.md section 18), not the temp file's 0600.
+        crate::layout::set_file_mode(file.as_file()).at(file.path())?;
         if self.durable {
             // Start writeback now, so the batch flush finds the data on its way.
             use std::os::fd::AsRawFd;
@@ -315,7 +317,7 @@ impl<'a> BlockWriter<'a> {
         }
         for (tmp, dest) in self.pending.drain(..) {
             if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).at(parent)?;
+                crate::layout::create_dirs(parent).at(parent)?;
             }
             place_block(&tmp, &dest)?;
         }
@@ -412,7 +414,7 @@ pub fn link_block(source: &Path, link: &Path) -> Result<bool, StoreError> {
                 }
                 if !made_parent {
                     if let Some(parent) = link.parent() {
-                        fs::create_dir_all(parent).at(parent)?;
+                        crate::layout::create_dirs(parent).at(parent)?;
                     }
                     made_parent = true;
                 }
@@ -429,10 +431,11 @@ pub fn link_block(source: &Path, link: &Path) -> Result<bool, StoreError> {
 /// Stores a full copy of `source` at `link` (temp file + rename), for EMLINK.
 pub fn copy_block(source: &Path, link: &Path) -> Result<(), StoreError> {
     let parent = link.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).at(parent)?;
+    crate::layout::create_dirs(parent).at(parent)?;
     let mut tmp = tempfile::NamedTempFile::new_in(parent).at(parent)?;
     let mut input = File::open(source).at(source)?;
     std::io::copy(&mut input, tmp.as_file_mut()).at(link)?;
+    crate::layout::set_file_mode(tmp.as_file()).at(tmp.path())?;
     tmp.as_file().sync_all().at(link)?;
     tmp.persist(link)
         .map_err(|err| StoreError::io(link, err.error))?;

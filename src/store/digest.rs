@@ -403,7 +403,7 @@ fn write_digest(store: &Store, path: &VPath, digest: &DirDigest) -> Result<usize
     if fs::read(&file).is_ok_and(|old| old == text.as_bytes()) {
         return Ok(0);
     }
-    fs::create_dir_all(&dir).at(&dir)?;
+    crate::layout::create_dirs(&dir).at(&dir)?;
     write_atomic(&file, text.as_bytes())?;
     Ok(1)
 }

@@ -9,7 +9,7 @@ use crate::layout::{BadPath, VPath};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), describe(source))]
     Io { path: PathBuf, source: io::Error },
 
     #[error("{}: corrupt: {why}", path.display())]
@@ -74,10 +74,39 @@ impl StoreError {
         }
     }
 
+    /// The errno of an I/O error: its OS code, or for an error that wraps one
+    /// (tempfile adds the temp file's path to its write errors, keeping only the
+    /// kind) the errno of its kind, so a full disk is ENOSPC and a quota EDQUOT,
+    /// not EIO, to the writer's `write`, `fsync` and `close`.
+    pub fn io_errno(err: &io::Error) -> i32 {
+        use io::ErrorKind as K;
+        if let Some(code) = err.raw_os_error() {
+            return code;
+        }
+        match err.kind() {
+            K::StorageFull => libc::ENOSPC,
+            K::QuotaExceeded => libc::EDQUOT,
+            K::FileTooLarge => libc::EFBIG,
+            K::ReadOnlyFilesystem => libc::EROFS,
+            K::NotFound => libc::ENOENT,
+            K::PermissionDenied => libc::EACCES,
+            K::AlreadyExists => libc::EEXIST,
+            K::NotADirectory => libc::ENOTDIR,
+            K::IsADirectory => libc::EISDIR,
+            K::DirectoryNotEmpty => libc::ENOTEMPTY,
+            K::TooManyLinks => libc::EMLINK,
+            K::StaleNetworkFileHandle => libc::ESTALE,
+            K::TimedOut => libc::ETIMEDOUT,
+            K::Interrupted => libc::EINTR,
+            K::OutOfMemory => libc::ENOMEM,
+            _ => libc::EIO,
+        }
+    }
+
     /// The errno a filesystem call should fail with for this error.
     pub fn errno(&self) -> i32 {
         match self {
-            StoreError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            StoreError::Io { source, .. } => StoreError::io_errno(source),
             StoreError::NotFound(_) | StoreError::NoSuchVersion(..) => libc::ENOENT,
             StoreError::Exists(_) => libc::EEXIST,
             StoreError::NotADirectory(_) => libc::ENOTDIR,
@@ -106,6 +135,18 @@ impl StoreError {
     }
 }
 
+/// An I/O error's text: a wrapped OS error (tempfile's, which repeats the
+/// temp file's path) as the plain OS error its kind stands for.
+fn describe(err: &io::Error) -> String {
+    if err.raw_os_error().is_none() && err.get_ref().is_some() {
+        let errno = StoreError::io_errno(err);
+        if errno != libc::EIO {
+            return io::Error::from_raw_os_error(errno).to_string();
+        }
+    }
+    err.to_string()
+}
+
 /// Adds a path to an io::Result.
 pub trait IoContext<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T, StoreError>;
@@ -114,5 +155,32 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T, StoreError> {
         self.map_err(|err| StoreError::io(path, err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An OS error wrapped the way tempfile wraps its write errors (the kind
+    /// kept, the code behind a custom payload): still ENOSPC or EDQUOT.
+    #[test]
+    fn wrapped_disk_full_and_quota_errors_keep_their_errno() {
+        for code in [libc::ENOSPC, libc::EDQUOT, libc::EROFS, libc::EFBIG] {
+            let os = io::Error::from_raw_os_error(code);
+            let wrapped = io::Error::new(os.kind(), format!("{os} at path \"/s/tmp/block-x\""));
+            let err = StoreError::io("/s/tmp/block-x", wrapped);
+            assert_eq!(err.errno(), code, "{err}");
+            assert_eq!(StoreError::io("/p", os).errno(), code);
+            // Said once, plainly, after the path.
+            let text = err.to_string();
+            assert_eq!(
+                text,
+                format!("/s/tmp/block-x: {}", io::Error::from_raw_os_error(code))
+            );
+        }
+        let other = StoreError::io("/p", io::Error::other("short append"));
+        assert_eq!(other.errno(), libc::EIO);
+        assert_eq!(other.to_string(), "/p: short append");
     }
 }

@@ -658,22 +658,14 @@ impl Store {
             // The path's version set changes without a journal line: its
             // digest (anti-entropy) is refreshed from this list.
             let dirty = super::digest::dirty_file(self);
-            let mut dirty_list = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&dirty)
-                .at(&dirty)?;
+            let mut dirty_list = crate::layout::open_append(&dirty).at(&dirty)?;
             std::io::Write::write_all(
                 &mut dirty_list,
                 format!("{}\n", all[0].path.escaped()).as_bytes(),
             )
             .at(&dirty)?;
             let pruned_path = versions.join("pruned");
-            let mut file = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&pruned_path)
-                .at(&pruned_path)?;
+            let mut file = crate::layout::open_append(&pruned_path).at(&pruned_path)?;
             std::io::Write::write_all(&mut file, record.as_bytes()).at(&pruned_path)?;
             for version in &all[..go] {
                 let file = versions.join(version.id.to_string());

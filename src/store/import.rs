@@ -37,7 +37,7 @@ impl Store {
         if let Some(outcome) = compare_existing(&dest, version)? {
             return Ok(outcome);
         }
-        fs::create_dir_all(&versions_dir).at(&versions_dir)?;
+        crate::layout::create_dirs(&versions_dir).at(&versions_dir)?;
         let log_path = versions_dir.join("log");
         let log = open_log(&log_path)?;
         let _path_lock = flock_file(&log, &log_path)?;

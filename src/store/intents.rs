@@ -158,7 +158,7 @@ fn write_line(own: &mut Own, id: VersionId, path: &VPath) -> Result<(), StoreErr
 /// Makes this process's intent file: created under a `.new-` name, locked,
 /// then renamed into place, so recovery never sees it unlocked.
 fn create(dir: &Path) -> Result<Own, StoreError> {
-    fs::create_dir_all(dir).at(dir)?;
+    crate::layout::create_dirs(dir).at(dir)?;
     let name = format!("{}-{:016x}", std::process::id(), rand_u64());
     let path = dir.join(&name);
     let new = dir.join(format!(".new-{name}"));

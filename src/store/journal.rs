@@ -125,7 +125,7 @@ impl JournalWriter {
         if segments(&self.dir)?.last().copied() != latest {
             return Ok(());
         }
-        fs::create_dir_all(&self.dir).at(&self.dir)?;
+        crate::layout::create_dirs(&self.dir).at(&self.dir)?;
         let number = latest.map_or(1, |n| n + 1);
         let path = self.dir.join(segment_name(number));
         let header = checksum_line(&format!("{MAGIC} {} {number}", self.nonce));
@@ -237,7 +237,7 @@ impl Position {
 /// Writes a small file atomically: temp file in the same directory, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).at(dir)?;
+    crate::layout::create_dirs(dir).at(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
     tmp.write_all(bytes).at(path)?;
     crate::store::set_mode(tmp.path(), 0o644)?;

@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::{IoContext, StoreError};
@@ -18,6 +19,9 @@ impl FileLock {
         let open = || {
             OpenOptions::new()
                 .create(true)
+                // Only flocked, never read: private, so no other user can
+                // open one and hold this node's lock (docs/FORMAT.md section 18).
+                .mode(0o600)
                 .truncate(false)
                 .read(true)
                 .write(true)
@@ -27,7 +31,7 @@ impl FileLock {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).at(parent)?;
+                    crate::layout::create_dirs(parent).at(parent)?;
                 }
                 open().at(path)?
             }

@@ -1105,7 +1105,7 @@ impl Store {
     ) -> Result<Version, StoreError> {
         self.recover_once()?;
         let versions_dir = self.versions_dir(path);
-        fs::create_dir_all(&versions_dir).at(&versions_dir)?;
+        crate::layout::create_dirs(&versions_dir).at(&versions_dir)?;
         // Serialise writers of this path (in every process of this node).
         let log_path = versions_dir.join("log");
         let log = open_log(&log_path)?;
@@ -1216,7 +1216,7 @@ impl Store {
             .path
             .disk_path(&self.layout.outbound(peer))
             .join("versions");
-        fs::create_dir_all(&dir).at(&dir)?;
+        crate::layout::create_dirs(&dir).at(&dir)?;
         let dest = dir.join(version.id.to_string());
         match fs::hard_link(source, &dest) {
             Ok(()) => {}
@@ -1295,12 +1295,7 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize, StoreError> 
 
 /// Opens (creating) a `versions/log` file for appending.
 pub(crate) fn open_log(log_path: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(log_path)
-        .at(log_path)
+    crate::layout::open_append(log_path).at(log_path)
 }
 
 /// Appends `line` with one write(2) to a file opened with O_APPEND. A torn last

@@ -89,7 +89,7 @@ pub fn push(
     let Some(_running) =
         FileLock::try_exclusive(&state::lock_file(layout, &format!("push-{peer}.run")))?
     else {
-        report.note("another process of this node is pushing to this peer".into());
+        report.note("another process of this node (the mount, or another sync) is pushing to this peer; nothing pushed by this run".into());
         return Ok(false);
     };
     let our_id = store.meta().node;
@@ -459,6 +459,7 @@ fn write_replacing(dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
             .truncate(true)
             .open(&tmp)?;
         file.write_all(bytes)?;
+        crate::layout::set_file_mode(&file)?;
         file.sync_data()?;
         fs::rename(&tmp, dest)
     })();
@@ -471,7 +472,7 @@ fn write_replacing(dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Writes one version file into the peer's spool and appends it to the log
 /// there; leaves an identical file alone. Runs on the peer's worker.
 fn write_version(dir: &Path, id: VersionId, text: &str) -> io::Result<bool> {
-    fs::create_dir_all(dir)?;
+    crate::layout::create_dirs(dir)?;
     let dest = dir.join(id.to_string());
     if let Ok(existing) = fs::read(&dest) {
         if existing == text.as_bytes() {
@@ -479,10 +480,7 @@ fn write_version(dir: &Path, id: VersionId, text: &str) -> io::Result<bool> {
         }
     }
     write_replacing(dir, &dest, text.as_bytes())?;
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("log"))?;
+    let mut log = crate::layout::open_append(&dir.join("log"))?;
     let line = format!("{id}\n");
     let n = log.write(line.as_bytes())?;
     if n != line.len() {
@@ -544,7 +542,7 @@ fn write_spool_block(
         return Ok(false);
     }
     let dir = dest.parent().unwrap_or(blocks_dir).to_path_buf();
-    fs::create_dir_all(&dir)?;
+    crate::layout::create_dirs(&dir)?;
     write_replacing(&dir, &dest, data)?;
     Ok(true)
 }

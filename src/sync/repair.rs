@@ -195,6 +195,7 @@ fn install(
         .tempfile_in(&tmp_dir)
         .at(&tmp_dir)?;
     tmp.write_all(&bytes).at(tmp.path())?;
+    crate::layout::set_file_mode(tmp.as_file()).at(tmp.path())?;
     tmp.as_file().sync_all().at(tmp.path())?;
     for file in bad_files {
         // Linked aside first, so the rename below never drops the only copy.
@@ -202,7 +203,7 @@ fn install(
         report.kept_aside(&aside);
     }
     if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).at(parent)?;
+        crate::layout::create_dirs(parent).at(parent)?;
     }
     tmp.persist(&dest)
         .map_err(|err| StoreError::io(&dest, err.error))?;
@@ -249,7 +250,7 @@ fn move_aside(
     remove: bool,
 ) -> Result<PathBuf, StoreError> {
     let dir = store.layout().state().join(CORRUPT_DIR);
-    fs::create_dir_all(&dir).at(&dir)?;
+    crate::layout::create_dirs(&dir).at(&dir)?;
     let suffix = if file.extension().is_some_and(|ext| ext == "zst") {
         ".zst"
     } else {

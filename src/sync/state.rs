@@ -192,13 +192,9 @@ impl PeerTimes {
 pub fn record_conflict(layout: &StoreLayout, escaped: &str) -> Result<(), StoreError> {
     let path = conflicts_file(layout);
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).at(dir)?;
+        crate::layout::create_dirs(dir).at(dir)?;
     }
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .at(&path)?;
+    let mut file = crate::layout::open_append(&path).at(&path)?;
     file.write_all(format!("{escaped}\n").as_bytes()).at(&path)
 }
 

@@ -79,13 +79,32 @@ impl SshServer {
 
     /// Mounts `remote` (a directory on this machine, reached through sshd) at `local`.
     pub fn mount(&self, remote: &Path, local: &Path) -> SshfsMount {
+        self.mount_with("root", remote, local, "")
+    }
+
+    /// Mounts `remote` at `local` logged in as `user` (so the SFTP server reads
+    /// and writes as that user), open to every local user (`allow_other`) and
+    /// with no permission checks on this side: the server's are the ones that count.
+    pub fn mount_as(&self, user: &str, remote: &Path, local: &Path) -> SshfsMount {
+        // sshd reads the authorized keys as the user logging in.
+        use std::os::unix::fs::PermissionsExt;
+        let open = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .expect("chmod for sshd")
+        };
+        open(self.dir.path(), 0o755);
+        open(&self.dir.path().join("authorized_keys"), 0o644);
+        self.mount_with(user, remote, local, ",allow_other")
+    }
+
+    fn mount_with(&self, user: &str, remote: &Path, local: &Path, extra: &str) -> SshfsMount {
         std::fs::create_dir_all(local).expect("sshfs mount point");
         let child = Command::new("sshfs")
-            .arg(format!("root@127.0.0.1:{}", remote.display()))
+            .arg(format!("{user}@127.0.0.1:{}", remote.display()))
             .arg(local)
             .args(["-f", "-o"])
             .arg(format!(
-                "port={},IdentityFile={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,LogLevel=ERROR,BatchMode=yes",
+                "port={},IdentityFile={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,LogLevel=ERROR,BatchMode=yes{extra}",
                 self.port,
                 self.dir.path().join("client_key").display()
             ))
