@@ -294,6 +294,9 @@ fn a_spool_journal_that_is_a_symlink_or_a_fifo_is_refused() {
     let report = sync(b);
     assert_eq!(report.applied(), 0);
     assert!(refused_with(&report, "not a real directory"), "{report:?}");
+    // Nothing is read through the symlink; the damage starts a full check,
+    // which takes /x from A's root/ instead (issue 13: spools heal).
+    assert_eq!(report.peer(a.id).unwrap().repaired, 1, "{report:?}");
 
     fs::remove_file(&journal).unwrap();
     fs::rename(&moved, &journal).unwrap();
@@ -308,7 +311,12 @@ fn a_spool_journal_that_is_a_symlink_or_a_fifo_is_refused() {
 
     fs::remove_file(journal.join(format!("{:016}", 7))).unwrap();
     let report = sync(b);
-    assert_eq!(report.applied(), 1);
+    assert!(report.peer(a.id).unwrap().refused.is_empty(), "{report:?}");
+    assert!(b.store().live(&vp("/x")).unwrap().is_some());
+    // And the journal, sane again, delivers what comes next.
+    a.put("/y", b"y");
+    a.sync();
+    assert_eq!(sync(b).applied(), 1);
 }
 
 #[test]

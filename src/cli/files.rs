@@ -64,7 +64,13 @@ pub fn put(spec: &Spec, src: &Path, dest: &OsStr) -> Result<(), Failure> {
     collect(src, &mut items)?;
     let bar = progress(items.len() as u64 + 1, "put");
     if !dest.is_root() && !store.is_dir(&dest)? {
-        store.make_parents(&dest.join(b"x").map_err(Failure::input)?, Mtime::now())?;
+        store
+            .make_parents(&dest.join(b"x").map_err(Failure::input)?, Mtime::now())
+            .map_err(|err| {
+                let mut failure = Failure::from(err);
+                failure.message = format!("{}: {}", dest.display(), failure.message);
+                failure
+            })?;
     }
     let mut files = 0u64;
     let mut bytes = 0u64;
@@ -120,6 +126,44 @@ fn put_one(
     target: &VPath,
     durable: bool,
 ) -> Result<u64, Failure> {
+    put_entry(store, local, meta, target, durable).map_err(|err| match err {
+        // An I/O error names a disk path of the store; say which volume path it hit.
+        PutError::Store(err @ StoreError::Io { .. }) => {
+            let mut failure = Failure::from(err);
+            failure.message = format!("{}: {}", target.display(), failure.message);
+            failure
+        }
+        PutError::Store(err) => Failure::from(err),
+        PutError::Other(failure) => failure,
+    })
+}
+
+/// A failure of one entry of a put, keeping the store's error apart so the
+/// caller can name the volume path.
+enum PutError {
+    Store(StoreError),
+    Other(Failure),
+}
+
+impl From<StoreError> for PutError {
+    fn from(err: StoreError) -> PutError {
+        PutError::Store(err)
+    }
+}
+
+impl From<Failure> for PutError {
+    fn from(failure: Failure) -> PutError {
+        PutError::Other(failure)
+    }
+}
+
+fn put_entry(
+    store: &Store,
+    local: &Path,
+    meta: &fs::Metadata,
+    target: &VPath,
+    durable: bool,
+) -> Result<u64, PutError> {
     let attrs = attrs_of(meta);
     let kind = meta.file_type();
     if kind.is_dir() {
@@ -153,17 +197,7 @@ fn put_one(
     }
     let mut file = fs::File::open(local)
         .map_err(|err| Failure::input(format!("{}: {err}", local.display())))?;
-    let version = store
-        .write_file(target, &mut file, attrs, durable)
-        .map_err(|err| {
-            // An I/O error names a disk path; say which volume path it hit.
-            let about = matches!(err, StoreError::Io { .. }).then(|| target.display());
-            let mut failure = Failure::from(err);
-            if let Some(about) = about {
-                failure.message = format!("{about}: {}", failure.message);
-            }
-            failure
-        })?;
+    let version = store.write_file(target, &mut file, attrs, durable)?;
     Ok(version.size)
 }
 

@@ -156,6 +156,9 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
                         peer.applied,
                         peer.conflicts
                     ));
+                    if peer.repaired > 0 {
+                        text.push_str(&format!(", repaired {}", peer.repaired));
+                    }
                     if !peer.refused.is_empty() {
                         text.push_str(&format!(", refused {}", peer.refused.len()));
                     }

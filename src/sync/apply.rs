@@ -174,7 +174,10 @@ fn check_lingering_tail(
         .join("apply-tail")
         .join(peer.to_string());
     let segment = journal_dir.join(format!("{:016}", position.segment));
-    let len = fs::metadata(&segment).map(|m| m.len()).unwrap_or(0);
+    let len = fs::symlink_metadata(&segment)
+        .ok()
+        .filter(|m| m.file_type().is_file())
+        .map_or(0, |m| m.len());
     if position.segment == 0 || len <= position.offset {
         if file.exists() {
             fs::remove_file(&file).map_err(|err| StoreError::io(&file, err))?;
@@ -567,7 +570,11 @@ pub(super) fn take_checked(
         report,
     };
     applier.take(version)?;
-    Ok(applier.report.applied > before)
+    // Counted apart from what the journal delivered.
+    let taken = applier.report.applied - before;
+    applier.report.applied = before;
+    applier.report.repaired += taken;
+    Ok(taken > 0)
 }
 
 /// Why the inbound journal no longer reaches `position` (its segment gone
@@ -593,7 +600,9 @@ fn regressed(journal_dir: &Path, position: &Position) -> Result<Option<String>, 
         )));
     }
     let file = journal_dir.join(format!("{:016}", position.segment));
-    match fs::metadata(&file) {
+    match fs::symlink_metadata(&file) {
+        // Not a regular file: refused elsewhere, never opened here.
+        Ok(meta) if !meta.file_type().is_file() => Ok(None),
         Ok(meta) if meta.len() < position.offset => Ok(Some(format!(
             "{}: {} bytes long, shorter than the {} we had read (truncated?)",
             file.display(),
@@ -628,6 +637,10 @@ pub(super) fn resume_point(journal_dir: &Path) -> Result<Option<Position>, Store
         return Ok(None);
     };
     let file = journal_dir.join(format!("{last:016}"));
+    // Never open what is not a regular file (a fifo would block the pass).
+    if !fs::symlink_metadata(&file).is_ok_and(|meta| meta.file_type().is_file()) {
+        return Ok(None);
+    }
     let data = match fs::read(&file) {
         Ok(data) => data,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),

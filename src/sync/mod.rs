@@ -55,8 +55,11 @@ pub struct PeerReport {
     pub away: Option<String>,
     /// Versions written into the peer's inbound spool.
     pub pushed: u64,
-    /// Versions from the peer new to us.
+    /// Versions from the peer new to us, through its journal.
     pub applied: u64,
+    /// Versions new to us that a full check took from the peer's `root/`
+    /// (what its journal to us did not deliver).
+    pub repaired: u64,
     /// Conflict copies made while applying the peer's versions.
     pub conflicts: u64,
     /// Directories re-created because a peer's deletion hid live entries.
