@@ -263,6 +263,11 @@ pub fn disk_name(name: &[u8]) -> OsString {
 /// name must be read from their version files.
 pub fn name_from_disk(entry: &OsStr) -> Option<Vec<u8>> {
     let text = entry.to_str()?;
+    // Not a directory entry at all (too long, or a path): never a disk name,
+    // so what is read back always is what `disk_name` gives.
+    if text.len() > NAME_MAX || text.contains('/') {
+        return None;
+    }
     if RESERVED.contains(&text) || text.starts_with("%~") {
         return None;
     }
@@ -417,6 +422,21 @@ impl StoreLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the names fuzz target: a 265-byte text with `/` in it read
+    /// back as a name whose disk name is the hashed form, not that text.
+    #[test]
+    fn what_cannot_be_a_directory_entry_is_no_disk_name() {
+        let long = "a".repeat(NAME_MAX + 1);
+        assert_eq!(name_from_disk(OsStr::new(&long)), None);
+        assert_eq!(name_from_disk(OsStr::new("a/b")), None);
+        let max = "b".repeat(NAME_MAX);
+        assert_eq!(
+            name_from_disk(OsStr::new(&max)),
+            Some(max.clone().into_bytes())
+        );
+        assert_eq!(disk_name(max.as_bytes()), OsStr::new(&max));
+    }
 
     #[test]
     fn reserved_and_odd_names_round_trip() {
