@@ -12,7 +12,6 @@ pub mod fuse;
 pub mod ids;
 pub mod ignore;
 pub mod layout;
-pub mod open_ahead;
 pub mod reconcile;
 pub mod spec;
 pub mod store;

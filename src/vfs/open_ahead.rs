@@ -17,11 +17,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::types::{DirEntry, NodeKind};
 use crate::layout::VPath;
 use crate::lock;
 use crate::store::live_cache::LiveCache;
 use crate::store::{Kind, Store};
-use crate::vfs::{DirEntry, NodeKind};
 
 /// Files read ahead of a sequential reader.
 const FILES_AHEAD: usize = 16;
@@ -176,7 +176,7 @@ impl OpenAhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vfs::Attr;
+    use crate::vfs::types::Attr;
 
     fn entry(name: &str, kind: NodeKind, size: u64) -> DirEntry {
         DirEntry {

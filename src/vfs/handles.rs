@@ -1,0 +1,417 @@
+//! Open files: the handle table, open, create, and release (the last handle of
+//! a write state ends it).
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use super::Vfs;
+use super::error::{Errno, VfsResult, errno};
+use super::locks::{Rank, Ranked, lock};
+use super::types::{Attr, NodeKind, Opened};
+use super::write_cache::{Dirty, WriteCache};
+use crate::layout::VPath;
+use crate::store::{Kind, Mtime, Version};
+
+pub(super) struct Handle {
+    pub(super) ino: u64,
+    /// The committed version this handle reads while its inode has no writers.
+    pub(super) base: Option<Version>,
+    /// The inode's write state, for handles opened while it had one.
+    pub(super) dirty: Option<Arc<Ranked<Dirty>>>,
+    /// Opened for writing: only these handles write and commit.
+    pub(super) writes: bool,
+    /// The block file read last (sequential reads reuse its descriptor).
+    pub(super) last_block: Option<(usize, File)>,
+    /// Blocks below this index were hinted to the kernel (sequential readers).
+    pub(super) hinted: usize,
+}
+
+impl Vfs {
+    pub(super) fn new_handle(&self, handle: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, Arc::new(Ranked::new(Rank::Handle, handle)));
+        fh
+    }
+
+    pub(super) fn handle(&self, fh: u64) -> VfsResult<Arc<Ranked<Handle>>> {
+        lock(&self.handles).get(&fh).cloned().ok_or(libc::EBADF)
+    }
+
+    /// Opens a file; `write` when opened for writing, `truncate` for O_TRUNC.
+    ///
+    /// While writers have the inode open, every open joins its write state
+    /// (see [`Dirty`]); otherwise a reader reads the current version and the
+    /// first writer starts a write state on top of it.
+    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> VfsResult<Opened> {
+        let names = self.resolving();
+        let path = match self.path_of(ino) {
+            Ok(path) => path,
+            // Lost its name after the kernel resolved it: open what it showed.
+            Err(err) => {
+                drop(names);
+                return self.open_gone(ino, write).ok_or(err);
+            }
+        };
+        let base = self.openable(&path)?;
+        if !write {
+            drop(names);
+            return match self.join_dirty(ino) {
+                Ok(Some(dirty)) => Ok(self.joined(ino, dirty, false)),
+                Ok(None) => Ok(self.open_reader(ino, base)),
+                // Its last writer left just now: start over from what it committed.
+                Err(None) => self.open(ino, write, truncate),
+                Err(Some(err)) => Err(err),
+            };
+        }
+        // The kernel takes one backing file per inode: a writer may write its
+        // cache directly only when no other handle of the inode is open.
+        let passthrough = self.passthrough_enabled() && self.open_handles(ino).is_empty();
+        let mut map = lock(&self.dirty);
+        if let Some(existing) = map.get(&ino).cloned() {
+            drop(map);
+            drop(names);
+            return match self.join_dirty_state(existing, truncate) {
+                Ok(dirty) => Ok(self.joined(ino, dirty, true)),
+                Err(None) => self.open(ino, write, truncate),
+                Err(Some(err)) => Err(err),
+            };
+        }
+        // Decided again now that no writer can come or go: a writer that
+        // committed and left since the first look must not be built over (its
+        // bytes would be lost under a version made from the one before).
+        let base = self.openable(&path)?;
+        let size = if truncate {
+            0
+        } else {
+            base.as_ref().map_or(0, |b| b.size)
+        };
+        let mut cache = WriteCache::new(&self.store, base.as_ref(), size)?;
+        cache.changed = truncate && base.as_ref().is_some_and(|b| b.size > 0);
+        let backing = if size == 0 && passthrough {
+            cache.attach_direct()
+        } else {
+            None
+        };
+        let dirty = Arc::new(Ranked::new(
+            Rank::WriteState,
+            Dirty {
+                base,
+                cache,
+                users: 1,
+            },
+        ));
+        map.insert(ino, Arc::clone(&dirty));
+        drop(map);
+        drop(names);
+        self.page_cache_unknown(ino);
+        let fh = self.dirty_handle(ino, dirty, true);
+        Ok(Opened {
+            fh,
+            shares_cache: backing.is_some(),
+            backing,
+            keep_cache: false,
+            stale_attrs: false,
+        })
+    }
+
+    /// Opens an inode that lost its name: a reader of the version it showed
+    /// (or of its writers' state, if they still have it open). `None` when it
+    /// showed no file or a new writer asks for it (nothing could commit it).
+    pub(super) fn open_gone(&self, ino: u64, write: bool) -> Option<Opened> {
+        let version = self.gone_version(ino).filter(|v| v.kind == Kind::File)?;
+        if let Ok(Some(dirty)) = self.join_dirty(ino) {
+            return Some(self.joined(ino, dirty, write));
+        }
+        if write {
+            return None;
+        }
+        Some(self.open_reader(ino, Some(version)))
+    }
+
+    /// The current version of a file to open at `path` (`None`: created here,
+    /// not committed yet).
+    pub(super) fn openable(&self, path: &VPath) -> VfsResult<Option<Version>> {
+        let pending = lock(&self.created).contains_key(path);
+        match self.current_or_pending(path)? {
+            Some(v) if v.kind == Kind::Dir => Err(libc::EISDIR),
+            Some(v) if v.kind == Kind::Symlink => Err(libc::ELOOP),
+            Some(v) => Ok(Some(v)),
+            None if pending => Ok(None),
+            None => Err(libc::ENOENT),
+        }
+    }
+
+    /// The current version of `path`. A file created here is first in
+    /// `created` and, once its writer commits, in the store, in that order: so
+    /// `created` is asked first, and the store once more when the file was
+    /// pending (its commit may have landed between the two looks).
+    pub(super) fn current_or_pending(&self, path: &VPath) -> VfsResult<Option<Version>> {
+        let pending = lock(&self.created).contains_key(path);
+        match self.live(path).map_err(errno)? {
+            None if pending => self.live(path).map_err(errno),
+            found => Ok(found),
+        }
+    }
+
+    /// Joins `ino`'s write state as a reader, if it has one (`Err(None)`: its
+    /// last user left meanwhile).
+    pub(super) fn join_dirty(&self, ino: u64) -> Result<Option<Arc<Ranked<Dirty>>>, Option<Errno>> {
+        match self.dirty_of(ino) {
+            Some(existing) => self.join_dirty_state(existing, false).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Counts one more user of a write state still in use (`Err(None)` when
+    /// its last user already left).
+    pub(super) fn join_dirty_state(
+        &self,
+        dirty: Arc<Ranked<Dirty>>,
+        truncate: bool,
+    ) -> Result<Arc<Ranked<Dirty>>, Option<Errno>> {
+        {
+            let mut state = lock(&dirty);
+            if state.users == 0 {
+                return Err(None);
+            }
+            if truncate {
+                let state = &mut *state;
+                state
+                    .cache
+                    .truncate(&self.store, state.base.as_ref(), 0)
+                    .map_err(Some)?;
+            }
+            state.users += 1;
+        }
+        Ok(dirty)
+    }
+
+    /// A new handle on `ino` that reads (and with `writes`, writes) through its
+    /// write state.
+    pub(super) fn dirty_handle(&self, ino: u64, dirty: Arc<Ranked<Dirty>>, writes: bool) -> u64 {
+        self.new_handle(Handle {
+            ino,
+            base: None,
+            dirty: Some(dirty),
+            writes,
+            last_block: None,
+            hinted: 0,
+        })
+    }
+
+    /// A handle on `ino` joined to its write state.
+    pub(super) fn joined(&self, ino: u64, dirty: Arc<Ranked<Dirty>>, writes: bool) -> Opened {
+        let direct = lock(&dirty).cache.direct;
+        self.page_cache_unknown(ino);
+        let fh = self.dirty_handle(ino, dirty, writes);
+        Opened {
+            fh,
+            backing: None,
+            shares_cache: direct,
+            keep_cache: false,
+            stale_attrs: false,
+        }
+    }
+
+    /// A reader of the committed version `base` (no writers are open).
+    pub(super) fn open_reader(&self, ino: u64, base: Option<Version>) -> Opened {
+        let read_of = base.as_ref().map(|v| v.id);
+        if read_of.is_none() {
+            self.page_cache_unknown(ino);
+        }
+        let epoch = self.page_cache_epoch(ino);
+        let fh = self.new_handle(Handle {
+            ino,
+            base,
+            dirty: None,
+            writes: false,
+            last_block: None,
+            hinted: 0,
+        });
+        let keep_cache = read_of.is_some_and(|id| self.page_cache_for_read(ino, fh, id, epoch));
+        Opened {
+            fh,
+            backing: None,
+            shares_cache: false,
+            keep_cache,
+            stale_attrs: read_of.is_some_and(|id| self.describes_other(ino, id)),
+        }
+    }
+
+    /// How many files are open through the mount.
+    pub fn open_handle_count(&self) -> usize {
+        lock(&self.handles).len()
+    }
+
+    /// The open handles on `ino`.
+    pub fn open_handles(&self, ino: u64) -> Vec<u64> {
+        lock(&self.handles)
+            .iter()
+            .filter(|(_, handle)| lock(handle).ino == ino)
+            .map(|(fh, _)| *fh)
+            .collect()
+    }
+
+    /// Creates a file (exclusive) and opens it for writing. The new file is
+    /// visible in this mount at once and committed on close.
+    /// `open(2)` with O_CREAT: creates `name` (with O_EXCL only if it does not
+    /// exist), or opens the file another process created a moment before, as
+    /// a local file system does.
+    pub fn create_or_open(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> VfsResult<(Attr, Opened)> {
+        match self.create(parent, name, mode) {
+            Err(libc::EEXIST) if flags & libc::O_EXCL == 0 => {
+                // The reply hands the kernel a reference, as a lookup does.
+                let attr = self.lookup(parent, name)?;
+                let access = flags & libc::O_ACCMODE;
+                let write = access == libc::O_WRONLY || access == libc::O_RDWR;
+                let opened = match attr.kind {
+                    NodeKind::Dir => Err(libc::EISDIR),
+                    _ => self.open(attr.ino, write, flags & libc::O_TRUNC != 0),
+                };
+                match opened {
+                    Ok(opened) => Ok((self.getattr(attr.ino)?, opened)),
+                    Err(err) => {
+                        self.forget(attr.ino, 1);
+                        Err(err)
+                    }
+                }
+            }
+            other => other,
+        }
+    }
+
+    pub fn create(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<(Attr, Opened)> {
+        let path = self.child(parent, name)?;
+        let parent_path = self.path_of(parent)?;
+        if !self.is_dir(&parent_path).map_err(errno)? {
+            return Err(libc::ENOENT);
+        }
+        if self.live(&path).map_err(errno)?.is_some() || lock(&self.created).contains_key(&path) {
+            return Err(libc::EEXIST);
+        }
+        let ino = lock(&self.inodes).referenced(&path);
+        let mut cache = WriteCache::new(&self.store, None, 0)?;
+        cache.changed = true;
+        let backing = if self.passthrough_enabled() {
+            cache.attach_direct()
+        } else {
+            None
+        };
+        let base = Version {
+            id: crate::ids::VersionId {
+                secs: 0,
+                nanos: 0,
+                major: None,
+            },
+            kind: Kind::File,
+            path: path.clone(),
+            node: self.store.config().node,
+            parents: Vec::new(),
+            from: None,
+            conflict_of: None,
+            size: 0,
+            mode: mode & 0o7777,
+            mtime: Mtime::now(),
+            block_size: cache.block_size,
+            target: None,
+            hashes: Vec::new(),
+        };
+        lock(&self.created).insert(path, ino);
+        let dirty = Arc::new(Ranked::new(
+            Rank::WriteState,
+            Dirty {
+                base: Some(base),
+                cache,
+                users: 1,
+            },
+        ));
+        lock(&self.dirty).insert(ino, Arc::clone(&dirty));
+        let fh = self.dirty_handle(ino, dirty, true);
+        let attr = self.writer_attr(ino).unwrap_or(Attr {
+            ino,
+            kind: NodeKind::File,
+            size: 0,
+            perm: (mode & 0o7777) as u16,
+            mtime: SystemTime::now(),
+            nlink: 1,
+        });
+        self.page_cache_unknown(ino);
+        Ok((
+            attr,
+            Opened {
+                fh,
+                shares_cache: backing.is_some(),
+                backing,
+                keep_cache: false,
+                stale_attrs: false,
+            },
+        ))
+    }
+
+    /// Closes an open file (after a final commit by `flush`). The last handle
+    /// of a write state ends it: handles opened before it read what it
+    /// committed last from then on.
+    pub fn release(&self, fh: u64) -> VfsResult<()> {
+        let Some(handle) = lock(&self.handles).remove(&fh) else {
+            return Ok(());
+        };
+        let (ino, writes, dirty) = {
+            let handle = lock(&handle);
+            (handle.ino, handle.writes, handle.dirty.clone())
+        };
+        let Some(dirty) = dirty else {
+            return Ok(());
+        };
+        // `flush` committed at close. A cache file the kernel writes directly
+        // is committed there only: this handle's release may come after
+        // another handle's writes, and re-hashing it here would be wasted.
+        let direct = lock(&dirty).cache.direct;
+        let result = if writes && !direct {
+            self.commit_dirty(ino, &dirty, false)
+        } else {
+            Ok(())
+        };
+        let last = {
+            let mut map = lock(&self.dirty);
+            let mut state = lock(&dirty);
+            state.users = state.users.saturating_sub(1);
+            let last = state.users == 0;
+            if last && map.get(&ino).is_some_and(|d| Arc::ptr_eq(d, &dirty)) {
+                map.remove(&ino);
+            }
+            last
+        };
+        if last {
+            let committed = lock(&dirty).base.clone().filter(|b| b.id.secs > 0);
+            if let Some(committed) = committed {
+                let handles: Vec<Arc<Ranked<Handle>>> =
+                    lock(&self.handles).values().cloned().collect();
+                for handle in handles {
+                    let mut handle = lock(&handle);
+                    if handle.ino == ino && handle.dirty.is_none() {
+                        handle.base = Some(committed.clone());
+                        handle.last_block = None;
+                        handle.hinted = 0;
+                    }
+                }
+            }
+            self.page_cache_unknown(ino);
+            if let Ok(path) = self.path_of(ino) {
+                let mut created = lock(&self.created);
+                if created.get(&path) == Some(&ino) {
+                    created.remove(&path);
+                }
+            }
+        }
+        result
+    }
+}

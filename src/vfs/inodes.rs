@@ -1,0 +1,142 @@
+//! The inode table: an inode number per path the kernel was told of, the
+//! kernel's reference count, and what the kernel may cache of each inode.
+
+use std::collections::HashMap;
+
+use super::ROOT_INO;
+use crate::layout::VPath;
+use crate::store::Version;
+
+/// A version as an inode remembers it: a 64-bit fingerprint of its id (the
+/// inode table has an entry per inode the kernel knows, 100,000s of them, and
+/// only ever asks "the same version as before?").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Seen(u64);
+
+impl Seen {
+    pub(super) fn of(id: &crate::ids::VersionId) -> Seen {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut hasher);
+        Seen(hasher.finish())
+    }
+}
+
+pub(super) struct Node {
+    pub(super) path: VPath,
+    pub(super) lookups: u64,
+    /// The version whose bytes the kernel's page cache of this inode may hold
+    /// (`None`: unknown, the next open must drop the cache).
+    pub(super) cached: Option<Seen>,
+    /// Bumped by anything that may put other bytes in the page cache (a
+    /// writer opening or closing, a change from elsewhere), so a reader that
+    /// raced with it does not vouch for the cache.
+    pub(super) epoch: u64,
+    /// Set once the inode lost its name (unlinked, or replaced by a rename)
+    /// while the kernel still holds it: the version it showed then, which an
+    /// open or `fstat` by inode still gets, as on a local file system (boxed:
+    /// the table holds an entry per inode the kernel knows, 100,000s of them).
+    pub(super) gone: Option<Box<Version>>,
+    /// The committed version whose attributes the kernel was last given for
+    /// this inode (`None`: a writer's, or none yet). An open that serves
+    /// another version has the kernel drop them: its cached size would cut
+    /// the new bytes short or read past their end.
+    pub(super) described: Option<Seen>,
+}
+
+impl Node {
+    pub(super) fn new(path: &VPath) -> Node {
+        Node {
+            path: path.clone(),
+            lookups: 0,
+            cached: None,
+            epoch: 0,
+            gone: None,
+            described: None,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Inodes {
+    pub(super) next: u64,
+    pub(super) by_ino: HashMap<u64, Node>,
+    pub(super) by_path: HashMap<VPath, u64>,
+}
+
+impl Inodes {
+    pub(super) fn ino_for(&mut self, path: &VPath) -> u64 {
+        if path.is_root() {
+            return ROOT_INO;
+        }
+        if let Some(ino) = self.by_path.get(path) {
+            return *ino;
+        }
+        self.next += 1;
+        let ino = self.next;
+        self.by_ino.insert(ino, Node::new(path));
+        self.by_path.insert(path.clone(), ino);
+        ino
+    }
+
+    /// The inode of `path` (a new one if it has none), with one more kernel
+    /// reference counted, in one step: a reply naming it is on its way.
+    pub(super) fn referenced(&mut self, path: &VPath) -> u64 {
+        let ino = self.ino_for(path);
+        if let Some(node) = self.by_ino.get_mut(&ino) {
+            node.lookups += 1;
+        }
+        ino
+    }
+
+    /// `ino` lost its name; it showed `version` until then (`None`: nothing to
+    /// keep showing, it goes at once).
+    pub(super) fn orphan(&mut self, ino: u64, version: Option<Version>) {
+        match version {
+            Some(version) => {
+                if let Some(node) = self.by_ino.get_mut(&ino) {
+                    node.gone = Some(Box::new(version));
+                }
+            }
+            None => {
+                self.by_ino.remove(&ino);
+            }
+        }
+    }
+
+    /// Counts a reference to `ino` at `path`, bringing its entry back if the
+    /// kernel's FORGET of earlier references removed it.
+    pub(super) fn adopt(&mut self, ino: u64, path: &VPath) {
+        let node = self.by_ino.entry(ino).or_insert_with(|| Node::new(path));
+        node.lookups += 1;
+        self.by_path.entry(path.clone()).or_insert(ino);
+    }
+
+    /// Moves `from` (and everything below it) to `to`.
+    pub(super) fn rename(&mut self, from: &VPath, to: &VPath, replaced: Option<Version>) {
+        let moved: Vec<(VPath, u64)> = self
+            .by_path
+            .iter()
+            .filter(|(path, _)| path.starts_with(from))
+            .map(|(path, ino)| (path.clone(), *ino))
+            .collect();
+        if let Some(old) = self.by_path.remove(to) {
+            // The replaced target keeps its inode (for the kernel's references
+            // and open handles), but loses its name.
+            self.orphan(old, replaced);
+        }
+        for (path, ino) in moved {
+            self.by_path.remove(&path);
+            let mut new_path = to.clone();
+            for name in &path.names()[from.names().len()..] {
+                if let Ok(child) = new_path.join(name) {
+                    new_path = child;
+                }
+            }
+            if let Some(node) = self.by_ino.get_mut(&ino) {
+                node.path = new_path.clone();
+            }
+            self.by_path.insert(new_path, ino);
+        }
+    }
+}

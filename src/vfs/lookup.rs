@@ -1,0 +1,228 @@
+//! Names to inodes and their attributes: lookup, getattr, forget, and what the
+//! kernel is told of an inode (committed, being written, or gone).
+
+use super::handles::Handle;
+use super::inodes::Seen;
+use super::locks::Ranked;
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use super::error::{VfsResult, errno};
+use super::locks::lock;
+use super::types::{Attr, NodeKind};
+use super::{ROOT_INO, Vfs};
+use crate::layout::VPath;
+use crate::store::{Kind, Version};
+
+impl Vfs {
+    pub(super) fn attr_of(&self, ino: u64, version: &Version) -> Attr {
+        let kind = match version.kind {
+            Kind::Dir => NodeKind::Dir,
+            Kind::Symlink => NodeKind::Symlink,
+            _ => NodeKind::File,
+        };
+        let size = match version.kind {
+            Kind::Symlink => version.target.as_ref().map_or(0, |t| t.len() as u64),
+            Kind::Dir => 0,
+            _ => version.size,
+        };
+        Attr {
+            ino,
+            kind,
+            size,
+            perm: (version.mode & 0o7777) as u16,
+            mtime: version.mtime.to_system(),
+            nlink: if kind == NodeKind::Dir { 2 } else { 1 },
+        }
+    }
+
+    pub(super) fn root_attr(&self) -> Attr {
+        let version = self.live(&VPath::root()).ok().flatten();
+        Attr {
+            ino: ROOT_INO,
+            kind: NodeKind::Dir,
+            size: 0,
+            perm: version.as_ref().map_or(0o755, |v| (v.mode & 0o7777) as u16),
+            mtime: version.map_or_else(
+                || {
+                    let created = self.store.meta().created;
+                    SystemTime::UNIX_EPOCH + std::time::Duration::new(created.secs, created.nanos)
+                },
+                |v| v.mtime.to_system(),
+            ),
+            nlink: 2,
+        }
+    }
+
+    /// The attributes of `ino` while writers have it open (its size as written).
+    pub(super) fn writer_attr(&self, ino: u64) -> Option<Attr> {
+        let dirty = self.dirty_of(ino)?;
+        // Unlinked while open: no links left (checked before taking the state's lock).
+        let named = self.path_of(ino).is_ok_and(|path| {
+            path.is_root() || lock(&self.inodes).by_path.get(&path) == Some(&ino)
+        });
+        let dirty = lock(&dirty);
+        let cache = &dirty.cache;
+        let perm = dirty.base.as_ref().map_or(0o644, |b| b.mode as u16);
+        let meta = cache.file.metadata().ok();
+        let size = match &meta {
+            Some(meta) if cache.direct => meta.len(),
+            _ => cache.size,
+        };
+        // The committed mtime until something is written after the commit
+        // (the kernel writes a direct cache: its file's mtime says when).
+        let committed = dirty.base.as_ref().filter(|b| b.id.secs > 0);
+        let written = match (&meta, committed) {
+            (_, None) => None,
+            (Some(meta), Some(base)) if cache.direct => meta.modified().ok().filter(|t| {
+                *t > SystemTime::UNIX_EPOCH + std::time::Duration::new(base.id.secs, base.id.nanos)
+            }),
+            _ if cache.changed => Some(SystemTime::now()),
+            _ => None,
+        };
+        let mtime = match (written, committed) {
+            (Some(time), _) => time,
+            (None, Some(base)) => base.mtime.to_system(),
+            (None, None) => SystemTime::now(),
+        };
+        Some(Attr {
+            ino,
+            kind: NodeKind::File,
+            size,
+            perm,
+            mtime,
+            nlink: u32::from(named),
+        })
+    }
+
+    /// Looks up `name` in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> VfsResult<Attr> {
+        let _names = self.resolving();
+        let path = self.child(parent, name)?;
+        match self.current_or_pending(&path)? {
+            Some(version) => {
+                let ino = lock(&self.inodes).referenced(&path);
+                Ok(self
+                    .writer_attr(ino)
+                    .unwrap_or_else(|| self.shown(ino, &version)))
+            }
+            None => {
+                let Some(ino) = lock(&self.created).get(&path).copied() else {
+                    return Err(libc::ENOENT);
+                };
+                // The reply hands the kernel a reference: count it before
+                // answering, in one step with finding the inode, so a FORGET the
+                // kernel sends meanwhile (for an earlier reference) cannot drop
+                // an inode this reply is about to name.
+                lock(&self.inodes).adopt(ino, &path);
+                match self.writer_attr(ino) {
+                    Some(attr) => Ok(attr),
+                    None => {
+                        self.forget(ino, 1);
+                        Err(libc::ENOENT)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The kernel took a reference to `ino` without a lookup (readdirplus).
+    pub fn remember(&self, ino: u64) {
+        if let Some(node) = lock(&self.inodes).by_ino.get_mut(&ino) {
+            node.lookups += 1;
+        }
+    }
+
+    /// The kernel dropped `count` references to `ino`.
+    pub fn forget(&self, ino: u64, count: u64) {
+        // Lock order: a handle's lock is never taken while `inodes` is held
+        // (a commit holds its handle and then looks up paths).
+        let open = self.is_open(ino);
+        let mut inodes = lock(&self.inodes);
+        let drop_it = match inodes.by_ino.get_mut(&ino) {
+            Some(node) => {
+                node.lookups = node.lookups.saturating_sub(count);
+                node.lookups == 0
+            }
+            None => false,
+        };
+        if drop_it && !open && ino != ROOT_INO {
+            if let Some(node) = inodes.by_ino.remove(&ino) {
+                if inodes.by_path.get(&node.path) == Some(&ino) {
+                    inodes.by_path.remove(&node.path);
+                }
+                self.forgotten.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Inodes forgotten since the last call (the kernel drops whole trees of
+    /// them when it reclaims memory; the mount then hands the freed memory back).
+    pub fn take_forgotten(&self) -> u64 {
+        self.forgotten.swap(0, Ordering::Relaxed)
+    }
+
+    pub fn getattr(&self, ino: u64) -> VfsResult<Attr> {
+        if ino == ROOT_INO {
+            return Ok(self.root_attr());
+        }
+        if let Some(attr) = self.writer_attr(ino) {
+            return Ok(attr);
+        }
+        let _names = self.resolving();
+        let found = match self.path_of(ino) {
+            Ok(path) => self.live(&path).map_err(errno)?,
+            Err(_) => None,
+        };
+        match found {
+            Some(version) => Ok(self.shown(ino, &version)),
+            None => self.orphan_attr(ino).ok_or(libc::ENOENT),
+        }
+    }
+
+    /// The attributes of `version` for `ino`, as handed to the kernel now.
+    pub(super) fn shown(&self, ino: u64, version: &Version) -> Attr {
+        if let Some(node) = lock(&self.inodes).by_ino.get_mut(&ino) {
+            node.described = Some(Seen::of(&version.id));
+        }
+        self.attr_of(ino, version)
+    }
+
+    /// Whether the kernel may hold attributes of `ino` other than `id`'s
+    /// (and is told to drop them: [`Opened::stale_attrs`]).
+    pub(super) fn describes_other(&self, ino: u64, id: crate::ids::VersionId) -> bool {
+        let mut inodes = lock(&self.inodes);
+        let Some(node) = inodes.by_ino.get_mut(&ino) else {
+            return false;
+        };
+        let other = node.described != Some(Seen::of(&id));
+        if other {
+            // Its next GETATTR (through the handle, or by path) describes it anew.
+            node.described = None;
+        }
+        other
+    }
+
+    /// The attributes of an inode that lost its name while it is still open
+    /// (`fstat` of an unlinked file or a removed directory), with no links.
+    pub(super) fn orphan_attr(&self, ino: u64) -> Option<Attr> {
+        let handles: Vec<Arc<Ranked<Handle>>> = lock(&self.handles).values().cloned().collect();
+        let from_file = handles.iter().find_map(|handle| {
+            let handle = lock(handle);
+            let base = handle.base.as_ref().filter(|_| handle.ino == ino)?;
+            Some(self.shown(ino, base))
+        });
+        let mut attr = from_file
+            .or_else(|| self.gone_version(ino).map(|v| self.shown(ino, &v)))
+            .or_else(|| {
+                lock(&self.open_dirs)
+                    .values()
+                    .find(|(dir, _)| *dir == ino)
+                    .map(|(_, attr)| attr.clone())
+            })?;
+        attr.nlink = 0;
+        Some(attr)
+    }
+}

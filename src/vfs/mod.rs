@@ -1,0 +1,274 @@
+//! The filesystem core behind the mount: inode numbers, open files with their
+//! write-back caches, and every operation, in terms of the store. It knows nothing
+//! of fuser: it returns its own small structs and errno values, so it is tested
+//! without a kernel mount (src/fuse.rs adapts it to fuser).
+//!
+//! Semantics are close-to-open, like NFS: writes land in a private cache file per
+//! open handle; `flush` (every close) and `fsync` commit them as a new version
+//! (close makes the version atomic, fsync makes it durable); other handles see
+//! the committed version when they open the file. A commit re-hashes only the
+//! blocks that were written.
+//!
+//! The parts, one concern each: [`types`] (what the adapter gets back),
+//! [`error`] (errno), `inodes` (the inode table), `write_cache` (one file's
+//! write-back cache), `handles` (open, create, release), `lookup` (names to
+//! inodes and their attributes), `dirs` (listings), `namespace` (mkdir, unlink,
+//! rename, setattr), `read`, `write` (writes and commits), `passthrough` (how
+//! the kernel serves a handle) and [`open_ahead`].
+//!
+//! # Lock order
+//!
+//! The locks of a [`Vfs`], by rank; a thread takes a lock only while every lock
+//! it holds has a lower rank (debug builds check this, see `locks`):
+//!
+//! 1. `names` (read while a name is resolved, written by a rename);
+//! 2. `handles` (the handle table), then 3. one handle;
+//! 4. `dirty` (the write-state map), then 5. one write state ([`write_cache::Dirty`]);
+//! 6. `created`, 7. `inodes`, 8. `listings`, 9. `open_dirs`, 10. `own`.
+//!
+//! The store's and the version cache's own locks, and [`open_ahead`]'s, are
+//! taken under any of these and never take one of them.
+
+mod dirs;
+pub mod error;
+mod handles;
+mod inodes;
+mod locks;
+mod lookup;
+mod namespace;
+pub mod open_ahead;
+mod passthrough;
+mod read;
+#[cfg(test)]
+mod tests;
+pub mod types;
+mod write;
+mod write_cache;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::Cursor;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use crate::layout::{NAME_MAX, VPath};
+use crate::store::live_cache::LiveCache;
+use crate::store::{Kind, Store, StoreError, Version};
+use handles::Handle;
+use inodes::Inodes;
+use locks::{Rank, Ranked, RankedRw, lock};
+use open_ahead::OpenAhead;
+use write_cache::Dirty;
+
+use error::errno;
+pub use error::{Errno, VfsResult};
+pub use types::{Attr, DirEntry, FsStats, Invalidation, Mode, NodeKind, Opened};
+
+/// The root directory's inode number.
+pub const ROOT_INO: u64 = 1;
+
+/// The filesystem core.
+pub struct Vfs {
+    store: Arc<Store>,
+    /// Current versions of recently asked paths, kept true by the node's journal.
+    versions: Arc<LiveCache>,
+    /// Reads ahead of a process opening a directory's files in order.
+    ahead: OpenAhead,
+    inodes: Ranked<Inodes>,
+    /// Held shared while a name is resolved to its inode and version, and
+    /// exclusively while a rename moves both: an open, lookup or getattr sees
+    /// an atomic rename-over wholly before or wholly after, never the target's
+    /// new bytes on the inode (and so the size) of the file it replaced.
+    names: RankedRw<()>,
+    handles: Ranked<HashMap<u64, Arc<Ranked<Handle>>>>,
+    /// The write state of each inode with writers open (see [`Dirty`]). Locks
+    /// are taken in the order handle, this map, a write state.
+    dirty: Ranked<HashMap<u64, Arc<Ranked<Dirty>>>>,
+    next_fh: AtomicU64,
+    /// Files created through this mount and not committed yet: visible here at once.
+    created: Ranked<HashMap<VPath, u64>>,
+    /// Directory listings per open directory handle (a listing is read once, at
+    /// offset 0, and paged from memory).
+    listings: Ranked<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    /// Open directory handles: their inode and attributes when opened (what
+    /// `fstat` reports once the directory is removed while still open).
+    open_dirs: Ranked<HashMap<u64, (u64, Attr)>>,
+    /// Whether the kernel accepted FUSE passthrough (set by the adapter at init).
+    passthrough: std::sync::atomic::AtomicBool,
+    /// Versions this mount made: the kernel already knows those changes, so the
+    /// journal follower does not invalidate for them (invalidating an entry
+    /// the kernel holds would, among other things, detach a mount made on it).
+    own: Ranked<std::collections::HashSet<crate::ids::VersionId>>,
+    /// Inodes forgotten since [`Vfs::take_forgotten`] was last called.
+    forgotten: AtomicU64,
+    uid: u32,
+    gid: u32,
+}
+
+impl Vfs {
+    pub fn new(store: Arc<Store>) -> Vfs {
+        let inodes = Inodes {
+            next: ROOT_INO,
+            ..Inodes::default()
+        };
+        let versions = Arc::new(LiveCache::new(&store));
+        Vfs {
+            versions: Arc::clone(&versions),
+            ahead: OpenAhead::new(Arc::clone(&store), versions),
+            store,
+            inodes: Ranked::new(Rank::Inodes, inodes),
+            names: RankedRw::new(Rank::Names, ()),
+            handles: Ranked::new(Rank::Handles, HashMap::new()),
+            dirty: Ranked::new(Rank::DirtyMap, HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            created: Ranked::new(Rank::Created, HashMap::new()),
+            listings: Ranked::new(Rank::Listings, HashMap::new()),
+            open_dirs: Ranked::new(Rank::OpenDirs, HashMap::new()),
+            passthrough: std::sync::atomic::AtomicBool::new(false),
+            own: Ranked::new(Rank::Own, std::collections::HashSet::new()),
+            forgotten: AtomicU64::new(0),
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The current version of `path` if it is live, from the cache when no
+    /// journal line named it since it was read.
+    fn live(&self, path: &VPath) -> Result<Option<Version>, StoreError> {
+        self.versions.live(&self.store, path)
+    }
+
+    /// Whether `path` is a live directory (the root always is).
+    fn is_dir(&self, path: &VPath) -> Result<bool, StoreError> {
+        Ok(path.is_root() || self.live(path)?.is_some_and(|v| v.kind == Kind::Dir))
+    }
+
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    pub fn gid(&self) -> u32 {
+        self.gid
+    }
+
+    /// Holds names still while one is resolved (see [`Vfs::names`]); never
+    /// taken twice by one thread, nor while any other lock of the mount is held.
+    fn resolving(&self) -> locks::Held<std::sync::RwLockReadGuard<'_, ()>> {
+        self.names.read()
+    }
+
+    /// The path of an inode.
+    pub fn path_of(&self, ino: u64) -> VfsResult<VPath> {
+        if ino == ROOT_INO {
+            return Ok(VPath::root());
+        }
+        lock(&self.inodes)
+            .by_ino
+            .get(&ino)
+            .filter(|node| node.gone.is_none())
+            .map(|node| node.path.clone())
+            .ok_or(libc::ENOENT)
+    }
+
+    /// The inode of a path, if the mount has handed one out.
+    pub fn ino_of(&self, path: &VPath) -> Option<u64> {
+        if path.is_root() {
+            return Some(ROOT_INO);
+        }
+        lock(&self.inodes).by_path.get(path).copied()
+    }
+
+    fn child(&self, parent: u64, name: &OsStr) -> VfsResult<VPath> {
+        if name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        self.path_of(parent)?
+            .join(name.as_bytes())
+            .map_err(|_| libc::EINVAL)
+    }
+
+    /// Whether any handle is open on `ino`.
+    fn is_open(&self, ino: u64) -> bool {
+        let handles: Vec<Arc<Ranked<Handle>>> = lock(&self.handles).values().cloned().collect();
+        handles.iter().any(|h| lock(h).ino == ino)
+    }
+
+    /// The inode's write state, if writers have it open.
+    fn dirty_of(&self, ino: u64) -> Option<Arc<Ranked<Dirty>>> {
+        lock(&self.dirty).get(&ino).cloned()
+    }
+
+    pub fn statfs(&self) -> VfsResult<FsStats> {
+        let stat = nix::sys::statvfs::statvfs(&self.store.layout().dir).map_err(|e| e as i32)?;
+        Ok(FsStats {
+            blocks: stat.blocks() as u64,
+            bfree: stat.blocks_free() as u64,
+            bavail: stat.blocks_available() as u64,
+            files: stat.files() as u64,
+            ffree: stat.files_free() as u64,
+            bsize: stat.block_size() as u32,
+            namelen: NAME_MAX as u32,
+        })
+    }
+
+    fn made_here(&self, version: &Version) {
+        let mut own = lock(&self.own);
+        if own.len() >= 65_536 {
+            // Never read back (the follower was behind or stopped): forget them;
+            // the worst case is an invalidation the kernel did not need.
+            own.clear();
+        }
+        own.insert(version.id);
+    }
+
+    /// A journal line (version `id` of `path`): the inodes to invalidate, or
+    /// `None` when this mount made that version itself.
+    pub fn changed_elsewhere(
+        &self,
+        id: crate::ids::VersionId,
+        path: &VPath,
+    ) -> Option<Invalidation> {
+        if lock(&self.own).remove(&id) {
+            return None;
+        }
+        Some(self.changed(path))
+    }
+
+    /// Paths that changed (from the journal): the inodes to invalidate.
+    pub fn changed(&self, path: &VPath) -> Invalidation {
+        let ino = self.ino_of(path);
+        if let Some(ino) = ino {
+            self.page_cache_unknown(ino);
+        }
+        let entry = path
+            .parent()
+            .and_then(|parent| self.ino_of(&parent))
+            .map(|parent_ino| (parent_ino, path.file_name().unwrap_or_default().to_vec()));
+        (ino, entry)
+    }
+
+    /// Writes a whole buffer as a new version (for tests and tools).
+    pub fn write_whole(&self, path: &VPath, data: &[u8]) -> VfsResult<Version> {
+        self.store
+            .write_file(
+                path,
+                &mut Cursor::new(data),
+                crate::store::Attrs::default(),
+                false,
+            )
+            .map_err(errno)
+    }
+
+    /// Reads a whole file (for tests and tools).
+    pub fn read_whole(&self, path: &VPath) -> VfsResult<Vec<u8>> {
+        let version = self.live(path).map_err(errno)?.ok_or(libc::ENOENT)?;
+        let mut out = Vec::new();
+        self.store.copy_to(&version, &mut out).map_err(errno)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,118 @@
+//! Reads of an open file: through its write state while writers have it open,
+//! else from the committed version, block file by block file.
+
+use super::handles::Handle;
+use std::fs::File;
+
+use super::Vfs;
+use super::error::{VfsResult, errno};
+use super::locks::lock;
+use super::write_cache::read_exact_at;
+
+/// Block files a sequential reader asks the kernel to read ahead (cold reads
+/// otherwise wait for the disk one block at a time).
+const PREFETCH_BLOCKS: usize = 8;
+
+impl Vfs {
+    /// Reads from an open file: through its inode's write state while writers
+    /// have it open, else from the version the handle opened.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
+        let handle = self.handle(fh)?;
+        let mut handle = lock(&handle);
+        if let Some(dirty) = handle.dirty.clone().or_else(|| self.dirty_of(handle.ino)) {
+            drop(handle);
+            let mut dirty = lock(&dirty);
+            let dirty = &mut *dirty;
+            dirty.cache.sync_direct()?;
+            let end = dirty.cache.size;
+            if offset >= end {
+                return Ok(Vec::new());
+            }
+            let mut buf = vec![0u8; (u64::from(size)).min(end - offset) as usize];
+            dirty
+                .cache
+                .read(&self.store, dirty.base.as_ref(), offset, &mut buf)?;
+            return Ok(buf);
+        }
+        let end = handle.base.as_ref().map_or(0, |b| b.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; (u64::from(size)).min(end - offset) as usize];
+        let n = self.read_base(&mut handle, offset, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Reads a committed version, keeping the last raw block file open so a
+    /// sequential reader opens each block once.
+    pub(super) fn read_base(
+        &self,
+        handle: &mut Handle,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> VfsResult<usize> {
+        let base = handle.base.as_ref().ok_or(libc::EIO)?;
+        let bs = u64::from(base.block_size.max(1));
+        let index = (offset / bs) as usize;
+        let within = offset % bs;
+        let block_len = base.block_len(index);
+        let fits = within as usize + buf.len() <= block_len;
+        if fits && index < base.hashes.len() {
+            let cached = matches!(&handle.last_block, Some((i, _)) if *i == index);
+            let sequential = match &handle.last_block {
+                Some((i, _)) => *i + 1 == index,
+                None => index == 0,
+            };
+            if !cached {
+                if handle.last_block.is_none() && index == 0 {
+                    // The kernel's page cache missed this file's start: others
+                    // in its directory may be next (see open_ahead).
+                    if let Ok(path) = self.path_of(handle.ino) {
+                        self.ahead.reading(&path);
+                    }
+                }
+                handle.last_block = self
+                    .store
+                    .blocks()
+                    .locate(&base.hashes[index], Some(block_len))
+                    .filter(|located| !located.compressed)
+                    .and_then(|located| File::open(located.path).ok())
+                    .map(|file| {
+                        // Read the rest of this block in one go, not request by request.
+                        use std::os::fd::AsRawFd;
+                        // SAFETY: an advisory call on a descriptor we own.
+                        unsafe {
+                            libc::posix_fadvise(
+                                file.as_raw_fd(),
+                                within as libc::off_t,
+                                0,
+                                libc::POSIX_FADV_WILLNEED,
+                            );
+                        }
+                        (index, file)
+                    });
+                // A sequential reader will want the next blocks: start reading
+                // them (a random reader would only waste the disk's time).
+                // Blocks hinted at earlier steps are not hinted again.
+                if sequential {
+                    let from = handle.hinted.max(index + 1);
+                    let to = (index + 1 + PREFETCH_BLOCKS).min(base.hashes.len());
+                    for next in base.hashes.get(from..to).unwrap_or_default() {
+                        self.store.blocks().prefetch(next);
+                    }
+                    handle.hinted = handle.hinted.max(to);
+                } else {
+                    handle.hinted = 0;
+                }
+            }
+            if let Some((_, file)) = &handle.last_block {
+                if read_exact_at(file, buf, within).is_ok() {
+                    return Ok(buf.len());
+                }
+            }
+        }
+        let base = handle.base.as_ref().ok_or(libc::EIO)?;
+        self.store.read_at(base, offset, buf).map_err(errno)
+    }
+}

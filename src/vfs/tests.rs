@@ -1,0 +1,397 @@
+//! The core driven directly, without a kernel mount.
+
+use super::*;
+use std::sync::atomic::Ordering;
+
+fn vfs() -> (tempfile::TempDir, Vfs) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crate::store::scratch_spec(dir.path());
+    let store = Store::open_spec(&spec).unwrap();
+    (dir, Vfs::new(Arc::new(store)))
+}
+
+/// A committed file, its inode, and the vfs with passthrough on.
+fn committed_file(vfs: &Vfs, name: &str, data: &[u8]) -> u64 {
+    vfs.enable_passthrough();
+    let path = VPath::root().join(name.as_bytes()).unwrap();
+    vfs.write_whole(&path, data).unwrap();
+    vfs.lookup(ROOT_INO, OsStr::new(name)).unwrap().ino
+}
+
+fn mode_of(vfs: &Vfs, ino: u64, write: bool, attached: bool) -> (u64, Mode) {
+    let opened = vfs.open(ino, write, false).unwrap();
+    let fh = opened.fh;
+    (fh, vfs.mode(ino, opened, attached))
+}
+
+#[test]
+fn readers_never_attach_a_store_block() {
+    let (_dir, vfs) = vfs();
+    for (name, len) in [("small", 100), ("big", 3 * 4096 + 1)] {
+        let ino = committed_file(&vfs, name, &vec![7u8; len]);
+        let (fh, mode) = mode_of(&vfs, ino, false, false);
+        assert!(matches!(mode, Mode::Cached { .. }), "{name}: {mode:?}");
+        vfs.release(fh).unwrap();
+    }
+}
+
+#[test]
+fn later_opens_share_a_passthrough_writers_cache() {
+    let (_dir, vfs) = vfs();
+    vfs.enable_passthrough();
+    let (attr, created) = vfs.create(ROOT_INO, OsStr::new("new"), 0o644).unwrap();
+    let writer = created.fh;
+    let Mode::Attach(file) = vfs.mode(attr.ino, created, false) else {
+        panic!("a new file's writer was not given its cache file");
+    };
+    std::io::Write::write_all(&mut &file, b"written by the kernel").unwrap();
+    // A reader opened now shares the cache as it is (the bytes of the
+    // open file, as on a local disk).
+    let (reader, mode) = mode_of(&vfs, attr.ino, false, true);
+    assert!(matches!(mode, Mode::Share { direct: false }), "{mode:?}");
+    assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"written by the kernel");
+    vfs.release(reader).unwrap();
+    vfs.commit(writer, false).unwrap();
+    vfs.release(writer).unwrap();
+    assert_eq!(
+        vfs.read_whole(&VPath::root().join(b"new").unwrap())
+            .unwrap(),
+        b"written by the kernel"
+    );
+}
+
+#[test]
+fn an_open_that_must_not_use_the_attached_file_gets_direct_io() {
+    let (_dir, vfs) = vfs();
+    let ino = committed_file(&vfs, "f", b"committed");
+    // The kernel still has a writer's cache attached (its release is on
+    // its way): this reader must not read that cache.
+    let (reader, mode) = mode_of(&vfs, ino, false, true);
+    assert!(matches!(mode, Mode::Share { direct: true }), "{mode:?}");
+    assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"committed");
+}
+
+#[test]
+fn nothing_attaches_while_a_handle_is_served_through_the_page_cache() {
+    let (_dir, vfs) = vfs();
+    let ino = committed_file(&vfs, "f", b"bytes");
+    // A reader is served through the page cache.
+    let (_reader, mode) = mode_of(&vfs, ino, false, false);
+    assert!(matches!(mode, Mode::Cached { .. }), "{mode:?}");
+    // So a truncating writer may not attach its cache file now.
+    let opened = vfs.open(ino, true, true).unwrap();
+    let mode = vfs.mode(ino, opened, false);
+    assert!(matches!(mode, Mode::Cached { .. }), "{mode:?}");
+    // Alone, it may.
+    let other = committed_file(&vfs, "g", b"bytes");
+    let opened = vfs.open(other, true, true).unwrap();
+    assert!(opened.backing.is_some());
+    assert!(matches!(vfs.mode(other, opened, false), Mode::Attach(_)));
+}
+
+#[test]
+fn create_write_close_read() {
+    let (_dir, vfs) = vfs();
+    let (attr, opened) = vfs.create(ROOT_INO, OsStr::new("a.txt"), 0o600).unwrap();
+    let fh = opened.fh;
+    assert_eq!(
+        vfs.lookup(ROOT_INO, OsStr::new("a.txt")).unwrap().ino,
+        attr.ino
+    );
+    vfs.write(fh, 0, b"hello world").unwrap();
+    assert_eq!(vfs.getattr(attr.ino).unwrap().size, 11);
+    vfs.commit(fh, false).unwrap();
+    vfs.release(fh).unwrap();
+    let fh = vfs.open(attr.ino, false, false).unwrap().fh;
+    assert_eq!(vfs.read(fh, 6, 100).unwrap(), b"world");
+    assert_eq!(vfs.getattr(attr.ino).unwrap().perm, 0o600);
+}
+
+#[test]
+fn the_journal_follower_skips_what_this_mount_made() {
+    let (_dir, vfs) = vfs();
+    let attr = vfs.mkdir(ROOT_INO, OsStr::new("d"), 0o755).unwrap();
+    let path = VPath::parse(OsStr::new("/d")).unwrap();
+    let made = vfs.store().current(&path).unwrap().unwrap();
+    assert_eq!(vfs.changed_elsewhere(made.id, &path), None);
+    // Another process's change to the same path is invalidated.
+    let other = vfs.store().set_attrs(&path, Some(0o700), None).unwrap();
+    let (ino, entry) = vfs.changed_elsewhere(other.id, &path).unwrap();
+    assert_eq!(ino, Some(attr.ino));
+    assert_eq!(entry, Some((ROOT_INO, b"d".to_vec())));
+}
+
+#[test]
+fn page_cache_is_kept_only_for_the_version_it_holds() {
+    let (_dir, vfs) = vfs();
+    let path = VPath::parse(OsStr::new("/p")).unwrap();
+    vfs.write_whole(&path, b"one").unwrap();
+    let ino = vfs.lookup(ROOT_INO, OsStr::new("p")).unwrap().ino;
+    let open_read = || {
+        let opened = vfs.open(ino, false, false).unwrap();
+        vfs.release(opened.fh).unwrap();
+        opened.keep_cache
+    };
+    // The first open fills the cache; the next one of the same version keeps it.
+    assert!(!open_read());
+    assert!(open_read());
+    // A reader open at the same time as a writer never vouches for the cache,
+    // and the writer's bytes mean the next reader starts afresh.
+    let writer = vfs.open(ino, true, false).unwrap().fh;
+    assert!(!open_read());
+    vfs.write(writer, 0, b"two").unwrap();
+    vfs.release(writer).unwrap();
+    assert!(!open_read());
+    assert!(open_read());
+    // A change from elsewhere (the journal follower calls `changed`).
+    vfs.write_whole(&path, b"three").unwrap();
+    vfs.changed(&path);
+    assert!(!open_read());
+    // A new version not announced yet: the version id differs, so no keep.
+    vfs.write_whole(&path, b"four").unwrap();
+    assert!(!open_read());
+    assert!(open_read());
+    let fh = vfs.open(ino, false, false).unwrap().fh;
+    assert_eq!(vfs.read(fh, 0, 10).unwrap(), b"four");
+    vfs.release(fh).unwrap();
+}
+
+#[test]
+fn partial_writes_keep_the_rest_and_rehash_only_touched_blocks() {
+    let (_dir, vfs) = vfs();
+    let data: Vec<u8> = (0..10 * 4096 + 7).map(|i| (i % 251) as u8).collect();
+    let path = VPath::from_escaped("big").unwrap();
+    let before = vfs.write_whole(&path, &data).unwrap();
+    let ino = vfs.lookup(ROOT_INO, OsStr::new("big")).unwrap().ino;
+    let fh = vfs.open(ino, true, false).unwrap().fh;
+    vfs.write(fh, 4096 * 3 + 10, b"XYZ").unwrap();
+    vfs.release(fh).unwrap();
+    let after = vfs.store().live(&path).unwrap().unwrap();
+    let changed: Vec<usize> = (0..after.hashes.len())
+        .filter(|i| after.hashes[*i] != before.hashes[*i])
+        .collect();
+    assert_eq!(changed, vec![3]);
+    let mut expect = data.clone();
+    expect[4096 * 3 + 10..4096 * 3 + 13].copy_from_slice(b"XYZ");
+    assert_eq!(vfs.read_whole(&path).unwrap(), expect);
+}
+
+#[test]
+fn truncate_down_then_up_reads_zeros() {
+    let (_dir, vfs) = vfs();
+    let path = VPath::from_escaped("t").unwrap();
+    vfs.write_whole(&path, &[7u8; 9000]).unwrap();
+    let ino = vfs.lookup(ROOT_INO, OsStr::new("t")).unwrap().ino;
+    vfs.setattr(ino, None, None, Some(100), None).unwrap();
+    vfs.setattr(ino, None, None, Some(5000), None).unwrap();
+    let got = vfs.read_whole(&path).unwrap();
+    assert_eq!(got.len(), 5000);
+    assert!(got[..100].iter().all(|b| *b == 7));
+    assert!(got[100..].iter().all(|b| *b == 0));
+}
+
+#[test]
+fn unlinked_open_file_stays_readable() {
+    let (_dir, vfs) = vfs();
+    let path = VPath::from_escaped("gone").unwrap();
+    vfs.write_whole(&path, b"still here").unwrap();
+    let ino = vfs.lookup(ROOT_INO, OsStr::new("gone")).unwrap().ino;
+    let fh = vfs.open(ino, false, false).unwrap().fh;
+    vfs.unlink(ROOT_INO, OsStr::new("gone")).unwrap();
+    assert_eq!(vfs.lookup(ROOT_INO, OsStr::new("gone")), Err(libc::ENOENT));
+    assert_eq!(vfs.read(fh, 0, 100).unwrap(), b"still here");
+    assert_eq!(vfs.getattr(ino).unwrap().nlink, 0);
+    vfs.release(fh).unwrap();
+}
+
+#[test]
+fn a_write_cache_the_kernel_wrote_keeps_its_bytes_when_served_here_later() {
+    let (_dir, vfs) = vfs();
+    vfs.enable_passthrough();
+    let (attr, created) = vfs.create(ROOT_INO, OsStr::new("f"), 0o644).unwrap();
+    let (ino, first) = (attr.ino, created.fh);
+    let Mode::Attach(file) = vfs.mode(ino, created, false) else {
+        panic!("a new file's writer was not given its cache file");
+    };
+    let data: Vec<u8> = (0..3 * 4096 + 5).map(|i| (i % 251) as u8).collect();
+    std::io::Write::write_all(&mut &file, &data).unwrap();
+    // Another writer shares the attached file; both close (FLUSH commits,
+    // the second time with nothing new).
+    let opened = vfs.open(ino, true, false).unwrap();
+    let second = opened.fh;
+    assert!(matches!(
+        vfs.mode(ino, opened, true),
+        Mode::Share { direct: false }
+    ));
+    vfs.commit(first, false).unwrap();
+    vfs.commit(second, false).unwrap();
+    vfs.release(first).unwrap();
+    // The kernel already let go of the backing file, but the second
+    // handle's RELEASE is still on its way: a new open joins the write
+    // state and is served here.
+    for write in [false, true] {
+        let opened = vfs.open(ino, write, false).unwrap();
+        let fh = opened.fh;
+        assert!(matches!(vfs.mode(ino, opened, false), Mode::Cached { .. }));
+        assert_eq!(vfs.read(fh, 0, data.len() as u32 + 10).unwrap(), data);
+        if write {
+            vfs.write(fh, 0, b"Z").unwrap();
+            vfs.commit(fh, false).unwrap();
+        }
+        vfs.release(fh).unwrap();
+    }
+    vfs.release(second).unwrap();
+    let mut want = data.clone();
+    want[0] = b'Z';
+    let path = VPath::from_escaped("f").unwrap();
+    assert_eq!(vfs.read_whole(&path).unwrap(), want);
+}
+
+#[test]
+fn a_file_replaced_by_rename_still_opens_by_inode_with_its_old_bytes() {
+    let (_dir, vfs) = vfs();
+    vfs.write_whole(&VPath::from_escaped("target").unwrap(), b"old target")
+        .unwrap();
+    vfs.write_whole(&VPath::from_escaped("tmp").unwrap(), b"new")
+        .unwrap();
+    // A reader resolved the name just before the replace.
+    let old = vfs.lookup(ROOT_INO, OsStr::new("target")).unwrap().ino;
+    vfs.rename(
+        ROOT_INO,
+        OsStr::new("tmp"),
+        ROOT_INO,
+        OsStr::new("target"),
+        false,
+        false,
+    )
+    .unwrap();
+    let attr = vfs.getattr(old).unwrap();
+    assert_eq!((attr.size, attr.nlink), (10, 0));
+    let fh = vfs.open(old, false, false).unwrap().fh;
+    assert_eq!(vfs.read(fh, 0, 100).unwrap(), b"old target");
+    vfs.release(fh).unwrap();
+    // Nothing can write it any more; the name shows the new file.
+    assert_eq!(vfs.open(old, true, false).err(), Some(libc::ENOENT));
+    let now = vfs.lookup(ROOT_INO, OsStr::new("target")).unwrap();
+    assert_ne!(now.ino, old);
+    assert_eq!(now.size, 3);
+    // Once the kernel forgets it, it is gone.
+    vfs.forget(old, 1);
+    assert_eq!(vfs.getattr(old), Err(libc::ENOENT));
+}
+
+#[test]
+fn every_open_reads_the_version_its_inode_was_described_with_across_renames_over() {
+    // The atomic-save pattern: a writer renames a new file over `cur` again
+    // and again while readers resolve `cur`, open its inode and read it. The
+    // size a lookup gave the kernel for an inode must be the size of what an
+    // open of that inode reads, or the kernel cuts reads short (or pads them).
+    let (_dir, vfs) = vfs();
+    let vfs = Arc::new(vfs);
+    let cur = VPath::from_escaped("cur").unwrap();
+    vfs.write_whole(&cur, b"first").unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (vfs, done) = (Arc::clone(&vfs), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut mismatches = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let attr = vfs.lookup(ROOT_INO, OsStr::new("cur")).unwrap();
+                    let opened = vfs.open(attr.ino, false, false).unwrap();
+                    let read = vfs.read(opened.fh, 0, 1 << 20).unwrap();
+                    vfs.release(opened.fh).unwrap();
+                    vfs.forget(attr.ino, 1);
+                    if read.len() as u64 != attr.size {
+                        mismatches.push((attr.size, read.len()));
+                    }
+                }
+                mismatches
+            })
+        })
+        .collect();
+    let tmp = VPath::from_escaped("tmp").unwrap();
+    for i in 0..100usize {
+        vfs.write_whole(&tmp, &vec![b'x'; 1 + (i * 7919) % 9000])
+            .unwrap();
+        let (tmp_name, cur_name) = (OsStr::new("tmp"), OsStr::new("cur"));
+        vfs.rename(ROOT_INO, tmp_name, ROOT_INO, cur_name, false, false)
+            .unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    for reader in readers {
+        let mismatches = reader.join().unwrap();
+        assert!(
+            mismatches.is_empty(),
+            "(size described, bytes read): {mismatches:?}"
+        );
+    }
+}
+
+#[test]
+fn an_open_of_a_version_the_kernel_has_not_been_told_of_drops_its_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crate::store::scratch_spec(dir.path());
+    let vfs = Vfs::new(Arc::new(Store::open_spec(&spec).unwrap()));
+    let path = VPath::from_escaped("f").unwrap();
+    vfs.write_whole(&path, b"old").unwrap();
+    let ino = vfs.lookup(ROOT_INO, OsStr::new("f")).unwrap().ino;
+    // The kernel was told of this version: nothing to drop.
+    let opened = vfs.open(ino, false, false).unwrap();
+    assert!(!opened.stale_attrs);
+    vfs.release(opened.fh).unwrap();
+    // Another process of the node (a second mount, `globofs put`) commits a
+    // longer version; the kernel still holds the old size.
+    let elsewhere = Store::open_spec(&spec).unwrap();
+    elsewhere
+        .write_file(
+            &path,
+            &mut Cursor::new(b"new and longer"),
+            crate::store::Attrs::default(),
+            false,
+        )
+        .unwrap();
+    let opened = vfs.open(ino, false, false).unwrap();
+    assert!(
+        opened.stale_attrs,
+        "the kernel would read the new bytes cut at 3"
+    );
+    // The GETATTR the kernel then sends gives the new size.
+    assert_eq!(vfs.getattr(ino).unwrap().size, 14);
+    assert_eq!(vfs.read(opened.fh, 0, 100).unwrap(), b"new and longer");
+    let again = vfs.open(ino, false, false).unwrap();
+    assert!(!again.stale_attrs);
+    vfs.release(opened.fh).unwrap();
+    vfs.release(again.fh).unwrap();
+}
+
+#[test]
+fn handles_share_one_write_state_until_the_last_one_goes() {
+    let (_dir, vfs) = vfs();
+    let (attr, created) = vfs.create(ROOT_INO, OsStr::new("f"), 0o644).unwrap();
+    let ino = attr.ino;
+    let writer = created.fh;
+    vfs.write(writer, 0, b"one two").unwrap();
+    vfs.commit(writer, false).unwrap();
+    // The kernel sends RELEASE in the background: a reader may open first.
+    let reader = vfs.open(ino, false, false).unwrap().fh;
+    let second = vfs.open(ino, true, false).unwrap().fh;
+    vfs.write(second, 4, b"TWO").unwrap();
+    assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"one TWO");
+    vfs.release(writer).unwrap();
+    // The second writer's bytes are still there for every handle.
+    assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"one TWO");
+    assert_eq!(vfs.getattr(ino).unwrap().size, 7);
+    vfs.release(second).unwrap();
+    let path = VPath::from_escaped("f").unwrap();
+    assert_eq!(vfs.read_whole(&path).unwrap(), b"one TWO");
+    // Unlinked while the reader still holds the state: no links.
+    vfs.unlink(ROOT_INO, OsStr::new("f")).unwrap();
+    assert_eq!(vfs.getattr(ino).unwrap().nlink, 0);
+    assert_eq!(vfs.read(reader, 0, 100).unwrap(), b"one TWO");
+    vfs.release(reader).unwrap();
+    // The kernel still holds the inode until it forgets it.
+    assert_eq!(vfs.getattr(ino).unwrap().nlink, 0);
+    vfs.forget(ino, 1);
+    assert_eq!(vfs.getattr(ino), Err(libc::ENOENT));
+}

@@ -1,0 +1,92 @@
+//! What the core hands the adapter: attributes, directory entries, totals,
+//! invalidations, and how an open handle is to be served.
+
+use std::fs::File;
+use std::time::SystemTime;
+
+/// What kind of entry an inode is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// Attributes of an inode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: NodeKind,
+    pub size: u64,
+    pub perm: u16,
+    pub mtime: SystemTime,
+    pub nlink: u32,
+}
+
+/// A directory entry.
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    pub attr: Attr,
+}
+
+/// What to invalidate in the kernel after a change: the inode (if known) and
+/// the directory entry (parent inode, name).
+pub type Invalidation = (Option<u64>, Option<(u64, Vec<u8>)>);
+
+/// Filesystem totals for statfs.
+#[derive(Clone, Copy, Debug)]
+pub struct FsStats {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+/// What `open` hands the adapter.
+#[derive(Debug)]
+pub struct Opened {
+    pub fh: u64,
+    /// A file the kernel may read and write directly (FUSE passthrough): the
+    /// private cache file of a new or truncated file opened for writing.
+    pub backing: Option<File>,
+    /// The handle's bytes are the passthrough writer's cache file (the writer
+    /// itself, or a later open sharing it): the only backing file ever attached
+    /// to an inode, so the only one a handle may use directly.
+    ///
+    /// A store block is never attached, though the kernel could read one-block
+    /// files from it: it re-opens the backing file for every handle with that
+    /// handle's own flags and the mount's credentials, so a writer arriving
+    /// while a reader had a block attached would hold the shared block open for
+    /// writing, and a writable shared `mmap` (which direct I/O does not
+    /// redirect) would write into every file that shares the block.
+    pub shares_cache: bool,
+    /// The kernel may keep the inode's page cache: it holds this very version.
+    pub keep_cache: bool,
+    /// The kernel's attributes of the inode describe another version than the
+    /// one this handle reads (it changed since, or an atomic rename replaced
+    /// it): the adapter tells the kernel to drop them before answering, so its
+    /// size is asked again before a read stops at the old one.
+    pub stale_attrs: bool,
+}
+
+/// How the kernel is to serve an open handle. The kernel attaches one backing
+/// file to an inode while any passthrough handle of it is open: every other
+/// open of that inode must then be passthrough with the same file, and no
+/// passthrough open may join handles served through the page cache.
+#[derive(Debug)]
+pub enum Mode {
+    /// Served here, through the kernel's page cache (`keep_cache`: it already
+    /// holds this version's bytes).
+    Cached { keep_cache: bool },
+    /// Attach this file as the inode's backing file (the kernel may refuse:
+    /// then [`Vfs::passthrough_refused`] and serve the handle cached).
+    Attach(File),
+    /// Reuse the backing file already attached; `direct` when it does not hold
+    /// what this handle must see, so the kernel sends its reads and writes here
+    /// (direct I/O overrides passthrough).
+    Share { direct: bool },
+}

@@ -1,0 +1,179 @@
+//! Writes, truncation and commits: a write state becomes a new version.
+
+use super::locks::Ranked;
+use crate::ids::BlockHash;
+use std::sync::Arc;
+
+use super::Vfs;
+use super::error::{VfsResult, errno};
+use super::locks::lock;
+use super::write_cache::Dirty;
+use crate::store::{Content, Kind, Mtime};
+
+impl Vfs {
+    /// Commits every file that writers have open (before the mount goes away
+    /// with them still open); returns how many new versions that made.
+    pub fn commit_all(&self) -> usize {
+        let open: Vec<(u64, Arc<Ranked<Dirty>>)> = lock(&self.dirty)
+            .iter()
+            .map(|(ino, dirty)| (*ino, Arc::clone(dirty)))
+            .collect();
+        let mut made = 0;
+        for (ino, dirty) in open {
+            let before = lock(&dirty).base.as_ref().map(|b| b.id);
+            match self.commit_dirty(ino, &dirty, false) {
+                Ok(()) if lock(&dirty).base.as_ref().map(|b| b.id) != before => made += 1,
+                Ok(()) => {}
+                Err(err) => tracing::error!(ino, errno = err, "committing an open file failed"),
+            }
+        }
+        if made > 0 {
+            if let Err(err) = crate::store::sync_filesystem(&self.store.layout().dir) {
+                tracing::error!(error = %err, "flushing the store to disk");
+            }
+        }
+        made
+    }
+
+    /// Writes into an open file's cache.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> VfsResult<u32> {
+        let dirty = self.writers_state(fh)?;
+        let mut guard = lock(&dirty);
+        let state = &mut *guard;
+        state
+            .cache
+            .write(&self.store, state.base.as_ref(), offset, data)
+    }
+
+    /// The write state of writer handle `fh` (EBADF for a reader).
+    pub(super) fn writers_state(&self, fh: u64) -> VfsResult<Arc<Ranked<Dirty>>> {
+        let handle = self.handle(fh)?;
+        let handle = lock(&handle);
+        match &handle.dirty {
+            Some(dirty) if handle.writes => Ok(Arc::clone(dirty)),
+            _ => Err(libc::EBADF),
+        }
+    }
+
+    /// Truncates (or extends with zeros) an open file or a path. Through a
+    /// path, the new size is committed at once, with whatever open writers of
+    /// the file wrote so far.
+    pub fn truncate(&self, ino: u64, fh: Option<u64>, size: u64) -> VfsResult<()> {
+        if let Some(dirty) = fh.and_then(|fh| self.writers_state(fh).ok()) {
+            let mut state = lock(&dirty);
+            let state = &mut *state;
+            return state.cache.truncate(&self.store, state.base.as_ref(), size);
+        }
+        // No writable handle given: open one (joining any open writers), truncate, commit.
+        let fh = self.open(ino, true, false)?.fh;
+        let result = self
+            .writers_state(fh)
+            .and_then(|dirty| {
+                let mut state = lock(&dirty);
+                let state = &mut *state;
+                state.cache.truncate(&self.store, state.base.as_ref(), size)
+            })
+            .and_then(|_| self.commit(fh, false));
+        let released = self.release(fh);
+        result.and(released)
+    }
+
+    /// Commits the writes of writer handle `fh`'s inode as a new version (if
+    /// anything changed): every writer's, as they share one write state.
+    pub fn commit(&self, fh: u64, durable: bool) -> VfsResult<()> {
+        let Ok(dirty) = self.writers_state(fh) else {
+            return Ok(());
+        };
+        let ino = lock(&*self.handle(fh)?).ino;
+        self.commit_dirty(ino, &dirty, durable)
+    }
+
+    /// Commits `ino`'s write state as a new version (if anything changed).
+    pub(super) fn commit_dirty(
+        &self,
+        ino: u64,
+        dirty: &Ranked<Dirty>,
+        durable: bool,
+    ) -> VfsResult<()> {
+        let mut guard = lock(dirty);
+        let state = &mut *guard;
+        let cache = &mut state.cache;
+        cache.sync_direct()?;
+        if !cache.changed {
+            if durable {
+                crate::store::sync_filesystem(&self.store.layout().dir).map_err(errno)?;
+            }
+            return Ok(());
+        }
+        let path = match self.path_of(ino) {
+            Ok(path) => path,
+            // Unlinked while open: nothing to commit to.
+            Err(_) => return Ok(()),
+        };
+        let still_named = lock(&self.inodes).by_path.get(&path) == Some(&ino) || path.is_root();
+        if !still_named {
+            return Ok(());
+        }
+        let held = self.store.writer_lock().map_err(errno)?;
+        let base = state.base.clone();
+        let bs = cache.block_size;
+        let count = crate::store::version::Version::block_count(cache.size, bs);
+        let mut writer = self.store.block_writer(&held);
+        if !durable {
+            writer = writer.lazy();
+        }
+        let mut hashes = Vec::with_capacity(count as usize);
+        let mut buf = vec![0u8; bs as usize];
+        for index in 0..count {
+            let start = index * u64::from(bs);
+            let len = (cache.size - start).min(u64::from(bs)) as usize;
+            if cache.reuses_base(base.as_ref(), index, len) {
+                if let Some(base) = &base {
+                    hashes.push(base.hashes[index as usize]);
+                    continue;
+                }
+            }
+            let data = &mut buf[..len];
+            cache.read(&self.store, base.as_ref(), start, data)?;
+            let hash = BlockHash::of(data);
+            writer.put(&hash, data).map_err(errno)?;
+            hashes.push(hash);
+        }
+        writer.finish().map_err(errno)?;
+        let mode = base.as_ref().map_or(0o644, |b| b.mode);
+        let unchanged = base
+            .as_ref()
+            .is_some_and(|b| b.id.secs > 0 && b.size == cache.size && b.hashes == hashes);
+        if unchanged {
+            // The cache holds exactly the base: all of it reads from the base
+            // now (a cache the kernel writes directly re-marks itself on use).
+            cache.committed(cache.size);
+            return Ok(());
+        }
+        if self
+            .live(&path)
+            .map_err(errno)?
+            .is_some_and(|v| v.kind == Kind::Dir)
+        {
+            return Err(libc::EISDIR);
+        }
+        let content = Content {
+            kind: Kind::File,
+            size: cache.size,
+            mode,
+            mtime: Mtime::now(),
+            block_size: bs,
+            target: None,
+            hashes,
+            from: None,
+            conflict_of: None,
+        };
+        let version = self.store.commit(&path, content, durable).map_err(errno)?;
+        self.made_here(&version);
+        lock(&self.created).remove(&path);
+        // Later reads and writes build on what was just committed.
+        cache.committed(version.size);
+        state.base = Some(version);
+        Ok(())
+    }
+}

@@ -1,0 +1,341 @@
+//! The write-back cache of a file open for writing: a sparse private file
+//! holding the blocks written since the last commit, at their offsets, over the
+//! committed version they apply to (the base). Reads through it take written
+//! blocks from the cache file and the rest from the base; a partial write first
+//! copies the block it lands in from the base. It knows the store only to read
+//! the base and to find its scratch directory; committing is [`super::write`]'s.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use super::error::{Errno, VfsResult, errno, io_errno};
+use crate::store::{Kind, Store, Version};
+
+/// The write-back state of an open file.
+pub(super) struct WriteCache {
+    /// Sparse private file holding the dirty blocks at their offsets.
+    pub(super) file: File,
+    pub(super) size: u64,
+    pub(super) block_size: u32,
+    pub(super) dirty: BTreeSet<u64>,
+    /// Bytes of the base version still valid (shrinks with truncation).
+    pub(super) base_valid: u64,
+    /// Something changed since the last commit.
+    pub(super) changed: bool,
+    /// The kernel writes into `file` directly (passthrough): the file is the content.
+    pub(super) direct: bool,
+}
+
+/// The writes to an inode while writers have it open in this mount. Every
+/// handle of the inode reads and writes through it, so processes sharing a
+/// file on one mount see each other's writes at once and never undo them, as
+/// on a local file system; every close of a writer commits all of it.
+pub(super) struct Dirty {
+    /// The committed version the writes apply to (each commit moves it on).
+    pub(super) base: Option<Version>,
+    pub(super) cache: WriteCache,
+    /// Handles joined to it: writers, and readers opened while it existed.
+    pub(super) users: usize,
+}
+
+impl WriteCache {
+    /// An empty cache of a file `size` bytes long over `base` (`None`: a new
+    /// file), in the store's scratch directory, cut into the base's blocks (or
+    /// the store's block size for a new file).
+    pub(super) fn new(store: &Store, base: Option<&Version>, size: u64) -> VfsResult<WriteCache> {
+        let file = tempfile::tempfile_in(store.layout().tmp()).map_err(io_errno)?;
+        let block_size = match base {
+            Some(base) if base.kind == Kind::File && base.block_size > 0 => base.block_size,
+            _ => store.config().block_size,
+        };
+        Ok(WriteCache {
+            file,
+            size,
+            block_size,
+            dirty: BTreeSet::new(),
+            base_valid: base.map_or(0, |b| b.size.min(size)),
+            changed: false,
+            direct: false,
+        })
+    }
+
+    /// Lets the kernel write straight into this (empty) cache file: a second
+    /// descriptor of it, for the kernel to attach.
+    pub(super) fn attach_direct(&mut self) -> Option<File> {
+        let file = self.file.try_clone().ok()?;
+        self.direct = true;
+        Some(file)
+    }
+
+    /// For a cache the kernel writes directly: take its size from the file and
+    /// treat every block as written.
+    pub(super) fn sync_direct(&mut self) -> VfsResult<()> {
+        if !self.direct {
+            return Ok(());
+        }
+        self.size = self.file.metadata().map_err(io_errno)?.len();
+        let count = Version::block_count(self.size, self.block_size);
+        self.dirty = (0..count).collect();
+        self.base_valid = 0;
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `offset`: dirty blocks from the cache file,
+    /// the rest from `base` (zeros past what of it is still valid).
+    pub(super) fn read(
+        &self,
+        store: &Store,
+        base: Option<&Version>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> VfsResult<()> {
+        let bs = u64::from(self.block_size);
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let index = pos / bs;
+            let block_end = (index + 1) * bs;
+            let n = ((block_end - pos) as usize).min(buf.len() - done);
+            let out = &mut buf[done..done + n];
+            if self.dirty.contains(&index) {
+                read_exact_at(&self.file, out, pos)?;
+            } else {
+                out.fill(0);
+                if let Some(base) = base {
+                    if pos < self.base_valid {
+                        let valid = ((self.base_valid - pos) as usize).min(n);
+                        let got = store.read_at(base, pos, &mut out[..valid]).map_err(errno)?;
+                        if got < valid {
+                            return Err(libc::EIO);
+                        }
+                    }
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies block `index` of `base` into the cache file before a partial write.
+    fn materialize(&mut self, store: &Store, base: Option<&Version>, index: u64) -> VfsResult<()> {
+        if self.dirty.contains(&index) {
+            return Ok(());
+        }
+        let bs = u64::from(self.block_size);
+        let start = index * bs;
+        let len = bs as usize;
+        let mut data = vec![0u8; len];
+        if start < self.base_valid {
+            let valid = ((self.base_valid - start) as usize).min(len);
+            if let Some(base) = base {
+                let got = store
+                    .read_at(base, start, &mut data[..valid])
+                    .map_err(errno)?;
+                if got < valid {
+                    return Err(libc::EIO);
+                }
+            }
+        }
+        self.file.write_all_at(&data, start).map_err(io_errno)?;
+        self.dirty.insert(index);
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` (blocks it covers only in part are first
+    /// copied from `base`).
+    pub(super) fn write(
+        &mut self,
+        store: &Store,
+        base: Option<&Version>,
+        offset: u64,
+        data: &[u8],
+    ) -> VfsResult<u32> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let bs = u64::from(self.block_size);
+        let end = offset + data.len() as u64;
+        let first = offset / bs;
+        let last = (end - 1) / bs;
+        for index in first..=last {
+            let start = index * bs;
+            let covers = offset <= start && end >= start + bs;
+            if !covers {
+                self.materialize(store, base, index)?;
+            } else {
+                self.dirty.insert(index);
+            }
+        }
+        self.file.write_all_at(data, offset).map_err(io_errno)?;
+        self.size = self.size.max(end);
+        self.changed = true;
+        Ok(data.len() as u32)
+    }
+
+    /// Truncates (or extends with zeros) to `size`.
+    pub(super) fn truncate(
+        &mut self,
+        store: &Store,
+        base: Option<&Version>,
+        size: u64,
+    ) -> VfsResult<()> {
+        self.sync_direct()?;
+        if size == self.size {
+            return Ok(());
+        }
+        let bs = u64::from(self.block_size);
+        if size < self.size {
+            // Keep the partial last block's bytes below `size`; forget blocks past it.
+            if size % bs != 0 {
+                self.materialize(store, base, size / bs)?;
+            }
+            let keep_below = size.div_ceil(bs);
+            self.dirty.retain(|index| *index < keep_below);
+            self.base_valid = self.base_valid.min(size);
+            self.file.set_len(size).map_err(io_errno)?;
+        } else if self.size % bs != 0 {
+            // Growing: the old last block must read zeros past the old end.
+            self.materialize(store, base, self.size / bs)?;
+            self.base_valid = self.base_valid.min(self.size);
+        } else {
+            self.base_valid = self.base_valid.min(self.size);
+        }
+        // A cache the kernel writes directly is the content: its length is the size.
+        let len = if self.direct {
+            size
+        } else {
+            size.max(self.size)
+        };
+        self.file.set_len(len).map_err(io_errno)?;
+        self.size = size;
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Whether block `index` (`len` bytes long) can be taken from `base` as it
+    /// is: not written here, and the same length and still valid there.
+    pub(super) fn reuses_base(&self, base: Option<&Version>, index: u64, len: usize) -> bool {
+        let start = index * u64::from(self.block_size);
+        !self.dirty.contains(&index)
+            && base.is_some_and(|b| {
+                b.kind == Kind::File
+                    && (index as usize) < b.hashes.len()
+                    && b.block_len(index as usize) == len
+                    && start + len as u64 <= self.base_valid
+            })
+    }
+
+    /// The cache now holds exactly what was committed as `size` bytes: all of
+    /// it reads from the (new) base from now on.
+    pub(super) fn committed(&mut self, size: u64) {
+        self.dirty.clear();
+        self.base_valid = size;
+        self.changed = false;
+    }
+}
+
+/// Fills `buf` from `file` at `offset`; a sparse tail past the file's end reads
+/// as zeros.
+pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file
+            .read_at(&mut buf[done..], offset + done as u64)
+            .map_err(io_errno)?;
+        if n == 0 {
+            buf[done..].fill(0);
+            return Ok(());
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::VPath;
+
+    const BS: usize = 4096;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::store::scratch_spec(dir.path());
+        let store = Store::open_spec(&spec).unwrap();
+        (dir, store)
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn committed(store: &Store, data: &[u8]) -> Version {
+        let path = VPath::root().join(b"f").unwrap();
+        store
+            .write_file(
+                &path,
+                &mut std::io::Cursor::new(data),
+                crate::store::Attrs::default(),
+                false,
+            )
+            .unwrap()
+    }
+
+    fn read_all(cache: &WriteCache, store: &Store, base: Option<&Version>) -> Vec<u8> {
+        let mut buf = vec![0u8; cache.size as usize];
+        cache.read(store, base, 0, &mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn a_partial_write_keeps_the_rest_of_its_block_from_the_base() {
+        let (_dir, store) = store();
+        let data = pattern(2 * BS + 100);
+        let base = committed(&store, &data);
+        let mut cache = WriteCache::new(&store, Some(&base), base.size).unwrap();
+        cache
+            .write(&store, Some(&base), BS as u64 + 5, b"XY")
+            .unwrap();
+        let mut expected = data.clone();
+        expected[BS + 5..BS + 7].copy_from_slice(b"XY");
+        assert_eq!(read_all(&cache, &store, Some(&base)), expected);
+        // Only block 1 was touched: the others still come from the base.
+        assert_eq!(cache.dirty.iter().copied().collect::<Vec<_>>(), vec![1]);
+        assert!(cache.reuses_base(Some(&base), 0, BS));
+        assert!(!cache.reuses_base(Some(&base), 1, BS));
+        assert!(cache.reuses_base(Some(&base), 2, 100));
+    }
+
+    #[test]
+    fn truncating_down_and_up_again_reads_zeros_past_the_cut() {
+        let (_dir, store) = store();
+        let data = pattern(2 * BS + 100);
+        let base = committed(&store, &data);
+        let mut cache = WriteCache::new(&store, Some(&base), base.size).unwrap();
+        cache.truncate(&store, Some(&base), 3).unwrap();
+        cache
+            .truncate(&store, Some(&base), 2 * BS as u64 + 100)
+            .unwrap();
+        let mut expected = vec![0u8; 2 * BS + 100];
+        expected[..3].copy_from_slice(&data[..3]);
+        assert_eq!(read_all(&cache, &store, Some(&base)), expected);
+        // Past the cut the base is no longer valid: no block of it is reused.
+        assert!(!cache.reuses_base(Some(&base), 1, BS));
+        assert!(!cache.reuses_base(Some(&base), 2, 100));
+        assert!(cache.changed);
+    }
+
+    #[test]
+    fn a_write_past_the_end_leaves_a_hole_of_zeros() {
+        let (_dir, store) = store();
+        let mut cache = WriteCache::new(&store, None, 0).unwrap();
+        cache.write(&store, None, 6, b"z").unwrap();
+        assert_eq!(cache.size, 7);
+        assert_eq!(read_all(&cache, &store, None), b"\0\0\0\0\0\0z");
+        cache.committed(7);
+        assert!(!cache.changed);
+        assert!(cache.dirty.is_empty());
+    }
+}
