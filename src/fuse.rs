@@ -1,8 +1,8 @@
 //! The thin fuser adapter: every handler calls the filesystem core ([`crate::vfs`])
 //! and replies with its result or its errno. The only file that imports fuser.
 //!
-//! Hard links inside the mount get EPERM (a volume path has one name); extended
-//! attributes get ENOTSUP. Both are documented in the README.
+//! What the mount refuses (hard links, xattrs, ioctls) is decided in the core
+//! (`vfs/refused.rs`); failures are logged here, once per request.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -19,24 +19,50 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::vfs::{Attr, DirEntry, Mode, NodeKind, Opened, Vfs};
+use tracing::Level;
+
+use crate::vfs::{Attr, DirEntry, Mode, NodeKind, Opened, Vfs, VfsError};
 
 /// How long the kernel may cache attributes and entries. Short, because other
 /// processes and peers change the tree too (the journal poller invalidates sooner).
 const TTL: Duration = Duration::from_secs(1);
 
-/// Runs `$result`; on error replies with its errno and returns.
+/// Runs `$result`; on error logs it once (at its level, with its message)
+/// and replies with its errno, and returns.
 macro_rules! try_reply {
     ($result:expr, $reply:expr) => {
         match $result {
             Ok(value) => value,
-            Err(code) => {
-                tracing::debug!(errno = code, call = stringify!($result), "request failed");
-                $reply.error(Errno::from_i32(code));
+            Err(err) => {
+                failed(stringify!($result), &err);
+                $reply.error(Errno::from_i32(err.errno()));
                 return;
             }
         }
     };
+}
+
+/// Answers a getxattr or listxattr: the size asked for with `size` 0, else
+/// the bytes (ERANGE when they do not fit).
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::from_i32(libc::ERANGE));
+    } else {
+        reply.data(value);
+    }
+}
+
+/// Logs a failed request: the one place a failure reaches the log.
+fn failed(call: &str, err: &VfsError) {
+    let errno = err.errno();
+    match err.level() {
+        Level::ERROR => tracing::error!(errno, call, "{err}"),
+        Level::WARN => tracing::warn!(errno, call, "{err}"),
+        Level::INFO => tracing::info!(errno, call, "{err}"),
+        _ => tracing::debug!(errno, call, "{err}"),
+    }
 }
 
 /// A backing file registered with the kernel, as one handle uses it.
@@ -258,11 +284,7 @@ impl Filesystem for GloboFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        // Ownership is not part of a version: every file belongs to the mounting user.
-        if uid.is_some_and(|u| u != self.vfs.uid()) || gid.is_some_and(|g| g != self.vfs.gid()) {
-            reply.error(Errno::from_i32(libc::EPERM));
-            return;
-        }
+        try_reply!(self.vfs.chown(ino.0, uid, gid), reply);
         let attr = try_reply!(
             self.vfs
                 .setattr(ino.0, fh.map(|f| f.0), mode, size, mtime.map(time_of)),
@@ -342,12 +364,13 @@ impl Filesystem for GloboFs {
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::from_i32(libc::EPERM));
+        let attr = try_reply!(self.vfs.link(ino.0, newparent.0, newname), reply);
+        reply.entry(&TTL, &self.file_attr(&attr), Generation(0));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -517,7 +540,8 @@ impl Filesystem for GloboFs {
         let own = match self.vfs.getattr(ino.0) {
             Ok(attr) => self.file_attr(&attr),
             Err(err) => {
-                reply.error(Errno::from_i32(err));
+                failed("getattr", &err);
+                reply.error(Errno::from_i32(err.errno()));
                 return;
             }
         };
@@ -554,37 +578,45 @@ impl Filesystem for GloboFs {
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::from_i32(libc::ENOTSUP));
+        try_reply!(self.vfs.setxattr(ino.0, name, value, flags), reply);
+        reply.ok();
     }
 
-    fn getxattr(
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let value = try_reply!(self.vfs.getxattr(ino.0, name), reply);
+        reply_xattr(reply, size, &value);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let names = try_reply!(self.vfs.listxattr(ino.0), reply);
+        reply_xattr(reply, size, &names);
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        try_reply!(self.vfs.removexattr(ino.0, name), reply);
+        reply.ok();
+    }
+
+    fn ioctl(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
     ) {
-        reply.error(Errno::from_i32(libc::ENOTSUP));
-    }
-
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
-    }
-
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::from_i32(libc::ENOTSUP));
+        try_reply!(self.vfs.ioctl(ino.0, cmd), reply);
+        reply.ioctl(0, &[]);
     }
 
     fn create(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Vfs;
-use super::error::{VfsResult, errno};
+use super::error::{VfsError, VfsResult};
 use super::locks::lock;
 use super::types::{DirEntry, NodeKind};
 use crate::layout::VPath;
@@ -17,14 +17,11 @@ impl Vfs {
         let path = self.path_of(ino)?;
         // One look at the journal for the whole listing.
         let at = self.versions.fresh();
-        let entries = self
-            .store
-            .list_dir_by(
-                &path,
-                |child| self.versions.known(child, at),
-                |child| self.versions.live_at(&self.store, child, at),
-            )
-            .map_err(errno)?;
+        let entries = self.store.list_dir_by(
+            &path,
+            |child| self.versions.known(child, at),
+            |child| self.versions.live_at(&self.store, child, at),
+        )?;
         let mut out = Vec::with_capacity(entries.len());
         {
             let mut inodes = lock(&self.inodes);
@@ -68,7 +65,10 @@ impl Vfs {
     pub fn opendir(&self, ino: u64) -> VfsResult<u64> {
         let attr = self.getattr(ino)?;
         if attr.kind != NodeKind::Dir {
-            return Err(libc::ENOTDIR);
+            return Err(VfsError::new(
+                libc::ENOTDIR,
+                format!("inode {ino}: not a directory"),
+            ));
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.open_dirs).insert(fh, (ino, attr));
@@ -92,7 +92,7 @@ impl Vfs {
             }
             // Removed since it was opened: an open directory that is gone lists
             // as empty, as on a local file system.
-            Err(libc::ENOENT) => Arc::new(Vec::new()),
+            Err(err) if err.errno() == libc::ENOENT => Arc::new(Vec::new()),
             Err(err) => return Err(err),
         };
         lock(&self.listings).insert(fh, Arc::clone(&listing));
@@ -106,12 +106,18 @@ impl Vfs {
 
     pub fn readlink(&self, ino: u64) -> VfsResult<Vec<u8>> {
         let path = self.path_of(ino)?;
-        match self.live(&path).map_err(errno)? {
+        match self.live(&path)? {
             Some(version) if version.kind == Kind::Symlink => {
                 Ok(version.target.unwrap_or_default())
             }
-            Some(_) => Err(libc::EINVAL),
-            None => Err(libc::ENOENT),
+            Some(_) => Err(VfsError::new(
+                libc::EINVAL,
+                format!("{path}: not a symbolic link"),
+            )),
+            None => Err(VfsError::new(
+                libc::ENOENT,
+                format!("{path}: no such symbolic link"),
+            )),
         }
     }
 }

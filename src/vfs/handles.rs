@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::Vfs;
-use super::error::{Errno, VfsResult, errno};
+use super::error::{VfsError, VfsResult};
 use super::locks::{Rank, Ranked, lock};
 use super::types::{Attr, NodeKind, Opened};
 use super::write_cache::{Dirty, WriteCache};
@@ -37,7 +37,10 @@ impl Vfs {
     }
 
     pub(super) fn handle(&self, fh: u64) -> VfsResult<Arc<Ranked<Handle>>> {
-        lock(&self.handles).get(&fh).cloned().ok_or(libc::EBADF)
+        lock(&self.handles)
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| VfsError::new(libc::EBADF, format!("no open file handle {fh}")))
     }
 
     /// Opens a file; `write` when opened for writing, `truncate` for O_TRUNC.
@@ -136,11 +139,17 @@ impl Vfs {
     pub(super) fn openable(&self, path: &VPath) -> VfsResult<Option<Version>> {
         let pending = lock(&self.created).contains_key(path);
         match self.current_or_pending(path)? {
-            Some(v) if v.kind == Kind::Dir => Err(libc::EISDIR),
-            Some(v) if v.kind == Kind::Symlink => Err(libc::ELOOP),
+            Some(v) if v.kind == Kind::Dir => Err(VfsError::new(
+                libc::EISDIR,
+                format!("{path}: is a directory"),
+            )),
+            Some(v) if v.kind == Kind::Symlink => Err(VfsError::new(
+                libc::ELOOP,
+                format!("{path}: is a symbolic link"),
+            )),
             Some(v) => Ok(Some(v)),
             None if pending => Ok(None),
-            None => Err(libc::ENOENT),
+            None => Err(VfsError::new(libc::ENOENT, format!("{path}: no such file"))),
         }
     }
 
@@ -150,15 +159,18 @@ impl Vfs {
     /// pending (its commit may have landed between the two looks).
     pub(super) fn current_or_pending(&self, path: &VPath) -> VfsResult<Option<Version>> {
         let pending = lock(&self.created).contains_key(path);
-        match self.live(path).map_err(errno)? {
-            None if pending => self.live(path).map_err(errno),
+        match self.live(path)? {
+            None if pending => self.live(path).map_err(VfsError::from),
             found => Ok(found),
         }
     }
 
     /// Joins `ino`'s write state as a reader, if it has one (`Err(None)`: its
     /// last user left meanwhile).
-    pub(super) fn join_dirty(&self, ino: u64) -> Result<Option<Arc<Ranked<Dirty>>>, Option<Errno>> {
+    pub(super) fn join_dirty(
+        &self,
+        ino: u64,
+    ) -> Result<Option<Arc<Ranked<Dirty>>>, Option<VfsError>> {
         match self.dirty_of(ino) {
             Some(existing) => self.join_dirty_state(existing, false).map(Some),
             None => Ok(None),
@@ -171,7 +183,7 @@ impl Vfs {
         &self,
         dirty: Arc<Ranked<Dirty>>,
         truncate: bool,
-    ) -> Result<Arc<Ranked<Dirty>>, Option<Errno>> {
+    ) -> Result<Arc<Ranked<Dirty>>, Option<VfsError>> {
         {
             let mut state = lock(&dirty);
             if state.users == 0 {
@@ -268,13 +280,16 @@ impl Vfs {
         flags: i32,
     ) -> VfsResult<(Attr, Opened)> {
         match self.create(parent, name, mode) {
-            Err(libc::EEXIST) if flags & libc::O_EXCL == 0 => {
+            Err(err) if err.errno() == libc::EEXIST && flags & libc::O_EXCL == 0 => {
                 // The reply hands the kernel a reference, as a lookup does.
                 let attr = self.lookup(parent, name)?;
                 let access = flags & libc::O_ACCMODE;
                 let write = access == libc::O_WRONLY || access == libc::O_RDWR;
                 let opened = match attr.kind {
-                    NodeKind::Dir => Err(libc::EISDIR),
+                    NodeKind::Dir => Err(VfsError::new(
+                        libc::EISDIR,
+                        format!("inode {}: is a directory", attr.ino),
+                    )),
                     _ => self.open(attr.ino, write, flags & libc::O_TRUNC != 0),
                 };
                 match opened {
@@ -292,11 +307,17 @@ impl Vfs {
     pub fn create(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<(Attr, Opened)> {
         let path = self.child(parent, name)?;
         let parent_path = self.path_of(parent)?;
-        if !self.is_dir(&parent_path).map_err(errno)? {
-            return Err(libc::ENOENT);
+        if !self.is_dir(&parent_path)? {
+            return Err(VfsError::new(
+                libc::ENOENT,
+                format!("{parent_path}: no such directory"),
+            ));
         }
-        if self.live(&path).map_err(errno)?.is_some() || lock(&self.created).contains_key(&path) {
-            return Err(libc::EEXIST);
+        if self.live(&path)?.is_some() || lock(&self.created).contains_key(&path) {
+            return Err(VfsError::new(
+                libc::EEXIST,
+                format!("{path}: already exists"),
+            ));
         }
         let ino = lock(&self.inodes).referenced(&path);
         let mut cache = WriteCache::new(&self.store, None, 0)?;

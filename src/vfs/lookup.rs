@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use super::error::{VfsResult, errno};
+use super::error::{VfsError, VfsResult};
 use super::locks::lock;
 use super::types::{Attr, NodeKind};
 use super::{ROOT_INO, Vfs};
@@ -110,7 +110,10 @@ impl Vfs {
             }
             None => {
                 let Some(ino) = lock(&self.created).get(&path).copied() else {
-                    return Err(libc::ENOENT);
+                    return Err(VfsError::new(
+                        libc::ENOENT,
+                        format!("{path}: no such file or directory"),
+                    ));
                 };
                 // The reply hands the kernel a reference: count it before
                 // answering, in one step with finding the inode, so a FORGET the
@@ -121,7 +124,10 @@ impl Vfs {
                     Some(attr) => Ok(attr),
                     None => {
                         self.forget(ino, 1);
-                        Err(libc::ENOENT)
+                        Err(VfsError::new(
+                            libc::ENOENT,
+                            format!("{path}: no such file or directory"),
+                        ))
                     }
                 }
             }
@@ -173,12 +179,14 @@ impl Vfs {
         }
         let _names = self.resolving();
         let found = match self.path_of(ino) {
-            Ok(path) => self.live(&path).map_err(errno)?,
+            Ok(path) => self.live(&path)?,
             Err(_) => None,
         };
         match found {
             Some(version) => Ok(self.shown(ino, &version)),
-            None => self.orphan_attr(ino).ok_or(libc::ENOENT),
+            None => self
+                .orphan_attr(ino)
+                .ok_or_else(|| VfsError::new(libc::ENOENT, format!("inode {ino}: gone"))),
         }
     }
 

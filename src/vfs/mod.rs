@@ -39,6 +39,7 @@ mod namespace;
 pub mod open_ahead;
 mod passthrough;
 mod read;
+mod refused;
 #[cfg(test)]
 mod tests;
 pub mod types;
@@ -61,8 +62,7 @@ use locks::{Rank, Ranked, RankedRw, lock};
 use open_ahead::OpenAhead;
 use write_cache::Dirty;
 
-use error::errno;
-pub use error::{Errno, VfsResult};
+pub use error::{Errno, VfsError, VfsResult};
 pub use types::{Attr, DirEntry, FsStats, Invalidation, Mode, NodeKind, Opened};
 
 /// The root directory's inode number.
@@ -172,7 +172,12 @@ impl Vfs {
             .get(&ino)
             .filter(|node| node.gone.is_none())
             .map(|node| node.path.clone())
-            .ok_or(libc::ENOENT)
+            .ok_or_else(|| {
+                VfsError::new(
+                    libc::ENOENT,
+                    format!("inode {ino}: no name (forgotten or removed)"),
+                )
+            })
     }
 
     /// The inode of a path, if the mount has handed one out.
@@ -185,11 +190,14 @@ impl Vfs {
 
     fn child(&self, parent: u64, name: &OsStr) -> VfsResult<VPath> {
         if name.len() > NAME_MAX {
-            return Err(libc::ENAMETOOLONG);
+            return Err(VfsError::new(
+                libc::ENAMETOOLONG,
+                format!("a name of {} bytes (at most {NAME_MAX})", name.len()),
+            ));
         }
         self.path_of(parent)?
             .join(name.as_bytes())
-            .map_err(|_| libc::EINVAL)
+            .map_err(|err| VfsError::new(libc::EINVAL, err.to_string()))
     }
 
     /// Whether any handle is open on `ino`.
@@ -204,7 +212,13 @@ impl Vfs {
     }
 
     pub fn statfs(&self) -> VfsResult<FsStats> {
-        let stat = nix::sys::statvfs::statvfs(&self.store.layout().dir).map_err(|e| e as i32)?;
+        let stat = nix::sys::statvfs::statvfs(&self.store.layout().dir).map_err(|e| {
+            VfsError::new(
+                e as i32,
+                format!("statfs of {}", self.store.layout().dir.display()),
+            )
+            .at(tracing::Level::WARN)
+        })?;
         Ok(FsStats {
             blocks: stat.blocks() as u64,
             bfree: stat.blocks_free() as u64,
@@ -261,14 +275,16 @@ impl Vfs {
                 crate::store::Attrs::default(),
                 false,
             )
-            .map_err(errno)
+            .map_err(VfsError::from)
     }
 
     /// Reads a whole file (for tests and tools).
     pub fn read_whole(&self, path: &VPath) -> VfsResult<Vec<u8>> {
-        let version = self.live(path).map_err(errno)?.ok_or(libc::ENOENT)?;
+        let version = self
+            .live(path)?
+            .ok_or_else(|| VfsError::new(libc::ENOENT, format!("{path}: no such file")))?;
         let mut out = Vec::new();
-        self.store.copy_to(&version, &mut out).map_err(errno)?;
+        self.store.copy_to(&version, &mut out)?;
         Ok(out)
     }
 }

@@ -4,7 +4,7 @@ use std::ffi::OsStr;
 use std::time::SystemTime;
 
 use super::Vfs;
-use super::error::{VfsResult, errno};
+use super::error::{VfsError, VfsResult};
 use super::locks::lock;
 use super::types::Attr;
 use crate::layout::VPath;
@@ -13,7 +13,7 @@ use crate::store::{Kind, Mtime, Version};
 impl Vfs {
     pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
-        let version = self.store.mkdir(&path, mode).map_err(errno)?;
+        let version = self.store.mkdir(&path, mode)?;
         self.made_here(&version);
         // The reply hands the kernel a reference, as a lookup does.
         let ino = lock(&self.inodes).referenced(&path);
@@ -22,7 +22,7 @@ impl Vfs {
 
     pub fn symlink(&self, parent: u64, name: &OsStr, target: &[u8]) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
-        let version = self.store.symlink(&path, target).map_err(errno)?;
+        let version = self.store.symlink(&path, target)?;
         self.made_here(&version);
         // The reply hands the kernel a reference, as a lookup does.
         let ino = lock(&self.inodes).referenced(&path);
@@ -50,17 +50,27 @@ impl Vfs {
         let path = self.child(parent, name)?;
         if let Some(ino) = lock(&self.created).remove(&path) {
             let _ = ino;
-            if self.live(&path).map_err(errno)?.is_none() {
+            if self.live(&path)?.is_none() {
                 self.forget_name(&path, None);
                 return Ok(());
             }
         }
-        let version = match self.live(&path).map_err(errno)? {
-            Some(v) if v.kind == Kind::Dir => return Err(libc::EISDIR),
+        let version = match self.live(&path)? {
+            Some(v) if v.kind == Kind::Dir => {
+                return Err(VfsError::new(
+                    libc::EISDIR,
+                    format!("{path}: is a directory"),
+                ));
+            }
             Some(v) => v,
-            None => return Err(libc::ENOENT),
+            None => {
+                return Err(VfsError::new(
+                    libc::ENOENT,
+                    format!("{path}: no such file or directory"),
+                ));
+            }
         };
-        let tombstone = self.store.remove(&path).map_err(errno)?;
+        let tombstone = self.store.remove(&path)?;
         self.made_here(&tombstone);
         self.forget_name(&path, Some(version));
         Ok(())
@@ -68,10 +78,20 @@ impl Vfs {
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> VfsResult<()> {
         let path = self.child(parent, name)?;
-        let version = match self.live(&path).map_err(errno)? {
-            Some(v) if v.kind != Kind::Dir => return Err(libc::ENOTDIR),
+        let version = match self.live(&path)? {
+            Some(v) if v.kind != Kind::Dir => {
+                return Err(VfsError::new(
+                    libc::ENOTDIR,
+                    format!("{path}: not a directory"),
+                ));
+            }
             Some(v) => v,
-            None => return Err(libc::ENOENT),
+            None => {
+                return Err(VfsError::new(
+                    libc::ENOENT,
+                    format!("{path}: no such file or directory"),
+                ));
+            }
         };
         // A file created in it and still open is not in the store yet, but the
         // directory is not empty (removing it would lose that file at close).
@@ -79,9 +99,12 @@ impl Vfs {
             .keys()
             .any(|pending| pending != &path && pending.starts_with(&path));
         if holds_pending {
-            return Err(libc::ENOTEMPTY);
+            return Err(VfsError::new(
+                libc::ENOTEMPTY,
+                format!("{path}: holds a file still being written"),
+            ));
         }
-        let tombstone = self.store.remove(&path).map_err(errno)?;
+        let tombstone = self.store.remove(&path)?;
         self.made_here(&tombstone);
         self.forget_name(&path, Some(version));
         Ok(())
@@ -97,7 +120,10 @@ impl Vfs {
         exchange: bool,
     ) -> VfsResult<()> {
         if exchange {
-            return Err(libc::EINVAL);
+            return Err(VfsError::new(
+                libc::EINVAL,
+                "RENAME_EXCHANGE is not supported",
+            ));
         }
         let from = self.child(parent, name)?;
         let to = self.child(new_parent, new_name)?;
@@ -119,8 +145,8 @@ impl Vfs {
         // What the replaced target showed: readers that resolved the name just
         // before still open and read it (an atomic replace, as on a local disk).
         let _names = self.names.write();
-        let replaced = self.live(&to).map_err(errno)?;
-        self.store.rename(&from, &to, no_replace).map_err(errno)?;
+        let replaced = self.live(&to)?;
+        self.store.rename(&from, &to, no_replace)?;
         lock(&self.inodes).rename(&from, &to, replaced);
         Ok(())
     }
@@ -140,20 +166,20 @@ impl Vfs {
         if mode.is_some() || mtime.is_some() {
             let path = self.path_of(ino)?;
             if path.is_root() {
-                return Err(libc::EPERM);
+                return Err(VfsError::new(
+                    libc::EPERM,
+                    "the mount's root directory keeps its mode and times",
+                ));
             }
             // Open writers' writes first, so the attribute change applies on top of them.
             if let Some(dirty) = self.dirty_of(ino) {
                 self.commit_dirty(ino, &dirty, false)?;
             }
-            let version = self
-                .store
-                .set_attrs(
-                    &path,
-                    mode.map(|m| m & 0o7777),
-                    mtime.map(Mtime::from_system),
-                )
-                .map_err(errno)?;
+            let version = self.store.set_attrs(
+                &path,
+                mode.map(|m| m & 0o7777),
+                mtime.map(Mtime::from_system),
+            )?;
             self.made_here(&version);
             // Open writers keep the new mode for their next commit.
             if let Some(dirty) = self.dirty_of(ino) {

@@ -106,7 +106,11 @@ impl Vfs {
             // attached): take all of it as written before serving it here.
             let mut state = lock(&dirty);
             if let Err(err) = state.cache.sync_direct() {
-                tracing::error!(fh, errno = err, "reading a write cache's size");
+                tracing::error!(
+                    fh,
+                    errno = err.errno(),
+                    "reading a write cache's size: {err}"
+                );
             }
             state.cache.direct = false;
         }

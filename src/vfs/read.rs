@@ -5,7 +5,7 @@ use super::handles::Handle;
 use std::fs::File;
 
 use super::Vfs;
-use super::error::{VfsResult, errno};
+use super::error::{VfsError, VfsResult};
 use super::locks::lock;
 use super::write_cache::read_exact_at;
 
@@ -52,7 +52,13 @@ impl Vfs {
         offset: u64,
         buf: &mut [u8],
     ) -> VfsResult<usize> {
-        let base = handle.base.as_ref().ok_or(libc::EIO)?;
+        let base = handle.base.as_ref().ok_or_else(|| {
+            VfsError::new(
+                libc::EIO,
+                format!("file handle of inode {}: no version to read", handle.ino),
+            )
+            .at(tracing::Level::ERROR)
+        })?;
         let bs = u64::from(base.block_size.max(1));
         let index = (offset / bs) as usize;
         let within = offset % bs;
@@ -112,7 +118,15 @@ impl Vfs {
                 }
             }
         }
-        let base = handle.base.as_ref().ok_or(libc::EIO)?;
-        self.store.read_at(base, offset, buf).map_err(errno)
+        let base = handle.base.as_ref().ok_or_else(|| {
+            VfsError::new(
+                libc::EIO,
+                format!("file handle of inode {}: no version to read", handle.ino),
+            )
+            .at(tracing::Level::ERROR)
+        })?;
+        self.store
+            .read_at(base, offset, buf)
+            .map_err(VfsError::from)
     }
 }

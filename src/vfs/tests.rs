@@ -3,6 +3,11 @@
 use super::*;
 use std::sync::atomic::Ordering;
 
+/// A result as the kernel sees it.
+fn errno<T>(result: VfsResult<T>) -> Result<T, Errno> {
+    result.map_err(|err| err.errno())
+}
+
 fn vfs() -> (tempfile::TempDir, Vfs) {
     let dir = tempfile::tempdir().unwrap();
     let spec = crate::store::scratch_spec(dir.path());
@@ -198,7 +203,10 @@ fn unlinked_open_file_stays_readable() {
     let ino = vfs.lookup(ROOT_INO, OsStr::new("gone")).unwrap().ino;
     let fh = vfs.open(ino, false, false).unwrap().fh;
     vfs.unlink(ROOT_INO, OsStr::new("gone")).unwrap();
-    assert_eq!(vfs.lookup(ROOT_INO, OsStr::new("gone")), Err(libc::ENOENT));
+    assert_eq!(
+        errno(vfs.lookup(ROOT_INO, OsStr::new("gone"))),
+        Err(libc::ENOENT)
+    );
     assert_eq!(vfs.read(fh, 0, 100).unwrap(), b"still here");
     assert_eq!(vfs.getattr(ino).unwrap().nlink, 0);
     vfs.release(fh).unwrap();
@@ -271,13 +279,16 @@ fn a_file_replaced_by_rename_still_opens_by_inode_with_its_old_bytes() {
     assert_eq!(vfs.read(fh, 0, 100).unwrap(), b"old target");
     vfs.release(fh).unwrap();
     // Nothing can write it any more; the name shows the new file.
-    assert_eq!(vfs.open(old, true, false).err(), Some(libc::ENOENT));
+    assert_eq!(
+        vfs.open(old, true, false).err().map(|e| e.errno()),
+        Some(libc::ENOENT)
+    );
     let now = vfs.lookup(ROOT_INO, OsStr::new("target")).unwrap();
     assert_ne!(now.ino, old);
     assert_eq!(now.size, 3);
     // Once the kernel forgets it, it is gone.
     vfs.forget(old, 1);
-    assert_eq!(vfs.getattr(old), Err(libc::ENOENT));
+    assert_eq!(errno(vfs.getattr(old)), Err(libc::ENOENT));
 }
 
 #[test]
@@ -393,5 +404,5 @@ fn handles_share_one_write_state_until_the_last_one_goes() {
     // The kernel still holds the inode until it forgets it.
     assert_eq!(vfs.getattr(ino).unwrap().nlink, 0);
     vfs.forget(ino, 1);
-    assert_eq!(vfs.getattr(ino), Err(libc::ENOENT));
+    assert_eq!(errno(vfs.getattr(ino)), Err(libc::ENOENT));
 }

@@ -5,7 +5,7 @@ use crate::ids::BlockHash;
 use std::sync::Arc;
 
 use super::Vfs;
-use super::error::{VfsResult, errno};
+use super::error::{VfsError, VfsResult};
 use super::locks::lock;
 use super::write_cache::Dirty;
 use crate::store::{Content, Kind, Mtime};
@@ -24,7 +24,11 @@ impl Vfs {
             match self.commit_dirty(ino, &dirty, false) {
                 Ok(()) if lock(&dirty).base.as_ref().map(|b| b.id) != before => made += 1,
                 Ok(()) => {}
-                Err(err) => tracing::error!(ino, errno = err, "committing an open file failed"),
+                Err(err) => tracing::error!(
+                    ino,
+                    errno = err.errno(),
+                    "committing an open file failed: {err}"
+                ),
             }
         }
         if made > 0 {
@@ -51,7 +55,10 @@ impl Vfs {
         let handle = lock(&handle);
         match &handle.dirty {
             Some(dirty) if handle.writes => Ok(Arc::clone(dirty)),
-            _ => Err(libc::EBADF),
+            _ => Err(VfsError::new(
+                libc::EBADF,
+                format!("file handle {fh} is not open for writing"),
+            )),
         }
     }
 
@@ -101,7 +108,7 @@ impl Vfs {
         cache.sync_direct()?;
         if !cache.changed {
             if durable {
-                crate::store::sync_filesystem(&self.store.layout().dir).map_err(errno)?;
+                crate::store::sync_filesystem(&self.store.layout().dir)?;
             }
             return Ok(());
         }
@@ -114,7 +121,7 @@ impl Vfs {
         if !still_named {
             return Ok(());
         }
-        let held = self.store.writer_lock().map_err(errno)?;
+        let held = self.store.writer_lock()?;
         let base = state.base.clone();
         let bs = cache.block_size;
         let count = crate::store::version::Version::block_count(cache.size, bs);
@@ -136,10 +143,10 @@ impl Vfs {
             let data = &mut buf[..len];
             cache.read(&self.store, base.as_ref(), start, data)?;
             let hash = BlockHash::of(data);
-            writer.put(&hash, data).map_err(errno)?;
+            writer.put(&hash, data)?;
             hashes.push(hash);
         }
-        writer.finish().map_err(errno)?;
+        writer.finish()?;
         let mode = base.as_ref().map_or(0o644, |b| b.mode);
         let unchanged = base
             .as_ref()
@@ -150,12 +157,11 @@ impl Vfs {
             cache.committed(cache.size);
             return Ok(());
         }
-        if self
-            .live(&path)
-            .map_err(errno)?
-            .is_some_and(|v| v.kind == Kind::Dir)
-        {
-            return Err(libc::EISDIR);
+        if self.live(&path)?.is_some_and(|v| v.kind == Kind::Dir) {
+            return Err(VfsError::new(
+                libc::EISDIR,
+                format!("{path}: became a directory while open"),
+            ));
         }
         let content = Content {
             kind: Kind::File,
@@ -168,7 +174,7 @@ impl Vfs {
             from: None,
             conflict_of: None,
         };
-        let version = self.store.commit(&path, content, durable).map_err(errno)?;
+        let version = self.store.commit(&path, content, durable)?;
         self.made_here(&version);
         lock(&self.created).remove(&path);
         // Later reads and writes build on what was just committed.

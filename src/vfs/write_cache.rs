@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::error::{Errno, VfsResult, errno, io_errno};
+use super::error::{VfsError, VfsResult, io_error};
 use crate::store::{Kind, Store, Version};
 
 /// The write-back state of an open file.
@@ -44,7 +44,8 @@ impl WriteCache {
     /// file), in the store's scratch directory, cut into the base's blocks (or
     /// the store's block size for a new file).
     pub(super) fn new(store: &Store, base: Option<&Version>, size: u64) -> VfsResult<WriteCache> {
-        let file = tempfile::tempfile_in(store.layout().tmp()).map_err(io_errno)?;
+        let file =
+            tempfile::tempfile_in(store.layout().tmp()).map_err(io_error("a write cache file"))?;
         let block_size = match base {
             Some(base) if base.kind == Kind::File && base.block_size > 0 => base.block_size,
             _ => store.config().block_size,
@@ -74,7 +75,11 @@ impl WriteCache {
         if !self.direct {
             return Ok(());
         }
-        self.size = self.file.metadata().map_err(io_errno)?.len();
+        self.size = self
+            .file
+            .metadata()
+            .map_err(io_error("a write cache file"))?
+            .len();
         let count = Version::block_count(self.size, self.block_size);
         self.dirty = (0..count).collect();
         self.base_valid = 0;
@@ -106,9 +111,13 @@ impl WriteCache {
                 if let Some(base) = base {
                     if pos < self.base_valid {
                         let valid = ((self.base_valid - pos) as usize).min(n);
-                        let got = store.read_at(base, pos, &mut out[..valid]).map_err(errno)?;
+                        let got = store.read_at(base, pos, &mut out[..valid])?;
                         if got < valid {
-                            return Err(libc::EIO);
+                            return Err(VfsError::new(
+                                libc::EIO,
+                                format!("version {}: {got} of {valid} bytes read", base.id),
+                            )
+                            .at(tracing::Level::ERROR));
                         }
                     }
                 }
@@ -130,15 +139,19 @@ impl WriteCache {
         if start < self.base_valid {
             let valid = ((self.base_valid - start) as usize).min(len);
             if let Some(base) = base {
-                let got = store
-                    .read_at(base, start, &mut data[..valid])
-                    .map_err(errno)?;
+                let got = store.read_at(base, start, &mut data[..valid])?;
                 if got < valid {
-                    return Err(libc::EIO);
+                    return Err(VfsError::new(
+                        libc::EIO,
+                        format!("version {}: {got} of {valid} bytes read", base.id),
+                    )
+                    .at(tracing::Level::ERROR));
                 }
             }
         }
-        self.file.write_all_at(&data, start).map_err(io_errno)?;
+        self.file
+            .write_all_at(&data, start)
+            .map_err(io_error("a write cache file"))?;
         self.dirty.insert(index);
         Ok(())
     }
@@ -168,7 +181,9 @@ impl WriteCache {
                 self.dirty.insert(index);
             }
         }
-        self.file.write_all_at(data, offset).map_err(io_errno)?;
+        self.file
+            .write_all_at(data, offset)
+            .map_err(io_error("a write cache file"))?;
         self.size = self.size.max(end);
         self.changed = true;
         Ok(data.len() as u32)
@@ -194,7 +209,9 @@ impl WriteCache {
             let keep_below = size.div_ceil(bs);
             self.dirty.retain(|index| *index < keep_below);
             self.base_valid = self.base_valid.min(size);
-            self.file.set_len(size).map_err(io_errno)?;
+            self.file
+                .set_len(size)
+                .map_err(io_error("a write cache file"))?;
         } else if self.size % bs != 0 {
             // Growing: the old last block must read zeros past the old end.
             self.materialize(store, base, self.size / bs)?;
@@ -208,7 +225,9 @@ impl WriteCache {
         } else {
             size.max(self.size)
         };
-        self.file.set_len(len).map_err(io_errno)?;
+        self.file
+            .set_len(len)
+            .map_err(io_error("a write cache file"))?;
         self.size = size;
         self.changed = true;
         Ok(())
@@ -238,12 +257,12 @@ impl WriteCache {
 
 /// Fills `buf` from `file` at `offset`; a sparse tail past the file's end reads
 /// as zeros.
-pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<(), Errno> {
+pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> VfsResult<()> {
     let mut done = 0;
     while done < buf.len() {
         let n = file
             .read_at(&mut buf[done..], offset + done as u64)
-            .map_err(io_errno)?;
+            .map_err(io_error("a write cache file"))?;
         if n == 0 {
             buf[done..].fill(0);
             return Ok(());

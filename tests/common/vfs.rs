@@ -36,7 +36,7 @@ use globofs::vfs::{Attr, NodeKind, ROOT_INO, Vfs, VfsResult};
 /// Every result of the core goes through here, the one place to change when
 /// its error type changes (e.g. to `result.map_err(|e| e.errno())`).
 pub fn errno<T>(result: VfsResult<T>) -> Result<T, i32> {
-    result
+    result.map_err(|err| err.errno())
 }
 
 /// A result as a system call gives it: the value or an errno.
