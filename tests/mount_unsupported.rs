@@ -1,6 +1,7 @@
 //! What the mount refuses: hard links (EPERM: a volume path has one name),
 //! extended attributes (ENOTSUP; listxattr is an empty list), special files
-//! (mknod, mkfifo: not implemented) and RENAME_EXCHANGE (EINVAL, in mount_rename).
+//! (mknod, mkfifo: not implemented), ioctls (ENOTTY, quietly) and
+//! RENAME_EXCHANGE (EINVAL, in mount_rename).
 
 #[path = "common/mount.rs"]
 mod mount;
@@ -65,4 +66,22 @@ fn special_files_cannot_be_made() {
     }));
     assert_eq!(err, libc::ENOSYS);
     assert!(names(&m.mnt).is_empty());
+}
+
+#[test]
+fn an_ioctl_is_enotty_and_logs_no_warning() {
+    let m = Mounted::new();
+    std::fs::write(m.path("f"), b"x").unwrap();
+    let file = std::fs::File::open(m.path("f")).unwrap();
+    // FS_IOC_GETFLAGS, as `lsattr` asks it.
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    let mut flags: libc::c_long = 0;
+    let got = unsafe {
+        use std::os::fd::AsRawFd;
+        libc::ioctl(file.as_raw_fd(), FS_IOC_GETFLAGS, &mut flags)
+    };
+    assert_eq!(errno(cvt(got)), libc::ENOTTY);
+    drop(file);
+    let log = m.log();
+    assert!(!log.contains("Not Implemented"), "{log}");
 }
