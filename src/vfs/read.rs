@@ -86,16 +86,12 @@ impl Vfs {
                     .and_then(|located| File::open(located.path).ok())
                     .map(|file| {
                         // Read the rest of this block in one go, not request by request.
-                        use std::os::fd::AsRawFd;
-                        // SAFETY: an advisory call on a descriptor we own.
-                        unsafe {
-                            libc::posix_fadvise(
-                                file.as_raw_fd(),
-                                within as libc::off_t,
-                                0,
-                                libc::POSIX_FADV_WILLNEED,
-                            );
-                        }
+                        let _ = nix::fcntl::posix_fadvise(
+                            &file,
+                            within as libc::off_t,
+                            0,
+                            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+                        );
                         (index, file)
                     });
                 // A sequential reader will want the next blocks: start reading
