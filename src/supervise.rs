@@ -166,14 +166,49 @@ fn send(message: &[u8]) -> bool {
     written == message.len() as isize
 }
 
+/// Tells systemd (Type=notify) that the service is up: in a supervised
+/// worker through the supervisor (which tells systemd), elsewhere directly
+/// when NOTIFY_SOCKET is set.
+pub fn notify_ready() {
+    if !worker_ready() {
+        notify_systemd_ready();
+    }
+}
+
 /// In a worker: tells the supervisor the service is ready (it tells systemd).
 /// Returns false when this process is not a supervised worker.
-pub fn worker_ready() -> bool {
+fn worker_ready() -> bool {
     if STATUS_FD.load(Ordering::SeqCst) < 0 {
         return false;
     }
     send(&[MSG_READY]);
     true
+}
+
+/// Sends `READY=1` to systemd's NOTIFY_SOCKET, when it is set (a path, or an
+/// abstract name written with a leading `@`).
+fn notify_systemd_ready() {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(sock) => sock,
+        Err(err) => {
+            tracing::warn!(error = %err, "sd_notify");
+            return;
+        }
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(socket.as_os_str()).to_vec();
+    let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|addr| sock.send_to_addr(b"READY=1\n", &addr))
+    } else {
+        sock.send_to(b"READY=1\n", std::path::Path::new(&socket))
+    };
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "sd_notify READY=1");
+    }
 }
 
 /// In a worker, right before it exits with `code`: flushes what it printed,
@@ -329,7 +364,7 @@ fn wait_for(mut child: Child, status: &OwnedFd, signal_fd: &SignalFd) -> Outcome
                 match kind {
                     MSG_READY => {
                         message.remove(0);
-                        crate::cli::notify_ready();
+                        notify_systemd_ready();
                     }
                     MSG_EXIT | MSG_SIGNAL if message.len() >= 2 => {
                         let value = i32::from(message[1]);

@@ -36,8 +36,3 @@ impl From<MountError> for Failure {
         }
     }
 }
-
-/// Tells systemd the mount is ready (see [`crate::mount::notify_ready`]).
-pub(super) fn notify_ready() {
-    crate::mount::notify_ready();
-}

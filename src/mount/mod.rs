@@ -106,7 +106,7 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
     .map_err(|err| MountError::runtime(format!("mounting {}: {err}", mountpoint.display())))?;
     tuning::raise_readahead(mountpoint);
     tracing::info!(mountpoint = %mountpoint.display(), node = %spec.node, "mounted");
-    notify_ready();
+    crate::supervise::notify_ready();
 
     let stop = Arc::new(AtomicBool::new(false));
     let (kick, kicked) = mpsc::channel::<()>();
@@ -156,33 +156,4 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
         let _ = syncing.join();
     }
     teardown::finish(session, ending, mountpoint, &vfs, options.stop_grace)
-}
-
-/// Tells systemd (Type=notify) that the mount is up, when NOTIFY_SOCKET is set
-/// (in a supervised worker: tells the supervisor, which tells systemd).
-pub fn notify_ready() {
-    if crate::supervise::worker_ready() {
-        return;
-    }
-    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let sock = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(sock) => sock,
-        Err(err) => {
-            tracing::warn!(error = %err, "sd_notify");
-            return;
-        }
-    };
-    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(socket.as_os_str()).to_vec();
-    let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
-            .and_then(|addr| sock.send_to_addr(b"READY=1\n", &addr))
-    } else {
-        sock.send_to(b"READY=1\n", std::path::Path::new(&socket))
-    };
-    if let Err(err) = result {
-        tracing::warn!(error = %err, "sd_notify READY=1");
-    }
 }
