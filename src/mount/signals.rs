@@ -1,16 +1,21 @@
 //! The signals that end a mount (SIGINT, SIGTERM, SIGHUP): blocked before
-//! any other thread starts, so every thread inherits the mask and only the
-//! main thread, waiting here, takes them.
+//! any other thread starts, so every thread inherits the mask and none takes
+//! them; the main thread reads them here from a signalfd.
 
+use std::os::fd::AsFd;
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::MountError;
 
-/// The stop signals, blocked in this thread and every thread started after.
+/// The stop signals, blocked in this thread and every thread started after,
+/// and the descriptor they are read from.
 pub(super) struct Signals {
-    set: SigSet,
+    fd: SignalFd,
 }
 
 impl Signals {
@@ -23,24 +28,33 @@ impl Signals {
         set.add(Signal::SIGHUP);
         set.thread_block()
             .map_err(|err| MountError::runtime(format!("blocking signals: {err}")))?;
-        Ok(Signals { set })
+        // Close-on-exec: fusermount3, run at teardown, must not hold it.
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|err| MountError::runtime(format!("blocking signals: {err}")))?;
+        Ok(Signals { fd })
     }
 
-    /// Waits up to `timeout` for one of the signals.
+    /// Waits up to `timeout` for one of the signals (a signal already
+    /// pending is taken at once).
     pub(super) fn wait(&self, timeout: Duration) -> Result<Option<Signal>, MountError> {
-        let timeout = libc::timespec {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: the set and the timeout are valid for the call; no siginfo is asked for.
-        let signal =
-            unsafe { libc::sigtimedwait(self.set.as_ref(), std::ptr::null_mut(), &timeout) };
-        if signal >= 0 {
-            return Ok(Signal::try_from(signal).ok());
+        if let Some(signal) = self.take()? {
+            return Ok(Some(signal));
         }
-        match nix::errno::Errno::last() {
-            nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR => Ok(None),
-            err => Err(MountError::runtime(format!("waiting for signals: {err}"))),
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) | Err(Errno::EINTR) => Ok(None),
+            Ok(_) => self.take(),
+            Err(err) => Err(MountError::runtime(format!("waiting for signals: {err}"))),
+        }
+    }
+
+    /// The signal waiting to be read, if any.
+    fn take(&self) -> Result<Option<Signal>, MountError> {
+        match self.fd.read_signal() {
+            Ok(Some(info)) => Ok(Signal::try_from(info.ssi_signo as libc::c_int).ok()),
+            Ok(None) | Err(Errno::EINTR) => Ok(None),
+            Err(err) => Err(MountError::runtime(format!("waiting for signals: {err}"))),
         }
     }
 }
