@@ -62,8 +62,10 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     pub fn from_spec(spec: &Spec) -> Result<StoreConfig, StoreError> {
-        let ignore = IgnoreRules::new(&spec.ignore)
-            .map_err(|err| StoreError::Refused(format!("ignore: {err}")))?;
+        let ignore = IgnoreRules::new(&spec.ignore).map_err(|err| StoreError::BadConfig {
+            what: "ignore",
+            why: err.to_string(),
+        })?;
         Ok(StoreConfig {
             node: spec.node,
             major: spec.major,
@@ -261,7 +263,7 @@ fn decide_all(
                     first_error.get_or_insert(err);
                 }
                 Err(_) => {
-                    first_error.get_or_insert(StoreError::Refused(
+                    first_error.get_or_insert(StoreError::Internal(
                         "a listing thread panicked".to_string(),
                     ));
                 }
@@ -934,9 +936,7 @@ impl Store {
             return Err(StoreError::Exists(path.clone()));
         }
         if target.is_empty() || target.contains(&0) || target.len() > 4096 {
-            return Err(StoreError::Refused(format!(
-                "{path}: not a valid symlink target"
-            )));
+            return Err(StoreError::BadSymlinkTarget { path: path.clone() });
         }
         self.check_parent(path)?;
         let mut content = Content::simple(Kind::Symlink, 0o777, Mtime::now());
@@ -951,9 +951,7 @@ impl Store {
             .live(path)?
             .ok_or_else(|| StoreError::NotFound(path.clone()))?;
         if path.is_root() {
-            return Err(StoreError::Refused(
-                "the volume root cannot be removed".into(),
-            ));
+            return Err(StoreError::RemoveRoot);
         }
         if current.kind == Kind::Dir && !self.list_dir(path)?.is_empty() {
             return Err(StoreError::NotEmpty(path.clone()));

@@ -343,8 +343,8 @@ impl Applier<'_> {
         match self.store.import_version(version) {
             Ok(Imported::New) => self.report.applied += 1,
             Ok(Imported::Identical) => return Ok(()),
-            Err(StoreError::Refused(why)) => {
-                self.report.refuse(why);
+            Err(err @ StoreError::IdClash { .. }) => {
+                self.report.refuse(err.to_string());
                 return Ok(());
             }
             Err(err) => return Err(err),
@@ -416,9 +416,9 @@ impl Applier<'_> {
                     self.store.link_blocks(&version.path, &[*hash])?;
                     self.report.blocks_received += 1;
                 }
-                Err(StoreError::Refused(why)) => {
+                Err(away @ StoreError::PeerAway { .. }) => {
                     self.report
-                        .note(format!("not relaying blocks of {}: {why}", version.path));
+                        .note(format!("not relaying blocks of {}: {away}", version.path));
                     self.relay_away = true;
                 }
                 Err(err) => self.report.note(format!(
@@ -538,7 +538,9 @@ impl Applier<'_> {
                 }
             }
             Ok(Imported::Identical) => {}
-            Err(StoreError::Refused(why)) => self.report.note(format!("conflict copy: {why}")),
+            Err(err @ StoreError::IdClash { .. }) => {
+                self.report.note(format!("conflict copy: {err}"))
+            }
             Err(err) => return Err(err),
         }
         Ok(())
