@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{
-    Content, IoContext, Kind, Mtime, Store, StoreError, Version, copy_block, link_block,
-    sync_filesystem,
+    Content, IoContext, Kind, Mtime, Store, StoreError, Version, WriterLock, copy_block,
+    link_block, sync_filesystem,
 };
 use crate::ids::{BlockHash, NodeId, VersionId};
 use crate::layout::VPath;
@@ -42,8 +42,32 @@ impl Store {
 
     /// Commits `content` as the new current version of `path`: links its blocks,
     /// publishes the version file (no-replace), appends to the log, journals it
-    /// and queues it for every peer. Callers hold the writer lock.
+    /// and queues it for every peer. The one commit of the store: every new
+    /// version (a file cut by a [`super::FileWrite`], a directory, a rename,
+    /// ...) is published here, under the writer lock `_held` proves is held.
+    pub fn commit_locked(
+        &self,
+        _held: &WriterLock,
+        path: &VPath,
+        content: Content,
+        durable: bool,
+    ) -> Result<Version, StoreError> {
+        self.commit_held(path, content, durable)
+    }
+
+    /// [`Store::commit_locked`] for a caller that holds the writer lock but
+    /// does not pass its guard (the mount, until it switches over).
     pub fn commit(
+        &self,
+        path: &VPath,
+        content: Content,
+        durable: bool,
+    ) -> Result<Version, StoreError> {
+        self.commit_held(path, content, durable)
+    }
+
+    /// The body of [`Store::commit_locked`]; callers hold the writer lock.
+    fn commit_held(
         &self,
         path: &VPath,
         content: Content,

@@ -9,6 +9,7 @@ mod blocks;
 mod commit;
 pub mod digest;
 mod error;
+mod file_write;
 pub mod gc;
 mod heads;
 pub mod import;
@@ -31,6 +32,7 @@ pub use blocks::{BlockWriter, Blocks, Located, copy_block, link_block, sync_file
 pub(crate) use commit::open_log;
 use commit::{append_line, flock_file};
 pub use error::{IoContext, StoreError};
+pub use file_write::FileWrite;
 pub use meta::{FORMAT_VERSION, StoreMeta, set_mode};
 pub use tree::{read_version_file, user_entries, version_ids_in};
 pub use version::{Kind, Mtime, Version};
@@ -79,7 +81,8 @@ impl StoreConfig {
 }
 
 /// Proof that the caller holds the writer lock shared (see
-/// [`Store::writer_lock`]); dropping it releases the lock.
+/// [`Store::writer_lock`]); dropping it releases the lock. What stores blocks
+/// or commits a version asks for one (see `file_write.rs`).
 #[derive(Debug)]
 pub struct WriterLock(#[allow(dead_code)] FileLock);
 
@@ -278,21 +281,6 @@ impl Store {
 
     fn versions_dir(&self, path: &VPath) -> PathBuf {
         self.path_dir(path).join("versions")
-    }
-
-    /// Takes the lock writers hold shared and `gc` exclusively.
-    pub fn writer_lock(&self) -> Result<WriterLock, StoreError> {
-        Ok(WriterLock(FileLock::shared(
-            &self.layout.locks().join("gc"),
-        )?))
-    }
-
-    /// The one way to store blocks: a writer built from this store's own
-    /// configuration (its `hashes/`, `tmp/`, compression), for a caller that
-    /// holds the writer lock (gc waits while blocks are not yet named by a
-    /// published version).
-    pub fn block_writer(&self, _held: &WriterLock) -> BlockWriter<'_> {
-        BlockWriter::new(&self.blocks, &self.layout.tmp(), self.config.compression)
     }
 
     /// Whether `path` matches the spec's `ignore` patterns (see [`crate::ignore`]).

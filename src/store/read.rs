@@ -128,9 +128,7 @@ impl Store {
             });
         }
         let lock = self.writer_lock()?;
-        let mut writer = self.block_writer(&lock);
-        writer.put(hash, &data)?;
-        writer.finish()?;
+        self.store_block(&lock, hash, &data)?;
         self.link_blocks(&version.path, std::slice::from_ref(hash))?;
         Ok(())
     }

@@ -1,107 +1,15 @@
 //! Changing the tree: whole files cut into blocks from a stream, directories,
 //! symlinks, removals, renames, attribute changes and restores. Each takes the
-//! writer lock and ends in one [`Store::commit`] per new version.
+//! writer lock and ends in one [`Store::commit_locked`] per new version; a
+//! whole file goes through the write pipeline of `file_write.rs`.
 
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 
-use super::{
-    Attrs, BlockWriter, Content, Kind, Mtime, STREAM_QUEUE_BYTES, Store, StoreError, Version,
-    WriterLock, pipeline,
-};
-use crate::ids::{BlockHash, VersionId};
+use super::{Attrs, Content, Kind, Mtime, Store, StoreError, Version, WriterLock};
+use crate::ids::VersionId;
 use crate::layout::VPath;
 
 impl Store {
-    /// Cuts `input` into blocks, stores them, and returns the content of a new
-    /// file version (not yet committed). Streams: one block in memory at a time.
-    pub fn store_stream(
-        &self,
-        held: &WriterLock,
-        input: &mut dyn Read,
-        attrs: Attrs,
-        durable: bool,
-    ) -> Result<Content, StoreError> {
-        let bs = self.config.block_size as usize;
-        let mut writer = self.block_writer(held);
-        if !durable {
-            writer = writer.lazy();
-        }
-        let mut first = vec![0; bs];
-        let n = read_full(input, &mut first)?;
-        first.truncate(n);
-        let mut hashes = Vec::new();
-        let mut size = n as u64;
-        if n < bs {
-            // A file of one block (most files): no threads for it.
-            if n > 0 {
-                let hash = BlockHash::of(&first);
-                writer.put(&hash, &first)?;
-                hashes.push(hash);
-            }
-        } else {
-            size = 0;
-            self.stream_blocks(input, first, &mut writer, &mut hashes, &mut size)?;
-        }
-        writer.finish()?;
-        Ok(Content {
-            kind: Kind::File,
-            size,
-            mode: attrs.mode & 0o7777,
-            mtime: attrs.mtime,
-            block_size: self.config.block_size,
-            target: None,
-            hashes,
-            from: None,
-            conflict_of: None,
-        })
-    }
-
-    /// Stores the blocks of a stream whose first block is `first`: this thread
-    /// reads the input and stores the blocks while worker threads hash them
-    /// (hashing is the costly part). Buffers go round, so memory stays at a few
-    /// blocks (at most about 8 MiB in flight).
-    pub(super) fn stream_blocks(
-        &self,
-        input: &mut dyn Read,
-        first: Vec<u8>,
-        writer: &mut BlockWriter<'_>,
-        hashes: &mut Vec<BlockHash>,
-        size: &mut u64,
-    ) -> Result<(), StoreError> {
-        let bs = self.config.block_size as usize;
-        let workers = pipeline::default_workers();
-        let queue = (STREAM_QUEUE_BYTES / bs / workers).max(1);
-        let spare: std::cell::RefCell<Vec<Vec<u8>>> = Default::default();
-        let mut first = Some(first);
-        let mut ended = false;
-        pipeline::run_ordered::<_, _, StoreError>(
-            workers,
-            queue,
-            || {
-                if let Some(first) = first.take() {
-                    return Ok(Some(first));
-                }
-                if ended {
-                    return Ok(None);
-                }
-                let mut buf = spare.borrow_mut().pop().unwrap_or_default();
-                buf.resize(bs, 0);
-                let n = read_full(input, &mut buf)?;
-                buf.truncate(n);
-                ended = n < bs;
-                Ok((n > 0).then_some(buf))
-            },
-            |buf: Vec<u8>| Ok((BlockHash::of(&buf), buf)),
-            |(hash, buf): (BlockHash, Vec<u8>)| {
-                writer.put(&hash, &buf)?;
-                hashes.push(hash);
-                *size += buf.len() as u64;
-                spare.borrow_mut().push(buf);
-                Ok(())
-            },
-        )
-    }
-
     /// Writes a whole file from `input` as a new version of `path` (parents made
     /// as directories when missing).
     pub fn write_file(
@@ -113,9 +21,11 @@ impl Store {
     ) -> Result<Version, StoreError> {
         let lock = self.writer_lock()?;
         self.check_writable_file(path)?;
-        self.make_parents_locked(path, attrs.mtime)?;
-        let content = self.store_stream(&lock, input, attrs, durable)?;
-        self.commit(path, content, durable)
+        self.make_parents_locked(&lock, path, attrs.mtime)?;
+        let mut file = self.file_write(&lock, durable);
+        file.read_from(input)?;
+        let content = file.finish(attrs)?;
+        self.commit_locked(&lock, path, content, durable)
     }
 
     pub(super) fn check_writable_file(&self, path: &VPath) -> Result<(), StoreError> {
@@ -135,11 +45,17 @@ impl Store {
         // Commits write temp files under tmp/, which `gc` removes when it holds
         // the lock exclusively: a commit must hold it shared (taking it again in
         // a caller that already holds it is harmless: both are shared).
-        let _lock = self.writer_lock()?;
-        self.make_parents_locked(path, mtime)
+        let lock = self.writer_lock()?;
+        self.make_parents_locked(&lock, path, mtime)
     }
 
-    pub(super) fn make_parents_locked(&self, path: &VPath, mtime: Mtime) -> Result<(), StoreError> {
+    /// [`Store::make_parents`] for a caller that holds the writer lock.
+    pub fn make_parents_locked(
+        &self,
+        held: &WriterLock,
+        path: &VPath,
+        mtime: Mtime,
+    ) -> Result<(), StoreError> {
         let mut missing = Vec::new();
         let mut dir = path.parent();
         while let Some(current) = dir {
@@ -154,7 +70,7 @@ impl Store {
             dir = current.parent();
         }
         for dir in missing.into_iter().rev() {
-            self.commit(&dir, Content::simple(Kind::Dir, 0o755, mtime), false)?;
+            self.commit_locked(held, &dir, Content::simple(Kind::Dir, 0o755, mtime), false)?;
         }
         Ok(())
     }
@@ -180,12 +96,13 @@ impl Store {
 
     /// Creates directory `path` with a given mtime.
     pub fn mkdir_at(&self, path: &VPath, mode: u32, mtime: Mtime) -> Result<Version, StoreError> {
-        let _lock = self.writer_lock()?;
+        let lock = self.writer_lock()?;
         if path.is_root() || self.live(path)?.is_some() {
             return Err(StoreError::Exists(path.clone()));
         }
         self.check_parent(path)?;
-        self.commit(
+        self.commit_locked(
+            &lock,
             path,
             Content::simple(Kind::Dir, mode & 0o7777, mtime),
             false,
@@ -194,7 +111,7 @@ impl Store {
 
     /// Creates a symlink at `path` pointing to `target`.
     pub fn symlink(&self, path: &VPath, target: &[u8]) -> Result<Version, StoreError> {
-        let _lock = self.writer_lock()?;
+        let lock = self.writer_lock()?;
         if path.is_root() || self.live(path)?.is_some() {
             return Err(StoreError::Exists(path.clone()));
         }
@@ -204,12 +121,12 @@ impl Store {
         self.check_parent(path)?;
         let mut content = Content::simple(Kind::Symlink, 0o777, Mtime::now());
         content.target = Some(target.to_vec());
-        self.commit(path, content, false)
+        self.commit_locked(&lock, path, content, false)
     }
 
     /// Deletes `path` (a file, a symlink, or an empty directory): a tombstone.
     pub fn remove(&self, path: &VPath) -> Result<Version, StoreError> {
-        let _lock = self.writer_lock()?;
+        let lock = self.writer_lock()?;
         let current = self
             .live(path)?
             .ok_or_else(|| StoreError::NotFound(path.clone()))?;
@@ -219,7 +136,8 @@ impl Store {
         if current.kind == Kind::Dir && !self.list_dir(path)?.is_empty() {
             return Err(StoreError::NotEmpty(path.clone()));
         }
-        self.commit(
+        self.commit_locked(
+            &lock,
             path,
             Content::simple(Kind::Tombstone, 0, Mtime::now()),
             false,
@@ -242,7 +160,7 @@ impl Store {
     /// Renames `src` to `dst` (over an existing file or empty directory, like
     /// rename(2)). No block is copied: the new versions name the same blocks.
     pub fn rename(&self, src: &VPath, dst: &VPath, no_replace: bool) -> Result<(), StoreError> {
-        let _lock = self.writer_lock()?;
+        let lock = self.writer_lock()?;
         let source = self
             .live(src)?
             .ok_or_else(|| StoreError::NotFound(src.clone()))?;
@@ -281,10 +199,11 @@ impl Store {
         for (from, to, version) in &moves {
             let mut content = Content::of(version);
             content.from = Some((version.id, from.clone()));
-            self.commit(to, content, false)?;
+            self.commit_locked(&lock, to, content, false)?;
         }
         for (from, _, _) in moves.iter().rev() {
-            self.commit(
+            self.commit_locked(
+                &lock,
                 from,
                 Content::simple(Kind::Tombstone, 0, Mtime::now()),
                 false,
@@ -300,7 +219,7 @@ impl Store {
         mode: Option<u32>,
         mtime: Option<Mtime>,
     ) -> Result<Version, StoreError> {
-        let _lock = self.writer_lock()?;
+        let lock = self.writer_lock()?;
         let current = self
             .live(path)?
             .ok_or_else(|| StoreError::NotFound(path.clone()))?;
@@ -311,12 +230,12 @@ impl Store {
         if let Some(mtime) = mtime {
             content.mtime = mtime;
         }
-        self.commit(path, content, false)
+        self.commit_locked(&lock, path, content, false)
     }
 
     /// Makes the content of an older version of `path` current again.
     pub fn restore(&self, path: &VPath, id: VersionId) -> Result<Version, StoreError> {
-        let _lock = self.writer_lock()?;
+        let lock = self.writer_lock()?;
         let old = match self.read_version(path, id) {
             Ok(old) => old,
             Err(err) if err.is_not_found() => {
@@ -325,22 +244,8 @@ impl Store {
             Err(err) => return Err(err),
         };
         if old.kind.is_live() {
-            self.make_parents_locked(path, Mtime::now())?;
+            self.make_parents_locked(&lock, path, Mtime::now())?;
         }
-        self.commit(path, Content::of(&old), true)
+        self.commit_locked(&lock, path, Content::of(&old), true)
     }
-}
-
-/// Fills `buf` from `input` unless it ends first; returns the bytes read.
-pub(super) fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize, StoreError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == ErrorKind::Interrupted => {}
-            Err(err) => return Err(StoreError::io("(input)", err)),
-        }
-    }
-    Ok(filled)
 }
