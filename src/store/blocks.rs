@@ -51,17 +51,18 @@ fn prefetcher() -> &'static std::sync::mpsc::SyncSender<PathBuf> {
 
 /// Asks the kernel to start reading the block at `raw` (or its `.zst`).
 fn hint(raw: &Path) {
-    use std::os::fd::AsRawFd;
     let file = File::open(raw).or_else(|_| {
         let mut zst = raw.as_os_str().to_os_string();
         zst.push(".zst");
         File::open(zst)
     });
     if let Ok(file) = file {
-        // SAFETY: an advisory call on a descriptor we own.
-        unsafe {
-            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
-        }
+        let _ = nix::fcntl::posix_fadvise(
+            &file,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+        );
     }
 }
 
@@ -373,7 +374,9 @@ impl<'a> BlockWriter<'a> {
         if self.durable {
             // Start writeback now, so the batch flush finds the data on its way.
             use std::os::fd::AsRawFd;
-            // SAFETY: a hint on a descriptor we own; no memory is passed.
+            // SAFETY: the descriptor is the temp file's, open for the whole
+            // call; the call takes plain integers and touches no memory of
+            // ours (nix has no wrapper for sync_file_range(2)).
             unsafe {
                 libc::sync_file_range(
                     file.as_file().as_raw_fd(),
@@ -456,25 +459,9 @@ fn place_block(tmp: &Path, dest: &Path) -> Result<(), StoreError> {
 
 /// `rename` that fails with EEXIST instead of replacing `to`.
 fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let from = CString::new(from.as_os_str().as_bytes())?;
-    let to = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: two NUL-terminated paths that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
+        .map_err(std::io::Error::from)
 }
 
 /// Flushes the filesystem holding `path` (one journal commit for a whole batch).
