@@ -51,17 +51,18 @@ fn prefetcher() -> &'static std::sync::mpsc::SyncSender<PathBuf> {
 
 /// Asks the kernel to start reading the block at `raw` (or its `.zst`).
 fn hint(raw: &Path) {
-    use std::os::fd::AsRawFd;
     let file = File::open(raw).or_else(|_| {
         let mut zst = raw.as_os_str().to_os_string();
         zst.push(".zst");
         File::open(zst)
     });
     if let Ok(file) = file {
-        // SAFETY: an advisory call on a descriptor we own.
-        unsafe {
-            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
-        }
+        let _ = nix::fcntl::posix_fadvise(
+            &file,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+        );
     }
 }
 
@@ -170,32 +171,118 @@ impl Blocks {
         offset: usize,
         buf: &mut [u8],
     ) -> Result<usize, StoreError> {
+        self.open(hash, len)?.read_at(offset, buf)
+    }
+
+    /// Opens the block of `hash` and length `len` for reading ranges of it:
+    /// a raw block stays a file read in place, a compressed one is
+    /// decompressed whole, and so always checked (a damaged frame without a
+    /// zstd checksum could otherwise decode to wrong bytes).
+    pub fn open(&self, hash: &BlockHash, len: usize) -> Result<OpenBlock, StoreError> {
         let located = self.require(hash, len)?;
         if located.compressed {
-            // Decompressed whole anyway, so always checked: a damaged frame
-            // without a zstd checksum could otherwise decode to wrong bytes.
-            let data = self.read(hash, len, true)?;
-            let end = (offset + buf.len()).min(data.len());
-            let n = end.saturating_sub(offset);
-            buf[..n].copy_from_slice(&data[offset..offset + n]);
-            return Ok(n);
+            return Ok(OpenBlock::in_memory(*hash, self.read(hash, len, true)?));
         }
         let file = File::open(&located.path).at(&located.path)?;
-        let want = buf.len().min(len.saturating_sub(offset));
-        let mut done = 0;
-        while done < want {
-            let n = file
-                .read_at(&mut buf[done..want], (offset + done) as u64)
-                .at(&located.path)?;
-            if n == 0 {
-                return Err(StoreError::BadBlock {
-                    hash: *hash,
-                    why: format!("{} is shorter than {len} bytes", located.path.display()),
-                });
-            }
-            done += n;
+        Ok(OpenBlock {
+            hash: *hash,
+            len,
+            data: BlockData::File {
+                file,
+                path: located.path,
+            },
+        })
+    }
+}
+
+/// One block opened for reading ranges of it ([`Blocks::open`],
+/// `Store::open_block`); it stays readable when the block file loses its name
+/// meanwhile (evicted or collected).
+#[derive(Debug)]
+pub struct OpenBlock {
+    hash: BlockHash,
+    len: usize,
+    data: BlockData,
+}
+
+#[derive(Debug)]
+enum BlockData {
+    /// A raw block file, read in place.
+    File { file: File, path: PathBuf },
+    /// The block's bytes: decompressed, or read whole and checked.
+    Bytes(Vec<u8>),
+}
+
+impl OpenBlock {
+    /// A block whose bytes are already in memory (and checked).
+    pub(super) fn in_memory(hash: BlockHash, data: Vec<u8>) -> OpenBlock {
+        OpenBlock {
+            hash,
+            len: data.len(),
+            data: BlockData::Bytes(data),
         }
-        Ok(done)
+    }
+
+    pub fn hash(&self) -> &BlockHash {
+        &self.hash
+    }
+
+    /// The block's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether reads go to a file (false: the bytes are in memory).
+    pub fn is_file(&self) -> bool {
+        matches!(self.data, BlockData::File { .. })
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset` of the block; fewer only at
+    /// its end (0 at or past it).
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<usize, StoreError> {
+        let want = buf.len().min(self.len.saturating_sub(offset));
+        if want == 0 {
+            return Ok(0);
+        }
+        match &self.data {
+            BlockData::Bytes(data) => {
+                buf[..want].copy_from_slice(&data[offset..offset + want]);
+                Ok(want)
+            }
+            BlockData::File { file, path } => {
+                let mut done = 0;
+                while done < want {
+                    let n = file
+                        .read_at(&mut buf[done..want], (offset + done) as u64)
+                        .at(path)?;
+                    if n == 0 {
+                        return Err(StoreError::BadBlock {
+                            hash: self.hash,
+                            why: format!("{} is shorter than {} bytes", path.display(), self.len),
+                        });
+                    }
+                    done += n;
+                }
+                Ok(done)
+            }
+        }
+    }
+
+    /// Asks the kernel to start reading the block from `offset` on (a reader
+    /// that will want the rest of it soon); nothing for a block in memory.
+    pub fn will_need(&self, offset: usize) {
+        if let BlockData::File { file, .. } = &self.data {
+            let _ = nix::fcntl::posix_fadvise(
+                file,
+                offset as libc::off_t,
+                0,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+            );
+        }
     }
 }
 
@@ -287,7 +374,9 @@ impl<'a> BlockWriter<'a> {
         if self.durable {
             // Start writeback now, so the batch flush finds the data on its way.
             use std::os::fd::AsRawFd;
-            // SAFETY: a hint on a descriptor we own; no memory is passed.
+            // SAFETY: the descriptor is the temp file's, open for the whole
+            // call; the call takes plain integers and touches no memory of
+            // ours (nix has no wrapper for sync_file_range(2)).
             unsafe {
                 libc::sync_file_range(
                     file.as_file().as_raw_fd(),
@@ -370,25 +459,9 @@ fn place_block(tmp: &Path, dest: &Path) -> Result<(), StoreError> {
 
 /// `rename` that fails with EEXIST instead of replacing `to`.
 fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let from = CString::new(from.as_os_str().as_bytes())?;
-    let to = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: two NUL-terminated paths that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
+        .map_err(std::io::Error::from)
 }
 
 /// Flushes the filesystem holding `path` (one journal commit for a whole batch).
@@ -465,11 +538,11 @@ mod tests {
                 let (store, barrier) = (&store, Arc::clone(&barrier));
                 let links = dir.path().join(format!("links-{writer}"));
                 scope.spawn(move || {
+                    let held = store.writer_lock().unwrap();
                     for round in 0..rounds {
                         let data = format!("block of round {round}").into_bytes();
                         let hash = BlockHash::of(&data);
                         barrier.wait();
-                        let held = store.writer_lock().unwrap();
                         let mut put = store.block_writer(&held).lazy();
                         put.put(&hash, &data).unwrap();
                         put.finish().unwrap();

@@ -7,6 +7,8 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
+
 use super::{
     Content, IoContext, Kind, Mtime, Store, StoreError, Version, WriterLock, copy_block,
     link_block, sync_filesystem,
@@ -78,8 +80,8 @@ impl Store {
         crate::layout::create_dirs(&versions_dir).at(&versions_dir)?;
         // Serialise writers of this path (in every process of this node).
         let log_path = versions_dir.join("log");
-        let log = open_log(&log_path)?;
-        let _path_lock = flock_file(&log, &log_path)?;
+        // The log stays locked until it is dropped at the end.
+        let log = flock_file(open_log(&log_path)?, &log_path)?;
         let parents = self.heads(path)?;
         self.link_blocks(path, &content.hashes)?;
         let mut version = Version {
@@ -231,30 +233,9 @@ pub(super) fn append_line(file: &File, path: &Path, line: &str) -> Result<(), St
     Ok(())
 }
 
-/// An exclusive flock on an open file, released on drop of the guard.
-pub(super) struct FlockGuard<'a>(&'a File);
-
-impl Drop for FlockGuard<'_> {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: unlocking a descriptor we hold open.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
-    }
-}
-
-pub(super) fn flock_file<'a>(file: &'a File, path: &Path) -> Result<FlockGuard<'a>, StoreError> {
-    use std::os::fd::AsRawFd;
-    loop {
-        // SAFETY: flock on a descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        if rc == 0 {
-            return Ok(FlockGuard(file));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != ErrorKind::Interrupted {
-            return Err(StoreError::io(path, err));
-        }
-    }
+/// Takes an exclusive flock on `file` (a path's `versions/log`), waiting for
+/// it: the file, unlocked when dropped.
+pub(super) fn flock_file(file: File, path: &Path) -> Result<Flock<File>, StoreError> {
+    super::lock::flock(file, path, FlockArg::LockExclusive)?
+        .ok_or_else(|| StoreError::io(path, std::io::Error::from(ErrorKind::WouldBlock)))
 }

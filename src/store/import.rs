@@ -39,8 +39,8 @@ impl Store {
         }
         crate::layout::create_dirs(&versions_dir).at(&versions_dir)?;
         let log_path = versions_dir.join("log");
-        let log = open_log(&log_path)?;
-        let _path_lock = flock_file(&log, &log_path)?;
+        // The log stays locked until it is dropped at the end.
+        let log = flock_file(open_log(&log_path)?, &log_path)?;
         // Another process of this node may have imported it meanwhile.
         if let Some(outcome) = compare_existing(&dest, version)? {
             return Ok(outcome);

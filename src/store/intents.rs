@@ -18,12 +18,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use nix::fcntl::{Flock, FlockArg};
+
+use super::lock::flock;
 use super::{IoContext, Store, StoreError, append_line, flock_file, open_log};
 use crate::ids::VersionId;
 use crate::layout::VPath;
@@ -42,7 +44,8 @@ pub struct Intents {
 }
 
 struct Own {
-    file: File,
+    /// Locked (exclusive) while this process lives: recovery skips it.
+    file: Flock<File>,
     path: PathBuf,
     /// Publications between their intent line and their journal line.
     in_flight: usize,
@@ -170,7 +173,8 @@ fn create(dir: &Path) -> Result<Own, StoreError> {
         .open(&new)
         .at(&new)?;
     fs::set_permissions(&new, fs::Permissions::from_mode(0o644)).at(&new)?;
-    lock(&file, &new, libc::LOCK_EX)?;
+    let file = flock(file, &new, FlockArg::LockExclusive)?
+        .ok_or_else(|| StoreError::io(&new, std::io::Error::from(ErrorKind::WouldBlock)))?;
     fs::rename(&new, &path).at(&path)?;
     Ok(Own {
         file,
@@ -192,23 +196,6 @@ fn rand_u64() -> u64 {
         return nanos ^ u64::from(std::process::id()).rotate_left(32);
     }
     u64::from_le_bytes(bytes)
-}
-
-/// `flock(operation)`; `Ok(false)` when a non-blocking lock is held elsewhere.
-fn lock(file: &File, path: &Path, operation: libc::c_int) -> Result<bool, StoreError> {
-    loop {
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), operation) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            _ => return Err(StoreError::io(path, err)),
-        }
-    }
 }
 
 /// What a recovery found.
@@ -255,9 +242,9 @@ impl Store {
                 Err(err) if err.kind() == ErrorKind::NotFound => continue,
                 Err(err) => return Err(StoreError::io(&path, err)),
             };
-            if !lock(&file, &path, libc::LOCK_EX | libc::LOCK_NB)? {
+            let Some(file) = flock(file, &path, FlockArg::LockExclusiveNonblock)? else {
                 continue; // its process is alive
-            }
+            };
             let versions = self.finish_intents(&file, &path)?;
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -317,8 +304,8 @@ impl Store {
     /// Appends the current id to `path`'s log if its last line names another.
     pub(crate) fn end_log_with_current(&self, path: &VPath) -> Result<(), StoreError> {
         let log_path = self.versions_dir(path).join("log");
-        let log = open_log(&log_path)?;
-        let _path_lock = flock_file(&log, &log_path)?;
+        // The log stays locked until it is dropped at the end.
+        let log = flock_file(open_log(&log_path)?, &log_path)?;
         let Some(current) = self.current(path)? else {
             return Ok(());
         };

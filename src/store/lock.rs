@@ -1,21 +1,44 @@
 //! Local locks between the processes of one node (a mount, a `sync`, a `gc`):
 //! `flock(2)` on files under `state/locks/`, released when the process dies.
+//! [`flock`] is the one place the store takes an flock (through nix's safe
+//! wrapper); the per-path log locks and intent files use it too.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+use nix::fcntl::Flock;
+pub use nix::fcntl::FlockArg;
 
 use super::{IoContext, StoreError};
 
 /// A held lock; dropping it releases it.
 #[derive(Debug)]
 pub struct FileLock {
-    _file: File,
+    _file: Flock<File>,
+}
+
+/// Takes `arg` (shared, exclusive, either non-blocking) on `file`, waiting
+/// through interruptions: the locked file (unlocked when dropped), or `None`
+/// when a non-blocking lock is held elsewhere.
+pub(crate) fn flock(
+    file: File,
+    path: &Path,
+    arg: FlockArg,
+) -> Result<Option<Flock<File>>, StoreError> {
+    let mut file = file;
+    loop {
+        match Flock::lock(file, arg) {
+            Ok(locked) => return Ok(Some(locked)),
+            Err((again, nix::errno::Errno::EINTR)) => file = again,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, errno)) => return Err(StoreError::io(path, std::io::Error::from(errno))),
+        }
+    }
 }
 
 impl FileLock {
-    fn take(path: &Path, operation: libc::c_int) -> Result<FileLock, StoreError> {
+    fn take(path: &Path, arg: FlockArg) -> Result<Option<FileLock>, StoreError> {
         let open = || {
             OpenOptions::new()
                 .create(true)
@@ -37,39 +60,28 @@ impl FileLock {
             }
             Err(err) => return Err(StoreError::io(path, err)),
         };
-        loop {
-            // SAFETY: flock on a file descriptor we own; no memory is involved.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), operation) };
-            if rc == 0 {
-                return Ok(FileLock { _file: file });
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(StoreError::io(path, err));
-            }
-        }
+        Ok(flock(file, path, arg)?.map(|file| FileLock { _file: file }))
+    }
+
+    /// Waits for a lock that a blocking `arg` always gets.
+    fn wait(path: &Path, arg: FlockArg) -> Result<FileLock, StoreError> {
+        FileLock::take(path, arg)?.ok_or_else(|| {
+            StoreError::io(path, std::io::Error::from(std::io::ErrorKind::WouldBlock))
+        })
     }
 
     /// Waits for a shared lock.
     pub fn shared(path: &Path) -> Result<FileLock, StoreError> {
-        FileLock::take(path, libc::LOCK_SH)
+        FileLock::wait(path, FlockArg::LockShared)
     }
 
     /// Waits for an exclusive lock.
     pub fn exclusive(path: &Path) -> Result<FileLock, StoreError> {
-        FileLock::take(path, libc::LOCK_EX)
+        FileLock::wait(path, FlockArg::LockExclusive)
     }
 
     /// Takes an exclusive lock if free now.
     pub fn try_exclusive(path: &Path) -> Result<Option<FileLock>, StoreError> {
-        match FileLock::take(path, libc::LOCK_EX | libc::LOCK_NB) {
-            Ok(lock) => Ok(Some(lock)),
-            Err(StoreError::Io { source, .. })
-                if source.raw_os_error() == Some(libc::EWOULDBLOCK) =>
-            {
-                Ok(None)
-            }
-            Err(err) => Err(err),
-        }
+        FileLock::take(path, FlockArg::LockExclusiveNonblock)
     }
 }

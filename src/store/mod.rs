@@ -28,7 +28,9 @@ mod write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use blocks::{BlockWriter, Blocks, Located, copy_block, link_block, sync_filesystem};
+pub use blocks::{
+    BlockWriter, Blocks, Located, OpenBlock, copy_block, link_block, sync_filesystem,
+};
 pub(crate) use commit::open_log;
 use commit::{append_line, flock_file};
 pub use error::{IoContext, StoreError};
