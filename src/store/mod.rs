@@ -17,6 +17,7 @@ pub mod live_cache;
 pub mod lock;
 mod meta;
 pub mod pipeline;
+pub mod posix;
 pub mod resolve;
 pub mod version;
 
@@ -1126,6 +1127,7 @@ impl Store {
             block_size: content.block_size,
             target: content.target,
             hashes: content.hashes,
+            posix: posix::Posix::default(),
         };
         if version.kind == Kind::Tombstone {
             // What a tombstone's file says (no mode, no mtime), so the version

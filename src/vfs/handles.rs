@@ -345,6 +345,7 @@ impl Vfs {
             block_size: cache.block_size,
             target: None,
             hashes: Vec::new(),
+            posix: crate::store::posix::Posix::default(),
         };
         lock(&self.created).insert(path, ino);
         let dirty = Arc::new(Ranked::new(
