@@ -321,11 +321,6 @@ fn touches_peers(command: &Command) -> bool {
     )
 }
 
-/// Tells systemd the mount is ready (from the supervisor, for its worker).
-pub(crate) fn notify_ready() {
-    mount::notify_ready();
-}
-
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",

@@ -1,5 +1,6 @@
 //! The thin fuser adapter: every handler calls the filesystem core ([`crate::vfs`])
-//! and replies with its result or its errno. The only file that imports fuser.
+//! and replies with its result or its errno. With [`crate::mount`]'s session
+//! (which mounts it), the only code that imports fuser.
 //!
 //! What the mount refuses (hard links, xattrs, ioctls) is decided in the core
 //! (`vfs/refused.rs`); failures are logged here, once per request.
@@ -9,14 +10,13 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    BackingId, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use tracing::Level;
@@ -657,154 +657,12 @@ impl Filesystem for GloboFs {
     }
 }
 
-/// A mounted filesystem running in background threads.
-pub struct Mounted {
-    session: Option<fuser::BackgroundSession>,
-    notifier: fuser::Notifier,
-}
-
-impl Mounted {
-    /// Tells the kernel to drop cached data and names for a changed path.
-    pub fn invalidate(&self, ino: Option<u64>, entry: Option<(u64, Vec<u8>)>) {
-        if let Some(ino) = ino {
-            let _ = self.notifier.inval_inode(INodeNo(ino), 0, 0);
-        }
-        if let Some((parent, name)) = entry {
-            let _ = self
-                .notifier
-                .inval_entry(INodeNo(parent), OsStr::from_bytes(&name));
-        }
+impl GloboFs {
+    /// Where the session puts its notifier once the session exists (see
+    /// [`crate::mount`]), so handlers can have the kernel drop stale caches.
+    pub(crate) fn notifier_slot(&self) -> Arc<std::sync::OnceLock<fuser::Notifier>> {
+        Arc::clone(&self.notifier)
     }
-
-    /// Whether the session has ended (the file system was unmounted from outside).
-    pub fn ended(&self) -> bool {
-        self.session
-            .as_ref()
-            .is_none_or(|session| session.guard.is_finished())
-    }
-
-    /// Waits for the session threads of a session that has ended.
-    pub fn join(mut self) -> std::io::Result<()> {
-        match self.session.take() {
-            Some(session) => join(disarm(session)),
-            None => Ok(()),
-        }
-    }
-
-    /// Unmounts and waits for the session threads. When files are still open
-    /// (the unmount is busy), the mount is detached from the file tree instead
-    /// and goes on serving the open handles until they are closed or `grace`
-    /// has passed; returns how many handles were still open then.
-    pub fn stop(mut self, mountpoint: &Path, vfs: &Vfs, grace: Duration) -> std::io::Result<usize> {
-        let Some(session) = self.session.take() else {
-            return Ok(0);
-        };
-        let session = disarm(session);
-        if !session.is_finished() {
-            match unmount_path(mountpoint, false) {
-                Ok(()) => {}
-                Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
-                    tracing::warn!(
-                        mountpoint = %mountpoint.display(),
-                        open = vfs.open_handle_count(),
-                        "files are still open: detached the mount; serving them until they are closed (at most {grace:?})"
-                    );
-                    unmount_path(mountpoint, true)?;
-                    let deadline = std::time::Instant::now() + grace;
-                    while !session.is_finished() && std::time::Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    if !session.is_finished() {
-                        // Leaving: the session thread ends with the process.
-                        return Ok(vfs.open_handle_count().max(1));
-                    }
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        join(session)?;
-        Ok(0)
-    }
-}
-
-/// The session's thread, with the rest of the session leaked on purpose.
-///
-/// fuser's session owns a mount handle that unmounts when it is dropped. By
-/// then the mount is gone already (this code unmounted it, or someone did from
-/// outside), and fuser's test for that reads the device's POLLERR the wrong way
-/// round, so it unmounted a second time: EINVAL, logged as "Unmount failed" on
-/// every stop, or, had something been mounted at that place meanwhile, that.
-/// What is leaked is a little memory and the FUSE device's descriptor, which
-/// the process closes when it exits right after.
-fn disarm(session: fuser::BackgroundSession) -> JoinHandle<std::io::Result<()>> {
-    let session = std::mem::ManuallyDrop::new(session);
-    // SAFETY: the guard is moved out once; the session it was in is never
-    // used or dropped after, so nothing reads or drops the guard twice.
-    unsafe { std::ptr::read(&session.guard) }
-}
-
-/// Waits for a session's thread.
-fn join(guard: JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
-    guard
-        .join()
-        .map_err(|_| std::io::Error::other("the FUSE session thread panicked"))?
-}
-
-/// Unmounts `mountpoint` (`lazy`: detach it from the tree now, let it go when
-/// its last open file is closed): directly as root, else with `fusermount3`.
-fn unmount_path(mountpoint: &Path, lazy: bool) -> std::io::Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        let flags = if lazy {
-            nix::mount::MntFlags::MNT_DETACH
-        } else {
-            nix::mount::MntFlags::empty()
-        };
-        return nix::mount::umount2(mountpoint, flags).map_err(std::io::Error::from);
-    }
-    let mut command = std::process::Command::new("fusermount3");
-    command.arg(if lazy { "-uz" } else { "-u" }).arg(mountpoint);
-    let out = command.output()?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let text = String::from_utf8_lossy(&out.stderr);
-    if text.contains("busy") {
-        return Err(std::io::Error::from_raw_os_error(libc::EBUSY));
-    }
-    Err(std::io::Error::other(format!(
-        "fusermount3: {}",
-        text.trim()
-    )))
-}
-
-/// Mounts `vfs` at `mountpoint` with `threads` request threads.
-pub fn mount(
-    vfs: Arc<Vfs>,
-    mountpoint: &Path,
-    threads: usize,
-    name: &str,
-) -> std::io::Result<Mounted> {
-    let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName(format!("globofs:{name}")),
-        MountOption::Subtype("globofs".into()),
-        MountOption::DefaultPermissions,
-    ];
-    if nix::unistd::geteuid().is_root() {
-        config.acl = fuser::SessionACL::All;
-    }
-    config.n_threads = Some(threads.max(1));
-    config.clone_fd = threads > 1;
-    let fs = GloboFs::new(vfs);
-    let for_fs = Arc::clone(&fs.notifier);
-    let session = fuser::Session::new(fs, mountpoint, &config)?;
-    let notifier = session.notifier();
-    let _ = for_fs.set(notifier.clone());
-    let background = session.spawn()?;
-    Ok(Mounted {
-        session: Some(background),
-        notifier,
-    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! volume spec; [`ignore`] its `ignore` patterns), [`store`] (one node's
 //! store), [`reconcile`] (the on-disk layout a spec declares), [`sync`]
 //! (exchange through peers' spools), [`vfs`] (the filesystem core, fuser-free),
-//! `fuse` (the thin fuser adapter) and [`cli`].
+//! `fuse` (the thin fuser adapter), [`mount`] (the mount session) and [`cli`].
 
 pub mod cli;
 pub mod failpoint;
@@ -12,6 +12,7 @@ pub mod fuse;
 pub mod ids;
 pub mod ignore;
 pub mod layout;
+pub mod mount;
 pub mod reconcile;
 pub mod spec;
 pub mod store;

@@ -30,14 +30,17 @@
 //! still ends the work as it did when it was one process.
 
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, Signal};
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
 
 /// Marks a worker: `FD:PID`, the status pipe's write end and the supervisor.
 pub const ENV: &str = "GLOBOFS_SUPERVISOR";
@@ -58,10 +61,12 @@ const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// gone (it normally is within milliseconds; a stuck one is left behind).
 const REAP_WAIT: Duration = Duration::from_secs(2);
 
-/// In a worker: the status pipe's write end (-1 elsewhere).
-static STATUS_FD: AtomicI32 = AtomicI32::new(-1);
+/// In a worker: the status pipe's write end (unset elsewhere). Set once,
+/// before the signal handler is installed; the handler reads it with
+/// `OnceLock::get`, one atomic load, which is async-signal-safe.
+static STATUS: OnceLock<OwnedFd> = OnceLock::new();
 /// In a worker: /dev/null, opened in advance for the signal handler.
-static NULL_FD: AtomicI32 = AtomicI32::new(-1);
+static NULL: OnceLock<OwnedFd> = OnceLock::new();
 
 /// Called first in `main`, before any thread exists: when this process is a
 /// supervised worker, takes the mark out of the environment, arranges to die
@@ -70,52 +75,61 @@ pub fn enter_worker() -> bool {
     let Some(value) = std::env::var_os(ENV) else {
         return false;
     };
-    // SAFETY: called at the start of main, while this is the only thread.
+    // SAFETY: remove_var races with any other thread reading or writing the
+    // environment; this runs first in `main` (see `cli::main`), before the
+    // process has started a thread, so nothing else can touch it meanwhile.
     unsafe { std::env::remove_var(ENV) };
     let Some((fd, supervisor)) = parse_mark(&value) else {
         eprintln!("globofs: ignoring {ENV}={value:?}: not FD:PID");
         return false;
     };
     // The descriptor must be one we inherited (not closed, not reused).
-    // SAFETY: F_GETFD/F_SETFD only read and set a descriptor flag.
+    // SAFETY: F_GETFD on a bare number only reads its descriptor flags (a
+    // number that is not open gives EBADF); nothing is owned or borrowed, so
+    // there is no safe wrapper to use until we know it is open.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     if flags < 0 {
         eprintln!("globofs: ignoring {ENV}: descriptor {fd} is not open");
         return false;
     }
+    // SAFETY: the descriptor is open (just checked) and was inherited from
+    // the supervisor for this purpose only; no other code of this process
+    // knows its number, so this is its one owner.
+    let status = unsafe { OwnedFd::from_raw_fd(fd) };
     // Programs the worker runs (fusermount3) must not hold the pipe.
-    // SAFETY: as above.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets the signal sent at the
-    // supervisor's death; getppid has no preconditions.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-        if libc::getppid() != supervisor {
-            // The supervisor died before the line above: end as it did.
-            libc::_exit(137);
-        }
+    let _ = fcntl(
+        &status,
+        FcntlArg::F_SETFD(FdFlag::from_bits_truncate(flags) | FdFlag::FD_CLOEXEC),
+    );
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid() != Pid::from_raw(supervisor) {
+        // The supervisor died before the line above: end as it did.
+        // SAFETY: _exit ends the process at once; no thread but this one
+        // exists yet and nothing of ours needs flushing.
+        unsafe { libc::_exit(137) };
     }
-    // SAFETY: a NUL-terminated path; the descriptor is kept for the process's life.
-    let null = unsafe {
-        libc::open(
-            c"/dev/null".as_ptr(),
-            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOCTTY,
-        )
-    };
-    NULL_FD.store(null, Ordering::SeqCst);
-    STATUS_FD.store(fd, Ordering::SeqCst);
+    // Kept for the process's life (a failed open leaves it unset: the
+    // worker then keeps the caller's stdio, as it must).
+    if let Ok(null) = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        let _ = NULL.set(null);
+    }
+    let _ = STATUS.set(status);
     let mut forwarded = SigSet::empty();
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESETHAND,
+        SigSet::empty(),
+    );
     for signal in FORWARDED {
         forwarded.add(signal);
-        // SAFETY: the handler only makes async-signal-safe calls (dup2,
-        // write, raise); SA_RESETHAND puts the default action back first.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            action.sa_flags = libc::SA_RESETHAND;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal as libc::c_int, &action, std::ptr::null_mut());
-        }
+        // SAFETY: the handler makes only async-signal-safe calls (dup2,
+        // write, raise, and atomic loads of the two descriptors set above);
+        // SA_RESETHAND puts the default action back before it runs.
+        let _ = unsafe { nix::sys::signal::sigaction(signal, &action) };
     }
     // The supervisor had them blocked when it started us, and exec keeps
     // the mask: take them again (a signal already waiting arrives now).
@@ -136,50 +150,82 @@ extern "C" fn on_signal(signal: libc::c_int) {
     release_stdio();
     send(&[MSG_SIGNAL, signal as u8]);
     // SA_RESETHAND restored the default action; the raised signal is taken
-    // when the handler returns.
-    // SAFETY: raise is async-signal-safe.
-    unsafe { libc::raise(signal) };
+    // when the handler returns. (The handler is installed for the forwarded
+    // signals only, which all have a name.)
+    if let Ok(signal) = Signal::try_from(signal) {
+        let _ = nix::sys::signal::raise(signal);
+    }
 }
 
 /// Points stdin, stdout and stderr at /dev/null (async-signal-safe).
 fn release_stdio() {
-    let null = NULL_FD.load(Ordering::SeqCst);
-    if null < 0 {
+    let Some(null) = NULL.get() else {
         return;
-    }
-    for fd in 0..=2 {
-        // SAFETY: dup2 onto the standard descriptors; both are valid.
-        unsafe { libc::dup2(null, fd) };
-    }
+    };
+    let _ = nix::unistd::dup2_stdin(null);
+    let _ = nix::unistd::dup2_stdout(null);
+    let _ = nix::unistd::dup2_stderr(null);
 }
 
 /// Writes one message to the supervisor (async-signal-safe). A supervisor
 /// that is gone is no error (std ignores SIGPIPE; the write fails with EPIPE).
+/// A pipe write of fewer than PIPE_BUF bytes is all or nothing.
 fn send(message: &[u8]) -> bool {
-    let fd = STATUS_FD.load(Ordering::SeqCst);
-    if fd < 0 {
+    let Some(status) = STATUS.get() else {
         return false;
+    };
+    nix::unistd::write(status, message).is_ok_and(|written| written == message.len())
+}
+
+/// Tells systemd (Type=notify) that the service is up: in a supervised
+/// worker through the supervisor (which tells systemd), elsewhere directly
+/// when NOTIFY_SOCKET is set.
+pub fn notify_ready() {
+    if !worker_ready() {
+        notify_systemd_ready();
     }
-    // SAFETY: writing a small buffer to a descriptor we own; a pipe write of
-    // fewer than PIPE_BUF bytes is all or nothing.
-    let written = unsafe { libc::write(fd, message.as_ptr().cast(), message.len()) };
-    written == message.len() as isize
 }
 
 /// In a worker: tells the supervisor the service is ready (it tells systemd).
 /// Returns false when this process is not a supervised worker.
-pub fn worker_ready() -> bool {
-    if STATUS_FD.load(Ordering::SeqCst) < 0 {
+fn worker_ready() -> bool {
+    if STATUS.get().is_none() {
         return false;
     }
     send(&[MSG_READY]);
     true
 }
 
+/// Sends `READY=1` to systemd's NOTIFY_SOCKET, when it is set (a path, or an
+/// abstract name written with a leading `@`).
+fn notify_systemd_ready() {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(sock) => sock,
+        Err(err) => {
+            tracing::warn!(error = %err, "sd_notify");
+            return;
+        }
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(socket.as_os_str()).to_vec();
+    let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|addr| sock.send_to_addr(b"READY=1\n", &addr))
+    } else {
+        sock.send_to(b"READY=1\n", std::path::Path::new(&socket))
+    };
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "sd_notify READY=1");
+    }
+}
+
 /// In a worker, right before it exits with `code`: flushes what it printed,
 /// lets go of the caller's stdio and reports the code. A no-op elsewhere.
 pub fn finish(code: i32) {
-    if STATUS_FD.load(Ordering::SeqCst) < 0 {
+    if STATUS.get().is_none() {
         return;
     }
     use std::io::Write;
@@ -211,8 +257,7 @@ pub fn supervise() -> Option<i32> {
         }
     };
     // The worker inherits the write end (and nothing else of ours).
-    // SAFETY: F_SETFD on a descriptor we own.
-    if unsafe { libc::fcntl(status_write.as_raw_fd(), libc::F_SETFD, 0) } < 0 {
+    if fcntl(&status_write, FcntlArg::F_SETFD(FdFlag::empty())).is_err() {
         return None;
     }
     // Block the forwarded signals before the worker starts, so none that
@@ -286,34 +331,26 @@ fn wait_for(mut child: Child, status: &OwnedFd, signal_fd: &SignalFd) -> Outcome
     let pid = child.id() as libc::pid_t;
     let mut message: Vec<u8> = Vec::new();
     let mut lingering = Lingering::default();
+    let wait = PollTimeout::try_from(CHECK_EVERY).unwrap_or(PollTimeout::MAX);
     loop {
         let mut fds = [
-            libc::pollfd {
-                fd: status.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: signal_fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(status.as_fd(), PollFlags::POLLIN),
+            PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN),
         ];
-        // SAFETY: two valid pollfd entries for the call.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, CHECK_EVERY.as_millis() as i32) };
-        if ready < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
+        let ready = match poll(&mut fds, wait) {
+            Ok(ready) => ready,
+            Err(nix::errno::Errno::EINTR) => continue,
             // Cannot wait for the report: wait for the worker itself.
-            return Outcome::of(child.wait().unwrap_or(ExitStatus::from_raw(3 << 8)));
-        }
+            Err(_) => return Outcome::of(child.wait().unwrap_or(ExitStatus::from_raw(3 << 8))),
+        };
+        let reported = fds[0].revents().is_some_and(|events| !events.is_empty());
         while let Ok(Some(info)) = signal_fd.read_signal() {
-            // SAFETY: kill with a pid we started and a signal we received.
-            unsafe { libc::kill(pid, info.ssi_signo as libc::c_int) };
+            // Only the forwarded signals are read here, and they have names.
+            if let Ok(signal) = Signal::try_from(info.ssi_signo as libc::c_int) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+            }
         }
-        if fds[0].revents != 0 {
+        if reported {
             let mut buf = [0u8; 64];
             match nix::unistd::read(status, &mut buf) {
                 Ok(0) => {
@@ -329,7 +366,7 @@ fn wait_for(mut child: Child, status: &OwnedFd, signal_fd: &SignalFd) -> Outcome
                 match kind {
                     MSG_READY => {
                         message.remove(0);
-                        crate::cli::notify_ready();
+                        notify_systemd_ready();
                     }
                     MSG_EXIT | MSG_SIGNAL if message.len() >= 2 => {
                         let value = i32::from(message[1]);
@@ -440,10 +477,31 @@ fn zombie_main_thread(pid: libc::pid_t) -> Option<ExitStatus> {
     Some(ExitStatus::from_raw(raw))
 }
 
-/// Ends this process by `signal`, as the worker ended.
+/// Ends this process by `signal`, as the worker ended: its default action
+/// back (std ignores SIGPIPE, for one), unblocked, raised. If the signal does
+/// not end the process, it exits as a shell would report it.
 fn end_by_signal(signal: i32) -> ! {
-    // SAFETY: restoring the default action of a signal and raising it; if the
-    // signal does not end the process, it exits as a shell would report it.
+    match Signal::try_from(signal) {
+        Ok(named) => {
+            // SAFETY: SIG_DFL installs no handler of ours, so no code runs
+            // in signal context and nothing is shared with one.
+            let _ = unsafe { nix::sys::signal::signal(named, SigHandler::SigDfl) };
+            let mut set = SigSet::empty();
+            set.add(named);
+            let _ = set.thread_unblock();
+            let _ = nix::sys::signal::raise(named);
+        }
+        Err(_) => raise_unnamed(signal),
+    }
+    std::process::exit(128 + signal)
+}
+
+/// [`end_by_signal`] for a real-time signal, which nix's `Signal` does not
+/// name (a worker can be killed by one): the same steps through libc.
+fn raise_unnamed(signal: i32) {
+    // SAFETY: the set is initialised by sigemptyset before use; SIG_DFL
+    // installs no handler; the calls take only that set and a plain number
+    // (an invalid one gives EINVAL and changes nothing).
     unsafe {
         libc::signal(signal, libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -452,5 +510,4 @@ fn end_by_signal(signal: i32) -> ! {
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         libc::raise(signal);
     }
-    std::process::exit(128 + signal)
 }

@@ -6,9 +6,13 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, ErrorKind, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, OFlag};
+use nix::sys::stat::Mode;
 
 fn c_name(name: &OsStr) -> io::Result<CString> {
     if name.is_empty() || name == "." || name == ".." || name.as_bytes().contains(&b'/') {
@@ -21,18 +25,20 @@ fn c_name(name: &OsStr) -> io::Result<CString> {
         .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "NUL in name"))
 }
 
-fn open_at(dir: Option<&OwnedFd>, name: &CString, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let base = dir.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+/// `openat(dir, name, flags | O_CLOEXEC)`, relative to the working
+/// directory without `dir`; retried when interrupted.
+fn open_at(dir: Option<&OwnedFd>, name: &CString, flags: OFlag) -> io::Result<OwnedFd> {
+    let base = dir.map_or(AT_FDCWD, AsFd::as_fd);
     loop {
-        // SAFETY: `name` is a valid C string; `base` is an open descriptor or AT_FDCWD.
-        let fd = unsafe { libc::openat(base, name.as_ptr(), flags | libc::O_CLOEXEC) };
-        if fd >= 0 {
-            // SAFETY: openat returned a fresh descriptor that nothing else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != ErrorKind::Interrupted {
-            return Err(err);
+        match nix::fcntl::openat(
+            base,
+            name.as_c_str(),
+            flags | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::EINTR) => continue,
+            Err(err) => return Err(io::Error::from(err)),
         }
     }
 }
@@ -55,7 +61,7 @@ fn refusing_symlinks(err: io::Error, at: &Path) -> io::Error {
 pub fn open_under(base: &Path, names: &[OsString]) -> io::Result<File> {
     let base_c = CString::new(base.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "NUL in path"))?;
-    let dir_flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
     let mut at = base.to_path_buf();
     let mut dir = open_at(None, &base_c, dir_flags).map_err(|err| refusing_symlinks(err, &at))?;
     let Some((last, parents)) = names.split_last() else {
@@ -70,7 +76,7 @@ pub fn open_under(base: &Path, names: &[OsString]) -> io::Result<File> {
     let fd = open_at(
         Some(&dir),
         &c_name(last)?,
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
     )
     .map_err(|err| refusing_symlinks(err, &at))?;
     let file = File::from(fd);

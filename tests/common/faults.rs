@@ -604,7 +604,8 @@ pub fn mount_ids(path: &Path) -> Vec<String> {
 }
 
 /// How many times a mount log says the mount is up (`globofs mount` logs
-/// "mounted" at info level once the kernel has it).
+/// "mounted" at info level, from the mount session `globofs::mount`, once the
+/// kernel has it).
 pub fn mounted_lines(log: &str) -> usize {
     // Without colour codes (the log may have them between target and message).
     let mut plain = String::with_capacity(log.len());
@@ -622,7 +623,7 @@ pub fn mounted_lines(log: &str) -> usize {
     }
     plain
         .lines()
-        .filter(|line| line.contains("cli::mount") && line.contains(" mounted "))
+        .filter(|line| line.contains("globofs::mount:") && line.contains(" mounted "))
         .count()
 }
 

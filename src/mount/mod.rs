@@ -1,0 +1,159 @@
+//! The mount session: everything between "mount this spec there" and the
+//! process leaving. It owns the FUSE session ([`session`]), the signals that
+//! end it ([`signals`]), the threads beside it (following the node's journal,
+//! [`journal`]; the sync loop, [`sync_loop`]), the allocator and readahead
+//! settings ([`tuning`]) and the one way a mount is taken down, whether by us
+//! or found dead from an earlier run ([`teardown`]).
+//!
+//! The command line calls [`run`] and nothing else. This module uses the core
+//! ([`crate::vfs`]), the fuser adapter ([`crate::fuse`]), [`crate::store`],
+//! [`crate::sync`] and [`crate::supervise`] (readiness); it never calls back
+//! into [`crate::cli`]: its errors are [`MountError`], which the command line
+//! turns into an exit code.
+
+mod journal;
+mod session;
+mod signals;
+mod sync_loop;
+mod teardown;
+mod tuning;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::spec::Spec;
+use crate::store::{Store, StoreError};
+use crate::vfs::Vfs;
+
+use session::Session;
+use signals::Signals;
+use teardown::Ending;
+
+/// How often the mount reads the node's journal for changes made elsewhere,
+/// and how long the main thread waits for a signal before it looks whether
+/// the session was ended from outside.
+const POLL: Duration = Duration::from_millis(500);
+
+/// What `globofs mount` was asked for.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where to mount (already chosen from the arguments or the spec).
+    pub mountpoint: PathBuf,
+    /// FUSE request threads.
+    pub threads: usize,
+    /// How long open files are served after a stop signal when the unmount
+    /// is busy (the mount is detached meanwhile).
+    pub stop_grace: Duration,
+}
+
+/// Why a mount could not start or did not end cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The spec or the arguments are wrong (the command line's exit code 1).
+    #[error("{0}")]
+    Input(String),
+    /// Something failed while working (exit code 3).
+    #[error("{0}")]
+    Runtime(String),
+    /// Opening the store failed; the command line classifies it as it does
+    /// every store error.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl MountError {
+    fn input(message: impl std::fmt::Display) -> MountError {
+        MountError::Input(message.to_string())
+    }
+
+    fn runtime(message: impl std::fmt::Display) -> MountError {
+        MountError::Runtime(message.to_string())
+    }
+}
+
+/// Reconciles the volume, mounts it in the foreground, follows the node's
+/// journal (so changes made by other processes and applied from peers show
+/// up), syncs with the peers when there are any, and unmounts cleanly on
+/// SIGINT, SIGTERM or SIGHUP. Returns when the mount is gone.
+pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
+    let mountpoint = options.mountpoint.as_path();
+    let outcome = crate::reconcile::reconcile(spec, false).map_err(MountError::input)?;
+    for warning in &outcome.warnings {
+        tracing::warn!("{warning}");
+    }
+    teardown::recover_stale_mount(mountpoint)?;
+    tuning::limit_malloc_arenas();
+    std::fs::create_dir_all(mountpoint)
+        .map_err(|err| MountError::runtime(format!("{}: {err}", mountpoint.display())))?;
+    let syncer = Arc::new(crate::sync::Syncer::new(spec));
+    let mut store = Store::open_spec(spec)?;
+    store.set_fetcher(Arc::new(syncer.fetcher()));
+    let store = Arc::new(store);
+    let vfs = Arc::new(Vfs::new(Arc::clone(&store)));
+
+    // Signals go to this thread only: block them before the FUSE threads start.
+    let signals = Signals::block()?;
+
+    let session = Session::start(
+        Arc::clone(&vfs),
+        mountpoint,
+        options.threads,
+        &spec.node.to_string(),
+    )
+    .map_err(|err| MountError::runtime(format!("mounting {}: {err}", mountpoint.display())))?;
+    tuning::raise_readahead(mountpoint);
+    tracing::info!(mountpoint = %mountpoint.display(), node = %spec.node, "mounted");
+    crate::supervise::notify_ready();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (kick, kicked) = mpsc::channel::<()>();
+    let follower = journal::spawn(
+        store.layout().journal(),
+        Arc::clone(&vfs),
+        session.invalidator(),
+        Arc::clone(&stop),
+        kick,
+    )
+    .map_err(|err| MountError::runtime(format!("starting the journal reader: {err}")))?;
+    let syncing = if spec.peers.is_empty() {
+        None
+    } else {
+        let settings = sync_loop::Settings {
+            interval: spec.sync_interval,
+            cache: spec.cache_max_size.map(|max| (max, spec.min_copies)),
+        };
+        Some(
+            sync_loop::spawn(
+                syncer,
+                Arc::clone(&store),
+                settings,
+                kicked,
+                Arc::clone(&stop),
+            )
+            .map_err(|err| MountError::runtime(format!("starting sync: {err}")))?,
+        )
+    };
+
+    // A signal asks us to unmount; `fusermount3 -u` or `umount` from outside
+    // ends the session on its own, and then there is nothing left to serve.
+    let ending = loop {
+        if let Some(signal) = signals.wait(POLL)? {
+            tracing::info!(?signal, "unmounting");
+            break Ending::Signal;
+        }
+        if session.ended() {
+            tracing::info!(mountpoint = %mountpoint.display(), "unmounted from outside; exiting");
+            break Ending::FromOutside;
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = follower.join();
+    if let Some(syncing) = syncing {
+        // Remote calls run on per-peer workers with deadlines, so this ends soon.
+        let _ = syncing.join();
+    }
+    teardown::finish(session, ending, mountpoint, &vfs, options.stop_grace)
+}

@@ -1,0 +1,104 @@
+//! The sync loop while mounted: a pass every `sync.interval` and shortly
+//! after local changes (the journal follower nudges it), then, with
+//! `cache.max_size`, shrinking the local blocks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::POLL;
+use crate::store::Store;
+use crate::sync::Syncer;
+
+/// Wait after a local change before syncing, so a burst of writes goes in one pass.
+const DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// What the spec says about the loop.
+pub(super) struct Settings {
+    /// `sync.interval`.
+    pub interval: Duration,
+    /// `cache.max_size` and `min_copies`, when the cache is bounded.
+    pub cache: Option<(u64, u32)>,
+}
+
+/// Starts the `sync` thread; it ends soon after `stop` is set.
+pub(super) fn spawn(
+    syncer: Arc<Syncer>,
+    store: Arc<Store>,
+    settings: Settings,
+    kicked: mpsc::Receiver<()>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("sync".into())
+        .spawn(move || run(&syncer, &store, &settings, &kicked, &stop))
+}
+
+/// Runs a sync pass every `interval`, and shortly after local changes; with
+/// `cache` (`max_size`, `min_copies`), shrinks the local blocks after a pass,
+/// at most every [`crate::sync::evict::CACHE_CHECK_EVERY`].
+fn run(
+    syncer: &Syncer,
+    store: &Store,
+    settings: &Settings,
+    kicked: &mpsc::Receiver<()>,
+    stop: &AtomicBool,
+) {
+    let mut next = Instant::now();
+    let mut cache_checked: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= next {
+            match syncer.pass(store) {
+                Ok(report) => tracing::info!(
+                    pushed = report.pushed(),
+                    applied = report.applied(),
+                    conflicts = report.conflicts(),
+                    unreachable = report.unreachable(),
+                    "sync"
+                ),
+                Err(err) => tracing::warn!(error = %err, "sync pass failed"),
+            }
+            if let Some((max_size, min_copies)) = settings.cache {
+                let due = cache_checked
+                    .is_none_or(|at| at.elapsed() >= crate::sync::evict::CACHE_CHECK_EVERY);
+                if due && !stop.load(Ordering::Relaxed) {
+                    cache_checked = Some(Instant::now());
+                    shrink_cache(syncer, store, max_size, min_copies);
+                }
+            }
+            next = Instant::now() + settings.interval;
+            // Changes the pass itself made are not a reason for another pass.
+            while kicked.try_recv().is_ok() {}
+            continue;
+        }
+        let wait = (next - now).min(POLL);
+        match kicked.recv_timeout(wait) {
+            Ok(()) => {
+                next = next.min(Instant::now() + DEBOUNCE);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+/// Evicts local blocks down to `max_size`, keeping `min_copies` elsewhere.
+fn shrink_cache(syncer: &Syncer, store: &Store, max_size: u64, min_copies: u32) {
+    let fetcher = syncer.fetcher();
+    match crate::sync::shrink_to(store, fetcher.remotes(), max_size, min_copies) {
+        Ok(report) if report.evicted > 0 || report.kept_too_few_copies > 0 => {
+            tracing::info!(
+                evicted = report.evicted,
+                bytes_freed = report.bytes_freed,
+                kept = report.kept_too_few_copies,
+                local_bytes = report.local_bytes_after,
+                "cache.max_size"
+            )
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cache eviction failed"),
+    }
+}
