@@ -358,13 +358,20 @@ impl Vfs {
         ));
         lock(&self.dirty).insert(ino, Arc::clone(&dirty));
         let fh = self.dirty_handle(ino, dirty, true);
-        let attr = self.writer_attr(ino).unwrap_or(Attr {
-            ino,
-            kind: NodeKind::File,
-            size: 0,
-            perm: (mode & 0o7777) as u16,
-            mtime: SystemTime::now(),
-            nlink: 1,
+        let attr = self.writer_attr(ino).unwrap_or_else(|| {
+            let now = SystemTime::now();
+            Attr {
+                ino,
+                kind: NodeKind::File,
+                size: 0,
+                perm: (mode & 0o7777) as u16,
+                mtime: now,
+                nlink: 1,
+                uid: self.uid,
+                gid: self.gid,
+                atime: now,
+                ctime: now,
+            }
         });
         self.page_cache_unknown(ino);
         Ok((

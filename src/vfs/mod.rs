@@ -55,6 +55,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::layout::{NAME_MAX, VPath};
 use crate::store::live_cache::LiveCache;
+use crate::spec::Ownership;
 use crate::store::{Kind, Store, StoreError, Version};
 use handles::Handle;
 use inodes::Inodes;
@@ -104,6 +105,8 @@ pub struct Vfs {
     forgotten: AtomicU64,
     uid: u32,
     gid: u32,
+    /// How owners are shown (`mount.ownership`).
+    ownership: Ownership,
 }
 
 impl Vfs {
@@ -130,6 +133,7 @@ impl Vfs {
             forgotten: AtomicU64::new(0),
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
+            ownership: Ownership::Keep,
         }
     }
 
@@ -146,6 +150,12 @@ impl Vfs {
     /// Whether `path` is a live directory (the root always is).
     fn is_dir(&self, path: &VPath) -> Result<bool, StoreError> {
         Ok(path.is_root() || self.live(path)?.is_some_and(|v| v.kind == Kind::Dir))
+    }
+
+    /// Shows owners as `ownership` says (the spec's `mount.ownership`).
+    pub fn with_ownership(mut self, ownership: Ownership) -> Vfs {
+        self.ownership = ownership;
+        self
     }
 
     pub fn uid(&self) -> u32 {

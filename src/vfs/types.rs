@@ -21,6 +21,14 @@ pub struct Attr {
     pub perm: u16,
     pub mtime: SystemTime,
     pub nlink: u32,
+    /// Owner and group as this mount shows them (see `mount.ownership`).
+    pub uid: u32,
+    pub gid: u32,
+    /// The last access time set explicitly, else the mtime (reads store none).
+    pub atime: SystemTime,
+    /// When the content or an attribute last changed: the time of the
+    /// version's id (every change is a new version), now while being written.
+    pub ctime: SystemTime,
 }
 
 /// A directory entry.
