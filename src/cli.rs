@@ -259,7 +259,14 @@ impl From<crate::store::StoreError> for Failure {
             | E::Invalid { .. }
             | E::NoSuchVersion(..)
             | E::BadPath(_)
-            | E::Refused(_) => Failure::input(err),
+            // Once one catch-all refusal: still the user's to act on.
+            | E::BadSymlinkTarget { .. }
+            | E::RemoveRoot
+            | E::IdClash { .. }
+            | E::PeerAway { .. }
+            | E::UnreadableVersions { .. }
+            | E::BadConfig { .. }
+            | E::Internal(_) => Failure::input(err),
             other => Failure::runtime(other),
         }
     }

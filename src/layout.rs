@@ -31,10 +31,41 @@ pub const RESERVED: [&str; 2] = ["versions", "hashes"];
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct VPath(Vec<Vec<u8>>);
 
-/// Why a name or path is not acceptable.
+/// Why a name or path is not acceptable: what is wrong with it ([`BadPathKind`])
+/// and a message naming it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct BadPath(pub String);
+#[error("{why}")]
+pub struct BadPath {
+    pub kind: BadPathKind,
+    pub why: String,
+}
+
+/// What is wrong with a name or path (the errno a filesystem call reports
+/// for it is decided from this, never from the message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadPathKind {
+    /// Empty, `.` or `..` where a name belongs.
+    NotAName,
+    /// `..` inside a volume path.
+    DotDot,
+    /// Holds `/` or NUL.
+    SlashOrNul,
+    /// Longer than [`NAME_MAX`] bytes.
+    TooLong,
+    /// Escaped text that is not a canonical escape of a name.
+    BadEscape,
+    /// Not a symlink target (empty, with NUL, or over 4096 bytes).
+    BadTarget,
+}
+
+impl BadPath {
+    pub fn new(kind: BadPathKind, why: impl Into<String>) -> BadPath {
+        BadPath {
+            kind,
+            why: why.into(),
+        }
+    }
+}
 
 impl VPath {
     pub fn root() -> VPath {
@@ -49,10 +80,10 @@ impl VPath {
             match part {
                 b"" | b"." => {}
                 b".." => {
-                    return Err(BadPath(format!(
-                        "{:?}: `..` is not allowed in a volume path",
-                        text
-                    )));
+                    return Err(BadPath::new(
+                        BadPathKind::DotDot,
+                        format!("{:?}: `..` is not allowed in a volume path", text),
+                    ));
                 }
                 name => {
                     check_name(name)?;
@@ -118,9 +149,10 @@ impl VPath {
             let name = unescape_name(part)?;
             check_name(&name)?;
             if escape_name(&name) != part {
-                return Err(BadPath(format!(
-                    "{part:?} is not a canonically escaped name"
-                )));
+                return Err(BadPath::new(
+                    BadPathKind::BadEscape,
+                    format!("{part:?} is not a canonically escaped name"),
+                ));
             }
             names.push(name);
         }
@@ -161,23 +193,26 @@ impl fmt::Debug for VPath {
 /// Checks one name of a volume path.
 pub fn check_name(name: &[u8]) -> Result<(), BadPath> {
     if name.is_empty() || name == b"." || name == b".." {
-        return Err(BadPath(format!(
-            "{:?} is not a file name",
-            String::from_utf8_lossy(name)
-        )));
+        return Err(BadPath::new(
+            BadPathKind::NotAName,
+            format!("{:?} is not a file name", String::from_utf8_lossy(name)),
+        ));
     }
     if name.contains(&b'/') || name.contains(&0) {
-        return Err(BadPath(format!(
-            "{:?} contains `/` or NUL",
-            String::from_utf8_lossy(name)
-        )));
+        return Err(BadPath::new(
+            BadPathKind::SlashOrNul,
+            format!("{:?} contains `/` or NUL", String::from_utf8_lossy(name)),
+        ));
     }
     if name.len() > NAME_MAX {
-        return Err(BadPath(format!(
-            "{:?}... is {} bytes long; a name has at most {NAME_MAX}",
-            String::from_utf8_lossy(&name[..40]),
-            name.len()
-        )));
+        return Err(BadPath::new(
+            BadPathKind::TooLong,
+            format!(
+                "{:?}... is {} bytes long; a name has at most {NAME_MAX}",
+                String::from_utf8_lossy(&name[..40]),
+                name.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -227,17 +262,26 @@ pub fn unescape_name(text: &str) -> Result<Vec<u8>, BadPath> {
     while index < bytes.len() {
         if bytes[index] == b'%' {
             let hex = bytes.get(index + 1..index + 3).ok_or_else(|| {
-                BadPath(format!("{text:?}: `%` must be followed by two hex digits"))
+                BadPath::new(
+                    BadPathKind::BadEscape,
+                    format!("{text:?}: `%` must be followed by two hex digits"),
+                )
             })?;
-            let hex =
-                std::str::from_utf8(hex).map_err(|_| BadPath(format!("{text:?}: bad escape")))?;
+            let hex = std::str::from_utf8(hex).map_err(|_| {
+                BadPath::new(BadPathKind::BadEscape, format!("{text:?}: bad escape"))
+            })?;
             let byte = u8::from_str_radix(hex, 16)
                 .ok()
                 .filter(|_| {
                     hex.bytes()
                         .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
                 })
-                .ok_or_else(|| BadPath(format!("{text:?}: `%{hex}` is not an escape")))?;
+                .ok_or_else(|| {
+                    BadPath::new(
+                        BadPathKind::BadEscape,
+                        format!("{text:?}: `%{hex}` is not an escape"),
+                    )
+                })?;
             out.push(byte);
             index += 3;
         } else {

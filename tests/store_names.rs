@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 
-use globofs::layout::VPath;
+use globofs::layout::{BadPathKind, VPath};
 use globofs::store::{Kind, StoreError};
 use store_common::*;
 
@@ -145,7 +145,8 @@ fn long_names_get_a_hashed_form_and_list_back_right() {
     let too_long = vec![b'b'; 256];
     assert!(VPath::root().join(&too_long).is_err());
     let err = VPath::parse(OsStr::from_bytes(&too_long)).unwrap_err();
-    assert!(err.0.contains("255"), "{}", err.0);
+    assert!(err.why.contains("255"), "{}", err.why);
+    assert_eq!(err.kind, BadPathKind::TooLong);
     assert_eq!(StoreError::from(err).errno(), libc::ENAMETOOLONG);
 }
 

@@ -238,7 +238,9 @@ pub struct BlockWriter<'a> {
 const BATCH_BYTES: usize = 64 << 20;
 
 impl<'a> BlockWriter<'a> {
-    pub(crate) fn new(blocks: &'a Blocks, tmp: &Path, compression: Compression) -> BlockWriter<'a> {
+    /// Called by [`super::Store::block_writer`] only: the store builds its
+    /// writers from its own configuration.
+    pub(super) fn new(blocks: &'a Blocks, tmp: &Path, compression: Compression) -> BlockWriter<'a> {
         BlockWriter {
             blocks,
             tmp: tmp.to_path_buf(),
@@ -453,21 +455,22 @@ mod tests {
     #[test]
     fn two_writers_of_one_new_block_both_link_it() {
         let dir = tempfile::tempdir().unwrap();
-        let blocks = Blocks::new(dir.path().join("hashes"));
-        let tmp = dir.path().join("tmp");
-        fs::create_dir_all(&tmp).unwrap();
+        let spec = crate::store::scratch_spec(dir.path());
+        let store = crate::store::Store::open_spec(&spec).unwrap();
+        let blocks = store.blocks();
         let rounds = 300;
         let barrier = Arc::new(Barrier::new(2));
         std::thread::scope(|scope| {
             for writer in 0..2 {
-                let (blocks, tmp, barrier) = (&blocks, &tmp, Arc::clone(&barrier));
+                let (store, barrier) = (&store, Arc::clone(&barrier));
                 let links = dir.path().join(format!("links-{writer}"));
                 scope.spawn(move || {
                     for round in 0..rounds {
                         let data = format!("block of round {round}").into_bytes();
                         let hash = BlockHash::of(&data);
                         barrier.wait();
-                        let mut put = BlockWriter::new(blocks, tmp, Compression::None).lazy();
+                        let held = store.writer_lock().unwrap();
+                        let mut put = store.block_writer(&held).lazy();
                         put.put(&hash, &data).unwrap();
                         put.finish().unwrap();
                         let source = blocks.locate(&hash, Some(data.len())).unwrap().path;

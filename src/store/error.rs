@@ -4,8 +4,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::ids::BlockHash;
-use crate::layout::{BadPath, VPath};
+use crate::ids::{BlockHash, NodeId};
+use crate::layout::{BadPath, BadPathKind, VPath};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,8 +62,34 @@ pub enum StoreError {
     #[error("{path}: block {hash} is not held here nor by any reachable peer")]
     MissingBlock { path: VPath, hash: BlockHash },
 
+    #[error("{path}: not a valid symlink target")]
+    BadSymlinkTarget { path: VPath },
+
+    #[error("the volume root cannot be removed")]
+    RemoveRoot,
+
+    /// Another version file already holds the id of one being imported.
+    #[error("{}: {why}", path.display())]
+    IdClash { path: PathBuf, why: String },
+
+    /// A peer that cannot be used now (its `Away`, said the same way).
+    #[error("peer {peer} is away: {why}")]
+    PeerAway { peer: NodeId, why: String },
+
+    /// `gc` found version files it cannot read and deleted nothing.
+    #[error(
+        "gc stopped before deleting anything: {count} unreadable version file(s), first: {first}"
+    )]
+    UnreadableVersions { count: usize, first: String },
+
+    /// A setting of the spec the store cannot use.
+    #[error("{what}: {why}")]
+    BadConfig { what: &'static str, why: String },
+
+    /// Something this code should never do happened (a thread panicked, a
+    /// record it keeps went missing).
     #[error("{0}")]
-    Refused(String),
+    Internal(String),
 }
 
 impl StoreError {
@@ -113,9 +139,19 @@ impl StoreError {
             StoreError::IsADirectory(_) => libc::EISDIR,
             StoreError::NotEmpty(_) => libc::ENOTEMPTY,
             StoreError::Invalid { .. } => libc::EINVAL,
-            StoreError::BadPath(BadPath(why)) if why.contains("at most") => libc::ENAMETOOLONG,
+            StoreError::BadPath(BadPath {
+                kind: BadPathKind::TooLong,
+                ..
+            }) => libc::ENAMETOOLONG,
             StoreError::BadPath(_) => libc::EINVAL,
-            StoreError::Refused(_) => libc::EPERM,
+            // What was once one catch-all refusal keeps its errno.
+            StoreError::BadSymlinkTarget { .. }
+            | StoreError::RemoveRoot
+            | StoreError::IdClash { .. }
+            | StoreError::PeerAway { .. }
+            | StoreError::UnreadableVersions { .. }
+            | StoreError::BadConfig { .. }
+            | StoreError::Internal(_) => libc::EPERM,
             StoreError::Corrupt { .. }
             | StoreError::NewerFormat { .. }
             | StoreError::NoStore { .. }
@@ -182,5 +218,80 @@ mod tests {
         let other = StoreError::io("/p", io::Error::other("short append"));
         assert_eq!(other.errno(), libc::EIO);
         assert_eq!(other.to_string(), "/p: short append");
+    }
+
+    /// A name is too long by its kind, not by its message's words; every
+    /// other bad name is EINVAL.
+    #[test]
+    fn bad_paths_map_by_kind() {
+        let long = crate::layout::check_name(&[b'x'; 300]).unwrap_err();
+        assert_eq!(long.kind, BadPathKind::TooLong);
+        assert_eq!(StoreError::from(long).errno(), libc::ENAMETOOLONG);
+        let reworded = BadPath::new(BadPathKind::TooLong, "too many bytes");
+        assert_eq!(StoreError::from(reworded).errno(), libc::ENAMETOOLONG);
+        for kind in [
+            BadPathKind::NotAName,
+            BadPathKind::DotDot,
+            BadPathKind::SlashOrNul,
+            BadPathKind::BadEscape,
+            BadPathKind::BadTarget,
+        ] {
+            let err = StoreError::from(BadPath::new(kind, "a name has at most 255"));
+            assert_eq!(err.errno(), libc::EINVAL, "{kind:?}");
+        }
+    }
+
+    /// What was one catch-all refusal keeps its errno (EPERM) and says what
+    /// it is about.
+    #[test]
+    fn former_refusals_keep_eperm_and_name_their_subject() {
+        let path = VPath::parse(std::ffi::OsStr::new("/a/link")).unwrap();
+        let peer = NodeId::random();
+        let cases = [
+            (
+                StoreError::BadSymlinkTarget { path: path.clone() },
+                "/a/link: not a valid symlink target".to_string(),
+            ),
+            (
+                StoreError::RemoveRoot,
+                "the volume root cannot be removed".to_string(),
+            ),
+            (
+                StoreError::IdClash {
+                    path: PathBuf::from("/s/root/a/versions/1"),
+                    why: "appeared while importing".into(),
+                },
+                "/s/root/a/versions/1: appeared while importing".to_string(),
+            ),
+            (
+                StoreError::PeerAway {
+                    peer,
+                    why: "not mounted".into(),
+                },
+                format!("peer {peer} is away: not mounted"),
+            ),
+            (
+                StoreError::UnreadableVersions {
+                    count: 2,
+                    first: "/s/root/b/versions/9: corrupt".into(),
+                },
+                "gc stopped before deleting anything: 2 unreadable version file(s), first: /s/root/b/versions/9: corrupt".to_string(),
+            ),
+            (
+                StoreError::BadConfig {
+                    what: "ignore",
+                    why: "bad glob".into(),
+                },
+                "ignore: bad glob".to_string(),
+            ),
+            (
+                StoreError::Internal("a listing thread panicked".into()),
+                "a listing thread panicked".to_string(),
+            ),
+        ];
+        for (err, text) in cases {
+            assert_eq!(err.errno(), libc::EPERM, "{err}");
+            assert_eq!(err.to_string(), text);
+        }
     }
 }

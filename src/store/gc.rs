@@ -375,11 +375,10 @@ impl Store {
         )?;
         if !bad.is_empty() {
             // A version we cannot read might name blocks: delete nothing.
-            return Err(StoreError::Refused(format!(
-                "gc stopped before deleting anything: {} unreadable version file(s), first: {}",
-                bad.len(),
-                bad[0]
-            )));
+            return Err(StoreError::UnreadableVersions {
+                count: bad.len(),
+                first: bad[0].clone(),
+            });
         }
         each_block(&self.layout().hashes(), &mut |path, hash| {
             match hash {

@@ -71,8 +71,9 @@ impl Store {
             Ok(()) => {}
             Err(err) if err.kind() == ErrorKind::AlreadyExists => {
                 intent.done();
-                return compare_existing(&dest, version)?.ok_or_else(|| {
-                    StoreError::Refused(format!("{}: appeared while importing", dest.display()))
+                return compare_existing(&dest, version)?.ok_or_else(|| StoreError::IdClash {
+                    path: dest.clone(),
+                    why: "appeared while importing".to_string(),
                 });
             }
             Err(err) => return Err(StoreError::io(&dest, err)),
@@ -121,14 +122,13 @@ fn compare_existing(
 ) -> Result<Option<Imported>, StoreError> {
     match read_version_file(dest) {
         Ok(existing) if existing == *version => Ok(Some(Imported::Identical)),
-        Ok(existing) => Err(StoreError::Refused(format!(
-            "{}: we hold a different version {} of {} (written by {}) under this id; the incoming one (by {}) is refused",
-            dest.display(),
-            existing.id,
-            existing.path,
-            existing.node,
-            version.node
-        ))),
+        Ok(existing) => Err(StoreError::IdClash {
+            path: dest.to_path_buf(),
+            why: format!(
+                "we hold a different version {} of {} (written by {}) under this id; the incoming one (by {}) is refused",
+                existing.id, existing.path, existing.node, version.node
+            ),
+        }),
         Err(err) if err.is_not_found() => Ok(None),
         // A torn file of ours: the caller replaces it.
         Err(StoreError::Corrupt { .. }) => Ok(None),

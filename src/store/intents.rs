@@ -102,7 +102,7 @@ impl Intents {
             *own = Some(create(&store.layout.intents())?);
         }
         let Some(own) = own.as_mut() else {
-            return Err(StoreError::Refused("intent file vanished".to_string()));
+            return Err(StoreError::Internal("intent file vanished".to_string()));
         };
         write_line(own, id, path)?;
         own.in_flight += 1;

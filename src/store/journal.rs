@@ -96,7 +96,7 @@ impl JournalWriter {
         let mut text = String::new();
         for payload in payloads {
             if payload.contains('\n') {
-                return Err(StoreError::Refused(format!(
+                return Err(StoreError::Internal(format!(
                     "journal payload {payload:?} contains a newline"
                 )));
             }

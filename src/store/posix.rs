@@ -177,7 +177,7 @@ impl Posix {
                 let (name, hex) = value
                     .rsplit_once(' ')
                     .ok_or_else(|| format!("xattr {value:?} needs a name and a value"))?;
-                let name = unescape_name(name).map_err(|err| format!("xattr name: {}", err.0))?;
+                let name = unescape_name(name).map_err(|err| format!("xattr name: {}", err.why))?;
                 if name.is_empty() || name.len() > XATTR_NAME_MAX || name.contains(&0) {
                     return Err(format!(
                         "xattr name {value:?} is empty, too long or has a NUL"
@@ -207,7 +207,7 @@ impl Posix {
                 self.links_mut().group = group;
             }
             "link" => {
-                let name = VPath::from_escaped(value).map_err(|err| err.0)?;
+                let name = VPath::from_escaped(value).map_err(|err| err.why)?;
                 let links = self.links_mut();
                 if links.names.len() >= LINKS_MAX {
                     return Err(format!("more than {LINKS_MAX} names in a link group"));

@@ -260,7 +260,7 @@ impl Version {
                         Kind::parse(value).ok_or_else(|| bad(format!("unknown kind {value:?}")))?,
                     )
                 }
-                "path" => path = Some(VPath::from_escaped(value).map_err(|err| bad(err.0))?),
+                "path" => path = Some(VPath::from_escaped(value).map_err(|err| bad(err.why))?),
                 "node" => node = Some(value.parse::<NodeId>().map_err(bad)?),
                 "parent" => {
                     if parents.len() >= 1024 {
@@ -274,7 +274,7 @@ impl Version {
                         .ok_or_else(|| bad(format!("{key} needs a version and a path")))?;
                     let pair = (
                         vid.parse::<VersionId>().map_err(bad)?,
-                        VPath::from_escaped(p).map_err(|err| bad(err.0))?,
+                        VPath::from_escaped(p).map_err(|err| bad(err.why))?,
                     );
                     if key == "from" {
                         from = Some(pair);
@@ -315,7 +315,7 @@ impl Version {
                     }
                     block_size = Some(n);
                 }
-                "target" => target = Some(unescape_target(value).map_err(|err| bad(err.0))?),
+                "target" => target = Some(unescape_target(value).map_err(|err| bad(err.why))?),
                 // Keys of later format revisions are ignored, so old readers keep working.
                 _ => {
                     posix
@@ -420,9 +420,10 @@ pub fn escape_target(target: &[u8]) -> String {
 fn unescape_target(text: &str) -> Result<Vec<u8>, crate::layout::BadPath> {
     let target = unescape_name(text)?;
     if target.is_empty() || target.contains(&0) || target.len() > 4096 {
-        return Err(crate::layout::BadPath(format!(
-            "{text:?} is not a symlink target"
-        )));
+        return Err(crate::layout::BadPath::new(
+            crate::layout::BadPathKind::BadTarget,
+            format!("{text:?} is not a symlink target"),
+        ));
     }
     Ok(target)
 }

@@ -24,7 +24,9 @@ use crate::store::journal::{self, Position};
 use crate::store::lock::FileLock;
 use crate::store::resolve::{conflict_name, resolve};
 use crate::store::version::MAX_VERSION_FILE;
-use crate::store::{Kind, Mtime, Store, StoreError, Version, read_version_file, version_ids_in};
+use crate::store::{
+    Kind, Mtime, Store, StoreError, Version, WriterLock, read_version_file, version_ids_in,
+};
 
 use super::push::{parse_line, version_names};
 use super::remote::{PeerFetcher, Remote};
@@ -333,18 +335,18 @@ impl Applier<'_> {
         // before the import leaves unreferenced blocks only, and the version is
         // applied again next pass; the other order could journal a relayed
         // version whose blocks this relay never pulled.
-        let _writers = self.store.writer_lock()?;
+        let writers = self.store.writer_lock()?;
         if version.kind == Kind::File {
-            self.take_eager_blocks(version)?;
+            self.take_eager_blocks(&writers, version)?;
             if self.relay.is_some() && !self.store.holds(version)? {
-                self.relay_blocks(version)?;
+                self.relay_blocks(&writers, version)?;
             }
         }
         match self.store.import_version(version) {
             Ok(Imported::New) => self.report.applied += 1,
             Ok(Imported::Identical) => return Ok(()),
-            Err(StoreError::Refused(why)) => {
-                self.report.refuse(why);
+            Err(err @ StoreError::IdClash { .. }) => {
+                self.report.refuse(err.to_string());
                 return Ok(());
             }
             Err(err) => return Err(err),
@@ -353,7 +355,11 @@ impl Applier<'_> {
     }
 
     /// Blocks the peer pushed eagerly (`%blocks/`), verified, into our `hashes/`.
-    fn take_eager_blocks(&mut self, version: &Version) -> Result<(), StoreError> {
+    fn take_eager_blocks(
+        &mut self,
+        held: &WriterLock,
+        version: &Version,
+    ) -> Result<(), StoreError> {
         let blocks_dir = self.spool.join(BLOCKS);
         if !matches!(safe::real_dir(&blocks_dir), Ok(Some(true))) {
             return Ok(());
@@ -387,7 +393,7 @@ impl Applier<'_> {
                 ));
                 continue;
             }
-            self.store_block(hash, &data)?;
+            self.store.store_block(held, hash, &data)?;
             // Taken in: the copy in the spool is no longer needed.
             let _ = fs::remove_file(&shown);
             self.report.blocks_received += 1;
@@ -397,7 +403,7 @@ impl Applier<'_> {
 
     /// Pulls the version's missing blocks from the peer, so that our other peers
     /// (which may not reach it) can read them from us.
-    fn relay_blocks(&mut self, version: &Version) -> Result<(), StoreError> {
+    fn relay_blocks(&mut self, held: &WriterLock, version: &Version) -> Result<(), StoreError> {
         let Some(remote) = self.relay else {
             return Ok(());
         };
@@ -412,13 +418,13 @@ impl Applier<'_> {
             }
             match PeerFetcher::fetch_from(remote, hash, len) {
                 Ok(data) => {
-                    self.store_block(hash, &data)?;
+                    self.store.store_block(held, hash, &data)?;
                     self.store.link_blocks(&version.path, &[*hash])?;
                     self.report.blocks_received += 1;
                 }
-                Err(StoreError::Refused(why)) => {
+                Err(away @ StoreError::PeerAway { .. }) => {
                     self.report
-                        .note(format!("not relaying blocks of {}: {why}", version.path));
+                        .note(format!("not relaying blocks of {}: {away}", version.path));
                     self.relay_away = true;
                 }
                 Err(err) => self.report.note(format!(
@@ -427,15 +433,6 @@ impl Applier<'_> {
                 )),
             }
         }
-        Ok(())
-    }
-
-    fn store_block(&self, hash: &BlockHash, data: &[u8]) -> Result<(), StoreError> {
-        let store = self.store;
-        let lock = store.writer_lock()?;
-        let mut writer = store.block_writer(&lock);
-        writer.put(hash, data)?;
-        writer.finish()?;
         Ok(())
     }
 
@@ -477,7 +474,7 @@ impl Applier<'_> {
         if store.is_dir(&parent)? {
             return Ok(());
         }
-        let _lock = store.writer_lock()?;
+        let lock = store.writer_lock()?;
         let mut missing = 0;
         let mut dir = Some(parent);
         while let Some(current) = dir {
@@ -487,7 +484,7 @@ impl Applier<'_> {
             missing += 1;
             dir = current.parent();
         }
-        match store.make_parents(path, Mtime::now()) {
+        match store.make_parents_locked(&lock, path, Mtime::now()) {
             Ok(()) => {
                 self.report.resurrected += missing;
                 self.report.note(format!(
@@ -543,7 +540,9 @@ impl Applier<'_> {
                 }
             }
             Ok(Imported::Identical) => {}
-            Err(StoreError::Refused(why)) => self.report.note(format!("conflict copy: {why}")),
+            Err(err @ StoreError::IdClash { .. }) => {
+                self.report.note(format!("conflict copy: {err}"))
+            }
             Err(err) => return Err(err),
         }
         Ok(())

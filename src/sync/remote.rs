@@ -377,14 +377,18 @@ impl PeerFetcher {
         hash: &BlockHash,
         len: usize,
     ) -> Result<Vec<u8>, StoreError> {
-        remote
-            .check(false)
-            .map_err(|away| StoreError::Refused(away.to_string()))?;
+        remote.check(false).map_err(|away| StoreError::PeerAway {
+            peer: away.peer,
+            why: away.why,
+        })?;
         let hashes: PathBuf = remote.layout().hashes();
         let hash = *hash;
         let data = remote
             .run(move || read_peer_block(&hashes, hash, len))
-            .map_err(|away| StoreError::Refused(away.to_string()))??;
+            .map_err(|away| StoreError::PeerAway {
+                peer: away.peer,
+                why: away.why,
+            })??;
         // Checked again here: the worker's answer is input like any other.
         if data.len() != len || BlockHash::of(&data) != hash {
             return Err(StoreError::BadBlock {

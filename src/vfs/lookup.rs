@@ -12,18 +12,25 @@ use std::time::SystemTime;
 use super::error::{VfsError, VfsResult};
 use super::locks::lock;
 use super::types::{Attr, NodeKind};
-use crate::spec::Ownership;
 use super::{ROOT_INO, Vfs};
 use crate::layout::VPath;
+use crate::spec::Ownership;
+use crate::store::posix::SpecialKind;
 use crate::store::{Kind, Version};
 
 impl Vfs {
     pub(super) fn attr_of(&self, ino: u64, version: &Version) -> Attr {
-        let kind = match version.kind {
-            Kind::Dir => NodeKind::Dir,
-            Kind::Symlink => NodeKind::Symlink,
+        let special = version.posix.special.filter(|_| version.kind == Kind::File);
+        let kind = match (version.kind, special.map(|s| s.kind)) {
+            (Kind::Dir, _) => NodeKind::Dir,
+            (Kind::Symlink, _) => NodeKind::Symlink,
+            (_, Some(SpecialKind::Fifo)) => NodeKind::Fifo,
+            (_, Some(SpecialKind::Socket)) => NodeKind::Socket,
+            (_, Some(SpecialKind::Char)) => NodeKind::CharDevice,
+            (_, Some(SpecialKind::Block)) => NodeKind::BlockDevice,
             _ => NodeKind::File,
         };
+        let rdev = special.map_or(0, |s| libc::makedev(s.major, s.minor) as u32);
         let size = match version.kind {
             Kind::Symlink => version.target.as_ref().map_or(0, |t| t.len() as u64),
             Kind::Dir => 0,
@@ -42,6 +49,7 @@ impl Vfs {
             gid,
             atime: version.posix.atime.map_or(mtime, |t| t.to_system()),
             ctime: changed_at(version),
+            rdev,
         }
     }
 
@@ -81,6 +89,7 @@ impl Vfs {
                     gid: self.gid,
                     atime: time,
                     ctime: time,
+                    rdev: 0,
                 }
             }
         }
@@ -142,6 +151,7 @@ impl Vfs {
             gid,
             atime,
             ctime,
+            rdev: 0,
         })
     }
 

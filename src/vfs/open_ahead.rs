@@ -192,6 +192,7 @@ mod tests {
                 gid: 0,
                 atime: std::time::SystemTime::UNIX_EPOCH,
                 ctime: std::time::SystemTime::UNIX_EPOCH,
+                rdev: 0,
             },
         }
     }

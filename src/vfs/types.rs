@@ -10,6 +10,17 @@ pub enum NodeKind {
     File,
     Dir,
     Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+/// Who asks: the calling process's uid and gid, as the kernel sent them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Attributes of an inode.
@@ -29,6 +40,8 @@ pub struct Attr {
     /// When the content or an attribute last changed: the time of the
     /// version's id (every change is a new version), now while being written.
     pub ctime: SystemTime,
+    /// The device a character or block special file stands for (0 otherwise).
+    pub rdev: u32,
 }
 
 /// A directory entry.

@@ -1,0 +1,271 @@
+//! Publishing a version: linking its blocks under the path, the version file
+//! (never replacing one), the path's log, the journal and every peer's
+//! outbound spool, with the per-path flock that serialises writers of a path.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::{
+    Content, IoContext, Kind, Mtime, Store, StoreError, Version, WriterLock, copy_block,
+    link_block, sync_filesystem,
+};
+use crate::ids::{BlockHash, NodeId, VersionId};
+use crate::layout::VPath;
+
+impl Store {
+    /// Links `hashes` under `root/<path>/hashes/` (one link per block per path).
+    pub fn link_blocks(&self, path: &VPath, hashes: &[BlockHash]) -> Result<(), StoreError> {
+        let dir = self.path_dir(path).join("hashes");
+        let mut done = std::collections::HashSet::new();
+        for hash in hashes {
+            if !done.insert(*hash) {
+                continue;
+            }
+            let Some(located) = self.blocks.locate(hash, None) else {
+                // Not local (a version applied from a peer): linked when pulled.
+                continue;
+            };
+            let mut link = dir.join(hash.relative_path()).into_os_string();
+            if located.compressed {
+                link.push(".zst");
+            }
+            let link = PathBuf::from(link);
+            if !link_block(&located.path, &link)? {
+                tracing::debug!(%hash, path = %path, "block has too many links; storing a copy");
+                copy_block(&located.path, &link)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits `content` as the new current version of `path`: links its blocks,
+    /// publishes the version file (no-replace), appends to the log, journals it
+    /// and queues it for every peer. The one commit of the store: every new
+    /// version (a file cut by a [`super::FileWrite`], a directory, a rename,
+    /// ...) is published here, under the writer lock `_held` proves is held.
+    pub fn commit_locked(
+        &self,
+        _held: &WriterLock,
+        path: &VPath,
+        content: Content,
+        durable: bool,
+    ) -> Result<Version, StoreError> {
+        self.commit_held(path, content, durable)
+    }
+
+    /// [`Store::commit_locked`] for a caller that holds the writer lock but
+    /// does not pass its guard (the mount, until it switches over).
+    pub fn commit(
+        &self,
+        path: &VPath,
+        content: Content,
+        durable: bool,
+    ) -> Result<Version, StoreError> {
+        self.commit_held(path, content, durable)
+    }
+
+    /// The body of [`Store::commit_locked`]; callers hold the writer lock.
+    fn commit_held(
+        &self,
+        path: &VPath,
+        content: Content,
+        durable: bool,
+    ) -> Result<Version, StoreError> {
+        self.recover_once()?;
+        let versions_dir = self.versions_dir(path);
+        crate::layout::create_dirs(&versions_dir).at(&versions_dir)?;
+        // Serialise writers of this path (in every process of this node).
+        let log_path = versions_dir.join("log");
+        let log = open_log(&log_path)?;
+        let _path_lock = flock_file(&log, &log_path)?;
+        let parents = self.heads(path)?;
+        self.link_blocks(path, &content.hashes)?;
+        let mut version = Version {
+            id: VersionId::for_new_version(self.config.major, &parents),
+            kind: content.kind,
+            path: path.clone(),
+            node: self.config.node,
+            parents,
+            from: content.from,
+            conflict_of: content.conflict_of,
+            size: content.size,
+            mode: content.mode,
+            mtime: content.mtime,
+            block_size: content.block_size,
+            target: content.target,
+            hashes: content.hashes,
+            posix: content.posix,
+        };
+        if version
+            .posix
+            .links
+            .as_ref()
+            .is_some_and(|links| !links.names.contains(path))
+        {
+            // Renamed or copied out of its link group: a file of its own.
+            version.posix.links = None;
+        }
+        if version.kind == Kind::Tombstone {
+            version.posix = super::posix::Posix::default();
+            // What a tombstone's file says (no mode, no mtime), so the version
+            // returned equals the version read back.
+            version.mode = 0;
+            version.mtime = Mtime::default();
+        }
+        // Named in our intent file before it is visible, so a kill between the
+        // publishing link and the journal line is finished by the next writer.
+        let intent = self.intents.begin(self, version.id, path)?;
+        self.publish(&versions_dir, &mut version, durable)?;
+        crate::failpoint::hit("commit:published");
+        append_line(&log, &log_path, &format!("{}\n", version.id))?;
+        crate::failpoint::hit("commit:logged");
+        self.record(&version)?;
+        intent.done();
+        if durable {
+            sync_filesystem(&self.layout.dir)?;
+        }
+        Ok(version)
+    }
+
+    /// Writes the version file under a name no other file has: temp file, fsync,
+    /// then `link` (which never replaces); on a clash, one nanosecond later.
+    pub(super) fn publish(
+        &self,
+        versions_dir: &Path,
+        version: &mut Version,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        loop {
+            let text = version.to_text();
+            let mut tmp = tempfile::Builder::new()
+                .prefix("version-")
+                .tempfile_in(self.layout.tmp())
+                .at(self.layout.tmp())?;
+            tmp.write_all(text.as_bytes()).at(tmp.path())?;
+            if durable {
+                tmp.as_file().sync_data().at(tmp.path())?;
+            }
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).at(tmp.path())?;
+            let dest = versions_dir.join(version.id.to_string());
+            match fs::hard_link(tmp.path(), &dest) {
+                Ok(()) => return Ok(()),
+                Err(err) if err.kind() == ErrorKind::AlreadyExists => {
+                    version.id = version.id.next_nanosecond();
+                    self.intents.retarget(version.id, &version.path)?;
+                }
+                Err(err) => return Err(StoreError::io(&dest, err)),
+            }
+        }
+    }
+
+    /// Runs [`Store::recover_interrupted`] once per open store, before its
+    /// first publication.
+    pub(crate) fn recover_once(&self) -> Result<(), StoreError> {
+        if self.recovered.get().is_none() {
+            self.recover_interrupted()?;
+            let _ = self.recovered.set(());
+        }
+        Ok(())
+    }
+
+    /// Journals a new version and queues it in every peer's outbound spool.
+    pub fn record(&self, version: &Version) -> Result<(), StoreError> {
+        self.journal
+            .append(&[format!("{} {}", version.id, version.path.escaped())])?;
+        if self.is_ignored(&version.path) {
+            return Ok(());
+        }
+        let source = self
+            .versions_dir(&version.path)
+            .join(version.id.to_string());
+        for peer in &self.config.peers {
+            self.queue_outbound(*peer, version, &source)?;
+        }
+        Ok(())
+    }
+
+    /// Links a version file into `spool/outbound/<peer>/<path>/versions/`.
+    pub fn queue_outbound(
+        &self,
+        peer: NodeId,
+        version: &Version,
+        source: &Path,
+    ) -> Result<(), StoreError> {
+        let dir = version
+            .path
+            .disk_path(&self.layout.outbound(peer))
+            .join("versions");
+        crate::layout::create_dirs(&dir).at(&dir)?;
+        let dest = dir.join(version.id.to_string());
+        match fs::hard_link(source, &dest) {
+            Ok(()) => {}
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => return Ok(()),
+            Err(err) => return Err(StoreError::io(&dest, err)),
+        }
+        let log_path = dir.join("log");
+        let log = open_log(&log_path)?;
+        append_line(&log, &log_path, &format!("{}\n", version.id))
+    }
+}
+
+/// Opens (creating) a `versions/log` file for appending.
+pub(crate) fn open_log(log_path: &Path) -> Result<File, StoreError> {
+    crate::layout::open_append(log_path).at(log_path)
+}
+
+/// Appends `line` with one write(2) to a file opened with O_APPEND. A torn last
+/// line (no newline: a writer that crashed mid-append) is ended first, in the same
+/// write, so the new line stays a line of its own and `tail -1` stays right.
+/// Callers serialise appends to one file (the path's flock).
+pub(super) fn append_line(file: &File, path: &Path, line: &str) -> Result<(), StoreError> {
+    let mut handle = file;
+    let len = file.metadata().at(path)?.len();
+    let mut text = std::borrow::Cow::Borrowed(line);
+    if len > 0 {
+        use std::os::unix::fs::FileExt;
+        let mut last = [0u8; 1];
+        let reader = File::open(path).at(path)?;
+        if reader.read_at(&mut last, len - 1).at(path)? == 1 && last[0] != b'\n' {
+            text = std::borrow::Cow::Owned(format!("\n{line}"));
+        }
+    }
+    let line = text.as_ref();
+    let n = handle.write(line.as_bytes()).at(path)?;
+    if n != line.len() {
+        return Err(StoreError::io(
+            path,
+            std::io::Error::new(ErrorKind::WriteZero, "short append"),
+        ));
+    }
+    Ok(())
+}
+
+/// An exclusive flock on an open file, released on drop of the guard.
+pub(super) struct FlockGuard<'a>(&'a File);
+
+impl Drop for FlockGuard<'_> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: unlocking a descriptor we hold open.
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+pub(super) fn flock_file<'a>(file: &'a File, path: &Path) -> Result<FlockGuard<'a>, StoreError> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc == 0 {
+            return Ok(FlockGuard(file));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != ErrorKind::Interrupted {
+            return Err(StoreError::io(path, err));
+        }
+    }
+}
