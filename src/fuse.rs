@@ -21,7 +21,7 @@ use fuser::{
 
 use tracing::Level;
 
-use crate::vfs::{Attr, DirEntry, Mode, NodeKind, Opened, Vfs, VfsError};
+use crate::vfs::{Attr, Caller, DirEntry, Mode, NodeKind, Opened, SetAttr, Vfs, VfsError};
 
 /// How long the kernel may cache attributes and entries. Short, because other
 /// processes and peers change the tree too (the journal poller invalidates sooner).
@@ -161,16 +161,16 @@ impl GloboFs {
             ino: INodeNo(attr.ino),
             size: attr.size,
             blocks: attr.size.div_ceil(512),
-            atime: attr.mtime,
+            atime: attr.atime,
             mtime: attr.mtime,
-            ctime: attr.mtime,
+            ctime: attr.ctime,
             crtime: attr.mtime,
             kind: file_type(attr.kind),
             perm: attr.perm,
             nlink: attr.nlink,
-            uid: self.vfs.uid(),
-            gid: self.vfs.gid(),
-            rdev: 0,
+            uid: attr.uid,
+            gid: attr.gid,
+            rdev: attr.rdev,
             blksize: 128 * 1024,
             flags: 0,
         }
@@ -182,6 +182,10 @@ fn file_type(kind: NodeKind) -> FileType {
         NodeKind::File => FileType::RegularFile,
         NodeKind::Dir => FileType::Directory,
         NodeKind::Symlink => FileType::Symlink,
+        NodeKind::Fifo => FileType::NamedPipe,
+        NodeKind::Socket => FileType::Socket,
+        NodeKind::CharDevice => FileType::CharDevice,
+        NodeKind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -201,6 +205,14 @@ fn with_dots(entries: &[DirEntry]) -> impl Iterator<Item = (u64, Listed<'_>)> {
         .chain(entries.iter().map(Listed::Entry))
         .enumerate()
         .map(|(index, entry)| (index as u64 + 1, entry))
+}
+
+/// Who sent a request.
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
 }
 
 fn time_of(time: TimeOrNow) -> SystemTime {
@@ -274,7 +286,7 @@ impl Filesystem for GloboFs {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
@@ -284,10 +296,16 @@ impl Filesystem for GloboFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        try_reply!(self.vfs.chown(ino.0, uid, gid), reply);
+        let change = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_of),
+            mtime: mtime.map(time_of),
+        };
         let attr = try_reply!(
-            self.vfs
-                .setattr(ino.0, fh.map(|f| f.0), mode, size, mtime.map(time_of)),
+            self.vfs.set_attributes(ino.0, fh.map(|f| f.0), &change),
             reply
         );
         reply.attr(&TTL, &self.file_attr(&attr));
@@ -300,14 +318,36 @@ impl Filesystem for GloboFs {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let attr = try_reply!(self.vfs.mkdir(parent.0, name, mode & !umask), reply);
+        let attr = try_reply!(
+            self.vfs
+                .mkdir_as(parent.0, name, mode & !umask, caller(req)),
+            reply
+        );
+        reply.entry(&TTL, &self.file_attr(&attr), Generation(0));
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = (mode & libc::S_IFMT) | (mode & !libc::S_IFMT & !umask);
+        let attr = try_reply!(
+            self.vfs.mknod_as(parent.0, name, mode, rdev, caller(req)),
+            reply
+        );
         reply.entry(&TTL, &self.file_attr(&attr), Generation(0));
     }
 
@@ -323,15 +363,19 @@ impl Filesystem for GloboFs {
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         link_name: &OsStr,
         target: &Path,
         reply: ReplyEntry,
     ) {
         let attr = try_reply!(
-            self.vfs
-                .symlink(parent.0, link_name, target.as_os_str().as_bytes()),
+            self.vfs.symlink_as(
+                parent.0,
+                link_name,
+                target.as_os_str().as_bytes(),
+                caller(req)
+            ),
             reply
         );
         reply.entry(&TTL, &self.file_attr(&attr), Generation(0));
@@ -577,7 +621,7 @@ impl Filesystem for GloboFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -585,22 +629,25 @@ impl Filesystem for GloboFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        try_reply!(self.vfs.setxattr(ino.0, name, value, flags), reply);
+        try_reply!(
+            self.vfs.setxattr(ino.0, name, value, flags, caller(req)),
+            reply
+        );
         reply.ok();
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let value = try_reply!(self.vfs.getxattr(ino.0, name), reply);
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let value = try_reply!(self.vfs.getxattr(ino.0, name, caller(req)), reply);
         reply_xattr(reply, size, &value);
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let names = try_reply!(self.vfs.listxattr(ino.0), reply);
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let names = try_reply!(self.vfs.listxattr(ino.0, caller(req)), reply);
         reply_xattr(reply, size, &names);
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        try_reply!(self.vfs.removexattr(ino.0, name), reply);
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        try_reply!(self.vfs.removexattr(ino.0, name, caller(req)), reply);
         reply.ok();
     }
 
@@ -621,7 +668,7 @@ impl Filesystem for GloboFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -631,7 +678,7 @@ impl Filesystem for GloboFs {
     ) {
         let (attr, opened) = try_reply!(
             self.vfs
-                .create_or_open(parent.0, name, mode & !umask, flags),
+                .create_or_open_as(parent.0, name, mode & !umask, flags, caller(req)),
             reply
         );
         let attr = self.file_attr(&attr);

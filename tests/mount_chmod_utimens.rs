@@ -122,7 +122,9 @@ fn chmod_and_utimens_of_a_missing_path_are_enoent() {
 
 #[test]
 fn chown_to_another_owner_is_eperm_and_files_belong_to_the_mounting_user() {
-    let m = Mounted::new();
+    // `mount.ownership: mount-user` (with the default, `keep`, chown records
+    // the new owner: tests/mount_posix.rs).
+    let m = Mounted::with("4KiB", "  ownership: mount-user\n");
     std::fs::write(m.path("f"), b"x").unwrap();
     let meta = std::fs::metadata(m.path("f")).unwrap();
     assert_eq!(meta.uid(), unsafe { libc::geteuid() });

@@ -65,6 +65,7 @@ impl Forger {
             } else {
                 vec![BlockHash::of(bytes)]
             },
+            posix: globofs::store::posix::Posix::default(),
         }
     }
 

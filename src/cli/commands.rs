@@ -70,7 +70,10 @@ pub fn init(
         block_size,
         compression: None,
         peers: raw_peers,
-        mount: mount.map(|path| RawMount { path: Some(path) }),
+        mount: mount.map(|path| RawMount {
+            path: Some(path),
+            ownership: None,
+        }),
         sync: Some(spec::RawSync {
             interval: Some("30s".parse().map_err(Failure::runtime)?),
             timeout: None,

@@ -92,7 +92,7 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
     let mut store = Store::open_spec(spec)?;
     store.set_fetcher(Arc::new(syncer.fetcher()));
     let store = Arc::new(store);
-    let vfs = Arc::new(Vfs::new(Arc::clone(&store)));
+    let vfs = Arc::new(Vfs::new(Arc::clone(&store)).with_ownership(spec.ownership));
 
     // Signals go to this thread only: block them before the FUSE threads start.
     let signals = Signals::block()?;

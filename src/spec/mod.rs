@@ -63,6 +63,8 @@ pub struct Spec {
     pub compression: Compression,
     pub peers: Vec<Peer>,
     pub mount_path: Option<PathBuf>,
+    /// How the mount shows owners (`mount.ownership`).
+    pub ownership: Ownership,
     pub sync_interval: Duration,
     pub timeout: Duration,
     /// How often a pass runs a full check with each peer (`None`: only on
@@ -119,6 +121,11 @@ impl Spec {
                     owner: peer.owner,
                 })
                 .collect(),
+            ownership: raw
+                .mount
+                .as_ref()
+                .and_then(|mount| mount.ownership)
+                .unwrap_or_default(),
             mount_path: raw.mount.and_then(|mount| mount.path),
             sync_interval: sync
                 .interval

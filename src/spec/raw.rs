@@ -160,6 +160,27 @@ pub struct RawMount {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "PathBuf")]
     pub path: Option<PathBuf>,
+
+    /// Whose files the mount shows them as. `keep` (default): the owner and
+    /// group each version records, the same numeric ids on every node, as NFS
+    /// does (give the nodes' users the same uids). `mount-user`: every file
+    /// shown as the mounting user's, for a single-user machine whose uid
+    /// differs from the other nodes'; chown is then refused, and new files
+    /// still record the creating process's ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Ownership")]
+    pub ownership: Option<Ownership>,
+}
+
+/// How a mount shows owners (`mount.ownership`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ownership {
+    /// The recorded uid and gid of each version.
+    #[default]
+    Keep,
+    /// Every file as the mounting user's and group's.
+    MountUser,
 }
 
 /// Sync settings.

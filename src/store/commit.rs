@@ -98,8 +98,19 @@ impl Store {
             block_size: content.block_size,
             target: content.target,
             hashes: content.hashes,
+            posix: content.posix,
         };
+        if version
+            .posix
+            .links
+            .as_ref()
+            .is_some_and(|links| !links.names.contains(path))
+        {
+            // Renamed or copied out of its link group: a file of its own.
+            version.posix.links = None;
+        }
         if version.kind == Kind::Tombstone {
+            version.posix = super::posix::Posix::default();
             // What a tombstone's file says (no mode, no mtime), so the version
             // returned equals the version read back.
             version.mode = 0;

@@ -185,6 +185,7 @@ impl<'s> FileWrite<'s> {
             hashes: self.hashes,
             from: None,
             conflict_of: None,
+            posix: crate::store::posix::Posix::default(),
         })
     }
 }

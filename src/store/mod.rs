@@ -19,6 +19,7 @@ pub mod live_cache;
 pub mod lock;
 mod meta;
 pub mod pipeline;
+pub mod posix;
 mod read;
 pub mod resolve;
 mod tree;
@@ -124,6 +125,8 @@ pub struct Content {
     pub hashes: Vec<BlockHash>,
     pub from: Option<(VersionId, VPath)>,
     pub conflict_of: Option<(VersionId, VPath)>,
+    /// Owners, atime, xattrs, special kind, link group.
+    pub posix: posix::Posix,
 }
 
 impl Content {
@@ -139,6 +142,7 @@ impl Content {
             hashes: version.hashes.clone(),
             from: None,
             conflict_of: None,
+            posix: version.posix.clone(),
         }
     }
 
@@ -153,7 +157,16 @@ impl Content {
             hashes: Vec::new(),
             from: None,
             conflict_of: None,
+            posix: posix::Posix::default(),
         }
+    }
+
+    /// A new directory, symlink or special file (`target` for a symlink).
+    pub fn entry(kind: Kind, mode: u32, target: Option<Vec<u8>>, posix: posix::Posix) -> Content {
+        let mut content = Content::simple(kind, mode & 0o7777, Mtime::now());
+        content.target = target;
+        content.posix = posix;
+        content
     }
 }
 

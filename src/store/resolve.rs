@@ -177,6 +177,7 @@ mod tests {
             block_size: 4096,
             target: None,
             hashes: vec![],
+            posix: crate::store::posix::Posix::default(),
         }
     }
 

@@ -26,6 +26,7 @@ use crate::ids::{BlockHash, NodeId, VersionId};
 use crate::layout::{VPath, escape_name, unescape_name};
 
 use super::StoreError;
+use super::posix::{Posix, Seen as PosixSeen};
 
 /// The version-file format this build writes.
 pub const VERSION_FORMAT: u32 = 1;
@@ -143,6 +144,9 @@ pub struct Version {
     /// Symlink target bytes.
     pub target: Option<Vec<u8>>,
     pub hashes: Vec<BlockHash>,
+    /// Owners, access time, extended attributes, special kind, link group
+    /// (optional keys; see [`super::posix`]).
+    pub posix: Posix,
 }
 
 impl Version {
@@ -190,6 +194,7 @@ impl Version {
         if let Some(target) = &self.target {
             let _ = writeln!(out, "target {}", escape_target(target));
         }
+        self.posix.write(self.kind, &mut out);
         out.push('\n');
         for hash in &self.hashes {
             let _ = writeln!(out, "{hash}");
@@ -242,6 +247,8 @@ impl Version {
         let mut mtime = None;
         let mut block_size = None;
         let mut target = None;
+        let mut posix = Posix::default();
+        let mut seen = PosixSeen::default();
         for line in lines {
             let (key, value) = line
                 .split_once(' ')
@@ -310,7 +317,11 @@ impl Version {
                 }
                 "target" => target = Some(unescape_target(value).map_err(|err| bad(err.why))?),
                 // Keys of later format revisions are ignored, so old readers keep working.
-                _ => {}
+                _ => {
+                    posix
+                        .parse_key(key, value, &mut seen)
+                        .map_err(|why| bad(format!("{key}: {why}")))?;
+                }
             }
         }
         let kind = kind.ok_or_else(|| bad("no `kind`".into()))?;
@@ -344,6 +355,8 @@ impl Version {
             return Err(bad("a symlink version has no `target`".into()));
         }
         let id = id.ok_or_else(|| bad("no `id`".into()))?;
+        let path = path.ok_or_else(|| bad("no `path`".into()))?;
+        posix.finish(&seen, kind, &path, size).map_err(bad)?;
         if let Some(parent) = parents.iter().find(|parent| **parent >= id) {
             return Err(bad(format!(
                 "parent {parent} is not older than the version {id}"
@@ -352,7 +365,7 @@ impl Version {
         Ok(Version {
             id,
             kind,
-            path: path.ok_or_else(|| bad("no `path`".into()))?,
+            path,
             node: node.ok_or_else(|| bad("no `node`".into()))?,
             parents,
             from,
@@ -371,11 +384,12 @@ impl Version {
             block_size,
             target,
             hashes,
+            posix,
         })
     }
 }
 
-fn parse_mtime(text: &str) -> Option<Mtime> {
+pub(super) fn parse_mtime(text: &str) -> Option<Mtime> {
     let (secs, nanos) = text.split_once('.')?;
     if nanos.len() != 9 || !nanos.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -436,6 +450,7 @@ mod tests {
             block_size: 4096,
             target: None,
             hashes: vec![BlockHash::of(b"hello")],
+            posix: Posix::default(),
         }
     }
 
@@ -448,6 +463,38 @@ mod tests {
             Version::parse(Path::new("v"), text.as_bytes()).unwrap(),
             version
         );
+    }
+
+    #[test]
+    fn posix_keys_read_back_byte_for_byte() {
+        let mut version = sample();
+        version.posix.uid = Some(1000);
+        version.posix.gid = Some(100);
+        version.posix.atime = Some(Mtime { secs: 9, nanos: 1 });
+        version
+            .posix
+            .xattrs
+            .insert(b"user.note".to_vec(), b"hi".to_vec());
+        let text = version.to_text();
+        let back = Version::parse(Path::new("v"), text.as_bytes()).unwrap();
+        assert_eq!(back, version);
+        assert_eq!(back.to_text(), text);
+        // A reader before these keys skipped them: the rest of the header is
+        // what it always was.
+        let plain = sample().to_text();
+        let stripped: String = text
+            .lines()
+            .filter(|line| {
+                !["uid ", "gid ", "atime ", "xattr "]
+                    .iter()
+                    .any(|k| line.starts_with(k))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_eq!(stripped, plain);
+        let twice = text.replace("uid 1000\n", "uid 1000\nuid 1000\n");
+        let err = Version::parse(Path::new("root/v"), twice.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("given twice"), "{err}");
     }
 
     #[test]

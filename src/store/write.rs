@@ -111,16 +111,49 @@ impl Store {
 
     /// Creates a symlink at `path` pointing to `target`.
     pub fn symlink(&self, path: &VPath, target: &[u8]) -> Result<Version, StoreError> {
+        let content = Content::entry(
+            Kind::Symlink,
+            0o777,
+            Some(target.to_vec()),
+            Default::default(),
+        );
+        self.create_entry(path, content)
+    }
+
+    /// Creates a new directory, symlink or special file (an empty file with
+    /// `posix.special`) at `path` whose parent is a directory; `Exists` when
+    /// something is there.
+    pub fn create_entry(&self, path: &VPath, content: Content) -> Result<Version, StoreError> {
         let lock = self.writer_lock()?;
         if path.is_root() || self.live(path)?.is_some() {
             return Err(StoreError::Exists(path.clone()));
         }
-        if target.is_empty() || target.contains(&0) || target.len() > 4096 {
-            return Err(StoreError::BadSymlinkTarget { path: path.clone() });
+        if content.kind == Kind::Symlink {
+            let target = content.target.as_deref().unwrap_or_default();
+            if target.is_empty() || target.contains(&0) || target.len() > 4096 {
+                return Err(StoreError::BadSymlinkTarget { path: path.clone() });
+            }
         }
         self.check_parent(path)?;
-        let mut content = Content::simple(Kind::Symlink, 0o777, Mtime::now());
-        content.target = Some(target.to_vec());
+        self.commit_locked(&lock, path, content, false)
+    }
+
+    /// Changes the attributes of the current version of `path` (the mount
+    /// root too) in one new version: `change` edits a copy of its content.
+    pub fn change_attrs(
+        &self,
+        path: &VPath,
+        change: impl FnOnce(&mut Content),
+    ) -> Result<Version, StoreError> {
+        let lock = self.writer_lock()?;
+        let mut content = match self.live(path)? {
+            Some(current) => Content::of(&current),
+            // The root before anything recorded it: a directory as shown.
+            None if path.is_root() => Content::simple(Kind::Dir, 0o755, Mtime::now()),
+            None => return Err(StoreError::NotFound(path.clone())),
+        };
+        change(&mut content);
+        content.mode &= 0o7777;
         self.commit_locked(&lock, path, content, false)
     }
 

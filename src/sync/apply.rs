@@ -523,6 +523,11 @@ impl Applier<'_> {
             block_size: loser.block_size,
             target: loser.target.clone(),
             hashes: loser.hashes.clone(),
+            // A copy is a file of its own: in no link group.
+            posix: crate::store::posix::Posix {
+                links: None,
+                ..loser.posix.clone()
+            },
         };
         match self.store.import_version(&copy) {
             Ok(Imported::New) => {

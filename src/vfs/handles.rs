@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use super::Vfs;
 use super::error::{VfsError, VfsResult};
 use super::locks::{Rank, Ranked, lock};
-use super::types::{Attr, NodeKind, Opened};
+use super::types::{Attr, Caller, NodeKind, Opened};
 use super::write_cache::{Dirty, WriteCache};
 use crate::layout::VPath;
 use crate::store::{Kind, Mtime, Version};
@@ -279,7 +279,19 @@ impl Vfs {
         mode: u32,
         flags: i32,
     ) -> VfsResult<(Attr, Opened)> {
-        match self.create(parent, name, mode) {
+        self.create_or_open_as(parent, name, mode, flags, self.mount_user())
+    }
+
+    /// [`Vfs::create_or_open`] for `caller`, who owns what is created.
+    pub fn create_or_open_as(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> VfsResult<(Attr, Opened)> {
+        match self.create_as(parent, name, mode, caller) {
             Err(err) if err.errno() == libc::EEXIST && flags & libc::O_EXCL == 0 => {
                 // The reply hands the kernel a reference, as a lookup does.
                 let attr = self.lookup(parent, name)?;
@@ -305,8 +317,20 @@ impl Vfs {
     }
 
     pub fn create(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<(Attr, Opened)> {
+        self.create_as(parent, name, mode, self.mount_user())
+    }
+
+    /// Creates a file owned by `caller` (exclusive) and opens it for writing.
+    pub fn create_as(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        caller: Caller,
+    ) -> VfsResult<(Attr, Opened)> {
         let path = self.child(parent, name)?;
         let parent_path = self.path_of(parent)?;
+        let (posix, mode) = self.new_owner(&parent_path, caller, mode, false);
         if !self.is_dir(&parent_path)? {
             return Err(VfsError::new(
                 libc::ENOENT,
@@ -345,6 +369,7 @@ impl Vfs {
             block_size: cache.block_size,
             target: None,
             hashes: Vec::new(),
+            posix,
         };
         lock(&self.created).insert(path, ino);
         let dirty = Arc::new(Ranked::new(
@@ -357,13 +382,21 @@ impl Vfs {
         ));
         lock(&self.dirty).insert(ino, Arc::clone(&dirty));
         let fh = self.dirty_handle(ino, dirty, true);
-        let attr = self.writer_attr(ino).unwrap_or(Attr {
-            ino,
-            kind: NodeKind::File,
-            size: 0,
-            perm: (mode & 0o7777) as u16,
-            mtime: SystemTime::now(),
-            nlink: 1,
+        let attr = self.writer_attr(ino).unwrap_or_else(|| {
+            let now = SystemTime::now();
+            Attr {
+                ino,
+                kind: NodeKind::File,
+                size: 0,
+                perm: (mode & 0o7777) as u16,
+                mtime: now,
+                nlink: 1,
+                uid: caller.uid,
+                gid: caller.gid,
+                atime: now,
+                ctime: now,
+                rdev: 0,
+            }
         });
         self.page_cache_unknown(ino);
         Ok((

@@ -14,45 +14,84 @@ use super::locks::lock;
 use super::types::{Attr, NodeKind};
 use super::{ROOT_INO, Vfs};
 use crate::layout::VPath;
+use crate::spec::Ownership;
+use crate::store::posix::SpecialKind;
 use crate::store::{Kind, Version};
 
 impl Vfs {
     pub(super) fn attr_of(&self, ino: u64, version: &Version) -> Attr {
-        let kind = match version.kind {
-            Kind::Dir => NodeKind::Dir,
-            Kind::Symlink => NodeKind::Symlink,
+        let special = version.posix.special.filter(|_| version.kind == Kind::File);
+        let kind = match (version.kind, special.map(|s| s.kind)) {
+            (Kind::Dir, _) => NodeKind::Dir,
+            (Kind::Symlink, _) => NodeKind::Symlink,
+            (_, Some(SpecialKind::Fifo)) => NodeKind::Fifo,
+            (_, Some(SpecialKind::Socket)) => NodeKind::Socket,
+            (_, Some(SpecialKind::Char)) => NodeKind::CharDevice,
+            (_, Some(SpecialKind::Block)) => NodeKind::BlockDevice,
             _ => NodeKind::File,
         };
+        let rdev = special.map_or(0, |s| libc::makedev(s.major, s.minor) as u32);
         let size = match version.kind {
             Kind::Symlink => version.target.as_ref().map_or(0, |t| t.len() as u64),
             Kind::Dir => 0,
             _ => version.size,
         };
+        let (uid, gid) = self.owner_of(version);
+        let mtime = version.mtime.to_system();
         Attr {
             ino,
             kind,
             size,
             perm: (version.mode & 0o7777) as u16,
-            mtime: version.mtime.to_system(),
+            mtime,
             nlink: if kind == NodeKind::Dir { 2 } else { 1 },
+            uid,
+            gid,
+            atime: version.posix.atime.map_or(mtime, |t| t.to_system()),
+            ctime: changed_at(version),
+            rdev,
+        }
+    }
+
+    /// The owner and group this mount shows for `version`: what it records
+    /// (`mount.ownership: keep`; the mounting user when it records none, as
+    /// versions written before owners were recorded), or always the mounting
+    /// user (`mount-user`).
+    pub(super) fn owner_of(&self, version: &Version) -> (u32, u32) {
+        match self.ownership {
+            Ownership::Keep => (
+                version.posix.uid.unwrap_or(self.uid),
+                version.posix.gid.unwrap_or(self.gid),
+            ),
+            Ownership::MountUser => (self.uid, self.gid),
         }
     }
 
     pub(super) fn root_attr(&self) -> Attr {
-        let version = self.live(&VPath::root()).ok().flatten();
-        Attr {
-            ino: ROOT_INO,
-            kind: NodeKind::Dir,
-            size: 0,
-            perm: version.as_ref().map_or(0o755, |v| (v.mode & 0o7777) as u16),
-            mtime: version.map_or_else(
-                || {
-                    let created = self.store.meta().created;
-                    SystemTime::UNIX_EPOCH + std::time::Duration::new(created.secs, created.nanos)
-                },
-                |v| v.mtime.to_system(),
-            ),
-            nlink: 2,
+        match self.live(&VPath::root()).ok().flatten() {
+            Some(version) => {
+                let mut attr = self.attr_of(ROOT_INO, &version);
+                attr.kind = NodeKind::Dir;
+                attr
+            }
+            None => {
+                let created = self.store.meta().created;
+                let time =
+                    SystemTime::UNIX_EPOCH + std::time::Duration::new(created.secs, created.nanos);
+                Attr {
+                    ino: ROOT_INO,
+                    kind: NodeKind::Dir,
+                    size: 0,
+                    perm: 0o755,
+                    mtime: time,
+                    nlink: 2,
+                    uid: self.uid,
+                    gid: self.gid,
+                    atime: time,
+                    ctime: time,
+                    rdev: 0,
+                }
+            }
         }
     }
 
@@ -87,6 +126,20 @@ impl Vfs {
             (None, Some(base)) => base.mtime.to_system(),
             (None, None) => SystemTime::now(),
         };
+        let (uid, gid) = match &dirty.base {
+            Some(base) => self.owner_of(base),
+            None => (self.uid, self.gid),
+        };
+        let ctime = match (written, committed) {
+            (Some(time), _) => time,
+            (None, Some(base)) => changed_at(base),
+            (None, None) => mtime,
+        };
+        let atime = dirty
+            .base
+            .as_ref()
+            .and_then(|b| b.posix.atime)
+            .map_or(mtime, |t| t.to_system());
         Some(Attr {
             ino,
             kind: NodeKind::File,
@@ -94,6 +147,11 @@ impl Vfs {
             perm,
             mtime,
             nlink: u32::from(named),
+            uid,
+            gid,
+            atime,
+            ctime,
+            rdev: 0,
         })
     }
 
@@ -233,4 +291,13 @@ impl Vfs {
         attr.nlink = 0;
         Some(attr)
     }
+}
+
+/// When `version` was made: its id's time (the change time of what it shows);
+/// now for one not committed yet.
+pub(super) fn changed_at(version: &Version) -> SystemTime {
+    if version.id.secs == 0 {
+        return SystemTime::now();
+    }
+    SystemTime::UNIX_EPOCH + std::time::Duration::new(version.id.secs, version.id.nanos)
 }

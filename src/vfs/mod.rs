@@ -29,6 +29,7 @@
 //! The store's and the version cache's own locks, and [`open_ahead`]'s, are
 //! taken under any of these and never take one of them.
 
+mod attrs;
 mod dirs;
 pub mod error;
 mod handles;
@@ -54,6 +55,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::layout::{NAME_MAX, VPath};
+use crate::spec::Ownership;
 use crate::store::live_cache::LiveCache;
 use crate::store::{Kind, Store, StoreError, Version};
 use handles::Handle;
@@ -62,8 +64,9 @@ use locks::{Rank, Ranked, RankedRw, lock};
 use open_ahead::OpenAhead;
 use write_cache::Dirty;
 
+pub use attrs::SetAttr;
 pub use error::{Errno, VfsError, VfsResult};
-pub use types::{Attr, DirEntry, FsStats, Invalidation, Mode, NodeKind, Opened};
+pub use types::{Attr, Caller, DirEntry, FsStats, Invalidation, Mode, NodeKind, Opened};
 
 /// The root directory's inode number.
 pub const ROOT_INO: u64 = 1;
@@ -104,6 +107,8 @@ pub struct Vfs {
     forgotten: AtomicU64,
     uid: u32,
     gid: u32,
+    /// How owners are shown (`mount.ownership`).
+    ownership: Ownership,
 }
 
 impl Vfs {
@@ -130,6 +135,7 @@ impl Vfs {
             forgotten: AtomicU64::new(0),
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
+            ownership: Ownership::Keep,
         }
     }
 
@@ -146,6 +152,21 @@ impl Vfs {
     /// Whether `path` is a live directory (the root always is).
     fn is_dir(&self, path: &VPath) -> Result<bool, StoreError> {
         Ok(path.is_root() || self.live(path)?.is_some_and(|v| v.kind == Kind::Dir))
+    }
+
+    /// Shows owners as `ownership` says (the spec's `mount.ownership`).
+    pub fn with_ownership(mut self, ownership: Ownership) -> Vfs {
+        self.ownership = ownership;
+        self
+    }
+
+    /// The mounting user as a caller (what the plain `create`, `mkdir` and
+    /// `symlink` make things as).
+    pub fn mount_user(&self) -> Caller {
+        Caller {
+            uid: self.uid,
+            gid: self.gid,
+        }
     }
 
     pub fn uid(&self) -> u32 {

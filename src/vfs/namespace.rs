@@ -1,31 +1,99 @@
-//! Changes to the tree: mkdir, symlink, unlink, rmdir, rename, setattr.
+//! Changes to the tree: mkdir, symlink, mknod, unlink, rmdir, rename.
 
 use std::ffi::OsStr;
-use std::time::SystemTime;
 
 use super::Vfs;
 use super::error::{VfsError, VfsResult};
 use super::locks::lock;
-use super::types::Attr;
+use super::types::{Attr, Caller};
 use crate::layout::VPath;
-use crate::store::{Kind, Mtime, Version};
+use crate::store::posix::{Special, SpecialKind};
+use crate::store::{Content, Kind, Version};
 
 impl Vfs {
     pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> VfsResult<Attr> {
+        self.mkdir_as(parent, name, mode, self.mount_user())
+    }
+
+    /// Makes a directory owned by `caller` (see [`Vfs::new_owner`]).
+    pub fn mkdir_as(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        caller: Caller,
+    ) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
-        let version = self.store.mkdir(&path, mode)?;
-        self.made_here(&version);
-        // The reply hands the kernel a reference, as a lookup does.
-        let ino = lock(&self.inodes).referenced(&path);
-        Ok(self.attr_of(ino, &version))
+        let parent_path = self.path_of(parent)?;
+        let (posix, mode) = self.new_owner(&parent_path, caller, mode, true);
+        self.new_entry(&path, Content::entry(Kind::Dir, mode, None, posix))
     }
 
     pub fn symlink(&self, parent: u64, name: &OsStr, target: &[u8]) -> VfsResult<Attr> {
+        self.symlink_as(parent, name, target, self.mount_user())
+    }
+
+    pub fn symlink_as(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &[u8],
+        caller: Caller,
+    ) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
-        let version = self.store.symlink(&path, target)?;
+        let parent_path = self.path_of(parent)?;
+        let (posix, _) = self.new_owner(&parent_path, caller, 0o777, false);
+        let content = Content::entry(Kind::Symlink, 0o777, Some(target.to_vec()), posix);
+        self.new_entry(&path, content)
+    }
+
+    /// `mknod(2)`: a FIFO, a unix socket's entry, a character or block device
+    /// (the kernel lets only a privileged caller ask for those) or an empty
+    /// regular file. The special file itself is the kernel's, local to each
+    /// machine; its entry syncs like any file.
+    pub fn mknod_as(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> VfsResult<Attr> {
+        let path = self.child(parent, name)?;
+        let parent_path = self.path_of(parent)?;
+        let (device_major, device_minor) = (libc::major(rdev.into()), libc::minor(rdev.into()));
+        let special = match mode & libc::S_IFMT {
+            libc::S_IFIFO => Some((SpecialKind::Fifo, 0, 0)),
+            libc::S_IFSOCK => Some((SpecialKind::Socket, 0, 0)),
+            libc::S_IFCHR => Some((SpecialKind::Char, device_major, device_minor)),
+            libc::S_IFBLK => Some((SpecialKind::Block, device_major, device_minor)),
+            libc::S_IFREG | 0 => None,
+            other => {
+                return Err(VfsError::new(
+                    libc::EINVAL,
+                    format!("{path}: mknod of file type {other:#o}"),
+                ));
+            }
+        };
+        let (mut posix, mode) = self.new_owner(&parent_path, caller, mode, false);
+        posix.special = special.map(|(kind, major, minor)| Special { kind, major, minor });
+        let mut content = Content::entry(Kind::File, mode, None, posix);
+        content.block_size = self.store.config().block_size;
+        self.new_entry(&path, content)
+    }
+
+    /// Commits a new entry at `path` and hands the kernel a reference to it.
+    fn new_entry(&self, path: &VPath, content: Content) -> VfsResult<Attr> {
+        if lock(&self.created).contains_key(path) {
+            return Err(VfsError::new(
+                libc::EEXIST,
+                format!("{path}: already exists"),
+            ));
+        }
+        let version = self.store.create_entry(path, content)?;
         self.made_here(&version);
         // The reply hands the kernel a reference, as a lookup does.
-        let ino = lock(&self.inodes).referenced(&path);
+        let ino = lock(&self.inodes).referenced(path);
         Ok(self.attr_of(ino, &version))
     }
 
@@ -149,46 +217,5 @@ impl Vfs {
         self.store.rename(&from, &to, no_replace)?;
         lock(&self.inodes).rename(&from, &to, replaced);
         Ok(())
-    }
-
-    /// chmod / utimens / truncate by path.
-    pub fn setattr(
-        &self,
-        ino: u64,
-        fh: Option<u64>,
-        mode: Option<u32>,
-        size: Option<u64>,
-        mtime: Option<SystemTime>,
-    ) -> VfsResult<Attr> {
-        if let Some(size) = size {
-            self.truncate(ino, fh, size)?;
-        }
-        if mode.is_some() || mtime.is_some() {
-            let path = self.path_of(ino)?;
-            if path.is_root() {
-                return Err(VfsError::new(
-                    libc::EPERM,
-                    "the mount's root directory keeps its mode and times",
-                ));
-            }
-            // Open writers' writes first, so the attribute change applies on top of them.
-            if let Some(dirty) = self.dirty_of(ino) {
-                self.commit_dirty(ino, &dirty, false)?;
-            }
-            let version = self.store.set_attrs(
-                &path,
-                mode.map(|m| m & 0o7777),
-                mtime.map(Mtime::from_system),
-            )?;
-            self.made_here(&version);
-            // Open writers keep the new mode for their next commit.
-            if let Some(dirty) = self.dirty_of(ino) {
-                if let Some(base) = lock(&dirty).base.as_mut() {
-                    base.mode = version.mode;
-                    base.mtime = version.mtime;
-                }
-            }
-        }
-        self.getattr(ino)
     }
 }

@@ -188,6 +188,11 @@ mod tests {
                 perm: 0o644,
                 mtime: std::time::SystemTime::UNIX_EPOCH,
                 nlink: 1,
+                uid: 0,
+                gid: 0,
+                atime: std::time::SystemTime::UNIX_EPOCH,
+                ctime: std::time::SystemTime::UNIX_EPOCH,
+                rdev: 0,
             },
         }
     }

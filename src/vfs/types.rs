@@ -10,6 +10,17 @@ pub enum NodeKind {
     File,
     Dir,
     Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+/// Who asks: the calling process's uid and gid, as the kernel sent them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Attributes of an inode.
@@ -21,6 +32,16 @@ pub struct Attr {
     pub perm: u16,
     pub mtime: SystemTime,
     pub nlink: u32,
+    /// Owner and group as this mount shows them (see `mount.ownership`).
+    pub uid: u32,
+    pub gid: u32,
+    /// The last access time set explicitly, else the mtime (reads store none).
+    pub atime: SystemTime,
+    /// When the content or an attribute last changed: the time of the
+    /// version's id (every change is a new version), now while being written.
+    pub ctime: SystemTime,
+    /// The device a character or block special file stands for (0 otherwise).
+    pub rdev: u32,
 }
 
 /// A directory entry.

@@ -173,6 +173,9 @@ impl Vfs {
             hashes,
             from: None,
             conflict_of: None,
+            // Owners, xattrs and the rest stay as they were (a new file's
+            // base carries its creator).
+            posix: base.as_ref().map(|b| b.posix.clone()).unwrap_or_default(),
         };
         let version = self.store.commit(&path, content, durable)?;
         self.made_here(&version);

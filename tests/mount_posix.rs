@@ -1,0 +1,336 @@
+//! POSIX metadata through a real mount: owners (the creating process's ids,
+//! chown and chgrp as the kernel allows them, a setgid directory's group),
+//! `mount.ownership: mount-user`, special files (FIFOs, sockets, device
+//! nodes), extended attributes with Linux's errnos, ctime and atime, and the
+//! mount root as a directory like any other. Tests run as root; "a normal
+//! user" is a child process run with `setpriv` under uid/gid 1000 or 1001.
+
+#[path = "common/mount.rs"]
+mod mount;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use mount::{Mounted, cpath, cvt, errno};
+
+/// Runs `script` with sh as `uid:gid` (no supplementary groups); its exit
+/// status and stderr.
+fn as_user(uid: u32, gid: u32, script: &str) -> (bool, String) {
+    let out = Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("run setpriv");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A mount whose directories other users may walk through (tempdirs are 0700).
+fn shared_mount(extra: &str) -> Mounted {
+    let m = Mounted::with("4KiB", extra);
+    std::fs::set_permissions(m.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    m
+}
+
+fn owner(path: &Path) -> (u32, u32) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+#[test]
+fn a_normal_user_creates_appends_chmods_and_chgrps_in_a_shared_directory() {
+    let m = shared_mount("");
+    std::fs::create_dir(m.path("shared")).unwrap();
+    std::fs::set_permissions(m.path("shared"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let file = m.path("shared/mine");
+    let f = file.display();
+    let (ok, err) = as_user(
+        1000,
+        1000,
+        &format!("echo one > {f} && echo two >> {f} && chmod 600 {f} && chgrp 1000 {f}"),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(owner(&file), (1000, 1000));
+    assert_eq!(std::fs::read(&file).unwrap(), b"one\ntwo\n");
+    let mode = std::fs::metadata(&file).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o600);
+    // As on ext4: giving the file away, or another user reading it, is refused.
+    let (ok, err) = as_user(1000, 1000, &format!("chown 0 {f}"));
+    assert!(!ok && err.contains("Operation not permitted"), "{err}");
+    let (ok, err) = as_user(1001, 1001, &format!("cat {f}"));
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    // Root may give it away.
+    std::os::unix::fs::chown(&file, Some(1001), Some(1001)).unwrap();
+    assert_eq!(owner(&file), (1001, 1001));
+    // A directory and a symlink the user makes are the user's too.
+    let (ok, err) = as_user(
+        1000,
+        1000,
+        &format!(
+            "mkdir {d}/dir && ln -s mine {d}/link",
+            d = m.path("shared").display()
+        ),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(owner(&m.path("shared/dir")), (1000, 1000));
+    assert_eq!(owner(&m.path("shared/link")), (1000, 1000));
+}
+
+#[test]
+fn owners_survive_a_remount() {
+    let mut m = shared_mount("");
+    std::fs::write(m.path("f"), b"x").unwrap();
+    std::os::unix::fs::chown(m.path("f"), Some(4242), Some(4343)).unwrap();
+    m.stop();
+    m.start();
+    assert_eq!(owner(&m.path("f")), (4242, 4343));
+}
+
+#[test]
+fn a_setgid_directory_hands_down_its_group() {
+    let m = shared_mount("");
+    std::fs::create_dir(m.path("team")).unwrap();
+    std::os::unix::fs::chown(m.path("team"), Some(0), Some(1234)).unwrap();
+    std::fs::set_permissions(m.path("team"), std::fs::Permissions::from_mode(0o2777)).unwrap();
+    let (ok, err) = as_user(
+        1000,
+        1000,
+        &format!(
+            "touch {d}/file && mkdir {d}/sub",
+            d = m.path("team").display()
+        ),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(owner(&m.path("team/file")), (1000, 1234));
+    assert_eq!(owner(&m.path("team/sub")), (1000, 1234));
+    let sub = std::fs::metadata(m.path("team/sub")).unwrap().mode();
+    assert_eq!(sub & 0o2000, 0o2000, "a new subdirectory keeps setgid");
+}
+
+#[test]
+fn ownership_mount_user_shows_every_file_as_the_mounting_user() {
+    let m = shared_mount("  ownership: mount-user\n");
+    std::fs::create_dir(m.path("d")).unwrap();
+    std::fs::set_permissions(m.path("d"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Created by another user, but shown as the mounting user's (root here);
+    // so that user cannot change its times afterwards: the trade-off the
+    // README describes (this setting is for single-user machines).
+    let (ok, err) = as_user(1000, 1000, &format!(": > {}", m.path("d/f").display()));
+    assert!(ok, "{err}");
+    assert_eq!(owner(&m.path("d/f")), (0, 0));
+    assert_eq!(
+        errno(std::os::unix::fs::chown(m.path("d/f"), Some(1000), None)),
+        libc::EPERM
+    );
+}
+
+#[test]
+fn the_mount_root_is_chmod_and_chowned_like_any_directory() {
+    let mut m = shared_mount("");
+    std::fs::set_permissions(&m.mnt, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::os::unix::fs::chown(&m.mnt, Some(1000), Some(100)).unwrap();
+    let meta = std::fs::metadata(&m.mnt).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o1777, 1000, 100)
+    );
+    m.stop();
+    m.start();
+    let meta = std::fs::metadata(&m.mnt).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o1777, 1000, 100)
+    );
+}
+
+#[test]
+fn fifos_sockets_and_device_nodes_are_made_and_keep_their_kind() {
+    let mut m = shared_mount("");
+    let fifo = cpath(&m.path("fifo"));
+    cvt(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }).unwrap();
+    let dev = cpath(&m.path("null"));
+    cvt(unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) }).unwrap();
+    let blk = cpath(&m.path("loop"));
+    cvt(unsafe { libc::mknod(blk.as_ptr(), libc::S_IFBLK | 0o660, libc::makedev(7, 9)) }).unwrap();
+    let socket = std::os::unix::net::UnixListener::bind(m.path("sock")).unwrap();
+    drop(socket);
+    let check = |m: &Mounted| {
+        let t = |name: &str| std::fs::symlink_metadata(m.path(name)).unwrap();
+        assert!(t("fifo").file_type().is_fifo());
+        assert_eq!(t("fifo").mode() & 0o777, 0o640);
+        assert!(t("sock").file_type().is_socket());
+        assert!(t("null").file_type().is_char_device());
+        assert_eq!(t("null").rdev(), libc::makedev(1, 3));
+        assert!(t("loop").file_type().is_block_device());
+        assert_eq!(t("loop").rdev(), libc::makedev(7, 9));
+    };
+    check(&m);
+    // The FIFO works: a writer and a reader meet in the kernel.
+    let path = m.path("fifo");
+    let writer = std::thread::spawn(move || std::fs::write(path, b"through the pipe").unwrap());
+    assert_eq!(std::fs::read(m.path("fifo")).unwrap(), b"through the pipe");
+    writer.join().unwrap();
+    m.stop();
+    m.start();
+    check(&m);
+    std::fs::remove_file(m.path("fifo")).unwrap();
+    assert!(!m.path("fifo").exists());
+}
+
+fn setxattr(path: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<libc::c_int> {
+    let path = cpath(path);
+    let name = std::ffi::CString::new(name).unwrap();
+    cvt(unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+}
+
+fn getxattr(path: &Path, name: &str, size: usize) -> std::io::Result<Vec<u8>> {
+    let path = cpath(path);
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; size];
+    let got = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let got = cvt(got as libc::c_int)?;
+    buf.truncate(got as usize);
+    Ok(buf)
+}
+
+fn listxattr(path: &Path) -> Vec<String> {
+    let path = cpath(path);
+    let mut buf = vec![0u8; 4096];
+    let got = unsafe { libc::listxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let got = cvt(got as libc::c_int).unwrap() as usize;
+    buf[..got]
+        .split(|b| *b == 0)
+        .filter(|name| !name.is_empty())
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect()
+}
+
+#[test]
+fn extended_attributes_round_trip_with_the_linux_errnos() {
+    let mut m = shared_mount("");
+    let f = m.path("f");
+    std::fs::write(&f, b"content").unwrap();
+    setxattr(&f, "user.note", b"hello", 0).unwrap();
+    setxattr(&f, "trusted.root", b"\x00\x01", 0).unwrap();
+    assert_eq!(getxattr(&f, "user.note", 100).unwrap(), b"hello");
+    assert_eq!(getxattr(&f, "trusted.root", 100).unwrap(), b"\x00\x01");
+    assert_eq!(listxattr(&f), vec!["trusted.root", "user.note"]);
+    assert_eq!(errno(getxattr(&f, "user.none", 100)), libc::ENODATA);
+    assert_eq!(errno(getxattr(&f, "user.note", 2)), libc::ERANGE);
+    assert_eq!(
+        errno(setxattr(&f, "user.note", b"x", libc::XATTR_CREATE)),
+        libc::EEXIST
+    );
+    assert_eq!(
+        errno(setxattr(&f, "user.none", b"x", libc::XATTR_REPLACE)),
+        libc::ENODATA
+    );
+    assert_eq!(
+        errno(setxattr(&f, "user.big", &vec![7u8; 64 * 1024 + 1], 0)),
+        libc::E2BIG
+    );
+    setxattr(&f, "user.max", &vec![7u8; 64 * 1024], 0).unwrap();
+    // A write keeps them; they survive a remount.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&f)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, b" more"))
+        .unwrap();
+    m.stop();
+    m.start();
+    assert_eq!(std::fs::read(&f).unwrap(), b"content more");
+    assert_eq!(getxattr(&f, "user.note", 100).unwrap(), b"hello");
+    assert_eq!(getxattr(&f, "user.max", 70_000).unwrap().len(), 64 * 1024);
+    let name = std::ffi::CString::new("user.note").unwrap();
+    let path = cpath(&f);
+    cvt(unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) }).unwrap();
+    assert_eq!(errno(getxattr(&f, "user.note", 100)), libc::ENODATA);
+    assert_eq!(
+        errno(cvt(unsafe {
+            libc::removexattr(path.as_ptr(), name.as_ptr())
+        })),
+        libc::ENODATA
+    );
+    // trusted.* is root's: a normal user neither sees nor sets it.
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=1000",
+            "--regid=1000",
+            "--clear-groups",
+            "getfattr",
+            "-m",
+            "-",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("user.max") && !listed.contains("trusted"),
+        "{listed}"
+    );
+    let (ok, err) = as_user(
+        1000,
+        1000,
+        &format!("setfattr -n trusted.x -v 1 {}", f.display()),
+    );
+    assert!(!ok && err.contains("Operation not permitted"), "{err}");
+}
+
+#[test]
+fn chmod_moves_ctime_and_atime_alone_can_be_set() {
+    let m = shared_mount("");
+    let f = m.path("f");
+    std::fs::write(&f, b"x").unwrap();
+    let before = std::fs::metadata(&f).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let after = std::fs::metadata(&f).unwrap();
+    let ctime = |meta: &std::fs::Metadata| (meta.ctime(), meta.ctime_nsec());
+    assert!(ctime(&after) > ctime(&before), "chmod moves ctime");
+    assert_eq!(after.mtime(), before.mtime(), "chmod keeps mtime");
+    // utimensat with only the access time (UTIME_OMIT for mtime).
+    let path = cpath(&f);
+    let times = [
+        libc::timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 5,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    ];
+    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) }).unwrap();
+    let touched = std::fs::metadata(&f).unwrap();
+    assert_eq!((touched.atime(), touched.atime_nsec()), (1_000_000_000, 5));
+    assert_eq!(touched.mtime(), before.mtime());
+    // Reading stores no access time.
+    let _ = std::fs::read(&f).unwrap();
+    assert_eq!(std::fs::metadata(&f).unwrap().atime(), 1_000_000_000);
+}
