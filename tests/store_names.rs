@@ -147,7 +147,10 @@ fn long_names_get_a_hashed_form_and_list_back_right() {
     let err = VPath::parse(OsStr::from_bytes(&too_long)).unwrap_err();
     assert!(err.why.contains("255"), "{}", err.why);
     assert_eq!(err.kind, BadPathKind::TooLong);
-    assert_eq!(StoreError::from(err).errno(), libc::ENAMETOOLONG);
+    assert_eq!(
+        globofs::vfs::error::store_errno(&StoreError::from(err)),
+        libc::ENAMETOOLONG
+    );
 }
 
 #[test]

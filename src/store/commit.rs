@@ -57,17 +57,6 @@ impl Store {
         self.commit_held(path, content, durable)
     }
 
-    /// [`Store::commit_locked`] for a caller that holds the writer lock but
-    /// does not pass its guard (the mount, until it switches over).
-    pub fn commit(
-        &self,
-        path: &VPath,
-        content: Content,
-        durable: bool,
-    ) -> Result<Version, StoreError> {
-        self.commit_held(path, content, durable)
-    }
-
     /// The body of [`Store::commit_locked`]; callers hold the writer lock.
     fn commit_held(
         &self,

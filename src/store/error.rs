@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::ids::{BlockHash, NodeId};
-use crate::layout::{BadPath, BadPathKind, VPath};
+use crate::layout::{BadPath, VPath};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -129,38 +129,6 @@ impl StoreError {
         }
     }
 
-    /// The errno a filesystem call should fail with for this error.
-    pub fn errno(&self) -> i32 {
-        match self {
-            StoreError::Io { source, .. } => StoreError::io_errno(source),
-            StoreError::NotFound(_) | StoreError::NoSuchVersion(..) => libc::ENOENT,
-            StoreError::Exists(_) => libc::EEXIST,
-            StoreError::NotADirectory(_) => libc::ENOTDIR,
-            StoreError::IsADirectory(_) => libc::EISDIR,
-            StoreError::NotEmpty(_) => libc::ENOTEMPTY,
-            StoreError::Invalid { .. } => libc::EINVAL,
-            StoreError::BadPath(BadPath {
-                kind: BadPathKind::TooLong,
-                ..
-            }) => libc::ENAMETOOLONG,
-            StoreError::BadPath(_) => libc::EINVAL,
-            // What was once one catch-all refusal keeps its errno.
-            StoreError::BadSymlinkTarget { .. }
-            | StoreError::RemoveRoot
-            | StoreError::IdClash { .. }
-            | StoreError::PeerAway { .. }
-            | StoreError::UnreadableVersions { .. }
-            | StoreError::BadConfig { .. }
-            | StoreError::Internal(_) => libc::EPERM,
-            StoreError::Corrupt { .. }
-            | StoreError::NewerFormat { .. }
-            | StoreError::NoStore { .. }
-            | StoreError::WrongNode { .. }
-            | StoreError::BadBlock { .. }
-            | StoreError::MissingBlock { .. } => libc::EIO,
-        }
-    }
-
     /// True for "not there" errors of the underlying filesystem.
     pub fn is_not_found(&self) -> bool {
         match self {
@@ -191,107 +159,5 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T, StoreError> {
         self.map_err(|err| StoreError::io(path, err))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An OS error wrapped the way tempfile wraps its write errors (the kind
-    /// kept, the code behind a custom payload): still ENOSPC or EDQUOT.
-    #[test]
-    fn wrapped_disk_full_and_quota_errors_keep_their_errno() {
-        for code in [libc::ENOSPC, libc::EDQUOT, libc::EROFS, libc::EFBIG] {
-            let os = io::Error::from_raw_os_error(code);
-            let wrapped = io::Error::new(os.kind(), format!("{os} at path \"/s/tmp/block-x\""));
-            let err = StoreError::io("/s/tmp/block-x", wrapped);
-            assert_eq!(err.errno(), code, "{err}");
-            assert_eq!(StoreError::io("/p", os).errno(), code);
-            // Said once, plainly, after the path.
-            let text = err.to_string();
-            assert_eq!(
-                text,
-                format!("/s/tmp/block-x: {}", io::Error::from_raw_os_error(code))
-            );
-        }
-        let other = StoreError::io("/p", io::Error::other("short append"));
-        assert_eq!(other.errno(), libc::EIO);
-        assert_eq!(other.to_string(), "/p: short append");
-    }
-
-    /// A name is too long by its kind, not by its message's words; every
-    /// other bad name is EINVAL.
-    #[test]
-    fn bad_paths_map_by_kind() {
-        let long = crate::layout::check_name(&[b'x'; 300]).unwrap_err();
-        assert_eq!(long.kind, BadPathKind::TooLong);
-        assert_eq!(StoreError::from(long).errno(), libc::ENAMETOOLONG);
-        let reworded = BadPath::new(BadPathKind::TooLong, "too many bytes");
-        assert_eq!(StoreError::from(reworded).errno(), libc::ENAMETOOLONG);
-        for kind in [
-            BadPathKind::NotAName,
-            BadPathKind::DotDot,
-            BadPathKind::SlashOrNul,
-            BadPathKind::BadEscape,
-            BadPathKind::BadTarget,
-        ] {
-            let err = StoreError::from(BadPath::new(kind, "a name has at most 255"));
-            assert_eq!(err.errno(), libc::EINVAL, "{kind:?}");
-        }
-    }
-
-    /// What was one catch-all refusal keeps its errno (EPERM) and says what
-    /// it is about.
-    #[test]
-    fn former_refusals_keep_eperm_and_name_their_subject() {
-        let path = VPath::parse(std::ffi::OsStr::new("/a/link")).unwrap();
-        let peer = NodeId::random();
-        let cases = [
-            (
-                StoreError::BadSymlinkTarget { path: path.clone() },
-                "/a/link: not a valid symlink target".to_string(),
-            ),
-            (
-                StoreError::RemoveRoot,
-                "the volume root cannot be removed".to_string(),
-            ),
-            (
-                StoreError::IdClash {
-                    path: PathBuf::from("/s/root/a/versions/1"),
-                    why: "appeared while importing".into(),
-                },
-                "/s/root/a/versions/1: appeared while importing".to_string(),
-            ),
-            (
-                StoreError::PeerAway {
-                    peer,
-                    why: "not mounted".into(),
-                },
-                format!("peer {peer} is away: not mounted"),
-            ),
-            (
-                StoreError::UnreadableVersions {
-                    count: 2,
-                    first: "/s/root/b/versions/9: corrupt".into(),
-                },
-                "gc stopped before deleting anything: 2 unreadable version file(s), first: /s/root/b/versions/9: corrupt".to_string(),
-            ),
-            (
-                StoreError::BadConfig {
-                    what: "ignore",
-                    why: "bad glob".into(),
-                },
-                "ignore: bad glob".to_string(),
-            ),
-            (
-                StoreError::Internal("a listing thread panicked".into()),
-                "a listing thread panicked".to_string(),
-            ),
-        ];
-        for (err, text) in cases {
-            assert_eq!(err.errno(), libc::EPERM, "{err}");
-            assert_eq!(err.to_string(), text);
-        }
     }
 }

@@ -1,11 +1,11 @@
 //! Directory listings: readdir, open directories and their paged listings, readlink.
 
-use super::inodes::Seen;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Vfs;
 use super::error::{VfsError, VfsResult};
+use super::inodes::Seen;
 use super::locks::lock;
 use super::types::{DirEntry, NodeKind};
 use crate::layout::VPath;

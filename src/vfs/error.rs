@@ -7,6 +7,7 @@ use std::fmt;
 
 use tracing::Level;
 
+use crate::layout::{BadPath, BadPathKind};
 use crate::store::StoreError;
 
 /// An errno for a failed operation.
@@ -93,6 +94,39 @@ impl PartialEq for VfsError {
     }
 }
 
+/// The errno of a store failure: the one table from store errors to what
+/// the kernel is told.
+pub fn store_errno(err: &StoreError) -> Errno {
+    match err {
+        StoreError::Io { source, .. } => StoreError::io_errno(source),
+        StoreError::NotFound(_) | StoreError::NoSuchVersion(..) => libc::ENOENT,
+        StoreError::Exists(_) => libc::EEXIST,
+        StoreError::NotADirectory(_) => libc::ENOTDIR,
+        StoreError::IsADirectory(_) => libc::EISDIR,
+        StoreError::NotEmpty(_) => libc::ENOTEMPTY,
+        StoreError::Invalid { .. } => libc::EINVAL,
+        StoreError::BadPath(BadPath {
+            kind: BadPathKind::TooLong,
+            ..
+        }) => libc::ENAMETOOLONG,
+        StoreError::BadPath(_) => libc::EINVAL,
+        // What was once one catch-all refusal keeps its errno.
+        StoreError::BadSymlinkTarget { .. }
+        | StoreError::RemoveRoot
+        | StoreError::IdClash { .. }
+        | StoreError::PeerAway { .. }
+        | StoreError::UnreadableVersions { .. }
+        | StoreError::BadConfig { .. }
+        | StoreError::Internal(_) => libc::EPERM,
+        StoreError::Corrupt { .. }
+        | StoreError::NewerFormat { .. }
+        | StoreError::NoStore { .. }
+        | StoreError::WrongNode { .. }
+        | StoreError::BadBlock { .. }
+        | StoreError::MissingBlock { .. } => libc::EIO,
+    }
+}
+
 impl From<StoreError> for VfsError {
     fn from(err: StoreError) -> VfsError {
         let level = match &err {
@@ -110,7 +144,7 @@ impl From<StoreError> for VfsError {
             _ => Level::WARN,
         };
         VfsError {
-            errno: err.errno(),
+            errno: store_errno(&err),
             message: String::new(),
             source: Some(Source::Store(err)),
             level,
@@ -131,6 +165,107 @@ pub(super) fn io_error(what: &str) -> impl FnOnce(std::io::Error) -> VfsError + 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::NodeId;
+    use std::io;
+    use std::path::PathBuf;
+
+    /// An OS error wrapped the way tempfile wraps its write errors (the kind
+    /// kept, the code behind a custom payload): still ENOSPC or EDQUOT.
+    #[test]
+    fn wrapped_disk_full_and_quota_errors_keep_their_errno() {
+        for code in [libc::ENOSPC, libc::EDQUOT, libc::EROFS, libc::EFBIG] {
+            let os = io::Error::from_raw_os_error(code);
+            let wrapped = io::Error::new(os.kind(), format!("{os} at path \"/s/tmp/block-x\""));
+            let err = StoreError::io("/s/tmp/block-x", wrapped);
+            assert_eq!(store_errno(&err), code, "{err}");
+            assert_eq!(store_errno(&StoreError::io("/p", os)), code);
+            // Said once, plainly, after the path.
+            let text = err.to_string();
+            assert_eq!(
+                text,
+                format!("/s/tmp/block-x: {}", io::Error::from_raw_os_error(code))
+            );
+        }
+        let other = StoreError::io("/p", io::Error::other("short append"));
+        assert_eq!(store_errno(&other), libc::EIO);
+        assert_eq!(other.to_string(), "/p: short append");
+    }
+
+    /// A name is too long by its kind, not by its message's words; every
+    /// other bad name is EINVAL.
+    #[test]
+    fn bad_paths_map_by_kind() {
+        let long = crate::layout::check_name(&[b'x'; 300]).unwrap_err();
+        assert_eq!(long.kind, BadPathKind::TooLong);
+        assert_eq!(store_errno(&StoreError::from(long)), libc::ENAMETOOLONG);
+        let reworded = BadPath::new(BadPathKind::TooLong, "too many bytes");
+        assert_eq!(store_errno(&StoreError::from(reworded)), libc::ENAMETOOLONG);
+        for kind in [
+            BadPathKind::NotAName,
+            BadPathKind::DotDot,
+            BadPathKind::SlashOrNul,
+            BadPathKind::BadEscape,
+            BadPathKind::BadTarget,
+        ] {
+            let err = StoreError::from(BadPath::new(kind, "a name has at most 255"));
+            assert_eq!(store_errno(&err), libc::EINVAL, "{kind:?}");
+        }
+    }
+
+    /// What was one catch-all refusal keeps its errno (EPERM) and says what
+    /// it is about.
+    #[test]
+    fn former_refusals_keep_eperm_and_name_their_subject() {
+        let path = VPath::parse(std::ffi::OsStr::new("/a/link")).unwrap();
+        let peer = NodeId::random();
+        let cases = [
+            (
+                StoreError::BadSymlinkTarget { path: path.clone() },
+                "/a/link: not a valid symlink target".to_string(),
+            ),
+            (
+                StoreError::RemoveRoot,
+                "the volume root cannot be removed".to_string(),
+            ),
+            (
+                StoreError::IdClash {
+                    path: PathBuf::from("/s/root/a/versions/1"),
+                    why: "appeared while importing".into(),
+                },
+                "/s/root/a/versions/1: appeared while importing".to_string(),
+            ),
+            (
+                StoreError::PeerAway {
+                    peer,
+                    why: "not mounted".into(),
+                },
+                format!("peer {peer} is away: not mounted"),
+            ),
+            (
+                StoreError::UnreadableVersions {
+                    count: 2,
+                    first: "/s/root/b/versions/9: corrupt".into(),
+                },
+                "gc stopped before deleting anything: 2 unreadable version file(s), first: /s/root/b/versions/9: corrupt".to_string(),
+            ),
+            (
+                StoreError::BadConfig {
+                    what: "ignore",
+                    why: "bad glob".into(),
+                },
+                "ignore: bad glob".to_string(),
+            ),
+            (
+                StoreError::Internal("a listing thread panicked".into()),
+                "a listing thread panicked".to_string(),
+            ),
+        ];
+        for (err, text) in cases {
+            assert_eq!(store_errno(&err), libc::EPERM, "{err}");
+            assert_eq!(err.to_string(), text);
+        }
+    }
+
     use crate::layout::VPath;
 
     #[test]

@@ -2,7 +2,6 @@
 //! a write state ends it).
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -24,7 +23,7 @@ pub(super) struct Handle {
     /// Opened for writing: only these handles write and commit.
     pub(super) writes: bool,
     /// The block file read last (sequential reads reuse its descriptor).
-    pub(super) last_block: Option<(usize, File)>,
+    pub(super) last_block: Option<(usize, crate::store::OpenBlock)>,
     /// Blocks below this index were hinted to the kernel (sequential readers).
     pub(super) hinted: usize,
 }

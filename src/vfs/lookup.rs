@@ -1,15 +1,15 @@
 //! Names to inodes and their attributes: lookup, getattr, forget, and what the
 //! kernel is told of an inode (committed, being written, or gone).
 
-use super::handles::Handle;
-use super::inodes::Seen;
-use super::locks::Ranked;
 use std::ffi::OsStr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::error::{VfsError, VfsResult};
+use super::handles::Handle;
+use super::inodes::Seen;
+use super::locks::Ranked;
 use super::locks::lock;
 use super::types::{Attr, NodeKind};
 use super::{ROOT_INO, Vfs};

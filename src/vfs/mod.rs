@@ -54,15 +54,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use crate::layout::{NAME_MAX, VPath};
-use crate::spec::Ownership;
-use crate::store::live_cache::LiveCache;
-use crate::store::{Kind, Store, StoreError, Version};
 use handles::Handle;
 use inodes::Inodes;
 use locks::{Rank, Ranked, RankedRw, lock};
 use open_ahead::OpenAhead;
 use write_cache::Dirty;
+
+use crate::layout::{NAME_MAX, VPath};
+use crate::spec::Ownership;
+use crate::store::live_cache::LiveCache;
+use crate::store::{Kind, Store, StoreError, Version};
 
 pub use attrs::SetAttr;
 pub use error::{Errno, VfsError, VfsResult};

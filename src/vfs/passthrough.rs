@@ -1,13 +1,13 @@
 //! How the kernel serves an open handle: through its page cache (and whether
 //! it may keep what it holds) or FUSE passthrough with a backing file.
 
-use super::handles::Handle;
-use super::inodes::Seen;
-use super::locks::Ranked;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Vfs;
+use super::handles::Handle;
+use super::inodes::Seen;
+use super::locks::Ranked;
 use super::locks::lock;
 use super::types::{Mode, Opened};
 

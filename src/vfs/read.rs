@@ -1,13 +1,10 @@
 //! Reads of an open file: through its write state while writers have it open,
 //! else from the committed version, block file by block file.
 
-use super::handles::Handle;
-use std::fs::File;
-
 use super::Vfs;
 use super::error::{VfsError, VfsResult};
+use super::handles::Handle;
 use super::locks::lock;
-use super::write_cache::read_exact_at;
 
 /// Block files a sequential reader asks the kernel to read ahead (cold reads
 /// otherwise wait for the disk one block at a time).
@@ -44,7 +41,7 @@ impl Vfs {
         Ok(buf)
     }
 
-    /// Reads a committed version, keeping the last raw block file open so a
+    /// Reads a committed version, keeping the last block open so a
     /// sequential reader opens each block once.
     pub(super) fn read_base(
         &self,
@@ -78,22 +75,14 @@ impl Vfs {
                         self.ahead.reading(&path);
                     }
                 }
-                handle.last_block = self
-                    .store
-                    .blocks()
-                    .locate(&base.hashes[index], Some(block_len))
-                    .filter(|located| !located.compressed)
-                    .and_then(|located| File::open(located.path).ok())
-                    .map(|file| {
-                        // Read the rest of this block in one go, not request by request.
-                        let _ = nix::fcntl::posix_fadvise(
-                            &file,
-                            within as libc::off_t,
-                            0,
-                            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
-                        );
-                        (index, file)
-                    });
+                // The store's one raw block read: compressed blocks come
+                // decompressed, and `verify_reads` checks the block first.
+                // Failing here, the read below says why (or pulls it).
+                handle.last_block = self.store.open_block(base, index).ok().map(|block| {
+                    // Read the rest of this block in one go, not request by request.
+                    block.will_need(within as usize);
+                    (index, block)
+                });
                 // A sequential reader will want the next blocks: start reading
                 // them (a random reader would only waste the disk's time).
                 // Blocks hinted at earlier steps are not hinted again.
@@ -108,8 +97,8 @@ impl Vfs {
                     handle.hinted = 0;
                 }
             }
-            if let Some((_, file)) = &handle.last_block {
-                if read_exact_at(file, buf, within).is_ok() {
+            if let Some((_, block)) = &handle.last_block {
+                if block.read_at(within as usize, buf).ok() == Some(buf.len()) {
                     return Ok(buf.len());
                 }
             }

@@ -1,7 +1,8 @@
 //! The core driven directly, without a kernel mount.
 
-use super::*;
 use std::sync::atomic::Ordering;
+
+use super::*;
 
 /// A result as the kernel sees it.
 fn errno<T>(result: VfsResult<T>) -> Result<T, Errno> {

@@ -1,14 +1,13 @@
 //! Writes, truncation and commits: a write state becomes a new version.
 
-use super::locks::Ranked;
-use crate::ids::BlockHash;
 use std::sync::Arc;
 
 use super::Vfs;
 use super::error::{VfsError, VfsResult};
+use super::locks::Ranked;
 use super::locks::lock;
 use super::write_cache::Dirty;
-use crate::store::{Content, Kind, Mtime};
+use crate::store::{Attrs, Kind, Mtime};
 
 impl Vfs {
     /// Commits every file that writers have open (before the mount goes away
@@ -125,32 +124,31 @@ impl Vfs {
         let base = state.base.clone();
         let bs = cache.block_size;
         let count = crate::store::version::Version::block_count(cache.size, bs);
-        let mut writer = self.store.block_writer(&held);
-        if !durable {
-            writer = writer.lazy();
-        }
-        let mut hashes = Vec::with_capacity(count as usize);
+        // The store's one write pipeline: blocks not written here are named
+        // again by hash, written ones are cut, hashed and stored.
+        let mut file = self.store.file_write(&held, durable).with_block_size(bs);
         let mut buf = vec![0u8; bs as usize];
         for index in 0..count {
             let start = index * u64::from(bs);
             let len = (cache.size - start).min(u64::from(bs)) as usize;
             if cache.reuses_base(base.as_ref(), index, len) {
                 if let Some(base) = &base {
-                    hashes.push(base.hashes[index as usize]);
+                    file.reuse(base.hashes[index as usize], len);
                     continue;
                 }
             }
             let data = &mut buf[..len];
             cache.read(&self.store, base.as_ref(), start, data)?;
-            let hash = BlockHash::of(data);
-            writer.put(&hash, data)?;
-            hashes.push(hash);
+            file.push(data)?;
         }
-        writer.finish()?;
-        let mode = base.as_ref().map_or(0o644, |b| b.mode);
-        let unchanged = base
-            .as_ref()
-            .is_some_and(|b| b.id.secs > 0 && b.size == cache.size && b.hashes == hashes);
+        let unchanged = base.as_ref().is_some_and(|b| {
+            b.id.secs > 0 && b.size == cache.size && b.hashes.as_slice() == file.hashes()
+        });
+        let attrs = Attrs {
+            mode: base.as_ref().map_or(0o644, |b| b.mode),
+            mtime: Mtime::now(),
+        };
+        let mut content = file.finish(attrs)?;
         if unchanged {
             // The cache holds exactly the base: all of it reads from the base
             // now (a cache the kernel writes directly re-marks itself on use).
@@ -163,21 +161,10 @@ impl Vfs {
                 format!("{path}: became a directory while open"),
             ));
         }
-        let content = Content {
-            kind: Kind::File,
-            size: cache.size,
-            mode,
-            mtime: Mtime::now(),
-            block_size: bs,
-            target: None,
-            hashes,
-            from: None,
-            conflict_of: None,
-            // Owners, xattrs and the rest stay as they were (a new file's
-            // base carries its creator).
-            posix: base.as_ref().map(|b| b.posix.clone()).unwrap_or_default(),
-        };
-        let version = self.store.commit(&path, content, durable)?;
+        // Owners, xattrs and the rest stay as they were (a new file's base
+        // carries its creator).
+        content.posix = base.as_ref().map(|b| b.posix.clone()).unwrap_or_default();
+        let version = self.store.commit_locked(&held, &path, content, durable)?;
         self.made_here(&version);
         lock(&self.created).remove(&path);
         // Later reads and writes build on what was just committed.
