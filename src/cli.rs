@@ -195,9 +195,11 @@ pub enum Command {
 
     /// Mount the volume with FUSE (in the foreground) at MOUNTPOINT or `mount.path`.
     ///
-    /// Reconciles first; unmounts on SIGINT/SIGTERM; signals readiness to systemd
-    /// (NOTIFY_SOCKET). Semantics: close-to-open (close commits a version, fsync makes
-    /// it durable).
+    /// Reconciles first; unmounts on SIGINT/SIGTERM; re-reads the spec on SIGHUP
+    /// (peers, sync, cache and retention apply live; a change of the volume, node,
+    /// block size, compression, mount point or ignore is refused with a log line);
+    /// signals readiness to systemd (NOTIFY_SOCKET). Semantics: close-to-open (close
+    /// commits a version, fsync makes it durable).
     Mount {
         mountpoint: Option<PathBuf>,
         /// FUSE request threads.

@@ -14,6 +14,7 @@ pub fn mount(
     threads: usize,
     stop_grace: Duration,
 ) -> Result<(), Failure> {
+    let mountpoint_from_spec = mountpoint.is_none();
     let mountpoint = mountpoint
         .or_else(|| spec.mount_path.clone())
         .ok_or_else(|| {
@@ -21,6 +22,7 @@ pub fn mount(
         })?;
     let options = Options {
         mountpoint,
+        mountpoint_from_spec,
         threads,
         stop_grace,
     };

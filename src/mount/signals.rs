@@ -1,6 +1,7 @@
-//! The signals that end a mount (SIGINT, SIGTERM, SIGHUP): blocked before
-//! any other thread starts, so every thread inherits the mask and none takes
-//! them; the main thread reads them here from a signalfd.
+//! The signals a mount answers: SIGINT and SIGTERM end it, SIGHUP re-reads
+//! its spec. Blocked before any other thread starts, so every thread
+//! inherits the mask and none takes them; the main thread reads them here
+//! from a signalfd.
 
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::MountError;
 
-/// The stop signals, blocked in this thread and every thread started after,
+/// The stop and reload signals, blocked in this thread and every thread started after,
 /// and the descriptor they are read from.
 pub(super) struct Signals {
     fd: SignalFd,
