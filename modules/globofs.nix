@@ -512,17 +512,37 @@ let
           };
         };
 
+        reloadOnChange = mkOption {
+          type = types.bool;
+          default = true;
+          description = ''
+            Whether a change of this volume's spec alone reloads the service
+            (`systemctl reload`: SIGHUP, `globofs mount` re-reads
+            `/etc/globofs/<name>.yaml`) instead of restarting it, so
+            `nixos-rebuild switch` never unmounts the volume for a peer
+            change. Applied live: peers added, removed or changed, the sync
+            interval, timeout and full check, cache and retention. Refused by
+            the running mount, with an error in the unit's journal (`reload
+            refused: ... needs a remount`), until
+            `systemctl restart globofs-<name>`: a new block size, node id or
+            major, compression or `ignore`. A new `mountPoint` or `volume`
+            changes the unit itself and restarts it (see `restartIfChanged`),
+            as does a new package. With `false` every change of the spec
+            restarts the service, as `restartIfChanged` says.
+          '';
+        };
+
         restartIfChanged = mkOption {
           type = types.bool;
           default = true;
           description = ''
-            Whether `nixos-rebuild switch` restarts the service when this
-            volume's spec (any option here) or the package changed. A restart
+            Whether `nixos-rebuild switch` restarts the service when the unit
+            changed: the package, the mount point or the volume directory
+            (and, with `reloadOnChange = false`, any option here). A restart
             unmounts the volume: processes with files open in it, or a shell
             inside it, keep the old mount lazily detached (logged as a warning
             by the unit's `ExecStopPost`), and new opens see the new mount.
-            `globofs mount` cannot yet re-read its spec without a remount.
-            With `false` the new spec waits for
+            With `false` the change waits for
             `systemctl restart globofs-<name>` or the next boot.
           '';
         };
@@ -760,7 +780,12 @@ let
   serviceFor =
     name: vol:
     let
-      globofs = "${cfg.package}/bin/globofs --spec ${vol.specFile}";
+      # Reloadable: the unit names the spec by its /etc link, which a switch
+      # repoints before it reloads the unit (reloadTriggers below), so the
+      # running mount re-reads the new one. Otherwise the store path, whose
+      # change makes a restart.
+      spec = if vol.reloadOnChange then "/etc/globofs/${name}.yaml" else vol.specFile;
+      globofs = "${cfg.package}/bin/globofs --spec ${spec}";
     in
     {
       description = unitText "GloboFS volume ${name} (${vol.volume} mounted on ${vol.mountPoint})";
@@ -779,6 +804,8 @@ let
         vol.mountPoint
       ];
       inherit (vol) restartIfChanged;
+      # A new spec alone (same package, mount point and volume) is a reload.
+      reloadTriggers = lib.optional vol.reloadOnChange vol.specFile;
 
       # The setuid wrapper of fusermount3 (programs.fuse), should libfuse need it.
       path = [ "/run/wrappers" ];
@@ -788,6 +815,9 @@ let
         NotifyAccess = "main";
         ExecStartPre = "${globofs} reconcile";
         ExecStart = "${globofs} mount";
+        # `globofs mount` re-reads its spec on SIGHUP; what needs a remount is
+        # refused with an error in the journal and the mount keeps running.
+        ExecReload = lib.mkIf vol.reloadOnChange "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
         # After a crash the kernel keeps a dead FUSE mount ("Transport endpoint
         # is not connected") that would make the restart fail; drop it, and
         # say so in the journal when files were open (a lazy detach).

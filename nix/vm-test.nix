@@ -4,7 +4,8 @@
 # CLI (`globofs put` / `globofs get`) and through the FUSE mounts; a normal
 # user reads (and, once the POSIX-metadata issue lands, writes) through the
 # mount; alpha starts with no peer and gets beta by switching configuration
-# (a rebuild); then a node restarts while its peer is away.
+# (a rebuild), which reloads the running mount (SIGHUP) instead of
+# remounting it; then a node restarts while its peer is away.
 #
 # Not runnable on the development machines (no binary cache, no KVM): written
 # against the module's evaluated options, which nix/eval-flake-test.nix checks.
@@ -138,22 +139,29 @@ in
         # creators (the POSIX-metadata issue).
         alpha.fail("su alice -c 'echo mine > /mnt/globofs/by-alice.txt'")
 
-    with subtest("alpha gets beta as a peer by a configuration switch"):
-        # A reader keeps a file open across the switch: the restart cannot
-        # unmount cleanly, and the unit must say so in the journal.
+    with subtest("alpha gets beta as a peer by a configuration switch, without a remount"):
+        # A reader keeps a file open across the switch: a restart would have
+        # to detach the busy mount; a reload leaves it alone.
         alpha.succeed(
             "setsid sh -c 'exec 3</mnt/globofs/by-root.txt; exec sleep 600' >/dev/null 2>&1 &"
         )
+        pid_before = alpha.succeed("systemctl show -p MainPID --value globofs-shared.service").strip()
         alpha.succeed(
             "/run/current-system/specialisation/withPeer/bin/switch-to-configuration test"
         )
-        alpha.wait_for_unit("globofs-shared.service")
-        alpha.wait_until_succeeds("mountpoint -q /mnt/globofs")
         alpha.succeed(f"grep -q {BETA} /etc/globofs/shared.yaml")
-        # No SIGHUP reload yet (issue 15, item 4): the switch restarts the
-        # service, which remounts, and the busy old mount is detached lazily
-        # with a warning, not silently. With reload this becomes: no remount.
-        alpha.succeed("journalctl -u globofs-shared.service | grep -q 'detaching it lazily'")
+        # The spec alone changed (reloadTriggers): systemctl reload, SIGHUP,
+        # and the running mount takes the new peer.
+        alpha.wait_until_succeeds(
+            f"journalctl -u globofs-shared.service | grep -q 'reloaded: peer {BETA} added'"
+        )
+        pid_after = alpha.succeed("systemctl show -p MainPID --value globofs-shared.service").strip()
+        assert pid_before == pid_after, f"the service restarted ({pid_before} -> {pid_after})"
+        alpha.succeed("mountpoint -q /mnt/globofs")
+        alpha.fail("journalctl -u globofs-shared.service | grep -q 'detaching it lazily'")
+        alpha.succeed(
+            "test \"$(journalctl -u globofs-shared.service -o cat | grep -c ' mounted ')\" = 1"
+        )
         # The automount of beta's volume directory is the module's fileSystems entry.
         alpha.succeed(
             'systemctl is-active "$(systemd-escape -p --suffix=automount /mnt/globofs-peers/beta)"'
