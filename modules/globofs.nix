@@ -5,8 +5,9 @@
 #     `settings`, and runs `globofs validate` on it at build time, so a bad
 #     spec fails `nixos-rebuild`, not the boot;
 #   - links the validated spec to /etc/globofs/<name>.yaml, so that
-#     `globofs --spec /etc/globofs/<name>.yaml status` works from a shell;
-#   - runs `globofs-<name>.service`: `reconcile`, then `mount` (Type=notify).
+#     `globofs --volume-name <name> status` works from a shell;
+#   - runs `globofs-<name>.service`: `reconcile`, then `mount` (Type=notify)
+#     of that /etc spec; a new spec alone reloads it (SIGHUP), no remount.
 #
 # Peers are declared once, in `services.globofs.peers.<name>`, with the
 # transport that reaches their store (a plain path, NFS or sshfs); the module
