@@ -274,6 +274,7 @@ let
           node.id = vol.nodeId;
           mount.path = vol.mountPoint;
         }
+        (mkIf (vol.ownership != null) { mount.ownership = vol.ownership; })
         (mkIf (vol.blockSize != null) { block_size = vol.blockSize; })
         (mkIf (vol.major != null) { node.major = vol.major; })
         (mkIf (vol.compression != null) { inherit (vol) compression; })
@@ -441,6 +442,62 @@ let
             Created at boot (systemd-tmpfiles) if missing. Spec key
             `mount.path`.
           '';
+        };
+
+        ownership = mkOption {
+          type = types.nullOr (
+            types.enum [
+              "keep"
+              "mount-user"
+            ]
+          );
+          default = null;
+          example = "mount-user";
+          description = ''
+            Whose files the mount shows them as (spec key `mount.ownership`).
+            `keep`: each file's recorded owner and group, the same numeric
+            ids on every node (as NFS; give the nodes' users the same uids),
+            so normal users write to their own files. `mount-user`: every
+            file as the mounting user's (root here), for machines whose uids
+            differ. `null` leaves the key out (globofs' default: `keep`).
+            Needs a globofs that knows the key (the POSIX-metadata work);
+            an older one fails the build's `globofs validate` with
+            "unknown field `ownership`".
+          '';
+        };
+
+        root = {
+          owner = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "alice";
+            description = ''
+              Owner (a user name or uid) of the volume's root directory, as the
+              mount shows it. Set through the mount after every start, and only
+              when it differs (a change is a new version of the root, synced
+              to the peers). With `group` and `mode`, this is how normal users
+              get a volume they can write to: e.g. `group = "users"; mode =
+              "2775"`, or `mode = "1777"` for a shared /tmp-like root. Takes
+              effect once files keep their owners (`ownership = "keep"`, the
+              POSIX-metadata work); before that the mount refuses the chown
+              and the unit's journal says so, without failing the unit.
+            '';
+          };
+          group = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "users";
+            description = "Group of the volume's root directory (see `root.owner`).";
+          };
+          mode = mkOption {
+            type = types.nullOr (types.strMatching "[0-7]?[0-7]{3}");
+            default = null;
+            example = "2775";
+            description = ''
+              Mode (octal, e.g. `"2775"`, `"1777"`) of the volume's root
+              directory, set like `root.owner`.
+            '';
+          };
         };
 
         syncInterval = mkOption {
@@ -778,6 +835,37 @@ let
       exec ${pkgs.fuse3}/bin/fusermount3 -u -z "$mp"
     '';
 
+  # The volume root's owner, group and mode, set through the mount (so they
+  # are recorded and synced) when they differ from what is wanted. Failures
+  # are warnings in the journal: the unit keeps running.
+  rootScript =
+    name: vol:
+    let
+      r = vol.root;
+      want = lib.escapeShellArgs [
+        (if r.owner != null then r.owner else "-")
+        (if r.group != null then r.group else "-")
+        (if r.mode != null then r.mode else "-")
+      ];
+    in
+    pkgs.writeShellScript "globofs-${name}-root" ''
+      PATH=${pkgs.coreutils}/bin
+      mp=$1
+      set -- ${want}
+      owner=$1 group=$2 mode=$3
+      warn() { echo "<4>globofs: $mp: $*" >&2; }
+      if [ "$owner" != - ] && [ "$(stat -c %U "$mp")" != "$owner" ] && [ "$(stat -c %u "$mp")" != "$owner" ]; then
+        chown "$owner" "$mp" || warn "could not give the volume root to $owner (files keep their owners only with a globofs that has mount.ownership)"
+      fi
+      if [ "$group" != - ] && [ "$(stat -c %G "$mp")" != "$group" ] && [ "$(stat -c %g "$mp")" != "$group" ]; then
+        chgrp "$group" "$mp" || warn "could not give the volume root to group $group"
+      fi
+      if [ "$mode" != - ] && [ "$(stat -c %a "$mp")" != "$(printf %o "0$mode")" ]; then
+        chmod "$mode" "$mp" || warn "could not set mode $mode on the volume root"
+      fi
+      exit 0
+    '';
+
   serviceFor =
     name: vol:
     let
@@ -816,6 +904,9 @@ let
         NotifyAccess = "main";
         ExecStartPre = "${globofs} reconcile";
         ExecStart = "${globofs} mount";
+        # The volume root's owner, group and mode (`root.*`), once mounted.
+        ExecStartPost = lib.mkIf (vol.root.owner != null || vol.root.group != null || vol.root.mode != null)
+          "-${rootScript name vol} ${execArg vol.mountPoint}";
         # `globofs mount` re-reads its spec on SIGHUP; what needs a remount is
         # refused with an error in the journal and the mount keeps running.
         ExecReload = lib.mkIf vol.reloadOnChange "${pkgs.coreutils}/bin/kill -HUP $MAINPID";

@@ -162,7 +162,7 @@ else
   # Positive: the two-node example, its unit, spec, assertions.
   if out=$(eval_test nix/eval-module-test.nix 2>&1) && [[ $out == *'"failures":[]'* ]]; then
     [[ $out =~ \"checked\":([0-9]+) ]]
-    ok "module evaluates: ${BASH_REMATCH[1]} checks (two-node example: unit, spec, hardening, assertions; peers over sshfs/nfs/path: fileSystems, owners, sshd jail; paths with spaces, % and \$; mkDefault fuse, cross build, reload on a new spec (reloadTriggers, ExecReload), restartIfChanged; README.md's snippet for alpha and beta)"
+    ok "module evaluates: ${BASH_REMATCH[1]} checks (two-node example: unit, spec, hardening, assertions; peers over sshfs/nfs/path: fileSystems, owners, sshd jail; paths with spaces, % and \$; mkDefault fuse, cross build, reload on a new spec (reloadTriggers, ExecReload), restartIfChanged; ownership and the root's owner/group/mode; README.md's snippet for alpha and beta)"
   else
     fail "module evaluates: two-node example" "$out"
   fi

@@ -559,6 +559,48 @@ let
         == "${stubPkgs.globofs}/bin/globofs --spec ${noReload.services.globofs.volumes.shared.specFile} mount"
     );
 
+  # ---- owners: mount.ownership and the volume root's owner, group and mode ----------------------
+
+  ownersConfig = evalWith [
+    alpha
+    {
+      services.globofs.volumes.shared = {
+        ownership = "keep";
+        root = {
+          owner = "alice";
+          group = "users";
+          mode = "2775";
+        };
+      };
+    }
+  ];
+  ownersUnit = ownersConfig.systemd.services.globofs-shared;
+  ownersChecks =
+    check "ownership reaches the spec as mount.ownership (got ${builtins.toJSON ownersConfig.services.globofs.volumes.shared.generatedSpec.mount})" (
+      ownersConfig.services.globofs.volumes.shared.generatedSpec.mount == {
+        path = "/mnt/globofs";
+        ownership = "keep";
+      }
+    )
+    ++ check "root owner/group/mode: set through the mount after start, failures ignored (got ${ownersUnit.serviceConfig.ExecStartPost or "none"})" (
+      builtins.match ''-/nix/store/[^ ]*-globofs-shared-root "/mnt/globofs"'' (ownersUnit.serviceConfig.ExecStartPost or "") != null
+    )
+    ++ check "the root script changes only what differs, and warns instead of failing" (
+      let
+        text = builtins.readFile (builtins.head (builtins.match "-([^ ]+) .*" ownersUnit.serviceConfig.ExecStartPost));
+      in
+      lib.hasInfix "set -- alice users 2775" text
+      && lib.hasInfix ''chown "$owner" "$mp" || warn'' text
+      && lib.hasInfix ''chgrp "$group" "$mp" || warn'' text
+      && lib.hasInfix ''chmod "$mode" "$mp" || warn'' text
+      && lib.hasInfix ''[ "$(stat -c %a "$mp")" != "$(printf %o "0$mode")" ]'' text
+      && lib.hasInfix "exit 0" text
+    )
+    ++ check "no root option set: no ExecStartPost, no mount.ownership" (
+      !(alphaConfig.systemd.services.globofs-shared.serviceConfig ? ExecStartPost)
+      && !(alphaConfig.services.globofs.volumes.shared.generatedSpec.mount ? ownership)
+    );
+
   # ---- README.md's NixOS snippet, exactly as printed -------------------------------------------
 
   readme = builtins.readFile ../README.md;
@@ -608,6 +650,7 @@ let
       ++ peerChecks
       ++ oddChecks
       ++ overrideChecks
+      ++ ownersChecks
       ++ readmeChecks
       ++ check "disabled: no services" (disabledConfig.systemd.services == { })
       ++ check "disabled: fuse untouched" (!disabledConfig.programs.fuse.enable);
