@@ -87,6 +87,7 @@ impl MountError {
 /// line) and unmounts cleanly on SIGINT or SIGTERM. Returns when the mount is
 /// gone.
 pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
+    signals::hold_reloads();
     let mountpoint = options.mountpoint.as_path();
     let outcome = crate::reconcile::reconcile(spec, false).map_err(MountError::input)?;
     for warning in &outcome.warnings {

@@ -19,6 +19,16 @@ pub(super) struct Signals {
     fd: SignalFd,
 }
 
+/// Keeps a SIGHUP that arrives while the mount is still starting (reconcile,
+/// opening the store) pending, instead of ending the process: [`Signals`]
+/// takes it once the mount is up, as a reload. Call it first thing.
+pub(super) fn hold_reloads() {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGHUP);
+    // Failing leaves SIGHUP as it was: an early one ends the mount, as before.
+    let _ = set.thread_block();
+}
+
 impl Signals {
     /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread; call it
     /// before the session's threads start.
