@@ -244,3 +244,78 @@ impl Reloader {
 /// How long the sync loop waits after a reload before its first pass with
 /// the new plan (so a burst of reloads makes one pass).
 pub(super) const SETTLE: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const NODE: &str = "a1a1a1a1-0000-4000-8000-0000000000a1";
+    const PEER: &str = "b1b1b1b1-0000-4000-8000-0000000000b1";
+
+    fn spec(dir: &Path, name: &str, extra: &str) -> Spec {
+        let file = dir.join(name);
+        std::fs::write(
+            &file,
+            format!("volume: /srv/v\nnode:\n  id: {NODE}\nmount:\n  path: /mnt/v\n{extra}"),
+        )
+        .unwrap();
+        Spec::load(&file).unwrap()
+    }
+
+    #[test]
+    fn what_needs_a_remount_is_named_with_old_and_new_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = spec(dir.path(), "old.yaml", "block_size: 4KiB\n");
+        let same = spec(
+            dir.path(),
+            "same.yaml",
+            "block_size: 4KiB\nsync:\n  interval: 5s\n",
+        );
+        assert!(needs_remount(&old, &same, true).is_empty());
+        let new = spec(
+            dir.path(),
+            "new.yaml",
+            "block_size: 8KiB\ncompression: zstd\nignore:\n  - \"*.tmp\"\n",
+        );
+        let refused = needs_remount(&old, &new, true);
+        assert_eq!(refused.len(), 3, "{refused:?}");
+        assert_eq!(refused[0], "block_size (4096 -> 8192)");
+        assert_eq!(refused[1], "compression (none -> zstd)");
+        assert!(refused[2].starts_with("ignore ("), "{refused:?}");
+
+        let moved = std::fs::read_to_string(dir.path().join("old.yaml"))
+            .unwrap()
+            .replace("/mnt/v", "/mnt/w");
+        std::fs::write(dir.path().join("moved.yaml"), moved).unwrap();
+        let moved = Spec::load(&dir.path().join("moved.yaml")).unwrap();
+        assert_eq!(
+            needs_remount(&old, &moved, true),
+            ["mount.path (/mnt/v -> /mnt/w)"]
+        );
+        // A mount point from the command line stays whatever the spec says.
+        assert!(needs_remount(&old, &moved, false).is_empty());
+    }
+
+    #[test]
+    fn live_changes_name_peers_and_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = spec(dir.path(), "old.yaml", "");
+        let new = spec(
+            dir.path(),
+            "new.yaml",
+            &format!(
+                "peers:\n  - id: {PEER}\n    path: /p\nsync:\n  interval: 5s\nretention:\n  keep_last: 3\n"
+            ),
+        );
+        let changes = live_changes(&old, &new);
+        assert_eq!(changes[0], format!("peer {PEER} added (/p)"));
+        assert_eq!(changes[1], "sync.interval 30s -> 5s");
+        assert!(changes[2].starts_with("retention"), "{changes:?}");
+        assert_eq!(live_changes(&new, &old)[0], format!("peer {PEER} removed"));
+        assert!(live_changes(&old, &old).is_empty());
+        assert!(plan_for(&new, Arc::new(Syncer::new(&new))).settings.syncing);
+        assert!(!plan_for(&old, Arc::new(Syncer::new(&old))).settings.syncing);
+    }
+}
