@@ -15,7 +15,6 @@
 //! not load or reconcile.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use crate::ids::NodeId;
 use crate::spec::Spec;
@@ -240,10 +239,6 @@ impl Reloader {
         self.current = new;
     }
 }
-
-/// How long the sync loop waits after a reload before its first pass with
-/// the new plan (so a burst of reloads makes one pass).
-pub(super) const SETTLE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

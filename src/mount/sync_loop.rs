@@ -17,6 +17,10 @@ use crate::sync::Syncer;
 /// Wait after a local change before syncing, so a burst of writes goes in one pass.
 const DEBOUNCE: Duration = Duration::from_secs(1);
 
+/// Wait after a new plan (a reload) before its first pass, so a burst of
+/// reloads makes one pass.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// What the spec says about the loop.
 pub(super) struct Settings {
     /// `sync.interval`.
@@ -55,7 +59,7 @@ pub(super) fn spawn(
 /// Runs a sync pass every `interval`, and shortly after local changes; with
 /// `cache` (`max_size`, `min_copies`), shrinks the local blocks after a pass,
 /// at most every [`crate::sync::evict::CACHE_CHECK_EVERY`]. A new plan gets
-/// its first pass [`super::reload::SETTLE`] after it is seen.
+/// its first pass [`SETTLE`] after it is seen.
 fn run(plan: &SharedPlan, store: &Store, kicked: &mpsc::Receiver<()>, stop: &AtomicBool) {
     let mut next = Instant::now();
     let mut cache_checked: Option<Instant> = None;
@@ -64,7 +68,7 @@ fn run(plan: &SharedPlan, store: &Store, kicked: &mpsc::Receiver<()>, stop: &Ato
         let latest = current(plan);
         if !Arc::ptr_eq(&latest, &in_force) {
             in_force = latest;
-            next = Instant::now() + super::reload::SETTLE;
+            next = Instant::now() + SETTLE;
         }
         let syncer = in_force.syncer.as_ref();
         let settings = &in_force.settings;
