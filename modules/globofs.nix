@@ -5,8 +5,9 @@
 #     `settings`, and runs `globofs validate` on it at build time, so a bad
 #     spec fails `nixos-rebuild`, not the boot;
 #   - links the validated spec to /etc/globofs/<name>.yaml, so that
-#     `globofs --spec /etc/globofs/<name>.yaml status` works from a shell;
-#   - runs `globofs-<name>.service`: `reconcile`, then `mount` (Type=notify).
+#     `globofs --volume-name <name> status` works from a shell;
+#   - runs `globofs-<name>.service`: `reconcile`, then `mount` (Type=notify)
+#     of that /etc spec; a new spec alone reloads it (SIGHUP), no remount.
 #
 # Peers are declared once, in `services.globofs.peers.<name>`, with the
 # transport that reaches their store (a plain path, NFS or sshfs); the module
@@ -273,6 +274,7 @@ let
           node.id = vol.nodeId;
           mount.path = vol.mountPoint;
         }
+        (mkIf (vol.ownership != null) { mount.ownership = vol.ownership; })
         (mkIf (vol.blockSize != null) { block_size = vol.blockSize; })
         (mkIf (vol.major != null) { node.major = vol.major; })
         (mkIf (vol.compression != null) { inherit (vol) compression; })
@@ -442,6 +444,62 @@ let
           '';
         };
 
+        ownership = mkOption {
+          type = types.nullOr (
+            types.enum [
+              "keep"
+              "mount-user"
+            ]
+          );
+          default = null;
+          example = "mount-user";
+          description = ''
+            Whose files the mount shows them as (spec key `mount.ownership`).
+            `keep`: each file's recorded owner and group, the same numeric
+            ids on every node (as NFS; give the nodes' users the same uids),
+            so normal users write to their own files. `mount-user`: every
+            file as the mounting user's (root here), for machines whose uids
+            differ. `null` leaves the key out (globofs' default: `keep`).
+            Needs a globofs that knows the key (the POSIX-metadata work);
+            an older one fails the build's `globofs validate` with
+            "unknown field `ownership`".
+          '';
+        };
+
+        root = {
+          owner = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "alice";
+            description = ''
+              Owner (a user name or uid) of the volume's root directory, as the
+              mount shows it. Set through the mount after every start, and only
+              when it differs (a change is a new version of the root, synced
+              to the peers). With `group` and `mode`, this is how normal users
+              get a volume they can write to: e.g. `group = "users"; mode =
+              "2775"`, or `mode = "1777"` for a shared /tmp-like root. Takes
+              effect once files keep their owners (`ownership = "keep"`, the
+              POSIX-metadata work); before that the mount refuses the chown
+              and the unit's journal says so, without failing the unit.
+            '';
+          };
+          group = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "users";
+            description = "Group of the volume's root directory (see `root.owner`).";
+          };
+          mode = mkOption {
+            type = types.nullOr (types.strMatching "[0-7]?[0-7]{3}");
+            default = null;
+            example = "2775";
+            description = ''
+              Mode (octal, e.g. `"2775"`, `"1777"`) of the volume's root
+              directory, set like `root.owner`.
+            '';
+          };
+        };
+
         syncInterval = mkOption {
           type = types.nullOr durationType;
           default = null;
@@ -512,17 +570,37 @@ let
           };
         };
 
+        reloadOnChange = mkOption {
+          type = types.bool;
+          default = true;
+          description = ''
+            Whether a change of this volume's spec alone reloads the service
+            (`systemctl reload`: SIGHUP, `globofs mount` re-reads
+            `/etc/globofs/<name>.yaml`) instead of restarting it, so
+            `nixos-rebuild switch` never unmounts the volume for a peer
+            change. Applied live: peers added, removed or changed, the sync
+            interval, timeout and full check, cache and retention. Refused by
+            the running mount, with an error in the unit's journal (`reload
+            refused: ... needs a remount`), until
+            `systemctl restart globofs-<name>`: a new block size, node id or
+            major, compression or `ignore`. A new `mountPoint` or `volume`
+            changes the unit itself and restarts it (see `restartIfChanged`),
+            as does a new package. With `false` every change of the spec
+            restarts the service, as `restartIfChanged` says.
+          '';
+        };
+
         restartIfChanged = mkOption {
           type = types.bool;
           default = true;
           description = ''
-            Whether `nixos-rebuild switch` restarts the service when this
-            volume's spec (any option here) or the package changed. A restart
+            Whether `nixos-rebuild switch` restarts the service when the unit
+            changed: the package, the mount point or the volume directory
+            (and, with `reloadOnChange = false`, any option here). A restart
             unmounts the volume: processes with files open in it, or a shell
             inside it, keep the old mount lazily detached (logged as a warning
             by the unit's `ExecStopPost`), and new opens see the new mount.
-            `globofs mount` cannot yet re-read its spec without a remount.
-            With `false` the new spec waits for
+            With `false` the change waits for
             `systemctl restart globofs-<name>` or the next boot.
           '';
         };
@@ -757,10 +835,46 @@ let
       exec ${pkgs.fuse3}/bin/fusermount3 -u -z "$mp"
     '';
 
+  # The volume root's owner, group and mode, set through the mount (so they
+  # are recorded and synced) when they differ from what is wanted. Failures
+  # are warnings in the journal: the unit keeps running.
+  rootScript =
+    name: vol:
+    let
+      r = vol.root;
+      want = lib.escapeShellArgs [
+        (if r.owner != null then r.owner else "-")
+        (if r.group != null then r.group else "-")
+        (if r.mode != null then r.mode else "-")
+      ];
+    in
+    pkgs.writeShellScript "globofs-${name}-root" ''
+      PATH=${pkgs.coreutils}/bin
+      mp=$1
+      set -- ${want}
+      owner=$1 group=$2 mode=$3
+      warn() { echo "<4>globofs: $mp: $*" >&2; }
+      if [ "$owner" != - ] && [ "$(stat -c %U "$mp")" != "$owner" ] && [ "$(stat -c %u "$mp")" != "$owner" ]; then
+        chown "$owner" "$mp" || warn "could not give the volume root to $owner (files keep their owners only with a globofs that has mount.ownership)"
+      fi
+      if [ "$group" != - ] && [ "$(stat -c %G "$mp")" != "$group" ] && [ "$(stat -c %g "$mp")" != "$group" ]; then
+        chgrp "$group" "$mp" || warn "could not give the volume root to group $group"
+      fi
+      if [ "$mode" != - ] && [ "$(stat -c %a "$mp")" != "$(printf %o "0$mode")" ]; then
+        chmod "$mode" "$mp" || warn "could not set mode $mode on the volume root"
+      fi
+      exit 0
+    '';
+
   serviceFor =
     name: vol:
     let
-      globofs = "${cfg.package}/bin/globofs --spec ${vol.specFile}";
+      # Reloadable: the unit names the spec by its /etc link, which a switch
+      # repoints before it reloads the unit (reloadTriggers below), so the
+      # running mount re-reads the new one. Otherwise the store path, whose
+      # change makes a restart.
+      spec = if vol.reloadOnChange then "/etc/globofs/${name}.yaml" else vol.specFile;
+      globofs = "${cfg.package}/bin/globofs --spec ${spec}";
     in
     {
       description = unitText "GloboFS volume ${name} (${vol.volume} mounted on ${vol.mountPoint})";
@@ -779,6 +893,8 @@ let
         vol.mountPoint
       ];
       inherit (vol) restartIfChanged;
+      # A new spec alone (same package, mount point and volume) is a reload.
+      reloadTriggers = lib.optional vol.reloadOnChange vol.specFile;
 
       # The setuid wrapper of fusermount3 (programs.fuse), should libfuse need it.
       path = [ "/run/wrappers" ];
@@ -788,6 +904,12 @@ let
         NotifyAccess = "main";
         ExecStartPre = "${globofs} reconcile";
         ExecStart = "${globofs} mount";
+        # The volume root's owner, group and mode (`root.*`), once mounted.
+        ExecStartPost = lib.mkIf (vol.root.owner != null || vol.root.group != null || vol.root.mode != null)
+          "-${rootScript name vol} ${execArg vol.mountPoint}";
+        # `globofs mount` re-reads its spec on SIGHUP; what needs a remount is
+        # refused with an error in the journal and the mount keeps running.
+        ExecReload = lib.mkIf vol.reloadOnChange "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
         # After a crash the kernel keeps a dead FUSE mount ("Transport endpoint
         # is not connected") that would make the restart fail; drop it, and
         # say so in the journal when files were open (a lazy detach).

@@ -112,9 +112,13 @@ fi
 
 # ---- nixpkgs lib ------------------------------------------------------------------------
 lib_dir=
+# Beside the repository's root, by name (dirname, not `..`): a clone reached
+# through a symlink still finds the shared directory next to its link (CI
+# clones into /var/tmp/ci-run beside /var/tmp/shared).
+shared_lib="$(dirname "$repo")/shared/nixpkgs-lib"
 candidate=${NIXPKGS_LIB:-}
-if [ -z "$candidate" ] && [ -d "$repo/../shared/nixpkgs-lib" ]; then
-  candidate="$repo/../shared/nixpkgs-lib"
+if [ -z "$candidate" ] && [ -d "$shared_lib" ]; then
+  candidate=$shared_lib
 fi
 if [ -n "$candidate" ]; then
   if [ -f "$candidate/lib/default.nix" ]; then
@@ -135,7 +139,7 @@ done
 if [ -z "$lib_dir" ] && [ -n "${NIXPKGS_LIB:-}" ]; then
   fail "NIXPKGS_LIB=$NIXPKGS_LIB holds no nixpkgs lib (neither lib/default.nix nor default.nix + modules.nix)"
 elif [ -z "$lib_dir" ]; then
-  reason="no nixpkgs lib: neither NIXPKGS_LIB nor ../shared/nixpkgs-lib beside the repository"
+  reason="no nixpkgs lib: neither NIXPKGS_LIB nor $shared_lib"
   skip "module evaluation, two-node example ($reason)"
   skip "module rejects a wrong option type ($reason)"
   skip "module rejects an unknown option ($reason)"
@@ -158,7 +162,7 @@ else
   # Positive: the two-node example, its unit, spec, assertions.
   if out=$(eval_test nix/eval-module-test.nix 2>&1) && [[ $out == *'"failures":[]'* ]]; then
     [[ $out =~ \"checked\":([0-9]+) ]]
-    ok "module evaluates: ${BASH_REMATCH[1]} checks (two-node example: unit, spec, hardening, assertions; peers over sshfs/nfs/path: fileSystems, owners, sshd jail; paths with spaces, % and \$; mkDefault fuse, cross build, restartIfChanged; README.md's snippet for alpha and beta)"
+    ok "module evaluates: ${BASH_REMATCH[1]} checks (two-node example: unit, spec, hardening, assertions; peers over sshfs/nfs/path: fileSystems, owners, sshd jail; paths with spaces, % and \$; mkDefault fuse, cross build, reload on a new spec (reloadTriggers, ExecReload), restartIfChanged; ownership and the root's owner/group/mode; README.md's snippet for alpha and beta)"
   else
     fail "module evaluates: two-node example" "$out"
   fi

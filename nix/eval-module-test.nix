@@ -137,7 +137,8 @@ let
       vol = config.services.globofs.volumes.shared;
       unit = config.systemd.services.globofs-shared;
       sc = unit.serviceConfig;
-      exe = "${stubPkgs.globofs}/bin/globofs --spec ${vol.specFile}";
+      # The /etc link: a switch repoints it, then reloads the unit.
+      exe = "${stubPkgs.globofs}/bin/globofs --spec /etc/globofs/shared.yaml";
       unitJSON = builtins.toJSON unit;
       failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
       c = what: ok: check "${nodeName}: ${what}" ok;
@@ -180,6 +181,12 @@ let
       && lib.hasInfix "fusermount3 -u -z \"$mp\"" text
     )
     ++ c "restartIfChanged is on by default (documented: a restart remounts)" unit.restartIfChanged
+    ++ c "a new spec alone reloads: reloadTriggers is the spec file, the unit names its /etc link" (
+      unit.reloadTriggers == [ vol.specFile ] && !(lib.hasInfix (toString vol.specFile) (builtins.toJSON sc))
+    )
+    ++ c "ExecReload sends SIGHUP to the main process (got ${sc.ExecReload or "none"})" (
+      sc.ExecReload == "${stubPkgs.coreutils}/bin/kill -HUP $MAINPID"
+    )
     ++ c "no peer path anywhere in the unit" (!(lib.hasInfix peerPath unitJSON))
     ++ c "no dependency other than ordering on remote filesystems" (
       unit.requires == [ ] && unit.bindsTo == [ ] && unit.wants == [ ]
@@ -529,6 +536,10 @@ let
     alpha
     { services.globofs.volumes.shared.restartIfChanged = false; }
   ];
+  noReload = evalWith [
+    alpha
+    { services.globofs.volumes.shared.reloadOnChange = false; }
+  ];
   overrideChecks =
     check "programs.fuse.enable = false in a configuration wins (mkDefault)" (!fuseOff.programs.fuse.enable)
     ++ check "cross build: the spec is copied without running globofs validate" (
@@ -537,6 +548,57 @@ let
     )
     ++ check "restartIfChanged = false reaches the unit" (
       !noRestart.systemd.services.globofs-shared.restartIfChanged
+    )
+    ++ check "reloadOnChange = false: the unit names the spec's store path (a change restarts), no reload" (
+      let
+        unit = noReload.systemd.services.globofs-shared;
+      in
+      unit.reloadTriggers == [ ]
+      && !(unit.serviceConfig ? ExecReload)
+      && unit.serviceConfig.ExecStart
+        == "${stubPkgs.globofs}/bin/globofs --spec ${noReload.services.globofs.volumes.shared.specFile} mount"
+    );
+
+  # ---- owners: mount.ownership and the volume root's owner, group and mode ----------------------
+
+  ownersConfig = evalWith [
+    alpha
+    {
+      services.globofs.volumes.shared = {
+        ownership = "keep";
+        root = {
+          owner = "alice";
+          group = "users";
+          mode = "2775";
+        };
+      };
+    }
+  ];
+  ownersUnit = ownersConfig.systemd.services.globofs-shared;
+  ownersChecks =
+    check "ownership reaches the spec as mount.ownership (got ${builtins.toJSON ownersConfig.services.globofs.volumes.shared.generatedSpec.mount})" (
+      ownersConfig.services.globofs.volumes.shared.generatedSpec.mount == {
+        path = "/mnt/globofs";
+        ownership = "keep";
+      }
+    )
+    ++ check "root owner/group/mode: set through the mount after start, failures ignored (got ${ownersUnit.serviceConfig.ExecStartPost or "none"})" (
+      builtins.match ''-/nix/store/[^ ]*-globofs-shared-root "/mnt/globofs"'' (ownersUnit.serviceConfig.ExecStartPost or "") != null
+    )
+    ++ check "the root script changes only what differs, and warns instead of failing" (
+      let
+        text = builtins.readFile (builtins.head (builtins.match "-([^ ]+) .*" ownersUnit.serviceConfig.ExecStartPost));
+      in
+      lib.hasInfix "set -- alice users 2775" text
+      && lib.hasInfix ''chown "$owner" "$mp" || warn'' text
+      && lib.hasInfix ''chgrp "$group" "$mp" || warn'' text
+      && lib.hasInfix ''chmod "$mode" "$mp" || warn'' text
+      && lib.hasInfix ''[ "$(stat -c %a "$mp")" != "$(printf %o "0$mode")" ]'' text
+      && lib.hasInfix "exit 0" text
+    )
+    ++ check "no root option set: no ExecStartPost, no mount.ownership" (
+      !(alphaConfig.systemd.services.globofs-shared.serviceConfig ? ExecStartPost)
+      && !(alphaConfig.services.globofs.volumes.shared.generatedSpec.mount ? ownership)
     );
 
   # ---- README.md's NixOS snippet, exactly as printed -------------------------------------------
@@ -588,6 +650,7 @@ let
       ++ peerChecks
       ++ oddChecks
       ++ overrideChecks
+      ++ ownersChecks
       ++ readmeChecks
       ++ check "disabled: no services" (disabledConfig.systemd.services == { })
       ++ check "disabled: fuse untouched" (!disabledConfig.programs.fuse.enable);

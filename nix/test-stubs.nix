@@ -25,6 +25,7 @@ let
     globofs = fakeDrv "globofs-0.1.0" { meta.mainProgram = "globofs"; };
     fuse3 = fakeDrv "fuse-3" { };
     sshfs = fakeDrv "sshfs" { };
+    coreutils = fakeDrv "coreutils-9" { };
     stdenv = {
       hostPlatform.system = "x86_64-linux";
       buildPlatform.canExecute = _: true;
@@ -142,6 +143,14 @@ let
         default = true;
       };
       restartTriggers = mkOption {
+        type = types.listOf types.unspecified;
+        default = [ ];
+      };
+      reloadIfChanged = mkOption {
+        type = types.bool;
+        default = false;
+      };
+      reloadTriggers = mkOption {
         type = types.listOf types.unspecified;
         default = [ ];
       };

@@ -2,9 +2,10 @@
 # declares the other once in services.globofs.peers with an NFS transport, and
 # the module automounts it. A file put on one is read on the other, with the
 # CLI (`globofs put` / `globofs get`) and through the FUSE mounts; a normal
-# user reads (and, once the POSIX-metadata issue lands, writes) through the
-# mount; alpha starts with no peer and gets beta by switching configuration
-# (a rebuild); then a node restarts while its peer is away.
+# user writes through the mount (root.group/root.mode; needs the
+# POSIX-metadata work, where files keep their owners); alpha starts with no peer and gets beta by switching configuration
+# (a rebuild), which reloads the running mount (SIGHUP) instead of
+# remounting it; then a node restarts while its peer is away.
 #
 # Not runnable on the development machines (no binary cache, no KVM): written
 # against the module's evaluated options, which nix/eval-flake-test.nix checks.
@@ -44,6 +45,13 @@ let
           inherit peers;
           syncInterval = "2s";
           syncTimeout = "5s";
+          # Normal users (group users) write to the volume: the root is
+          # group-owned by users, setgid, group-writable; files they create
+          # are theirs (mount.ownership's default, keep).
+          root = {
+            group = "users";
+            mode = "2775";
+          };
         };
       };
     };
@@ -129,31 +137,46 @@ in
         alpha.succeed(f"test -L /srv/globofs/self && test -d /srv/globofs/{ALPHA}")
         beta.succeed(f"test -L /srv/globofs/self && test -d /srv/globofs/{BETA}")
 
-    with subtest("a normal user reads through the mount; writing needs the POSIX issue"):
+    with subtest("a normal user writes through the mount, and the file is theirs"):
         alpha.succeed("echo 'from root' > /mnt/globofs/by-root.txt")
         alpha.succeed("su alice -c 'cat /mnt/globofs/by-root.txt' | grep -qx 'from root'")
-        # Today every file shows as the mounting user's (root) with 0644/0755
-        # and the kernel checks those modes (default_permissions): a normal
-        # user cannot write. Flip to succeed() when files belong to their
-        # creators (the POSIX-metadata issue).
-        alpha.fail("su alice -c 'echo mine > /mnt/globofs/by-alice.txt'")
+        # root.group/root.mode, set through the mount after start (needs the
+        # POSIX-metadata work: files keep their owners, mount.ownership).
+        alpha.succeed('test "$(stat -c %G:%a /mnt/globofs)" = users:2775')
+        alpha.succeed("su alice -c 'echo mine > /mnt/globofs/by-alice.txt'")
+        alpha.succeed('test "$(stat -c %U /mnt/globofs/by-alice.txt)" = alice')
+        alpha.succeed("su alice -c 'echo more >> /mnt/globofs/by-alice.txt'")
+        alpha.fail("su alice -c 'echo not-mine >> /mnt/globofs/by-root.txt'")
+        # A restart (the unit's ExecStartPost runs again) changes nothing.
+        alpha.succeed("systemctl restart globofs-shared.service")
+        alpha.wait_until_succeeds("mountpoint -q /mnt/globofs")
+        alpha.succeed('test "$(stat -c %G:%a /mnt/globofs)" = users:2775')
+        alpha.fail("journalctl -u globofs-shared.service | grep -q 'could not'")
 
-    with subtest("alpha gets beta as a peer by a configuration switch"):
-        # A reader keeps a file open across the switch: the restart cannot
-        # unmount cleanly, and the unit must say so in the journal.
+    with subtest("alpha gets beta as a peer by a configuration switch, without a remount"):
+        # A reader keeps a file open across the switch: a restart would have
+        # to detach the busy mount; a reload leaves it alone.
         alpha.succeed(
             "setsid sh -c 'exec 3</mnt/globofs/by-root.txt; exec sleep 600' >/dev/null 2>&1 &"
         )
+        pid_before = alpha.succeed("systemctl show -p MainPID --value globofs-shared.service").strip()
+        mounts = "journalctl -u globofs-shared.service -o cat | grep -c ' mounted ' || true"
+        mounts_before = alpha.succeed(mounts).strip()
         alpha.succeed(
             "/run/current-system/specialisation/withPeer/bin/switch-to-configuration test"
         )
-        alpha.wait_for_unit("globofs-shared.service")
-        alpha.wait_until_succeeds("mountpoint -q /mnt/globofs")
         alpha.succeed(f"grep -q {BETA} /etc/globofs/shared.yaml")
-        # No SIGHUP reload yet (issue 15, item 4): the switch restarts the
-        # service, which remounts, and the busy old mount is detached lazily
-        # with a warning, not silently. With reload this becomes: no remount.
-        alpha.succeed("journalctl -u globofs-shared.service | grep -q 'detaching it lazily'")
+        # The spec alone changed (reloadTriggers): systemctl reload, SIGHUP,
+        # and the running mount takes the new peer.
+        alpha.wait_until_succeeds(
+            f"journalctl -u globofs-shared.service | grep -q 'reloaded: peer {BETA} added'"
+        )
+        pid_after = alpha.succeed("systemctl show -p MainPID --value globofs-shared.service").strip()
+        assert pid_before == pid_after, f"the service restarted ({pid_before} -> {pid_after})"
+        alpha.succeed("mountpoint -q /mnt/globofs")
+        alpha.fail("journalctl -u globofs-shared.service | grep -q 'detaching it lazily'")
+        mounts_after = alpha.succeed(mounts).strip()
+        assert mounts_before == mounts_after, f"remounted ({mounts_before} -> {mounts_after} 'mounted' lines)"
         # The automount of beta's volume directory is the module's fileSystems entry.
         alpha.succeed(
             'systemctl is-active "$(systemd-escape -p --suffix=automount /mnt/globofs-peers/beta)"'

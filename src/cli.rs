@@ -27,6 +27,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "GLOBOFS_SPEC", value_name = "FILE")]
     pub spec: Option<PathBuf>,
 
+    /// The spec of a volume by name: `/etc/globofs/NAME.yaml` (the NixOS
+    /// module's volumes; GLOBOFS_SPEC_DIR names another directory).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub volume_name: Option<String>,
+
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -195,11 +200,25 @@ pub enum Command {
 
     /// Mount the volume with FUSE (in the foreground) at MOUNTPOINT or `mount.path`.
     ///
-    /// Reconciles first; unmounts on SIGINT/SIGTERM; signals readiness to systemd
-    /// (NOTIFY_SOCKET). Semantics: close-to-open (close commits a version, fsync makes
-    /// it durable).
+    /// Reconciles first; unmounts on SIGINT/SIGTERM; re-reads the spec on SIGHUP
+    /// (peers, sync, cache and retention apply live; a change of the volume, node,
+    /// block size, compression, mount point or ignore is refused with a log line);
+    /// signals readiness to systemd (NOTIFY_SOCKET). Semantics: close-to-open (close
+    /// commits a version, fsync makes it durable).
+    ///
+    /// With `--volume DIR` no spec is needed: the first run makes one in
+    /// `DIR/globofs.yaml` (a new node id, or that of the store already in DIR)
+    /// and later runs use it, so the node id stays the same.
     Mount {
         mountpoint: Option<PathBuf>,
+        /// Mount this volume directory with a spec kept in it
+        /// (`DIR/globofs.yaml`, made on the first run) instead of `--spec`.
+        #[arg(long, value_name = "DIR")]
+        volume: Option<PathBuf>,
+        /// With --volume: a peer, as ID=PATH (repeatable). Given, it sets the
+        /// kept spec's peers.
+        #[arg(long = "peer", value_name = "ID=PATH", requires = "volume")]
+        peers: Vec<String>,
         /// FUSE request threads.
         #[arg(long, default_value_t = 4)]
         threads: usize,
@@ -352,8 +371,83 @@ pub fn load_spec(path: Option<&Path>) -> Result<Spec, Failure> {
     Ok(Spec::load(path)?)
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
-    let spec_path = cli.spec.as_deref();
+/// Where `--volume-name NAME` looks for `NAME.yaml` unless [`SPEC_DIR_ENV`] says.
+pub const SPEC_DIR: &str = "/etc/globofs";
+/// Names another directory for `--volume-name` (tests; a non-NixOS layout).
+pub const SPEC_DIR_ENV: &str = "GLOBOFS_SPEC_DIR";
+
+/// The spec file `--volume-name NAME` names: `NAME.yaml` in [`SPEC_DIR`].
+fn named_spec(name: &str) -> Result<PathBuf, Failure> {
+    let dir = std::env::var_os(SPEC_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(SPEC_DIR));
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !plain {
+        return Err(Failure::input(format!(
+            "--volume-name {name:?}: a volume name has only letters, digits, `_`, `.` and `-`"
+        )));
+    }
+    let file = dir.join(format!("{name}.yaml"));
+    if file.exists() {
+        return Ok(file);
+    }
+    let mut known: Vec<String> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            Some(name.strip_suffix(".yaml")?.to_string())
+        })
+        .collect();
+    known.sort();
+    let known = if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.join(", ")
+    };
+    Err(Failure::input(format!(
+        "--volume-name {name}: no {} (volumes in {}: {known})",
+        file.display(),
+        dir.display()
+    )))
+}
+
+fn run(mut cli: Cli) -> Result<(), Failure> {
+    // A GLOBOFS_SPEC from the environment gives way to a spec named on the
+    // command line (`--volume-name`, `mount --volume`); `--spec` does not.
+    let from_env = cli.spec.is_some()
+        && std::env::var_os("GLOBOFS_SPEC").is_some_and(|env| Some(PathBuf::from(env)) == cli.spec)
+        && !std::env::args_os().any(|arg| {
+            arg == "--spec" || arg.to_str().is_some_and(|arg| arg.starts_with("--spec="))
+        });
+    let names_own_spec = cli.volume_name.is_some()
+        || matches!(
+            &cli.command,
+            Command::Mount {
+                volume: Some(_),
+                ..
+            }
+        );
+    if from_env && names_own_spec {
+        cli.spec = None;
+    }
+    let named = match cli.volume_name.as_deref() {
+        Some(_) if cli.spec.is_some() => {
+            return Err(Failure {
+                code: 2,
+                message: "give --spec FILE (or GLOBOFS_SPEC) or --volume-name NAME, not both"
+                    .into(),
+            });
+        }
+        Some(name) => Some(named_spec(name)?),
+        None => None,
+    };
+    let spec_path = named.as_deref().or(cli.spec.as_deref());
     match cli.command {
         Command::Schema => {
             print!("{}", spec::schema_json());
@@ -398,10 +492,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sync(command) => sync::run(spec_path, command),
         Command::Mount {
             mountpoint,
+            volume,
+            peers,
             threads,
             stop_grace,
         } => mount::mount(
-            &load_spec(spec_path)?,
+            &match volume {
+                Some(_) if spec_path.is_some() => {
+                    return Err(Failure {
+                        code: 2,
+                        message: "--volume makes and keeps its own spec: drop --spec, GLOBOFS_SPEC or --volume-name".into(),
+                    });
+                }
+                Some(volume) => load_spec(Some(&mount::kept_spec(&volume, &peers)?))?,
+                None => load_spec(spec_path)?,
+            },
             mountpoint,
             threads,
             std::time::Duration::from_secs(stop_grace),

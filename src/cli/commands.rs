@@ -48,6 +48,19 @@ pub fn init(
         Some(text) => parse_node_id(&text)?,
         None => NodeId::random(),
     };
+    out(&spec_text(volume, node, block_size, mount, peers, "")?)
+}
+
+/// A new, valid spec as `init` prints it, with `header` (comment lines)
+/// after the standard ones.
+pub(super) fn spec_text(
+    volume: PathBuf,
+    node: NodeId,
+    block_size: Option<String>,
+    mount: Option<PathBuf>,
+    peers: Vec<String>,
+    header: &str,
+) -> Result<String, Failure> {
     let block_size = Some(parse_size(block_size.as_deref().unwrap_or("1MiB"))?);
     let mut raw_peers = Vec::new();
     for peer in peers {
@@ -85,14 +98,14 @@ pub fn init(
     };
     let yaml = serde_yaml::to_string(&raw).map_err(Failure::runtime)?;
     let text = format!(
-        "# yaml-language-server: $schema=./globofs-volume.schema.json\n# GloboFS volume spec; check it with `globofs validate FILE`.\n{yaml}"
+        "# yaml-language-server: $schema=./globofs-volume.schema.json\n# GloboFS volume spec; check it with `globofs validate FILE`.\n{header}{yaml}"
     );
     let report = spec::validate_text("(generated)", &text);
     if !report.valid {
         let lines: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
         return Err(Failure::input(lines.join("\n")));
     }
-    out(&text)
+    Ok(text)
 }
 
 pub fn reconcile(spec: &Spec, dry_run: bool) -> Result<(), Failure> {

@@ -1,9 +1,10 @@
 //! The mount session: everything between "mount this spec there" and the
 //! process leaving. It owns the FUSE session ([`session`]), the signals that
-//! end it ([`signals`]), the threads beside it (following the node's journal,
-//! [`journal`]; the sync loop, [`sync_loop`]), the allocator and readahead
-//! settings ([`tuning`]) and the one way a mount is taken down, whether by us
-//! or found dead from an earlier run ([`teardown`]).
+//! end it or reload its spec ([`signals`]), the threads beside it (following
+//! the node's journal, [`journal`]; the sync loop, [`sync_loop`]), re-reading
+//! the spec on SIGHUP ([`reload`]), the allocator and readahead settings
+//! ([`tuning`]) and the one way a mount is taken down, whether by us or found
+//! dead from an earlier run ([`teardown`]).
 //!
 //! The command line calls [`run`] and nothing else. This module uses the core
 //! ([`crate::vfs`]), the fuser adapter ([`crate::fuse`]), [`crate::store`],
@@ -12,6 +13,7 @@
 //! turns into an exit code.
 
 mod journal;
+mod reload;
 mod session;
 mod signals;
 mod sync_loop;
@@ -19,15 +21,16 @@ mod teardown;
 mod tuning;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use crate::spec::Spec;
 use crate::store::{Store, StoreError};
 use crate::vfs::Vfs;
 
+use nix::sys::signal::Signal;
+use reload::{LiveFetcher, Reloader};
 use session::Session;
 use signals::Signals;
 use teardown::Ending;
@@ -42,6 +45,9 @@ const POLL: Duration = Duration::from_millis(500);
 pub struct Options {
     /// Where to mount (already chosen from the arguments or the spec).
     pub mountpoint: PathBuf,
+    /// The mount point is the spec's `mount.path` (so a reload changing it
+    /// is refused); false when the command line named one.
+    pub mountpoint_from_spec: bool,
     /// FUSE request threads.
     pub threads: usize,
     /// How long open files are served after a stop signal when the unmount
@@ -76,9 +82,12 @@ impl MountError {
 
 /// Reconciles the volume, mounts it in the foreground, follows the node's
 /// journal (so changes made by other processes and applied from peers show
-/// up), syncs with the peers when there are any, and unmounts cleanly on
-/// SIGINT, SIGTERM or SIGHUP. Returns when the mount is gone.
+/// up), syncs with the peers when there are any, re-reads the spec on SIGHUP
+/// ([`reload`]: what can change live does, the rest is refused with a log
+/// line) and unmounts cleanly on SIGINT or SIGTERM. Returns when the mount is
+/// gone.
 pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
+    signals::hold_reloads();
     let mountpoint = options.mountpoint.as_path();
     let outcome = crate::reconcile::reconcile(spec, false).map_err(MountError::input)?;
     for warning in &outcome.warnings {
@@ -90,7 +99,8 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
         .map_err(|err| MountError::runtime(format!("{}: {err}", mountpoint.display())))?;
     let syncer = Arc::new(crate::sync::Syncer::new(spec));
     let mut store = Store::open_spec(spec)?;
-    store.set_fetcher(Arc::new(syncer.fetcher()));
+    let fetcher = Arc::new(LiveFetcher::new(syncer.fetcher()));
+    store.set_fetcher(Arc::clone(&fetcher) as Arc<dyn crate::store::BlockFetcher>);
     let store = Arc::new(store);
     let vfs = Arc::new(Vfs::new(Arc::clone(&store)).with_ownership(spec.ownership));
 
@@ -118,31 +128,33 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
         kick,
     )
     .map_err(|err| MountError::runtime(format!("starting the journal reader: {err}")))?;
-    let syncing = if spec.peers.is_empty() {
-        None
-    } else {
-        let settings = sync_loop::Settings {
-            interval: spec.sync_interval,
-            cache: spec.cache_max_size.map(|max| (max, spec.min_copies)),
-        };
-        Some(
-            sync_loop::spawn(
-                syncer,
-                Arc::clone(&store),
-                settings,
-                kicked,
-                Arc::clone(&stop),
-            )
-            .map_err(|err| MountError::runtime(format!("starting sync: {err}")))?,
-        )
+    // The loop runs whether or not there are peers now: a reload may add some.
+    let plan = Arc::new(Mutex::new(Arc::new(reload::plan_for(spec, syncer))));
+    let syncing = sync_loop::spawn(
+        Arc::clone(&plan),
+        Arc::clone(&store),
+        kicked,
+        Arc::clone(&stop),
+    )
+    .map_err(|err| MountError::runtime(format!("starting sync: {err}")))?;
+    let mut reloader = Reloader {
+        current: spec.clone(),
+        mountpoint_from_spec: options.mountpoint_from_spec,
+        fetcher,
+        plan,
     };
 
-    // A signal asks us to unmount; `fusermount3 -u` or `umount` from outside
-    // ends the session on its own, and then there is nothing left to serve.
+    // A signal asks us to unmount (SIGHUP: to re-read the spec); `fusermount3
+    // -u` or `umount` from outside ends the session on its own, and then
+    // there is nothing left to serve.
     let ending = loop {
-        if let Some(signal) = signals.wait(POLL)? {
-            tracing::info!(?signal, "unmounting");
-            break Ending::Signal;
+        match signals.wait(POLL)? {
+            Some(Signal::SIGHUP) => reloader.reload(),
+            Some(signal) => {
+                tracing::info!(?signal, "unmounting");
+                break Ending::Signal;
+            }
+            None => {}
         }
         if session.ended() {
             tracing::info!(mountpoint = %mountpoint.display(), "unmounted from outside; exiting");
@@ -151,9 +163,7 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
     };
     stop.store(true, Ordering::Relaxed);
     let _ = follower.join();
-    if let Some(syncing) = syncing {
-        // Remote calls run on per-peer workers with deadlines, so this ends soon.
-        let _ = syncing.join();
-    }
+    // Remote calls run on per-peer workers with deadlines, so this ends soon.
+    let _ = syncing.join();
     teardown::finish(session, ending, mountpoint, &vfs, options.stop_grace)
 }

@@ -1,6 +1,7 @@
-//! The signals that end a mount (SIGINT, SIGTERM, SIGHUP): blocked before
-//! any other thread starts, so every thread inherits the mask and none takes
-//! them; the main thread reads them here from a signalfd.
+//! The signals a mount answers: SIGINT and SIGTERM end it, SIGHUP re-reads
+//! its spec. Blocked before any other thread starts, so every thread
+//! inherits the mask and none takes them; the main thread reads them here
+//! from a signalfd.
 
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -12,10 +13,20 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::MountError;
 
-/// The stop signals, blocked in this thread and every thread started after,
+/// The stop and reload signals, blocked in this thread and every thread started after,
 /// and the descriptor they are read from.
 pub(super) struct Signals {
     fd: SignalFd,
+}
+
+/// Keeps a SIGHUP that arrives while the mount is still starting (reconcile,
+/// opening the store) pending, instead of ending the process: [`Signals`]
+/// takes it once the mount is up, as a reload. Call it first thing.
+pub(super) fn hold_reloads() {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGHUP);
+    // Failing leaves SIGHUP as it was: an early one ends the mount, as before.
+    let _ = set.thread_block();
 }
 
 impl Signals {

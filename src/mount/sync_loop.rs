@@ -1,10 +1,12 @@
 //! The sync loop while mounted: a pass every `sync.interval` and shortly
 //! after local changes (the journal follower nudges it), then, with
-//! `cache.max_size`, shrinking the local blocks.
+//! `cache.max_size`, shrinking the local blocks. It works from a [`Plan`]
+//! that a reload of the spec replaces whole (see [`super::reload`]); a plan
+//! without peers makes no passes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,41 +17,66 @@ use crate::sync::Syncer;
 /// Wait after a local change before syncing, so a burst of writes goes in one pass.
 const DEBOUNCE: Duration = Duration::from_secs(1);
 
+/// Wait after a new plan (a reload) before its first pass, so a burst of
+/// reloads makes one pass.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// What the spec says about the loop.
 pub(super) struct Settings {
     /// `sync.interval`.
     pub interval: Duration,
     /// `cache.max_size` and `min_copies`, when the cache is bounded.
     pub cache: Option<(u64, u32)>,
+    /// Whether there are peers to sync with at all.
+    pub syncing: bool,
+}
+
+/// What the loop works from: the syncer of the spec in force and its settings.
+pub(super) struct Plan {
+    pub syncer: Arc<Syncer>,
+    pub settings: Settings,
+}
+
+/// The plan in force, shared with the reload.
+pub(super) type SharedPlan = Arc<Mutex<Arc<Plan>>>;
+
+fn current(plan: &SharedPlan) -> Arc<Plan> {
+    Arc::clone(&plan.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Starts the `sync` thread; it ends soon after `stop` is set.
 pub(super) fn spawn(
-    syncer: Arc<Syncer>,
+    plan: SharedPlan,
     store: Arc<Store>,
-    settings: Settings,
     kicked: mpsc::Receiver<()>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("sync".into())
-        .spawn(move || run(&syncer, &store, &settings, &kicked, &stop))
+        .spawn(move || run(&plan, &store, &kicked, &stop))
 }
 
 /// Runs a sync pass every `interval`, and shortly after local changes; with
 /// `cache` (`max_size`, `min_copies`), shrinks the local blocks after a pass,
-/// at most every [`crate::sync::evict::CACHE_CHECK_EVERY`].
-fn run(
-    syncer: &Syncer,
-    store: &Store,
-    settings: &Settings,
-    kicked: &mpsc::Receiver<()>,
-    stop: &AtomicBool,
-) {
+/// at most every [`crate::sync::evict::CACHE_CHECK_EVERY`]. A new plan gets
+/// its first pass [`SETTLE`] after it is seen.
+fn run(plan: &SharedPlan, store: &Store, kicked: &mpsc::Receiver<()>, stop: &AtomicBool) {
     let mut next = Instant::now();
     let mut cache_checked: Option<Instant> = None;
+    let mut in_force = current(plan);
     while !stop.load(Ordering::Relaxed) {
+        let latest = current(plan);
+        if !Arc::ptr_eq(&latest, &in_force) {
+            in_force = latest;
+            next = Instant::now() + SETTLE;
+        }
+        let syncer = in_force.syncer.as_ref();
+        let settings = &in_force.settings;
         let now = Instant::now();
+        if !settings.syncing {
+            // No peers (yet): nothing to pass; local changes are no reason either.
+            next = now + settings.interval;
+        }
         if now >= next {
             match syncer.pass(store) {
                 Ok(report) => tracing::info!(

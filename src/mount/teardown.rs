@@ -11,7 +11,7 @@ use crate::vfs::Vfs;
 /// Why the session is being taken down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Ending {
-    /// SIGINT, SIGTERM or SIGHUP: we unmount.
+    /// SIGINT or SIGTERM: we unmount.
     Signal,
     /// Unmounted from outside (`fusermount3 -u`, `umount`): the session has
     /// ended on its own and only its thread is left to wait for.

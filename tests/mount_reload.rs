@@ -1,0 +1,219 @@
+//! `globofs mount` re-reads its spec on SIGHUP, through a real FUSE mount and
+//! the supervisor in front of it (the signal goes to the process the caller
+//! started, as systemd's `kill -HUP $MAINPID` does): a peer added to the spec
+//! gets the node's versions, old and new, with no remount; a peer removed is
+//! no longer pushed to; a change that needs a remount (block size, mount
+//! point, ignore) and a spec that does not load are refused with a log line
+//! while the mount keeps serving on the spec it has; SIGTERM still unmounts.
+
+#[path = "common/mount.rs"]
+mod mount;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mount::{BIN, Mounted, is_mounted, write_spec};
+
+const PEER: &str = "b0b0b0b0-0000-4000-8000-0000000000b1";
+
+/// A second node driven through the CLI; its store is a plain directory.
+struct PeerNode {
+    _dir: tempfile::TempDir,
+    spec: PathBuf,
+    store: PathBuf,
+}
+
+impl PeerNode {
+    fn new() -> PeerNode {
+        let dir = tempfile::tempdir().unwrap();
+        let node = PeerNode {
+            store: dir.path().join("vol").join(PEER),
+            spec: dir.path().join("spec.yaml"),
+            _dir: dir,
+        };
+        node.wire(None);
+        node
+    }
+
+    /// B's spec, with A (id, store) as its peer when given; reconciled.
+    fn wire(&self, a: Option<(&str, &Path)>) {
+        let volume = self.store.parent().unwrap();
+        let peers = a.map_or(String::new(), |(id, store)| {
+            format!("peers:\n  - id: {id}\n    path: {}\n", store.display())
+        });
+        std::fs::write(
+            &self.spec,
+            format!(
+                "volume: {}\nnode:\n  id: {PEER}\nblock_size: 4KiB\n{peers}",
+                volume.display()
+            ),
+        )
+        .unwrap();
+        self.run(&["reconcile"]);
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .arg("--spec")
+            .arg(&self.spec)
+            .args(args)
+            .env_remove("GLOBOFS_SPEC")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn files(&self) -> Vec<String> {
+        self.run(&["sync"]);
+        self.run(&["ls", "/"]).lines().map(str::to_string).collect()
+    }
+}
+
+fn node_id(spec: &Path) -> String {
+    let text = std::fs::read_to_string(spec).unwrap();
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("id: "))
+        .unwrap()
+        .to_string()
+}
+
+fn hangup(m: &Mounted) {
+    let pid = m.pid().expect("mount running").to_string();
+    let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(status.success(), "kill -HUP {pid}");
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits for the `nth` (1-based) log line containing `text`.
+fn logged(m: &Mounted, text: &str, nth: usize) {
+    eventually(&format!("{text:?} in the mount's log"), || {
+        m.log().matches(text).count() >= nth
+    });
+}
+
+/// The mount still answers and keeps what is written to it.
+fn still_serving(m: &Mounted, name: &str) {
+    assert!(is_mounted(&m.mnt), "still mounted: {}", m.log());
+    std::fs::write(m.path(name), name.as_bytes()).unwrap();
+    assert_eq!(std::fs::read(m.path(name)).unwrap(), name.as_bytes());
+}
+
+const SYNC: &str = "sync:\n  interval: 1s\n  timeout: 2s\n";
+
+#[test]
+fn sighup_adds_and_removes_a_peer_without_a_remount() {
+    let b = PeerNode::new();
+    let mut a = Mounted::with("4KiB", SYNC);
+    let a_id = node_id(&a.spec);
+    let a_store = a.volume.join(&a_id);
+    b.wire(Some((&a_id, &a_store)));
+    std::fs::write(a.path("before.txt"), b"written before the peer was added").unwrap();
+    let mounted_before = a.log().matches("mounted").count();
+
+    // Add B to A's spec and tell the running mount.
+    let with_b = format!(
+        "{SYNC}peers:\n  - id: {PEER}\n    path: {}\n",
+        b.store.display()
+    );
+    write_spec(a.dir.path(), &a_id, "4KiB", &with_b);
+    hangup(&a);
+    logged(&a, &format!("peer {PEER} added"), 1);
+    std::fs::write(a.path("after.txt"), b"written after the reload").unwrap();
+    eventually("B to get both files", || {
+        let files = b.files();
+        files.iter().any(|f| f == "before.txt") && files.iter().any(|f| f == "after.txt")
+    });
+    assert_eq!(
+        b.run(&["get", "/after.txt", "-"]),
+        "written after the reload"
+    );
+    // A reconciled for the new spec: the peer's link is there.
+    assert!(
+        a.volume.join(PEER).is_symlink() && a_store.join("spool/outbound").join(PEER).is_dir(),
+        "the peer's link and spools made by the reload's reconcile"
+    );
+
+    // Remove B again: A stops pushing to it.
+    write_spec(a.dir.path(), &a_id, "4KiB", SYNC);
+    hangup(&a);
+    logged(&a, &format!("peer {PEER} removed"), 1);
+    assert!(
+        !a.volume.join(PEER).exists(),
+        "the link of a removed peer goes"
+    );
+    std::fs::write(a.path("unshared.txt"), b"after the peer was removed").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !b.files().iter().any(|f| f == "unshared.txt"),
+        "a removed peer gets nothing new"
+    );
+
+    // Never remounted; SIGTERM still unmounts cleanly.
+    assert_eq!(
+        a.log().matches("mounted").count(),
+        mounted_before,
+        "no remount: {}",
+        a.log()
+    );
+    assert_eq!(a.stop(), Some(0), "{}", a.log());
+    assert!(!is_mounted(&a.mnt));
+}
+
+#[test]
+fn sighup_refuses_what_needs_a_remount_and_keeps_the_old_spec() {
+    let b = PeerNode::new();
+    let mut a = Mounted::with("4KiB", SYNC);
+    let a_id = node_id(&a.spec);
+    b.wire(Some((&a_id, &a.volume.join(&a_id))));
+
+    // A block size change, together with a peer: refused whole.
+    let with_b = format!(
+        "{SYNC}peers:\n  - id: {PEER}\n    path: {}\n",
+        b.store.display()
+    );
+    write_spec(a.dir.path(), &a_id, "8KiB", &with_b);
+    hangup(&a);
+    logged(&a, "reload refused: block_size (4096 -> 8192) changed", 1);
+    still_serving(&a, "after-block-size.txt");
+
+    // A new mount point (mount.path) and new ignore rules: refused too.
+    let spec = a.spec.clone();
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("block_size: 8KiB", "block_size: 4KiB")
+        .replace("/mnt\n", "/elsewhere\n");
+    std::fs::write(&spec, format!("{text}ignore:\n  - \"*.tmp\"\n")).unwrap();
+    hangup(&a);
+    logged(&a, "reload refused: mount.path", 1);
+    assert!(a.log().contains("ignore ("), "{}", a.log());
+    still_serving(&a, "after-mount-path.txt");
+
+    // A spec that does not load.
+    std::fs::write(&spec, "volume: [not, a, path]\n").unwrap();
+    hangup(&a);
+    logged(&a, "reload refused, the spec does not load", 1);
+    still_serving(&a, "after-broken.txt");
+
+    // The peer of the refused specs was never taken up: not reconciled,
+    // nothing pushed into B's spool for A.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!a.volume.join(PEER).exists(), "no link to the refused peer");
+    let spool = b.store.join("spool/inbound").join(&a_id);
+    let pushed = std::fs::read_dir(&spool).map_or(0, |entries| entries.count());
+    assert_eq!(pushed, 0, "nothing pushed to a peer of a refused spec");
+    assert!(!a.log().contains("reloaded:"), "{}", a.log());
+    assert_eq!(a.stop(), Some(0), "{}", a.log());
+}
