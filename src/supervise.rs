@@ -29,6 +29,9 @@
 //! the supervisor (`PR_SET_PDEATHSIG`, SIGKILL), so `kill -9` of the command
 //! still ends the work as it did when it was one process.
 
+// FFI: inherited descriptors by number, signal handlers, _exit and real-time signals have no safe wrapper; every block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};

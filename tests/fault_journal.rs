@@ -12,6 +12,9 @@
 //! name the damaged file, its directory or the journal), since its wording is
 //! not fixed.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/faults.rs"]
 mod faults;
 #[path = "common/mount.rs"]

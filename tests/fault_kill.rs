@@ -9,6 +9,9 @@
 //! `GLOBOFS_FAULT_ITERATIONS=N` sets the number of kills per test (default a
 //! few, so the suite stays quick).
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/faults.rs"]
 mod faults;
 #[path = "common/mount.rs"]

@@ -4,6 +4,9 @@
 //! again once space is freed; a peer whose spool filesystem is full keeps our
 //! queue, and once it has space again the two nodes converge.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/faults.rs"]
 mod faults;
 #[path = "common/mount.rs"]

@@ -1,6 +1,9 @@
 //! chmod, utimens and chown over a real mount: modes and mtimes are versions in
 //! the store and survive later writes; ownership is the mounting user's only.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/mount.rs"]
 mod mount;
 

@@ -3,6 +3,9 @@
 //! committed before stay intact, and once space is freed writes work again;
 //! `globofs put` says "No space left on device" and names what it was putting.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/mount.rs"]
 mod mount;
 

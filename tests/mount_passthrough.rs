@@ -5,6 +5,9 @@
 //! meanwhile (readers, writers, changes from another process, private and
 //! shared writable mappings), no block may change.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/mount.rs"]
 mod mount;
 

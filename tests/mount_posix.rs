@@ -5,6 +5,9 @@
 //! mount root as a directory like any other. Tests run as root; "a normal
 //! user" is a child process run with `setpriv` under uid/gid 1000 or 1001.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/mount.rs"]
 mod mount;
 

@@ -1,6 +1,9 @@
 //! readdir over a real mount: names and types, large directories (several
 //! readdir batches), files still being written, and the errors.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/mount.rs"]
 mod mount;
 

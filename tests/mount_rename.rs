@@ -2,6 +2,9 @@
 //! file or empty directory, whole trees, RENAME_NOREPLACE, and the errors
 //! (ENOENT, ENOTEMPTY, EISDIR, ENOTDIR, EINVAL, EEXIST, EXDEV).
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/mount.rs"]
 mod mount;
 

@@ -3,6 +3,9 @@
 //! by path is not reverted), and every handle reads what was written, as on a
 //! local file system. Each case was a bug found by black-box testing.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/mount.rs"]
 mod mount;
 

@@ -1,6 +1,9 @@
 //! statfs over a real mount: the totals of the disk under the volume and the
 //! name length limit.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/mount.rs"]
 mod mount;
 

@@ -1,6 +1,9 @@
 //! truncate and ftruncate over a real mount: down, up (zeros), through an open
 //! handle (also one the kernel writes in passthrough), O_TRUNC, and the errors.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/mount.rs"]
 mod mount;
 

@@ -2,6 +2,9 @@
 //! ioctls (ENOTTY, quietly) and RENAME_EXCHANGE (EINVAL, in mount_rename).
 //! Extended attributes and special files: tests/mount_posix.rs.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/mount.rs"]
 mod mount;
 

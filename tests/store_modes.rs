@@ -6,6 +6,9 @@
 //! Needs root (to make the peer's user and to run as it); without it the tests
 //! print `skipped:` and why.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/nodes.rs"]
 mod nodes;
 #[path = "common/sshfs.rs"]

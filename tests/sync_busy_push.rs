@@ -2,6 +2,9 @@
 //! is pushing to a peer: the run says so instead of a bare "pushed 0", and
 //! the queue is pushed by the next run once that process is done.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/nodes.rs"]
 mod nodes;
 

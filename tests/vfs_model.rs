@@ -18,6 +18,9 @@
 //! cases of up to 40 steps (`PROPTEST_CASES=<n>` for more). A failure is
 //! shrunk to a short sequence and printed as such.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 #[path = "common/store.rs"]
 mod store_common;
 #[path = "common/vfs.rs"]

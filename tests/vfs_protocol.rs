@@ -5,6 +5,8 @@
 //! file system on purpose, the documented behaviour is asserted instead, with
 //! the section of docs/POSIX.md that says so.
 
+// The test calls libc directly (system calls the standard library does not wrap).
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
 // Each step's result is compared between both sides inside `Both::same`;
 // a test binds it only where it needs the value.
 #![allow(unused_must_use)]

@@ -2,6 +2,9 @@
 //! arenas, giving freed heap back after the kernel forgets many inodes, and
 //! a readahead of one block on the mount's device.
 
+// FFI: malloc_trim and mallopt have no safe wrapper; every block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::path::Path;
 
 /// After the kernel forgets this many inodes (memory reclaim drops whole

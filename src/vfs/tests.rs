@@ -431,7 +431,10 @@ fn reads_through_the_mount_honour_verify_reads_and_compression() {
     assert_eq!(vfs.read(fh, 0, 4096).unwrap(), &data[..4096]);
     let err = vfs.read(fh, 4096, 4096).unwrap_err();
     assert_eq!(err.errno(), libc::EIO);
-    assert!(err.to_string().contains(&version.hashes[1].to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&version.hashes[1].to_string()),
+        "{err}"
+    );
     vfs.release(fh).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
