@@ -8,6 +8,7 @@
 mod blocks;
 mod commit;
 pub mod digest;
+mod entry;
 mod error;
 mod file_write;
 pub mod gc;

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::version::{Kind, Mtime, parse_mtime};
+use super::entry::{Kind, Mtime, parse_mtime};
 use crate::ids::VersionId;
 use crate::layout::{VPath, escape_name, unescape_name};
 
