@@ -5,7 +5,8 @@
 # dropped before every run). Prints ratios; docs/PERFORMANCE.md records them.
 #
 # Usage (as root): bash scripts/bench-mount.sh [WORKDIR]   (RUNS=5 FILES=100000 by default;
-# ONLY="read write create find" picks sections, all by default)
+# ONLY="read write create find" picks sections, all by default; GLOBOFS_BIN=PATH
+# measures another build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
@@ -15,8 +16,12 @@ mkdir -p "$work"
 for tool in hyperfine bindfs fusermount3; do
   command -v $tool >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine bindfs fuse3 >/dev/null; break; }
 done
-cargo build --release --quiet
-bin=$PWD/target/release/globofs
+# GLOBOFS_BIN: measure that binary instead of this tree's (an earlier build,
+# side by side with this one).
+if [ -n "${GLOBOFS_BIN:-}" ]; then bin=$GLOBOFS_BIN; else
+  cargo build --release --quiet
+  bin=$PWD/target/release/globofs
+fi
 node=5e1f0000-0000-4000-8000-00000000bec4
 
 native=$work/native          # plain ext4 directory

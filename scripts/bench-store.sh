@@ -4,6 +4,7 @@
 #
 #   scripts/bench-store.sh [WORKDIR]      (default /var/tmp/globofs-bench)
 #   RUNS=5 SIZE_MIB=1024 SMALL_FILES=10000 scripts/bench-store.sh
+#   GLOBOFS_BIN=/path/to/an/older/globofs scripts/bench-store.sh   (another build)
 #
 # Both sides of a timed pair end with `sync`; page caches are dropped before each
 # timed command that reads or writes the disk (needs root; otherwise a warning is
@@ -17,7 +18,9 @@ SIZE_MIB=${SIZE_MIB:-1024}
 SMALL_FILES=${SMALL_FILES:-10000}
 
 cargo build --release --quiet --bin globofs --example hash_speed
-BIN=$PWD/target/release/globofs
+# GLOBOFS_BIN: measure that binary instead of this tree's (an earlier build,
+# side by side with this one).
+BIN=${GLOBOFS_BIN:-$PWD/target/release/globofs}
 HASH=$PWD/target/release/examples/hash_speed
 
 rm -rf "$WORK"
