@@ -391,6 +391,7 @@ impl Filesystem for GloboFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        try_reply!(self.vfs.rename_flags(flags.bits()), reply);
         try_reply!(
             self.vfs.rename(
                 parent.0,

@@ -128,3 +128,37 @@ fn a_reader_without_the_new_keys_reads_the_same_bytes() {
     a.store().copy_to(&old, &mut bytes).unwrap();
     assert_eq!(bytes, b"same bytes");
 }
+
+/// The mount root is a version like any other: its mode, owner and xattrs
+/// travel with the normal journal, not only with a full check.
+#[test]
+fn the_volume_roots_attributes_reach_the_peer() {
+    let cluster = Cluster::mesh(2);
+    let a = cluster.node(0);
+    let b = cluster.node(1);
+    let vfs = Vfs::new(Arc::new(a.store()));
+    let root = Caller { uid: 0, gid: 0 };
+    let change = SetAttr {
+        mode: Some(0o1777),
+        uid: Some(1000),
+        gid: Some(1001),
+        ..SetAttr::default()
+    };
+    vfs.set_attributes(ROOT_INO, None, &change).unwrap();
+    vfs.setxattr(ROOT_INO, OsStr::new("user.r"), b"r", 0, root)
+        .unwrap();
+    a.sync();
+    let report = b.sync();
+    assert!(report.peers.iter().all(|p| p.errors.is_empty()));
+    let there = b
+        .store()
+        .live(&vp(""))
+        .unwrap()
+        .expect("a root version on the peer");
+    assert_eq!(there.mode & 0o7777, 0o1777);
+    assert_eq!((there.posix.uid, there.posix.gid), (Some(1000), Some(1001)));
+    assert_eq!(there.posix.xattrs.get(b"user.r".as_slice()).unwrap(), b"r");
+    let peer = Vfs::new(Arc::new(b.store()));
+    let attr = peer.getattr(ROOT_INO).unwrap();
+    assert_eq!((attr.perm, attr.uid, attr.gid), (0o1777, 1000, 1001));
+}

@@ -114,6 +114,7 @@ pub fn apply(
         relay,
         relay_away: false,
         report,
+        settled: None,
     };
     let mut warned = HashSet::new();
     loop {
@@ -217,6 +218,10 @@ struct Applier<'a> {
     relay: Option<&'a Remote>,
     relay_away: bool,
     report: &'a mut PeerReport,
+    /// The parsed versions of the path settled last (a peer's journal names
+    /// one path many times in a row: each settle then parses only the
+    /// versions added since, not the whole history again).
+    settled: Option<(VPath, Vec<Version>)>,
 }
 
 impl Applier<'_> {
@@ -440,9 +445,11 @@ impl Applier<'_> {
     /// directories re-created so that nothing live is hidden.
     fn settle(&mut self, path: &VPath, depth: usize) -> Result<(), StoreError> {
         let store = self.store;
-        let versions = readable_versions(store, path)?;
-        let resolution = resolve(&versions);
-        for loser in &resolution.losers {
+        let losers: Vec<Version> = {
+            let versions = self.versions_of(path)?;
+            resolve(versions).losers.into_iter().cloned().collect()
+        };
+        for loser in &losers {
             self.conflict_copy(loser, depth)?;
         }
         match store.current(path)? {
@@ -463,6 +470,35 @@ impl Applier<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Every readable version of `path`, oldest first: those parsed at the
+    /// last settle of the same path, plus the ones added since (and without
+    /// the ones pruned since).
+    fn versions_of(&mut self, path: &VPath) -> Result<&[Version], StoreError> {
+        let ids = self.store.version_ids(path)?;
+        let known = match self.settled.take() {
+            Some((settled, versions)) if settled == *path => versions,
+            _ => Vec::new(),
+        };
+        let mut known: std::collections::BTreeMap<VersionId, Version> =
+            known.into_iter().map(|v| (v.id, v)).collect();
+        let mut versions = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(version) = known.remove(&id) {
+                versions.push(version);
+                continue;
+            }
+            match self.store.read_version(path, id) {
+                Ok(version) => versions.push(version),
+                Err(err @ StoreError::Corrupt { .. }) => {
+                    tracing::warn!(%path, error = %err, "skipping an unreadable version file");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let (_, versions) = self.settled.insert((path.clone(), versions));
+        Ok(versions)
     }
 
     /// Re-creates deleted (or never seen) parent directories of a live `path`.
@@ -572,6 +608,7 @@ pub(super) fn take_checked(
         relay,
         relay_away: false,
         report,
+        settled: None,
     };
     applier.take(version)?;
     // Counted apart from what the journal delivered.
@@ -668,22 +705,6 @@ pub(super) fn resume_point(journal_dir: &Path) -> Result<Option<Position>, Store
         segment: last,
         offset: offset as u64,
     }))
-}
-
-/// Every version of `path` that parses; a torn one (a lazy commit cut by a
-/// crash) is skipped with a warning, as the store's own resolution does.
-fn readable_versions(store: &Store, path: &VPath) -> Result<Vec<Version>, StoreError> {
-    let mut out = Vec::new();
-    for id in store.version_ids(path)? {
-        match store.read_version(path, id) {
-            Ok(version) => out.push(version),
-            Err(err @ StoreError::Corrupt { .. }) => {
-                tracing::warn!(%path, error = %err, "skipping an unreadable version file");
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(out)
 }
 
 /// Opens, reads and parses an inbound version file; an error says why it is refused.

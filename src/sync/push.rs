@@ -58,10 +58,9 @@ pub fn parse_line(line: &str) -> Result<(VersionId, VPath), String> {
         .split_once(' ')
         .ok_or_else(|| format!("journal line {:?} has no path", crate::ids::clip(line, 80)))?;
     let id: VersionId = id.parse()?;
+    // The volume root (its mode, owner, xattrs) is a path like any other: its
+    // escaped form is empty.
     let path = VPath::from_escaped(path).map_err(|err| err.why)?;
-    if path.is_root() {
-        return Err(format!("journal line {line:?} names the volume root"));
-    }
     Ok((id, path))
 }
 

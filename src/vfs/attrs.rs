@@ -120,10 +120,19 @@ impl Vfs {
         let version = self.store.change_attrs(&path, change)?;
         self.made_here(&version);
         if let Some(dirty) = self.dirty_of(ino) {
-            if let Some(base) = lock(&dirty).base.as_mut() {
-                base.mode = version.mode;
-                base.mtime = version.mtime;
-                base.posix = version.posix.clone();
+            let mut state = lock(&dirty);
+            match state.base.as_mut() {
+                // The new version has the content just committed: it is the
+                // base from now on (its id is the ctime an fstat shows).
+                Some(base) if base.hashes == version.hashes && base.size == version.size => {
+                    *base = version.clone();
+                }
+                Some(base) => {
+                    base.mode = version.mode;
+                    base.mtime = version.mtime;
+                    base.posix = version.posix.clone();
+                }
+                None => {}
             }
         }
         Ok(version)
@@ -245,7 +254,7 @@ impl Vfs {
         let current = self.xattr_version(ino)?;
         let mut out = Vec::new();
         for name in current.posix.xattrs.keys() {
-            if name.starts_with(b"trusted.") && caller.uid != 0 {
+            if name.starts_with(b"trusted.") && caller.uid != 0 || name.starts_with(b"system.") {
                 continue;
             }
             out.extend_from_slice(name);
@@ -300,7 +309,11 @@ impl Vfs {
 }
 
 /// Checks an xattr name: its length, a namespace Linux knows, and `trusted.*`
-/// only for root. `system.*` holds only the two POSIX ACLs.
+/// only for root. POSIX ACLs (`system.posix_acl_*`) are not supported yet:
+/// storing them without enforcing them would let `cp -a` (which sets the
+/// mode through the ACL) leave files at 0600 and promise access rules that
+/// do not hold; refused as on a file system mounted without ACLs, tools fall
+/// back to the mode bits.
 fn check_xattr_name(ino: u64, name: &[u8], caller: Caller, changing: bool) -> VfsResult<()> {
     if name.is_empty() || name.len() > XATTR_NAME_MAX {
         return Err(VfsError::new(
@@ -313,9 +326,7 @@ fn check_xattr_name(ino: u64, name: &[u8], caller: Caller, changing: bool) -> Vf
     }
     let known = [b"user.".as_slice(), b"trusted.", b"security."]
         .iter()
-        .any(|prefix| name.starts_with(prefix) && name.len() > prefix.len())
-        || name == b"system.posix_acl_access"
-        || name == b"system.posix_acl_default";
+        .any(|prefix| name.starts_with(prefix) && name.len() > prefix.len());
     if !known {
         return Err(VfsError::new(
             libc::ENOTSUP,

@@ -20,6 +20,20 @@ impl Vfs {
         ))
     }
 
+    /// renameat2 flags other than RENAME_NOREPLACE and RENAME_EXCHANGE
+    /// (RENAME_WHITEOUT, overlayfs's, and anything newer): EINVAL, as a file
+    /// system that does not know them answers.
+    pub fn rename_flags(&self, flags: u32) -> VfsResult<()> {
+        let known = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE;
+        if flags & !known != 0 {
+            return Err(VfsError::new(
+                libc::EINVAL,
+                format!("rename flags {flags:#x} are not supported"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Any ioctl: ENOTTY ("not a terminal"-style "no such request"), which
     /// tools take as "not supported here" and go on quietly.
     pub fn ioctl(&self, ino: u64, cmd: u32) -> VfsResult<()> {
