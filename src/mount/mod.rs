@@ -163,7 +163,28 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
     };
     stop.store(true, Ordering::Relaxed);
     let _ = follower.join();
-    // Remote calls run on per-peer workers with deadlines, so this ends soon.
-    let _ = syncing.join();
+    // Remote calls run on per-peer workers with deadlines, so this usually
+    // ends soon; a long local pass (applying a big batch) is not waited for
+    // past SYNC_STOP_WAIT: the store is crash-safe, and the next pass resumes.
+    join_within(syncing, SYNC_STOP_WAIT);
     teardown::finish(session, ending, mountpoint, &vfs, options.stop_grace)
+}
+
+/// How long a stop waits for a sync pass in progress.
+const SYNC_STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Joins `thread` if it ends within `wait`; otherwise leaves it running (it
+/// ends with the process) and says so.
+fn join_within(thread: std::thread::JoinHandle<()>, wait: Duration) {
+    let deadline = std::time::Instant::now() + wait;
+    while !thread.is_finished() {
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(
+                "a sync pass is still running after {wait:?}: not waiting for it (the next mount or sync resumes it)"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = thread.join();
 }
