@@ -248,7 +248,15 @@ fn sigterm_ends_the_mount_while_a_sync_pass_is_stalled() {
     a.terminate();
     let code = a.wait_exit();
     assert!(code.is_some(), "the mount had to be killed: {}", a.log());
-    assert!(asked.elapsed() < Duration::from_secs(15), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        asked.elapsed()
+    );
     assert!(!is_mounted(&a.mnt));
-    assert!(a.log().contains("a sync pass is still running"), "{}", a.log());
+    assert!(
+        a.log().contains("a sync pass is still running"),
+        "{}",
+        a.log()
+    );
 }

@@ -49,13 +49,7 @@ impl Vfs {
         offset: u64,
         buf: &mut [u8],
     ) -> VfsResult<usize> {
-        let base = handle.base.as_ref().ok_or_else(|| {
-            VfsError::new(
-                libc::EIO,
-                format!("file handle of inode {}: no version to read", handle.ino),
-            )
-            .at(tracing::Level::ERROR)
-        })?;
+        let base = handle.base.as_ref().ok_or_else(|| no_base(handle.ino))?;
         let bs = u64::from(base.block_size.max(1));
         let index = (offset / bs) as usize;
         let within = offset % bs;
@@ -103,15 +97,18 @@ impl Vfs {
                 }
             }
         }
-        let base = handle.base.as_ref().ok_or_else(|| {
-            VfsError::new(
-                libc::EIO,
-                format!("file handle of inode {}: no version to read", handle.ino),
-            )
-            .at(tracing::Level::ERROR)
-        })?;
+        let base = handle.base.as_ref().ok_or_else(|| no_base(handle.ino))?;
         self.store
             .read_at(base, offset, buf)
             .map_err(VfsError::from)
     }
+}
+
+/// A handle reading a committed version with none to read: a bug here.
+fn no_base(ino: u64) -> VfsError {
+    VfsError::new(
+        libc::EIO,
+        format!("file handle of inode {ino}: no version to read"),
+    )
+    .at(tracing::Level::ERROR)
 }
