@@ -140,6 +140,7 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
     let mut reloader = Reloader {
         current: spec.clone(),
         mountpoint_from_spec: options.mountpoint_from_spec,
+        store: Arc::clone(&store),
         fetcher,
         plan,
     };

@@ -2,14 +2,15 @@
 //! mount, what needs a remount, and applying the first kind.
 //!
 //! Live: the peers (added, removed, a new path, `replicate`, `owner`), the
-//! `sync` keys (`interval`, `timeout`, `full_check`), `cache` and
+//! `sync` keys (`interval`, `timeout`, `full_check`), `cache`, `ignore` and
 //! `retention` (the mount never prunes; `globofs prune` reads the file). The
 //! volume is reconciled for the new spec first (links and spools of added
-//! peers), then the sync loop and the block fetcher move to the new peers.
+//! peers), then the store's sharing (which peers' outbound spools get new
+//! versions, which paths stay local), the sync loop and the block fetcher
+//! move to the new spec.
 //!
 //! Needs a remount: the volume directory, the node's id and major, the block
-//! size, compression, the mount point (when it came from `mount.path`) and
-//! `ignore` (the mounted store keeps the rules it was opened with). A new
+//! size, compression and the mount point (when it came from `mount.path`). A new
 //! spec changing any of them is refused whole, with a log line naming each
 //! key, and the mount goes on with the spec it has; so is a spec that does
 //! not load or reconcile.
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::ids::NodeId;
 use crate::spec::Spec;
-use crate::store::{BlockFetcher, StoreError};
+use crate::store::{BlockFetcher, Sharing, Store, StoreError};
 use crate::sync::{PeerFetcher, Syncer};
 
 use super::sync_loop::{self, Plan};
@@ -108,11 +109,6 @@ pub(super) fn needs_remount(old: &Spec, new: &Spec, mountpoint_from_spec: bool) 
             optional(new.mount_path.as_ref().map(|p| p.display())),
         );
     }
-    differ(
-        "ignore",
-        format!("{:?}", old.ignore),
-        format!("{:?}", new.ignore),
-    );
     refused
 }
 
@@ -165,6 +161,11 @@ pub(super) fn live_changes(old: &Spec, new: &Spec) -> Vec<String> {
         old.min_copies.to_string(),
         new.min_copies.to_string(),
     );
+    differ(
+        "ignore",
+        format!("{:?}", old.ignore),
+        format!("{:?}", new.ignore),
+    );
     if old.retention != new.retention {
         changes.push("retention (read by the next `globofs prune`)".to_string());
     }
@@ -175,6 +176,8 @@ pub(super) fn live_changes(old: &Spec, new: &Spec) -> Vec<String> {
 pub(super) struct Reloader {
     pub current: Spec,
     pub mountpoint_from_spec: bool,
+    /// The mounted store: its peers and `ignore` rules follow the spec.
+    pub store: Arc<Store>,
     pub fetcher: Arc<LiveFetcher>,
     pub plan: Arc<Mutex<Arc<Plan>>>,
 }
@@ -223,19 +226,24 @@ impl Reloader {
                 return;
             }
         }
+        let sharing = match Sharing::from_spec(&new) {
+            Ok(sharing) => sharing,
+            Err(err) => {
+                tracing::error!(
+                    spec = %path.display(),
+                    "reload refused: {err}; still running on the spec read before"
+                );
+                return;
+            }
+        };
+        // New versions go to the new peers, and new `ignore` rules keep
+        // paths local, from the next commit on.
+        self.store.set_sharing(sharing);
         let syncer = Arc::new(Syncer::new(&new));
         self.fetcher.set(syncer.fetcher());
         *self.plan.lock().unwrap_or_else(PoisonError::into_inner) =
             Arc::new(plan_for(&new, syncer));
         tracing::info!(spec = %path.display(), "reloaded: {}", changes.join(", "));
-        for peer in &self.current.peers {
-            if new.peer(peer.id).is_none() {
-                tracing::info!(
-                    peer = %peer.id,
-                    "no longer synced; new versions written through this mount are still linked into its outbound spool until the next mount (reconcile keeps the spool)"
-                );
-            }
-        }
         self.current = new;
     }
 }
@@ -275,10 +283,15 @@ mod tests {
             "block_size: 8KiB\ncompression: zstd\nignore:\n  - \"*.tmp\"\n",
         );
         let refused = needs_remount(&old, &new, true);
-        assert_eq!(refused.len(), 3, "{refused:?}");
+        assert_eq!(refused.len(), 2, "{refused:?}");
         assert_eq!(refused[0], "block_size (4096 -> 8192)");
         assert_eq!(refused[1], "compression (none -> zstd)");
-        assert!(refused[2].starts_with("ignore ("), "{refused:?}");
+        // New ignore rules apply live.
+        let changes = live_changes(&old, &new);
+        assert!(
+            changes.iter().any(|c| c.starts_with("ignore ")),
+            "{changes:?}"
+        );
 
         let moved = std::fs::read_to_string(dir.path().join("old.yaml"))
             .unwrap()

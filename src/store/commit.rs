@@ -165,13 +165,18 @@ impl Store {
     pub fn record(&self, version: &Version) -> Result<(), StoreError> {
         self.journal
             .append(&[format!("{} {}", version.id, version.path.escaped())])?;
-        if self.is_ignored(&version.path) {
+        let sharing = self.sharing();
+        if sharing
+            .ignore
+            .as_ref()
+            .is_some_and(|rules| rules.is_match(&version.path))
+        {
             return Ok(());
         }
         let source = self
             .versions_dir(&version.path)
             .join(version.id.to_string());
-        for peer in &self.config.peers {
+        for peer in &sharing.peers {
             self.queue_outbound(*peer, version, &source)?;
         }
         Ok(())

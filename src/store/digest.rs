@@ -172,7 +172,7 @@ pub fn dirty_file(store: &Store) -> PathBuf {
 }
 
 fn ignore_fingerprint(store: &Store) -> String {
-    match &store.config().ignore {
+    match &store.sharing().ignore {
         Some(rules) => sha_hex(rules.patterns().join("\n").as_bytes()),
         None => "-".to_string(),
     }

@@ -594,7 +594,7 @@ impl Store {
         let mut still_pending: Vec<(VersionId, String, (u64, u64))> = Vec::new();
         // Peers that have not applied our journal through `at`.
         let behind = |at: (u64, u64)| -> Vec<NodeId> {
-            self.config()
+            self.sharing()
                 .peers
                 .iter()
                 .copied()

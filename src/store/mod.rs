@@ -58,28 +58,41 @@ pub struct StoreConfig {
     pub major: Option<u32>,
     pub block_size: u32,
     pub compression: Compression,
-    /// Peers whose outbound spools get every new version.
-    pub peers: Vec<NodeId>,
-    /// Paths matching the spec's `ignore` stay local (never queued for peers).
-    pub ignore: Option<IgnoreRules>,
     /// Check every block's hash when reading it.
     pub verify_reads: bool,
 }
 
 impl StoreConfig {
     pub fn from_spec(spec: &Spec) -> Result<StoreConfig, StoreError> {
-        let ignore = IgnoreRules::new(&spec.ignore).map_err(|err| StoreError::BadConfig {
-            what: "ignore",
-            why: err.to_string(),
-        })?;
         Ok(StoreConfig {
             node: spec.node,
             major: spec.major,
             block_size: spec.block_size,
             compression: spec.compression,
+            verify_reads: false,
+        })
+    }
+}
+
+/// Whom a store shares its new versions with (from the spec): the peers
+/// whose outbound spools get each new version, and the paths kept local. An
+/// open store can be given new ones ([`Store::set_sharing`], a mount's reload).
+#[derive(Clone, Debug, Default)]
+pub struct Sharing {
+    pub peers: Vec<NodeId>,
+    /// Paths matching the spec's `ignore` stay local (never queued for peers).
+    pub ignore: Option<IgnoreRules>,
+}
+
+impl Sharing {
+    pub fn from_spec(spec: &Spec) -> Result<Sharing, StoreError> {
+        let ignore = IgnoreRules::new(&spec.ignore).map_err(|err| StoreError::BadConfig {
+            what: "ignore",
+            why: err.to_string(),
+        })?;
+        Ok(Sharing {
             peers: spec.peers.iter().map(|peer| peer.id).collect(),
             ignore,
-            verify_reads: false,
         })
     }
 }
@@ -183,6 +196,8 @@ pub struct Store {
     layout: StoreLayout,
     meta: StoreMeta,
     config: StoreConfig,
+    /// See [`Sharing`]; read on every commit, replaced whole by a reload.
+    sharing: std::sync::RwLock<Arc<Sharing>>,
     blocks: Blocks,
     journal: JournalWriter,
     fetcher: Option<Arc<dyn BlockFetcher>>,
@@ -249,6 +264,7 @@ impl Store {
             layout,
             meta,
             config,
+            sharing: Default::default(),
             journal,
             fetcher: None,
             heads: heads::Heads::default(),
@@ -259,10 +275,23 @@ impl Store {
 
     /// Opens the store of the spec's node in the spec's volume.
     pub fn open_spec(spec: &Spec) -> Result<Store, StoreError> {
-        Store::open(
+        let store = Store::open(
             &spec.volume.join(spec.node.to_string()),
             StoreConfig::from_spec(spec)?,
-        )
+        )?;
+        store.set_sharing(Sharing::from_spec(spec)?);
+        Ok(store)
+    }
+
+    /// Whom new versions are shared with, as now.
+    pub fn sharing(&self) -> Arc<Sharing> {
+        Arc::clone(&self.sharing.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Shares new versions from now on as `sharing` says (a reload: peers
+    /// added or removed, new `ignore` rules).
+    pub fn set_sharing(&self, sharing: Sharing) {
+        *self.sharing.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(sharing);
     }
 
     pub fn layout(&self) -> &StoreLayout {
@@ -301,7 +330,7 @@ impl Store {
 
     /// Whether `path` matches the spec's `ignore` patterns (see [`crate::ignore`]).
     pub fn is_ignored(&self, path: &VPath) -> bool {
-        self.config
+        self.sharing()
             .ignore
             .as_ref()
             .is_some_and(|rules| rules.is_match(path))
