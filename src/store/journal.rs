@@ -306,6 +306,18 @@ fn why_bad(line: &[u8], header: bool) -> String {
 
 /// Reads lines from `dir` starting at `from`, at most `max_lines`.
 pub fn read(dir: &Path, from: &Position, max_lines: usize) -> Result<Batch, StoreError> {
+    read_lines(dir, from, max_lines, true)
+}
+
+/// [`read`]; `may_restart` is false once a read has started over for a new
+/// nonce: segments that then disagree on the nonce are damage (a stop at the
+/// disagreeing header), never another restart (they would alternate for ever).
+fn read_lines(
+    dir: &Path,
+    from: &Position,
+    max_lines: usize,
+    may_restart: bool,
+) -> Result<Batch, StoreError> {
     let all = segments(dir)?;
     let mut batch = Batch {
         next: from.clone(),
@@ -334,7 +346,18 @@ pub fn read(dir: &Path, from: &Position, max_lines: usize) -> Result<Batch, Stor
         if pos.offset > 0 && !pos.nonce.is_empty() {
             if let Some(nonce) = segment_nonce(&path)? {
                 if nonce != pos.nonce {
-                    return restart(dir, &pos.nonce, nonce, max_lines);
+                    if may_restart {
+                        return restart(dir, &pos.nonce, nonce, max_lines);
+                    }
+                    let reason = format!(
+                        "the segment's writer nonce {nonce} differs from {} of the segments before it",
+                        pos.nonce
+                    );
+                    // Read no further: the segments contradict each other.
+                    batch
+                        .warnings
+                        .push(format!("{}: {reason}; reading stops here", path.display()));
+                    break;
                 }
             }
         }
@@ -391,7 +414,15 @@ pub fn read(dir: &Path, from: &Position, max_lines: usize) -> Result<Batch, Stor
                 }
                 let nonce = header[2].to_string();
                 if !pos.nonce.is_empty() && pos.nonce != nonce {
-                    return restart(dir, &pos.nonce, nonce, max_lines);
+                    if may_restart {
+                        return restart(dir, &pos.nonce, nonce, max_lines);
+                    }
+                    stopped_on_bad = true;
+                    reason = format!(
+                        "the segment's writer nonce {nonce} differs from {} of the segments before it",
+                        pos.nonce
+                    );
+                    break;
                 }
                 pos.nonce = nonce;
             } else {
@@ -474,7 +505,7 @@ fn restart(dir: &Path, old: &str, nonce: String, max_lines: usize) -> Result<Bat
         segment: 0,
         offset: 0,
     };
-    let mut again = read(dir, &start, max_lines)?;
+    let mut again = read_lines(dir, &start, max_lines, false)?;
     again.restarted = true;
     again.warnings.insert(0, warning);
     Ok(again)
@@ -511,6 +542,11 @@ fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, StoreError> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .at(path)?;
+    // A position past the end reads nothing (the caller says the segment is
+    // shorter); past what a seek can reach, the same.
+    if offset > file.metadata().at(path)?.len() {
+        return Ok(Vec::new());
+    }
     file.seek(SeekFrom::Start(offset)).at(path)?;
     let mut data = Vec::new();
     file.read_to_end(&mut data).at(path)?;
@@ -635,5 +671,37 @@ mod tests {
         let again = read(&journal, &batch.next, 100).unwrap();
         assert!(again.restarted);
         assert_eq!(again.lines, vec!["b", "c"]);
+    }
+
+    /// Found by the journal fuzz target in CI: segments whose headers name
+    /// two different writer nonces made the reader restart for one, then for
+    /// the other, for ever (a stack overflow). Now it restarts once and stops
+    /// at the disagreeing segment, as at any bad line.
+    #[test]
+    fn segments_disagreeing_on_the_nonce_stop_the_reader_instead_of_restarting_for_ever() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        fs::create_dir(&journal).unwrap();
+        let first = format!(
+            "{}{}",
+            checksum_line(&format!("{MAGIC} n1 1")),
+            checksum_line("1700000000.000000000 a")
+        );
+        let second = format!(
+            "{}{}",
+            checksum_line(&format!("{MAGIC} n2 2")),
+            checksum_line("1700000001.000000000 b")
+        );
+        fs::write(journal.join(format!("{:016}", 1)), first).unwrap();
+        fs::write(journal.join(format!("{:016}", 2)), second).unwrap();
+        let from = Position {
+            nonce: "n1".into(),
+            segment: 0,
+            offset: 0,
+        };
+        let batch = read(&journal, &from, 100).unwrap();
+        assert!(batch.restarted);
+        let stuck = batch.stuck.expect("a stop at the disagreeing segment");
+        assert!(stuck.reason.contains("nonce"), "{}", stuck.reason);
     }
 }
