@@ -704,4 +704,24 @@ mod tests {
         let stuck = batch.stuck.expect("a stop at the disagreeing segment");
         assert!(stuck.reason.contains("nonce"), "{}", stuck.reason);
     }
+
+    /// Found by the journal fuzz target: a saved position far past the end
+    /// (beyond what a seek can reach) was an I/O error; it is a segment
+    /// shorter than the position, reported as such.
+    #[test]
+    fn a_position_past_any_seek_is_a_shorter_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        JournalWriter::new(&journal, dir.path().join("lock"), "n1")
+            .append(&["a".into()])
+            .unwrap();
+        let from = Position {
+            nonce: "n1".into(),
+            segment: 1,
+            offset: u64::MAX - 7,
+        };
+        let batch = read(&journal, &from, 100).unwrap();
+        let stuck = batch.stuck.expect("reported");
+        assert!(stuck.reason.contains("shorter"), "{}", stuck.reason);
+    }
 }
