@@ -12,6 +12,8 @@ command -v sshfs >/dev/null || need+=(sshfs)
 command -v bindfs >/dev/null || need+=(bindfs)
 command -v nix-instantiate >/dev/null || need+=(nix-bin)
 command -v rsync >/dev/null || need+=(rsync)
+command -v getfattr >/dev/null || need+=(attr)
+command -v setpriv >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]} (run as root, or: sudo apt-get install -y ${need[*]})" >&2
