@@ -13,6 +13,7 @@ command -v bindfs >/dev/null || need+=(bindfs)
 command -v nix-instantiate >/dev/null || need+=(nix-bin)
 command -v rsync >/dev/null || need+=(rsync)
 command -v getfattr >/dev/null || need+=(attr)
+command -v setfacl >/dev/null || need+=(acl)
 command -v setpriv >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

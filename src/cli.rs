@@ -174,6 +174,13 @@ pub enum Command {
         json: bool,
     },
 
+    /// Where the store's disk space goes: live data, old versions, pushes not
+    /// acknowledged, what gc would free, the layout's own cost, the spools
+    Du {
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Drop old versions outside the spec's `retention` rule.
     Prune {
         #[arg(long)]
@@ -481,6 +488,7 @@ fn run(mut cli: Cli) -> Result<(), Failure> {
         Command::Mkdir { paths, parents } => files::mkdir(&load_spec(spec_path)?, &paths, parents),
         Command::Gc { json } => files::gc(&load_spec(spec_path)?, json),
         Command::Prune { json } => files::prune(&load_spec(spec_path)?, json),
+        Command::Du { json } => files::du(&load_spec(spec_path)?, json),
         Command::Verify { json, repair } => {
             let spec = load_spec(spec_path)?;
             if repair {

@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use tracing::Level;
@@ -160,7 +160,7 @@ impl GloboFs {
         FileAttr {
             ino: INodeNo(attr.ino),
             size: attr.size,
-            blocks: attr.size.div_ceil(512),
+            blocks: attr.blocks,
             atime: attr.atime,
             mtime: attr.mtime,
             ctime: attr.ctime,
@@ -212,6 +212,16 @@ fn caller(req: &Request) -> Caller {
     Caller {
         uid: req.uid(),
         gid: req.gid(),
+        umask: 0,
+    }
+}
+
+/// Who sent a request that creates something, with its umask (the mount
+/// applies it, or a default ACL instead: see `vfs::acl`).
+fn creator(req: &Request, umask: u32) -> Caller {
+    Caller {
+        umask,
+        ..caller(req)
     }
 }
 
@@ -245,6 +255,15 @@ impl Filesystem for GloboFs {
         // O_TRUNC arrives with open: without this the kernel opens first and then
         // truncates by path, which left the new handle's cache at the old size.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // POSIX ACLs: the kernel enforces them (reading them with getxattr)
+        // and leaves the umask to the mount, which applies it unless the
+        // parent directory has a default ACL.
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_POSIX_ACL | fuser::InitFlags::FUSE_DONT_MASK)
+            .is_err()
+        {
+            tracing::warn!("the kernel does not enforce POSIX ACLs on FUSE; they are stored only");
+        }
         // Passthrough: the kernel writes new or truncated files straight into their cache files
         // directly, without a round trip here. Needs privilege and a recent kernel.
         let passthrough = std::env::var_os("GLOBOFS_NO_PASSTHROUGH").is_none()
@@ -326,8 +345,7 @@ impl Filesystem for GloboFs {
         reply: ReplyEntry,
     ) {
         let attr = try_reply!(
-            self.vfs
-                .mkdir_as(parent.0, name, mode & !umask, caller(req)),
+            self.vfs.mkdir_as(parent.0, name, mode, creator(req, umask)),
             reply
         );
         reply.entry(&TTL, &self.file_attr(&attr), Generation(0));
@@ -343,9 +361,9 @@ impl Filesystem for GloboFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let mode = (mode & libc::S_IFMT) | (mode & !libc::S_IFMT & !umask);
         let attr = try_reply!(
-            self.vfs.mknod_as(parent.0, name, mode, rdev, caller(req)),
+            self.vfs
+                .mknod_as(parent.0, name, mode, rdev, creator(req, umask)),
             reply
         );
         reply.entry(&TTL, &self.file_attr(&attr), Generation(0));
@@ -491,13 +509,21 @@ impl Filesystem for GloboFs {
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Every close(2): the version becomes atomic and visible now.
-        try_reply!(self.vfs.commit(fh.0, false), reply);
+        // Every close(2): the version becomes atomic and visible now; the
+        // kernel's attributes (ctime) are those of before it (and, for a new
+        // file's first version, its directory's times).
+        let (changed, parent) = try_reply!(self.vfs.commit_for_kernel(fh.0, false), reply);
+        if changed {
+            self.drop_attrs(ino.0);
+        }
+        if let Some(parent) = parent {
+            self.drop_attrs(parent);
+        }
         reply.ok();
     }
 
@@ -522,12 +548,18 @@ impl Filesystem for GloboFs {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        try_reply!(self.vfs.commit(fh.0, true), reply);
+        let (changed, parent) = try_reply!(self.vfs.commit_for_kernel(fh.0, true), reply);
+        if changed {
+            self.drop_attrs(ino.0);
+        }
+        if let Some(parent) = parent {
+            self.drop_attrs(parent);
+        }
         reply.ok();
     }
 
@@ -652,6 +684,33 @@ impl Filesystem for GloboFs {
         reply.ok();
     }
 
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let at = try_reply!(self.vfs.lseek(fh.0, offset, whence), reply);
+        reply.offset(at);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        try_reply!(self.vfs.fallocate(fh.0, offset, length, mode), reply);
+        reply.ok();
+    }
+
     fn ioctl(
         &self,
         _req: &Request,
@@ -679,7 +738,7 @@ impl Filesystem for GloboFs {
     ) {
         let (attr, opened) = try_reply!(
             self.vfs
-                .create_or_open_as(parent.0, name, mode & !umask, flags, caller(req)),
+                .create_or_open_as(parent.0, name, mode, flags, creator(req, umask)),
             reply
         );
         let attr = self.file_attr(&attr);

@@ -139,3 +139,59 @@ fn chown_to_another_owner_is_eperm_and_files_belong_to_the_mounting_user() {
     // Chown to the owner it already has is allowed.
     std::os::unix::fs::chown(m.path("f"), Some(meta.uid()), Some(meta.gid())).unwrap();
 }
+
+/// A file's mtime is when its content last changed, not when it was
+/// committed: a file created and closed unwritten keeps the mtime it was
+/// shown at creation, and setting only the atime leaves the mtime alone
+/// (pjdfstest utimensat::utime_omit).
+#[test]
+fn the_mtime_is_when_content_changed_not_when_it_was_committed() {
+    let m = Mounted::new();
+    let f = m.path("made");
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&f)
+        .unwrap();
+    let shown = file.metadata().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    drop(file);
+    let atime = libc::timespec {
+        tv_sec: 1_900_000_000,
+        tv_nsec: 0,
+    };
+    let omit = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_OMIT,
+    };
+    let path = cpath(&f);
+    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), [atime, omit].as_ptr(), 0) })
+        .unwrap();
+    let after = std::fs::metadata(&f).unwrap();
+    assert_eq!(
+        (after.mtime(), after.mtime_nsec()),
+        (shown.mtime(), shown.mtime_nsec())
+    );
+    assert_eq!(after.atime(), 1_900_000_000);
+}
+
+/// After close commits a new version, the ctime this mount shows at once is
+/// that version's, the same a fresh mount shows (it was the kernel's cached
+/// creation-time ctime until the attribute timeout).
+#[test]
+fn the_ctime_after_close_is_the_committed_versions() {
+    let m = Mounted::new();
+    let f = m.path("f");
+    let mut file = std::fs::File::create(&f).unwrap();
+    file.write_all(b"content").unwrap();
+    let _ = file.metadata().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    drop(file);
+    let here = std::fs::metadata(&f).unwrap();
+    let other = m.second_mount();
+    let there = std::fs::metadata(other.path("f")).unwrap();
+    assert_eq!(
+        (here.ctime(), here.ctime_nsec()),
+        (there.ctime(), there.ctime_nsec())
+    );
+}

@@ -5,6 +5,8 @@
 
 #[path = "common/mount.rs"]
 mod mount;
+#[path = "common/peer.rs"]
+mod peer;
 #[path = "common/sshfs.rs"]
 mod sshfs;
 
@@ -12,80 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mount::{BIN, Mounted};
+use mount::Mounted;
+use peer::{PeerNode, eventually, node_id};
 
 const PEER: &str = "b0b0b0b0-0000-4000-8000-00000000000b";
-
-/// A second node `B`, driven through the CLI, whose store `A` sees at `store_seen_by_a`.
-struct PeerNode {
-    _dir: tempfile::TempDir,
-    spec: PathBuf,
-    store: PathBuf,
-}
-
-impl PeerNode {
-    /// B's store, before A exists (A's spec needs B's store path first).
-    fn new() -> PeerNode {
-        let dir = tempfile::tempdir().unwrap();
-        let node = PeerNode {
-            store: dir.path().join("vol").join(PEER),
-            spec: dir.path().join("spec.yaml"),
-            _dir: dir,
-        };
-        node.wire(
-            "a0a0a0a0-0000-4000-8000-00000000000a",
-            Path::new("/nonexistent/a"),
-        );
-        node
-    }
-
-    /// Points B's spec at A and reconciles.
-    fn wire(&self, a_id: &str, a_store: &Path) {
-        let volume = self.store.parent().unwrap();
-        std::fs::write(
-            &self.spec,
-            format!(
-                "volume: {}\nnode:\n  id: {PEER}\nblock_size: 4KiB\npeers:\n  - id: {a_id}\n    path: {}\nsync:\n  interval: 1s\n  timeout: 2s\n",
-                volume.display(),
-                a_store.display()
-            ),
-        )
-        .unwrap();
-        self.run(&["reconcile"]);
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
-            .arg("--spec")
-            .arg(&self.spec)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-fn node_id(spec: &Path) -> String {
-    let text = std::fs::read_to_string(spec).unwrap();
-    text.lines()
-        .find_map(|line| line.trim().strip_prefix("id: "))
-        .unwrap()
-        .to_string()
-}
-
-/// Waits until `check` holds (sync runs on its own schedule).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn blocks_in(store: &Path) -> usize {
     fn walk(dir: &Path, n: &mut usize) {
@@ -116,12 +48,12 @@ fn mount_a(b_seen_at: &Path) -> Mounted {
 fn pulls_and_keeps_blocks(b_seen_by_a: impl FnOnce(&Path) -> (PathBuf, Option<sshfs::SshfsMount>)) {
     // B's store must exist before A is mounted; A's store is needed for B's spec.
     let b_home = tempfile::tempdir().unwrap();
-    let b = PeerNode::new();
+    let b = PeerNode::new(PEER);
     let (seen_at, sshfs_mount) = b_seen_by_a(&b.store);
     let a = mount_a(&seen_at);
     let a_id = node_id(&a.spec);
     let a_store = a.volume.join(&a_id);
-    b.wire(&a_id, &a_store);
+    b.wire(Some((&a_id, &a_store)));
 
     // B writes a 10-block file and pushes it to A.
     let data: Vec<u8> = (0..10 * 4096 + 7).map(|i| (i * 7 % 253) as u8).collect();
@@ -166,10 +98,10 @@ fn a_read_pulls_blocks_from_an_sshfs_peer() {
 
 #[test]
 fn writes_in_the_mount_reach_the_peer_without_a_manual_sync() {
-    let b = PeerNode::new();
+    let b = PeerNode::new(PEER);
     let a = mount_a(&b.store);
     let a_id = node_id(&a.spec);
-    b.wire(&a_id, &a.volume.join(&a_id));
+    b.wire(Some((&a_id, &a.volume.join(&a_id))));
     std::fs::write(a.path("from-a.txt"), b"written in the mount").unwrap();
     eventually("B to receive the version", || {
         b.run(&["sync"]);
@@ -185,12 +117,12 @@ fn a_hung_peer_does_not_hang_the_mount() {
         return;
     };
     let mounts = tempfile::tempdir().unwrap();
-    let b = PeerNode::new();
+    let b = PeerNode::new(PEER);
     let local = mounts.path().join("b");
     let sshfs_mount = server.mount(&b.store, &local);
     let a = mount_a(&local);
     let a_id = node_id(&a.spec);
-    b.wire(&a_id, &a.volume.join(&a_id));
+    b.wire(Some((&a_id, &a.volume.join(&a_id))));
     let src = mounts.path().join("src");
     std::fs::write(&src, vec![9u8; 3 * 4096]).unwrap();
     b.run(&["put", src.to_str().unwrap(), "/remote-only.bin"]);

@@ -45,7 +45,7 @@ fn pjdfstest_fails_no_more_than_the_expected_cases() {
     let config = m.dir.path().join("pjdfstest.toml");
     std::fs::write(
         &config,
-        "[features]\nutimensat = {}\nutime_now = {}\n\
+        "[features]\nutimensat = {}\nutime_now = {}\nrename_ctime = {}\nposix_fallocate = {}\n\
          [settings]\nnaptime = 0.001\nallow_remount = false\n\
          [dummy_auth]\nentries = [[\"nobody\", \"nogroup\"], [\"daemon\", \"daemon\"]]\n",
     )

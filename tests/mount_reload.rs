@@ -11,93 +11,21 @@
 
 #[path = "common/mount.rs"]
 mod mount;
+#[path = "common/peer.rs"]
+mod peer;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mount::{BIN, Mounted, is_mounted, write_spec};
+use mount::{Mounted, is_mounted, write_spec};
+use peer::{PeerNode, eventually, node_id};
 
 const PEER: &str = "b0b0b0b0-0000-4000-8000-0000000000b1";
-
-/// A second node driven through the CLI; its store is a plain directory.
-struct PeerNode {
-    _dir: tempfile::TempDir,
-    spec: PathBuf,
-    store: PathBuf,
-}
-
-impl PeerNode {
-    fn new() -> PeerNode {
-        let dir = tempfile::tempdir().unwrap();
-        let node = PeerNode {
-            store: dir.path().join("vol").join(PEER),
-            spec: dir.path().join("spec.yaml"),
-            _dir: dir,
-        };
-        node.wire(None);
-        node
-    }
-
-    /// B's spec, with A (id, store) as its peer when given; reconciled.
-    fn wire(&self, a: Option<(&str, &Path)>) {
-        let volume = self.store.parent().unwrap();
-        let peers = a.map_or(String::new(), |(id, store)| {
-            format!("peers:\n  - id: {id}\n    path: {}\n", store.display())
-        });
-        std::fs::write(
-            &self.spec,
-            format!(
-                "volume: {}\nnode:\n  id: {PEER}\nblock_size: 4KiB\n{peers}",
-                volume.display()
-            ),
-        )
-        .unwrap();
-        self.run(&["reconcile"]);
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
-            .arg("--spec")
-            .arg(&self.spec)
-            .args(args)
-            .env_remove("GLOBOFS_SPEC")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn files(&self) -> Vec<String> {
-        self.run(&["sync"]);
-        self.run(&["ls", "/"]).lines().map(str::to_string).collect()
-    }
-}
-
-fn node_id(spec: &Path) -> String {
-    let text = std::fs::read_to_string(spec).unwrap();
-    text.lines()
-        .find_map(|line| line.trim().strip_prefix("id: "))
-        .unwrap()
-        .to_string()
-}
 
 fn hangup(m: &Mounted) {
     let pid = m.pid().expect("mount running").to_string();
     let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     assert!(status.success(), "kill -HUP {pid}");
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Waits for the `nth` (1-based) log line containing `text`.
@@ -118,7 +46,7 @@ const SYNC: &str = "sync:\n  interval: 1s\n  timeout: 2s\n";
 
 #[test]
 fn sighup_adds_and_removes_a_peer_without_a_remount() {
-    let b = PeerNode::new();
+    let b = PeerNode::new(PEER);
     let mut a = Mounted::with("4KiB", SYNC);
     let a_id = node_id(&a.spec);
     let a_store = a.volume.join(&a_id);
@@ -177,7 +105,7 @@ fn sighup_adds_and_removes_a_peer_without_a_remount() {
 
 #[test]
 fn sighup_refuses_what_needs_a_remount_and_keeps_the_old_spec() {
-    let b = PeerNode::new();
+    let b = PeerNode::new(PEER);
     let mut a = Mounted::with("4KiB", SYNC);
     let a_id = node_id(&a.spec);
     b.wire(Some((&a_id, &a.volume.join(&a_id))));
@@ -225,7 +153,7 @@ fn sighup_refuses_what_needs_a_remount_and_keeps_the_old_spec() {
 /// gets no more outbound entries.
 #[test]
 fn sighup_applies_new_ignore_rules_and_peer_removal_to_new_versions() {
-    let b = PeerNode::new();
+    let b = PeerNode::new(PEER);
     let with_b = format!(
         "{SYNC}peers:\n  - id: {PEER}\n    path: {}\n",
         b.store.display()
@@ -274,7 +202,7 @@ fn sighup_applies_new_ignore_rules_and_peer_removal_to_new_versions() {
 /// long apply kept a mount alive after SIGTERM until SIGKILL).
 #[test]
 fn sigterm_ends_the_mount_while_a_sync_pass_is_stalled() {
-    let b = PeerNode::new();
+    let b = PeerNode::new(PEER);
     // SAFETY: set before any thread of this test process starts; the mount
     // started below inherits it.
     unsafe { std::env::set_var("GLOBOFS_STALL_AT", "import:published") };

@@ -8,6 +8,7 @@
 #[path = "common/mount.rs"]
 mod mount;
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use mount::{Mounted, cpath, cvt, errno, names};
@@ -137,13 +138,94 @@ fn rename_noreplace_onto_an_existing_name_is_eexist() {
 }
 
 #[test]
-fn rename_exchange_is_not_supported() {
+fn rename_exchange_swaps_two_files() {
+    let m = Mounted::new();
+    std::fs::create_dir(m.path("d")).unwrap();
+    std::fs::write(m.path("a"), b"first").unwrap();
+    std::fs::write(m.path("d/b"), b"second, longer").unwrap();
+    std::fs::set_permissions(m.path("a"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let a_ino = std::fs::metadata(m.path("a")).unwrap().ino();
+    renameat2(&m.path("a"), &m.path("d/b"), libc::RENAME_EXCHANGE).unwrap();
+    assert_eq!(std::fs::read(m.path("a")).unwrap(), b"second, longer");
+    assert_eq!(std::fs::read(m.path("d/b")).unwrap(), b"first");
+    let b = std::fs::metadata(m.path("d/b")).unwrap();
+    // The object moved: its inode, mode and size go with it.
+    assert_eq!((b.ino(), b.mode() & 0o777, b.len()), (a_ino, 0o600, 5));
+    assert_eq!(names(&m.mnt), vec!["a", "d"]);
+    // Each name's new version records where its content came from.
+    let versions = mount::version_files(&m, "a");
+    let newest = versions.iter().max().unwrap();
+    let text = std::fs::read_to_string(newest).unwrap();
+    assert!(
+        text.contains("\nfrom ") && text.contains(" d/b\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rename_exchange_swaps_a_file_and_a_directory_and_two_directories() {
+    let m = Mounted::new();
+    std::fs::create_dir_all(m.path("dir/sub")).unwrap();
+    std::fs::write(m.path("dir/sub/deep"), b"deep").unwrap();
+    std::fs::write(m.path("dir/only-here"), b"x").unwrap();
+    std::fs::write(m.path("file"), b"file").unwrap();
+    renameat2(&m.path("file"), &m.path("dir"), libc::RENAME_EXCHANGE).unwrap();
+    assert_eq!(std::fs::read(m.path("dir")).unwrap(), b"file");
+    assert_eq!(names(&m.path("file")), vec!["only-here", "sub"]);
+    assert_eq!(std::fs::read(m.path("file/sub/deep")).unwrap(), b"deep");
+    assert_eq!(errno(std::fs::metadata(m.path("dir/sub"))), libc::ENOTDIR);
+    // Two directories, one name in both.
+    std::fs::create_dir(m.path("other")).unwrap();
+    std::fs::write(m.path("other/only-here"), b"other's").unwrap();
+    std::fs::write(m.path("other/mine"), b"mine").unwrap();
+    renameat2(&m.path("file"), &m.path("other"), libc::RENAME_EXCHANGE).unwrap();
+    assert_eq!(names(&m.path("file")), vec!["mine", "only-here"]);
+    assert_eq!(std::fs::read(m.path("file/only-here")).unwrap(), b"other's");
+    assert_eq!(names(&m.path("other")), vec!["only-here", "sub"]);
+    assert_eq!(std::fs::read(m.path("other/only-here")).unwrap(), b"x");
+    assert_eq!(std::fs::read(m.path("other/sub/deep")).unwrap(), b"deep");
+    // What the store says, read afresh by the command line.
+    let listed = m.globofs(&["ls", "/file"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("mine") && !text.contains("sub"), "{text}");
+}
+
+#[test]
+fn rename_exchange_needs_both_names() {
     let m = Mounted::new();
     std::fs::write(m.path("a"), b"a").unwrap();
-    std::fs::write(m.path("b"), b"b").unwrap();
-    let err = errno(renameat2(&m.path("a"), &m.path("b"), libc::RENAME_EXCHANGE));
-    assert_eq!(err, libc::EINVAL);
+    let err = errno(renameat2(
+        &m.path("a"),
+        &m.path("missing"),
+        libc::RENAME_EXCHANGE,
+    ));
+    assert_eq!(err, libc::ENOENT);
+    let err = errno(renameat2(
+        &m.path("missing"),
+        &m.path("a"),
+        libc::RENAME_EXCHANGE,
+    ));
+    assert_eq!(err, libc::ENOENT);
     assert_eq!(std::fs::read(m.path("a")).unwrap(), b"a");
+    // A name and what lies below it cannot swap.
+    std::fs::create_dir_all(m.path("d/e")).unwrap();
+    let err = errno(renameat2(
+        &m.path("d"),
+        &m.path("d/e"),
+        libc::RENAME_EXCHANGE,
+    ));
+    assert_eq!(err, libc::EINVAL);
+    // Both flags together are refused, as by Linux.
+    let both = libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE;
+    assert_eq!(
+        errno(renameat2(&m.path("a"), &m.path("d"), both)),
+        libc::EINVAL
+    );
+    // Refused, nothing moved; then a good swap.
+    assert_eq!(names(&m.path("d")), vec!["e"]);
+    renameat2(&m.path("a"), &m.path("d/e"), libc::RENAME_EXCHANGE).unwrap();
+    assert_eq!(std::fs::read(m.path("d/e")).unwrap(), b"a");
+    assert!(m.path("a").is_dir());
 }
 
 /// RENAME_WHITEOUT (overlayfs's) is refused, not taken as a plain rename

@@ -31,6 +31,13 @@ fn statfs_reports_the_disk_under_the_volume() {
         mounted.f_blocks * mounted.f_frsize,
         disk.f_blocks * disk.f_frsize
     );
+    // The store's real inodes and free space, not made-up numbers (other
+    // tests use the same disk meanwhile: free counts only roughly).
+    assert_eq!(mounted.f_files, disk.f_files);
+    assert!(mounted.f_files > 0);
+    assert!(mounted.f_ffree.abs_diff(disk.f_ffree) < 100_000);
+    let free = |s: &libc::statvfs| s.f_bavail * s.f_frsize;
+    assert!(free(&mounted).abs_diff(free(&disk)) < 1 << 30);
     // statfs inside a subdirectory answers the same.
     std::fs::create_dir(m.path("d")).unwrap();
     assert_eq!(statvfs(&m.path("d")).f_namemax, 255);

@@ -242,3 +242,72 @@ fn gc_deletes_nothing_when_a_version_file_is_unreadable() {
     assert!(err.contains(&file.display().to_string()), "{err}");
     assert_eq!(store_blocks(&vol), blocks, "nothing deleted");
 }
+
+/// Allocated bytes of every inode under `dir`, each once, as `du` counts.
+fn du_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in fs::read_dir(&dir).unwrap() {
+            let path = item.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if seen.insert(meta.ino()) {
+                total += meta.blocks() * 512;
+            }
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    total
+}
+
+/// `globofs du`'s figures match what a count over the store finds: live
+/// blocks are the current versions', history the old versions' only, and
+/// after prune the old blocks are garbage until gc frees them; every byte of
+/// the store is in one of the parts.
+#[test]
+fn usage_splits_the_store_by_what_needs_each_block() {
+    let vol = Vol::new();
+    let store = vol.store();
+    let old = put(&store, &vp("/a"), &data(3 * BS, 1));
+    let new = put(&store, &vp("/a"), &data(2 * BS, 2));
+    let gone = put(&store, &vp("/gone"), &data(BS, 3));
+    store.remove(&vp("/gone")).unwrap();
+
+    let usage = store.usage().unwrap();
+    assert_eq!((usage.paths, usage.deleted_paths), (2, 1));
+    assert_eq!((usage.versions, usage.old_versions), (4, 2));
+    assert_eq!(usage.live_blocks.files, new.hashes.len() as u64);
+    assert_eq!(
+        usage.history_blocks.files,
+        (old.hashes.len() + gone.hashes.len()) as u64
+    );
+    assert_eq!(usage.garbage_blocks.files, 0);
+    assert!(usage.layout.files > 0 && usage.layout.bytes > 0);
+    // Every block is a whole 4 KiB block on disk.
+    assert_eq!(usage.live_blocks.bytes, 2 * BS as u64);
+    // The parts add up to the whole store, each inode once.
+    assert_eq!(usage.total.bytes, du_bytes(&vol.dir()));
+
+    // Prune to one version per path (a deleted path goes whole): the old
+    // blocks are now unreferenced.
+    let rule = RetentionRule {
+        keep_last: Some(1),
+        keep_within: None,
+    };
+    store.prune(&rule, &[]).unwrap();
+    let usage = store.usage().unwrap();
+    assert_eq!(usage.history_blocks.files, 0);
+    assert_eq!(
+        usage.garbage_blocks.files,
+        (old.hashes.len() + gone.hashes.len()) as u64
+    );
+    assert_eq!(usage.live_blocks.files, new.hashes.len() as u64);
+    store.gc().unwrap();
+    let usage = store.usage().unwrap();
+    assert_eq!(usage.garbage_blocks.files, 0);
+    assert_eq!(usage.total.bytes, du_bytes(&vol.dir()));
+}

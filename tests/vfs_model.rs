@@ -412,7 +412,7 @@ impl Model {
                 self.walk(&p)?;
                 match self.get(&p) {
                     None => Err(libc::ENOENT),
-                    Some(Node::Dir) => Ok(Out::Stat(Kind::Dir, 0, 0o755)),
+                    Some(Node::Dir) => Ok(Out::Stat(Kind::Dir, 1, 0o755)),
                     Some(Node::File(file)) => {
                         let size = self.files[file].len() as u64;
                         Ok(Out::Stat(Kind::File, size, 0o644))

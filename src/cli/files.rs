@@ -74,6 +74,7 @@ pub fn put(spec: &Spec, src: &Path, dest: &OsStr) -> Result<(), Failure> {
     }
     let mut files = 0u64;
     let mut bytes = 0u64;
+    let mut dirs = Vec::new();
     for relative in items {
         let local = src.join(&relative);
         let meta = fs::symlink_metadata(&local)
@@ -87,6 +88,14 @@ pub fn put(spec: &Spec, src: &Path, dest: &OsStr) -> Result<(), Failure> {
         bytes += put_one(&store, &local, &meta, &target, false)?;
         files += 1;
         bar.inc(1);
+        if meta.is_dir() {
+            dirs.push(target);
+        }
+    }
+    // A directory's shown mtime moves with its entries' creation (FORMAT
+    // §11): give each its own again, children first.
+    for dir in dirs.iter().rev() {
+        store.keep_dir_mtime(dir)?;
     }
     crate::store::sync_filesystem(&store.layout().dir)?;
     bar.finish_and_clear();
@@ -533,6 +542,60 @@ pub fn gc(spec: &Spec, json: bool) -> Result<(), Failure> {
         report.path_links_deleted,
         report.temp_files_deleted
     ))
+}
+
+/// `bytes` in B, KiB, MiB, GiB or TiB with one decimal.
+fn binary_size(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+pub fn du(spec: &Spec, json: bool) -> Result<(), Failure> {
+    let store = Store::open_spec(spec)?;
+    let usage = store.usage()?;
+    if json {
+        return out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&usage).map_err(Failure::runtime)?
+        ));
+    }
+    let mut text = format!(
+        "store {}: {} paths ({} deleted), {} versions ({} not current)\n",
+        store.layout().dir.display(),
+        usage.paths,
+        usage.deleted_paths,
+        usage.versions,
+        usage.old_versions
+    );
+    let rows = [
+        ("live data (current versions' blocks)", usage.live_blocks),
+        ("old versions only (prune + gc)", usage.history_blocks),
+        ("pushes not acknowledged", usage.outbound_blocks),
+        ("unreferenced blocks (gc)", usage.garbage_blocks),
+        ("layout (root/, hashes/ directories)", usage.layout),
+        ("spool/inbound", usage.spool_inbound),
+        ("spool/outbound", usage.spool_outbound),
+        ("other (journal, state, tmp)", usage.other),
+        ("total", usage.total),
+    ];
+    for (what, space) in rows {
+        text.push_str(&format!(
+            "  {what:<40} {:>10} files {:>12}\n",
+            space.files,
+            binary_size(space.bytes)
+        ));
+    }
+    out(&text)
 }
 
 pub fn prune(spec: &Spec, json: bool) -> Result<(), Failure> {

@@ -360,6 +360,9 @@ impl<'a> BlockWriter<'a> {
             self.deduplicated += 1;
             return Ok(());
         }
+        if super::sparse::is_zero(data) {
+            return self.put_zero(hash, data.len());
+        }
         let (dest, bytes) = match self.compression {
             Compression::None => (self.blocks.raw_path(hash), std::borrow::Cow::Borrowed(data)),
             Compression::Zstd => {
@@ -398,6 +401,35 @@ impl<'a> BlockWriter<'a> {
         if self.pending_bytes >= BATCH_BYTES {
             self.flush()?;
         }
+        Ok(())
+    }
+
+    /// Stores the block of `len` zero bytes named `hash` (a hole) unless it is
+    /// here: a sparse file of that length, raw whatever the compression (a
+    /// raw block is read in place, and the file holds no data to compress),
+    /// made durable and named like any block.
+    pub fn put_zero(&mut self, hash: &BlockHash, len: usize) -> Result<(), StoreError> {
+        let dest = self.blocks.raw_path(hash);
+        if self.blocks.locate(hash, Some(len)).is_some()
+            || self
+                .pending
+                .iter()
+                .any(|(_, pending)| *pending == dest || *pending == self.blocks.zst_path(hash))
+        {
+            self.deduplicated += 1;
+            return Ok(());
+        }
+        let file = tempfile::Builder::new()
+            .prefix("block-")
+            .tempfile_in(&self.tmp)
+            .at(&self.tmp)?;
+        file.as_file().set_len(len as u64).at(file.path())?;
+        crate::layout::set_file_mode(file.as_file()).at(file.path())?;
+        let (_, path) = file
+            .keep()
+            .map_err(|err| StoreError::io(&self.tmp, err.error))?;
+        self.pending.push((path, dest));
+        self.written += 1;
         Ok(())
     }
 
@@ -512,12 +544,25 @@ pub fn copy_block(source: &Path, link: &Path) -> Result<(), StoreError> {
     crate::layout::create_dirs(parent).at(parent)?;
     let mut tmp = tempfile::NamedTempFile::new_in(parent).at(parent)?;
     let mut input = File::open(source).at(source)?;
-    std::io::copy(&mut input, tmp.as_file_mut()).at(link)?;
+    if is_sparse_zero_block(&input) {
+        // A hole (docs/FORMAT.md section 4, "Zero blocks"): its copy is one too.
+        let len = input.metadata().at(source)?.len();
+        tmp.as_file().set_len(len).at(tmp.path())?;
+    } else {
+        std::io::copy(&mut input, tmp.as_file_mut()).at(link)?;
+    }
     crate::layout::set_file_mode(tmp.as_file()).at(tmp.path())?;
     tmp.as_file().sync_all().at(link)?;
     tmp.persist(link)
         .map_err(|err| StoreError::io(link, err.error))?;
     Ok(())
+}
+
+/// Whether `file` is a block file of zeros with no data on disk.
+fn is_sparse_zero_block(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata()
+        .is_ok_and(|meta| meta.len() > 0 && meta.blocks() == 0)
 }
 
 #[cfg(test)]

@@ -104,9 +104,23 @@ impl<'s> FileWrite<'s> {
     }
 
     /// Hashes and stores the next block (`block_size` bytes, but the last).
+    /// A block of zeros is not hashed: its hash comes from the zero table.
     pub fn push(&mut self, data: &[u8]) -> Result<BlockHash, StoreError> {
+        if super::sparse::is_zero(data) && !data.is_empty() {
+            return self.push_zero(data.len());
+        }
         let hash = BlockHash::of(data);
         self.push_hashed(hash, data)?;
+        Ok(hash)
+    }
+
+    /// Stores the next block as `len` zero bytes (a hole): nothing is read,
+    /// hashed or written but one sparse block file per length.
+    pub fn push_zero(&mut self, len: usize) -> Result<BlockHash, StoreError> {
+        let hash = super::sparse::zero_hash(len);
+        self.writer.put_zero(&hash, len)?;
+        self.hashes.push(hash);
+        self.size += len as u64;
         Ok(hash)
     }
 
@@ -162,7 +176,14 @@ impl<'s> FileWrite<'s> {
                 ended = n < bs;
                 Ok((n > 0).then_some(buf))
             },
-            |buf: Vec<u8>| Ok((BlockHash::of(&buf), buf)),
+            |buf: Vec<u8>| {
+                let hash = if super::sparse::is_zero(&buf) {
+                    super::sparse::zero_hash(buf.len())
+                } else {
+                    BlockHash::of(&buf)
+                };
+                Ok((hash, buf))
+            },
             |(hash, buf): (BlockHash, Vec<u8>)| {
                 self.push_hashed(hash, &buf)?;
                 spare.borrow_mut().push(buf);

@@ -233,7 +233,7 @@ fn removable_prefix(all: &[Version], rule: &RetentionRule, now: SystemTime) -> u
 }
 
 /// Calls `visit` for every `versions/` directory below `tree` with its `root/`-relative dir.
-fn each_versions_dir(
+pub(super) fn each_versions_dir(
     tree: &Path,
     visit: &mut dyn FnMut(&Path) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {

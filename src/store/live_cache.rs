@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::dir_times::{DirInfo, DirTimes};
 use super::journal::{self, Position};
 use super::{Store, StoreError, Version};
 use crate::layout::VPath;
@@ -57,6 +58,8 @@ pub struct LiveCache {
     entries: Mutex<HashMap<VPath, (Option<Version>, Instant)>>,
     /// Bumped (under the `entries` lock) whenever journal lines are taken.
     generation: AtomicU64,
+    /// Directories' derived times, told of the same journal lines.
+    dirs: DirTimes,
 }
 
 impl LiveCache {
@@ -71,6 +74,7 @@ impl LiveCache {
             }),
             entries: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            dirs: DirTimes::default(),
         };
         if let Err(err) = cache.refresh() {
             tracing::warn!(error = %err, "reading the journal; the version cache starts empty");
@@ -139,10 +143,43 @@ impl LiveCache {
         }
     }
 
+    /// What the entries of directory `dir` (current version `own`; `None`
+    /// for a root without one) say of its times and links (see
+    /// [`super::dir_times`]), as fresh as the journal.
+    pub fn dir_info(
+        &self,
+        store: &Store,
+        dir: &VPath,
+        own: Option<&Version>,
+    ) -> Result<DirInfo, StoreError> {
+        let at = self.fresh();
+        // Entries not remembered are read without being remembered: a
+        // directory's summary holds what it needs of them, and filling this
+        // cache with every entry of the directories stat-ed would push out
+        // the paths in use.
+        self.dirs.info(
+            store,
+            dir,
+            own,
+            at.is_some(),
+            &|child| match self.known(child, at) {
+                Some(found) => Ok(found),
+                None => store.live(child),
+            },
+        )
+    }
+
+    /// The directories' summaries (for tests that age them).
+    #[cfg(test)]
+    pub(super) fn dirs(&self) -> &DirTimes {
+        &self.dirs
+    }
+
     /// Forgets every path (the next answers come from the version files).
     pub fn forget_all(&self) {
         let mut entries = lock(&self.entries);
         entries.clear();
+        self.dirs.forget_all();
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -174,6 +211,7 @@ impl LiveCache {
                 let mut entries = lock(&self.entries);
                 if batch.restarted {
                     entries.clear();
+                    self.dirs.forget_all();
                 }
                 for line in &batch.lines {
                     match line
@@ -182,9 +220,13 @@ impl LiveCache {
                     {
                         Some(path) => {
                             entries.remove(&path);
+                            self.dirs.changed(&path);
                         }
                         // A line this version cannot read: trust nothing.
-                        None => entries.clear(),
+                        None => {
+                            entries.clear();
+                            self.dirs.forget_all();
+                        }
                     }
                 }
                 self.generation.fetch_add(1, Ordering::AcqRel);

@@ -8,8 +8,10 @@
 mod blocks;
 mod commit;
 pub mod digest;
+pub mod dir_times;
 mod entry;
 mod error;
+mod exchange;
 mod file_write;
 pub mod gc;
 mod heads;
@@ -23,7 +25,9 @@ pub mod pipeline;
 pub mod posix;
 mod read;
 pub mod resolve;
+pub mod sparse;
 mod tree;
+pub mod usage;
 pub mod version;
 mod write;
 

@@ -193,6 +193,18 @@ impl Store {
     /// Renames `src` to `dst` (over an existing file or empty directory, like
     /// rename(2)). No block is copied: the new versions name the same blocks.
     pub fn rename(&self, src: &VPath, dst: &VPath, no_replace: bool) -> Result<(), StoreError> {
+        self.rename_keeping(src, dst, no_replace, None)
+    }
+
+    /// [`Store::rename`], the new version at `dst` with mtime `keep` when
+    /// given (a directory's shown mtime, FORMAT §11 "Directory times").
+    pub fn rename_keeping(
+        &self,
+        src: &VPath,
+        dst: &VPath,
+        no_replace: bool,
+        keep: Option<Mtime>,
+    ) -> Result<(), StoreError> {
         let lock = self.writer_lock()?;
         let source = self
             .live(src)?
@@ -232,6 +244,9 @@ impl Store {
         for (from, to, version) in &moves {
             let mut content = Content::of(version);
             content.from = Some((version.id, from.clone()));
+            if let Some(mtime) = keep.filter(|_| to == dst) {
+                content.mtime = mtime;
+            }
             self.commit_locked(&lock, to, content, false)?;
         }
         for (from, _, _) in moves.iter().rev() {

@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::SystemTime;
 
 use super::Vfs;
+use super::acl;
 use super::error::{VfsError, VfsResult};
 use super::locks::lock;
 use super::types::{Attr, Caller};
@@ -17,6 +18,14 @@ use crate::store::posix::{
     Posix, XATTR_LIST_MAX, XATTR_NAME_MAX, XATTR_TOTAL_MAX, XATTR_VALUE_MAX,
 };
 use crate::store::{Content, Kind, Mtime, Version};
+
+/// What is being created, for [`Vfs::new_owner`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Made {
+    Dir,
+    File,
+    Symlink,
+}
 
 /// What a setattr changes (each `None` stays as it is).
 #[derive(Clone, Copy, Debug, Default)]
@@ -71,6 +80,7 @@ impl Vfs {
             self.change_attrs(ino, |content| {
                 if let Some(mode) = change.mode {
                     content.mode = mode & 0o7777;
+                    acl::follow_chmod(&mut content.posix.xattrs, content.mode);
                 }
                 if let Some(mtime) = change.mtime {
                     content.mtime = Mtime::from_system(mtime);
@@ -117,7 +127,15 @@ impl Vfs {
         if let Some(dirty) = self.dirty_of(ino) {
             self.commit_dirty(ino, &dirty, false)?;
         }
-        let version = self.store.change_attrs(&path, change)?;
+        // A directory keeps the mtime it shows (its entries' changes are
+        // not in its own version); a utime in `change` sets it anew.
+        let keep = self.dir_mtime_to_keep(&path);
+        let version = self.store.change_attrs(&path, |content| {
+            if let Some(mtime) = keep {
+                content.mtime = mtime;
+            }
+            change(content);
+        })?;
         self.made_here(&version);
         if let Some(dirty) = self.dirty_of(ino) {
             let mut state = lock(&dirty);
@@ -138,23 +156,39 @@ impl Vfs {
         Ok(version)
     }
 
-    /// The owner, group and mode of something `caller` creates in `parent`
-    /// with `mode`: the caller's ids, but a setgid directory's group (and, for
-    /// a directory, its setgid bit), as POSIX file systems do.
+    /// The owner, group, mode and ACLs of something `caller` creates in
+    /// `parent` with `mode`: the caller's ids, but a setgid directory's group
+    /// (and, for a directory, its setgid bit), as POSIX file systems do; the
+    /// parent's default ACL narrowed to `mode` (the umask does not apply
+    /// then), else `mode` less the caller's umask.
     pub(super) fn new_owner(
         &self,
         parent: &VPath,
         caller: Caller,
         mode: u32,
-        dir: bool,
+        made: Made,
     ) -> (Posix, u32) {
         let parent_version = self.live(parent).ok().flatten();
+        let parent_version =
+            parent_version.or_else(|| parent.is_root().then(|| self.root_version()));
         let setgid_parent = parent_version.as_ref().filter(|v| v.mode & 0o2000 != 0);
         let gid = match setgid_parent {
             Some(parent) => self.owner_of(parent).1,
             None => caller.gid,
         };
-        let mut mode = mode & 0o7777;
+        let dir = made == Made::Dir;
+        let (mode, xattrs) = match made {
+            // A symlink's mode is always 0777 and it has no ACL.
+            Made::Symlink => (mode & 0o7777, Default::default()),
+            Made::Dir | Made::File => {
+                let default = parent_version
+                    .as_ref()
+                    .and_then(|parent| parent.posix.xattrs.get(acl::DEFAULT))
+                    .and_then(|value| acl::Acl::parse(value).ok());
+                acl::on_create(mode & 0o7777, caller.umask, default.as_ref(), dir)
+            }
+        };
+        let mut mode = mode;
         if dir && setgid_parent.is_some() {
             mode |= 0o2000;
         } else if !dir && mode & 0o2000 != 0 && gid != caller.gid && caller.uid != 0 {
@@ -165,6 +199,7 @@ impl Vfs {
         let posix = Posix {
             uid: Some(caller.uid),
             gid: Some(gid),
+            xattrs,
             ..Posix::default()
         };
         (posix, mode)
@@ -223,7 +258,12 @@ impl Vfs {
             ));
         }
         let mut xattrs = current.posix.xattrs.clone();
-        xattrs.insert(name.to_vec(), value.to_vec());
+        let mut mode = None;
+        if acl::is_acl(name) {
+            mode = acl::on_set(ino, &current, name, value, &mut xattrs)?;
+        } else {
+            xattrs.insert(name.to_vec(), value.to_vec());
+        }
         let total: usize = xattrs.values().map(Vec::len).sum();
         let list: usize = xattrs.keys().map(|k| k.len() + 1).sum();
         if total > XATTR_TOTAL_MAX || list > XATTR_LIST_MAX {
@@ -232,7 +272,12 @@ impl Vfs {
                 format!("inode {ino}: no room for more extended attributes"),
             ));
         }
-        self.change_attrs(ino, |content| content.posix.xattrs = xattrs)?;
+        self.change_attrs(ino, |content| {
+            content.posix.xattrs = xattrs;
+            if let Some(bits) = mode {
+                content.mode = content.mode & !0o777 | bits;
+            }
+        })?;
         Ok(())
     }
 
@@ -240,7 +285,12 @@ impl Vfs {
         let name = name.as_bytes();
         check_xattr_name(ino, name, caller, false)?;
         let current = self.xattr_version(ino)?;
-        current.posix.xattrs.get(name).cloned().ok_or_else(|| {
+        let value = current.posix.xattrs.get(name);
+        // A peer may have written anything: the kernel is only handed an
+        // ACL it can parse (else it would refuse every access).
+        let value =
+            value.filter(|value| !acl::is_acl(name) || acl::usable(&current.path, name, value));
+        value.cloned().ok_or_else(|| {
             VfsError::new(
                 libc::ENODATA,
                 format!("inode {ino}: no xattr {}", show(name)),
@@ -254,7 +304,9 @@ impl Vfs {
         let current = self.xattr_version(ino)?;
         let mut out = Vec::new();
         for name in current.posix.xattrs.keys() {
-            if name.starts_with(b"trusted.") && caller.uid != 0 || name.starts_with(b"system.") {
+            if name.starts_with(b"trusted.") && caller.uid != 0
+                || name.starts_with(b"system.") && !acl::is_acl(name)
+            {
                 continue;
             }
             out.extend_from_slice(name);
@@ -309,11 +361,7 @@ impl Vfs {
 }
 
 /// Checks an xattr name: its length, a namespace Linux knows, and `trusted.*`
-/// only for root. POSIX ACLs (`system.posix_acl_*`) are not supported yet:
-/// storing them without enforcing them would let `cp -a` (which sets the
-/// mode through the ACL) leave files at 0600 and promise access rules that
-/// do not hold; refused as on a file system mounted without ACLs, tools fall
-/// back to the mode bits.
+/// only for root; the two POSIX ACL names of `system.*` (see [`acl`]).
 fn check_xattr_name(ino: u64, name: &[u8], caller: Caller, changing: bool) -> VfsResult<()> {
     if name.is_empty() || name.len() > XATTR_NAME_MAX {
         return Err(VfsError::new(
@@ -326,7 +374,8 @@ fn check_xattr_name(ino: u64, name: &[u8], caller: Caller, changing: bool) -> Vf
     }
     let known = [b"user.".as_slice(), b"trusted.", b"security."]
         .iter()
-        .any(|prefix| name.starts_with(prefix) && name.len() > prefix.len());
+        .any(|prefix| name.starts_with(prefix) && name.len() > prefix.len())
+        || acl::is_acl(name);
     if !known {
         return Err(VfsError::new(
             libc::ENOTSUP,

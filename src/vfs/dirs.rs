@@ -22,7 +22,7 @@ impl Vfs {
             |child| self.versions.known(child, at),
             |child| self.versions.live_at(&self.store, child, at),
         )?;
-        let mut out = Vec::with_capacity(entries.len());
+        let mut numbered = Vec::with_capacity(entries.len());
         {
             let mut inodes = lock(&self.inodes);
             for entry in entries {
@@ -33,12 +33,17 @@ impl Vfs {
                 if let Some(node) = inodes.by_ino.get_mut(&child_ino) {
                     node.described = Some(Seen::of(&entry.version.id));
                 }
-                out.push(DirEntry {
-                    attr: self.attr_of(child_ino, &entry.version),
-                    name: entry.name,
-                });
+                numbered.push((child_ino, entry));
             }
         }
+        // Outside the inode table's lock: a subdirectory's attributes read its entries.
+        let mut out: Vec<DirEntry> = numbered
+            .into_iter()
+            .map(|(child_ino, entry)| DirEntry {
+                attr: self.attr_of(child_ino, &entry.version),
+                name: entry.name,
+            })
+            .collect();
         let created: Vec<(VPath, u64)> = lock(&self.created)
             .iter()
             .filter(|(p, _)| p.parent().as_ref() == Some(&path))

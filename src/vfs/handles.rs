@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::Vfs;
+use super::attrs::Made;
 use super::error::{VfsError, VfsResult};
 use super::locks::{Rank, Ranked, lock};
 use super::types::{Attr, Caller, NodeKind, Opened};
@@ -329,7 +330,7 @@ impl Vfs {
     ) -> VfsResult<(Attr, Opened)> {
         let path = self.child(parent, name)?;
         let parent_path = self.path_of(parent)?;
-        let (posix, mode) = self.new_owner(&parent_path, caller, mode, false);
+        let (posix, mode) = self.new_owner(&parent_path, caller, mode, Made::File);
         if !self.is_dir(&parent_path)? {
             return Err(VfsError::new(
                 libc::ENOENT,
@@ -395,6 +396,7 @@ impl Vfs {
                 atime: now,
                 ctime: now,
                 rdev: 0,
+                blocks: 0,
             }
         });
         self.page_cache_unknown(ino);

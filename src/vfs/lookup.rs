@@ -38,7 +38,7 @@ impl Vfs {
         };
         let (uid, gid) = self.owner_of(version);
         let mtime = version.mtime.to_system();
-        Attr {
+        let mut attr = Attr {
             ino,
             kind,
             size,
@@ -50,7 +50,12 @@ impl Vfs {
             atime: version.posix.atime.map_or(mtime, |t| t.to_system()),
             ctime: changed_at(version),
             rdev,
+            blocks: super::sparse::stored_blocks(version),
+        };
+        if kind == NodeKind::Dir {
+            self.derive_dir_attr(&version.path, Some(version), &mut attr);
         }
+        attr
     }
 
     /// The owner and group this mount shows for `version`: what it records
@@ -78,7 +83,7 @@ impl Vfs {
                 let created = self.store.meta().created;
                 let time =
                     SystemTime::UNIX_EPOCH + std::time::Duration::new(created.secs, created.nanos);
-                Attr {
+                let mut attr = Attr {
                     ino: ROOT_INO,
                     kind: NodeKind::Dir,
                     size: 0,
@@ -90,7 +95,10 @@ impl Vfs {
                     atime: time,
                     ctime: time,
                     rdev: 0,
-                }
+                    blocks: 0,
+                };
+                self.derive_dir_attr(&VPath::root(), None, &mut attr);
+                attr
             }
         }
     }
@@ -110,18 +118,11 @@ impl Vfs {
             Some(meta) if cache.direct => meta.len(),
             _ => cache.size,
         };
-        // The committed mtime until something is written after the commit
-        // (the kernel writes a direct cache: its file's mtime says when).
+        // The base's mtime (a new file's: when it was made) until something
+        // is written after the last commit.
         let committed = dirty.base.as_ref().filter(|b| b.id.secs > 0);
-        let written = match (&meta, committed) {
-            (_, None) => None,
-            (Some(meta), Some(base)) if cache.direct => meta.modified().ok().filter(|t| {
-                *t > SystemTime::UNIX_EPOCH + std::time::Duration::new(base.id.secs, base.id.nanos)
-            }),
-            _ if cache.changed => Some(SystemTime::now()),
-            _ => None,
-        };
-        let mtime = match (written, committed) {
+        let written = cache.last_change();
+        let mtime = match (written, &dirty.base) {
             (Some(time), _) => time,
             (None, Some(base)) => base.mtime.to_system(),
             (None, None) => SystemTime::now(),
@@ -152,6 +153,7 @@ impl Vfs {
             atime,
             ctime,
             rdev: 0,
+            blocks: super::sparse::cache_blocks(cache, dirty.base.as_ref()),
         })
     }
 

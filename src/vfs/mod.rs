@@ -12,9 +12,11 @@
 //! The parts, one concern each: [`types`] (what the adapter gets back),
 //! [`error`] (errno), `inodes` (the inode table), `write_cache` (one file's
 //! write-back cache), `handles` (open, create, release), `lookup` (names to
-//! inodes and their attributes), `dirs` (listings), `namespace` (mkdir, unlink,
-//! rename, setattr), `read`, `write` (writes and commits), `passthrough` (how
-//! the kernel serves a handle) and [`open_ahead`].
+//! inodes and their attributes), `dirs` (listings), `dirtimes` (a
+//! directory's times, links and size from its entries), `namespace`
+//! (mkdir, unlink, rename, setattr), `exchange` (RENAME_EXCHANGE), `read`,
+//! `write` (writes and commits), `passthrough` (how the kernel serves a
+//! handle) and [`open_ahead`].
 //!
 //! # Lock order
 //!
@@ -29,9 +31,12 @@
 //! The store's and the version cache's own locks, and [`open_ahead`]'s, are
 //! taken under any of these and never take one of them.
 
+mod acl;
 mod attrs;
 mod dirs;
+mod dirtimes;
 pub mod error;
+mod exchange;
 mod handles;
 mod inodes;
 mod locks;
@@ -41,6 +46,7 @@ pub mod open_ahead;
 mod passthrough;
 mod read;
 mod refused;
+mod sparse;
 #[cfg(test)]
 mod tests;
 pub mod types;
@@ -167,6 +173,7 @@ impl Vfs {
         Caller {
             uid: self.uid,
             gid: self.gid,
+            umask: 0,
         }
     }
 
@@ -247,7 +254,9 @@ impl Vfs {
             bavail: stat.blocks_available() as u64,
             files: stat.files() as u64,
             ffree: stat.files_free() as u64,
-            bsize: stat.block_size() as u32,
+            // The unit the counts are in (f_frsize), which the adapter
+            // reports as both sizes: f_bsize may differ from it.
+            bsize: stat.fragment_size() as u32,
             namelen: NAME_MAX as u32,
         })
     }

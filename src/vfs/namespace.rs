@@ -3,6 +3,7 @@
 use std::ffi::OsStr;
 
 use super::Vfs;
+use super::attrs::Made;
 use super::error::{VfsError, VfsResult};
 use super::locks::lock;
 use super::types::{Attr, Caller};
@@ -25,7 +26,7 @@ impl Vfs {
     ) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
         let parent_path = self.path_of(parent)?;
-        let (posix, mode) = self.new_owner(&parent_path, caller, mode, true);
+        let (posix, mode) = self.new_owner(&parent_path, caller, mode, Made::Dir);
         self.new_entry(&path, Content::entry(Kind::Dir, mode, None, posix))
     }
 
@@ -42,7 +43,7 @@ impl Vfs {
     ) -> VfsResult<Attr> {
         let path = self.child(parent, name)?;
         let parent_path = self.path_of(parent)?;
-        let (posix, _) = self.new_owner(&parent_path, caller, 0o777, false);
+        let (posix, _) = self.new_owner(&parent_path, caller, 0o777, Made::Symlink);
         let content = Content::entry(Kind::Symlink, 0o777, Some(target.to_vec()), posix);
         self.new_entry(&path, content)
     }
@@ -75,7 +76,7 @@ impl Vfs {
                 ));
             }
         };
-        let (mut posix, mode) = self.new_owner(&parent_path, caller, mode, false);
+        let (mut posix, mode) = self.new_owner(&parent_path, caller, mode, Made::File);
         posix.special = special.map(|(kind, major, minor)| Special { kind, major, minor });
         let mut content = Content::entry(Kind::File, mode, None, posix);
         content.block_size = self.store.config().block_size;
@@ -188,10 +189,7 @@ impl Vfs {
         exchange: bool,
     ) -> VfsResult<()> {
         if exchange {
-            return Err(VfsError::new(
-                libc::EINVAL,
-                "RENAME_EXCHANGE is not supported",
-            ));
+            return self.exchange(parent, name, new_parent, new_name);
         }
         let from = self.child(parent, name)?;
         let to = self.child(new_parent, new_name)?;
@@ -214,7 +212,8 @@ impl Vfs {
         // before still open and read it (an atomic replace, as on a local disk).
         let _names = self.names.write();
         let replaced = self.live(&to)?;
-        self.store.rename(&from, &to, no_replace)?;
+        let keep = self.dir_mtime_to_keep(&from);
+        self.store.rename_keeping(&from, &to, no_replace, keep)?;
         lock(&self.inodes).rename(&from, &to, replaced);
         Ok(())
     }

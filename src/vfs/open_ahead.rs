@@ -193,6 +193,7 @@ mod tests {
                 atime: std::time::SystemTime::UNIX_EPOCH,
                 ctime: std::time::SystemTime::UNIX_EPOCH,
                 rdev: 0,
+                blocks: size.div_ceil(512),
             },
         }
     }

@@ -451,3 +451,27 @@ fn reads_through_the_mount_honour_verify_reads_and_compression() {
     assert_eq!(back, data);
     vfs.release(fh).unwrap();
 }
+
+#[test]
+fn a_directory_counts_its_subdirectories_as_they_come_and_go() {
+    let (_dir, vfs) = vfs();
+    assert_eq!(vfs.getattr(ROOT_INO).unwrap().nlink, 2);
+    let d = vfs.mkdir(ROOT_INO, OsStr::new("d"), 0o755).unwrap();
+    assert_eq!(vfs.getattr(ROOT_INO).unwrap().nlink, 3);
+    vfs.mkdir(d.ino, OsStr::new("a"), 0o755).unwrap();
+    vfs.mkdir(d.ino, OsStr::new("b"), 0o755).unwrap();
+    assert_eq!(vfs.getattr(d.ino).unwrap().nlink, 4);
+    vfs.rename(
+        d.ino,
+        OsStr::new("a"),
+        ROOT_INO,
+        OsStr::new("a"),
+        false,
+        false,
+    )
+    .unwrap();
+    assert_eq!(vfs.getattr(d.ino).unwrap().nlink, 3);
+    assert_eq!(vfs.getattr(ROOT_INO).unwrap().nlink, 4);
+    vfs.rmdir(d.ino, OsStr::new("b")).unwrap();
+    assert_eq!(vfs.getattr(d.ino).unwrap().nlink, 2);
+}

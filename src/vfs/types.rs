@@ -21,6 +21,9 @@ pub enum NodeKind {
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// The process's umask, for what it creates: applied unless the parent
+    /// directory has a default ACL (0 where nothing is created).
+    pub umask: u32,
 }
 
 /// Attributes of an inode.
@@ -42,6 +45,8 @@ pub struct Attr {
     pub ctime: SystemTime,
     /// The device a character or block special file stands for (0 otherwise).
     pub rdev: u32,
+    /// What the entry stores, in 512-byte units (`st_blocks`: holes excluded).
+    pub blocks: u64,
 }
 
 /// A directory entry.

@@ -87,11 +87,19 @@ impl Vfs {
     /// Commits the writes of writer handle `fh`'s inode as a new version (if
     /// anything changed): every writer's, as they share one write state.
     pub fn commit(&self, fh: u64, durable: bool) -> VfsResult<()> {
+        self.commit_changed(fh, durable).map(|_| ())
+    }
+
+    /// [`Vfs::commit`], saying whether a new version was made (its ctime,
+    /// the version's id, is not what the kernel was told while writing).
+    pub fn commit_changed(&self, fh: u64, durable: bool) -> VfsResult<bool> {
         let Ok(dirty) = self.writers_state(fh) else {
-            return Ok(());
+            return Ok(false);
         };
         let ino = lock(&*self.handle(fh)?).ino;
-        self.commit_dirty(ino, &dirty, durable)
+        let before = lock(&dirty).base.as_ref().map(|b| b.id);
+        self.commit_dirty(ino, &dirty, durable)?;
+        Ok(lock(&dirty).base.as_ref().map(|b| b.id) != before)
     }
 
     /// Commits `ino`'s write state as a new version (if anything changed).
@@ -137,6 +145,12 @@ impl Vfs {
                     continue;
                 }
             }
+            if cache.is_hole_past_base(index) {
+                // Past what the base still holds and never written: zeros,
+                // stored as a hole without reading or hashing them.
+                file.push_zero(len)?;
+                continue;
+            }
             let data = &mut buf[..len];
             cache.read(&self.store, base.as_ref(), start, data)?;
             file.push(data)?;
@@ -144,9 +158,16 @@ impl Vfs {
         let unchanged = base.as_ref().is_some_and(|b| {
             b.id.secs > 0 && b.size == cache.size && b.hashes.as_slice() == file.hashes()
         });
+        // The mtime is when the content last changed, not when it is committed
+        // (a file created and closed unwritten keeps the time it was made).
+        let mtime = match (cache.last_change(), base.as_ref()) {
+            (Some(time), _) => Mtime::from_system(time),
+            (None, Some(base)) => base.mtime,
+            (None, None) => Mtime::now(),
+        };
         let attrs = Attrs {
             mode: base.as_ref().map_or(0o644, |b| b.mode),
-            mtime: Mtime::now(),
+            mtime,
         };
         let mut content = file.finish(attrs)?;
         if unchanged {

@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::time::SystemTime;
 
 use super::error::{VfsError, VfsResult, io_error};
 use crate::store::{Kind, Store, Version};
@@ -25,6 +26,12 @@ pub(super) struct WriteCache {
     pub(super) changed: bool,
     /// The kernel writes into `file` directly (passthrough): the file is the content.
     pub(super) direct: bool,
+    /// When a write or truncation through this mount last changed the
+    /// content since the last commit (`None`: not since then).
+    modified: Option<SystemTime>,
+    /// A direct cache's file mtime at the last commit (or when the kernel was
+    /// given it): a later one says the kernel wrote into it, and when.
+    direct_mtime: Option<SystemTime>,
 }
 
 /// The writes to an inode while writers have it open in this mount. Every
@@ -58,6 +65,8 @@ impl WriteCache {
             base_valid: base.map_or(0, |b| b.size.min(size)),
             changed: false,
             direct: false,
+            modified: None,
+            direct_mtime: None,
         })
     }
 
@@ -66,7 +75,29 @@ impl WriteCache {
     pub(super) fn attach_direct(&mut self) -> Option<File> {
         let file = self.file.try_clone().ok()?;
         self.direct = true;
+        self.direct_mtime = self.file_mtime();
         Some(file)
+    }
+
+    fn file_mtime(&self) -> Option<SystemTime> {
+        self.file.metadata().and_then(|meta| meta.modified()).ok()
+    }
+
+    /// When the content last changed since the last commit: the time of the
+    /// last write or truncation here, or for a direct cache the time the
+    /// kernel last wrote it (`None`: unchanged since the commit, so the
+    /// version's mtime stays; to a clock tick for a direct cache).
+    pub(super) fn last_change(&self) -> Option<SystemTime> {
+        let direct = if self.direct {
+            self.file_mtime()
+                .filter(|time| Some(*time) != self.direct_mtime)
+        } else {
+            None
+        };
+        match (self.modified, direct) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// For a cache the kernel writes directly: take its size from the file and
@@ -186,6 +217,7 @@ impl WriteCache {
             .map_err(io_error("a write cache file"))?;
         self.size = self.size.max(end);
         self.changed = true;
+        self.modified = Some(SystemTime::now());
         Ok(data.len() as u32)
     }
 
@@ -230,7 +262,22 @@ impl WriteCache {
             .map_err(io_error("a write cache file"))?;
         self.size = size;
         self.changed = true;
+        self.modified = Some(SystemTime::now());
         Ok(())
+    }
+
+    /// Whether block `index` reads as zeros without looking: not written
+    /// here and wholly past the valid part of the base.
+    pub(super) fn is_hole_past_base(&self, index: u64) -> bool {
+        !self.direct
+            && !self.dirty.contains(&index)
+            && index * u64::from(self.block_size) >= self.base_valid
+    }
+
+    /// Something changed the content just now (a punched hole).
+    pub(super) fn mark_changed(&mut self) {
+        self.changed = true;
+        self.modified = Some(SystemTime::now());
     }
 
     /// Whether block `index` (`len` bytes long) can be taken from `base` as it
@@ -252,6 +299,10 @@ impl WriteCache {
         self.dirty.clear();
         self.base_valid = size;
         self.changed = false;
+        self.modified = None;
+        if self.direct {
+            self.direct_mtime = self.file_mtime();
+        }
     }
 }
 

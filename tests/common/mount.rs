@@ -58,13 +58,19 @@ impl Mounted {
     /// A second mount of this node's volume (another `globofs mount` process,
     /// at a mount point of its own), mounted.
     pub fn second_mount(&self) -> Mounted {
+        Mounted::of_spec(&self.spec, &self.volume)
+    }
+
+    /// A mount of the node `spec` describes (its volume at `volume`), at a
+    /// mount point of its own.
+    pub fn of_spec(spec: &Path, volume: &Path) -> Mounted {
         let dir = tempfile::tempdir().expect("temp dir");
         let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).expect("second mount point");
+        std::fs::create_dir(&mnt).expect("mount point");
         let mut mounted = Mounted {
             mnt: mnt.clone(),
-            volume: self.volume.clone(),
-            spec: self.spec.clone(),
+            volume: volume.to_path_buf(),
+            spec: spec.to_path_buf(),
             dir,
             child: None,
         };

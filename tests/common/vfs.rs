@@ -56,8 +56,10 @@ pub enum Kind {
     Symlink,
 }
 
-/// What `lstat`/`fstat` tell. Directory sizes are 0 on both sides (a local
-/// directory's size is its on-disk size, which the mount does not imitate).
+/// What `lstat`/`fstat` tell. A directory's size is only checked to be
+/// non-zero (1 here): a local directory's size is its on-disk size, which
+/// the mount does not imitate (it shows 4096), and the local side is taken
+/// as non-zero whatever its file system says (btrfs shows 0 for an empty one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {
     pub kind: Kind,
@@ -298,7 +300,7 @@ fn stat_of(meta: &fs::Metadata) -> Stat {
     };
     Stat {
         kind,
-        size: if kind == Kind::Dir { 0 } else { meta.len() },
+        size: if kind == Kind::Dir { 1 } else { meta.len() },
         perm: meta.mode() & 0o7777,
         mtime: meta.modified().expect("mtime"),
         nlink: meta.nlink(),
@@ -471,7 +473,11 @@ fn kind_of(kind: NodeKind) -> Kind {
 pub fn stat_of_attr(attr: &Attr) -> Stat {
     Stat {
         kind: kind_of(attr.kind),
-        size: attr.size,
+        size: if attr.kind == NodeKind::Dir {
+            u64::from(attr.size > 0)
+        } else {
+            attr.size
+        },
         perm: u32::from(attr.perm),
         mtime: attr.mtime,
         nlink: u64::from(attr.nlink),
