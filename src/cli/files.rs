@@ -616,8 +616,8 @@ pub fn prune(spec: &Spec, json: bool) -> Result<(), Failure> {
             serde_json::to_string_pretty(&value).map_err(Failure::runtime)?
         ));
     }
-    if spec.retention.keep_last.is_none() && spec.retention.keep_within.is_none() {
-        eprintln!("prune: the spec has no `retention`; every version is kept");
+    if spec.retention.keeps_all() {
+        eprintln!("prune: the spec says `retention.keep_all`; every version is kept");
     }
     let mut text = format!(
         "prune: {} versions removed ({} tombstones) from {} paths (run `globofs gc` to free their blocks)\n",
