@@ -534,13 +534,14 @@ pub fn gc(spec: &Spec, json: bool) -> Result<(), Failure> {
         ));
     }
     out(&format!(
-        "gc: {} versions scanned, {} blocks kept, {} deleted ({} bytes), {} path links and {} temp files removed\n",
+        "gc: {} versions scanned, {} blocks kept, {} deleted ({} bytes), {} path links, {} temp files and {} empty directories removed\n",
         report.versions_scanned,
         report.blocks_kept,
         report.blocks_deleted,
         report.bytes_freed,
         report.path_links_deleted,
-        report.temp_files_deleted
+        report.temp_files_deleted,
+        report.empty_dirs_removed
     ))
 }
 
