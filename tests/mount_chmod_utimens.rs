@@ -274,3 +274,109 @@ fn truncating_to_the_same_size_moves_mtime_and_ctime() {
         assert_eq!(std::fs::read(&f).unwrap(), b"0123456789");
     }
 }
+
+/// How many versions `path` (a volume path) has, by `globofs log`.
+fn versions_of(m: &Mounted, path: &str) -> usize {
+    let out = m.globofs(&["log", path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Attribute changes to a file open for writing join its write state: they
+/// show at once (fstat, and a path's stat), and the close writes content and
+/// attributes as one version. GNU tar writes, futimens, fchown, fchmod, then
+/// closes each file: one version per file, not four.
+#[test]
+fn attribute_changes_of_an_open_writer_are_one_version_with_its_content() {
+    use std::os::fd::AsRawFd;
+    let m = Mounted::new();
+    let f = m.path("f");
+    let mut file = std::fs::File::create(&f).unwrap();
+    file.write_all(b"content").unwrap();
+    let when = libc::timespec {
+        tv_sec: 1_200_000_000,
+        tv_nsec: 5,
+    };
+    let omit = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_OMIT,
+    };
+    cvt(unsafe { libc::futimens(file.as_raw_fd(), [omit, when].as_ptr()) }).unwrap();
+    cvt(unsafe { libc::fchmod(file.as_raw_fd(), 0o640) }).unwrap();
+    let shown = file.metadata().unwrap();
+    assert_eq!(shown.mode() & 0o7777, 0o640);
+    assert_eq!((shown.mtime(), shown.mtime_nsec()), (1_200_000_000, 5));
+    assert_eq!(mode_of(&f) & 0o7777, 0o640);
+    drop(file);
+    assert_eq!(versions_of(&m, "/f"), 1);
+    // Another mount (a fresh reader of the store) sees all of it.
+    let other = m.second_mount();
+    let there = std::fs::metadata(other.path("f")).unwrap();
+    assert_eq!(there.mode() & 0o7777, 0o640);
+    assert_eq!((there.mtime(), there.mtime_nsec()), (1_200_000_000, 5));
+    assert_eq!(std::fs::read(other.path("f")).unwrap(), b"content");
+    drop(other);
+
+    // tar: one version per file it extracts.
+    let src = m.dir.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    for n in 0..5 {
+        std::fs::write(src.join(format!("d/f{n}")), format!("file {n}")).unwrap();
+        std::fs::set_permissions(
+            src.join(format!("d/f{n}")),
+            std::fs::Permissions::from_mode(0o600 + n),
+        )
+        .unwrap();
+    }
+    let tar = m.dir.path().join("t.tar");
+    let made = std::process::Command::new("tar")
+        .arg("cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&src)
+        .arg("d")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = std::process::Command::new("tar")
+        .arg("xpf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for n in 0..5 {
+        let path = format!("/d/f{n}");
+        assert_eq!(versions_of(&m, &path), 1, "{path}");
+        let meta = std::fs::metadata(m.path(&path[1..])).unwrap();
+        let orig = std::fs::metadata(src.join(&path[1..])).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o600 + n);
+        assert_eq!(meta.mtime(), orig.mtime());
+    }
+}
+
+/// Once its writers have closed, a file that a reader still holds takes a
+/// chmod as a version of its own at once (nothing would commit it later).
+#[test]
+fn a_chmod_after_the_last_writer_closed_is_committed_at_once() {
+    let m = Mounted::new();
+    let f = m.path("f");
+    let mut writer = std::fs::File::create(&f).unwrap();
+    writer.write_all(b"abc").unwrap();
+    let reader = std::fs::File::open(&f).unwrap();
+    drop(writer);
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let other = m.second_mount();
+    assert_eq!(mode_of(&other.path("f")) & 0o7777, 0o604);
+    drop(reader);
+    assert_eq!(versions_of(&m, "/f"), 2);
+}

@@ -77,7 +77,7 @@ impl Vfs {
             || change.atime.is_some()
             || records_owner
         {
-            self.change_attrs(ino, |content| {
+            self.change_attrs(ino, change.mtime.is_some(), |content| {
                 if let Some(mode) = change.mode {
                     content.mode = mode & 0o7777;
                     acl::follow_chmod(&mut content.posix.xattrs, content.mode);
@@ -116,14 +116,33 @@ impl Vfs {
     }
 
     /// Changes the current version of `ino`'s path as `change` says, in one
-    /// new version; open writers' writes are committed first, and keep the
-    /// new attributes for their next commit.
+    /// new version (`sets_mtime`: `change` sets the mtime). A file that
+    /// writers have open in this mount takes the change into its write
+    /// state instead: it shows at once here, and its next commit (close,
+    /// fsync) writes content and attributes as one version, so tar's
+    /// write, futimens, fchown, fchmod, close make one version, not four.
     pub(super) fn change_attrs(
         &self,
         ino: u64,
+        sets_mtime: bool,
         change: impl FnOnce(&mut Content),
     ) -> VfsResult<Version> {
         let path = self.path_of(ino)?;
+        if let Some(dirty) = self.dirty_of(ino) {
+            let mut state = lock(&dirty);
+            let state = &mut *state;
+            if let Some(base) = state.base.as_mut().filter(|_| state.writers > 0) {
+                if base.kind == Kind::File {
+                    let mut content = Content::of(base);
+                    change(&mut content);
+                    base.mode = content.mode & 0o7777;
+                    base.mtime = content.mtime;
+                    base.posix = content.posix;
+                    state.cache.attributes_changed(sets_mtime);
+                    return Ok(base.clone());
+                }
+            }
+        }
         if let Some(dirty) = self.dirty_of(ino) {
             self.commit_dirty(ino, &dirty, false)?;
         }
@@ -272,7 +291,7 @@ impl Vfs {
                 format!("inode {ino}: no room for more extended attributes"),
             ));
         }
-        self.change_attrs(ino, |content| {
+        self.change_attrs(ino, false, |content| {
             content.posix.xattrs = xattrs;
             if let Some(bits) = mode {
                 content.mode = content.mode & !0o777 | bits;
@@ -326,7 +345,7 @@ impl Vfs {
             ));
         }
         let name = name.to_vec();
-        self.change_attrs(ino, |content| {
+        self.change_attrs(ino, false, |content| {
             content.posix.xattrs.remove(&name);
         })?;
         Ok(())

@@ -61,7 +61,7 @@ impl Vfs {
         let base = self.openable(&path)?;
         if !write {
             drop(names);
-            return match self.join_dirty(ino) {
+            return match self.join_dirty(ino, false) {
                 Ok(Some(dirty)) => Ok(self.joined(ino, dirty, false)),
                 Ok(None) => Ok(self.open_reader(ino, base)),
                 // Its last writer left just now: start over from what it committed.
@@ -76,7 +76,7 @@ impl Vfs {
         if let Some(existing) = map.get(&ino).cloned() {
             drop(map);
             drop(names);
-            return match self.join_dirty_state(existing, truncate) {
+            return match self.join_dirty_state(existing, truncate, true) {
                 Ok(dirty) => Ok(self.joined(ino, dirty, true)),
                 Err(None) => self.open(ino, write, truncate),
                 Err(Some(err)) => Err(err),
@@ -108,6 +108,7 @@ impl Vfs {
                 base,
                 cache,
                 users: 1,
+                writers: 1,
             },
         ));
         map.insert(ino, Arc::clone(&dirty));
@@ -129,7 +130,7 @@ impl Vfs {
     /// showed no file or a new writer asks for it (nothing could commit it).
     pub(super) fn open_gone(&self, ino: u64, write: bool) -> Option<Opened> {
         let version = self.gone_version(ino).filter(|v| v.kind == Kind::File)?;
-        if let Ok(Some(dirty)) = self.join_dirty(ino) {
+        if let Ok(Some(dirty)) = self.join_dirty(ino, write) {
             return Some(self.joined(ino, dirty, write));
         }
         if write {
@@ -174,19 +175,21 @@ impl Vfs {
     pub(super) fn join_dirty(
         &self,
         ino: u64,
+        writes: bool,
     ) -> Result<Option<Arc<Ranked<Dirty>>>, Option<VfsError>> {
         match self.dirty_of(ino) {
-            Some(existing) => self.join_dirty_state(existing, false).map(Some),
+            Some(existing) => self.join_dirty_state(existing, false, writes).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Counts one more user of a write state still in use (`Err(None)` when
-    /// its last user already left).
+    /// Counts one more user (a writer with `writes`) of a write state still
+    /// in use (`Err(None)` when its last user already left).
     pub(super) fn join_dirty_state(
         &self,
         dirty: Arc<Ranked<Dirty>>,
         truncate: bool,
+        writes: bool,
     ) -> Result<Arc<Ranked<Dirty>>, Option<VfsError>> {
         {
             let mut state = lock(&dirty);
@@ -201,6 +204,7 @@ impl Vfs {
                     .map_err(Some)?;
             }
             state.users += 1;
+            state.writers += usize::from(writes);
         }
         Ok(dirty)
     }
@@ -382,6 +386,7 @@ impl Vfs {
                 base: Some(base),
                 cache,
                 users: 1,
+                writers: 1,
             },
         ));
         lock(&self.dirty).insert(ino, Arc::clone(&dirty));
@@ -433,8 +438,13 @@ impl Vfs {
         // `flush` committed at close. A cache file the kernel writes directly
         // is committed there only: this handle's release may come after
         // another handle's writes, and re-hashing it here would be wasted.
-        let direct = lock(&dirty).cache.direct;
-        let result = if writes && !direct {
+        // An attribute change folded in after the last flush is committed
+        // here, direct or not.
+        let (direct, folded) = {
+            let state = lock(&dirty);
+            (state.cache.direct, state.cache.attrs_changed().is_some())
+        };
+        let result = if writes && (!direct || folded) {
             self.commit_dirty(ino, &dirty, false)
         } else {
             Ok(())
@@ -443,6 +453,9 @@ impl Vfs {
             let mut map = lock(&self.dirty);
             let mut state = lock(&dirty);
             state.users = state.users.saturating_sub(1);
+            if writes {
+                state.writers = state.writers.saturating_sub(1);
+            }
             let last = state.users == 0;
             if last && map.get(&ino).is_some_and(|d| Arc::ptr_eq(d, &dirty)) {
                 map.remove(&ino);

@@ -136,6 +136,8 @@ impl Vfs {
             (None, Some(base)) => changed_at(base),
             (None, None) => mtime,
         };
+        // An attribute change waiting for the commit moved it too.
+        let ctime = cache.attrs_changed().map_or(ctime, |at| at.max(ctime));
         let atime = dirty
             .base
             .as_ref()

@@ -159,6 +159,7 @@ impl Vfs {
         // touched them: a write or truncation that leaves the same bytes
         // still moves the mtime, as on a local file system.
         let unchanged = cache.last_change().is_none()
+            && cache.attrs_changed().is_none()
             && base.as_ref().is_some_and(|b| {
                 b.id.secs > 0 && b.size == cache.size && b.hashes.as_slice() == file.hashes()
             });

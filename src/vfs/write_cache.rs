@@ -32,6 +32,10 @@ pub(super) struct WriteCache {
     /// A direct cache's file mtime at the last commit (or when the kernel was
     /// given it): a later one says the kernel wrote into it, and when.
     direct_mtime: Option<SystemTime>,
+    /// When an attribute change (chmod, chown, utime, xattrs) was folded into
+    /// this state since the last commit: the next commit is a new version
+    /// even if the bytes are the base's, and the ctime shown until then.
+    attrs_changed: Option<SystemTime>,
 }
 
 /// The writes to an inode while writers have it open in this mount. Every
@@ -44,6 +48,9 @@ pub(super) struct Dirty {
     pub(super) cache: WriteCache,
     /// Handles joined to it: writers, and readers opened while it existed.
     pub(super) users: usize,
+    /// Of those, the writers: while there is one, a close or fsync will
+    /// commit what is folded into the state.
+    pub(super) writers: usize,
 }
 
 impl WriteCache {
@@ -67,6 +74,7 @@ impl WriteCache {
             direct: false,
             modified: None,
             direct_mtime: None,
+            attrs_changed: None,
         })
     }
 
@@ -277,6 +285,25 @@ impl WriteCache {
             && index * u64::from(self.block_size) >= self.base_valid
     }
 
+    /// An attribute change was folded into the base just now (see
+    /// [`WriteCache::attrs_changed`]); `sets_mtime`: it set the mtime, which
+    /// then stands until the next write.
+    pub(super) fn attributes_changed(&mut self, sets_mtime: bool) {
+        self.changed = true;
+        self.attrs_changed = Some(SystemTime::now());
+        if sets_mtime {
+            self.modified = None;
+            if self.direct {
+                self.direct_mtime = self.file_mtime();
+            }
+        }
+    }
+
+    /// When attributes last changed here since the last commit.
+    pub(super) fn attrs_changed(&self) -> Option<SystemTime> {
+        self.attrs_changed
+    }
+
     /// Something changed the content just now (a punched hole).
     pub(super) fn mark_changed(&mut self) {
         self.changed = true;
@@ -303,6 +330,7 @@ impl WriteCache {
         self.base_valid = size;
         self.changed = false;
         self.modified = None;
+        self.attrs_changed = None;
         if self.direct {
             self.direct_mtime = self.file_mtime();
         }
