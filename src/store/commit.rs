@@ -54,11 +54,22 @@ impl Store {
         content: Content,
         durable: bool,
     ) -> Result<Version, StoreError> {
+        let linked = content.kind == Kind::File
+            && content
+                .posix
+                .links
+                .as_ref()
+                .is_some_and(|links| links.names.contains(path));
+        if linked {
+            // A change through one name of a link group: every name (links.rs).
+            return self.commit_linked(path, content, durable);
+        }
         self.commit_held(path, content, durable)
     }
 
-    /// The body of [`Store::commit_locked`]; callers hold the writer lock.
-    fn commit_held(
+    /// The body of [`Store::commit_locked`] for one path; callers hold the
+    /// writer lock.
+    pub(super) fn commit_held(
         &self,
         path: &VPath,
         content: Content,

@@ -169,6 +169,9 @@ impl Store {
         if current.kind == Kind::Dir && !self.list_dir(path)?.is_empty() {
             return Err(StoreError::NotEmpty(path.clone()));
         }
+        // The other names of a hard-linked file first: a crash in between
+        // leaves them linked without this name (links.rs).
+        self.leave_group(&lock, path, &current)?;
         self.commit_locked(
             &lock,
             path,
@@ -216,9 +219,14 @@ impl Store {
             return Err(StoreError::Invalid { path: dst.clone() });
         }
         self.check_parent(dst)?;
-        if let Some(target) = self.live(dst)? {
+        let target = self.live(dst)?;
+        if let Some(target) = &target {
             if no_replace {
                 return Err(StoreError::Exists(dst.clone()));
+            }
+            if self.same_file(&source, dst)? {
+                // Two names of one file: rename(2) does nothing.
+                return Ok(());
             }
             match (source.kind == Kind::Dir, target.kind == Kind::Dir) {
                 (false, true) => return Err(StoreError::IsADirectory(dst.clone())),
@@ -240,14 +248,20 @@ impl Store {
                 moves.push((child, to, version));
             }
         }
-        // New versions first (parents before children), then tombstones (children first).
-        for (from, to, version) in &moves {
-            let mut content = Content::of(version);
+        // A replaced file that was hard-linked leaves its group first.
+        if let Some(target) = target.filter(|t| t.kind == Kind::File) {
+            self.leave_group(&lock, dst, &target)?;
+        }
+        // Moved names of link groups are renamed in their groups' lists.
+        let (contents, others) = self.renamed_groups(&moves)?;
+        // New versions first (parents before children), then tombstones
+        // (children first), then the names of those groups that stayed.
+        for ((from, to, version), mut content) in moves.iter().zip(contents) {
             content.from = Some((version.id, from.clone()));
             if let Some(mtime) = keep.filter(|_| to == dst) {
                 content.mtime = mtime;
             }
-            self.commit_locked(&lock, to, content, false)?;
+            self.commit_held(to, content, false)?;
         }
         for (from, _, _) in moves.iter().rev() {
             self.commit_locked(
@@ -257,7 +271,7 @@ impl Store {
                 false,
             )?;
         }
-        Ok(())
+        self.commit_others(&lock, others)
     }
 
     /// Changes mode and/or mtime: a new version with the same content.
