@@ -44,7 +44,10 @@ impl Vfs {
             size,
             perm: (version.mode & 0o7777) as u16,
             mtime,
-            nlink: if kind == NodeKind::Dir { 2 } else { 1 },
+            nlink: match kind {
+                NodeKind::Dir => 2,
+                _ => self.link_count(version),
+            },
             uid,
             gid,
             atime: version.posix.atime.map_or(mtime, |t| t.to_system()),
@@ -147,7 +150,11 @@ impl Vfs {
             size,
             perm,
             mtime,
-            nlink: u32::from(named),
+            nlink: if named {
+                dirty.base.as_ref().map_or(1, |base| self.link_count(base))
+            } else {
+                0
+            },
             uid,
             gid,
             atime,
@@ -163,7 +170,8 @@ impl Vfs {
         let path = self.child(parent, name)?;
         match self.current_or_pending(&path)? {
             Some(version) => {
-                let ino = lock(&self.inodes).referenced(&path);
+                let group = self.link_group(&version);
+                let ino = lock(&self.inodes).referenced_in(&path, group.as_ref());
                 Ok(self
                     .writer_attr(ino)
                     .unwrap_or_else(|| self.shown(ino, &version)))
@@ -214,13 +222,8 @@ impl Vfs {
             }
             None => false,
         };
-        if drop_it && !open && ino != ROOT_INO {
-            if let Some(node) = inodes.by_ino.remove(&ino) {
-                if inodes.by_path.get(&node.path) == Some(&ino) {
-                    inodes.by_path.remove(&node.path);
-                }
-                self.forgotten.fetch_add(1, Ordering::Relaxed);
-            }
+        if drop_it && !open && ino != ROOT_INO && inodes.drop_node(ino) {
+            self.forgotten.fetch_add(1, Ordering::Relaxed);
         }
     }
 
