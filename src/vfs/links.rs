@@ -28,7 +28,10 @@ impl Vfs {
         }
         let existing = self.path_of(ino)?;
         if lock(&self.created).contains_key(&new) {
-            return Err(VfsError::new(libc::EEXIST, format!("{new}: already exists")));
+            return Err(VfsError::new(
+                libc::EEXIST,
+                format!("{new}: already exists"),
+            ));
         }
         match self.live(&existing)? {
             Some(version) if version.kind == Kind::File => {}
@@ -70,8 +73,9 @@ impl Vfs {
 
     /// `st_nlink` of a file: the names of its group, else 1.
     pub(super) fn link_count(&self, version: &Version) -> u32 {
-        self.link_group(version)
-            .map_or(1, |group| u32::try_from(group.names.len()).unwrap_or(u32::MAX))
+        self.link_group(version).map_or(1, |group| {
+            u32::try_from(group.names.len()).unwrap_or(u32::MAX)
+        })
     }
 
     /// Whether `to`'s current version (`target`) is another name of the file
