@@ -22,6 +22,10 @@ use super::{Content, Kind, Store, StoreError, Version, WriterLock};
 use crate::ids::VersionId;
 use crate::layout::VPath;
 
+/// Versions a rename writes at names it did not move (their group's list
+/// changed): each name with its new content.
+pub(super) type Others = Vec<(VPath, Content)>;
+
 /// Whether two versions say the same as members of one group: same group and
 /// list, same content, same attributes.
 pub fn agree(a: &Version, b: &Version) -> bool {
@@ -187,7 +191,7 @@ impl Store {
     pub(super) fn renamed_groups(
         &self,
         moves: &[(VPath, VPath, Version)],
-    ) -> Result<(Vec<Content>, Vec<(VPath, Content)>), StoreError> {
+    ) -> Result<(Vec<Content>, Others), StoreError> {
         let renamed: HashMap<&VPath, &VPath> = moves.iter().map(|(f, t, _)| (f, t)).collect();
         let mut groups: BTreeMap<VersionId, (LinkGroup, Vec<VPath>)> = BTreeMap::new();
         let mut contents = Vec::with_capacity(moves.len());
@@ -231,7 +235,7 @@ impl Store {
     pub(super) fn commit_others(
         &self,
         _held: &WriterLock,
-        others: Vec<(VPath, Content)>,
+        others: Others,
     ) -> Result<(), StoreError> {
         for (name, content) in others {
             self.commit_held(&name, content, false)?;

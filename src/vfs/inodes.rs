@@ -110,14 +110,13 @@ impl Inodes {
         }
         let key = group.map(|g| g.group);
         if let Some(&ino) = self.by_path.get(path) {
+            let claimed = key.and_then(|key| self.by_group.get(&key)).copied();
             let Some(node) = self.by_ino.get_mut(&ino) else {
                 return ino;
             };
             if node.group == key {
                 return ino;
             }
-            let claimed = key.and_then(|key| self.by_group.get(&key)).copied();
-            let node = self.by_ino.get_mut(&ino).expect("looked up above");
             if node.aliases.is_empty() && claimed.is_none_or(|other| other == ino) {
                 // Its only name: the inode follows the grouping.
                 if let Some(old) = node.group.take() {
