@@ -51,6 +51,17 @@ impl Vfs {
         let _names = self.names.write();
         let version = self.store.link(&existing, &new)?;
         self.made_here(&version);
+        // Open writers build on the linked version from now on: their next
+        // commit is a change of the group, not of one name.
+        if let Some(dirty) = self.dirty_of(ino) {
+            let linked = self.live(&existing)?;
+            let mut state = lock(&dirty);
+            if let (Some(base), Some(linked)) = (state.base.as_mut(), linked) {
+                if base.hashes == linked.hashes && base.size == linked.size {
+                    *base = linked;
+                }
+            }
+        }
         let group = version.posix.links.as_deref();
         // The group's inode: the one the existing name has (its own group
         // from now on), handed to the kernel once more for the new name.
@@ -86,5 +97,137 @@ impl Vfs {
         };
         self.link_group(target)
             .is_some_and(|group| group.names.contains(from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::Store;
+    use crate::vfs::ROOT_INO;
+
+    fn vfs() -> (tempfile::TempDir, Vfs) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::store::scratch_spec(dir.path());
+        let store = Store::open_spec(&spec).unwrap();
+        (dir, Vfs::new(Arc::new(store)))
+    }
+
+    fn path(name: &str) -> VPath {
+        VPath::root().join(name.as_bytes()).unwrap()
+    }
+
+    fn lookup(vfs: &Vfs, name: &str) -> Attr {
+        vfs.lookup(ROOT_INO, OsStr::new(name)).unwrap()
+    }
+
+    #[test]
+    fn a_file_still_being_written_is_committed_and_linked() {
+        let (_dir, vfs) = vfs();
+        let (attr, opened) = vfs.create(ROOT_INO, OsStr::new("new"), 0o644).unwrap();
+        vfs.write(opened.fh, 0, b"not closed yet").unwrap();
+        let linked = vfs.link(attr.ino, ROOT_INO, OsStr::new("other")).unwrap();
+        assert_eq!((linked.ino, linked.nlink), (attr.ino, 2));
+        assert_eq!(vfs.read_whole(&path("other")).unwrap(), b"not closed yet");
+        // Writes after the link, through the open handle, reach both names.
+        vfs.write(opened.fh, 0, b"NOT").unwrap();
+        vfs.commit(opened.fh, false).unwrap();
+        vfs.release(opened.fh).unwrap();
+        assert_eq!(vfs.read_whole(&path("other")).unwrap(), b"NOT closed yet");
+        assert_eq!(vfs.read_whole(&path("new")).unwrap(), b"NOT closed yet");
+    }
+
+    #[test]
+    fn a_handle_on_an_unlinked_name_writes_through_the_name_left() {
+        let (_dir, vfs) = vfs();
+        vfs.write_whole(&path("a"), b"before").unwrap();
+        let a = lookup(&vfs, "a");
+        vfs.link(a.ino, ROOT_INO, OsStr::new("b")).unwrap();
+        let opened = vfs.open(a.ino, true, false).unwrap();
+        vfs.unlink(ROOT_INO, OsStr::new("a")).unwrap();
+        vfs.write(opened.fh, 0, b"AFTER!").unwrap();
+        vfs.commit(opened.fh, false).unwrap();
+        vfs.release(opened.fh).unwrap();
+        assert_eq!(vfs.read_whole(&path("b")).unwrap(), b"AFTER!");
+        let b = lookup(&vfs, "b");
+        assert_eq!((b.ino, b.nlink), (a.ino, 1));
+        assert_eq!(vfs.getattr(a.ino).unwrap().nlink, 1);
+    }
+
+    #[test]
+    fn the_names_find_the_group_inode_again_after_the_kernel_forgot_it() {
+        let (_dir, vfs) = vfs();
+        vfs.write_whole(&path("a"), b"x").unwrap();
+        let a = lookup(&vfs, "a");
+        let b = vfs.link(a.ino, ROOT_INO, OsStr::new("b")).unwrap();
+        vfs.forget(a.ino, 2);
+        assert!(vfs.ino_of(&path("a")).is_none() && vfs.ino_of(&path("b")).is_none());
+        let (b, a) = (lookup(&vfs, "b"), lookup(&vfs, "a"));
+        assert_eq!(a.ino, b.ino);
+        assert_eq!(
+            vfs.readdir(ROOT_INO)
+                .unwrap()
+                .iter()
+                .map(|e| e.attr.ino)
+                .max(),
+            Some(a.ino)
+        );
+        assert!(
+            vfs.readdir(ROOT_INO)
+                .unwrap()
+                .iter()
+                .all(|e| e.attr.nlink == 2)
+        );
+    }
+
+    #[test]
+    fn an_exchanged_name_leaves_its_group_and_its_inode() {
+        let (_dir, vfs) = vfs();
+        vfs.write_whole(&path("a"), b"linked").unwrap();
+        vfs.write_whole(&path("c"), b"apart").unwrap();
+        let a = lookup(&vfs, "a");
+        vfs.link(a.ino, ROOT_INO, OsStr::new("b")).unwrap();
+        let c = lookup(&vfs, "c");
+        vfs.rename(
+            ROOT_INO,
+            OsStr::new("a"),
+            ROOT_INO,
+            OsStr::new("c"),
+            false,
+            true,
+        )
+        .unwrap();
+        assert_eq!(vfs.read_whole(&path("a")).unwrap(), b"apart");
+        assert_eq!(vfs.read_whole(&path("c")).unwrap(), b"linked");
+        let (a2, b2, c2) = (lookup(&vfs, "a"), lookup(&vfs, "b"), lookup(&vfs, "c"));
+        assert_eq!((a2.nlink, b2.nlink, c2.nlink), (1, 1, 1));
+        assert_eq!(a2.ino, c.ino, "the inode follows its object");
+        assert_eq!(b2.ino, a.ino);
+        assert!(c2.ino != a.ino && c2.ino != c.ino);
+    }
+
+    #[test]
+    fn links_of_directories_and_symlinks_are_eperm_and_onto_a_name_eexist() {
+        let (_dir, vfs) = vfs();
+        vfs.write_whole(&path("f"), b"x").unwrap();
+        let dir = vfs.mkdir(ROOT_INO, OsStr::new("d"), 0o755).unwrap();
+        let link = vfs.symlink(ROOT_INO, OsStr::new("s"), b"f").unwrap();
+        let f = lookup(&vfs, "f");
+        let errno = |r: VfsResult<Attr>| r.map_err(|e| e.errno()).unwrap_err();
+        assert_eq!(
+            errno(vfs.link(dir.ino, ROOT_INO, OsStr::new("d2"))),
+            libc::EPERM
+        );
+        assert_eq!(
+            errno(vfs.link(link.ino, ROOT_INO, OsStr::new("s2"))),
+            libc::EPERM
+        );
+        assert_eq!(
+            errno(vfs.link(f.ino, ROOT_INO, OsStr::new("d"))),
+            libc::EEXIST
+        );
+        assert_eq!(lookup(&vfs, "f").nlink, 1);
     }
 }
