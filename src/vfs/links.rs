@@ -161,7 +161,8 @@ mod tests {
         let (_dir, vfs) = vfs();
         vfs.write_whole(&path("a"), b"x").unwrap();
         let a = lookup(&vfs, "a");
-        let b = vfs.link(a.ino, ROOT_INO, OsStr::new("b")).unwrap();
+        let linked = vfs.link(a.ino, ROOT_INO, OsStr::new("b")).unwrap();
+        assert_eq!(linked.ino, a.ino);
         vfs.forget(a.ino, 2);
         assert!(vfs.ino_of(&path("a")).is_none() && vfs.ino_of(&path("b")).is_none());
         let (b, a) = (lookup(&vfs, "b"), lookup(&vfs, "a"));
