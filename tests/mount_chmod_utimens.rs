@@ -195,3 +195,82 @@ fn the_ctime_after_close_is_the_committed_versions() {
         (there.ctime(), there.ctime_nsec())
     );
 }
+
+/// Sets `path`'s atime and mtime to a second long ago, so a change that
+/// moves them cannot land on the same clock tick.
+fn age(path: &std::path::Path) {
+    let old = libc::timespec {
+        tv_sec: 1_000_000_000,
+        tv_nsec: 0,
+    };
+    let c = cpath(path);
+    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [old, old].as_ptr(), 0) }).unwrap();
+}
+
+/// `open(O_TRUNC)` of an existing file moves its mtime and ctime, as on
+/// ext4: `: > log` is how shells empty a file, and backup tools that go by
+/// mtime must see it changed. Also when the file was empty already.
+#[test]
+fn open_with_o_trunc_moves_mtime_and_ctime() {
+    let m = Mounted::new();
+    for (name, content) in [("full", &b"some bytes"[..]), ("empty", &b""[..])] {
+        let f = m.path(name);
+        std::fs::write(&f, content).unwrap();
+        age(&f);
+        let before = std::fs::metadata(&f).unwrap();
+        assert_eq!(before.mtime(), 1_000_000_000);
+        std::thread::sleep(Duration::from_millis(20));
+        drop(std::fs::File::create(&f).unwrap());
+        let after = std::fs::metadata(&f).unwrap();
+        assert_eq!(after.len(), 0, "{name}");
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            (now - after.mtime()).abs() < 60,
+            "{name}: mtime {} after O_TRUNC, now {now}",
+            after.mtime()
+        );
+        assert!(
+            (after.ctime(), after.ctime_nsec()) > (before.ctime(), before.ctime_nsec()),
+            "{name}: ctime did not move"
+        );
+        // A fresh mount reads the same: the time is in the version.
+        let other = m.second_mount();
+        assert_eq!(
+            std::fs::metadata(other.path(name)).unwrap().mtime(),
+            after.mtime(),
+            "{name}"
+        );
+    }
+}
+
+/// `truncate(2)` to the size a file has already still moves mtime and
+/// ctime (Linux always does), through a path and through a descriptor.
+#[test]
+fn truncating_to_the_same_size_moves_mtime_and_ctime() {
+    let m = Mounted::new();
+    let f = m.path("f");
+    std::fs::write(&f, b"0123456789").unwrap();
+    for through_fd in [false, true] {
+        age(&f);
+        let before = std::fs::metadata(&f).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        if through_fd {
+            let file = OpenOptions::new().write(true).open(&f).unwrap();
+            file.set_len(10).unwrap();
+        } else {
+            let c = cpath(&f);
+            cvt(unsafe { libc::truncate(c.as_ptr(), 10) }).unwrap();
+        }
+        let after = std::fs::metadata(&f).unwrap();
+        assert_eq!(after.len(), 10);
+        assert_ne!(after.mtime(), 1_000_000_000, "fd {through_fd}: mtime kept");
+        assert!(
+            (after.ctime(), after.ctime_nsec()) > (before.ctime(), before.ctime_nsec()),
+            "fd {through_fd}: ctime did not move"
+        );
+        assert_eq!(std::fs::read(&f).unwrap(), b"0123456789");
+    }
+}

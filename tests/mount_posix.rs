@@ -547,3 +547,26 @@ fn a_change_through_an_open_writer_moves_its_ctime_at_once() {
     assert!(ctime(&closed) >= ctime(&after));
     assert_eq!(closed.mode() & 0o7777, 0o600);
 }
+
+/// The mount is nosuid and nodev whatever the defaults of the FUSE library:
+/// a device node (which any peer could push) is stored and shown but does
+/// not open, and the mount table says so.
+#[test]
+fn device_nodes_do_not_open_and_the_mount_is_nosuid_nodev() {
+    let m = shared_mount("");
+    let dev = cpath(&m.path("zero"));
+    cvt(unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 5)) }).unwrap();
+    let err = std::fs::File::open(m.path("zero")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mnt = m.mnt.canonicalize().unwrap();
+    let line = table
+        .lines()
+        .find(|line| line.split(' ').nth(4) == Some(mnt.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} not in the mount table", mnt.display()));
+    let options = line.split(' ').nth(5).unwrap();
+    assert!(
+        options.split(',').any(|o| o == "nosuid") && options.split(',').any(|o| o == "nodev"),
+        "{line}"
+    );
+}

@@ -40,6 +40,10 @@ impl Session {
             MountOption::FSName(format!("globofs:{name}")),
             MountOption::Subtype("globofs".into()),
             MountOption::DefaultPermissions,
+            // Every file may come from another machine: a setuid binary or a
+            // device node a peer pushed must not act here (docs/POSIX.md).
+            MountOption::NoSuid,
+            MountOption::NoDev,
         ];
         if nix::unistd::geteuid().is_root() {
             config.acl = fuser::SessionACL::All;

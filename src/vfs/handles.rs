@@ -92,7 +92,11 @@ impl Vfs {
             base.as_ref().map_or(0, |b| b.size)
         };
         let mut cache = WriteCache::new(&self.store, base.as_ref(), size)?;
-        cache.changed = truncate && base.as_ref().is_some_and(|b| b.size > 0);
+        if truncate && base.is_some() {
+            // O_TRUNC of an existing file moves its mtime and ctime, even
+            // when it was empty already (as Linux does).
+            cache.mark_changed();
+        }
         let backing = if size == 0 && passthrough {
             cache.attach_direct()
         } else {

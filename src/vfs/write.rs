@@ -155,9 +155,13 @@ impl Vfs {
             cache.read(&self.store, base.as_ref(), start, data)?;
             file.push(data)?;
         }
-        let unchanged = base.as_ref().is_some_and(|b| {
-            b.id.secs > 0 && b.size == cache.size && b.hashes.as_slice() == file.hashes()
-        });
+        // Nothing to write only when the bytes are the base's and nothing
+        // touched them: a write or truncation that leaves the same bytes
+        // still moves the mtime, as on a local file system.
+        let unchanged = cache.last_change().is_none()
+            && base.as_ref().is_some_and(|b| {
+                b.id.secs > 0 && b.size == cache.size && b.hashes.as_slice() == file.hashes()
+            });
         // The mtime is when the content last changed, not when it is committed
         // (a file created and closed unwritten keeps the time it was made).
         let mtime = match (cache.last_change(), base.as_ref()) {

@@ -230,6 +230,9 @@ impl WriteCache {
     ) -> VfsResult<()> {
         self.sync_direct()?;
         if size == self.size {
+            // Linux moves mtime and ctime on every truncation that succeeds,
+            // to the same size too (ext4 does; `: > f` of an empty file).
+            self.mark_changed();
             return Ok(());
         }
         let bs = u64::from(self.block_size);
