@@ -84,9 +84,28 @@ impl Vfs {
 
     /// `st_nlink` of a file: the names of its group, else 1.
     pub(super) fn link_count(&self, version: &Version) -> u32 {
-        self.link_group(version).map_or(1, |group| {
-            u32::try_from(group.names.len()).unwrap_or(u32::MAX)
+        self.link_info(version).map_or(1, |(names, _)| names)
+    }
+
+    /// For a linked file: how many names it has, and the newest current
+    /// version among them (whose id is the inode's ctime: the versions of
+    /// one change at the group's names differ by the nanoseconds between them).
+    pub(super) fn link_info(&self, version: &Version) -> Option<(u32, Version)> {
+        version.posix.links.as_ref()?;
+        let newest = std::cell::RefCell::new(version.clone());
+        let group = crate::store::links::linked_names_by(version, |path| {
+            let found = self.live(path)?;
+            if let Some(other) = &found {
+                if other.id > newest.borrow().id {
+                    *newest.borrow_mut() = other.clone();
+                }
+            }
+            Ok(found)
         })
+        .ok()
+        .flatten()?;
+        let names = u32::try_from(group.names.len()).unwrap_or(u32::MAX);
+        Some((names, newest.into_inner()))
     }
 
     /// Whether `to`'s current version (`target`) is another name of the file
@@ -181,6 +200,19 @@ mod tests {
                 .iter()
                 .all(|e| e.attr.nlink == 2)
         );
+    }
+
+    #[test]
+    fn every_name_shows_the_same_attributes_and_ctime() {
+        let (_dir, vfs) = vfs();
+        vfs.write_whole(&path("a"), b"x").unwrap();
+        let a = lookup(&vfs, "a");
+        vfs.link(a.ino, ROOT_INO, OsStr::new("b")).unwrap();
+        vfs.link(a.ino, ROOT_INO, OsStr::new("c")).unwrap();
+        let shown: Vec<Attr> = ["a", "b", "c"].iter().map(|n| lookup(&vfs, n)).collect();
+        assert!(shown.iter().all(|attr| *attr == shown[0]), "{shown:?}");
+        assert_eq!(shown[0].nlink, 3);
+        assert!(shown[0].ctime > a.ctime, "the link moved ctime");
     }
 
     #[test]

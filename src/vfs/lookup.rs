@@ -44,10 +44,7 @@ impl Vfs {
             size,
             perm: (version.mode & 0o7777) as u16,
             mtime,
-            nlink: match kind {
-                NodeKind::Dir => 2,
-                _ => self.link_count(version),
-            },
+            nlink: if kind == NodeKind::Dir { 2 } else { 1 },
             uid,
             gid,
             atime: version.posix.atime.map_or(mtime, |t| t.to_system()),
@@ -57,6 +54,11 @@ impl Vfs {
         };
         if kind == NodeKind::Dir {
             self.derive_dir_attr(&version.path, Some(version), &mut attr);
+        } else if let Some((names, newest)) = self.link_info(version) {
+            // One inode, whichever name it was reached by: the group's count
+            // and its latest change.
+            attr.nlink = names;
+            attr.ctime = changed_at(&newest);
         }
         attr
     }
