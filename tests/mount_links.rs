@@ -186,7 +186,7 @@ fn what_cannot_be_linked_gets_the_errno_of_a_local_disk() {
 }
 
 #[test]
-fn rsync_keeps_a_trees_link_groups_in_the_mount() {
+fn rsync_cp_and_tar_keep_a_trees_link_groups() {
     let m = Mounted::new();
     let src = tempfile::tempdir().unwrap();
     let s = src.path();
@@ -216,6 +216,14 @@ fn rsync_keeps_a_trees_link_groups_in_the_mount() {
         .arg(m.path("copy"))
         .arg(back.path().join("copy")));
     assert_eq!(link_groups(&back.path().join("copy")), expected);
+    // tar through a pipe, into the mount: the same groups.
+    std::fs::create_dir(m.path("tarred")).unwrap();
+    run(Command::new("sh").arg("-c").arg(format!(
+        "tar -C {} -cf - . | tar -C {} -xf -",
+        s.display(),
+        m.path("tarred").display()
+    )));
+    assert_eq!(link_groups(&m.path("tarred")), expected);
 }
 
 #[test]

@@ -360,6 +360,12 @@ mod tests {
         // A rename between two names of one file does nothing.
         store.rename(&path("a"), &path("z"), false).unwrap();
         assert_eq!(group_of(&store, "a"), Some(vec![path("a"), path("z")]));
+        // A whole new file written at a name (`globofs put`) replaces that
+        // name alone.
+        store.link(&path("a"), &path("p")).unwrap();
+        write(&store, "p", b"replaced");
+        assert_eq!(group_of(&store, "a"), Some(vec![path("a"), path("z")]));
+        assert_eq!(group_of(&store, "p"), None);
         // The last name but one leaving: the other is a file of its own.
         store.remove(&path("a")).unwrap();
         let z = store.live(&path("z")).unwrap().unwrap();

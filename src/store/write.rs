@@ -21,6 +21,11 @@ impl Store {
     ) -> Result<Version, StoreError> {
         let lock = self.writer_lock()?;
         self.check_writable_file(path)?;
+        // A new file replaces a hard-linked name: the other names stay
+        // linked without it (links.rs).
+        if let Some(current) = self.live(path)?.filter(|v| v.posix.links.is_some()) {
+            self.leave_group(&lock, path, &current)?;
+        }
         self.make_parents_locked(&lock, path, attrs.mtime)?;
         let mut file = self.file_write(&lock, durable);
         file.read_from(input)?;
