@@ -174,3 +174,49 @@ fn names_a_node_without_the_keys_changed_are_files_of_their_own_everywhere() {
             .is_none()
     );
 }
+
+#[test]
+fn concurrent_changes_through_two_names_converge_on_every_node() {
+    let cluster = Cluster::mesh(2);
+    let a = cluster.node(0);
+    let b = cluster.node(1);
+    a.put("x", b"start");
+    a.store().link(&vp("x"), &vp("y")).unwrap();
+    a.sync();
+    b.sync();
+    // Both nodes change the file, each through another name, before syncing:
+    // every name gets a version from each, and each name resolves on its own.
+    let on_a = Vfs::new(Arc::new(a.store()));
+    write_through(
+        &on_a,
+        on_a.lookup(ROOT_INO, OsStr::new("x")).unwrap().ino,
+        b"from a",
+    );
+    let on_b = Vfs::new(Arc::new(b.store()));
+    write_through(
+        &on_b,
+        on_b.lookup(ROOT_INO, OsStr::new("y")).unwrap().ino,
+        b"from b",
+    );
+    a.sync();
+    b.sync();
+    a.sync();
+    nodes::assert_same_trees(&a.tree(), &b.tree(), "after concurrent changes");
+    for node in [a, b] {
+        let store = node.store();
+        let (x, y) = (node.read("x").unwrap(), node.read("y").unwrap());
+        // Linked only where the same change won at both names; else two files.
+        match group(&store, "x").len() {
+            2 => assert_eq!(x, y),
+            0 => assert!(group(&store, "y").is_empty()),
+            other => panic!("a group of {other}"),
+        }
+        // Nothing is lost: the losing change is a conflict copy.
+        let tree = node.tree();
+        let copies = tree
+            .keys()
+            .filter(|p| p.contains(".sync-conflict-"))
+            .count();
+        assert!(copies >= 2, "{tree:?}");
+    }
+}
