@@ -120,7 +120,9 @@ impl Inodes {
             if node.aliases.is_empty() && claimed.is_none_or(|other| other == ino) {
                 // Its only name: the inode follows the grouping.
                 if let Some(old) = node.group.take() {
-                    self.by_group.remove(&old);
+                    if self.by_group.get(&old) == Some(&ino) {
+                        self.by_group.remove(&old);
+                    }
                 }
                 node.group = key;
                 if let Some(key) = key {
