@@ -311,3 +311,55 @@ fn usage_splits_the_store_by_what_needs_each_block() {
     assert_eq!(usage.garbage_blocks.files, 0);
     assert_eq!(usage.total.bytes, du_bytes(&vol.dir()));
 }
+
+/// Directories below `dir`, `dir` itself not counted.
+fn dirs_below(dir: &std::path::Path) -> usize {
+    let mut count = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if item.file_type().unwrap().is_dir() {
+                count += 1;
+                stack.push(item.path());
+            }
+        }
+    }
+    count
+}
+
+/// Deleted files whose history prune removed leave no block fan-out behind:
+/// gc removes the `aa/bb/cc/dd` directories it emptied, in the store's
+/// `hashes/` and under each path (a path keeps only its `versions/` record).
+#[test]
+fn gc_removes_the_fan_out_directories_it_empties() {
+    let vol = Vol::with("retention:\n  keep_last: 1\n  keep_within: 0s\n", false);
+    let store = vol.store();
+    let kept = put(&store, &vp("/kept"), &data(BS, 200));
+    let before = dirs_below(&vol.dir().join("hashes"));
+    for n in 0..20u64 {
+        put(&store, &vp(&format!("/d/f{n}")), &data(2 * BS, n));
+        store.remove(&vp(&format!("/d/f{n}"))).unwrap();
+    }
+    assert!(dirs_below(&vol.dir().join("hashes")) > before);
+    let pruned = store.prune(&vol.spec.retention, &[]).unwrap();
+    assert_eq!(pruned.paths_emptied, 20, "{pruned:?}");
+    let report = store.gc().unwrap();
+    assert_eq!(report.blocks_deleted, 40, "{report:?}");
+    assert!(report.empty_dirs_removed > 0, "{report:?}");
+    // The store's fan-out is what the kept file needs, nothing more.
+    assert_eq!(dirs_below(&vol.dir().join("hashes")), before);
+    for n in 0..20u64 {
+        let path_dir = vol.dir().join(format!("root/d/f{n}"));
+        assert!(!path_dir.join("hashes").exists(), "{}", path_dir.display());
+        assert!(path_dir.join("versions/pruned").is_file());
+    }
+    // The kept file still reads, its links stay.
+    assert!(vol.dir().join("root/kept/hashes").is_dir());
+    assert_eq!(store.current(&vp("/kept")).unwrap().unwrap().id, kept.id);
+    for hash in &kept.hashes {
+        assert!(block_path(&vol, hash).is_file());
+    }
+    // A new file at a cleaned path gets its layout back.
+    put(&store, &vp("/d/f0"), &data(BS, 77));
+    assert!(vol.dir().join("root/d/f0/hashes").is_dir());
+}

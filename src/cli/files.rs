@@ -534,13 +534,14 @@ pub fn gc(spec: &Spec, json: bool) -> Result<(), Failure> {
         ));
     }
     out(&format!(
-        "gc: {} versions scanned, {} blocks kept, {} deleted ({} bytes), {} path links and {} temp files removed\n",
+        "gc: {} versions scanned, {} blocks kept, {} deleted ({} bytes), {} path links, {} temp files and {} empty directories removed\n",
         report.versions_scanned,
         report.blocks_kept,
         report.blocks_deleted,
         report.bytes_freed,
         report.path_links_deleted,
-        report.temp_files_deleted
+        report.temp_files_deleted,
+        report.empty_dirs_removed
     ))
 }
 
@@ -616,8 +617,8 @@ pub fn prune(spec: &Spec, json: bool) -> Result<(), Failure> {
             serde_json::to_string_pretty(&value).map_err(Failure::runtime)?
         ));
     }
-    if spec.retention.keep_last.is_none() && spec.retention.keep_within.is_none() {
-        eprintln!("prune: the spec has no `retention`; every version is kept");
+    if spec.retention.keeps_all() {
+        eprintln!("prune: the spec says `retention.keep_all`; every version is kept");
     }
     let mut text = format!(
         "prune: {} versions removed ({} tombstones) from {} paths (run `globofs gc` to free their blocks)\n",

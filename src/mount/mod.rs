@@ -13,6 +13,7 @@
 //! turns into an exit code.
 
 mod journal;
+mod maintain;
 mod reload;
 mod session;
 mod signals;

@@ -3,7 +3,8 @@
 //!
 //! Live: the peers (added, removed, a new path, `replicate`, `owner`), the
 //! `sync` keys (`interval`, `timeout`, `full_check`), `cache`, `ignore` and
-//! `retention` (the mount never prunes; `globofs prune` reads the file). The
+//! `retention` (the rule and `every`, for the mount's upkeep and the next
+//! `globofs prune`). The
 //! volume is reconciled for the new spec first (links and spools of added
 //! peers), then the store's sharing (which peers' outbound spools get new
 //! versions, which paths stay local), the sync loop and the block fetcher
@@ -70,6 +71,8 @@ pub(super) fn plan_for(spec: &Spec, syncer: Arc<Syncer>) -> Plan {
             interval: spec.sync_interval,
             cache: spec.cache_max_size.map(|max| (max, spec.min_copies)),
             syncing: !spec.peers.is_empty(),
+            upkeep_every: spec.maintain_every,
+            spec: Arc::new(spec.clone()),
         },
     }
 }
@@ -166,8 +169,8 @@ pub(super) fn live_changes(old: &Spec, new: &Spec) -> Vec<String> {
         format!("{:?}", old.ignore),
         format!("{:?}", new.ignore),
     );
-    if old.retention != new.retention {
-        changes.push("retention (read by the next `globofs prune`)".to_string());
+    if old.retention != new.retention || old.maintain_every != new.maintain_every {
+        changes.push("retention (the upkeep's rule and schedule)".to_string());
     }
     changes
 }

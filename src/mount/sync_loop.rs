@@ -1,6 +1,7 @@
 //! The sync loop while mounted: a pass every `sync.interval` and shortly
 //! after local changes (the journal follower nudges it), then, with
-//! `cache.max_size`, shrinking the local blocks. It works from a [`Plan`]
+//! `cache.max_size`, shrinking the local blocks; every `retention.every`, the
+//! store's upkeep ([`super::maintain`]). It works from a [`Plan`]
 //! that a reload of the spec replaces whole (see [`super::reload`]); a plan
 //! without peers makes no passes.
 
@@ -11,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::POLL;
+use super::maintain;
 use crate::store::Store;
 use crate::sync::Syncer;
 
@@ -29,6 +31,10 @@ pub(super) struct Settings {
     pub cache: Option<(u64, u32)>,
     /// Whether there are peers to sync with at all.
     pub syncing: bool,
+    /// `retention.every`: how often to prune and collect garbage.
+    pub upkeep_every: Option<Duration>,
+    /// The spec in force (its retention rule and peers, for the upkeep).
+    pub spec: Arc<crate::spec::Spec>,
 }
 
 /// What the loop works from: the syncer of the spec in force and its settings.
@@ -64,14 +70,20 @@ fn run(plan: &SharedPlan, store: &Store, kicked: &mpsc::Receiver<()>, stop: &Ato
     let mut next = Instant::now();
     let mut cache_checked: Option<Instant> = None;
     let mut in_force = current(plan);
+    let mut upkeep = maintain::Schedule::starting(in_force.settings.upkeep_every);
     while !stop.load(Ordering::Relaxed) {
         let latest = current(plan);
         if !Arc::ptr_eq(&latest, &in_force) {
             in_force = latest;
             next = Instant::now() + SETTLE;
+            upkeep.again(in_force.settings.upkeep_every);
         }
         let syncer = in_force.syncer.as_ref();
         let settings = &in_force.settings;
+        if upkeep.due() {
+            maintain::upkeep(store, &settings.spec);
+            upkeep.again(settings.upkeep_every);
+        }
         let now = Instant::now();
         if !settings.syncing {
             // No peers (yet): nothing to pass; local changes are no reason either.

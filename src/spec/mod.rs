@@ -51,6 +51,38 @@ pub struct RetentionRule {
     pub keep_within: Option<Duration>,
 }
 
+/// `retention.keep_last` when the spec gives no rule.
+pub const DEFAULT_KEEP_LAST: u32 = 10;
+/// `retention.keep_within` when the spec gives no rule.
+pub const DEFAULT_KEEP_WITHIN: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `retention.every` when the spec does not say.
+pub const DEFAULT_MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
+
+impl RetentionRule {
+    /// The rule a spec's `retention` says: its keys, `keep_all` for none
+    /// (every version kept), or the default rule when it names neither.
+    fn resolve(raw: &raw::RawRetention) -> RetentionRule {
+        if raw.keep_all == Some(true) {
+            return RetentionRule::default();
+        }
+        if raw.keep_last.is_none() && raw.keep_within.is_none() {
+            return RetentionRule {
+                keep_last: Some(DEFAULT_KEEP_LAST),
+                keep_within: Some(DEFAULT_KEEP_WITHIN),
+            };
+        }
+        RetentionRule {
+            keep_last: raw.keep_last,
+            keep_within: raw.keep_within.map(|span| span.0),
+        }
+    }
+
+    /// Whether the rule keeps every version (prune has nothing to do).
+    pub fn keeps_all(&self) -> bool {
+        self.keep_last.is_none() && self.keep_within.is_none()
+    }
+}
+
 /// The checked, resolved volume spec.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -71,6 +103,9 @@ pub struct Spec {
     /// demand and after damage).
     pub full_check: Option<Duration>,
     pub retention: RetentionRule,
+    /// How often a running mount prunes and collects garbage
+    /// (`retention.every`; `None`: never).
+    pub maintain_every: Option<Duration>,
     pub ignore: Vec<String>,
     pub cache_max_size: Option<u64>,
     pub min_copies: u32,
@@ -140,9 +175,11 @@ impl Spec {
                 Some(span) => Some(span.0),
                 None => Some(Duration::from_secs(3600)),
             },
-            retention: RetentionRule {
-                keep_last: retention.keep_last,
-                keep_within: retention.keep_within.map(|span| span.0),
+            retention: RetentionRule::resolve(&retention),
+            maintain_every: match retention.every {
+                Some(span) if span.0.is_zero() => None,
+                Some(span) => Some(span.0),
+                None => Some(DEFAULT_MAINTAIN_EVERY),
             },
             ignore: raw.ignore,
             cache_max_size: cache.max_size.map(|size| size.0),

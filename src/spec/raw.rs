@@ -51,7 +51,8 @@ pub struct RawSpec {
     #[schemars(with = "RawSync")]
     pub sync: Option<RawSync>,
 
-    /// Which old versions `globofs prune` keeps. Without it, every version is kept.
+    /// Which old versions prune keeps (the mount's upkeep and `globofs
+    /// prune`). Without a rule: `keep_last: 10`, `keep_within: 7d`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "RawRetention")]
     pub retention: Option<RawRetention>,
@@ -222,6 +223,19 @@ pub struct RawRetention {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Span")]
     pub keep_within: Option<Span>,
+
+    /// Keep every version for ever: prune removes nothing (not with
+    /// `keep_last` or `keep_within`). Without any of the three, the default
+    /// rule is `keep_last: 10` and `keep_within: 7d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_all: Option<bool>,
+
+    /// How often a running mount prunes by this rule and then runs gc
+    /// (default `1h`, first one that long after the mount starts; `0s`: never,
+    /// only `globofs prune` and `globofs gc` by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Span")]
+    pub every: Option<Span>,
 }
 
 /// Local block cache.

@@ -590,6 +590,7 @@ fn check_numbers(checker: &mut Checker<'_>, json: &serde_json::Value) -> bool {
         (&["sync", "timeout"], Number::Span),
         (&["sync", "full_check"], Number::Span),
         (&["retention", "keep_within"], Number::Span),
+        (&["retention", "every"], Number::Span),
         (&["node", "major"], Number::U32),
         (&["retention", "keep_last"], Number::U32),
         (&["cache", "min_copies"], Number::U32),
@@ -648,7 +649,7 @@ fn is_size_key(path: &[Segment]) -> bool {
 fn is_span_key(path: &[Segment]) -> bool {
     matches!(
         last_key(path),
-        "interval" | "timeout" | "keep_within" | "full_check"
+        "interval" | "timeout" | "keep_within" | "full_check" | "every"
     )
 }
 
@@ -830,6 +831,21 @@ fn check_rules(checker: &mut Checker<'_>, spec: &RawSpec) {
             }
         }
     }
+    if let Some(retention) = &spec.retention {
+        if retention.keep_all == Some(true) {
+            for (name, given) in [
+                ("keep_last", retention.keep_last.is_some()),
+                ("keep_within", retention.keep_within.is_some()),
+            ] {
+                if given {
+                    checker.value(
+                        &[key("retention"), key(name)],
+                        "contradicts `keep_all: true` (which keeps every version)".into(),
+                    );
+                }
+            }
+        }
+    }
     for (index, pattern) in spec.ignore.iter().enumerate() {
         if let Err(message) = crate::ignore::check_pattern(pattern) {
             checker.value(&[key("ignore"), Segment::Index(index)], message);
@@ -859,5 +875,52 @@ mod tests {
             lines,
             vec!["spec.yaml:3:7: node.id: \"abc\" is not a UUID".to_string()]
         );
+    }
+
+    #[test]
+    fn retention_defaults_keep_all_and_its_contradictions() {
+        use std::time::Duration;
+        let spec_of = |extra: &str| {
+            let text = format!("{GOOD}{extra}");
+            let report = validate_text("spec.yaml", &text);
+            (
+                report
+                    .problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>(),
+                text,
+            )
+        };
+        let rule = |extra: &str| {
+            let (problems, text) = spec_of(extra);
+            assert!(problems.is_empty(), "{problems:?}");
+            let raw: RawSpec = serde_yaml::from_str(&text).unwrap();
+            let spec = super::super::Spec::resolve(Path::new("spec.yaml"), raw);
+            (spec.retention, spec.maintain_every)
+        };
+        let (default, every) = rule("");
+        assert_eq!(default.keep_last, Some(10));
+        assert_eq!(default.keep_within, Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(every, Some(Duration::from_secs(3600)));
+        let (only_last, _) = rule("retention:\n  keep_last: 3\n");
+        assert_eq!(
+            (only_last.keep_last, only_last.keep_within),
+            (Some(3), None)
+        );
+        let (all, never) = rule("retention:\n  keep_all: true\n  every: 0s\n");
+        assert!(all.keeps_all());
+        assert_eq!(never, None);
+        let (problems, _) = spec_of("retention:\n  keep_all: true\n  keep_last: 2\n");
+        assert_eq!(
+            problems,
+            vec![
+                "spec.yaml:15:14: retention.keep_last: contradicts `keep_all: true` (which keeps every version)"
+                    .to_string()
+            ]
+        );
+        let (problems, _) = spec_of("retention:\n  every: soon\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("retention.every"), "{problems:?}");
     }
 }

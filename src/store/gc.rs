@@ -35,6 +35,9 @@ pub struct GcReport {
     pub bytes_freed: u64,
     pub path_links_deleted: u64,
     pub temp_files_deleted: u64,
+    /// Fan-out directories (`aa/bb/cc/dd`) left empty and removed, in the
+    /// store's `hashes/` and under each path.
+    pub empty_dirs_removed: u64,
 }
 
 /// What `verify` found.
@@ -309,6 +312,48 @@ pub(crate) fn each_block(dir: &Path, visit: &mut BlockVisitor<'_>) -> Result<(),
     Ok(())
 }
 
+/// Removes the empty directories of the block fan-out below `dir` (four
+/// levels, `aa/bb/cc/dd`), deepest first, and `dir` itself when `with_top`
+/// and it is left empty; returns how many went. A directory that is not
+/// empty stays (ENOTEMPTY is the answer, not an error).
+fn remove_empty_dirs(dir: &Path, with_top: bool) -> Result<u64, StoreError> {
+    fn walk(dir: &Path, depth: usize, removed: &mut u64) -> Result<bool, StoreError> {
+        let listing = match fs::read_dir(dir) {
+            Ok(listing) => listing,
+            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(true),
+            Err(err) => return Err(StoreError::io(dir, err)),
+        };
+        let mut empty = true;
+        for item in listing {
+            let item = item.at(dir)?;
+            let is_dir = item.file_type().at(item.path())?.is_dir();
+            if depth < 4 && is_dir && walk(&item.path(), depth + 1, removed)? {
+                match fs::remove_dir(item.path()) {
+                    Ok(()) => {
+                        *removed += 1;
+                        continue;
+                    }
+                    Err(err) if err.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+                    Err(err) => return Err(StoreError::io(item.path(), err)),
+                }
+            }
+            empty = false;
+        }
+        Ok(empty)
+    }
+    let mut removed = 0;
+    if walk(dir, 0, &mut removed)? && with_top {
+        match fs::remove_dir(dir) {
+            Ok(()) => removed += 1,
+            Err(err)
+                if err.kind() == ErrorKind::NotFound
+                    || err.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+            Err(err) => return Err(StoreError::io(dir, err)),
+        }
+    }
+    Ok(removed)
+}
+
 /// Opens a file for reading without updating its access time where the
 /// kernel allows it (`O_NOATIME` needs the file's owner; others open it plainly).
 pub fn open_noatime(path: &Path) -> std::io::Result<fs::File> {
@@ -402,14 +447,26 @@ impl Store {
                     used.extend(version.hashes);
                 }
             }
-            each_block(&path_dir.join("hashes"), &mut |link, hash| {
+            let links = path_dir.join("hashes");
+            let mut removed = 0;
+            each_block(&links, &mut |link, hash| {
                 if hash.is_some_and(|hash| !used.contains(&hash)) {
                     fs::remove_file(link).at(link)?;
                     report.path_links_deleted += 1;
+                    removed += 1;
                 }
                 Ok(())
-            })
+            })?;
+            if removed > 0 {
+                // A path with no block left loses its `hashes/` too (a commit
+                // makes it again); no writer runs while the lock is held.
+                report.empty_dirs_removed += remove_empty_dirs(&links, true)?;
+            }
+            Ok(())
         })?;
+        if report.blocks_deleted > 0 {
+            report.empty_dirs_removed += remove_empty_dirs(&self.layout().hashes(), false)?;
+        }
         // With the lock held exclusively no writer is running: temp files are orphans.
         let tmp = self.layout().tmp();
         if let Ok(listing) = fs::read_dir(&tmp) {
