@@ -71,6 +71,14 @@ pub fn linked_names_by(
     Ok(Some(links.clone()))
 }
 
+/// The first of the versions a commit published (the one at the path it was
+/// asked for).
+pub fn first(made: Vec<Version>) -> Result<Version, StoreError> {
+    made.into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Internal("a commit published no version".into()))
+}
+
 /// `names` with `with` added and `without` removed, sorted, each once.
 fn edited(names: &[VPath], with: Option<&VPath>, without: Option<&VPath>) -> Vec<VPath> {
     let mut out: Vec<VPath> = names
@@ -95,6 +103,14 @@ impl Store {
     /// name of the group gets a new version with the new list; the new name's
     /// is written last. Returns the version at `new`.
     pub fn link(&self, existing: &VPath, new: &VPath) -> Result<Version, StoreError> {
+        let mut made = self.link_each(existing, new)?;
+        made.pop()
+            .ok_or_else(|| StoreError::Internal("link wrote no version".into()))
+    }
+
+    /// [`Store::link`], returning every version it published (the new
+    /// name's last).
+    pub fn link_each(&self, existing: &VPath, new: &VPath) -> Result<Vec<Version>, StoreError> {
         let _held = self.writer_lock()?;
         let source = self
             .live(existing)?
@@ -121,25 +137,23 @@ impl Store {
             group,
             names: names.clone(),
         }));
-        let mut made = None;
-        for name in names.iter().filter(|name| *name != new).chain([new]) {
-            let version = self.commit_held(name, content.clone(), false)?;
-            if name == new {
-                made = Some(version);
-            }
-        }
-        made.ok_or_else(|| StoreError::Internal("link wrote no version at the new name".into()))
+        names
+            .iter()
+            .filter(|name| *name != new)
+            .chain([new])
+            .map(|name| self.commit_held(name, content.clone(), false))
+            .collect()
     }
 
     /// A commit of `content` (which carries `path`'s link keys) at `path`: at
     /// every name of the group when `path` is linked in that very group, else
-    /// at `path` alone without the keys. Returns the version at `path`.
+    /// at `path` alone without the keys. Returns the versions, `path`'s first.
     pub(super) fn commit_linked(
         &self,
         path: &VPath,
         mut content: Content,
         durable: bool,
-    ) -> Result<Version, StoreError> {
+    ) -> Result<Vec<Version>, StoreError> {
         let wanted = content.posix.links.as_ref().map(|links| links.group);
         let group = match self.live(path)? {
             Some(current) => self.linked_names(&current)?,
@@ -147,14 +161,14 @@ impl Store {
         };
         let Some(group) = group.filter(|group| Some(group.group) == wanted) else {
             content.posix.links = None;
-            return self.commit_held(path, content, durable);
+            return Ok(vec![self.commit_held(path, content, durable)?]);
         };
         content.posix.links = Some(Box::new(group.clone()));
-        let own = self.commit_held(path, content.clone(), durable)?;
+        let mut made = vec![self.commit_held(path, content.clone(), durable)?];
         for name in group.names.iter().filter(|name| *name != path) {
-            self.commit_held(name, content.clone(), durable)?;
+            made.push(self.commit_held(name, content.clone(), durable)?);
         }
-        Ok(own)
+        Ok(made)
     }
 
     /// `path` (current version `version`) leaves its group, if it is linked

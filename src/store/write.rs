@@ -150,6 +150,17 @@ impl Store {
         path: &VPath,
         change: impl FnOnce(&mut Content),
     ) -> Result<Version, StoreError> {
+        let made = self.change_attrs_each(path, change)?;
+        super::links::first(made)
+    }
+
+    /// [`Store::change_attrs`], returning every version it published:
+    /// `path`'s first, then those at the other names of a hard-linked file.
+    pub fn change_attrs_each(
+        &self,
+        path: &VPath,
+        change: impl FnOnce(&mut Content),
+    ) -> Result<Vec<Version>, StoreError> {
         let lock = self.writer_lock()?;
         let mut content = match self.live(path)? {
             Some(current) => Content::of(&current),
@@ -159,7 +170,7 @@ impl Store {
         };
         change(&mut content);
         content.mode &= 0o7777;
-        self.commit_locked(&lock, path, content, false)
+        self.commit_each(&lock, path, content, false)
     }
 
     /// Deletes `path` (a file, a symlink, or an empty directory): a tombstone.

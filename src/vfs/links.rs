@@ -49,8 +49,13 @@ impl Vfs {
             }
         }
         let _names = self.names.write();
-        let version = self.store.link(&existing, &new)?;
-        self.made_here(&version);
+        let mut made = self.store.link_each(&existing, &new)?;
+        for version in &made {
+            self.made_here(version);
+        }
+        let version = made
+            .pop()
+            .ok_or_else(|| VfsError::new(libc::EIO, format!("{new}: the link wrote nothing")))?;
         // Open writers build on the linked version from now on: their next
         // commit is a change of the group, not of one name.
         if let Some(dirty) = self.dirty_of(ino) {
@@ -213,6 +218,28 @@ mod tests {
         assert!(shown.iter().all(|attr| *attr == shown[0]), "{shown:?}");
         assert_eq!(shown[0].nlink, 3);
         assert!(shown[0].ctime > a.ctime, "the link moved ctime");
+    }
+
+    #[test]
+    fn the_versions_written_at_the_other_names_are_known_as_this_mounts_own() {
+        let (_dir, vfs) = vfs();
+        vfs.write_whole(&path("a"), b"x").unwrap();
+        let a = lookup(&vfs, "a");
+        vfs.link(a.ino, ROOT_INO, OsStr::new("b")).unwrap();
+        let own = |vfs: &Vfs, name: &str| {
+            let id = vfs.store().live(&path(name)).unwrap().unwrap().id;
+            vfs.changed_elsewhere(id, &path(name)).is_none()
+        };
+        assert!(own(&vfs, "a") && own(&vfs, "b"), "after the link");
+        let opened = vfs.open(a.ino, true, false).unwrap();
+        vfs.write(opened.fh, 0, b"y").unwrap();
+        vfs.commit(opened.fh, false).unwrap();
+        vfs.release(opened.fh).unwrap();
+        assert!(own(&vfs, "b"), "after a write through a");
+        vfs.setxattr(a.ino, OsStr::new("user.k"), b"v", 0, vfs.mount_user())
+            .unwrap();
+        assert!(own(&vfs, "b"), "after an xattr through a");
+        assert_eq!(vfs.read_whole(&path("b")).unwrap(), b"y");
     }
 
     #[test]
