@@ -2,7 +2,7 @@
 //! and replies with its result or its errno. With [`crate::mount`]'s session
 //! (which mounts it), the only code that imports fuser.
 //!
-//! What the mount refuses (hard links, xattrs, ioctls) is decided in the core
+//! What the mount refuses (unknown rename flags, ioctls) is decided in the core
 //! (`vfs/refused.rs`); failures are logged here, once per request.
 
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
-//! What the mount refuses: hard links (EPERM: a volume path has one name),
-//! ioctls (ENOTTY, quietly) and RENAME_EXCHANGE (EINVAL, in mount_rename).
-//! Extended attributes and special files: tests/mount_posix.rs.
+//! What the mount refuses: a hard link to a symlink (EPERM; hard links of
+//! files are tests/mount_links.rs) and ioctls (ENOTTY, quietly). Extended
+//! attributes and special files: tests/mount_posix.rs.
 
 // The test calls libc directly (system calls the standard library does not wrap).
 #![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
@@ -11,14 +11,15 @@ mod mount;
 use mount::{Mounted, cvt, errno, names};
 
 #[test]
-fn hard_links_are_eperm() {
+fn a_hard_link_to_a_symlink_is_eperm() {
     let m = Mounted::new();
     std::fs::write(m.path("f"), b"x").unwrap();
+    std::os::unix::fs::symlink("f", m.path("s")).unwrap();
     assert_eq!(
-        errno(std::fs::hard_link(m.path("f"), m.path("g"))),
+        errno(std::fs::hard_link(m.path("s"), m.path("g"))),
         libc::EPERM
     );
-    assert_eq!(names(&m.mnt), vec!["f"]);
+    assert_eq!(names(&m.mnt), vec!["f", "s"]);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The tools people back up and copy trees with, against the mount: a tree on
 //! a plain directory with several owners, modes with a setgid
 //! directory, extended attributes, ACLs, a FIFO, a unix socket, a device node,
-//! a file with a hole and old mtimes goes in with `rsync -aHAX` (exit 0, and a
+//! a file with a hole, a file with three hard-linked names and old mtimes
+//! goes in with `rsync -aHAX` (exit 0, and a
 //! second `rsync -aHAXn -i` has nothing to do) and `cp -a`, and comes out the
 //! same entry for entry: on this node, and on a second node after sync (its
 //! store a plain directory, or reached over sshfs).
@@ -58,6 +59,8 @@ fn make_tree(src: &Path) {
          chmod 600 docs/empty-file
          ln -s ../docs/readme team/link-to-readme
          ln -s dangling team/dangling
+         ln docs/readme docs/readme-link
+         ln docs/readme team/readme-third
          setfattr -n user.comment -v 'a note' docs/readme
          setfattr -n user.bin -v 0x00ff10 docs/deep/blob
          setfattr -n trusted.root-only -v secret docs/deep/tiny
@@ -228,6 +231,11 @@ fn round_trip(b: &PeerNode, b_seen_at: &Path) {
     let src = a.dir.path().join("src");
     make_tree(&src);
     let want = snapshot(&src);
+    // The three names of docs/readme are one file (compared by group below).
+    for name in ["docs/readme-link", "team/readme-third"] {
+        assert_eq!(want[name].group, "docs/readme", "{name}");
+        assert_eq!(want[name].nlink, 3, "{name}");
+    }
 
     let dst = a.path("rsynced");
     rsync(&["-aHAX"], &src, &dst);

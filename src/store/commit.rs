@@ -49,16 +49,40 @@ impl Store {
     /// ...) is published here, under the writer lock `_held` proves is held.
     pub fn commit_locked(
         &self,
-        _held: &WriterLock,
+        held: &WriterLock,
         path: &VPath,
         content: Content,
         durable: bool,
     ) -> Result<Version, StoreError> {
-        self.commit_held(path, content, durable)
+        let made = self.commit_each(held, path, content, durable)?;
+        super::links::first(made)
     }
 
-    /// The body of [`Store::commit_locked`]; callers hold the writer lock.
-    fn commit_held(
+    /// [`Store::commit_locked`], returning every version it published:
+    /// `path`'s first, then, for a change through one name of a hard-linked
+    /// file, the version at each other name of its group (links.rs).
+    pub fn commit_each(
+        &self,
+        _held: &WriterLock,
+        path: &VPath,
+        content: Content,
+        durable: bool,
+    ) -> Result<Vec<Version>, StoreError> {
+        let linked = content.kind == Kind::File
+            && content
+                .posix
+                .links
+                .as_ref()
+                .is_some_and(|links| links.names.contains(path));
+        if linked {
+            return self.commit_linked(path, content, durable);
+        }
+        Ok(vec![self.commit_held(path, content, durable)?])
+    }
+
+    /// The body of [`Store::commit_locked`] for one path; callers hold the
+    /// writer lock.
+    pub(super) fn commit_held(
         &self,
         path: &VPath,
         content: Content,

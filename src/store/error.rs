@@ -38,6 +38,12 @@ pub enum StoreError {
     #[error("{0}: already exists")]
     Exists(VPath),
 
+    #[error("{0}: only a regular file can have another name (a hard link)")]
+    NotLinkable(VPath),
+
+    #[error("{0}: a link group has at most 65,000 names")]
+    TooManyLinks(VPath),
+
     #[error("{0}: not a directory")]
     NotADirectory(VPath),
 

@@ -32,6 +32,17 @@ impl Store {
         if a.is_root() || b.is_root() || a.starts_with(b) || b.starts_with(a) {
             return Err(StoreError::Invalid { path: b.clone() });
         }
+        if self.same_file(&first, b)? {
+            // Two names of one file: nothing to swap.
+            return Ok(());
+        }
+        // An exchanged name leaves its link group (the other names stay
+        // linked without it); what it receives is a file of its own.
+        for (path, version) in [(a, &first), (b, &second)] {
+            if version.kind == Kind::File {
+                self.leave_group(&lock, path, version)?;
+            }
+        }
         // Each side's entries, top first, with where they go.
         let into_b = self.moves(a, b, first, keep.0)?;
         let into_a = self.moves(b, a, second, keep.1)?;
@@ -107,6 +118,8 @@ impl Store {
     ) -> Result<Version, StoreError> {
         let mut content = Content::of(version);
         content.from = Some((version.id, from.clone()));
+        // Whatever moves is a file of its own at its new name.
+        content.posix.links = None;
         self.commit_locked(lock, to, content, false)
     }
 }

@@ -18,6 +18,7 @@ mod heads;
 pub mod import;
 pub mod intents;
 pub mod journal;
+pub mod links;
 pub mod live_cache;
 pub mod lock;
 mod meta;

@@ -21,6 +21,11 @@ impl Store {
     ) -> Result<Version, StoreError> {
         let lock = self.writer_lock()?;
         self.check_writable_file(path)?;
+        // A new file replaces a hard-linked name: the other names stay
+        // linked without it (links.rs).
+        if let Some(current) = self.live(path)?.filter(|v| v.posix.links.is_some()) {
+            self.leave_group(&lock, path, &current)?;
+        }
         self.make_parents_locked(&lock, path, attrs.mtime)?;
         let mut file = self.file_write(&lock, durable);
         file.read_from(input)?;
@@ -145,6 +150,17 @@ impl Store {
         path: &VPath,
         change: impl FnOnce(&mut Content),
     ) -> Result<Version, StoreError> {
+        let made = self.change_attrs_each(path, change)?;
+        super::links::first(made)
+    }
+
+    /// [`Store::change_attrs`], returning every version it published:
+    /// `path`'s first, then those at the other names of a hard-linked file.
+    pub fn change_attrs_each(
+        &self,
+        path: &VPath,
+        change: impl FnOnce(&mut Content),
+    ) -> Result<Vec<Version>, StoreError> {
         let lock = self.writer_lock()?;
         let mut content = match self.live(path)? {
             Some(current) => Content::of(&current),
@@ -154,7 +170,7 @@ impl Store {
         };
         change(&mut content);
         content.mode &= 0o7777;
-        self.commit_locked(&lock, path, content, false)
+        self.commit_each(&lock, path, content, false)
     }
 
     /// Deletes `path` (a file, a symlink, or an empty directory): a tombstone.
@@ -169,6 +185,9 @@ impl Store {
         if current.kind == Kind::Dir && !self.list_dir(path)?.is_empty() {
             return Err(StoreError::NotEmpty(path.clone()));
         }
+        // The other names of a hard-linked file first: a crash in between
+        // leaves them linked without this name (links.rs).
+        self.leave_group(&lock, path, &current)?;
         self.commit_locked(
             &lock,
             path,
@@ -216,9 +235,14 @@ impl Store {
             return Err(StoreError::Invalid { path: dst.clone() });
         }
         self.check_parent(dst)?;
-        if let Some(target) = self.live(dst)? {
+        let target = self.live(dst)?;
+        if let Some(target) = &target {
             if no_replace {
                 return Err(StoreError::Exists(dst.clone()));
+            }
+            if self.same_file(&source, dst)? {
+                // Two names of one file: rename(2) does nothing.
+                return Ok(());
             }
             match (source.kind == Kind::Dir, target.kind == Kind::Dir) {
                 (false, true) => return Err(StoreError::IsADirectory(dst.clone())),
@@ -240,14 +264,20 @@ impl Store {
                 moves.push((child, to, version));
             }
         }
-        // New versions first (parents before children), then tombstones (children first).
-        for (from, to, version) in &moves {
-            let mut content = Content::of(version);
+        // A replaced file that was hard-linked leaves its group first.
+        if let Some(target) = target.filter(|t| t.kind == Kind::File) {
+            self.leave_group(&lock, dst, &target)?;
+        }
+        // Moved names of link groups are renamed in their groups' lists.
+        let (contents, others) = self.renamed_groups(&moves)?;
+        // New versions first (parents before children), then tombstones
+        // (children first), then the names of those groups that stayed.
+        for ((from, to, version), mut content) in moves.iter().zip(contents) {
             content.from = Some((version.id, from.clone()));
             if let Some(mtime) = keep.filter(|_| to == dst) {
                 content.mtime = mtime;
             }
-            self.commit_locked(&lock, to, content, false)?;
+            self.commit_held(to, content, false)?;
         }
         for (from, _, _) in moves.iter().rev() {
             self.commit_locked(
@@ -257,7 +287,7 @@ impl Store {
                 false,
             )?;
         }
-        Ok(())
+        self.commit_others(&lock, others)
     }
 
     /// Changes mode and/or mtime: a new version with the same content.

@@ -149,13 +149,16 @@ impl Vfs {
         // A directory keeps the mtime it shows (its entries' changes are
         // not in its own version); a utime in `change` sets it anew.
         let keep = self.dir_mtime_to_keep(&path);
-        let version = self.store.change_attrs(&path, |content| {
+        let made = self.store.change_attrs_each(&path, |content| {
             if let Some(mtime) = keep {
                 content.mtime = mtime;
             }
             change(content);
         })?;
-        self.made_here(&version);
+        for version in &made {
+            self.made_here(version);
+        }
+        let version = crate::store::links::first(made)?;
         if let Some(dirty) = self.dirty_of(ino) {
             let mut state = lock(&dirty);
             match state.base.as_mut() {

@@ -23,13 +23,18 @@ impl Vfs {
             |child| self.versions.live_at(&self.store, child, at),
         )?;
         let mut numbered = Vec::with_capacity(entries.len());
+        // Hard-linked entries' groups, read before the inode table's lock.
+        let groups: Vec<_> = entries
+            .iter()
+            .map(|entry| self.link_group(&entry.version))
+            .collect();
         {
             let mut inodes = lock(&self.inodes);
-            for entry in entries {
+            for (entry, group) in entries.into_iter().zip(groups) {
                 let Ok(child) = path.join(&entry.name) else {
                     continue;
                 };
-                let child_ino = inodes.ino_for(&child);
+                let child_ino = inodes.ino_in(&child, group.as_ref());
                 if let Some(node) = inodes.by_ino.get_mut(&child_ino) {
                     node.described = Some(Seen::of(&entry.version.id));
                 }

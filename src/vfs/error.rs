@@ -101,6 +101,8 @@ pub fn store_errno(err: &StoreError) -> Errno {
         StoreError::Io { source, .. } => StoreError::io_errno(source),
         StoreError::NotFound(_) | StoreError::NoSuchVersion(..) => libc::ENOENT,
         StoreError::Exists(_) => libc::EEXIST,
+        StoreError::NotLinkable(_) => libc::EPERM,
+        StoreError::TooManyLinks(_) => libc::EMLINK,
         StoreError::NotADirectory(_) => libc::ENOTDIR,
         StoreError::IsADirectory(_) => libc::EISDIR,
         StoreError::NotEmpty(_) => libc::ENOTEMPTY,
@@ -133,6 +135,8 @@ impl From<StoreError> for VfsError {
             StoreError::NotFound(_)
             | StoreError::NoSuchVersion(..)
             | StoreError::Exists(_)
+            | StoreError::NotLinkable(_)
+            | StoreError::TooManyLinks(_)
             | StoreError::NotADirectory(_)
             | StoreError::IsADirectory(_)
             | StoreError::NotEmpty(_)

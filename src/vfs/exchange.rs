@@ -29,7 +29,20 @@ impl Vfs {
         let keep = (self.dir_mtime_to_keep(&a), self.dir_mtime_to_keep(&b));
         let _names = self.names.write();
         self.store.exchange(&a, &b, keep)?;
-        swap_paths(&mut lock(&self.inodes), &a, &b);
+        let mut inodes = lock(&self.inodes);
+        // An exchanged hard link leaves its group: its name leaves the
+        // group's inode (the next lookup gives it one of its own).
+        for name in [&a, &b] {
+            let shared = inodes
+                .by_path
+                .get(name)
+                .and_then(|ino| inodes.by_ino.get(ino))
+                .is_some_and(|node| !node.aliases.is_empty());
+            if shared {
+                inodes.unname(name);
+            }
+        }
+        swap_paths(&mut inodes, &a, &b);
         Ok(())
     }
 

@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 
 use super::ROOT_INO;
+use crate::ids::VersionId;
 use crate::layout::VPath;
 use crate::store::Version;
+use crate::store::posix::LinkGroup;
 
 /// A version as an inode remembers it: a 64-bit fingerprint of its id (the
 /// inode table has an entry per inode the kernel knows, 100,000s of them, and
@@ -42,6 +44,11 @@ pub(super) struct Node {
     /// another version has the kernel drop them: its cached size would cut
     /// the new bytes short or read past their end.
     pub(super) described: Option<Seen>,
+    /// The link group this inode stands for (every name of a hard-linked
+    /// file shares one inode, see `links.rs`), and its names other than `path`
+    /// that the kernel was told of.
+    pub(super) group: Option<VersionId>,
+    pub(super) aliases: Vec<VPath>,
 }
 
 impl Node {
@@ -53,6 +60,8 @@ impl Node {
             epoch: 0,
             gone: None,
             described: None,
+            group: None,
+            aliases: Vec::new(),
         }
     }
 }
@@ -62,6 +71,8 @@ pub(super) struct Inodes {
     pub(super) next: u64,
     pub(super) by_ino: HashMap<u64, Node>,
     pub(super) by_path: HashMap<VPath, u64>,
+    /// The inode of each link group the kernel was told of.
+    pub(super) by_group: HashMap<VersionId, u64>,
 }
 
 impl Inodes {
@@ -89,6 +100,104 @@ impl Inodes {
         ino
     }
 
+    /// The inode of `path`, whose current version is linked in `group`
+    /// (`None`: a file of its own): every name of a group gets the group's
+    /// one inode; a name whose grouping changed since (linked or unlinked
+    /// elsewhere) moves to the inode it now belongs to.
+    pub(super) fn ino_in(&mut self, path: &VPath, group: Option<&LinkGroup>) -> u64 {
+        if path.is_root() {
+            return ROOT_INO;
+        }
+        let key = group.map(|g| g.group);
+        if let Some(&ino) = self.by_path.get(path) {
+            let claimed = key.and_then(|key| self.by_group.get(&key)).copied();
+            let Some(node) = self.by_ino.get_mut(&ino) else {
+                return ino;
+            };
+            if node.group == key {
+                return ino;
+            }
+            if node.aliases.is_empty() && claimed.is_none_or(|other| other == ino) {
+                // Its only name: the inode follows the grouping.
+                if let Some(old) = node.group.take() {
+                    if self.by_group.get(&old) == Some(&ino) {
+                        self.by_group.remove(&old);
+                    }
+                }
+                node.group = key;
+                if let Some(key) = key {
+                    self.by_group.insert(key, ino);
+                }
+                return ino;
+            }
+            self.unname(path);
+        }
+        if let Some(group) = group {
+            if let Some(&ino) = self.by_group.get(&group.group) {
+                if let Some(node) = self.by_ino.get_mut(&ino) {
+                    if node.gone.is_none() && group.names.contains(&node.path) {
+                        if node.path != *path && !node.aliases.contains(path) {
+                            node.aliases.push(path.clone());
+                        }
+                        self.by_path.insert(path.clone(), ino);
+                        return ino;
+                    }
+                }
+            }
+        }
+        let ino = self.ino_for(path);
+        if let (Some(key), Some(node)) = (key, self.by_ino.get_mut(&ino)) {
+            node.group = Some(key);
+            self.by_group.insert(key, ino);
+        }
+        ino
+    }
+
+    /// [`Inodes::ino_in`] with one more kernel reference counted.
+    pub(super) fn referenced_in(&mut self, path: &VPath, group: Option<&LinkGroup>) -> u64 {
+        let ino = self.ino_in(path, group);
+        if let Some(node) = self.by_ino.get_mut(&ino) {
+            node.lookups += 1;
+        }
+        ino
+    }
+
+    /// `path` stops being a name of its inode. Returns the inode when it has
+    /// no name left (the caller decides what it shows from then on).
+    pub(super) fn unname(&mut self, path: &VPath) -> Option<u64> {
+        let ino = self.by_path.remove(path)?;
+        let Some(node) = self.by_ino.get_mut(&ino) else {
+            return Some(ino);
+        };
+        if let Some(at) = node.aliases.iter().position(|alias| alias == path) {
+            node.aliases.remove(at);
+            return None;
+        }
+        if node.path == *path && !node.aliases.is_empty() {
+            node.path = node.aliases.remove(0);
+            return None;
+        }
+        Some(ino)
+    }
+
+    /// Drops `ino`'s entry and every name that leads to it.
+    pub(super) fn drop_node(&mut self, ino: u64) -> bool {
+        let Some(node) = self.by_ino.remove(&ino) else {
+            return false;
+        };
+        for name in std::iter::once(&node.path).chain(&node.aliases) {
+            if self.by_path.get(name) == Some(&ino) {
+                self.by_path.remove(name);
+            }
+        }
+        if let Some(group) = node.group {
+            if self.by_group.get(&group) == Some(&ino) {
+                self.by_group.remove(&group);
+            }
+        }
+        true
+    }
+
     /// `ino` lost its name; it showed `version` until then (`None`: nothing to
     /// keep showing, it goes at once).
     pub(super) fn orphan(&mut self, ino: u64, version: Option<Version>) {
@@ -99,7 +208,7 @@ impl Inodes {
                 }
             }
             None => {
-                self.by_ino.remove(&ino);
+                self.drop_node(ino);
             }
         }
     }
@@ -120,9 +229,10 @@ impl Inodes {
             .filter(|(path, _)| path.starts_with(from))
             .map(|(path, ino)| (path.clone(), *ino))
             .collect();
-        if let Some(old) = self.by_path.remove(to) {
+        if let Some(old) = self.unname(to) {
             // The replaced target keeps its inode (for the kernel's references
-            // and open handles), but loses its name.
+            // and open handles), but loses its name (its other names, if
+            // hard-linked, keep it).
             self.orphan(old, replaced);
         }
         for (path, ino) in moved {
@@ -134,7 +244,11 @@ impl Inodes {
                 }
             }
             if let Some(node) = self.by_ino.get_mut(&ino) {
-                node.path = new_path.clone();
+                // One of the names of a hard-linked file, or its first.
+                match node.aliases.iter_mut().find(|alias| **alias == path) {
+                    Some(alias) => *alias = new_path.clone(),
+                    None => node.path = new_path.clone(),
+                }
             }
             self.by_path.insert(new_path, ino);
         }

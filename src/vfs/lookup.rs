@@ -54,6 +54,11 @@ impl Vfs {
         };
         if kind == NodeKind::Dir {
             self.derive_dir_attr(&version.path, Some(version), &mut attr);
+        } else if let Some((names, newest)) = self.link_info(version) {
+            // One inode, whichever name it was reached by: the group's count
+            // and its latest change.
+            attr.nlink = names;
+            attr.ctime = changed_at(&newest);
         }
         attr
     }
@@ -149,7 +154,11 @@ impl Vfs {
             size,
             perm,
             mtime,
-            nlink: u32::from(named),
+            nlink: if named {
+                dirty.base.as_ref().map_or(1, |base| self.link_count(base))
+            } else {
+                0
+            },
             uid,
             gid,
             atime,
@@ -165,7 +174,8 @@ impl Vfs {
         let path = self.child(parent, name)?;
         match self.current_or_pending(&path)? {
             Some(version) => {
-                let ino = lock(&self.inodes).referenced(&path);
+                let group = self.link_group(&version);
+                let ino = lock(&self.inodes).referenced_in(&path, group.as_ref());
                 Ok(self
                     .writer_attr(ino)
                     .unwrap_or_else(|| self.shown(ino, &version)))
@@ -216,13 +226,8 @@ impl Vfs {
             }
             None => false,
         };
-        if drop_it && !open && ino != ROOT_INO {
-            if let Some(node) = inodes.by_ino.remove(&ino) {
-                if inodes.by_path.get(&node.path) == Some(&ino) {
-                    inodes.by_path.remove(&node.path);
-                }
-                self.forgotten.fetch_add(1, Ordering::Relaxed);
-            }
+        if drop_it && !open && ino != ROOT_INO && inodes.drop_node(ino) {
+            self.forgotten.fetch_add(1, Ordering::Relaxed);
         }
     }
 

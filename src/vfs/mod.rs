@@ -15,7 +15,7 @@
 //! inodes and their attributes), `dirs` (listings), `dirtimes` (a
 //! directory's times, links and size from its entries), `namespace`
 //! (mkdir, unlink, rename, setattr), `exchange` (RENAME_EXCHANGE), `read`,
-//! `write` (writes and commits), `passthrough` (how the kernel serves a
+//! `write` (writes and commits), `links` (hard links), `passthrough` (how the kernel serves a
 //! handle) and [`open_ahead`].
 //!
 //! # Lock order
@@ -39,6 +39,7 @@ pub mod error;
 mod exchange;
 mod handles;
 mod inodes;
+mod links;
 mod locks;
 mod lookup;
 mod namespace;

@@ -102,7 +102,8 @@ impl Vfs {
     /// `version` to whoever still holds it.
     pub(super) fn forget_name(&self, path: &VPath, version: Option<Version>) {
         let mut inodes = lock(&self.inodes);
-        if let Some(ino) = inodes.by_path.remove(path) {
+        // A hard-linked file's other names keep the inode.
+        if let Some(ino) = inodes.unname(path) {
             inodes.orphan(ino, version);
         }
     }
@@ -212,6 +213,10 @@ impl Vfs {
         // before still open and read it (an atomic replace, as on a local disk).
         let _names = self.names.write();
         let replaced = self.live(&to)?;
+        if self.same_file(&from, replaced.as_ref()) {
+            // Two names of one file: rename(2) does nothing.
+            return Ok(());
+        }
         let keep = self.dir_mtime_to_keep(&from);
         self.store.rename_keeping(&from, &to, no_replace, keep)?;
         lock(&self.inodes).rename(&from, &to, replaced);

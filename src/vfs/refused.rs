@@ -1,25 +1,11 @@
 //! What the mount does not do, and the errno each request gets: the policy
-//! lives here, so the adapter only passes requests on. A volume path has one
-//! name (no hard links), and no ioctl is understood.
-
-use std::ffi::OsStr;
+//! lives here, so the adapter only passes requests on: renameat2 flags it
+//! does not know, and ioctls (none is understood). Hard links are `links.rs`.
 
 use super::Vfs;
 use super::error::{VfsError, VfsResult};
-use super::types::Attr;
 
 impl Vfs {
-    /// `link(2)`: EPERM, as on file systems without hard links.
-    pub fn link(&self, ino: u64, _new_parent: u64, name: &OsStr) -> VfsResult<Attr> {
-        Err(VfsError::new(
-            libc::EPERM,
-            format!(
-                "hard link {:?} to inode {ino}: a volume path has one name",
-                name.to_string_lossy()
-            ),
-        ))
-    }
-
     /// renameat2 flags other than RENAME_NOREPLACE and RENAME_EXCHANGE
     /// (RENAME_WHITEOUT, overlayfs's, and anything newer): EINVAL, as a file
     /// system that does not know them answers.

@@ -190,8 +190,13 @@ impl Vfs {
         // Owners, xattrs and the rest stay as they were (a new file's base
         // carries its creator).
         content.posix = base.as_ref().map(|b| b.posix.clone()).unwrap_or_default();
-        let version = self.store.commit_locked(&held, &path, content, durable)?;
-        self.made_here(&version);
+        let made = self.store.commit_each(&held, &path, content, durable)?;
+        // The versions at a hard-linked file's other names too: the kernel
+        // knows the change (one inode).
+        for version in &made {
+            self.made_here(version);
+        }
+        let version = crate::store::links::first(made)?;
         lock(&self.created).remove(&path);
         // Later reads and writes build on what was just committed.
         cache.committed(version.size);
