@@ -438,20 +438,28 @@ impl Vfs {
         // `flush` committed at close. A cache file the kernel writes directly
         // is committed there only: this handle's release may come after
         // another handle's writes, and re-hashing it here would be wasted.
-        // An attribute change folded in after the last flush is committed
-        // here, direct or not.
-        let (direct, folded) = {
-            let state = lock(&dirty);
-            (state.cache.direct, state.cache.attrs_changed().is_some())
-        };
-        let result = if writes && (!direct || folded) {
+        let direct = lock(&dirty).cache.direct;
+        let mut result = if writes && !direct {
             self.commit_dirty(ino, &dirty, false)
         } else {
             Ok(())
         };
-        let last = {
+        // Attribute changes fold into a state only while it has a writer;
+        // one folded in since the flush (or the commit above) is this
+        // writer's to commit, direct or not. It is looked for under the lock
+        // that drops the writer, so none comes in between (a commit that
+        // finds the file unlinked clears nothing: three tries at most).
+        let mut tries = 0;
+        let last = loop {
             let mut map = lock(&self.dirty);
             let mut state = lock(&dirty);
+            if writes && tries < 3 && result.is_ok() && state.cache.attrs_changed().is_some() {
+                drop(state);
+                drop(map);
+                tries += 1;
+                result = self.commit_dirty(ino, &dirty, false);
+                continue;
+            }
             state.users = state.users.saturating_sub(1);
             if writes {
                 state.writers = state.writers.saturating_sub(1);
@@ -460,7 +468,7 @@ impl Vfs {
             if last && map.get(&ino).is_some_and(|d| Arc::ptr_eq(d, &dirty)) {
                 map.remove(&ino);
             }
-            last
+            break last;
         };
         if last {
             let committed = lock(&dirty).base.clone().filter(|b| b.id.secs > 0);

@@ -475,3 +475,32 @@ fn a_directory_counts_its_subdirectories_as_they_come_and_go() {
     vfs.rmdir(d.ino, OsStr::new("b")).unwrap();
     assert_eq!(vfs.getattr(d.ino).unwrap().nlink, 2);
 }
+
+/// An attribute change that reaches a passthrough writer after its last
+/// flush (the close's commit) but before its release (which comes later,
+/// and does not commit a direct cache) is committed at the release, not
+/// lost with the write state (pjdfstest utimensat::utime_omit caught it).
+#[test]
+fn an_attribute_change_between_the_flush_and_the_release_is_committed() {
+    let (_dir, vfs) = vfs();
+    vfs.enable_passthrough();
+    let (attr, created) = vfs.create(ROOT_INO, OsStr::new("new"), 0o644).unwrap();
+    let writer = created.fh;
+    let Mode::Attach(file) = vfs.mode(attr.ino, created, false) else {
+        panic!("a new file's writer was not given its cache file");
+    };
+    std::io::Write::write_all(&mut &file, b"bytes").unwrap();
+    vfs.commit(writer, false).unwrap();
+    let change = SetAttr {
+        mode: Some(0o600),
+        atime: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_900_000_000)),
+        ..SetAttr::default()
+    };
+    vfs.set_attributes(attr.ino, None, &change).unwrap();
+    vfs.release(writer).unwrap();
+    let path = VPath::root().join(b"new").unwrap();
+    let current = vfs.store.current(&path).unwrap().unwrap();
+    assert_eq!(current.mode, 0o600);
+    assert_eq!(current.posix.atime.map(|t| t.secs), Some(1_900_000_000));
+    assert_eq!(vfs.read_whole(&path).unwrap(), b"bytes");
+}
