@@ -11,7 +11,7 @@
 #   NEW_BIN=PATH   this build (default: target/release/globofs, built if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${OLD_BIN:?set OLD_BIN to the older release's globofs}"
+: "${OLD_BIN:?set OLD_BIN to the globofs binary of the older release}"
 NEW_BIN=${NEW_BIN:-$PWD/target/release/globofs}
 [ -x "$NEW_BIN" ] || cargo build --release --quiet
 work=${1:-$(mktemp -d /var/tmp/globofs-mixed.XXXXXX)}
