@@ -51,14 +51,38 @@ pub fn is_zero_block(hash: &BlockHash, len: usize) -> bool {
     len > 0 && *hash == zero_hash(len)
 }
 
+/// Zero bytes a rung of [`hash_of_zeros`]'s ladder stands for.
+const RUNG: usize = 4096;
+
+/// Rungs the ladder holds at most (64 MiB, the largest block size); longer
+/// runs of zeros are hashed from the top rung on.
+const RUNGS: usize = 64 * 1024 * 1024 / RUNG;
+
+/// The SHA-256 of `len` zero bytes, from a ladder of hasher states after
+/// 0, 4 KiB, 8 KiB, ... of zeros (built once, up to the longest asked for),
+/// so a length costs at most 4 KiB of hashing: every file's tail block has
+/// its own length, and `stat` of a file asks whether its tail is a hole.
 fn hash_of_zeros(len: usize) -> BlockHash {
     use sha2::Digest;
-    let zeros = [0u8; 64 * 1024];
-    let mut hasher = sha2::Sha256::new();
-    let mut left = len;
+    static LADDER: OnceLock<Mutex<Vec<sha2::Sha256>>> = OnceLock::new();
+    const ZEROS: [u8; RUNG] = [0u8; RUNG];
+    let rung = (len / RUNG).min(RUNGS);
+    let mut hasher = {
+        let mut ladder = crate::lock(LADDER.get_or_init(Default::default));
+        if ladder.is_empty() {
+            ladder.push(sha2::Sha256::new());
+        }
+        while ladder.len() <= rung {
+            let mut next = ladder[ladder.len() - 1].clone();
+            next.update(ZEROS);
+            ladder.push(next);
+        }
+        ladder[rung].clone()
+    };
+    let mut left = len - rung * RUNG;
     while left > 0 {
-        let n = left.min(zeros.len());
-        hasher.update(&zeros[..n]);
+        let n = left.min(RUNG);
+        hasher.update(&ZEROS[..n]);
         left -= n;
     }
     BlockHash(hasher.finalize().into())
@@ -70,7 +94,7 @@ mod tests {
 
     #[test]
     fn zero_hashes_match_hashing_zero_bytes() {
-        for len in [1usize, 15, 16, 17, 4096, 100_000, 128 * 1024, 1 << 20] {
+        for len in [1usize, 15, 16, 17, 4095, 4096, 4097, 100_000, 128 * 1024, 1 << 20] {
             let zeros = vec![0u8; len];
             assert_eq!(zero_hash(len), BlockHash::of(&zeros), "len {len}");
             // Asked again: from the table, the same.
