@@ -167,3 +167,14 @@ impl<T> IoContext<T> for io::Result<T> {
         self.map_err(|err| StoreError::io(path, err))
     }
 }
+
+/// The entries of directory `dir`, `None` when it is not there (a path with
+/// no such part yet, or one removed while a walker looked); other errors
+/// name the directory.
+pub fn read_dir_if_present(dir: &Path) -> Result<Option<std::fs::ReadDir>, StoreError> {
+    match std::fs::read_dir(dir) {
+        Ok(listing) => Ok(Some(listing)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(StoreError::io(dir, err)),
+    }
+}

@@ -12,6 +12,7 @@
 //! the sync layer from the peers' acks); until then it is a candidate in
 //! `state/prune-pending`.
 
+use super::read_dir_if_present;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::ErrorKind;
@@ -242,10 +243,8 @@ pub(super) fn each_versions_dir(
 ) -> Result<(), StoreError> {
     let mut stack = vec![tree.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let listing = match fs::read_dir(&dir) {
-            Ok(listing) => listing,
-            Err(err) if err.kind() == ErrorKind::NotFound => continue,
-            Err(err) => return Err(StoreError::io(&dir, err)),
+        let Some(listing) = read_dir_if_present(&dir)? else {
+            continue;
         };
         for item in listing {
             let item = item.at(&dir)?;
@@ -291,10 +290,8 @@ type BlockVisitor<'a> = dyn FnMut(&Path, Option<BlockHash>) -> Result<(), StoreE
 pub(crate) fn each_block(dir: &Path, visit: &mut BlockVisitor<'_>) -> Result<(), StoreError> {
     let mut stack = vec![(dir.to_path_buf(), String::new(), 0)];
     while let Some((path, prefix, depth)) = stack.pop() {
-        let listing = match fs::read_dir(&path) {
-            Ok(listing) => listing,
-            Err(err) if err.kind() == ErrorKind::NotFound => continue,
-            Err(err) => return Err(StoreError::io(&path, err)),
+        let Some(listing) = read_dir_if_present(&path)? else {
+            continue;
         };
         for item in listing {
             let item = item.at(&path)?;
@@ -318,10 +315,8 @@ pub(crate) fn each_block(dir: &Path, visit: &mut BlockVisitor<'_>) -> Result<(),
 /// empty stays (ENOTEMPTY is the answer, not an error).
 fn remove_empty_dirs(dir: &Path, with_top: bool) -> Result<u64, StoreError> {
     fn walk(dir: &Path, depth: usize, removed: &mut u64) -> Result<bool, StoreError> {
-        let listing = match fs::read_dir(dir) {
-            Ok(listing) => listing,
-            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(true),
-            Err(err) => return Err(StoreError::io(dir, err)),
+        let Some(listing) = read_dir_if_present(dir)? else {
+            return Ok(true);
         };
         let mut empty = true;
         for item in listing {

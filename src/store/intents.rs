@@ -16,6 +16,7 @@
 //! got published names nothing and is dropped. docs/FORMAT.md §14 describes the
 //! window and the recovery.
 
+use super::read_dir_if_present;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -214,10 +215,8 @@ impl Store {
     /// publication, and by every sync pass.
     pub fn recover_interrupted(&self) -> Result<Recovered, StoreError> {
         let dir = self.layout.intents();
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Recovered::default()),
-            Err(err) => return Err(StoreError::io(&dir, err)),
+        let Some(entries) = read_dir_if_present(&dir)? else {
+            return Ok(Recovered::default());
         };
         let mut found = Recovered::default();
         let mut candidates = Vec::new();

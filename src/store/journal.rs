@@ -10,6 +10,7 @@
 //! A segment is finished once a higher-numbered one exists; a torn last line of
 //! a finished segment is skipped with a warning. Only the writer trims segments.
 
+use super::read_dir_if_present;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -32,10 +33,8 @@ fn segment_name(number: u64) -> String {
 /// Lists the segment numbers present in `dir`, ascending.
 pub fn segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
     let mut numbers = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(numbers),
-        Err(err) => return Err(StoreError::io(dir, err)),
+    let Some(entries) = read_dir_if_present(dir)? else {
+        return Ok(numbers);
     };
     for entry in entries {
         let entry = entry.at(dir)?;

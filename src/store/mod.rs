@@ -40,7 +40,7 @@ pub use blocks::{
 };
 pub(crate) use commit::open_log;
 use commit::{append_line, flock_file};
-pub use error::{IoContext, StoreError};
+pub use error::{IoContext, StoreError, read_dir_if_present};
 pub use file_write::FileWrite;
 pub use meta::{FORMAT_VERSION, StoreMeta, set_mode};
 pub use tree::{read_version_file, user_entries, version_ids_in};

@@ -94,7 +94,18 @@ mod tests {
 
     #[test]
     fn zero_hashes_match_hashing_zero_bytes() {
-        for len in [1usize, 15, 16, 17, 4095, 4096, 4097, 100_000, 128 * 1024, 1 << 20] {
+        for len in [
+            1usize,
+            15,
+            16,
+            17,
+            4095,
+            4096,
+            4097,
+            100_000,
+            128 * 1024,
+            1 << 20,
+        ] {
             let zeros = vec![0u8; len];
             assert_eq!(zero_hash(len), BlockHash::of(&zeros), "len {len}");
             // Asked again: from the table, the same.

@@ -2,6 +2,7 @@
 //! the version files, never from the log), directory listings (on several
 //! threads for large directories) and walks.
 
+use super::read_dir_if_present;
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read};
@@ -217,10 +218,8 @@ impl Store {
         }
         let dir = self.path_dir(path);
         let mut children = Vec::new();
-        let listing = match fs::read_dir(&dir) {
-            Ok(listing) => listing,
-            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(StoreError::io(&dir, err)),
+        let Some(listing) = read_dir_if_present(&dir)? else {
+            return Ok(Vec::new());
         };
         for item in listing {
             let item = item.at(&dir)?;

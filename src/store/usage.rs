@@ -4,6 +4,7 @@
 //! and the rest. Sizes are allocated bytes (`st_blocks`), each inode counted
 //! once (a block's hard links under `root/<path>/hashes/` cost no data).
 
+use super::read_dir_if_present;
 use std::collections::HashSet;
 use std::fs;
 use std::io::ErrorKind;
@@ -70,10 +71,8 @@ fn allocated(meta: &fs::Metadata) -> u64 {
 fn walk(dir: &Path, space: &mut Space, seen: &mut HashSet<(u64, u64)>) -> Result<(), StoreError> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let listing = match fs::read_dir(&dir) {
-            Ok(listing) => listing,
-            Err(err) if err.kind() == ErrorKind::NotFound => continue,
-            Err(err) => return Err(StoreError::io(&dir, err)),
+        let Some(listing) = read_dir_if_present(&dir)? else {
+            continue;
         };
         for item in listing {
             let item = item.at(&dir)?;

@@ -34,6 +34,7 @@
 //! the node with the highest id of a volume never evicts (nor does any node
 //! whose peers all sort before it).
 
+use crate::store::read_dir_if_present;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::ErrorKind;
@@ -345,10 +346,8 @@ fn links_under(
     let mut links: HashMap<BlockHash, Vec<PathBuf>> = HashMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let listing = match fs::read_dir(&dir) {
-            Ok(listing) => listing,
-            Err(err) if err.kind() == ErrorKind::NotFound => continue,
-            Err(err) => return Err(StoreError::io(&dir, err)),
+        let Some(listing) = read_dir_if_present(&dir)? else {
+            continue;
         };
         for item in listing {
             let item = item.map_err(|err| StoreError::io(&dir, err))?;
