@@ -163,3 +163,45 @@ fn several_processes_creating_one_file_at_once_all_open_it() {
         assert_eq!(bytes.len(), THREADS, "f{i}: {bytes:?}");
     }
 }
+
+/// A file open for writing in one mount while another mount of the node
+/// (or a peer's version applied by sync) replaces it: the writer's close
+/// must not silently supersede that version. Its version builds on the
+/// base it was opened on, so the two are concurrent: the later one is the
+/// file, the other is kept as its conflict copy (QA: the first writer's
+/// bytes were lost, the log a straight line).
+#[test]
+fn a_writer_whose_base_was_replaced_meanwhile_keeps_the_other_version_as_a_conflict_copy() {
+    let m = Mounted::new();
+    std::fs::write(m.path("f"), b"base").unwrap();
+    let other = m.second_mount();
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("f"))
+        .unwrap();
+    writer.write_all_at(b"HERE", 0).unwrap();
+    // Meanwhile the other mount saves a new content (close commits it).
+    std::fs::write(other.path("f"), b"elsewhere").unwrap();
+    drop(writer);
+    let names: Vec<String> = std::fs::read_dir(&other.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let copies: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("f.sync-conflict-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{names:?}");
+    let file = store_get(&m, "/f");
+    let copy = store_get(&m, &format!("/{}", copies[0]));
+    let mut both = [file, copy];
+    both.sort();
+    assert_eq!(both, [b"HERE".to_vec(), b"elsewhere".to_vec()]);
+    // The conflict is listed as open.
+    let status = m.globofs(&["status", "--no-blocks"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("sync-conflict"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+}

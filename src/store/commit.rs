@@ -75,9 +75,45 @@ impl Store {
                 .as_ref()
                 .is_some_and(|links| links.names.contains(path));
         if linked {
+            // A group is written whole at its names' heads (links.rs).
+            let mut content = content;
+            content.based_on = None;
             return self.commit_linked(path, content, durable);
         }
-        Ok(vec![self.commit_held(path, content, durable)?])
+        let stale = match content.based_on {
+            Some(base) => !self.heads(path)?.contains(&base),
+            None => false,
+        };
+        let version = self.commit_held(path, content, durable)?;
+        if stale {
+            // The writer's base was superseded while it wrote: its version
+            // and the one made meanwhile are concurrent; the one that loses
+            // is kept as its conflict copy, here as on every other node.
+            self.keep_losing_heads(path)?;
+        }
+        Ok(vec![version])
+    }
+
+    /// Imports the conflict copy (FORMAT.md §10.4) of every live head of
+    /// `path` that loses, as sync does when it meets concurrent edits, and
+    /// lists each new copy in `state/conflicts` (`globofs status`).
+    pub fn keep_losing_heads(&self, path: &VPath) -> Result<(), StoreError> {
+        let versions = self.versions(path)?;
+        let losers: Vec<Version> = super::resolve::resolve(&versions)
+            .losers
+            .into_iter()
+            .cloned()
+            .collect();
+        for loser in &losers {
+            let Some(copy) = super::resolve::conflict_copy(loser) else {
+                continue;
+            };
+            if let super::import::Imported::New = self.import_version(&copy)? {
+                tracing::warn!(path = %loser.path, copy = %copy.path, "conflict: a writer's base was replaced while it wrote; the losing version is kept as a copy");
+                record_conflict(&self.layout.state(), &copy.path.escaped())?;
+            }
+        }
+        Ok(())
     }
 
     /// The body of [`Store::commit_locked`] for one path; callers hold the
@@ -95,7 +131,15 @@ impl Store {
         let log_path = versions_dir.join("log");
         // The log stays locked until it is dropped at the end.
         let log = flock_file(open_log(&log_path)?, &log_path)?;
-        let parents = self.heads(path)?;
+        let heads = self.heads(path)?;
+        // A writer that held its base while someone else replaced it
+        // built on that base alone (FORMAT.md §10.5).
+        let parents = match content.based_on {
+            Some(base) if !heads.contains(&base) && self.version_ids(path)?.contains(&base) => {
+                vec![base]
+            }
+            _ => heads,
+        };
         self.link_blocks(path, &content.hashes)?;
         let mut version = Version {
             id: VersionId::for_new_version(self.config.major, &parents),
@@ -267,4 +311,13 @@ pub(super) fn append_line(file: &File, path: &Path, line: &str) -> Result<(), St
 pub(super) fn flock_file(file: File, path: &Path) -> Result<Flock<File>, StoreError> {
     super::lock::flock(file, path, FlockArg::LockExclusive)?
         .ok_or_else(|| StoreError::io(path, std::io::Error::from(ErrorKind::WouldBlock)))
+}
+
+/// Appends one conflict copy's escaped path to `state/conflicts` (what
+/// `globofs status` lists as open conflicts).
+pub(crate) fn record_conflict(state: &Path, escaped: &str) -> Result<(), StoreError> {
+    let path = state.join("conflicts");
+    crate::layout::create_dirs(state).at(state)?;
+    let file = crate::layout::open_append(&path).at(&path)?;
+    append_line(&file, &path, &format!("{escaped}\n"))
 }

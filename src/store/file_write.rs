@@ -207,6 +207,7 @@ impl<'s> FileWrite<'s> {
             from: None,
             conflict_of: None,
             posix: crate::store::posix::Posix::default(),
+            based_on: None,
         })
     }
 }

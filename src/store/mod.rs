@@ -39,6 +39,7 @@ pub use blocks::{
     BlockWriter, Blocks, Located, OpenBlock, copy_block, link_block, sync_filesystem,
 };
 pub(crate) use commit::open_log;
+pub(crate) use commit::record_conflict;
 use commit::{append_line, flock_file};
 pub use error::{IoContext, StoreError, read_dir_if_present};
 pub use file_write::FileWrite;
@@ -146,6 +147,12 @@ pub struct Content {
     pub conflict_of: Option<(VersionId, VPath)>,
     /// Owners, atime, xattrs, special kind, link group.
     pub posix: posix::Posix,
+    /// The version this content was made from, when the writer may have
+    /// held it a while (a file open in the mount): if it is no longer a
+    /// head when the commit comes, the new version's one parent is it, so
+    /// a version made meanwhile by someone else is a concurrent edit (kept
+    /// as a conflict copy) and not silently superseded (FORMAT.md §10.5).
+    pub based_on: Option<VersionId>,
 }
 
 impl Content {
@@ -162,6 +169,7 @@ impl Content {
             from: None,
             conflict_of: None,
             posix: version.posix.clone(),
+            based_on: None,
         }
     }
 
@@ -177,6 +185,7 @@ impl Content {
             from: None,
             conflict_of: None,
             posix: posix::Posix::default(),
+            based_on: None,
         }
     }
 

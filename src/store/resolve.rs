@@ -112,6 +112,34 @@ pub fn conflict_name(loser: &Version) -> Option<VPath> {
     loser.path.parent()?.join(&copy).ok()
 }
 
+/// The conflict copy of `loser` (section 10.4): a pure function of the
+/// losing version, so every node makes the identical copy. It keeps the
+/// loser's parents: when a node's later edit loses again within the same
+/// second (so its copy gets the same name), its copy supersedes the earlier
+/// copy instead of conflicting with it. `None` only for the root.
+pub fn conflict_copy(loser: &Version) -> Option<Version> {
+    Some(Version {
+        id: loser.id,
+        kind: loser.kind,
+        path: conflict_name(loser)?,
+        node: loser.node,
+        parents: loser.parents.clone(),
+        from: None,
+        conflict_of: Some((loser.id, loser.path.clone())),
+        size: loser.size,
+        mode: loser.mode,
+        mtime: loser.mtime,
+        block_size: loser.block_size,
+        target: loser.target.clone(),
+        hashes: loser.hashes.clone(),
+        // A copy is a file of its own: in no link group.
+        posix: crate::store::posix::Posix {
+            links: None,
+            ..loser.posix.clone()
+        },
+    })
+}
+
 /// The largest `cut <= max` (and `<= bytes.len()`) that does not split a valid
 /// UTF-8 character of `bytes` (bytes that are not valid UTF-8 count one by one).
 fn utf8_floor(bytes: &[u8], max: usize) -> usize {

@@ -22,7 +22,7 @@ use crate::layout::{VPath, is_hashed_name, name_from_disk};
 use crate::store::import::Imported;
 use crate::store::journal::{self, Position};
 use crate::store::lock::FileLock;
-use crate::store::resolve::{conflict_name, resolve};
+use crate::store::resolve::{conflict_copy, resolve};
 use crate::store::version::MAX_VERSION_FILE;
 use crate::store::{
     Kind, Mtime, Store, StoreError, Version, WriterLock, read_version_file, version_ids_in,
@@ -542,28 +542,8 @@ impl Applier<'_> {
     /// second (so its copy gets the same name), its copy supersedes the earlier
     /// copy instead of conflicting with it.
     fn conflict_copy(&mut self, loser: &Version, depth: usize) -> Result<(), StoreError> {
-        let Some(name) = conflict_name(loser) else {
+        let Some(copy) = conflict_copy(loser) else {
             return Ok(());
-        };
-        let copy = Version {
-            id: loser.id,
-            kind: loser.kind,
-            path: name,
-            node: loser.node,
-            parents: loser.parents.clone(),
-            from: None,
-            conflict_of: Some((loser.id, loser.path.clone())),
-            size: loser.size,
-            mode: loser.mode,
-            mtime: loser.mtime,
-            block_size: loser.block_size,
-            target: loser.target.clone(),
-            hashes: loser.hashes.clone(),
-            // A copy is a file of its own: in no link group.
-            posix: crate::store::posix::Posix {
-                links: None,
-                ..loser.posix.clone()
-            },
         };
         match self.store.import_version(&copy) {
             Ok(Imported::New) => {

@@ -26,14 +26,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::ids::NodeId;
 use crate::layout::StoreLayout;
+use crate::store::StoreError;
 use crate::store::journal::write_atomic;
-use crate::store::{IoContext, StoreError};
 
 /// The spool entry holding the pusher's store nonce.
 pub const NONCE: &str = "%nonce";
@@ -190,12 +190,7 @@ impl PeerTimes {
 
 /// Appends one conflict copy's path to `state/conflicts`.
 pub fn record_conflict(layout: &StoreLayout, escaped: &str) -> Result<(), StoreError> {
-    let path = conflicts_file(layout);
-    if let Some(dir) = path.parent() {
-        crate::layout::create_dirs(dir).at(dir)?;
-    }
-    let mut file = crate::layout::open_append(&path).at(&path)?;
-    file.write_all(format!("{escaped}\n").as_bytes()).at(&path)
+    crate::store::record_conflict(&layout.state(), escaped)
 }
 
 /// `state/pushed/<peer>`: which part of our own journal the peer holds once it

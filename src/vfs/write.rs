@@ -190,6 +190,9 @@ impl Vfs {
         // Owners, xattrs and the rest stay as they were (a new file's base
         // carries its creator).
         content.posix = base.as_ref().map(|b| b.posix.clone()).unwrap_or_default();
+        // Built on the base: if someone replaced it meanwhile (another
+        // mount, a peer's version applied), the two are concurrent.
+        content.based_on = base.as_ref().filter(|b| b.id.secs > 0).map(|b| b.id);
         let made = self.store.commit_each(&held, &path, content, durable)?;
         // The versions at a hard-linked file's other names too: the kernel
         // knows the change (one inode).
