@@ -175,7 +175,7 @@ fn a_writer_whose_base_was_replaced_meanwhile_keeps_the_other_version_as_a_confl
     let m = Mounted::new();
     std::fs::write(m.path("f"), b"base").unwrap();
     let other = m.second_mount();
-    let mut writer = std::fs::OpenOptions::new()
+    let writer = std::fs::OpenOptions::new()
         .write(true)
         .open(m.path("f"))
         .unwrap();
