@@ -82,6 +82,7 @@ pub(super) fn spec_text(
         },
         block_size,
         compression: None,
+        verify_reads: None,
         peers: raw_peers,
         mount: mount.map(|path| RawMount {
             path: Some(path),

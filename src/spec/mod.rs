@@ -93,6 +93,8 @@ pub struct Spec {
     pub major: Option<u32>,
     pub block_size: u32,
     pub compression: Compression,
+    /// `verify_reads`: every block read is checked against its hash.
+    pub verify_reads: bool,
     pub peers: Vec<Peer>,
     pub mount_path: Option<PathBuf>,
     /// How the mount shows owners (`mount.ownership`).
@@ -146,6 +148,7 @@ impl Spec {
                 .map(|size| size.0)
                 .unwrap_or(DEFAULT_BLOCK_SIZE) as u32,
             compression: raw.compression.unwrap_or_default(),
+            verify_reads: raw.verify_reads.unwrap_or(true),
             peers: raw
                 .peers
                 .into_iter()

@@ -37,6 +37,13 @@ pub struct RawSpec {
     #[schemars(with = "Compression")]
     pub compression: Option<Compression>,
 
+    /// Check every block against its SHA-256 when it is read (the mount,
+    /// `get`, serving peers): damaged bytes are an error (EIO), never
+    /// handed out. Default `true`; `false` trusts a local raw block of the
+    /// right length on random-access reads (faster on slow CPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_reads: Option<bool>,
+
     /// Other nodes' stores, as this node sees them (local paths, NFS, sshfs...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<RawPeer>,

@@ -75,7 +75,7 @@ impl StoreConfig {
             major: spec.major,
             block_size: spec.block_size,
             compression: spec.compression,
-            verify_reads: false,
+            verify_reads: spec.verify_reads,
         })
     }
 }

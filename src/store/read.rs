@@ -241,6 +241,8 @@ mod tests {
         let spec = scratch_spec(dir.path());
         let mut store = Store::open_spec(&spec).unwrap();
         store.config_mut().compression = compression;
+        // The raw path, read in place; tests of the check turn it on.
+        store.config_mut().verify_reads = false;
         (dir, store)
     }
 
@@ -294,6 +296,7 @@ mod tests {
     #[test]
     fn a_corrupt_block_with_verify_reads_is_a_bad_block_naming_its_hash() {
         let (_dir, mut store) = scratch(Compression::None);
+        store.config_mut().verify_reads = false;
         let (version, data) = put(&store, "/damaged");
         let hash = version.hashes[1];
         let file = store.blocks().raw_path(&hash);
@@ -333,7 +336,8 @@ mod tests {
     /// A damaged compressed block is caught whatever `verify_reads` says.
     #[test]
     fn a_corrupt_compressed_block_is_caught_without_verify_reads() {
-        let (_dir, store) = scratch(Compression::Zstd);
+        let (_dir, mut store) = scratch(Compression::Zstd);
+        store.config_mut().verify_reads = false;
         let (version, _) = put(&store, "/z");
         let hash = version.hashes[0];
         let file = store.blocks().zst_path(&hash);

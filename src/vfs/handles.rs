@@ -25,6 +25,10 @@ pub(super) struct Handle {
     pub(super) writes: bool,
     /// The block file read last (sequential reads reuse its descriptor).
     pub(super) last_block: Option<(usize, crate::store::OpenBlock)>,
+    /// The block open before `last_block`: the kernel's read-ahead sends
+    /// requests of two neighbouring blocks interleaved, and a block read
+    /// whole and checked (`verify_reads`) must not be read again each time.
+    pub(super) prev_block: Option<(usize, crate::store::OpenBlock)>,
     /// Blocks below this index were hinted to the kernel (sequential readers).
     pub(super) hinted: usize,
 }
@@ -218,6 +222,7 @@ impl Vfs {
             dirty: Some(dirty),
             writes,
             last_block: None,
+            prev_block: None,
             hinted: 0,
         })
     }
@@ -249,6 +254,7 @@ impl Vfs {
             dirty: None,
             writes: false,
             last_block: None,
+            prev_block: None,
             hinted: 0,
         });
         let keep_cache = read_of.is_some_and(|id| self.page_cache_for_read(ino, fh, id, epoch));
@@ -480,6 +486,7 @@ impl Vfs {
                     if handle.ino == ino && handle.dirty.is_none() {
                         handle.base = Some(committed.clone());
                         handle.last_block = None;
+                        handle.prev_block = None;
                         handle.hinted = 0;
                     }
                 }

@@ -56,6 +56,9 @@ impl Vfs {
         let block_len = base.block_len(index);
         let fits = within as usize + buf.len() <= block_len;
         if fits && index < base.hashes.len() {
+            if matches!(&handle.prev_block, Some((i, _)) if *i == index) {
+                std::mem::swap(&mut handle.last_block, &mut handle.prev_block);
+            }
             let cached = matches!(&handle.last_block, Some((i, _)) if *i == index);
             let sequential = match &handle.last_block {
                 Some((i, _)) => *i + 1 == index,
@@ -72,6 +75,7 @@ impl Vfs {
                 // The store's one raw block read: compressed blocks come
                 // decompressed, and `verify_reads` checks the block first.
                 // Failing here, the read below says why (or pulls it).
+                handle.prev_block = handle.last_block.take();
                 handle.last_block = self.store.open_block(base, index).ok().map(|block| {
                     // Read the rest of this block in one go, not request by request.
                     block.will_need(within as usize);
