@@ -468,3 +468,28 @@ fn status_does_not_count_ignored_paths_as_queued() {
     assert_eq!(b.read("/c.txt").unwrap(), b"shared");
     assert_eq!(queued(b), 0);
 }
+
+/// The same file written on two nodes before they sync (a tree unpacked on
+/// both, a file copied to both) is no conflict: no `sync-conflict` copy on
+/// either node, both hold one file (QA: every file of such a tree got a copy).
+#[test]
+fn the_same_bytes_written_on_two_nodes_make_no_conflict_copy() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let bytes = data(2 * nodes::BS + 7, 42);
+    a.put("/same.bin", &bytes);
+    b.put("/same.bin", &bytes);
+    a.put("/differs.bin", b"from a");
+    b.put("/differs.bin", b"from b");
+    cluster.settle();
+    for node in [a, b] {
+        let names: Vec<String> = node.listing().keys().cloned().collect();
+        let copies: Vec<&String> = names
+            .iter()
+            .filter(|n| n.contains("sync-conflict"))
+            .collect();
+        assert_eq!(copies.len(), 1, "{names:?}");
+        assert!(copies[0].starts_with("/differs"), "{names:?}");
+        assert_eq!(node.read("/same.bin").unwrap(), bytes);
+    }
+}

@@ -55,12 +55,27 @@ pub fn resolve(versions: &[Version]) -> Resolution<'_> {
         .skip(1)
         .copied()
         .filter(|v| v.kind.is_live() && v.kind != Kind::Dir && v.conflict_of.is_none())
+        // The same bytes and attributes written on two nodes lost nothing:
+        // a copy would only duplicate the file (FORMAT §10.4).
+        .filter(|v| current.is_none_or(|winner| !same_entry(v, winner)))
         .collect();
     Resolution {
         heads,
         current,
         losers,
     }
+}
+
+/// Whether two versions of one path hold the same entry: kind, bytes (size
+/// and hashes, or symlink target), mode and the POSIX attributes. The mtime
+/// and the writer may differ (the same tree unpacked on two nodes).
+fn same_entry(a: &Version, b: &Version) -> bool {
+    a.kind == b.kind
+        && a.size == b.size
+        && a.hashes == b.hashes
+        && a.target == b.target
+        && a.mode == b.mode
+        && a.posix == b.posix
 }
 
 /// Sort key of a head: live before tombstone, a directory before a file or
@@ -199,13 +214,52 @@ mod tests {
             parents: parents.iter().map(|p| p.parse().unwrap()).collect(),
             from: None,
             conflict_of: None,
-            size: 0,
+            // Each version its own bytes: concurrent ones are real conflicts.
+            size: id.len() as u64,
             mode: 0o644,
             mtime: Mtime::default(),
             block_size: 4096,
             target: None,
-            hashes: vec![],
+            hashes: vec![crate::ids::BlockHash::of(id.as_bytes())],
             posix: crate::store::posix::Posix::default(),
+        }
+    }
+
+    /// The same bytes written on two nodes are no conflict; other bytes,
+    /// or the same bytes with another mode, are.
+    #[test]
+    fn identical_concurrent_entries_make_no_conflict_copy() {
+        let hash = crate::ids::BlockHash::of(b"same");
+        let with = |id: &str, node: u8, byte: &[u8], mode: u32| {
+            let mut version = v(id, node, Kind::File, &["1.000000001"]);
+            version.size = byte.len() as u64;
+            version.hashes = vec![crate::ids::BlockHash::of(byte)];
+            version.mode = mode;
+            version.mtime = Mtime {
+                secs: i64::from(node),
+                nanos: 0,
+            };
+            version
+        };
+        let base = v("1.000000001", 1, Kind::File, &[]);
+        let a = with("5.000000001", 1, b"same", 0o644);
+        assert_eq!(a.hashes, vec![hash]);
+        let same = [
+            base.clone(),
+            a.clone(),
+            with("6.000000001", 2, b"same", 0o644),
+        ];
+        let resolution = resolve(&same);
+        assert_eq!(resolution.heads.len(), 2);
+        assert!(resolution.losers.is_empty());
+        for other in [
+            with("6.000000001", 2, b"other", 0o644),
+            with("6.000000001", 2, b"same", 0o600),
+        ] {
+            let versions = [base.clone(), a.clone(), other];
+            let resolution = resolve(&versions);
+            assert_eq!(resolution.losers.len(), 1);
+            assert_eq!(resolution.losers[0].id, a.id);
         }
     }
 
