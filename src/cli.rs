@@ -208,8 +208,9 @@ pub enum Command {
     /// Mount the volume with FUSE (in the foreground) at MOUNTPOINT or `mount.path`.
     ///
     /// Reconciles first; unmounts on SIGINT/SIGTERM; re-reads the spec on SIGHUP
-    /// (peers, sync, cache and retention apply live; a change of the volume, node,
-    /// block size, compression, mount point or ignore is refused with a log line);
+    /// (peers, sync, cache, ignore and retention apply live; a change of the volume,
+    /// node, block size, compression, verify_reads or mount point is refused with a
+    /// log line);
     /// signals readiness to systemd (NOTIFY_SOCKET). Semantics: close-to-open (close
     /// commits a version, fsync makes it durable).
     ///

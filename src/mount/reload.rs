@@ -11,7 +11,7 @@
 //! move to the new spec.
 //!
 //! Needs a remount: the volume directory, the node's id and major, the block
-//! size, compression and the mount point (when it came from `mount.path`). A new
+//! size, compression, `verify_reads` and the mount point (when it came from `mount.path`). A new
 //! spec changing any of them is refused whole, with a log line naming each
 //! key, and the mount goes on with the spec it has; so is a spec that does
 //! not load or reconcile.
@@ -104,6 +104,11 @@ pub(super) fn needs_remount(old: &Spec, new: &Spec, mountpoint_from_spec: bool) 
         "compression",
         format!("{:?}", old.compression).to_lowercase(),
         format!("{:?}", new.compression).to_lowercase(),
+    );
+    differ(
+        "verify_reads",
+        old.verify_reads.to_string(),
+        new.verify_reads.to_string(),
     );
     if mountpoint_from_spec {
         differ(
