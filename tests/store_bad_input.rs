@@ -290,3 +290,37 @@ fn bad_arguments_fail_cleanly() {
         assert!(text(&out.stderr).starts_with("globofs: "), "{args:?}");
     }
 }
+
+/// A version file that cannot be read at all (a directory or a dangling
+/// symlink in its place) is skipped like one of garbage: the path's earlier
+/// version is current, and the rest of the directory still lists (QA: one
+/// such file made the whole directory unlistable, in the mount too).
+#[test]
+fn an_unreadable_version_file_is_skipped_not_fatal_to_its_directory() {
+    let vol = Vol::new();
+    let store = vol.store();
+    let one = data(BS, 1);
+    put(&store, &vp("/d/victim"), &one);
+    put(&store, &vp("/d/victim"), &data(BS, 2));
+    put(&store, &vp("/d/other"), &data(BS, 3));
+    for damage in ["dir", "symlink"] {
+        let newest = version_file(&vol, "/d/victim");
+        fs::remove_file(&newest)
+            .or_else(|_| fs::remove_dir(&newest))
+            .unwrap();
+        match damage {
+            "dir" => fs::create_dir(&newest).unwrap(),
+            _ => std::os::unix::fs::symlink("/nowhere", &newest).unwrap(),
+        }
+        let store = vol.store();
+        assert_eq!(content(&store, &vp("/d/victim")), one, "{damage}");
+        let out = vol.cli(["ls", "/d"]);
+        assert!(out.status.success(), "{damage}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "other\nvictim\n", "{damage}");
+        assert!(
+            text(&out.stderr).contains("unreadable"),
+            "{damage}: {}",
+            text(&out.stderr)
+        );
+    }
+}

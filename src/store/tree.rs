@@ -307,17 +307,28 @@ pub fn version_ids_in(dir: &Path) -> Result<Vec<VersionId>, StoreError> {
 
 /// Reads and parses one version file (not following a symlink).
 pub fn read_version_file(file: &Path) -> Result<Version, StoreError> {
+    // Something that is not a readable version file (a directory or a
+    // symlink where the file belongs, no permission) is unreadable like a
+    // file of garbage: readers skip it with a warning (FORMAT §10) and gc,
+    // verify and prune report it, rather than failing a whole listing.
+    let unreadable = |err: std::io::Error| match err.raw_os_error() {
+        Some(libc::EISDIR | libc::ELOOP | libc::EACCES | libc::EPERM) => StoreError::Corrupt {
+            path: file.to_path_buf(),
+            why: format!("not a readable version file: {err}"),
+        },
+        _ => StoreError::io(file, err),
+    };
     let mut handle = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(file)
-        .at(file)?;
+        .map_err(unreadable)?;
     // Most version files fit: one read and one at the end, not a growing series.
     let mut bytes = Vec::with_capacity(16 << 10);
     (&mut handle)
         .take(version::MAX_VERSION_FILE + 1)
         .read_to_end(&mut bytes)
-        .at(file)?;
+        .map_err(unreadable)?;
     Version::parse(file, &bytes)
 }
 
