@@ -268,6 +268,11 @@ fn foreign(base: &Version, id: &str, kind: Kind, parents: &[VersionId]) -> Versi
         v.size = 0;
         v.block_size = 0;
         v.hashes.clear();
+    } else {
+        // Its own bytes (as many blocks): concurrent edits are real conflicts.
+        for hash in &mut v.hashes {
+            *hash = globofs::ids::BlockHash::of(id.as_bytes());
+        }
     }
     v
 }
