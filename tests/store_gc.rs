@@ -363,3 +363,39 @@ fn gc_removes_the_fan_out_directories_it_empties() {
     put(&store, &vp("/d/f0"), &data(BS, 77));
     assert!(vol.dir().join("root/d/f0/hashes").is_dir());
 }
+
+/// Once push delivered an outbound entry (its version file unlinked), gc
+/// removes what it leaves (the entry's `log` and directories); an entry
+/// still waiting stays whole (QA: 59,536 leftover files in one spool).
+#[test]
+fn gc_removes_delivered_outbound_entries_and_keeps_waiting_ones() {
+    let vol = Vol::with("", true);
+    let store = vol.store();
+    let sent = put(&store, &vp("/deep/dir/sent"), &data(BS, 1));
+    let waiting = put(&store, &vp("/deep/waiting"), &data(BS, 2));
+    let outbound = vol.dir().join(format!("spool/outbound/{PEER}"));
+    let sent_dir = outbound.join("deep/dir/sent/versions");
+    assert!(sent_dir.join(sent.id.to_string()).is_file());
+    // Delivered: push unlinks the version file (directories and log stay).
+    fs::remove_file(sent_dir.join(sent.id.to_string())).unwrap();
+    // The directory versions of /deep and /deep/dir were delivered too.
+    for dir in ["deep/versions", "deep/dir/versions"] {
+        for item in fs::read_dir(outbound.join(dir)).unwrap() {
+            let item = item.unwrap();
+            if item.file_name() != "log" {
+                fs::remove_file(item.path()).unwrap();
+            }
+        }
+    }
+    let report = store.gc().unwrap();
+    assert_eq!(report.outbound_entries_removed, 3, "{report:?}");
+    assert!(!outbound.join("deep/dir").exists());
+    assert!(!outbound.join("deep/versions").exists());
+    let waiting_dir = outbound.join("deep/waiting/versions");
+    assert!(waiting_dir.join(waiting.id.to_string()).is_file());
+    assert!(waiting_dir.join("log").is_file());
+    assert!(outbound.is_dir());
+    // A new version of the delivered path is queued again as before.
+    let again = put(&store, &vp("/deep/dir/sent"), &data(BS, 3));
+    assert!(sent_dir.join(again.id.to_string()).is_file());
+}

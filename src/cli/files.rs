@@ -534,14 +534,15 @@ pub fn gc(spec: &Spec, json: bool) -> Result<(), Failure> {
         ));
     }
     out(&format!(
-        "gc: {} versions scanned, {} blocks kept, {} deleted ({} bytes), {} path links, {} temp files and {} empty directories removed\n",
+        "gc: {} versions scanned, {} blocks kept, {} deleted ({} bytes), {} path links, {} temp files, {} empty directories and {} delivered outbound entries removed\n",
         report.versions_scanned,
         report.blocks_kept,
         report.blocks_deleted,
         report.bytes_freed,
         report.path_links_deleted,
         report.temp_files_deleted,
-        report.empty_dirs_removed
+        report.empty_dirs_removed,
+        report.outbound_entries_removed
     ))
 }
 

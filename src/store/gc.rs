@@ -39,6 +39,9 @@ pub struct GcReport {
     /// Fan-out directories (`aa/bb/cc/dd`) left empty and removed, in the
     /// store's `hashes/` and under each path.
     pub empty_dirs_removed: u64,
+    /// Outbound spool entries whose versions were all delivered (only their
+    /// `log` and directories were left), removed.
+    pub outbound_entries_removed: u64,
 }
 
 /// What `verify` found.
@@ -309,6 +312,55 @@ pub(crate) fn each_block(dir: &Path, visit: &mut BlockVisitor<'_>) -> Result<(),
     Ok(())
 }
 
+/// Below an outbound spool `dir`, removes each `versions/` directory that
+/// holds nothing but its `log` (every version in it was delivered, and no
+/// code reads an outbound log), then the directories left empty (never
+/// `dir` itself). Returns whether `dir` is empty now, and how many `versions/`
+/// directories went.
+fn remove_delivered(dir: &Path) -> Result<(bool, u64), StoreError> {
+    let Some(listing) = read_dir_if_present(dir)? else {
+        return Ok((true, 0));
+    };
+    let mut empty = true;
+    let mut removed = 0;
+    for item in listing {
+        let item = item.at(dir)?;
+        let path = item.path();
+        if !item.file_type().at(&path)?.is_dir() {
+            empty = false;
+            continue;
+        }
+        if item.file_name() == "versions" {
+            let only_log = read_dir_if_present(&path)?.is_some_and(|mut entries| {
+                entries.all(|e| e.is_ok_and(|e| e.file_name() == "log"))
+            });
+            if only_log {
+                match fs::remove_file(path.join("log")) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == ErrorKind::NotFound => {}
+                    Err(err) => return Err(StoreError::io(path.join("log"), err)),
+                }
+                fs::remove_dir(&path).at(&path)?;
+                removed += 1;
+                continue;
+            }
+            empty = false;
+            continue;
+        }
+        let (child_empty, child_removed) = remove_delivered(&path)?;
+        removed += child_removed;
+        if child_empty {
+            match fs::remove_dir(&path) {
+                Ok(()) => continue,
+                Err(err) if err.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+                Err(err) => return Err(StoreError::io(&path, err)),
+            }
+        }
+        empty = false;
+    }
+    Ok((empty, removed))
+}
+
 /// Removes the empty directories of the block fan-out below `dir` (four
 /// levels, `aa/bb/cc/dd`), deepest first, and `dir` itself when `with_top`
 /// and it is left empty; returns how many went. A directory that is not
@@ -461,6 +513,16 @@ impl Store {
         })?;
         if report.blocks_deleted > 0 {
             report.empty_dirs_removed += remove_empty_dirs(&self.layout().hashes(), false)?;
+        }
+        // Delivered outbound entries leave their log and directories: gone
+        // too (no writer queues while the lock is held exclusively).
+        if let Some(peers) = read_dir_if_present(&self.layout().outbound_dir())? {
+            for peer in peers {
+                let peer = peer.at(self.layout().outbound_dir())?;
+                if peer.file_type().at(peer.path())?.is_dir() {
+                    report.outbound_entries_removed += remove_delivered(&peer.path())?.1;
+                }
+            }
         }
         // With the lock held exclusively no writer is running: temp files are orphans.
         let tmp = self.layout().tmp();
