@@ -5,19 +5,13 @@
 #[path = "common/mount.rs"]
 mod mount;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mount::{BIN, Mounted};
+use mount::Mounted;
 
 /// `globofs du --json` of the mounted node.
 fn usage(m: &Mounted) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .arg("--spec")
-        .arg(&m.spec)
-        .args(["du", "--json"])
-        .output()
-        .unwrap();
+    let out = m.globofs(&["du", "--json"]);
     assert!(
         out.status.success(),
         "{}",

@@ -80,12 +80,8 @@ impl Store {
             content.based_on = None;
             return self.commit_linked(path, content, durable);
         }
-        let stale = match content.based_on {
-            Some(base) => !self.heads(path)?.contains(&base),
-            None => false,
-        };
-        let version = self.commit_held(path, content, durable)?;
-        if stale {
+        let (version, forked) = self.commit_held_forked(path, content, durable)?;
+        if forked {
             // The writer's base was superseded while it wrote: its version
             // and the one made meanwhile are concurrent; the one that loses
             // is kept as its conflict copy, here as on every other node.
@@ -124,6 +120,18 @@ impl Store {
         content: Content,
         durable: bool,
     ) -> Result<Version, StoreError> {
+        Ok(self.commit_held_forked(path, content, durable)?.0)
+    }
+
+    /// [`Store::commit_held`], saying whether the new version forked the
+    /// path's history: its content's `based_on` was no longer a head, so it
+    /// builds on that base alone, concurrent with what replaced it.
+    fn commit_held_forked(
+        &self,
+        path: &VPath,
+        content: Content,
+        durable: bool,
+    ) -> Result<(Version, bool), StoreError> {
         self.recover_once()?;
         let versions_dir = self.versions_dir(path);
         crate::layout::create_dirs(&versions_dir).at(&versions_dir)?;
@@ -134,10 +142,12 @@ impl Store {
         let heads = self.heads(path)?;
         // A writer that held its base while someone else replaced it
         // built on that base alone (FORMAT.md §10.5).
+        let forked = match content.based_on {
+            Some(base) => !heads.contains(&base) && self.version_ids(path)?.contains(&base),
+            None => false,
+        };
         let parents = match content.based_on {
-            Some(base) if !heads.contains(&base) && self.version_ids(path)?.contains(&base) => {
-                vec![base]
-            }
+            Some(base) if forked => vec![base],
             _ => heads,
         };
         self.link_blocks(path, &content.hashes)?;
@@ -185,7 +195,7 @@ impl Store {
         if durable {
             sync_filesystem(&self.layout.dir)?;
         }
-        Ok(version)
+        Ok((version, forked))
     }
 
     /// Writes the version file under a name no other file has: temp file, fsync,
