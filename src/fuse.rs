@@ -23,9 +23,14 @@ use tracing::Level;
 
 use crate::vfs::{Attr, Caller, DirEntry, Mode, NodeKind, Opened, SetAttr, Vfs, VfsError};
 
-/// How long the kernel may cache attributes and entries. Short, because other
-/// processes and peers change the tree too (the journal poller invalidates sooner).
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache attributes and entries. The journal follower
+/// (`mount/journal.rs`) has the kernel drop what another process or a peer
+/// changed within its poll interval, and the kernel learns of this mount's
+/// own changes from their replies; this bound only limits how long a version
+/// published without its journal line (a writer killed between the two, until
+/// the next writer recovers it) can stay unseen: the same bound as the
+/// store's directory summaries (`store::dir_times::MAX_AGE`).
+const TTL: Duration = crate::store::dir_times::MAX_AGE;
 
 /// Runs `$result`; on error logs it once (at its level, with its message)
 /// and replies with its errno, and returns.
@@ -567,7 +572,13 @@ impl Filesystem for GloboFs {
         // A handle of its own per open directory: its listing is taken once and
         // paged from memory, and it answers `fstat` after the directory is gone.
         let fh = try_reply!(self.vfs.opendir(ino.0), reply);
-        reply.opened(FileHandle(fh), FopenFlags::empty());
+        // The kernel keeps the listing (in the directory's page cache) across
+        // opens: it drops it itself when this mount changes the directory,
+        // and the journal follower has it dropped when anything else does.
+        reply.opened(
+            FileHandle(fh),
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+        );
     }
 
     fn releasedir(

@@ -259,3 +259,63 @@ fn a_removed_current_directory_lists_as_empty() {
     assert!(text.contains("links 0"), "{text}");
     assert!(!text.contains('d'), "{text}");
 }
+
+/// Waits up to 10 s (the journal follower polls twice a second; the kernel
+/// may keep an entry or a listing for a minute) for `dir`'s names to be `want`.
+fn names_become(dir: &std::path::Path, want: &[&str]) -> Vec<String> {
+    let want: Vec<String> = want.iter().map(|n| (*n).to_owned()).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = names(dir);
+        if now == want || std::time::Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_listing_the_kernel_keeps_shows_names_added_and_removed_by_another_process() {
+    let m = Mounted::new();
+    std::fs::create_dir_all(m.path("d/old")).unwrap();
+    std::fs::write(m.path("d/a"), b"a").unwrap();
+    // Listed twice: the kernel now holds the listing and every name in it.
+    assert_eq!(names(&m.path("d")), ["a", "old"]);
+    assert_eq!(names(&m.path("d")), ["a", "old"]);
+    let local = m.dir.path().join("local");
+    std::fs::write(&local, b"from another process").unwrap();
+    let local = local.to_str().unwrap();
+    // A new name in the directory, and one in a new subtree of it.
+    let out = m.globofs(&["put", local, "/d/b"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = m.globofs(&["put", local, "/d/new/deeper/c"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        names_become(&m.path("d"), &["a", "b", "new", "old"]),
+        ["a", "b", "new", "old"]
+    );
+    assert_eq!(
+        std::fs::read(m.path("d/new/deeper/c")).unwrap(),
+        b"from another process"
+    );
+    // A name removed elsewhere leaves the kept listing too.
+    let out = m.globofs(&["rm", "/d/a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        names_become(&m.path("d"), &["b", "new", "old"]),
+        ["b", "new", "old"]
+    );
+    assert_eq!(errno(std::fs::metadata(m.path("d/a"))), libc::ENOENT);
+}

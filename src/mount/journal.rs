@@ -73,6 +73,7 @@ fn follow(
         if !batch.lines.is_empty() {
             let _ = kick.send(());
         }
+        let mut listings = std::collections::HashSet::new();
         for line in &batch.lines {
             let Some((id, path)) = line.split_once(' ') else {
                 continue;
@@ -81,8 +82,14 @@ fn follow(
                 continue;
             };
             if let Some((ino, entry)) = vfs.changed_elsewhere(id, &path) {
+                if let Some((parent, _)) = &entry {
+                    listings.insert(*parent);
+                }
                 invalidator.invalidate(ino, entry);
             }
+        }
+        for dir in listings {
+            invalidator.invalidate_listing(dir);
         }
         position = batch.next;
     }

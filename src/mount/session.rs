@@ -101,6 +101,14 @@ impl Invalidator {
                 .inval_entry(INodeNo(parent), OsStr::from_bytes(&name));
         }
     }
+
+    /// Drops the listing and attributes the kernel keeps of directory `ino`
+    /// (a name in it came or went elsewhere). Dropping a name the kernel
+    /// never looked up does not tell every kernel that the directory changed,
+    /// and the mount has the kernel cache listings across opens.
+    pub(super) fn invalidate_listing(&self, ino: u64) {
+        let _ = self.notifier.inval_inode(INodeNo(ino), 0, 0);
+    }
 }
 
 /// The session's thread, with the rest of the session leaked on purpose.

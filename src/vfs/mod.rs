@@ -291,10 +291,18 @@ impl Vfs {
         if let Some(ino) = ino {
             self.page_cache_unknown(ino);
         }
-        let entry = path
-            .parent()
-            .and_then(|parent| self.ino_of(&parent))
-            .map(|parent_ino| (parent_ino, path.file_name().unwrap_or_default().to_vec()));
+        // The name to drop is the one below the nearest directory the kernel
+        // knows: a path whose parents are new here too (a peer's new subtree)
+        // changes that directory's listing, which the kernel may hold.
+        let mut below = path.clone();
+        let mut entry = None;
+        while let Some(parent) = below.parent() {
+            if let Some(parent_ino) = self.ino_of(&parent) {
+                entry = Some((parent_ino, below.file_name().unwrap_or_default().to_vec()));
+                break;
+            }
+            below = parent;
+        }
         (ino, entry)
     }
 
