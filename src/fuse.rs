@@ -568,6 +568,18 @@ impl Filesystem for GloboFs {
         reply.ok();
     }
 
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        try_reply!(self.vfs.fsyncdir(), reply);
+        reply.ok();
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         // A handle of its own per open directory: its listing is taken once and
         // paged from memory, and it answers `fstat` after the directory is gone.

@@ -72,3 +72,106 @@ fn closing_a_duplicate_descriptor_commits_what_was_written() {
     assert_eq!(version_files(&m, "f").len(), before + 2);
     assert_eq!(std::fs::read(m.path("f")).unwrap(), b"bcaa");
 }
+
+/// The mount's worker process (the child of the supervisor the test started).
+fn worker_pids(m: &Mounted) -> Vec<String> {
+    let pid = m.pid().expect("the mount runs").to_string();
+    let out = std::process::Command::new("pgrep")
+        .args(["-P", &pid])
+        .output()
+        .expect("run pgrep");
+    let mut pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    pids.push(pid);
+    pids
+}
+
+#[test]
+fn fsync_flushes_what_its_version_depends_on_not_the_whole_filesystem() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        println!("skipped: strace is not installed (scripts/test.sh installs it)");
+        return;
+    }
+    let m = Mounted::new();
+    std::fs::create_dir(m.path("d")).unwrap();
+    std::fs::write(m.path("d/warm"), b"first file").unwrap();
+    let trace = m.dir.path().join("trace");
+    let mut strace = std::process::Command::new("strace");
+    strace.args(["-f", "-qq", "-e", "trace=syncfs,sync,fsync,fdatasync", "-o"]);
+    strace.arg(&trace);
+    for pid in worker_pids(&m) {
+        strace.args(["-p", &pid]);
+    }
+    let mut strace = strace
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run strace");
+    // strace attaches within a moment; a trace line from a probe fsync says so.
+    let probe = m.path("d/probe");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&probe)
+            .unwrap();
+        f.write_all(b"p").unwrap();
+        f.sync_all().unwrap();
+        let text = std::fs::read_to_string(&trace).unwrap_or_default();
+        if text.contains("fdatasync(") || text.contains("fsync(") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "strace never attached"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::write(&trace, b"").unwrap();
+    // A new file written and fsynced, an overwrite and fsync, a rename and
+    // an fsync of its directory.
+    let mut f = std::fs::File::create(m.path("d/new")).unwrap();
+    f.write_all(&vec![7u8; 300_000]).unwrap();
+    f.sync_all().unwrap();
+    f.write_all_at(b"over", 10).unwrap();
+    f.sync_data().unwrap();
+    drop(f);
+    std::fs::rename(m.path("d/new"), m.path("d/renamed")).unwrap();
+    std::fs::File::open(m.path("d"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = strace.kill();
+    let _ = strace.wait();
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let count = |call: &str| text.lines().filter(|l| l.contains(call)).count();
+    assert_eq!(
+        count("syncfs("),
+        0,
+        "an fsync flushed the whole filesystem:\n{text}"
+    );
+    assert_eq!(
+        count(" sync("),
+        0,
+        "an fsync flushed every filesystem:\n{text}"
+    );
+    assert!(
+        count("fdatasync(") >= 3,
+        "the new blocks, version file and log are flushed:\n{text}"
+    );
+    assert!(
+        count("fsync(") >= 3,
+        "the directories naming them are flushed:\n{text}"
+    );
+    assert_eq!(
+        std::fs::read(m.path("d/renamed")).unwrap()[10..14],
+        *b"over"
+    );
+}

@@ -4,8 +4,9 @@
 //! A block is stored raw under its hash path, or as a zstd frame under the same
 //! path with `.zst` appended; readers accept either, so the store-wide compression
 //! setting may change at any time. A new block is made durable before it gets its
-//! final name: writers collect temp files and flush them in batches with one
-//! `syncfs`, then rename them, so a crash never leaves a torn block under a hash name.
+//! final name: writers collect temp files and flush them in batches (each
+//! file's data, or one `syncfs` for a batch of thousands), then rename them,
+//! so a crash never leaves a torn block under a hash name.
 
 // FFI: sync_file_range has no safe wrapper in nix; every block says why it is sound.
 #![allow(unsafe_code)]
@@ -433,13 +434,13 @@ impl<'a> BlockWriter<'a> {
         Ok(())
     }
 
-    /// Makes pending blocks durable (one `syncfs`) and renames them into place.
+    /// Makes pending blocks durable and renames them into place.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         if self.pending.is_empty() {
             return Ok(());
         }
         if self.durable {
-            sync_filesystem(&self.tmp)?;
+            flush_files(&self.tmp, self.pending.iter().map(|(tmp, _)| tmp.as_path()))?;
         }
         // Forgotten before placing: after a failure below, no later put may
         // take a block that never reached its name for one that is pending.
@@ -500,6 +501,24 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
     renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
         .map_err(std::io::Error::from)
+}
+
+/// Makes the data of `files` durable: each file's own, or one `syncfs` of
+/// the filesystem holding `tmp` when there are more than
+/// [`super::durable::TARGETED_MAX`] (one call beats thousands).
+fn flush_files<'p>(
+    tmp: &Path,
+    files: impl ExactSizeIterator<Item = &'p Path>,
+) -> Result<(), StoreError> {
+    if files.len() > super::durable::TARGETED_MAX {
+        return sync_filesystem(tmp);
+    }
+    for path in files {
+        File::open(path)
+            .and_then(|file| file.sync_data())
+            .at(path)?;
+    }
+    Ok(())
 }
 
 /// Flushes the filesystem holding `path` (one journal commit for a whole batch).

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 
 use super::{
-    Content, IoContext, Kind, Mtime, Store, StoreError, Version, WriterLock, copy_block,
-    link_block, sync_filesystem,
+    Content, IoContext, Kind, Mtime, Store, StoreError, Version, WriterLock, copy_block, link_block,
 };
 use crate::ids::{BlockHash, NodeId, VersionId};
 use crate::layout::VPath;
@@ -193,7 +192,9 @@ impl Store {
         self.record(&version)?;
         intent.done();
         if durable {
-            sync_filesystem(&self.layout.dir)?;
+            self.make_durable(std::slice::from_ref(&version))?;
+        } else {
+            self.committed_lazily(&version);
         }
         Ok((version, forked))
     }

@@ -155,6 +155,13 @@ impl JournalWriter {
     }
 }
 
+/// The last segment's file in `dir`, if the journal has one.
+pub fn last_segment(dir: &Path) -> Result<Option<PathBuf>, StoreError> {
+    Ok(segments(dir)?
+        .last()
+        .map(|number| dir.join(segment_name(*number))))
+}
+
 /// Where the journal in `dir` ends now: (last segment, its length), or None
 /// when it has no segment yet. A reader that has read everything stands at
 /// this point or past it (at the start of a later segment).

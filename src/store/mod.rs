@@ -9,6 +9,7 @@ mod blocks;
 mod commit;
 pub mod digest;
 pub mod dir_times;
+mod durable;
 mod entry;
 mod error;
 mod exchange;
@@ -221,6 +222,8 @@ pub struct Store {
     intents: intents::Intents,
     /// Whether this store already finished what dead processes left.
     recovered: std::sync::OnceLock<()>,
+    /// Lazy commits not made durable yet (for an `fsync` of a directory).
+    lazy: std::sync::Mutex<durable::Lazy>,
 }
 
 impl std::fmt::Debug for Store {
@@ -284,6 +287,7 @@ impl Store {
             heads: heads::Heads::default(),
             intents: intents::Intents::default(),
             recovered: std::sync::OnceLock::new(),
+            lazy: Default::default(),
         })
     }
 

@@ -7,7 +7,7 @@ use super::error::{VfsError, VfsResult};
 use super::locks::Ranked;
 use super::locks::lock;
 use super::write_cache::Dirty;
-use crate::store::{Attrs, Kind, Mtime};
+use crate::store::{Attrs, Kind, Mtime, Version};
 
 impl Vfs {
     /// Commits every file that writers have open (before the mount goes away
@@ -94,6 +94,14 @@ impl Vfs {
     /// the version's id, is not what the kernel was told while writing).
     pub fn commit_changed(&self, fh: u64, durable: bool) -> VfsResult<bool> {
         let Ok(dirty) = self.writers_state(fh) else {
+            if durable {
+                // An fsync through a handle that never wrote: what it shows
+                // may have been committed lazily by an earlier close.
+                let ino = lock(&*self.handle(fh)?).ino;
+                if let Some(version) = self.path_of(ino).ok().and_then(|p| self.live(&p).ok()?) {
+                    self.store.make_durable(std::slice::from_ref(&version))?;
+                }
+            }
             return Ok(false);
         };
         let ino = lock(&*self.handle(fh)?).ino;
@@ -115,7 +123,7 @@ impl Vfs {
         cache.sync_direct()?;
         if !cache.changed {
             if durable {
-                crate::store::sync_filesystem(&self.store.layout().dir)?;
+                self.make_base_durable(state.base.as_ref())?;
             }
             return Ok(());
         }
@@ -179,6 +187,9 @@ impl Vfs {
             // The cache holds exactly the base: all of it reads from the base
             // now (a cache the kernel writes directly re-marks itself on use).
             cache.committed(cache.size);
+            if durable {
+                self.make_base_durable(base.as_ref())?;
+            }
             return Ok(());
         }
         if self.live(&path)?.is_some_and(|v| v.kind == Kind::Dir) {
@@ -204,6 +215,22 @@ impl Vfs {
         // Later reads and writes build on what was just committed.
         cache.committed(version.size);
         state.base = Some(version);
+        Ok(())
+    }
+
+    /// An fsync with nothing new to commit: the version it already made
+    /// (maybe lazily, at a close) becomes durable.
+    fn make_base_durable(&self, base: Option<&Version>) -> VfsResult<()> {
+        if let Some(base) = base.filter(|b| b.id.secs > 0) {
+            self.store.make_durable(std::slice::from_ref(base))?;
+        }
+        Ok(())
+    }
+
+    /// An fsync of a directory: its entries' changes (and every other lazy
+    /// commit of this mount) become durable.
+    pub fn fsyncdir(&self) -> VfsResult<()> {
+        self.store.make_lazy_durable()?;
         Ok(())
     }
 }
