@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 
-use mount::{BLOCK, Mounted, Rng, errno, log_lines, node_dir, store_get, version_files};
+use mount::{BLOCK, Mounted, Rng, commits, errno, log_lines, node_dir, store_get, version_files};
 
 #[test]
 fn create_new_honours_the_mode_and_o_excl_gives_eexist() {
@@ -169,18 +169,22 @@ fn a_file_can_be_opened_again_while_it_is_being_written() {
 fn every_close_of_a_written_file_is_one_new_version() {
     let m = Mounted::new();
     std::fs::write(m.path("f"), b"one").unwrap();
-    let before = log_lines(&m, "/f").len();
+    let before = commits(&m, "f");
     for round in 0..3u8 {
         let mut f = OpenOptions::new().write(true).open(m.path("f")).unwrap();
         f.write_all(&[b'a' + round; 5]).unwrap();
         f.write_all(b"more").unwrap();
         drop(f);
-        assert_eq!(log_lines(&m, "/f").len(), before + round as usize + 1);
+        assert_eq!(commits(&m, "f"), before + round as usize + 1);
+        assert_eq!(
+            store_get(&m, "/f"),
+            [&[b'a' + round; 5][..], b"more"].concat()
+        );
     }
     // A close without a write adds no version.
     drop(OpenOptions::new().write(true).open(m.path("f")).unwrap());
     drop(std::fs::File::open(m.path("f")).unwrap());
-    assert_eq!(log_lines(&m, "/f").len(), before + 3);
+    assert_eq!(commits(&m, "f"), before + 3);
     let current: Vec<String> = log_lines(&m, "/f")
         .into_iter()
         .filter(|line| line.starts_with('*'))

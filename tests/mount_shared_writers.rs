@@ -12,7 +12,7 @@ mod mount;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use mount::{Mounted, store_get};
+use mount::{Mounted, names, store_get, version_files};
 
 fn appender(m: &Mounted, name: &str) -> std::fs::File {
     std::fs::OpenOptions::new()
@@ -204,4 +204,49 @@ fn a_writer_whose_base_was_replaced_meanwhile_keeps_the_other_version_as_a_confl
         "{}",
         String::from_utf8_lossy(&status.stdout)
     );
+}
+
+#[test]
+fn a_writer_whose_base_was_coalesced_away_still_keeps_the_other_version_as_a_conflict_copy() {
+    let m = Mounted::new();
+    std::fs::write(m.path("f"), b"created").unwrap();
+    let other = m.second_mount();
+    // An edit by the other mount, which it may drop once it replaces it
+    // (young, its own lazy commit, never pushed).
+    std::fs::write(other.path("f"), b"base").unwrap();
+    // This mount follows the journal twice a second: then it opens "base".
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read(m.path("f")).unwrap() != b"base" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edit never showed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("f"))
+        .unwrap();
+    writer.write_all_at(b"HERE", 0).unwrap();
+    let before = version_files(&m, "f").len();
+    std::fs::write(other.path("f"), b"elsewhere").unwrap();
+    assert_eq!(
+        version_files(&m, "f").len(),
+        before,
+        "the other mount's save dropped the edit it replaced"
+    );
+    drop(writer);
+    // The writer built on a version that is gone: still concurrent with
+    // what replaced it, so neither edit is lost.
+    let names = names(&m.mnt);
+    let copies: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("f.sync-conflict-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{names:?}");
+    let file = store_get(&m, "/f");
+    let copy = store_get(&m, &format!("/{}", copies[0]));
+    let mut both = [file, copy];
+    both.sort();
+    assert_eq!(both, [b"HERE".to_vec(), b"elsewhere".to_vec()]);
 }

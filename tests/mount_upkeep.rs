@@ -52,7 +52,8 @@ fn wait_for(
 fn the_mount_prunes_and_collects_garbage_on_its_own() {
     let m = Mounted::with(
         "4KiB",
-        "retention:\n  keep_last: 1\n  keep_within: 1s\n  every: 2s\n",
+        // Every version kept until prune (no coalescing): a history to prune.
+        "retention:\n  keep_last: 1\n  keep_within: 1s\n  every: 2s\n  coalesce_within: 0s\n",
     );
     let f = m.path("edited");
     for round in 0..4u8 {
@@ -78,7 +79,7 @@ fn the_mount_prunes_and_collects_garbage_on_its_own() {
 fn keep_all_keeps_every_version_and_every_0s_never_prunes() {
     for extra in [
         "retention:\n  keep_all: true\n  every: 1s\n",
-        "retention:\n  keep_last: 1\n  every: 0s\n",
+        "retention:\n  keep_last: 1\n  every: 0s\n  coalesce_within: 0s\n",
     ] {
         let m = Mounted::with("4KiB", extra);
         let f = m.path("edited");

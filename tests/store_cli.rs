@@ -137,7 +137,8 @@ fn put_and_get_a_tree_round_trip() {
 
 #[test]
 fn history_commands() {
-    let vol = Vol::new();
+    // Three quick puts are three versions only without coalescing.
+    let vol = Vol::with("retention:\n  coalesce_within: 0s\n", false);
     let dir = vol.scratch("files");
     let file = dir.join("f");
     for i in 0..3 {
@@ -182,7 +183,8 @@ fn history_commands() {
 
 #[test]
 fn gc_prune_and_verify_commands() {
-    let vol = Vol::with("retention:\n  keep_last: 1\n", false);
+    // Three quick puts make a history to prune only without coalescing.
+    let vol = Vol::with("retention:\n  keep_last: 1\n  coalesce_within: 0s\n", false);
     let dir = vol.scratch("files");
     let file = dir.join("f");
     for i in 0..3 {

@@ -100,7 +100,8 @@ fn a_rename_copies_no_block_and_says_where_it_came_from() {
 
 #[test]
 fn history_lists_reads_and_restores_old_versions() {
-    let vol = Vol::new();
+    // Every version kept (quick rewrites would coalesce).
+    let vol = Vol::with("retention:\n  coalesce_within: 0s\n", false);
     let store = vol.store();
     let path = vp("/h");
     let contents: Vec<Vec<u8>> = (0..4).map(|i| data(BS * i + 3, i as u64)).collect();
@@ -136,7 +137,9 @@ fn history_lists_reads_and_restores_old_versions() {
 #[test]
 fn quick_commits_get_unique_increasing_ids() {
     let vol = Vol::new();
-    let store = vol.store();
+    let mut store = vol.store();
+    // Every version kept (quick rewrites would coalesce).
+    store.config_mut().coalesce = None;
     let path = vp("/busy");
     let mut ids = Vec::new();
     for i in 0..300u32 {
@@ -161,7 +164,8 @@ fn quick_commits_get_unique_increasing_ids() {
 
 #[test]
 fn concurrent_writers_of_one_path_make_one_chain() {
-    let vol = Arc::new(Vol::new());
+    // Every version kept (quick rewrites would coalesce; see the next test).
+    let vol = Arc::new(Vol::with("retention:\n  coalesce_within: 0s\n", false));
     let path = vp("/shared");
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
@@ -188,6 +192,40 @@ fn concurrent_writers_of_one_path_make_one_chain() {
         assert_eq!(pair[1].parents, vec![pair[0].id]);
     }
     assert_eq!(store.heads(&path).unwrap(), vec![*ids.last().unwrap()]);
+}
+
+#[test]
+fn concurrent_writers_that_coalesce_still_leave_one_head() {
+    let vol = Arc::new(Vol::new());
+    let path = vp("/shared");
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let vol = Arc::clone(&vol);
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let store = vol.store();
+                (0..25u64)
+                    .map(|i| (put(&store, &path, &data(100, t * 100 + i)).id, t * 100 + i))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut made: Vec<(VersionId, u64)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("writer thread"))
+        .collect();
+    made.sort();
+    let store = vol.store();
+    let kept = store.version_ids(&path).unwrap();
+    assert!(
+        kept.len() < made.len(),
+        "some rewrites were coalesced: {kept:?}"
+    );
+    let (last, seed) = *made.last().unwrap();
+    assert_eq!(store.heads(&path).unwrap(), vec![last]);
+    assert_eq!(content(&store, &path), data(100, seed));
+    // Nothing concurrent was made: no conflict copy next to the file.
+    assert_eq!(store.list_dir(&vp("/")).unwrap().len(), 1);
 }
 
 #[test]

@@ -493,3 +493,40 @@ fn the_same_bytes_written_on_two_nodes_make_no_conflict_copy() {
         assert_eq!(node.read("/same.bin").unwrap(), bytes);
     }
 }
+
+#[test]
+fn coalesced_versions_never_make_peers_disagree() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    // One store, as one mount: durable rewrites (fsyncs) of one file.
+    let store = a.store();
+    let write = |n: u32| {
+        store
+            .write_file(
+                &vp("/db"),
+                &mut format!("row {n}").as_bytes(),
+                globofs::store::Attrs::default(),
+                true,
+            )
+            .unwrap()
+    };
+    for n in 0..5 {
+        write(n);
+    }
+    cluster.settle();
+    // A rewrites again after B got its last version.
+    for n in 5..9 {
+        write(n);
+    }
+    cluster.settle();
+    assert_eq!(b.read("/db").unwrap(), b"row 8");
+    nodes::assert_same_trees(&a.tree(), &b.tree(), "after coalesced rewrites");
+    let names = b.listing();
+    assert!(
+        names.keys().all(|name| !name.contains("sync-conflict")),
+        "{names:?}"
+    );
+    // A keeps its creation, the version B was sent, and its last one.
+    let kept = a.store().version_ids(&vp("/db")).unwrap();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+}

@@ -55,6 +55,8 @@ pub struct RetentionRule {
 pub const DEFAULT_KEEP_LAST: u32 = 10;
 /// `retention.keep_within` when the spec gives no rule.
 pub const DEFAULT_KEEP_WITHIN: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `retention.coalesce_within` when the spec does not say.
+pub const DEFAULT_COALESCE_WITHIN: Duration = Duration::from_secs(60);
 /// `retention.every` when the spec does not say.
 pub const DEFAULT_MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
 
@@ -105,6 +107,10 @@ pub struct Spec {
     /// demand and after damage).
     pub full_check: Option<Duration>,
     pub retention: RetentionRule,
+    /// How young a replaced, unpushed version of this node must be to be
+    /// dropped by the commit replacing it (`retention.coalesce_within`;
+    /// `None`: never, with `keep_all` or `0s`).
+    pub coalesce_within: Option<Duration>,
     /// How often a running mount prunes and collects garbage
     /// (`retention.every`; `None`: never).
     pub maintain_every: Option<Duration>,
@@ -179,6 +185,12 @@ impl Spec {
                 None => Some(Duration::from_secs(3600)),
             },
             retention: RetentionRule::resolve(&retention),
+            coalesce_within: match (retention.keep_all, retention.coalesce_within) {
+                (Some(true), _) => None,
+                (_, Some(span)) if span.0.is_zero() => None,
+                (_, Some(span)) => Some(span.0),
+                (_, None) => Some(DEFAULT_COALESCE_WITHIN),
+            },
             maintain_every: match retention.every {
                 Some(span) if span.0.is_zero() => None,
                 Some(span) => Some(span.0),

@@ -237,6 +237,15 @@ pub struct RawRetention {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_all: Option<bool>,
 
+    /// Coalescing: a new version of a file written on this node drops the
+    /// one it replaces when that one is younger than this and no peer was
+    /// sent it yet (default `1m`; `0s`: keep every version; off with
+    /// `keep_all`). A file rewritten many times a minute keeps one version
+    /// a minute, not one per write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Span")]
+    pub coalesce_within: Option<Span>,
+
     /// How often a running mount prunes by this rule and then runs gc
     /// (default `1h`, first one that long after the mount starts; `0s`: never,
     /// only `globofs prune` and `globofs gc` by hand).

@@ -836,6 +836,12 @@ fn check_rules(checker: &mut Checker<'_>, spec: &RawSpec) {
             for (name, given) in [
                 ("keep_last", retention.keep_last.is_some()),
                 ("keep_within", retention.keep_within.is_some()),
+                (
+                    "coalesce_within",
+                    retention
+                        .coalesce_within
+                        .is_some_and(|span| !span.0.is_zero()),
+                ),
             ] {
                 if given {
                     checker.value(
@@ -918,6 +924,25 @@ mod tests {
                 "spec.yaml:15:14: retention.keep_last: contradicts `keep_all: true` (which keeps every version)"
                     .to_string()
             ]
+        );
+        let coalesce = |extra: &str| {
+            let (problems, text) = spec_of(extra);
+            assert!(problems.is_empty(), "{problems:?}");
+            let raw: RawSpec = serde_yaml::from_str(&text).unwrap();
+            super::super::Spec::resolve(Path::new("spec.yaml"), raw).coalesce_within
+        };
+        assert_eq!(coalesce(""), Some(Duration::from_secs(60)));
+        assert_eq!(
+            coalesce("retention:\n  coalesce_within: 5m\n"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(coalesce("retention:\n  coalesce_within: 0s\n"), None);
+        assert_eq!(coalesce("retention:\n  keep_all: true\n"), None);
+        let (problems, _) = spec_of("retention:\n  keep_all: true\n  coalesce_within: 1m\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("retention.coalesce_within: contradicts"),
+            "{problems:?}"
         );
         let (problems, _) = spec_of("retention:\n  every: soon\n");
         assert_eq!(problems.len(), 1, "{problems:?}");

@@ -141,14 +141,26 @@ impl Store {
         let heads = self.heads(path)?;
         // A writer that held its base while someone else replaced it
         // built on that base alone (FORMAT.md §10.5).
+        // A base dropped since (coalesced or pruned) was replaced too.
         let forked = match content.based_on {
-            Some(base) => !heads.contains(&base) && self.version_ids(path)?.contains(&base),
+            Some(base) => {
+                !heads.contains(&base)
+                    && (self.version_ids(path)?.contains(&base)
+                        || self.pruned_ids(path)?.contains(&base))
+            }
             None => false,
         };
-        let parents = match content.based_on {
+        let mut parents = match content.based_on {
             Some(base) if forked => vec![base],
             _ => heads,
         };
+        let coalesced = match forked {
+            true => None,
+            false => self.coalescable(path, &content, &parents, durable)?,
+        };
+        if let Some((_, with)) = &coalesced {
+            parents = with.clone();
+        }
         self.link_blocks(path, &content.hashes)?;
         let mut version = Version {
             id: VersionId::for_new_version(self.config.major, &parents),
@@ -195,6 +207,9 @@ impl Store {
             self.make_durable(std::slice::from_ref(&version))?;
         } else {
             self.committed_lazily(&version);
+        }
+        if let Some((old, _)) = &coalesced {
+            self.drop_coalesced(old)?;
         }
         Ok((version, forked))
     }

@@ -75,7 +75,7 @@ impl Flush {
 /// Lazy commits of this process not made durable yet.
 #[derive(Default)]
 pub(super) struct Lazy {
-    versions: Vec<(VPath, VersionId)>,
+    versions: std::collections::HashSet<(VPath, VersionId)>,
     /// More than [`LAZY_MAX`] were made since the last durable point.
     overflowed: bool,
 }
@@ -84,6 +84,12 @@ impl Store {
     /// Makes `versions` durable (their blocks, version files, logs, journal
     /// lines and outbound entries), flushing only what they depend on.
     pub fn make_durable(&self, versions: &[Version]) -> Result<(), StoreError> {
+        {
+            let mut lazy = crate::lock(&self.lazy);
+            for version in versions {
+                lazy.versions.remove(&(version.path.clone(), version.id));
+            }
+        }
         let mut flush = Flush::default();
         for version in versions {
             self.depends_on(version, &mut flush);
@@ -124,11 +130,26 @@ impl Store {
             return;
         }
         if lazy.versions.len() >= LAZY_MAX {
-            lazy.versions = Vec::new();
+            lazy.versions = Default::default();
             lazy.overflowed = true;
             return;
         }
-        lazy.versions.push((version.path.clone(), version.id));
+        lazy.versions.insert((version.path.clone(), version.id));
+    }
+
+    /// Whether `version` is known to be a lazy commit of this process that
+    /// nothing made durable since (after an overflow nothing is known).
+    pub(super) fn is_lazy(&self, version: &Version) -> bool {
+        crate::lock(&self.lazy)
+            .versions
+            .contains(&(version.path.clone(), version.id))
+    }
+
+    /// Forgets a lazy commit that is gone (coalesced away).
+    pub(super) fn forget_lazy(&self, version: &Version) {
+        crate::lock(&self.lazy)
+            .versions
+            .remove(&(version.path.clone(), version.id));
     }
 
     /// Adds what `version` depends on to `flush`.

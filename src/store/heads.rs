@@ -139,7 +139,9 @@ mod tests {
     fn store() -> (tempfile::TempDir, crate::spec::Spec, Store) {
         let dir = tempfile::tempdir().unwrap();
         let spec = crate::store::scratch_spec(dir.path());
-        let store = Store::open_spec(&spec).unwrap();
+        let mut store = Store::open_spec(&spec).unwrap();
+        // Long histories: every version kept (no coalescing).
+        store.config_mut().coalesce = None;
         (dir, spec, store)
     }
 

@@ -6,6 +6,7 @@
 //! docs/FORMAT.md is the contract this code implements.
 
 mod blocks;
+mod coalesce;
 mod commit;
 pub mod digest;
 pub mod dir_times;
@@ -67,6 +68,9 @@ pub struct StoreConfig {
     pub compression: Compression,
     /// Check every block's hash when reading it.
     pub verify_reads: bool,
+    /// Drop a replaced version no peer was sent yet when it is younger than
+    /// this (see `coalesce.rs`); `None`: never.
+    pub coalesce: Option<std::time::Duration>,
 }
 
 impl StoreConfig {
@@ -77,6 +81,7 @@ impl StoreConfig {
             block_size: spec.block_size,
             compression: spec.compression,
             verify_reads: spec.verify_reads,
+            coalesce: spec.coalesce_within,
         })
     }
 }

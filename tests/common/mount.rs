@@ -303,6 +303,22 @@ pub fn node_dir(m: &Mounted) -> PathBuf {
     m.volume.join(node)
 }
 
+/// How many commits a top-level file `name` had: the lines of its
+/// `versions/log` (a commit that replaced a version it coalesced away still
+/// appended its id there).
+#[allow(dead_code)]
+pub fn commits(m: &Mounted, name: &str) -> usize {
+    let log = node_dir(m)
+        .join("root")
+        .join(name)
+        .join("versions")
+        .join("log");
+    std::fs::read_to_string(&log)
+        .unwrap_or_else(|err| panic!("{}: {err}", log.display()))
+        .lines()
+        .count()
+}
+
 /// The version files of a top-level file `name`, oldest first.
 pub fn version_files(m: &Mounted, name: &str) -> Vec<PathBuf> {
     let dir = node_dir(m).join("root").join(name).join("versions");
