@@ -183,7 +183,7 @@ fn a_file_committed_again_and_again_keeps_a_version_a_minute_and_its_directory_t
     std::fs::write(m.path("d/db"), b"created").unwrap();
     let dir_before = std::fs::metadata(m.path("d")).unwrap().modified().unwrap();
     // A database committing row by row: write and fsync, 40 times.
-    let mut f = OpenOptions::new().write(true).open(m.path("d/db")).unwrap();
+    let f = OpenOptions::new().write(true).open(m.path("d/db")).unwrap();
     for n in 0..40u64 {
         f.write_all_at(format!("row {n:03}").as_bytes(), n * 7)
             .unwrap();
