@@ -15,6 +15,7 @@
 //! waits. State files and spool names are listed in [`state`].
 
 mod apply;
+pub mod copies;
 pub mod evict;
 pub mod full_check;
 mod mirror;
@@ -31,7 +32,9 @@ pub use evict::{EvictReport, drop_tree, shrink_to};
 pub use mirror::{MirrorReport, mirror};
 pub use remote::{Away, PeerFetcher, Remote};
 pub use repair::{RepairReport, repair};
-pub use status::{InboundStuck, PeerStatus, Status, count_local_blocks, status, status_with};
+pub use status::{
+    CopiesStatus, InboundStuck, PeerStatus, Status, count_local_blocks, status, status_with,
+};
 
 use crate::ids::NodeId;
 use crate::spec::Spec;
@@ -134,6 +137,10 @@ impl PeerReport {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct SyncReport {
     pub peers: Vec<PeerReport>,
+    /// What the pass did for `copies` (absent: `copies` is 1, or nothing
+    /// changed since this syncer's last census).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copies: Option<copies::CopiesReport>,
 }
 
 impl SyncReport {
@@ -176,6 +183,19 @@ pub struct Syncer {
     full: bool,
     /// How often a pass runs a full check with a peer on its own (`sync.full_check`).
     full_every: Option<std::time::Duration>,
+    /// `copies`: how many nodes must hold every block of the current tree.
+    copies: u32,
+    /// When the last `copies` census ran, and on what (skipped while nothing
+    /// changed: our journal, the reachable peers).
+    copies_seen: std::sync::Mutex<Option<CopiesSeen>>,
+}
+
+/// What the last `copies` census of a [`Syncer`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CopiesSeen {
+    journal: (u64, u64),
+    reachable: Vec<NodeId>,
+    at: std::time::Instant,
 }
 
 impl Syncer {
@@ -185,6 +205,8 @@ impl Syncer {
             take_over: false,
             full: false,
             full_every: spec.full_check,
+            copies: spec.copies,
+            copies_seen: std::sync::Mutex::new(None),
         }
     }
 
@@ -271,7 +293,59 @@ impl Syncer {
         if produced {
             self.push_all(store, &mut reports, None)?;
         }
-        Ok(SyncReport { peers: reports })
+        let copies = self.ensure_copies(store, &mut reports)?;
+        Ok(SyncReport {
+            peers: reports,
+            copies,
+        })
+    }
+
+    /// `copies` above 1: after the pushes, copies blocks of the current tree
+    /// held by fewer nodes into peers' spools ([`copies::ensure`]). The census
+    /// walks the current tree, so a syncer skips it while our journal and the
+    /// reachable peers are as at its last one (at most for `sync.full_check`,
+    /// or an hour): peers' own eviction keeps their copies, but a peer's
+    /// store can be lost.
+    fn ensure_copies(
+        &self,
+        store: &Store,
+        reports: &mut [PeerReport],
+    ) -> Result<Option<copies::CopiesReport>, SyncError> {
+        if self.copies <= 1 {
+            return Ok(None);
+        }
+        let seen = CopiesSeen {
+            journal: store_journal_mark(store)?,
+            reachable: self
+                .remotes
+                .iter()
+                .zip(reports.iter())
+                .filter(|(_, report)| report.reachable)
+                .map(|(remote, _)| remote.id())
+                .collect(),
+            at: std::time::Instant::now(),
+        };
+        let recheck = self
+            .full_every
+            .unwrap_or(std::time::Duration::from_secs(3600));
+        {
+            let last = self.copies_seen.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(last) = last.as_ref() {
+                if last.journal == seen.journal
+                    && last.reachable == seen.reachable
+                    && last.at.elapsed() < recheck
+                {
+                    return Ok(None);
+                }
+            }
+        }
+        let accepting: Vec<bool> = reports
+            .iter()
+            .map(|report| report.reachable && report.errors.is_empty() && report.spool_ours)
+            .collect();
+        let report = copies::ensure(store, &self.remotes, &accepting, reports, self.copies)?;
+        *self.copies_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
+        Ok(Some(report))
     }
 
     /// Why a full check with `peer` runs in this pass, if one does.
