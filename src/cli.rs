@@ -493,9 +493,9 @@ fn run(mut cli: Cli) -> Result<(), Failure> {
         Command::Verify { json, repair } => {
             let spec = load_spec(spec_path)?;
             if repair {
-                files::verify_repair(&open_with_peers(&spec)?, json)
+                files::verify_repair(&spec, &open_with_peers(&spec)?, json)
             } else {
-                files::verify(&open_with_peers(&spec)?, json)
+                files::verify(&spec, &open_with_peers(&spec)?, json)
             }
         }
         Command::Sync(command) => sync::run(spec_path, command),

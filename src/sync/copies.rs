@@ -519,6 +519,50 @@ pub(super) fn ensure(
     Ok(out)
 }
 
+/// What `verify` says about `copies`: every copy of every block of the
+/// current tree it could read, content checked (SHA-256).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct VerifyCopies {
+    /// The spec's `copies`.
+    pub wanted: u32,
+    /// Distinct blocks of the current tree.
+    pub blocks: u64,
+    /// Good copies found, over all blocks and nodes (this one included).
+    pub copies_checked: u64,
+    /// Blocks with fewer good copies than `wanted`.
+    pub under_replicated: Shortfall,
+    /// Peers not counted (away), with why.
+    pub not_counted: Vec<String>,
+}
+
+/// `verify` with `copies` above 1: reads every copy this node can reach of
+/// every block of the current tree (ours and reachable peers': `hashes/` and
+/// inbound `%blocks`) and checks its SHA-256.
+pub fn verify_copies(
+    store: &Store,
+    remotes: &[Arc<Remote>],
+    copies: u32,
+) -> Result<VerifyCopies, StoreError> {
+    let census = Census::take(store, remotes, &VPath::root(), Check::Content)?;
+    Ok(VerifyCopies {
+        wanted: copies,
+        blocks: census.tree.blocks.len() as u64,
+        copies_checked: census
+            .count
+            .holders
+            .iter()
+            .map(|held| u64::from(held.count()))
+            .sum(),
+        under_replicated: census.shortfall(copies),
+        not_counted: census
+            .count
+            .away
+            .iter()
+            .map(|(peer, why)| format!("{peer}: {why}"))
+            .collect(),
+    })
+}
+
 /// The spec's `copies` as an eviction bound: a block may leave this node only
 /// when at least this many *other* nodes hold it (so `copies` nodes still do),
 /// and never fewer than `cache.min_copies`.
@@ -639,8 +683,8 @@ mod tests {
         ids.sort();
         let [b, c, d] = ids;
         // /p/f has blocks 1, 2, 3; d already holds 1, so 2 and 3 go to d too,
-        // although b sorts first. /q/g's block 4: no neighbour anywhere, the
-        // lowest id. Block 5 is not ours. Block 6 already has 2 holders.
+        // although b sorts first. /q/g's block 4 goes to c, which holds block
+        // 6 of the same file. Block 5 is not ours. Block 6 has 2 holders.
         let census = census(
             &[("/p/f", &[1, 2, 3]), ("/q/g", &[4, 5, 6])],
             vec![
@@ -652,24 +696,24 @@ mod tests {
                 held(true, &[c]),
             ],
         );
-        let plan = plan(&census, 2, &[b, c, d]);
-        assert_eq!(plan.to.get(&d), Some(&vec![1, 2]));
-        assert_eq!(plan.to.get(&b), Some(&vec![3]));
-        assert_eq!(plan.to.get(&c), None);
-        assert_eq!(plan.not_local, 1);
-        assert_eq!(plan.too_few_peers, 0);
-        // Three copies: two more of block 2 and 3 (d first, then b), and only
-        // b and c accept.
-        let plan = plan_for(&census, 3, &[b, c]);
-        assert_eq!(plan.to.get(&d), None);
-        assert!(plan.to[&b].contains(&1) && plan.to[&c].contains(&1));
-        assert_eq!(plan.too_few_peers, 0);
-        let plan = plan_for(&census, 3, &[b]);
-        assert_eq!(plan.too_few_peers, 4, "{plan:?}");
-    }
-
-    fn plan_for(census: &Census, copies: u32, accepting: &[NodeId]) -> Plan {
-        plan(census, copies, accepting)
+        let two = plan(&census, 2, &[b, c, d]);
+        assert_eq!(two.to.get(&d), Some(&vec![1, 2]));
+        assert_eq!(two.to.get(&c), Some(&vec![3]));
+        assert_eq!(two.to.get(&b), None);
+        assert_eq!(two.not_local, 1);
+        assert_eq!(two.too_few_peers, 0);
+        // Three copies with only b and c accepting: blocks 2, 3 and 4 need
+        // both; 1 and 6 need one more.
+        let three = plan(&census, 3, &[b, c]);
+        assert_eq!(three.to.get(&d), None);
+        for at in [1, 2, 3] {
+            assert!(three.to[&b].contains(&at) && three.to[&c].contains(&at));
+        }
+        assert_eq!(three.too_few_peers, 0);
+        // Only b accepting: blocks 2, 3 and 4 cannot reach three holders.
+        let few = plan(&census, 3, &[b]);
+        assert_eq!(few.too_few_peers, 3, "{few:?}");
+        assert_eq!(few.to[&b], vec![0, 1, 2, 3, 5]);
     }
 
     #[test]
