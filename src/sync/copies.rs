@@ -13,7 +13,8 @@
 //! blocks per call); [`plan`] chooses, for each block held by fewer than N
 //! nodes that we hold, the peers to copy it to: peers that do not hold it and
 //! accepted our push in this pass, those already holding more blocks of the
-//! same file first, then more blocks of the same directory, then by id. The
+//! same file first, then more blocks of the same directory, then the one this
+//! pass gave the fewest bytes so far, then by id. The
 //! copying itself is the `replicate` path of push ([`super::push::copy_blocks`]).
 //!
 //! The functions over a store's directories ([`store_holds`]) work on plain
@@ -336,7 +337,8 @@ pub struct Plan {
 
 /// Chooses peers for every block held by fewer than `copies` nodes that we
 /// hold: among `accepting` peers that do not hold it, those holding more
-/// blocks of the same file first, then of the same directory, then by id.
+/// blocks of the same file first, then of the same directory, then the peer
+/// given the fewest bytes by this plan so far, then by id.
 pub fn plan(census: &Census, copies: u32, accepting: &[NodeId]) -> Plan {
     let mut plan = Plan::default();
     let tree = &census.tree;
@@ -356,13 +358,17 @@ pub fn plan(census: &Census, copies: u32, accepting: &[NodeId]) -> Plan {
             }
         }
     }
+    // Bytes this plan gives each peer: with no neighbours to follow, the
+    // least loaded peer gets the next file.
+    let mut placed: HashMap<NodeId, u64> = HashMap::new();
     for at in census.short(copies) {
         let held = &holders[at];
         if !held.local {
             plan.not_local += 1;
             continue;
         }
-        let file = tree.blocks[at].files[0];
+        let block = &tree.blocks[at];
+        let file = block.files[0];
         let dir = dir_of(file);
         let mut candidates: Vec<NodeId> = accepting
             .iter()
@@ -372,9 +378,11 @@ pub fn plan(census: &Census, copies: u32, accepting: &[NodeId]) -> Plan {
         candidates.sort_by_key(|peer| {
             let same_file = per_file.get(&(file, *peer)).copied().unwrap_or(0);
             let same_dir = per_dir.get(&(dir.clone(), *peer)).copied().unwrap_or(0);
+            let given = placed.get(peer).copied().unwrap_or(0);
             (
                 std::cmp::Reverse(same_file),
                 std::cmp::Reverse(same_dir),
+                given,
                 *peer,
             )
         });
@@ -384,9 +392,12 @@ pub fn plan(census: &Census, copies: u32, accepting: &[NodeId]) -> Plan {
         }
         for peer in candidates.into_iter().take(missing) {
             plan.to.entry(peer).or_default().push(at);
+            *placed.entry(peer).or_default() += block.len as u64;
             // What this pass places counts as a neighbour for the next block.
-            *per_file.entry((file, peer)).or_default() += 1;
-            *per_dir.entry((dir.clone(), peer)).or_default() += 1;
+            for &file in &block.files {
+                *per_file.entry((file, peer)).or_default() += 1;
+                *per_dir.entry((dir_of(file), peer)).or_default() += 1;
+            }
         }
     }
     plan
