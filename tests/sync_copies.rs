@@ -292,7 +292,7 @@ fn drop_and_cache_eviction_never_take_a_block_below_copies() {
     // Evicting on A would leave one node (B): refused, naming hash and path.
     let text = a.ok(&["drop"]);
     assert!(
-        text.contains(&format!("0 evicted"))
+        text.contains("0 evicted")
             && text.contains(&format!("{} kept", distinct.len()))
             && text.contains("`copies: 2`"),
         "{text}"

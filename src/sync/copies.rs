@@ -594,42 +594,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = StoreLayout::new(dir.path());
         let spool = dir.path().join("spool/inbound/x");
+        let spools = [spool.clone()];
         let data = [1u8; 10];
         let h = BlockHash::of(&data);
-        assert!(!store_holds(
-            &layout,
-            &[spool.clone()],
-            &h,
-            10,
-            Check::Present
-        ));
+        assert!(!store_holds(&layout, &spools, &h, 10, Check::Present));
         let in_spool = spool.join(BLOCKS).join(h.relative_path());
         fs::create_dir_all(in_spool.parent().unwrap()).unwrap();
         fs::write(&in_spool, [1u8; 9]).unwrap();
         assert!(
-            !store_holds(&layout, &[spool.clone()], &h, 10, Check::Present),
+            !store_holds(&layout, &spools, &h, 10, Check::Present),
             "a short file is no copy"
         );
         fs::write(&in_spool, [2u8; 10]).unwrap();
-        assert!(store_holds(
-            &layout,
-            &[spool.clone()],
-            &h,
-            10,
-            Check::Present
-        ));
+        assert!(store_holds(&layout, &spools, &h, 10, Check::Present));
         assert!(
-            !store_holds(&layout, &[spool.clone()], &h, 10, Check::Content),
+            !store_holds(&layout, &spools, &h, 10, Check::Content),
             "wrong bytes of the right length pass a stat, not a content check"
         );
         fs::write(&in_spool, data).unwrap();
-        assert!(store_holds(
-            &layout,
-            &[spool.clone()],
-            &h,
-            10,
-            Check::Content
-        ));
+        assert!(store_holds(&layout, &spools, &h, 10, Check::Content));
         fs::remove_file(&in_spool).unwrap();
         let in_hashes = Blocks::new(layout.hashes()).raw_path(&h);
         fs::create_dir_all(in_hashes.parent().unwrap()).unwrap();
