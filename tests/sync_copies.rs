@@ -445,3 +445,79 @@ fn status_and_verify_count_what_the_stores_show_and_never_an_away_peer() {
     );
     back(b, &moved);
 }
+
+/// Blocks in a peer's `hashes/` only, walked from the directory.
+fn in_hashes(node: &Node) -> HashSet<String> {
+    let root = node.store_dir().join("hashes");
+    let mut found = HashSet::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for item in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if item.file_type().unwrap().is_dir() {
+                stack.push(item.path());
+            } else {
+                let rel = item
+                    .path()
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                found.insert(rel.trim_end_matches(".zst").replace('/', ""));
+            }
+        }
+    }
+    found
+}
+
+/// `copies` turned on after the peer had applied the versions (without their
+/// blocks: two nodes, no relay): the next pass copies the blocks and names the
+/// versions again, so the peer's apply takes the blocks into its `hashes/`.
+#[test]
+fn copies_turned_on_later_reach_a_peer_that_applied_the_versions_before() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let files = write_all(a);
+    let tree = tree_blocks(a);
+    cluster.settle();
+    assert!(in_hashes(b).is_empty(), "two nodes: B pulled nothing");
+    for node in [a, b] {
+        set_copies(node, 2);
+    }
+    let report = a.sync();
+    let copies = report.copies.as_ref().expect("a copies report");
+    assert_eq!(copies.short_after, 0, "{copies:?}");
+    assert!(copies.copied > 0);
+    b.sync();
+    let on_b = in_hashes(b);
+    for (path, blocks) in &tree {
+        for (hash, _) in blocks {
+            assert!(
+                on_b.contains(&hash.to_string()),
+                "{path}: {hash} not in B's hashes/"
+            );
+        }
+    }
+    assert!(
+        in_hashes_spool_empty(b, a),
+        "B took the blocks out of its spool"
+    );
+    fs::remove_dir_all(a.store_dir()).unwrap();
+    for (path, bytes) in &files {
+        assert_eq!(&b.ok_bytes(path), bytes, "{path}");
+    }
+}
+
+/// No block files left under B's inbound `%blocks/` from A (directories may stay).
+fn in_hashes_spool_empty(b: &Node, a: &Node) -> bool {
+    let mut stack = vec![b.inbound(a).join("%blocks")];
+    while let Some(dir) = stack.pop() {
+        for item in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if item.file_type().unwrap().is_dir() {
+                stack.push(item.path());
+            } else {
+                return false;
+            }
+        }
+    }
+    true
+}

@@ -43,7 +43,8 @@ pub enum SyncCommand {
     /// Per peer: reachable, queued outbound, unapplied inbound (and whether
     /// applying is stuck at a bad line of the peer's journal), last push and
     /// apply; the open conflict copies; how many blocks of the current tree are
-    /// not local.
+    /// not local; with `copies` above 1, the blocks and bytes held by fewer
+    /// nodes, per top-level directory (counted from the reachable peers' stores).
     Status {
         /// JSON output.
         #[arg(long, conflicts_with = "prometheus")]
@@ -60,8 +61,10 @@ pub enum SyncCommand {
     /// Evict local blocks of the current tree (or PATH) that other nodes hold.
     ///
     /// A block is evicted only when at least `cache.min_copies` (default 1)
-    /// other reachable nodes hold it; each of their copies is read on the peer
-    /// and its SHA-256 checked first. Eviction removes the block from `hashes/`
+    /// other reachable nodes hold it, and at least `copies` when the spec asks
+    /// for more (so that many still hold it after); each of their copies is
+    /// read on the peer and its SHA-256 checked first. Kept blocks are listed
+    /// with a path naming them. Eviction removes the block from `hashes/`
     /// and its links under `root/`. Evicted blocks stay readable: a read (`get`,
     /// the mount) pulls them back.
     Drop {
