@@ -521,3 +521,62 @@ fn in_hashes_spool_empty(b: &Node, a: &Node) -> bool {
     }
     true
 }
+
+/// A syncer kept from pass to pass (as the mount keeps one) counts the whole
+/// tree once, then only what its journal names since and what was still
+/// short; a pass with neither counts nothing. A peer coming back is a change
+/// of the reachable peers: the whole tree is counted again.
+#[test]
+fn a_kept_syncer_counts_only_what_changed_and_what_was_short() {
+    let cluster = cluster(2);
+    let (a, c) = (cluster.node(0), cluster.node(2));
+    let spec = a.spec();
+    let store = a.store();
+    let syncer = globofs::sync::Syncer::new(&spec);
+    write_all(a);
+    let first = syncer.pass(&store).unwrap();
+    let first = first.copies.expect("a first census");
+    assert!(
+        first.whole_tree && first.copied > 0 && first.short_after == 0,
+        "{first:?}"
+    );
+    let none = syncer.pass(&store).unwrap();
+    assert!(none.copies.is_none(), "nothing changed: {:?}", none.copies);
+    // One new file: only its blocks are counted and copied.
+    let new = nodes::data(2 * BS, 9);
+    a.put("/late", &new);
+    let second = syncer
+        .pass(&store)
+        .unwrap()
+        .copies
+        .expect("a census of the change");
+    assert!(!second.whole_tree, "{second:?}");
+    assert_eq!(
+        (second.blocks, second.copied, second.short_after),
+        (2, 2, 0),
+        "{second:?}"
+    );
+    // C away, and copies: 3 wanted of a fresh syncer: the short files are
+    // looked at again in every pass until C is back.
+    let moved = away(c);
+    let mut three = spec.clone();
+    three.copies = 3;
+    let syncer = globofs::sync::Syncer::new(&three);
+    let short = syncer.pass(&store).unwrap().copies.expect("a census");
+    assert!(short.whole_tree && short.short_after > 0, "{short:?}");
+    let again = syncer
+        .pass(&store)
+        .unwrap()
+        .copies
+        .expect("the short files again");
+    assert!(!again.whole_tree, "{again:?}");
+    assert_eq!(again.short_after, short.short_after, "{again:?}");
+    back(c, &moved);
+    let whole = syncer
+        .pass(&store)
+        .unwrap()
+        .copies
+        .expect("C back: the whole tree");
+    assert!(whole.whole_tree && whole.short_after == 0, "{whole:?}");
+    assert!(syncer.pass(&store).unwrap().copies.is_none());
+}

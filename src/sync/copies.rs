@@ -20,7 +20,7 @@
 //! The functions over a store's directories ([`store_holds`]) work on plain
 //! paths, so everything here is testable without a mount.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,13 +57,28 @@ pub struct TreeBlock {
 impl TreeBlocks {
     /// Walks the current tree below `path` (one version read per path).
     pub fn of(store: &Store, path: &VPath) -> Result<TreeBlocks, StoreError> {
-        let mut tree = TreeBlocks::default();
-        let mut index: HashMap<BlockHash, usize> = HashMap::new();
         let versions: Vec<Version> = if store.is_dir(path)? {
             store.walk(path)?.into_iter().map(|(_, v)| v).collect()
         } else {
             store.live(path)?.into_iter().collect()
         };
+        Ok(TreeBlocks::from_versions(store, versions))
+    }
+
+    /// The current versions of just `paths` (those that are live files).
+    pub fn of_paths(store: &Store, paths: &BTreeSet<VPath>) -> Result<TreeBlocks, StoreError> {
+        let mut versions = Vec::new();
+        for path in paths {
+            if let Some(version) = store.live(path)? {
+                versions.push(version);
+            }
+        }
+        Ok(TreeBlocks::from_versions(store, versions))
+    }
+
+    fn from_versions(store: &Store, versions: Vec<Version>) -> TreeBlocks {
+        let mut tree = TreeBlocks::default();
+        let mut index: HashMap<BlockHash, usize> = HashMap::new();
         for version in versions {
             if version.kind != Kind::File || store.is_ignored(&version.path) {
                 continue;
@@ -90,7 +105,7 @@ impl TreeBlocks {
             }
             tree.files.push(version);
         }
-        Ok(tree)
+        tree
     }
 
     /// The volume path of the first file naming block `at`.
@@ -253,10 +268,19 @@ impl Census {
         path: &VPath,
         check: Check,
     ) -> Result<Census, StoreError> {
-        let tree = TreeBlocks::of(store, path)?;
+        Ok(Census::of(
+            store,
+            remotes,
+            TreeBlocks::of(store, path)?,
+            check,
+        ))
+    }
+
+    /// Counts the holders of the blocks of `tree`.
+    pub fn of(store: &Store, remotes: &[Arc<Remote>], tree: TreeBlocks, check: Check) -> Census {
         let wanted: Vec<(BlockHash, usize)> = tree.blocks.iter().map(|b| (b.hash, b.len)).collect();
         let count = count_holders(store, remotes, &wanted, check);
-        Ok(Census { tree, count })
+        Census { tree, count }
     }
 
     /// Blocks held by fewer than `copies` nodes (indexes into the tree's blocks).
@@ -422,18 +446,26 @@ pub struct CopiesReport {
     pub too_few_peers: u64,
     /// Peers not counted (away), with why.
     pub not_counted: Vec<String>,
+    /// Whether the whole current tree was counted (else only the paths
+    /// changed since this syncer's last census and those still short then).
+    pub whole_tree: bool,
+    /// The files with blocks still short (what the next census looks at again).
+    #[serde(skip)]
+    pub short_paths: BTreeSet<VPath>,
 }
 
 /// After the pushes of a pass: counts the holders of every block of the
-/// current tree and copies those held by fewer than `copies` nodes into the
-/// chosen `accepting` peers' spools (see [`plan`]). `reports` is indexed
-/// like `remotes`.
+/// current tree (or, with `only`, of those paths' current versions) and
+/// copies those held by fewer than `copies` nodes into the chosen
+/// `accepting` peers' spools (see [`plan`]). `reports` is indexed like
+/// `remotes`.
 pub(super) fn ensure(
     store: &Store,
     remotes: &[Arc<Remote>],
     accepting: &[bool],
     reports: &mut [super::PeerReport],
     copies: u32,
+    only: Option<&BTreeSet<VPath>>,
 ) -> Result<CopiesReport, StoreError> {
     let reachable: Vec<Arc<Remote>> = remotes
         .iter()
@@ -441,10 +473,15 @@ pub(super) fn ensure(
         .filter(|(_, report)| report.reachable)
         .map(|(remote, _)| remote.clone())
         .collect();
-    let census = Census::take(store, &reachable, &VPath::root(), Check::Present)?;
+    let tree = match only {
+        Some(paths) => TreeBlocks::of_paths(store, paths)?,
+        None => TreeBlocks::of(store, &VPath::root())?,
+    };
+    let census = Census::of(store, &reachable, tree, Check::Present);
     let mut out = CopiesReport {
         wanted: copies,
         blocks: census.tree.blocks.len() as u64,
+        whole_tree: only.is_none(),
         ..CopiesReport::default()
     };
     let short = census.short(copies);
@@ -500,11 +537,14 @@ pub(super) fn ensure(
             away: census.count.away.clone(),
         }
     };
-    out.short_after = recount
-        .holders
-        .iter()
-        .filter(|held| held.count() < copies)
-        .count() as u64;
+    for (at, held) in short.iter().zip(&recount.holders) {
+        if held.count() < copies {
+            out.short_after += 1;
+            for &file in &census.tree.blocks[*at].files {
+                out.short_paths.insert(census.tree.files[file].path.clone());
+            }
+        }
+    }
     let mut away: Vec<(NodeId, String)> = census.count.away.clone();
     for (remote, report) in remotes.iter().zip(reports.iter()) {
         if !report.reachable {

@@ -191,11 +191,15 @@ pub struct Syncer {
 }
 
 /// What the last `copies` census of a [`Syncer`] saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct CopiesSeen {
-    journal: (u64, u64),
+    /// Our journal was read through here (what changed since is looked at).
+    journal: crate::store::journal::Position,
     reachable: Vec<NodeId>,
-    at: std::time::Instant,
+    /// When the whole tree was last counted.
+    whole_at: std::time::Instant,
+    /// Files with blocks still short then.
+    short: std::collections::BTreeSet<crate::layout::VPath>,
 }
 
 impl Syncer {
@@ -301,11 +305,13 @@ impl Syncer {
     }
 
     /// `copies` above 1: after the pushes, copies blocks of the current tree
-    /// held by fewer nodes into peers' spools ([`copies::ensure`]). The census
-    /// walks the current tree, so a syncer skips it while our journal and the
-    /// reachable peers are as at its last one (at most for `sync.full_check`,
-    /// or an hour): peers' own eviction keeps their copies, but a peer's
-    /// store can be lost.
+    /// held by fewer nodes into peers' spools ([`copies::ensure`]). The first
+    /// census of a syncer walks the whole current tree, and so does one after
+    /// the reachable peers changed or `sync.full_check` (or an hour) passed:
+    /// peers' own eviction keeps their copies, but a peer's store can be
+    /// lost. In between, a census looks only at the paths our journal names
+    /// since the last one (our writes and what we applied) and the files
+    /// still short then; a pass with neither does nothing.
     fn ensure_copies(
         &self,
         store: &Store,
@@ -314,37 +320,60 @@ impl Syncer {
         if self.copies <= 1 {
             return Ok(None);
         }
-        let seen = CopiesSeen {
-            journal: store_journal_mark(store)?,
-            reachable: self
-                .remotes
-                .iter()
-                .zip(reports.iter())
-                .filter(|(_, report)| report.reachable)
-                .map(|(remote, _)| remote.id())
-                .collect(),
-            at: std::time::Instant::now(),
-        };
+        let reachable: Vec<NodeId> = self
+            .remotes
+            .iter()
+            .zip(reports.iter())
+            .filter(|(_, report)| report.reachable)
+            .map(|(remote, _)| remote.id())
+            .collect();
         let recheck = self
             .full_every
             .unwrap_or(std::time::Duration::from_secs(3600));
-        {
-            let last = self.copies_seen.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(last) = last.as_ref() {
-                if last.journal == seen.journal
-                    && last.reachable == seen.reachable
-                    && last.at.elapsed() < recheck
-                {
-                    return Ok(None);
+        let last = self
+            .copies_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let journal_dir = store.journal().dir();
+        let (only, journal, whole_at) = match last {
+            Some(last) if last.reachable == reachable && last.whole_at.elapsed() < recheck => {
+                match changed_since(journal_dir, &last.journal)? {
+                    Some((mut paths, through)) => {
+                        paths.extend(last.short.iter().cloned());
+                        if paths.is_empty() {
+                            let mut seen =
+                                self.copies_seen.lock().unwrap_or_else(|e| e.into_inner());
+                            if let Some(seen) = seen.as_mut() {
+                                seen.journal = through;
+                            }
+                            return Ok(None);
+                        }
+                        (Some(paths), through, last.whole_at)
+                    }
+                    None => (None, journal_end(store)?, std::time::Instant::now()),
                 }
             }
-        }
+            _ => (None, journal_end(store)?, std::time::Instant::now()),
+        };
         let accepting: Vec<bool> = reports
             .iter()
             .map(|report| report.reachable && report.errors.is_empty() && report.spool_ours)
             .collect();
-        let report = copies::ensure(store, &self.remotes, &accepting, reports, self.copies)?;
-        *self.copies_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
+        let report = copies::ensure(
+            store,
+            &self.remotes,
+            &accepting,
+            reports,
+            self.copies,
+            only.as_ref(),
+        )?;
+        *self.copies_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(CopiesSeen {
+            journal,
+            reachable,
+            whole_at,
+            short: report.short_paths.clone(),
+        });
         Ok(Some(report))
     }
 
@@ -481,6 +510,51 @@ fn settle_take_over(
         );
     }
     Ok(())
+}
+
+/// Where our own journal ends now, as a reader's position.
+fn journal_end(store: &Store) -> Result<crate::store::journal::Position, StoreError> {
+    let (segment, offset) = crate::store::journal::end(store.journal().dir())?.unwrap_or((0, 0));
+    Ok(crate::store::journal::Position {
+        nonce: store.meta().nonce.clone(),
+        segment,
+        offset,
+    })
+}
+
+/// The paths our journal names after `from`, and where it was read through;
+/// `None` when it cannot be followed from there (restarted, a bad line):
+/// the whole tree is counted instead.
+fn changed_since(
+    dir: &std::path::Path,
+    from: &crate::store::journal::Position,
+) -> Result<
+    Option<(
+        std::collections::BTreeSet<crate::layout::VPath>,
+        crate::store::journal::Position,
+    )>,
+    StoreError,
+> {
+    let mut paths = std::collections::BTreeSet::new();
+    let mut position = from.clone();
+    loop {
+        let batch = crate::store::journal::read(dir, &position, 4096)?;
+        if batch.restarted || batch.stuck.is_some() {
+            return Ok(None);
+        }
+        if batch.lines.is_empty() {
+            return Ok(Some((paths, batch.next)));
+        }
+        for line in &batch.lines {
+            match push::parse_line(line) {
+                Ok((_, path)) => {
+                    paths.insert(path);
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+        position = batch.next;
+    }
 }
 
 /// Where our own journal ends (to tell whether applying journaled anything).
