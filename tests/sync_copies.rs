@@ -580,3 +580,30 @@ fn a_kept_syncer_counts_only_what_changed_and_what_was_short() {
     assert!(whole.whole_tree && whole.short_after == 0, "{whole:?}");
     assert!(syncer.pass(&store).unwrap().copies.is_none());
 }
+
+/// A peer that does not take the blocks it is given (here its spool's
+/// `%blocks` is a file, so nothing can be written below it) is left out of
+/// the next round of the same pass: the other peer gets them.
+#[test]
+fn blocks_a_peer_refuses_go_to_another_peer_in_the_same_pass() {
+    let cluster = cluster(2);
+    let (a, b, c) = (cluster.node(0), cluster.node(1), cluster.node(2));
+    write_all(a);
+    let tree = tree_blocks(a);
+    fs::write(b.inbound(a).join("%blocks"), b"not a directory").unwrap();
+    let report = a.sync();
+    let copies = report.copies.as_ref().expect("a copies report");
+    assert_eq!(copies.short_after, 0, "{copies:?}");
+    let to_b = report.peer(b.id).unwrap();
+    assert!(
+        to_b.notes.iter().any(|n| n.contains("replicating block")),
+        "{to_b:?}"
+    );
+    assert!(shown_by(b).is_empty());
+    let on_c = shown_by(c);
+    for (path, blocks) in &tree {
+        for (hash, _) in blocks {
+            assert!(on_c.contains(&hash.to_string()), "{path}: {hash}");
+        }
+    }
+}

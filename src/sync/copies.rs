@@ -36,6 +36,10 @@ use super::state::BLOCKS;
 /// Blocks checked per call on a peer's worker (each call has the sync deadline).
 const BATCH: usize = 128;
 
+/// Rounds of copying per pass: a peer that did not take its share is left
+/// out of the next round.
+const ROUNDS: usize = 3;
+
 /// The distinct blocks of the current tree, with the files naming them.
 #[derive(Debug, Default)]
 pub struct TreeBlocks {
@@ -484,65 +488,90 @@ pub(super) fn ensure(
         whole_tree: only.is_none(),
         ..CopiesReport::default()
     };
-    let short = census.short(copies);
-    out.short_before = short.len() as u64;
-    let ids: Vec<NodeId> = remotes
+    let mut census = census;
+    out.short_before = census.short(copies).len() as u64;
+    let mut ids: Vec<NodeId> = remotes
         .iter()
         .zip(accepting)
         .filter(|(_, ok)| **ok)
         .map(|(remote, _)| remote.id())
         .collect();
-    let plan = plan(&census, copies, &ids);
-    out.not_local = plan.not_local;
-    out.too_few_peers = plan.too_few_peers;
-    for (index, remote) in remotes.iter().enumerate() {
-        let Some(chosen) = plan.to.get(&remote.id()) else {
-            continue;
-        };
-        // Per file, the chosen blocks it names (each block once, with the
-        // first file naming it).
-        let mut per_file: BTreeMap<usize, HashSet<BlockHash>> = BTreeMap::new();
-        for &at in chosen {
-            let block = &census.tree.blocks[at];
-            per_file
-                .entry(block.files[0])
-                .or_default()
-                .insert(block.hash);
+    // A peer that did not end up holding what it was given (its disk full,
+    // its spool refused, gone away) is left out of the next round, so the
+    // blocks go to another peer in the same pass.
+    for round in 0..ROUNDS {
+        let plan = plan(&census, copies, &ids);
+        if round == 0 {
+            out.not_local = plan.not_local;
         }
-        let versions: Vec<(&Version, HashSet<BlockHash>)> = per_file
-            .into_iter()
-            .map(|(file, hashes)| (&census.tree.files[file], hashes))
+        out.too_few_peers = plan.too_few_peers;
+        if plan.to.is_empty() {
+            break;
+        }
+        for (index, remote) in remotes.iter().enumerate() {
+            let Some(chosen) = plan.to.get(&remote.id()) else {
+                continue;
+            };
+            // Per file, the chosen blocks it names (each block once, with the
+            // first file naming it).
+            let mut per_file: BTreeMap<usize, HashSet<BlockHash>> = BTreeMap::new();
+            for &at in chosen {
+                let block = &census.tree.blocks[at];
+                per_file
+                    .entry(block.files[0])
+                    .or_default()
+                    .insert(block.hash);
+            }
+            let versions: Vec<(&Version, HashSet<BlockHash>)> = per_file
+                .into_iter()
+                .map(|(file, hashes)| (&census.tree.files[file], hashes))
+                .collect();
+            match super::push::copy_blocks(store, remote, &versions, &mut reports[index]) {
+                Ok((copied, _)) => out.copied += copied,
+                Err(super::push::PushError::Away(away)) => {
+                    reports[index].note(format!("copying blocks for `copies`: {away}"));
+                }
+                Err(super::push::PushError::Store(err)) => return Err(err),
+            }
+        }
+        // Counted again, from the stores, for the blocks that were short.
+        let short = census.short(copies);
+        let again: Vec<(BlockHash, usize)> = short
+            .iter()
+            .map(|&at| (census.tree.blocks[at].hash, census.tree.blocks[at].len))
             .collect();
-        match super::push::copy_blocks(store, remote, &versions, &mut reports[index]) {
-            Ok((copied, _)) => out.copied += copied,
-            Err(super::push::PushError::Away(away)) => {
-                reports[index].note(format!("copying blocks for `copies`: {away}"));
-            }
-            Err(super::push::PushError::Store(err)) => return Err(err),
+        let recount = count_holders(store, &reachable, &again, Check::Present);
+        for (at, held) in short.iter().zip(recount.holders) {
+            census.count.holders[*at] = held;
         }
+        for (peer, why) in recount.away {
+            if !census.count.away.iter().any(|(p, _)| *p == peer) {
+                census.count.away.push((peer, why));
+            }
+        }
+        let failed: Vec<NodeId> = plan
+            .to
+            .iter()
+            .filter(|(peer, chosen)| {
+                chosen
+                    .iter()
+                    .any(|at| !census.count.holders[*at].peers.contains(peer))
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        if failed.is_empty() {
+            break;
+        }
+        tracing::info!(
+            ?failed,
+            "peers that did not take the blocks given to them for `copies`; trying others"
+        );
+        ids.retain(|peer| !failed.contains(peer));
     }
-    // Counted again, from the stores, for the blocks that were short.
-    let again: Vec<(BlockHash, usize)> = short
-        .iter()
-        .map(|&at| (census.tree.blocks[at].hash, census.tree.blocks[at].len))
-        .collect();
-    let recount = if out.copied > 0 {
-        count_holders(store, &reachable, &again, Check::Present)
-    } else {
-        Count {
-            holders: short
-                .iter()
-                .map(|&at| census.count.holders[at].clone())
-                .collect(),
-            away: census.count.away.clone(),
-        }
-    };
-    for (at, held) in short.iter().zip(&recount.holders) {
-        if held.count() < copies {
-            out.short_after += 1;
-            for &file in &census.tree.blocks[*at].files {
-                out.short_paths.insert(census.tree.files[file].path.clone());
-            }
+    for at in census.short(copies) {
+        out.short_after += 1;
+        for &file in &census.tree.blocks[at].files {
+            out.short_paths.insert(census.tree.files[file].path.clone());
         }
     }
     let mut away: Vec<(NodeId, String)> = census.count.away.clone();
