@@ -33,8 +33,10 @@ use crate::store::{Blocks, Kind, Store, StoreError, Version};
 use super::remote::Remote;
 use super::state::BLOCKS;
 
-/// Blocks checked per call on a peer's worker (each call has the sync deadline).
+/// Blocks checked per call on a peer's worker (each call has the sync
+/// deadline): stats, and whole blocks read for a content check.
 const BATCH: usize = 128;
+const CONTENT_BATCH: usize = 4;
 
 /// Rounds of copying per pass: a peer that did not take its share is left
 /// out of the next round.
@@ -178,7 +180,11 @@ pub fn count_holders(
             continue;
         }
         let layout = remote.layout().clone();
-        for (chunk_at, chunk) in blocks.chunks(BATCH).enumerate() {
+        let batch = match check {
+            Check::Present => BATCH,
+            Check::Content => CONTENT_BATCH,
+        };
+        for (chunk_at, chunk) in blocks.chunks(batch).enumerate() {
             let wanted = chunk.to_vec();
             let layout = layout.clone();
             let answer = remote.run(move || {
@@ -192,7 +198,7 @@ pub fn count_holders(
                 Ok(found) => {
                     for (offset, held) in found.into_iter().enumerate() {
                         if held {
-                            holders[chunk_at * BATCH + offset].peers.push(remote.id());
+                            holders[chunk_at * batch + offset].peers.push(remote.id());
                         }
                     }
                 }
