@@ -533,7 +533,7 @@ pub(super) fn ensure(
                 .map(|(file, hashes)| (&census.tree.files[file], hashes))
                 .collect();
             match super::push::copy_blocks(store, remote, &versions, &mut reports[index]) {
-                Ok((copied, _)) => out.copied += copied,
+                Ok(copied) => out.copied += copied,
                 Err(super::push::PushError::Away(away)) => {
                     reports[index].note(format!("copying blocks for `copies`: {away}"));
                 }

@@ -67,7 +67,7 @@ pub struct PeerReport {
     pub conflicts: u64,
     /// Directories re-created because a peer's deletion hid live entries.
     pub resurrected: u64,
-    /// Blocks copied into the peer's spool (`replicate: true`).
+    /// Blocks copied into the peer's spool (`replicate: true`, or for `copies`).
     pub blocks_replicated: u64,
     /// Blocks taken in from the peer (its eager `%blocks`, or pulled to relay).
     pub blocks_received: u64,

@@ -494,21 +494,21 @@ fn write_version(dir: &Path, id: VersionId, text: &str) -> io::Result<bool> {
 /// again (an identical version file there is left alone) with a line of our
 /// journal in the spool, so that the peer's apply meets the version and takes
 /// the blocks into its `hashes/` (a version it applied before would not be
-/// looked at again). Returns the blocks written; `false` in the second place
-/// when another process of this node is pushing to the peer (nothing done).
+/// looked at again). Returns the blocks written (none while another process
+/// of this node is pushing to the peer).
 pub fn copy_blocks(
     store: &Store,
     remote: &Remote,
     versions: &[(&crate::store::Version, HashSet<BlockHash>)],
     report: &mut PeerReport,
-) -> Result<(u64, bool), PushError> {
+) -> Result<u64, PushError> {
     let peer = remote.id();
     let layout = store.layout();
     let Some(_running) =
         FileLock::try_exclusive(&state::lock_file(layout, &format!("push-{peer}.run")))?
     else {
         report.note("another process of this node is pushing to this peer; no blocks copied for `copies` by this run".into());
-        return Ok((0, false));
+        return Ok(0);
     };
     let our_id = store.meta().node;
     let nonce = store.meta().nonce.clone();
@@ -527,7 +527,7 @@ pub fn copy_blocks(
                     "writing version {id} of {} (for `copies`): {err}",
                     version.path
                 ));
-                return Ok((report.blocks_replicated - before, true));
+                return Ok(report.blocks_replicated - before);
             }
             lines.push(format!("{id} {}", version.path.escaped()));
         }
@@ -543,7 +543,7 @@ pub fn copy_blocks(
             break;
         }
     }
-    Ok((report.blocks_replicated - before, true))
+    Ok(report.blocks_replicated - before)
 }
 
 /// Copies the version's local blocks the peer lacks into its spool's `%blocks/`
