@@ -301,6 +301,7 @@ let
           };
         })
         (mkIf (vol.ignore != [ ]) { inherit (vol) ignore; })
+        (mkIf (vol.copies != null) { inherit (vol) copies; })
         (mkIf (vol.cache.maxSize != null || vol.cache.minCopies != null) {
           cache = nonEmpty {
             max_size = vol.cache.maxSize;
@@ -537,6 +538,19 @@ let
             example = "30d";
             description = "Keep every old version younger than this. Spec key `retention.keep_within`.";
           };
+        };
+
+        copies = mkOption {
+          type = types.nullOr types.ints.positive;
+          default = null;
+          example = 2;
+          description = ''
+            How many nodes (this one included) must hold every block of the
+            current tree: sync copies blocks held by fewer into peers'
+            spools, and eviction never goes below it. At most one more than
+            the number of peers; give every node of the volume the same
+            value. Spec key `copies` (default 1).
+          '';
         };
 
         ignore = mkOption {

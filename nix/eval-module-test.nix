@@ -93,6 +93,7 @@ let
           }
         ];
         syncInterval = 30;
+        copies = 2;
         # freeform keys merge with the typed ones
         settings.sync.timeout = "10s";
         settings.cache = {
@@ -257,6 +258,7 @@ let
       max_size = "10GiB";
       min_copies = 1;
     };
+    copies = 2;
   };
 
   # Assertion-only failures: evaluation succeeds, and `assertions` must catch

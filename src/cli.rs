@@ -192,6 +192,10 @@ pub enum Command {
     /// With --repair, bring back corrupt and lost blocks from an intact local
     /// link or from peers (checked against their SHA-256); corrupt files are
     /// kept aside in `state/corrupt/`. Exit 3 when anything stays broken.
+    /// With `copies` above 1, also reads every copy of the current tree's
+    /// blocks on this node and the reachable peers (SHA-256 checked) and
+    /// counts them, and the blocks held by fewer nodes (not an error: sync
+    /// makes the copies).
     Verify {
         /// JSON output.
         #[arg(long)]
@@ -493,9 +497,9 @@ fn run(mut cli: Cli) -> Result<(), Failure> {
         Command::Verify { json, repair } => {
             let spec = load_spec(spec_path)?;
             if repair {
-                files::verify_repair(&open_with_peers(&spec)?, json)
+                files::verify_repair(&spec, &open_with_peers(&spec)?, json)
             } else {
-                files::verify(&open_with_peers(&spec)?, json)
+                files::verify(&spec, &open_with_peers(&spec)?, json)
             }
         }
         Command::Sync(command) => sync::run(spec_path, command),

@@ -78,6 +78,7 @@ fn schema_is_json_schema_that_describes_the_spec() {
         "retention",
         "ignore",
         "cache",
+        "copies",
     ] {
         let property = &properties[key];
         assert!(property.is_object(), "no `{key}` in the schema");

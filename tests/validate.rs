@@ -438,6 +438,19 @@ const CORPUS: &[(&str, &[Expect])] = &[
             at(10, 12, "peers[1].owner", "write a uid as a plain number"),
         ],
     ),
+    (
+        "74-copies-more-than-nodes.yaml",
+        &[at(
+            7,
+            9,
+            "copies",
+            "3 copies need 3 nodes, and this spec has 2 (this node and 1 peer)",
+        )],
+    ),
+    (
+        "75-copies-zero.yaml",
+        &[at(4, 9, "copies", "0 is less than the minimum 1")],
+    ),
 ];
 
 fn corpus_dir() -> PathBuf {

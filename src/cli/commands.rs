@@ -96,6 +96,7 @@ pub(super) fn spec_text(
         retention: None,
         ignore: Vec::new(),
         cache: None,
+        copies: None,
     };
     let yaml = serde_yaml::to_string(&raw).map_err(Failure::runtime)?;
     let text = format!(

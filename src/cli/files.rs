@@ -646,23 +646,68 @@ pub fn prune(spec: &Spec, json: bool) -> Result<(), Failure> {
     out(&text)
 }
 
-pub fn verify(store: &Store, json: bool) -> Result<(), Failure> {
+pub fn verify(spec: &Spec, store: &Store, json: bool) -> Result<(), Failure> {
     let bar = progress(0, "verify");
     let report = store.verify(&mut |n| bar.set_position(n))?;
     bar.finish_and_clear();
+    let copies = verify_copies(spec, store)?;
     if json {
+        let mut value = serde_json::to_value(&report).map_err(Failure::runtime)?;
+        if let Some(copies) = &copies {
+            value["copies"] = serde_json::to_value(copies).map_err(Failure::runtime)?;
+        }
         out(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&report).map_err(Failure::runtime)?
+            serde_json::to_string_pretty(&value).map_err(Failure::runtime)?
         ))?;
     } else {
-        out(&verify_summary(&report))?;
+        let mut text = verify_summary(&report);
+        if let Some(copies) = &copies {
+            text.push_str(&copies_summary(copies));
+        }
+        out(&text)?;
     }
     if report.is_clean() {
         Ok(())
     } else {
         Err(Failure::runtime("verify found problems"))
     }
+}
+
+/// `copies` above 1: every reachable copy of the current tree's blocks,
+/// content checked (not a failure of verify when some are short: that is
+/// what sync repairs).
+fn verify_copies(
+    spec: &Spec,
+    store: &Store,
+) -> Result<Option<crate::sync::copies::VerifyCopies>, Failure> {
+    if spec.copies <= 1 {
+        return Ok(None);
+    }
+    let remotes = crate::sync::remote::remotes(spec);
+    Ok(Some(crate::sync::copies::verify_copies(
+        store,
+        &remotes,
+        spec.copies,
+    )?))
+}
+
+fn copies_summary(copies: &crate::sync::copies::VerifyCopies) -> String {
+    let short = &copies.under_replicated;
+    let mut text = format!(
+        "copies: {} wanted; {} good copies checked of {} blocks of the current tree; {} blocks ({} bytes) held by fewer nodes\n",
+        copies.wanted, copies.copies_checked, copies.blocks, short.blocks, short.bytes
+    );
+    for prefix in &short.prefixes {
+        text.push_str(&format!(
+            "  under-replicated {}: {} blocks, {} bytes\n",
+            prefix.prefix, prefix.blocks, prefix.bytes
+        ));
+    }
+    for why in &copies.not_counted {
+        text.push_str(&format!("  not counted: {why}\n"));
+    }
+    text
 }
 
 /// The text `verify` prints: the counts, then one line per problem.
@@ -687,18 +732,26 @@ fn verify_summary(report: &crate::store::gc::VerifyReport) -> String {
 }
 
 /// `verify --repair`: verify, then bring back corrupt and lost blocks.
-pub fn verify_repair(store: &Store, json: bool) -> Result<(), Failure> {
+pub fn verify_repair(spec: &Spec, store: &Store, json: bool) -> Result<(), Failure> {
     let bar = progress(0, "verify");
     let report = crate::sync::repair(store, &mut |n| bar.set_position(n))?;
     bar.finish_and_clear();
+    let copies = verify_copies(spec, store)?;
     let found = &report.found;
     if json {
+        let mut value = serde_json::to_value(&report).map_err(Failure::runtime)?;
+        if let Some(copies) = &copies {
+            value["copies"] = serde_json::to_value(copies).map_err(Failure::runtime)?;
+        }
         out(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&report).map_err(Failure::runtime)?
+            serde_json::to_string_pretty(&value).map_err(Failure::runtime)?
         ))?;
     } else {
         let mut text = verify_summary(found);
+        if let Some(copies) = &copies {
+            text.push_str(&copies_summary(copies));
+        }
         text.push_str(&format!(
             "repair: {} repaired ({} from local links, {} from peers), {} still broken ({} corrupt, {} missing), {} corrupt files kept aside\n",
             report.repaired,

@@ -43,7 +43,8 @@ pub enum SyncCommand {
     /// Per peer: reachable, queued outbound, unapplied inbound (and whether
     /// applying is stuck at a bad line of the peer's journal), last push and
     /// apply; the open conflict copies; how many blocks of the current tree are
-    /// not local.
+    /// not local; with `copies` above 1, the blocks and bytes held by fewer
+    /// nodes, per top-level directory (counted from the reachable peers' stores).
     Status {
         /// JSON output.
         #[arg(long, conflicts_with = "prometheus")]
@@ -60,8 +61,10 @@ pub enum SyncCommand {
     /// Evict local blocks of the current tree (or PATH) that other nodes hold.
     ///
     /// A block is evicted only when at least `cache.min_copies` (default 1)
-    /// other reachable nodes hold it; each of their copies is read on the peer
-    /// and its SHA-256 checked first. Eviction removes the block from `hashes/`
+    /// other reachable nodes hold it, and at least `copies` when the spec asks
+    /// for more (so that many still hold it after); each of their copies is
+    /// read on the peer and its SHA-256 checked first. Kept blocks are listed
+    /// with a path naming them. Eviction removes the block from `hashes/`
     /// and its links under `root/`. Evicted blocks stay readable: a read (`get`,
     /// the mount) pulls them back.
     Drop {
@@ -122,8 +125,8 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
             // Reported after the pass's own output, so a failure here hides nothing.
             let (cache, cache_error) = match spec.cache_max_size {
                 Some(max) => {
-                    match sync::shrink_to(&store, syncer.fetcher().remotes(), max, spec.min_copies)
-                    {
+                    let needed = sync::copies::others_needed(spec.min_copies, spec.copies);
+                    match sync::shrink_to(&store, syncer.fetcher().remotes(), max, needed) {
                         Ok(report) => (Some(report), None),
                         Err(err) => (None, Some(err)),
                     }
@@ -185,6 +188,26 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
                     report.conflicts(),
                     report.unreachable()
                 ));
+                if let Some(copies) = &report.copies {
+                    text.push_str(&format!(
+                        "copies: {} wanted; {} blocks in the current tree, {} held by fewer nodes before this pass, {} copied to peers, {} still short",
+                        copies.wanted,
+                        copies.blocks,
+                        copies.short_before,
+                        copies.copied,
+                        copies.short_after
+                    ));
+                    if copies.short_after > 0 {
+                        text.push_str(&format!(
+                            " ({} not held here, {} with too few peers accepting)",
+                            copies.not_local, copies.too_few_peers
+                        ));
+                    }
+                    text.push('\n');
+                    for why in &copies.not_counted {
+                        text.push_str(&format!("  not counted: {why}\n"));
+                    }
+                }
                 if let Some(cache) = &cache {
                     text.push_str(&format!(
                         "cache: {} bytes of blocks here (max {}); evicted {} blocks ({} bytes), kept {} with too few copies elsewhere\n",
@@ -230,20 +253,41 @@ pub fn run(spec_path: Option<&Path>, command: SyncCommand) -> Result<(), Failure
             let store = super::open_with_peers(&spec)?;
             let path = path_or_root(path)?;
             let remotes = sync::remote::remotes(&spec);
-            let report = sync::drop_tree(&store, &remotes, &path, spec.min_copies)?;
+            let needed = sync::copies::others_needed(spec.min_copies, spec.copies);
+            let report = sync::drop_tree(&store, &remotes, &path, needed)?;
             if as_json {
                 json(&report)
             } else {
-                out(&format!(
-                    "drop: {} local blocks considered: {} evicted ({} bytes, {} path links), {} kept (fewer than {} other reachable node(s) hold a good copy); {} were not local\n",
+                let rule = if spec.copies > spec.min_copies {
+                    format!(
+                        "`copies: {}` keeps every block on {} nodes",
+                        spec.copies, spec.copies
+                    )
+                } else {
+                    format!("cache.min_copies: {}", spec.min_copies)
+                };
+                let mut text = format!(
+                    "drop: {} local blocks considered: {} evicted ({} bytes, {} path links), {} kept (fewer than {needed} other reachable node(s) hold a good copy; {rule}); {} were not local\n",
                     report.considered,
                     report.evicted,
                     report.bytes_freed,
                     report.links_removed,
                     report.kept_too_few_copies,
-                    spec.min_copies,
                     report.not_local
-                ))
+                );
+                for kept in &report.kept {
+                    text.push_str(&format!(
+                        "  kept: block {} of {}: fewer than {needed} other reachable node(s) hold it\n",
+                        kept.hash, kept.path
+                    ));
+                }
+                if report.kept_too_few_copies > report.kept.len() as u64 {
+                    text.push_str(&format!(
+                        "  ... and {} more kept blocks\n",
+                        report.kept_too_few_copies - report.kept.len() as u64
+                    ));
+                }
+                out(&text)
             }
         }
         SyncCommand::Mirror {

@@ -69,7 +69,12 @@ pub(super) fn plan_for(spec: &Spec, syncer: Arc<Syncer>) -> Plan {
         syncer,
         settings: sync_loop::Settings {
             interval: spec.sync_interval,
-            cache: spec.cache_max_size.map(|max| (max, spec.min_copies)),
+            cache: spec.cache_max_size.map(|max| {
+                (
+                    max,
+                    crate::sync::copies::others_needed(spec.min_copies, spec.copies),
+                )
+            }),
             syncing: !spec.peers.is_empty(),
             upkeep_every: spec.maintain_every,
             spec: Arc::new(spec.clone()),
@@ -169,6 +174,7 @@ pub(super) fn live_changes(old: &Spec, new: &Spec) -> Vec<String> {
         old.min_copies.to_string(),
         new.min_copies.to_string(),
     );
+    differ("copies", old.copies.to_string(), new.copies.to_string());
     differ(
         "ignore",
         format!("{:?}", old.ignore),

@@ -27,7 +27,9 @@ const SETTLE: Duration = Duration::from_secs(1);
 pub(super) struct Settings {
     /// `sync.interval`.
     pub interval: Duration,
-    /// `cache.max_size` and `min_copies`, when the cache is bounded.
+    /// `cache.max_size` and how many other nodes must hold a block before it
+    /// is evicted (`cache.min_copies`, or `copies` when that is more), when
+    /// the cache is bounded.
     pub cache: Option<(u64, u32)>,
     /// Whether there are peers to sync with at all.
     pub syncing: bool,

@@ -117,6 +117,9 @@ pub struct Spec {
     pub ignore: Vec<String>,
     pub cache_max_size: Option<u64>,
     pub min_copies: u32,
+    /// `copies`: how many nodes must hold every block of the current tree
+    /// (1: this node alone, nothing copied for it).
+    pub copies: u32,
 }
 
 /// A spec file that failed to load: every problem found in it.
@@ -199,6 +202,7 @@ impl Spec {
             ignore: raw.ignore,
             cache_max_size: cache.max_size.map(|size| size.0),
             min_copies: cache.min_copies.unwrap_or(1),
+            copies: raw.copies.unwrap_or(1),
         }
     }
 

@@ -79,6 +79,18 @@ pub struct RawSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "RawCache")]
     pub cache: Option<RawCache>,
+
+    /// How many nodes (this one included) must hold every block of the
+    /// current tree. Each sync pass copies blocks held by fewer nodes into
+    /// reachable peers' inbound spools until that many hold them; `drop` and
+    /// cache eviction never take a block below it, and `status` shows what
+    /// is short. Copies are counted from what the peers' stores show
+    /// (`hashes/`, inbound `%blocks`). At most one more than the number of
+    /// peers. Default 1: no copies are made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    #[schemars(with = "u32")]
+    pub copies: Option<u32>,
 }
 
 /// This node's identity.

@@ -594,6 +594,7 @@ fn check_numbers(checker: &mut Checker<'_>, json: &serde_json::Value) -> bool {
         (&["node", "major"], Number::U32),
         (&["retention", "keep_last"], Number::U32),
         (&["cache", "min_copies"], Number::U32),
+        (&["copies"], Number::U32),
     ];
     let mut passed = true;
     for (names, kind) in FIELDS {
@@ -850,6 +851,19 @@ fn check_rules(checker: &mut Checker<'_>, spec: &RawSpec) {
                     );
                 }
             }
+        }
+    }
+    if let Some(copies) = spec.copies {
+        let nodes = spec.peers.len() as u64 + 1;
+        if u64::from(copies) > nodes {
+            checker.value(
+                &[key("copies")],
+                format!(
+                    "{copies} copies need {copies} nodes, and this spec has {nodes} (this node and {} peer{}): add peers or lower `copies`",
+                    nodes - 1,
+                    if nodes == 2 { "" } else { "s" }
+                ),
+            );
         }
     }
     for (index, pattern) in spec.ignore.iter().enumerate() {

@@ -75,11 +75,26 @@ pub struct EvictReport {
     pub kept_too_few_copies: u64,
     /// Blocks of the tree that were not local before (`drop` only).
     pub not_local: u64,
+    /// `drop`: the blocks kept for too few copies elsewhere, each with a path
+    /// naming it (at most [`KEPT_LISTED`]; `kept_too_few_copies` counts all).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<KeptBlock>,
     /// `cache.max_size` runs: the block bytes in `hashes/` before and after.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local_bytes_before: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local_bytes_after: Option<u64>,
+}
+
+/// Kept blocks `drop` lists by hash and path.
+pub const KEPT_LISTED: usize = 100;
+
+/// A block `drop` kept: too few other reachable nodes hold a good copy.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeptBlock {
+    pub hash: String,
+    /// A volume path of the current tree naming it.
+    pub path: String,
 }
 
 /// `globofs drop [PATH]`: evicts the local blocks of the current versions
@@ -110,13 +125,17 @@ pub fn drop_tree(
     };
     let mut seen = HashSet::new();
     let mut candidates = Vec::new();
+    let mut named_by = Vec::new();
     for version in &files {
         for (index, hash) in version.hashes.iter().enumerate() {
             if !seen.insert(*hash) {
                 continue;
             }
             match store.blocks().locate(hash, Some(version.block_len(index))) {
-                Some(_) => candidates.push(*hash),
+                Some(_) => {
+                    candidates.push(*hash);
+                    named_by.push(&version.path);
+                }
                 None => report.not_local += 1,
             }
         }
@@ -127,6 +146,17 @@ pub fn drop_tree(
         .iter()
         .zip(&held)
         .filter_map(|(hash, ok)| ok.then_some(*hash))
+        .collect();
+    report.kept = candidates
+        .iter()
+        .zip(&held)
+        .zip(&named_by)
+        .filter(|((_, ok), _)| !**ok)
+        .take(KEPT_LISTED)
+        .map(|((hash, _), path)| KeptBlock {
+            hash: hash.to_string(),
+            path: path.display(),
+        })
         .collect();
     report.kept_too_few_copies = (candidates.len() - chosen.len()) as u64;
     evict(store, &chosen, &mut report)?;

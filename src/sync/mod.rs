@@ -15,6 +15,7 @@
 //! waits. State files and spool names are listed in [`state`].
 
 mod apply;
+pub mod copies;
 pub mod evict;
 pub mod full_check;
 mod mirror;
@@ -31,7 +32,9 @@ pub use evict::{EvictReport, drop_tree, shrink_to};
 pub use mirror::{MirrorReport, mirror};
 pub use remote::{Away, PeerFetcher, Remote};
 pub use repair::{RepairReport, repair};
-pub use status::{InboundStuck, PeerStatus, Status, count_local_blocks, status, status_with};
+pub use status::{
+    CopiesStatus, InboundStuck, PeerStatus, Status, count_local_blocks, status, status_with,
+};
 
 use crate::ids::NodeId;
 use crate::spec::Spec;
@@ -64,7 +67,7 @@ pub struct PeerReport {
     pub conflicts: u64,
     /// Directories re-created because a peer's deletion hid live entries.
     pub resurrected: u64,
-    /// Blocks copied into the peer's spool (`replicate: true`).
+    /// Blocks copied into the peer's spool (`replicate: true`, or for `copies`).
     pub blocks_replicated: u64,
     /// Blocks taken in from the peer (its eager `%blocks`, or pulled to relay).
     pub blocks_received: u64,
@@ -134,6 +137,10 @@ impl PeerReport {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct SyncReport {
     pub peers: Vec<PeerReport>,
+    /// What the pass did for `copies` (absent: `copies` is 1, or nothing
+    /// changed since this syncer's last census).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copies: Option<copies::CopiesReport>,
 }
 
 impl SyncReport {
@@ -176,6 +183,23 @@ pub struct Syncer {
     full: bool,
     /// How often a pass runs a full check with a peer on its own (`sync.full_check`).
     full_every: Option<std::time::Duration>,
+    /// `copies`: how many nodes must hold every block of the current tree.
+    copies: u32,
+    /// When the last `copies` census ran, and on what (skipped while nothing
+    /// changed: our journal, the reachable peers).
+    copies_seen: std::sync::Mutex<Option<CopiesSeen>>,
+}
+
+/// What the last `copies` census of a [`Syncer`] saw.
+#[derive(Debug, Clone)]
+struct CopiesSeen {
+    /// Our journal was read through here (what changed since is looked at).
+    journal: crate::store::journal::Position,
+    reachable: Vec<NodeId>,
+    /// When the whole tree was last counted.
+    whole_at: std::time::Instant,
+    /// Files with blocks still short then.
+    short: std::collections::BTreeSet<crate::layout::VPath>,
 }
 
 impl Syncer {
@@ -185,6 +209,8 @@ impl Syncer {
             take_over: false,
             full: false,
             full_every: spec.full_check,
+            copies: spec.copies,
+            copies_seen: std::sync::Mutex::new(None),
         }
     }
 
@@ -271,7 +297,84 @@ impl Syncer {
         if produced {
             self.push_all(store, &mut reports, None)?;
         }
-        Ok(SyncReport { peers: reports })
+        let copies = self.ensure_copies(store, &mut reports)?;
+        Ok(SyncReport {
+            peers: reports,
+            copies,
+        })
+    }
+
+    /// `copies` above 1: after the pushes, copies blocks of the current tree
+    /// held by fewer nodes into peers' spools ([`copies::ensure`]). The first
+    /// census of a syncer walks the whole current tree, and so does one after
+    /// the reachable peers changed or `sync.full_check` (or an hour) passed:
+    /// peers' own eviction keeps their copies, but a peer's store can be
+    /// lost. In between, a census looks only at the paths our journal names
+    /// since the last one (our writes and what we applied) and the files
+    /// still short then; a pass with neither does nothing.
+    fn ensure_copies(
+        &self,
+        store: &Store,
+        reports: &mut [PeerReport],
+    ) -> Result<Option<copies::CopiesReport>, SyncError> {
+        if self.copies <= 1 {
+            return Ok(None);
+        }
+        let reachable: Vec<NodeId> = self
+            .remotes
+            .iter()
+            .zip(reports.iter())
+            .filter(|(_, report)| report.reachable)
+            .map(|(remote, _)| remote.id())
+            .collect();
+        let recheck = self
+            .full_every
+            .unwrap_or(std::time::Duration::from_secs(3600));
+        let last = self
+            .copies_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let journal_dir = store.journal().dir();
+        let (only, journal, whole_at) = match last {
+            Some(last) if last.reachable == reachable && last.whole_at.elapsed() < recheck => {
+                match changed_since(journal_dir, &last.journal)? {
+                    Some((mut paths, through)) => {
+                        paths.extend(last.short.iter().cloned());
+                        if paths.is_empty() {
+                            let mut seen =
+                                self.copies_seen.lock().unwrap_or_else(|e| e.into_inner());
+                            if let Some(seen) = seen.as_mut() {
+                                seen.journal = through;
+                            }
+                            return Ok(None);
+                        }
+                        (Some(paths), through, last.whole_at)
+                    }
+                    None => (None, journal_end(store)?, std::time::Instant::now()),
+                }
+            }
+            _ => (None, journal_end(store)?, std::time::Instant::now()),
+        };
+        let accepting: Vec<bool> = reports
+            .iter()
+            .map(|report| report.reachable && report.errors.is_empty() && report.spool_ours)
+            .collect();
+        let report = copies::ensure(
+            store,
+            &self.remotes,
+            &accepting,
+            reports,
+            self.copies,
+            only.as_ref(),
+        )?;
+        *self.copies_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(CopiesSeen {
+            journal,
+            reachable,
+            whole_at,
+            short: report.short_paths.clone(),
+        });
+        Ok(Some(report))
     }
 
     /// Why a full check with `peer` runs in this pass, if one does.
@@ -407,6 +510,51 @@ fn settle_take_over(
         );
     }
     Ok(())
+}
+
+/// Where our own journal ends now, as a reader's position.
+fn journal_end(store: &Store) -> Result<crate::store::journal::Position, StoreError> {
+    let (segment, offset) = crate::store::journal::end(store.journal().dir())?.unwrap_or((0, 0));
+    Ok(crate::store::journal::Position {
+        nonce: store.meta().nonce.clone(),
+        segment,
+        offset,
+    })
+}
+
+/// The paths our journal names after `from`, and where it was read through;
+/// `None` when it cannot be followed from there (restarted, a bad line):
+/// the whole tree is counted instead.
+fn changed_since(
+    dir: &std::path::Path,
+    from: &crate::store::journal::Position,
+) -> Result<
+    Option<(
+        std::collections::BTreeSet<crate::layout::VPath>,
+        crate::store::journal::Position,
+    )>,
+    StoreError,
+> {
+    let mut paths = std::collections::BTreeSet::new();
+    let mut position = from.clone();
+    loop {
+        let batch = crate::store::journal::read(dir, &position, 4096)?;
+        if batch.restarted || batch.stuck.is_some() {
+            return Ok(None);
+        }
+        if batch.lines.is_empty() {
+            return Ok(Some((paths, batch.next)));
+        }
+        for line in &batch.lines {
+            match push::parse_line(line) {
+                Ok((_, path)) => {
+                    paths.insert(path);
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+        position = batch.next;
+    }
 }
 
 /// Where our own journal ends (to tell whether applying journaled anything).

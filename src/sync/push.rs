@@ -15,6 +15,7 @@
 //! conflict copies), versions P pushed to us (P has them), and versions pruned
 //! here since.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
@@ -237,7 +238,7 @@ pub fn push(
                 continue;
             }
             if replicate && version.kind == Kind::File {
-                replicate_blocks(store, remote, &spool, &version, report)?;
+                replicate_blocks(store, remote, &spool, &version, None, report)?;
             }
             let dir = safe::joined(&spool, &names[..names.len() - 1]);
             let text = version.to_text();
@@ -488,17 +489,76 @@ fn write_version(dir: &Path, id: VersionId, text: &str) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Copies the version's local blocks the peer lacks into its spool's `%blocks/`.
+/// `copies`: copies the chosen blocks of current versions into the peer's
+/// spool `%blocks/` through the `replicate` path, then delivers each version
+/// again (an identical version file there is left alone) with a line of our
+/// journal in the spool, so that the peer's apply meets the version and takes
+/// the blocks into its `hashes/` (a version it applied before would not be
+/// looked at again). Returns the blocks written (none while another process
+/// of this node is pushing to the peer).
+pub fn copy_blocks(
+    store: &Store,
+    remote: &Remote,
+    versions: &[(&crate::store::Version, HashSet<BlockHash>)],
+    report: &mut PeerReport,
+) -> Result<u64, PushError> {
+    let peer = remote.id();
+    let layout = store.layout();
+    let Some(_running) =
+        FileLock::try_exclusive(&state::lock_file(layout, &format!("push-{peer}.run")))?
+    else {
+        report.note("another process of this node is pushing to this peer; no blocks copied for `copies` by this run".into());
+        return Ok(0);
+    };
+    let our_id = store.meta().node;
+    let nonce = store.meta().nonce.clone();
+    let spool = remote.layout().inbound(our_id);
+    let before = report.blocks_replicated;
+    for chunk in versions.chunks(BATCH) {
+        let mut lines = Vec::new();
+        for (version, only) in chunk {
+            replicate_blocks(store, remote, &spool, version, Some(only), report)?;
+            let names = version_names(&version.path, version.id);
+            let dir = safe::joined(&spool, &names[..names.len() - 1]);
+            let text = version.to_text();
+            let id = version.id;
+            if let Err(err) = remote.run(move || write_version(&dir, id, &text))? {
+                report.error(format!(
+                    "writing version {id} of {} (for `copies`): {err}",
+                    version.path
+                ));
+                return Ok(report.blocks_replicated - before);
+            }
+            lines.push(format!("{id} {}", version.path.escaped()));
+        }
+        let writer = JournalWriter::new(
+            spool.join(JOURNAL),
+            state::lock_file(layout, &format!("push-{peer}")),
+            &nonce,
+        );
+        if let Err(err) = remote.run(move || writer.append(&lines))? {
+            report.error(format!(
+                "appending to our journal in the peer's spool (for `copies`): {err}"
+            ));
+            break;
+        }
+    }
+    Ok(report.blocks_replicated - before)
+}
+
+/// Copies the version's local blocks the peer lacks into its spool's `%blocks/`
+/// (with `only`, just those of them).
 fn replicate_blocks(
     store: &Store,
     remote: &Remote,
     spool: &Path,
     version: &crate::store::Version,
+    only: Option<&HashSet<BlockHash>>,
     report: &mut PeerReport,
 ) -> Result<(), PushError> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for (index, hash) in version.hashes.iter().enumerate() {
-        if !seen.insert(*hash) {
+        if !seen.insert(*hash) || only.is_some_and(|only| !only.contains(hash)) {
             continue;
         }
         let len = version.block_len(index);

@@ -5,7 +5,9 @@
 //! Cheap: journals are counted from the saved positions, conflicts from
 //! `state/conflicts`. The one walk is the block count (blocks named by the
 //! current tree that are not local): one version read per live path (like
-//! `ls -R`) and one `stat` per distinct block; `--no-blocks` skips it.
+//! `ls -R`) and one `stat` per distinct block; `--no-blocks` skips it. With
+//! `copies` above 1 the same walk also counts each block's holders on every
+//! reachable peer (one `stat` per block and peer, see [`super::copies`]).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -17,6 +19,7 @@ use crate::spec::Spec;
 use crate::store::journal::{self, Position};
 use crate::store::{Store, StoreError};
 
+use super::copies::{Census, Check, Shortfall};
 use super::push::{parse_line, version_names};
 use super::remote::remotes;
 use super::state::{self, JOURNAL, PeerTimes};
@@ -71,6 +74,9 @@ pub struct Status {
     /// pulls them from a peer; `verify` tells remote from missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing_blocks: Option<u64>,
+    /// `copies` above 1 (and blocks counted): what is under-replicated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copies: Option<CopiesStatus>,
 }
 
 /// Distinct blocks named by the current file versions, and how many of them
@@ -154,7 +160,8 @@ pub fn status(store: &Store, spec: &Spec) -> Result<Status, SyncError> {
 pub fn status_with(store: &Store, spec: &Spec, count_blocks: bool) -> Result<Status, SyncError> {
     let layout = store.layout();
     let mut peers = Vec::new();
-    for remote in remotes(spec) {
+    let all = remotes(spec);
+    for remote in &all {
         let peer = remote.id();
         let away = remote.check(true).err().map(|away| away.why);
         let push_from = Position::load(&state::push_position(layout, peer))?;
@@ -191,8 +198,25 @@ pub fn status_with(store: &Store, spec: &Spec, count_blocks: bool) -> Result<Sta
         open_conflicts: open_conflicts(store)?,
         current_blocks: None,
         missing_blocks: None,
+        copies: None,
     }
-    .with_blocks(store, count_blocks)?)
+    .with_blocks(store, count_blocks)?
+    .with_copies(store, &all, spec.copies, count_blocks)?)
+}
+
+/// `copies` as `status` counts it: the current tree's blocks held by fewer
+/// nodes than the spec asks, counted from our store and each reachable
+/// peer's (a peer that is away counts for nothing).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CopiesStatus {
+    /// The spec's `copies`.
+    pub wanted: u32,
+    /// Distinct blocks of the current tree (paths matching `ignore` left out).
+    pub blocks: u64,
+    /// What falls short, in all and per top-level prefix.
+    pub under_replicated: Shortfall,
+    /// Peers whose copies were not counted, with why.
+    pub not_counted: Vec<String>,
 }
 
 /// Conflict copies listed in `state/conflicts` that are still live.
@@ -225,6 +249,30 @@ fn open_conflicts(store: &Store) -> Result<Vec<String>, StoreError> {
 type Metric = (&'static str, &'static str, fn(&PeerStatus) -> Option<u64>);
 
 impl Status {
+    fn with_copies(
+        mut self,
+        store: &Store,
+        remotes: &[std::sync::Arc<super::Remote>],
+        copies: u32,
+        count: bool,
+    ) -> Result<Status, StoreError> {
+        if count && copies > 1 {
+            let census = Census::take(store, remotes, &VPath::root(), Check::Present)?;
+            self.copies = Some(CopiesStatus {
+                wanted: copies,
+                blocks: census.tree.blocks.len() as u64,
+                under_replicated: census.shortfall(copies),
+                not_counted: census
+                    .count
+                    .away
+                    .iter()
+                    .map(|(peer, why)| format!("{peer}: {why}"))
+                    .collect(),
+            });
+        }
+        Ok(self)
+    }
+
     fn with_blocks(mut self, store: &Store, count: bool) -> Result<Status, StoreError> {
         if count {
             let (current, missing) = count_local_blocks(store)?;
@@ -303,6 +351,16 @@ impl Status {
             self.node,
             self.open_conflicts.len()
         ));
+        if let Some(copies) = &self.copies {
+            out.push_str(&format!(
+                "# HELP globofs_under_replicated_blocks Blocks of the current tree held by fewer nodes than `copies`.\n# TYPE globofs_under_replicated_blocks gauge\nglobofs_under_replicated_blocks{{node=\"{}\"}} {}\n",
+                self.node, copies.under_replicated.blocks
+            ));
+            out.push_str(&format!(
+                "# HELP globofs_under_replicated_bytes Bytes of those blocks.\n# TYPE globofs_under_replicated_bytes gauge\nglobofs_under_replicated_bytes{{node=\"{}\"}} {}\n",
+                self.node, copies.under_replicated.bytes
+            ));
+        }
         if let (Some(current), Some(missing)) = (self.current_blocks, self.missing_blocks) {
             out.push_str(&format!(
                 "# HELP globofs_current_blocks Distinct blocks named by the current tree.\n# TYPE globofs_current_blocks gauge\nglobofs_current_blocks{{node=\"{}\"}} {current}\n",
@@ -373,6 +431,22 @@ impl Status {
             out.push_str(&format!(
                 "blocks: {current} in the current tree, {missing} not local (missing here; pulled from peers on read)\n"
             ));
+        }
+        if let Some(copies) = &self.copies {
+            let short = &copies.under_replicated;
+            out.push_str(&format!(
+                "copies: {} wanted; {} of {} blocks ({} bytes) held by fewer nodes\n",
+                copies.wanted, short.blocks, copies.blocks, short.bytes
+            ));
+            for prefix in &short.prefixes {
+                out.push_str(&format!(
+                    "  under-replicated {}: {} blocks, {} bytes\n",
+                    prefix.prefix, prefix.blocks, prefix.bytes
+                ));
+            }
+            for why in &copies.not_counted {
+                out.push_str(&format!("  not counted: {why}\n"));
+            }
         }
         out.push_str(&format!("open conflicts: {}\n", self.open_conflicts.len()));
         for path in &self.open_conflicts {
