@@ -289,6 +289,8 @@ impl From<crate::store::StoreError> for Failure {
             | E::NotEmpty(_)
             | E::Invalid { .. }
             | E::NoSuchVersion(..)
+            | E::NotThen { .. }
+            | E::WasADirectory { .. }
             | E::BadPath(_)
             // Once one catch-all refusal: still the user's to act on.
             | E::BadSymlinkTarget { .. }

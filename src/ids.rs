@@ -149,8 +149,26 @@ impl VersionId {
 }
 
 /// The system clock as time since the epoch; None when it reads before it.
+/// A thread's [`set_test_clock`] reading replaces it.
 fn clock() -> Option<std::time::Duration> {
+    if let Some(fixed) = TEST_CLOCK.with(std::cell::Cell::get) {
+        return Some(fixed);
+    }
     SystemTime::now().duration_since(UNIX_EPOCH).ok()
+}
+
+thread_local! {
+    static TEST_CLOCK: std::cell::Cell<Option<std::time::Duration>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// For tests that build a history over days of fake time through the store
+/// API: new version ids made on this thread read `since` (time since the
+/// epoch) as the clock; `None` gives the system clock back. Parents still
+/// order ids (a child is never before its parent), so set times ascending.
+#[doc(hidden)]
+pub fn set_test_clock(since: Option<std::time::Duration>) {
+    TEST_CLOCK.with(|clock| clock.set(since));
 }
 
 /// Warns, once per process, that the clock reads before 1970 (ids then follow

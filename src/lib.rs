@@ -19,6 +19,7 @@ pub mod store;
 pub mod supervise;
 pub mod sync;
 pub mod vfs;
+pub mod when;
 
 /// Locks `mutex`, also after another thread panicked holding it: the data
 /// behind this crate's mutexes stays consistent between statements.

@@ -56,6 +56,14 @@ pub enum StoreError {
     #[error("{path}: cannot move a directory inside itself")]
     Invalid { path: VPath },
 
+    /// Nothing (or a deleted entry) at `path` at a past moment.
+    #[error("{path}: no such file or directory in the volume at {at}")]
+    NotThen { path: VPath, at: String },
+
+    /// A restore of a directory without `-r`.
+    #[error("{path}: was a directory at {at}; restore it with -r")]
+    WasADirectory { path: VPath, at: String },
+
     #[error("{0}: version {1} does not exist")]
     NoSuchVersion(VPath, String),
 

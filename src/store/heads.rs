@@ -82,6 +82,18 @@ impl Heads {
     }
 }
 
+/// The heads among versions `ids` of `path` alone (the path's history up
+/// to a moment: `past.rs`), read afresh and not remembered.
+pub(super) fn heads_among(
+    store: &Store,
+    path: &VPath,
+    ids: &[VersionId],
+) -> Result<Vec<Version>, StoreError> {
+    let mut fresh = Known::default();
+    take_in(store, path, &mut fresh, ids)?;
+    Ok(fresh.heads)
+}
+
 /// Reads versions `ids` of `path` into `known`.
 fn take_in(
     store: &Store,

@@ -99,7 +99,10 @@ impl PartialEq for VfsError {
 pub fn store_errno(err: &StoreError) -> Errno {
     match err {
         StoreError::Io { source, .. } => StoreError::io_errno(source),
-        StoreError::NotFound(_) | StoreError::NoSuchVersion(..) => libc::ENOENT,
+        StoreError::NotFound(_) | StoreError::NoSuchVersion(..) | StoreError::NotThen { .. } => {
+            libc::ENOENT
+        }
+        StoreError::WasADirectory { .. } => libc::EISDIR,
         StoreError::Exists(_) => libc::EEXIST,
         StoreError::NotLinkable(_) => libc::EPERM,
         StoreError::TooManyLinks(_) => libc::EMLINK,
@@ -134,6 +137,7 @@ impl From<StoreError> for VfsError {
         let level = match &err {
             StoreError::NotFound(_)
             | StoreError::NoSuchVersion(..)
+            | StoreError::NotThen { .. }
             | StoreError::Exists(_)
             | StoreError::NotLinkable(_)
             | StoreError::TooManyLinks(_)
