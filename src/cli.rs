@@ -17,6 +17,7 @@ use crate::spec::{self, Spec};
 mod commands;
 mod files;
 mod mount;
+mod past;
 mod sync;
 
 /// GloboFS: a filesystem shared by many machines with no servers of its own.
@@ -114,8 +115,12 @@ pub enum Command {
         /// Local path, or `-`.
         dest: PathBuf,
         /// Read this version instead of the current one.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", conflicts_with = "at")]
         version: Option<String>,
+        /// Copy out what SRC was at TIME (RFC 3339, a local date-time such
+        /// as `2026-12-01 09:30`, or a version id).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
     },
 
     /// List a directory (one entry a line; full volume paths with -R).
@@ -132,6 +137,24 @@ pub enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// List the tree as it was at TIME (RFC 3339, a local date-time
+        /// such as `2026-12-01 09:30`, or a version id).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+
+    /// What changed from TIME1 to TIME2 at and below PATH: one line per path,
+    /// `A` added, `D` removed, `M` changed, sorted by path.
+    Diff {
+        /// The earlier moment (RFC 3339, a local date-time or a version id).
+        from: String,
+        /// The later moment.
+        to: String,
+        /// Volume path.
+        #[arg(default_value = "/")]
+        path: OsString,
+        #[arg(long)]
+        json: bool,
     },
 
     /// Every version of a path, oldest first (`*` marks the current one).
@@ -141,11 +164,35 @@ pub enum Command {
         json: bool,
     },
 
-    /// Make an old version of a path current again (as a new version).
+    /// Make an old version of a path, or the path (-r: the tree) as it was
+    /// at a time, current again (as new versions, which sync).
+    ///
+    /// With --at, files deleted since come back and files made since are
+    /// kept (--exact: deleted too). Blocks are reused, not copied; mode,
+    /// mtime, owners and xattrs are those of then.
     Restore {
         path: OsString,
-        #[arg(long, value_name = "ID")]
-        version: String,
+        /// The version to restore.
+        #[arg(
+            long,
+            value_name = "ID",
+            required_unless_present = "at",
+            conflicts_with = "at"
+        )]
+        version: Option<String>,
+        /// Restore PATH as it was at TIME (RFC 3339, a local date-time such
+        /// as `2026-12-01 09:30`, or a version id).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// A directory with everything below it (with --at).
+        #[arg(short, long)]
+        recursive: bool,
+        /// Also delete what was made below PATH since TIME (with --at).
+        #[arg(long)]
+        exact: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
 
     /// Delete files or empty directories (-r: whole trees). Deletes are versions too.
@@ -477,19 +524,71 @@ fn run(mut cli: Cli) -> Result<(), Failure> {
         } => commands::init(volume, node_id, block_size, mount, peers),
         Command::Reconcile { dry_run } => commands::reconcile(&load_spec(spec_path)?, dry_run),
         Command::Put { src, dest } => files::put(&load_spec(spec_path)?, &src, &dest),
-        Command::Get { src, dest, version } => {
-            files::get(&load_spec(spec_path)?, &src, &dest, version.as_deref())
-        }
+        Command::Get {
+            src,
+            dest,
+            version,
+            at,
+        } => match at {
+            Some(at) => past::get_at(&load_spec(spec_path)?, &src, &dest, &past::moment(&at)?),
+            None => files::get(&load_spec(spec_path)?, &src, &dest, version.as_deref()),
+        },
         Command::Ls {
             path,
             recursive,
             long,
             json,
-        } => files::ls(&load_spec(spec_path)?, &path, recursive, long, json),
-        Command::Log { path, json } => files::log(&load_spec(spec_path)?, &path, json),
-        Command::Restore { path, version } => {
-            files::restore(&load_spec(spec_path)?, &path, &version)
+            at,
+        } => {
+            let at = at.as_deref().map(past::moment).transpose()?;
+            files::ls(
+                &load_spec(spec_path)?,
+                &path,
+                recursive,
+                long,
+                json,
+                at.as_ref(),
+            )
         }
+        Command::Diff {
+            from,
+            to,
+            path,
+            json,
+        } => past::diff(
+            &load_spec(spec_path)?,
+            &past::moment(&from)?,
+            &past::moment(&to)?,
+            &path,
+            json,
+        ),
+        Command::Log { path, json } => files::log(&load_spec(spec_path)?, &path, json),
+        Command::Restore {
+            path,
+            version,
+            at,
+            recursive,
+            exact,
+            json,
+        } => match (at, version) {
+            (Some(at), _) => past::restore_at(
+                &load_spec(spec_path)?,
+                &path,
+                &past::moment(&at)?,
+                recursive,
+                exact,
+                json,
+            ),
+            (None, _) if recursive || exact => Err(Failure {
+                code: 2,
+                message: "restore: -r and --exact go with --at TIME".into(),
+            }),
+            (None, Some(version)) => files::restore(&load_spec(spec_path)?, &path, &version),
+            (None, None) => Err(Failure {
+                code: 2,
+                message: "restore: give --version ID or --at TIME".into(),
+            }),
+        },
         Command::Rm { paths, recursive } => files::rm(&load_spec(spec_path)?, &paths, recursive),
         Command::Mv { src, dst } => files::mv(&load_spec(spec_path)?, &src, &dst),
         Command::Mkdir { paths, parents } => files::mkdir(&load_spec(spec_path)?, &paths, parents),

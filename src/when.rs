@@ -74,8 +74,8 @@ impl std::str::FromStr for Moment {
 
     /// Accepts `2026-12-01T09:30:00Z` (RFC 3339: `T` or a space, seconds and
     /// a fraction optional, `Z` or `±HH:MM`), `2026-12-01 09:30` or
-    /// `2026-12-01` (the machine's local zone), or a version id
-    /// (`1796117400.000000000`).
+    /// `2026-12-01` (the machine's local zone), a version id
+    /// (`1796117400.000000000`), or `now`.
     fn from_str(text: &str) -> Result<Moment, String> {
         parse(text).map(|mut moment| {
             moment.text = text.to_string();
@@ -85,7 +85,7 @@ impl std::str::FromStr for Moment {
 }
 
 /// What a time text may look like, for messages.
-const FORMS: &str = "give an RFC 3339 time (2026-12-01T09:30:00Z), a local date-time (2026-12-01 09:30) or a version id (1796117400.000000000)";
+const FORMS: &str = "give an RFC 3339 time (2026-12-01T09:30:00Z), a local date-time (2026-12-01 09:30), a version id (1796117400.000000000) or `now`";
 
 fn parse(text: &str) -> Result<Moment, String> {
     let shown = crate::ids::clip(text, 80);
@@ -93,6 +93,12 @@ fn parse(text: &str) -> Result<Moment, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(bad("empty"));
+    }
+    if trimmed == "now" {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| bad("the clock reads before 1970"))?;
+        return Ok(Moment::at_instant(since.as_secs(), since.subsec_nanos()));
     }
     let bytes = trimmed.as_bytes();
     // A version id: digits, a dot, digits (no `-`, no `:`).

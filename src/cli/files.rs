@@ -230,12 +230,27 @@ pub fn get(spec: &Spec, src: &OsStr, dest: &Path, at: Option<&str>) -> Result<()
                 .ok_or_else(|| StoreError::NotFound(src.clone()))?
         }
     };
+    if version.kind == Kind::Dir && dest != Path::new("-") {
+        return get_tree(&store, &src, dest);
+    }
+    get_one(&store, &src, &version, dest)
+}
+
+/// Copies out one version of `src` that is not a directory (to a local
+/// file, into a local directory, or `-` for standard output).
+pub(super) fn get_one(
+    store: &Store,
+    src: &VPath,
+    version: &Version,
+    dest: &Path,
+) -> Result<(), Failure> {
+    let src = src.clone();
     if dest == Path::new("-") {
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();
         return match version.kind {
             Kind::File => {
-                store.copy_to(&version, &mut lock)?;
+                store.copy_to(version, &mut lock)?;
                 lock.flush().or_else(ignore_broken_pipe)?;
                 Ok(())
             }
@@ -248,7 +263,7 @@ pub fn get(spec: &Spec, src: &OsStr, dest: &Path, at: Option<&str>) -> Result<()
         };
     }
     match version.kind {
-        Kind::Dir => get_tree(&store, &src, dest),
+        Kind::Dir => Err(StoreError::IsADirectory(src).into()),
         Kind::Tombstone => Err(StoreError::NotFound(src).into()),
         _ => {
             let target = if dest.is_dir() {
@@ -256,7 +271,7 @@ pub fn get(spec: &Spec, src: &OsStr, dest: &Path, at: Option<&str>) -> Result<()
             } else {
                 dest.to_path_buf()
             };
-            write_local(&store, &version, &target)
+            write_local(store, version, &target)
         }
     }
 }
@@ -270,9 +285,18 @@ fn ignore_broken_pipe(err: std::io::Error) -> Result<(), std::io::Error> {
 }
 
 fn get_tree(store: &Store, src: &VPath, dest: &Path) -> Result<(), Failure> {
+    get_entries(store, src, dest, store.walk(src)?)
+}
+
+/// Writes `entries` (a walk of `src`, sorted) below local directory `dest`.
+pub(super) fn get_entries(
+    store: &Store,
+    src: &VPath,
+    dest: &Path,
+    entries: Vec<(VPath, Version)>,
+) -> Result<(), Failure> {
     fs::create_dir_all(dest)
         .map_err(|err| Failure::runtime(format!("{}: {err}", dest.display())))?;
-    let entries = store.walk(src)?;
     let bar = progress(entries.len() as u64, "get");
     let mut dirs = Vec::new();
     for (path, version) in entries {
@@ -297,7 +321,7 @@ fn get_tree(store: &Store, src: &VPath, dest: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn write_local(store: &Store, version: &Version, target: &Path) -> Result<(), Failure> {
+pub(super) fn write_local(store: &Store, version: &Version, target: &Path) -> Result<(), Failure> {
     let fail = |err: std::io::Error| Failure::runtime(format!("{}: {err}", target.display()));
     if version.kind == Kind::Symlink {
         let _ = fs::remove_file(target);
@@ -339,7 +363,7 @@ fn kind_char(kind: Kind) -> char {
     }
 }
 
-fn version_json(path: &VPath, version: &Version) -> serde_json::Value {
+pub(super) fn version_json(path: &VPath, version: &Version) -> serde_json::Value {
     serde_json::json!({
         "path": path.display(),
         "name": String::from_utf8_lossy(path.file_name().unwrap_or(b"/")),
@@ -368,27 +392,45 @@ pub fn ls(
     recursive: bool,
     long: bool,
     json: bool,
+    at: Option<&crate::when::Moment>,
 ) -> Result<(), Failure> {
     let store = Store::open_spec(spec)?;
     let path = vpath(path)?;
-    let rows: Vec<(VPath, Version)> = if !store.is_dir(&path)? {
-        let version = store
-            .live(&path)?
-            .ok_or_else(|| StoreError::NotFound(path.clone()))?;
+    let is_dir = match at {
+        Some(at) => store.is_dir_at(&path, at)?,
+        None => store.is_dir(&path)?,
+    };
+    let rows: Vec<(VPath, Version)> = if !is_dir {
+        let version = match at {
+            Some(at) => store
+                .lookup_at(&path, at)?
+                .ok_or_else(|| StoreError::NotThen {
+                    path: path.clone(),
+                    at: at.to_string(),
+                })?,
+            None => store
+                .live(&path)?
+                .ok_or_else(|| StoreError::NotFound(path.clone()))?,
+        };
         vec![(path.clone(), version)]
     } else if recursive {
-        store.walk(&path)?
+        match at {
+            Some(at) => store.walk_at(&path, at)?,
+            None => store.walk(&path)?,
+        }
     } else {
-        store
-            .list_dir(&path)?
-            .into_iter()
-            .map(|entry| {
-                Ok((
-                    path.join(&entry.name).map_err(Failure::input)?,
-                    entry.version,
-                ))
-            })
-            .collect::<Result<_, Failure>>()?
+        match at {
+            Some(at) => store.list_dir_at(&path, at)?,
+            None => store.list_dir(&path)?,
+        }
+        .into_iter()
+        .map(|entry| {
+            Ok((
+                path.join(&entry.name).map_err(Failure::input)?,
+                entry.version,
+            ))
+        })
+        .collect::<Result<_, Failure>>()?
     };
     if json {
         let list: Vec<serde_json::Value> = rows.iter().map(|(p, v)| version_json(p, v)).collect();
@@ -399,7 +441,7 @@ pub fn ls(
     }
     let mut text = String::new();
     for (entry_path, version) in &rows {
-        let name = if recursive || !store.is_dir(&path)? {
+        let name = if recursive || !is_dir {
             line_name(entry_path)
         } else {
             crate::layout::escape_name(entry_path.file_name().unwrap_or_default())
