@@ -451,6 +451,15 @@ const CORPUS: &[(&str, &[Expect])] = &[
         "75-copies-zero.yaml",
         &[at(4, 9, "copies", "0 is less than the minimum 1")],
     ),
+    (
+        "76-mount-history-dir-not-a-name.yaml",
+        &[at(
+            5,
+            16,
+            "mount.history_dir",
+            "\"a/b\" is not one file name",
+        )],
+    ),
 ];
 
 fn corpus_dir() -> PathBuf {

@@ -87,6 +87,7 @@ pub(super) fn spec_text(
         mount: mount.map(|path| RawMount {
             path: Some(path),
             ownership: None,
+            history_dir: None,
         }),
         sync: Some(spec::RawSync {
             interval: Some("30s".parse().map_err(Failure::runtime)?),

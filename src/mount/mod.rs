@@ -103,7 +103,11 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
     let fetcher = Arc::new(LiveFetcher::new(syncer.fetcher()));
     store.set_fetcher(Arc::clone(&fetcher) as Arc<dyn crate::store::BlockFetcher>);
     let store = Arc::new(store);
-    let vfs = Arc::new(Vfs::new(Arc::clone(&store)).with_ownership(spec.ownership));
+    let vfs = Arc::new(
+        Vfs::new(Arc::clone(&store))
+            .with_ownership(spec.ownership)
+            .with_history_dir(Some(&spec.history_dir)),
+    );
 
     // Signals go to this thread only: block them before the FUSE threads start.
     let signals = Signals::block()?;

@@ -85,6 +85,9 @@ impl RetentionRule {
     }
 }
 
+/// The history view's name unless `mount.history_dir` says.
+pub const DEFAULT_HISTORY_DIR: &str = ".globofs";
+
 /// The checked, resolved volume spec.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -101,6 +104,9 @@ pub struct Spec {
     pub mount_path: Option<PathBuf>,
     /// How the mount shows owners (`mount.ownership`).
     pub ownership: Ownership,
+    /// The history view's name at the mount root (`mount.history_dir`);
+    /// empty: no view.
+    pub history_dir: String,
     pub sync_interval: Duration,
     pub timeout: Duration,
     /// How often a pass runs a full check with each peer (`None`: only on
@@ -173,6 +179,11 @@ impl Spec {
                 .as_ref()
                 .and_then(|mount| mount.ownership)
                 .unwrap_or_default(),
+            history_dir: raw
+                .mount
+                .as_ref()
+                .and_then(|mount| mount.history_dir.clone())
+                .unwrap_or_else(|| DEFAULT_HISTORY_DIR.to_string()),
             mount_path: raw.mount.and_then(|mount| mount.path),
             sync_interval: sync
                 .interval

@@ -190,6 +190,14 @@ pub struct RawMount {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Ownership")]
     pub ownership: Option<Ownership>,
+
+    /// The name of the read-only history view at the mount's root (the
+    /// volume as it was at any time, and every kept version of each file).
+    /// Default `.globofs`; `""` turns the view off. A real entry of that name
+    /// at the volume root is hidden in the mount while the view has it
+    /// (choose another name, or `""`, to see it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_dir: Option<String>,
 }
 
 /// How a mount shows owners (`mount.ownership`).

@@ -823,6 +823,17 @@ fn check_rules(checker: &mut Checker<'_>, spec: &RawSpec) {
             );
         }
     }
+    if let Some(name) = spec.mount.as_ref().and_then(|m| m.history_dir.as_ref()) {
+        let bad = name == "."
+            || name == ".."
+            || (!name.is_empty() && crate::layout::check_name(name.as_bytes()).is_err());
+        if bad {
+            checker.value(
+                &[key("mount"), key("history_dir")],
+                format!("{name:?} is not one file name (no `/`, not `.` or `..`; \"\" turns the view off)"),
+            );
+        }
+    }
     if let Some(sync) = &spec.sync {
         for (name, span) in [("interval", sync.interval), ("timeout", sync.timeout)] {
             if let Some(span) = span {

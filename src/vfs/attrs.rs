@@ -64,6 +64,9 @@ impl Vfs {
     /// truncation, which commits the new size on its own). The kernel checked
     /// the caller's permission first (the mount uses `default_permissions`).
     pub fn set_attributes(&self, ino: u64, fh: Option<u64>, change: &SetAttr) -> VfsResult<Attr> {
+        if super::past::is_virtual(ino) {
+            return Err(VfsError::new(libc::EROFS, "the history view is read-only"));
+        }
         if let Some(size) = change.size {
             self.truncate(ino, fh, size)?;
         }
@@ -306,6 +309,13 @@ impl Vfs {
     pub fn getxattr(&self, ino: u64, name: &OsStr, caller: Caller) -> VfsResult<Vec<u8>> {
         let name = name.as_bytes();
         check_xattr_name(ino, name, caller, false)?;
+        if super::past::is_virtual(ino) {
+            // The view keeps no extended attributes (reads ask for ACLs).
+            return Err(VfsError::new(
+                libc::ENODATA,
+                "no xattrs in the history view",
+            ));
+        }
         let current = self.xattr_version(ino)?;
         let value = current.posix.xattrs.get(name);
         // A peer may have written anything: the kernel is only handed an
@@ -323,6 +333,9 @@ impl Vfs {
     /// The names of an inode's extended attributes, each followed by a NUL
     /// (`trusted.*` only for root, as Linux lists them).
     pub fn listxattr(&self, ino: u64, caller: Caller) -> VfsResult<Vec<u8>> {
+        if super::past::is_virtual(ino) {
+            return Ok(Vec::new());
+        }
         let current = self.xattr_version(ino)?;
         let mut out = Vec::new();
         for name in current.posix.xattrs.keys() {

@@ -14,6 +14,9 @@ use crate::store::Kind;
 impl Vfs {
     /// The entries of a directory (without `.` and `..`).
     pub fn readdir(&self, ino: u64) -> VfsResult<Vec<DirEntry>> {
+        if let Some(answer) = self.past_readdir(ino) {
+            return answer;
+        }
         let path = self.path_of(ino)?;
         // One look at the journal for the whole listing.
         let at = self.versions.fresh();
@@ -34,6 +37,10 @@ impl Vfs {
                 let Ok(child) = path.join(&entry.name) else {
                     continue;
                 };
+                if self.is_view_name(ino, &entry.name) {
+                    // Hidden by the history view of that name.
+                    continue;
+                }
                 let child_ino = inodes.ino_in(&child, group.as_ref());
                 if let Some(node) = inodes.by_ino.get_mut(&child_ino) {
                     node.described = Some(Seen::of(&entry.version.id));
@@ -115,6 +122,9 @@ impl Vfs {
     }
 
     pub fn readlink(&self, ino: u64) -> VfsResult<Vec<u8>> {
+        if let Some(answer) = self.past_readlink(ino) {
+            return answer;
+        }
         let path = self.path_of(ino)?;
         match self.live(&path)? {
             Some(version) if version.kind == Kind::Symlink => {

@@ -170,6 +170,9 @@ impl Vfs {
 
     /// Looks up `name` in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> VfsResult<Attr> {
+        if let Some(answer) = self.past_lookup(parent, name) {
+            return answer;
+        }
         let _names = self.resolving();
         let path = self.child(parent, name)?;
         match self.current_or_pending(&path)? {
@@ -215,6 +218,10 @@ impl Vfs {
 
     /// The kernel dropped `count` references to `ino`.
     pub fn forget(&self, ino: u64, count: u64) {
+        if super::past::is_virtual(ino) {
+            // The view keeps its inodes for the mount's life (see past.rs).
+            return;
+        }
         // Lock order: a handle's lock is never taken while `inodes` is held
         // (a commit holds its handle and then looks up paths).
         let open = self.is_open(ino);
@@ -240,6 +247,9 @@ impl Vfs {
     pub fn getattr(&self, ino: u64) -> VfsResult<Attr> {
         if ino == ROOT_INO {
             return Ok(self.root_attr());
+        }
+        if let Some(answer) = self.past_getattr(ino) {
+            return answer;
         }
         if let Some(attr) = self.writer_attr(ino) {
             return Ok(attr);

@@ -45,6 +45,7 @@ mod lookup;
 mod namespace;
 pub mod open_ahead;
 mod passthrough;
+pub mod past;
 mod read;
 mod refused;
 mod sparse;
@@ -117,6 +118,8 @@ pub struct Vfs {
     gid: u32,
     /// How owners are shown (`mount.ownership`).
     ownership: Ownership,
+    /// The read-only history view at the root (`mount.history_dir`), if any.
+    past: Option<past::PastView>,
 }
 
 impl Vfs {
@@ -144,7 +147,17 @@ impl Vfs {
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
             ownership: Ownership::Keep,
+            past: None,
         }
+    }
+
+    /// Shows the history view at the root under `name` (see `past.rs`);
+    /// `None` or an empty name: no view.
+    pub fn with_history_dir(mut self, name: Option<&str>) -> Vfs {
+        self.past = name
+            .filter(|name| !name.is_empty())
+            .map(|name| past::PastView::new(name.as_bytes().to_vec()));
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -197,6 +210,10 @@ impl Vfs {
         if ino == ROOT_INO {
             return Ok(VPath::root());
         }
+        if past::is_virtual(ino) {
+            // Anything that wants a store path of the view would change it.
+            return Err(VfsError::new(libc::EROFS, "the history view is read-only"));
+        }
         lock(&self.inodes)
             .by_ino
             .get(&ino)
@@ -219,6 +236,9 @@ impl Vfs {
     }
 
     fn child(&self, parent: u64, name: &OsStr) -> VfsResult<VPath> {
+        if let Some(refused) = self.refused_in_view(parent, name) {
+            return Err(refused);
+        }
         if name.len() > NAME_MAX {
             return Err(VfsError::new(
                 libc::ENAMETOOLONG,
