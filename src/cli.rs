@@ -260,7 +260,7 @@ pub enum Command {
     ///
     /// Reconciles first; unmounts on SIGINT/SIGTERM; re-reads the spec on SIGHUP
     /// (peers, sync, cache, ignore and retention apply live; a change of the volume,
-    /// node, block size, compression, verify_reads or mount point is refused with a
+    /// node, block size, compression, verify_reads, history view name or mount point is refused with a
     /// log line);
     /// signals readiness to systemd (NOTIFY_SOCKET). Semantics: close-to-open (close
     /// commits a version, fsync makes it durable).

@@ -11,7 +11,7 @@
 //! move to the new spec.
 //!
 //! Needs a remount: the volume directory, the node's id and major, the block
-//! size, compression, `verify_reads` and the mount point (when it came from `mount.path`). A new
+//! size, compression, `verify_reads`, `mount.history_dir` and the mount point (when it came from `mount.path`). A new
 //! spec changing any of them is refused whole, with a log line naming each
 //! key, and the mount goes on with the spec it has; so is a spec that does
 //! not load or reconcile.
@@ -114,6 +114,11 @@ pub(super) fn needs_remount(old: &Spec, new: &Spec, mountpoint_from_spec: bool) 
         "verify_reads",
         old.verify_reads.to_string(),
         new.verify_reads.to_string(),
+    );
+    differ(
+        "mount.history_dir",
+        format!("{:?}", old.history_dir),
+        format!("{:?}", new.history_dir),
     );
     if mountpoint_from_spec {
         differ(
