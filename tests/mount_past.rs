@@ -8,6 +8,8 @@
 mod mount;
 #[path = "common/past_model.rs"]
 mod past_model;
+#[path = "common/peer.rs"]
+mod peer;
 #[path = "common/store.rs"]
 mod store_common;
 
@@ -227,5 +229,53 @@ fn a_real_globofs_entry_is_hidden_by_the_view_and_shown_without_it() {
             view,
             "{extra:?}: the view at {name}"
         );
+    }
+}
+
+#[test]
+fn a_peer_mount_shows_the_same_past_after_sync_and_keeps_the_view_to_itself() {
+    const B: &str = "b0b0b0b0-0000-4000-8000-00000000000b";
+    let b = peer::PeerNode::new(B);
+    let a = Mounted::with(
+        "4KiB",
+        &format!(
+            "peers:\n  - id: {B}\n    path: {}\nsync:\n  interval: 1s\n  timeout: 2s\n",
+            b.store.display()
+        ),
+    );
+    let a_id = peer::node_id(&a.spec);
+    let a_store = a.volume.join(&a_id);
+    b.wire(Some((&a_id, &a_store)));
+    // B makes the history; A's mount applies it by itself.
+    let b_store = Store::open_spec(&Spec::load(&b.spec).unwrap()).unwrap();
+    let steps = history(&b_store, 31);
+    b.run(&["sync"]);
+    let (last, last_tree) = steps.last().unwrap().clone();
+    let at_last = a.path(&format!(".globofs/at/{}", rfc3339(last, 0)));
+    peer::eventually("A to hold B's history", || {
+        let a_store = store_of(&a);
+        a_store.walk(&vp("/")).map(|w| w.len()).unwrap_or(0)
+            == b_store.walk(&vp("/")).unwrap().len()
+            && mount_tree(&at_last) == last_tree
+    });
+    // Every checked moment, read on A (blocks A lacks are pulled from B).
+    for (time, tree) in steps.iter().step_by(9) {
+        let name = rfc3339(*time, 0);
+        assert_eq!(
+            &mount_tree(&a.path(&format!(".globofs/at/{name}"))),
+            tree,
+            "on A at {name}"
+        );
+    }
+    // Attempts to write in the view change nothing on either node.
+    assert_eq!(errno(fs::write(at_last.join("new"), b"x")), libc::EROFS);
+    a.globofs(&["sync"]);
+    b.run(&["sync"]);
+    for store in [
+        store_of(&a),
+        Store::open_spec(&Spec::load(&b.spec).unwrap()).unwrap(),
+    ] {
+        assert!(store.version_ids(&vp("/.globofs")).unwrap().is_empty());
+        assert!(store.version_ids(&vp("/new")).unwrap().is_empty());
     }
 }
