@@ -247,3 +247,30 @@ fn restore_replaces_what_changed_kind_and_diff_says_what_moved() {
             .is_some()
     );
 }
+
+#[test]
+fn a_long_history_is_decided_at_every_moment_and_after_the_last() {
+    let vol = Vol::new();
+    let store = vol.store();
+    let path = vp("/long");
+    for i in 0..40u64 {
+        at(DAY0 + i * HOUR, || {
+            put(&store, &path, format!("save {i}").as_bytes())
+        });
+    }
+    for i in 0..40u64 {
+        let then = store
+            .live_at(&path, &moment(DAY0 + i * HOUR + 1))
+            .unwrap()
+            .unwrap();
+        assert_eq!(read_all(&store, &then), format!("save {i}").as_bytes());
+    }
+    // After the last save (the remembered heads decide), and `now`.
+    for m in [moment(DAY0 + 50 * HOUR), "now".parse().unwrap()] {
+        assert_eq!(
+            store.live_at(&path, &m).unwrap(),
+            store.live(&path).unwrap(),
+            "at {m}"
+        );
+    }
+}

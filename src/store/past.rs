@@ -70,11 +70,20 @@ impl Store {
     /// The version of `path` current at `at` (a tombstone if it was deleted
     /// then), or `None` when no version of it existed yet (or is kept).
     pub fn current_at(&self, path: &VPath, at: &Moment) -> Result<Option<Version>, StoreError> {
-        let mut ids = self.version_ids(path)?;
-        ids.retain(|id| at.includes(*id));
+        let all = self.version_ids(path)?;
+        let ids: Vec<_> = all.iter().copied().filter(|id| at.includes(*id)).collect();
         let Some(&newest) = ids.last() else {
             return Ok(None);
         };
+        if ids.len() == all.len() && all.len() >= heads::MIN_VERSIONS {
+            // Every version existed then: the current one, decided with the
+            // remembered heads of a long history, unless versions came or
+            // went meanwhile.
+            let current = self.current(path)?;
+            if self.version_ids(path)? == all {
+                return Ok(current);
+            }
+        }
         // As for "current": the newest version is a head, and a directory
         // head or a sole version wins without reading the others.
         match self.read_version(path, newest) {
