@@ -380,3 +380,28 @@ fn a_chmod_after_the_last_writer_closed_is_committed_at_once() {
     drop(reader);
     assert_eq!(versions_of(&m, "/f"), 2);
 }
+
+#[test]
+fn a_chown_to_the_owners_a_file_has_makes_no_version() {
+    use std::os::unix::fs::MetadataExt;
+    let m = Mounted::new();
+    std::fs::write(m.path("j"), b"journal").unwrap();
+    let before = mount::commits(&m, "j");
+    let meta = std::fs::metadata(m.path("j")).unwrap();
+    // What SQLite as root does to a journal it opened only to read.
+    let reader = std::fs::File::open(m.path("j")).unwrap();
+    std::os::unix::fs::fchown(&reader, Some(meta.uid()), Some(meta.gid())).unwrap();
+    std::os::unix::fs::chown(m.path("j"), Some(meta.uid()), None).unwrap();
+    drop(reader);
+    assert_eq!(
+        mount::commits(&m, "j"),
+        before,
+        "an unchanged owner is no change"
+    );
+    std::os::unix::fs::chown(m.path("j"), Some(meta.uid() + 1), None).unwrap();
+    assert_eq!(mount::commits(&m, "j"), before + 1);
+    assert_eq!(
+        std::fs::metadata(m.path("j")).unwrap().uid(),
+        meta.uid() + 1
+    );
+}

@@ -66,16 +66,36 @@ fn keep_all_or_a_zero_window_keeps_every_version() {
 }
 
 #[test]
-fn a_version_older_than_the_window_stays() {
+fn a_busy_file_keeps_a_version_per_window() {
     let vol = Vol::with("retention:\n  coalesce_within: 1s\n", false);
     let store = vol.store();
-    let first = rewrite(&store, "/f", 2);
-    std::thread::sleep(std::time::Duration::from_millis(1_200));
-    let later = rewrite(&store, "/f", 1);
-    assert_eq!(
-        store.version_ids(&vp("/f")).unwrap(),
-        [first[0], first[1], later[0]]
+    let start = std::time::Instant::now();
+    let mut made = Vec::new();
+    for _ in 0..25 {
+        made.extend(rewrite(&store, "/f", 1));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let kept = store.version_ids(&vp("/f")).unwrap();
+    // The creation, then one version each time the one kept before is a
+    // window old, and the last: never every edit, never only the ends.
+    assert!(kept.len() < made.len(), "{kept:?}");
+    assert!(
+        kept.len() >= 2 + (elapsed as usize).saturating_sub(1).min(1),
+        "{elapsed} s, kept {kept:?}"
     );
+    let windows = |a: &VersionId, b: &VersionId| {
+        b.secs * 1_000 + u64::from(b.nanos / 1_000_000)
+            - a.secs * 1_000
+            - u64::from(a.nanos / 1_000_000)
+    };
+    // Between the creation and the last one, kept versions are about a
+    // window apart: one stays once the next commit comes a window after the
+    // one kept before it (less one step between edits, 100 ms plus a commit).
+    for pair in kept[1..kept.len() - 1].windows(2) {
+        assert!(windows(&pair[0], &pair[1]) >= 600, "{kept:?}");
+    }
+    assert_eq!(*kept.last().unwrap(), *made.last().unwrap());
 }
 
 #[test]

@@ -330,7 +330,7 @@ fn dirs_below(dir: &std::path::Path) -> usize {
 
 /// Deleted files whose history prune removed leave no block fan-out behind:
 /// gc removes the `aa/bb/cc/dd` directories it emptied, in the store's
-/// `hashes/` and under each path (a path keeps only its `versions/` record).
+/// `hashes/` and under each path.
 #[test]
 fn gc_removes_the_fan_out_directories_it_empties() {
     let vol = Vol::with("retention:\n  keep_last: 1\n  keep_within: 0s\n", false);
@@ -352,7 +352,9 @@ fn gc_removes_the_fan_out_directories_it_empties() {
     for n in 0..20u64 {
         let path_dir = vol.dir().join(format!("root/d/f{n}"));
         assert!(!path_dir.join("hashes").exists(), "{}", path_dir.display());
-        assert!(path_dir.join("versions/pruned").is_file());
+        // Without peers the deleted path's record goes too (see the test
+        // below); with peers only its `versions/` record would stay.
+        assert!(!path_dir.exists(), "{}", path_dir.display());
     }
     // The kept file still reads, its links stay.
     assert!(vol.dir().join("root/kept/hashes").is_dir());
@@ -399,4 +401,28 @@ fn gc_removes_delivered_outbound_entries_and_keeps_waiting_ones() {
     // A new version of the delivered path is queued again as before.
     let again = put(&store, &vp("/deep/dir/sent"), &data(BS, 3));
     assert!(sent_dir.join(again.id.to_string()).is_file());
+}
+
+#[test]
+fn a_store_without_peers_forgets_deleted_paths_once_pruned_and_collected() {
+    let vol = Vol::with("retention:\n  keep_last: 1\n  keep_within: 1s\n", false);
+    let store = vol.store();
+    let root = vol.dir().join("root");
+    put(&store, &vp("/keep"), b"kept");
+    let empty = fs::read_dir(&root).unwrap().count();
+    for n in 0..20 {
+        put(&store, &vp(&format!("/gone/sub/f{n}")), &data(BS, n));
+    }
+    vol.ok(["rm", "-r", "/gone"]);
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    vol.ok(["prune"]);
+    let gc: serde_json::Value = serde_json::from_str(&vol.ok(["gc", "--json"])).unwrap();
+    assert_eq!(gc["deleted_paths_forgotten"], 22, "{gc}");
+    // Nothing of the deleted tree is left under root/: no record, no directory.
+    assert_eq!(fs::read_dir(&root).unwrap().count(), empty);
+    assert!(!root.join("gone").exists());
+    assert_eq!(content(&store, &vp("/keep")), b"kept");
+    // The name can be used again.
+    put(&store, &vp("/gone/sub/f0"), b"again");
+    assert_eq!(content(&store, &vp("/gone/sub/f0")), b"again");
 }

@@ -1,8 +1,9 @@
 //! Coalescing (FORMAT §15, "Coalescing"): a new version of a file drops the
-//! version it replaced when that one is young (`retention.coalesce_within`,
-//! default a minute) and no other node has been sent it yet, so a file
-//! rewritten many times a minute (a database committing row by row, `echo >`
-//! truncating and then writing) leaves a version a minute, not one per write.
+//! version it replaced when the version kept before that one is younger than
+//! `retention.coalesce_within` (default a minute) and no other node has been
+//! sent it yet, so a file rewritten many times a minute (a database
+//! committing row by row, `echo >` truncating and then writing) keeps a
+//! version a minute, not one per write.
 //!
 //! The replaced version `old` is dropped at the commit of `new` only when all
 //! of this holds: `old` is the one head `new` replaces; both are this node's
@@ -57,9 +58,14 @@ impl Store {
             Err(err) if err.is_not_found() => return Ok(None),
             Err(err) => return Err(err),
         };
+        // At least one version a window stays: `old` goes only while the
+        // version kept before it is younger than the window.
+        let Some(kept) = self.edit_base(&old)? else {
+            return Ok(None);
+        };
         let since_epoch = |id: crate::ids::VersionId| std::time::Duration::new(id.secs, id.nanos);
         let now = since_epoch(crate::ids::VersionId::now(None));
-        let young = now.saturating_sub(since_epoch(old.id)) < within;
+        let young = now.saturating_sub(since_epoch(kept)) < within;
         let droppable = young
             && old.node == self.config.node
             && old.kind == Kind::File
@@ -67,7 +73,6 @@ impl Store {
             && old.from.is_none()
             && old.posix.links.is_none()
             && (durable || self.is_lazy(&old))
-            && self.is_edit(&old)?
             && self.undelivered(&old);
         if !droppable {
             return Ok(None);
@@ -108,18 +113,19 @@ impl Store {
         Ok(())
     }
 
-    /// Whether `version` only changed a file that was already there: one of
-    /// its parents is a live version still present.
-    fn is_edit(&self, version: &Version) -> Result<bool, StoreError> {
+    /// The newest live parent of `version` still present, if any: then
+    /// `version` only changed a file that was already there (an edit).
+    fn edit_base(&self, version: &Version) -> Result<Option<crate::ids::VersionId>, StoreError> {
+        let mut newest = None;
         for parent in &version.parents {
             match self.read_version(&version.path, *parent) {
-                Ok(parent) if parent.kind.is_live() => return Ok(true),
+                Ok(parent) if parent.kind.is_live() => newest = newest.max(Some(parent.id)),
                 Ok(_) => {}
                 Err(err) if err.is_not_found() => {}
                 Err(err) => return Err(err),
             }
         }
-        Ok(false)
+        Ok(newest)
     }
 
     /// Whether no peer has been sent `version`: every peer's outbound spool

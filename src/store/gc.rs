@@ -42,6 +42,9 @@ pub struct GcReport {
     /// Outbound spool entries whose versions were all delivered (only their
     /// `log` and directories were left), removed.
     pub outbound_entries_removed: u64,
+    /// Deleted paths of a store without peers whose every version was
+    /// pruned, forgotten: their `versions/` record and empty directories.
+    pub deleted_paths_forgotten: u64,
 }
 
 /// What `verify` found.
@@ -361,6 +364,49 @@ fn remove_delivered(dir: &Path) -> Result<(bool, u64), StoreError> {
     Ok((empty, removed))
 }
 
+/// Forgets a deleted path whose every version was pruned, in a store without
+/// peers (no peer can send its versions again, which is what the record is
+/// kept for, FORMAT §15): its `versions/` (only `log` and `pruned` are
+/// left), then its directory and each one above it that is left empty, up
+/// to `root` (a directory that still holds a child path stays). Returns 1
+/// when the record went, 0 when `versions/` held anything else.
+fn forget_deleted_path(versions: &Path, root: &Path) -> Result<u64, StoreError> {
+    let Some(listing) = read_dir_if_present(versions)? else {
+        return Ok(0);
+    };
+    let mut names = Vec::new();
+    for item in listing {
+        let item = item.at(versions)?;
+        if !item.file_type().at(item.path())?.is_file() {
+            return Ok(0);
+        }
+        names.push(item.file_name());
+    }
+    if !names.iter().all(|n| n == "log" || n == "pruned") {
+        return Ok(0);
+    }
+    for name in names {
+        let file = versions.join(name);
+        fs::remove_file(&file).at(&file)?;
+    }
+    fs::remove_dir(versions).at(versions)?;
+    let mut dir = versions.parent();
+    while let Some(at) = dir.filter(|d| *d != root && d.starts_with(root)) {
+        let _ = fs::remove_dir(at.join("hashes"));
+        match fs::remove_dir(at) {
+            Ok(()) => dir = at.parent(),
+            Err(err)
+                if err.kind() == ErrorKind::NotFound
+                    || err.raw_os_error() == Some(libc::ENOTEMPTY) =>
+            {
+                break;
+            }
+            Err(err) => return Err(StoreError::io(at, err)),
+        }
+    }
+    Ok(1)
+}
+
 /// Removes the empty directories of the block fan-out below `dir` (four
 /// levels, `aa/bb/cc/dd`), deepest first, and `dir` itself when `with_top`
 /// and it is left empty; returns how many went. A directory that is not
@@ -486,10 +532,16 @@ impl Store {
             Ok(())
         })?;
         // Per-path links of blocks that no kept version of that path names.
+        let forget = self.sharing().peers.is_empty();
+        let mut emptied: Vec<PathBuf> = Vec::new();
         each_versions_dir(&self.layout().root(), &mut |versions| {
             let path_dir = versions.parent().unwrap_or(versions);
             let mut used = HashSet::new();
-            for id in version_ids_in(versions)? {
+            let ids = version_ids_in(versions)?;
+            if forget && ids.is_empty() {
+                emptied.push(versions.to_path_buf());
+            }
+            for id in ids {
                 if let Ok(version) = read_version_file(&versions.join(id.to_string())) {
                     used.extend(version.hashes);
                 }
@@ -511,6 +563,10 @@ impl Store {
             }
             Ok(())
         })?;
+        for versions in emptied {
+            report.deleted_paths_forgotten +=
+                forget_deleted_path(&versions, &self.layout().root())?;
+        }
         if report.blocks_deleted > 0 {
             report.empty_dirs_removed += remove_empty_dirs(&self.layout().hashes(), false)?;
         }

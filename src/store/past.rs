@@ -145,19 +145,7 @@ impl Store {
 
     /// Every path below `path` at `at` (depth first, sorted), with its version.
     pub fn walk_at(&self, path: &VPath, at: &Moment) -> Result<Vec<(VPath, Version)>, StoreError> {
-        let mut out = Vec::new();
-        let mut stack = vec![path.clone()];
-        while let Some(dir) = stack.pop() {
-            for entry in self.list_dir_at(&dir, at)? {
-                let child = dir.join(&entry.name)?;
-                if entry.version.kind == Kind::Dir {
-                    stack.push(child.clone());
-                }
-                out.push((child, entry.version));
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        super::tree::walk_with(path, |dir| self.list_dir_at(dir, at))
     }
 
     /// `path` and everything below it at `at`, by path; empty when it was

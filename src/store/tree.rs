@@ -261,22 +261,29 @@ impl Store {
 
     /// Every live path below `path` (depth first, sorted), with its version.
     pub fn walk(&self, path: &VPath) -> Result<Vec<(VPath, Version)>, StoreError> {
-        let mut out = Vec::new();
-        let mut stack = vec![path.clone()];
-        while let Some(dir) = stack.pop() {
-            let mut children = self.list_dir(&dir)?;
-            children.reverse();
-            for entry in children {
-                let child = dir.join(&entry.name)?;
-                if entry.version.kind == Kind::Dir {
-                    stack.push(child.clone());
-                }
-                out.push((child, entry.version));
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        walk_with(path, |dir| self.list_dir(dir))
     }
+}
+
+/// Every path below `path` that `list` shows (depth first, sorted by path),
+/// with its version: the walk of the current tree and of a past one.
+pub(super) fn walk_with(
+    path: &VPath,
+    list: impl Fn(&VPath) -> Result<Vec<Entry>, StoreError>,
+) -> Result<Vec<(VPath, Version)>, StoreError> {
+    let mut out = Vec::new();
+    let mut stack = vec![path.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in list(&dir)? {
+            let child = dir.join(&entry.name)?;
+            if entry.version.kind == Kind::Dir {
+                stack.push(child.clone());
+            }
+            out.push((child, entry.version));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 /// Version ids in a `versions/` directory, ascending; other names are ignored.

@@ -155,6 +155,16 @@ pub struct Count {
     pub away: Vec<(NodeId, String)>,
 }
 
+impl Count {
+    /// The peers not counted, one `<peer>: <why>` each (status and verify).
+    pub fn away_lines(&self) -> Vec<String> {
+        self.away
+            .iter()
+            .map(|(peer, why)| format!("{peer}: {why}"))
+            .collect()
+    }
+}
+
 /// Counts, for each block, which nodes hold it: this store, and every
 /// reachable peer of `remotes` (through its store's directories, on its
 /// worker). A peer that is away, or goes away during the count, is not
@@ -640,12 +650,7 @@ pub fn verify_copies(
             .map(|held| u64::from(held.count()))
             .sum(),
         under_replicated: census.shortfall(copies),
-        not_counted: census
-            .count
-            .away
-            .iter()
-            .map(|(peer, why)| format!("{peer}: {why}"))
-            .collect(),
+        not_counted: census.count.away_lines(),
     })
 }
 

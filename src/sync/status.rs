@@ -262,12 +262,7 @@ impl Status {
                 wanted: copies,
                 blocks: census.tree.blocks.len() as u64,
                 under_replicated: census.shortfall(copies),
-                not_counted: census
-                    .count
-                    .away
-                    .iter()
-                    .map(|(peer, why)| format!("{peer}: {why}"))
-                    .collect(),
+                not_counted: census.count.away_lines(),
             });
         }
         Ok(self)

@@ -74,7 +74,21 @@ impl Vfs {
         if owners && self.ownership == Ownership::MountUser {
             self.chown_as_mount_user(ino, change.uid, change.gid)?;
         }
-        let records_owner = owners && self.ownership == Ownership::Keep;
+        let mut records_owner = owners && self.ownership == Ownership::Keep;
+        if records_owner
+            && change.mode.is_none()
+            && change.mtime.is_none()
+            && change.atime.is_none()
+        {
+            // A chown to the owners the file has changes nothing, and makes
+            // no version: a version from a node that only read the file
+            // would be an edit concurrent with what others did meanwhile (a
+            // delete there would be undone; SQLite as root fchowns a journal
+            // it only opened to read).
+            let now = self.getattr(ino)?;
+            records_owner = change.uid.is_some_and(|uid| uid != now.uid)
+                || change.gid.is_some_and(|gid| gid != now.gid);
+        }
         if change.mode.is_some()
             || change.mtime.is_some()
             || change.atime.is_some()
