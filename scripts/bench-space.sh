@@ -16,7 +16,8 @@
 #   BLOCK_SIZE=1MiB      the volume's block size
 #   IMAGE_SIZE=16G       each loop image (sparse; ext4 gets an inode per 16 KiB,
 #                        and the store needs ~15 inodes a file)
-#   FILESYSTEMS="ext4 ext4-inline xfs"
+#   FILESYSTEMS="ext4 ext4-inline xfs"   (ext4-inline-i4096 too: an inode
+#                        per 4 KiB instead of 16 KiB, not run by default)
 #   UPKEEP_WAIT=300      seconds to wait for the mount's own prune + gc after
 #                        the rm -rf before running `globofs prune` + `gc` by hand
 #   GLOBOFS_BIN=PATH     measure another build (default: cargo build --release)
@@ -103,6 +104,7 @@ for fs in $FILESYSTEMS; do
   case $fs in
     ext4) mkfs.ext4 -q -F "$img"; label="ext4 (mkfs.ext4 defaults)" ;;
     ext4-inline) mkfs.ext4 -q -F -O inline_data "$img"; label="ext4 -O inline_data" ;;
+    ext4-inline-i4096) mkfs.ext4 -q -F -O inline_data -i 4096 "$img"; label="ext4 -O inline_data -i 4096" ;;
     xfs) mkfs.xfs -q -f "$img"; label="XFS (mkfs.xfs defaults)" ;;
     *) echo "unknown filesystem $fs" >&2; exit 2 ;;
   esac
