@@ -416,6 +416,8 @@ fn a_store_without_peers_forgets_deleted_paths_once_pruned_and_collected() {
     vol.ok(["rm", "-r", "/gone"]);
     std::thread::sleep(std::time::Duration::from_millis(1_200));
     vol.ok(["prune"]);
+    // No peer will ever refresh digests from a list: none is kept.
+    assert!(!vol.dir().join("state/digest-dirty").exists());
     let gc: serde_json::Value = serde_json::from_str(&vol.ok(["gc", "--json"])).unwrap();
     assert_eq!(gc["deleted_paths_forgotten"], 22, "{gc}");
     // Nothing of the deleted tree is left under root/: no record, no directory.

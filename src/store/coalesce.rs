@@ -93,13 +93,7 @@ impl Store {
         let pruned = versions.join("pruned");
         let mut record = crate::layout::open_append(&pruned).at(&pruned)?;
         std::io::Write::write_all(&mut record, format!("{}\n", old.id).as_bytes()).at(&pruned)?;
-        let dirty = super::digest::dirty_file(self);
-        let mut dirty_list = crate::layout::open_append(&dirty).at(&dirty)?;
-        std::io::Write::write_all(
-            &mut dirty_list,
-            format!("{}\n", old.path.escaped()).as_bytes(),
-        )
-        .at(&dirty)?;
+        super::digest::mark_dirty(self, &old.path)?;
         for peer in &self.sharing().peers {
             let link = old
                 .path

@@ -171,6 +171,20 @@ pub fn dirty_file(store: &Store) -> PathBuf {
     store.layout().state().join("digest-dirty")
 }
 
+/// Lists `path` in [`dirty_file`]: its version set changed without a journal
+/// line (prune, coalescing), so a sync pass refreshes its digest from this
+/// list. A store without peers keeps no list (no sync pass would ever read
+/// it, and it would only grow); a stale digest costs a full check a few
+/// more remote reads, never a wrong answer (it names ids we pruned).
+pub fn mark_dirty(store: &Store, path: &VPath) -> Result<(), StoreError> {
+    if store.sharing().peers.is_empty() {
+        return Ok(());
+    }
+    let dirty = dirty_file(store);
+    let mut list = crate::layout::open_append(&dirty).at(&dirty)?;
+    std::io::Write::write_all(&mut list, format!("{}\n", path.escaped()).as_bytes()).at(&dirty)
+}
+
 fn ignore_fingerprint(store: &Store) -> String {
     match &store.sharing().ignore {
         Some(rules) => sha_hex(rules.patterns().join("\n").as_bytes()),

@@ -826,13 +826,7 @@ impl Store {
             }
             // The path's version set changes without a journal line: its
             // digest (anti-entropy) is refreshed from this list.
-            let dirty = super::digest::dirty_file(self);
-            let mut dirty_list = crate::layout::open_append(&dirty).at(&dirty)?;
-            std::io::Write::write_all(
-                &mut dirty_list,
-                format!("{}\n", all[0].path.escaped()).as_bytes(),
-            )
-            .at(&dirty)?;
+            super::digest::mark_dirty(self, &all[0].path)?;
             let pruned_path = versions.join("pruned");
             let mut file = crate::layout::open_append(&pruned_path).at(&pruned_path)?;
             std::io::Write::write_all(&mut file, record.as_bytes()).at(&pruned_path)?;
