@@ -86,14 +86,8 @@ impl Store {
         }
         // As for "current": the newest version is a head, and a directory
         // head or a sole version wins without reading the others.
-        match self.read_version(path, newest) {
-            Ok(top) if top.kind == Kind::Dir || ids.len() == 1 => return Ok(Some(top)),
-            Ok(_) => {}
-            Err(err @ StoreError::Corrupt { .. }) => {
-                tracing::warn!(path = %path, error = %err, "skipping an unreadable version file");
-            }
-            Err(err) if err.is_not_found() => {}
-            Err(err) => return Err(err),
+        if let Some(top) = self.decided_by_newest(path, newest, ids.len())? {
+            return Ok(Some(top));
         }
         let heads = heads::heads_among(self, path, &ids)?;
         Ok(resolve::resolve(&heads).current.cloned())

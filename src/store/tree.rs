@@ -150,16 +150,8 @@ impl Store {
             let heads = self.heads.of(self, path, &ids)?;
             return Ok(resolve::resolve(&heads).current.cloned());
         }
-        match self.read_version(path, newest) {
-            Ok(top) if top.kind == Kind::Dir || ids.len() == 1 => return Ok(Some(top)),
-            Ok(_) => {}
-            // A version file torn by a crash before it was flushed: the older ones decide.
-            Err(err @ StoreError::Corrupt { .. }) => {
-                tracing::warn!(path = %path, error = %err, "skipping an unreadable version file");
-            }
-            // Pruned (or the path's history dropped) since the listing.
-            Err(err) if err.is_not_found() => {}
-            Err(err) => return Err(err),
+        if let Some(top) = self.decided_by_newest(path, newest, ids.len())? {
+            return Ok(Some(top));
         }
         let heads = self.heads.of(self, path, &ids)?;
         Ok(resolve::resolve(&heads).current.cloned())
@@ -256,6 +248,29 @@ impl Store {
                 read_version_file(&dir.join("versions").join(id.to_string()))?.path,
             )),
             None => Ok(None),
+        }
+    }
+
+    /// The newest of `count` versions of `path` when it wins without reading
+    /// the others (a directory, or the only one); `None` when the others
+    /// decide (it is a file or symlink, torn, or gone since the listing).
+    pub(super) fn decided_by_newest(
+        &self,
+        path: &VPath,
+        newest: VersionId,
+        count: usize,
+    ) -> Result<Option<Version>, StoreError> {
+        match self.read_version(path, newest) {
+            Ok(top) if top.kind == Kind::Dir || count == 1 => Ok(Some(top)),
+            Ok(_) => Ok(None),
+            // A version file torn by a crash before it was flushed: the older ones decide.
+            Err(err @ StoreError::Corrupt { .. }) => {
+                tracing::warn!(path = %path, error = %err, "skipping an unreadable version file");
+                Ok(None)
+            }
+            // Pruned (or the path's history dropped) since the listing.
+            Err(err) if err.is_not_found() => Ok(None),
+            Err(err) => Err(err),
         }
     }
 
