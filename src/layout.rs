@@ -428,6 +428,10 @@ impl StoreLayout {
     pub fn intents(&self) -> PathBuf {
         self.dir.join("state").join("intents")
     }
+    /// `state/redo/`: the redo files of processes with durable commits.
+    pub fn redo(&self) -> PathBuf {
+        self.dir.join("state").join("redo")
+    }
     pub fn inbound(&self, peer: NodeId) -> PathBuf {
         self.dir
             .join("spool")

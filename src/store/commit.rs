@@ -138,6 +138,10 @@ impl Store {
         let log_path = versions_dir.join("log");
         // The log stays locked until it is dropped at the end.
         let log = flock_file(open_log(&log_path)?, &log_path)?;
+        let stamp_before = log
+            .metadata()
+            .ok()
+            .map(|m| super::heads::LogStamp::of_meta(&m));
         let heads = self.heads(path)?;
         // A writer that held its base while someone else replaced it
         // built on that base alone (FORMAT.md §10.5).
@@ -197,10 +201,20 @@ impl Store {
         // Named in our intent file before it is visible, so a kill between the
         // publishing link and the journal line is finished by the next writer.
         let intent = self.intents.begin(self, version.id, path)?;
-        self.publish(&versions_dir, &mut version, durable)?;
+        // Published lazily even when durable: the redo record made below
+        // is what survives a crash (FORMAT §14).
+        self.publish(&versions_dir, &mut version, false)?;
         crate::failpoint::hit("commit:published");
         append_line(&log, &log_path, &format!("{}\n", version.id))?;
         crate::failpoint::hit("commit:logged");
+        if let (Some(before), Ok(after)) = (stamp_before, log.metadata()) {
+            self.heads.committed(
+                path,
+                &version,
+                before,
+                super::heads::LogStamp::of_meta(&after),
+            );
+        }
         self.record(&version)?;
         intent.done();
         if durable {

@@ -28,19 +28,19 @@ const LAZY_MAX: usize = 4096;
 
 /// What a durable point must flush.
 #[derive(Default)]
-struct Flush {
-    files: BTreeSet<PathBuf>,
-    dirs: BTreeSet<PathBuf>,
+pub(super) struct Flush {
+    pub(super) files: BTreeSet<PathBuf>,
+    pub(super) dirs: BTreeSet<PathBuf>,
 }
 
 impl Flush {
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.files.len() + self.dirs.len()
     }
 
     /// `dir` and each directory above it up to `top` (included): a name
     /// made in any of them (by `create_dirs`) is durable once its parent is.
-    fn dirs_from(&mut self, dir: &Path, top: &Path) {
+    pub(super) fn dirs_from(&mut self, dir: &Path, top: &Path) {
         let mut at = Some(dir);
         while let Some(dir) = at {
             if !self.dirs.insert(dir.to_path_buf()) || dir == top || !dir.starts_with(top) {
@@ -53,7 +53,7 @@ impl Flush {
     /// Flushes files (data and the size that reaches it), then directories.
     /// A file or directory that is not there (a block never pulled here, a
     /// peer without an outbound entry) has nothing to flush.
-    fn run(self) -> Result<(), StoreError> {
+    pub(super) fn run(self) -> Result<(), StoreError> {
         for file in &self.files {
             match File::open(file) {
                 Ok(handle) => handle.sync_data().at(file)?,
@@ -81,15 +81,12 @@ pub(super) struct Lazy {
 }
 
 impl Store {
-    /// Makes `versions` durable (their blocks, version files, logs, journal
-    /// lines and outbound entries), flushing only what they depend on.
-    pub fn make_durable(&self, versions: &[Version]) -> Result<(), StoreError> {
-        {
-            let mut lazy = crate::lock(&self.lazy);
-            for version in versions {
-                lazy.versions.remove(&(version.path.clone(), version.id));
-            }
-        }
+    /// Makes `versions` durable in the layout itself (their blocks, version
+    /// files, logs, journal lines and outbound entries), flushing only what
+    /// they depend on: the redo checkpoint, and a durable point too large
+    /// for a redo record.
+    pub(super) fn flush_durable(&self, versions: &[Version]) -> Result<(), StoreError> {
+        self.forget_lazy_all(versions);
         let mut flush = Flush::default();
         for version in versions {
             self.depends_on(version, &mut flush);
@@ -104,12 +101,22 @@ impl Store {
         flush.run()
     }
 
+    /// `versions` are durable now: no directory `fsync` needs them.
+    pub(super) fn forget_lazy_all(&self, versions: &[Version]) {
+        let mut lazy = crate::lock(&self.lazy);
+        for version in versions {
+            lazy.versions.remove(&(version.path.clone(), version.id));
+        }
+    }
+
     /// Makes every version this process committed lazily durable (an `fsync`
     /// of a directory: its new and removed entries are such versions).
     pub fn make_lazy_durable(&self) -> Result<(), StoreError> {
         let taken = std::mem::take(&mut *crate::lock(&self.lazy));
         if taken.overflowed {
-            return super::sync_filesystem(&self.layout.dir);
+            super::sync_filesystem(&self.layout.dir)?;
+            // Everything is on disk: so are the redo file's versions.
+            return self.checkpoint_redo();
         }
         let mut versions = Vec::with_capacity(taken.versions.len());
         for (path, id) in &taken.versions {

@@ -11,6 +11,21 @@
 //! is decided afresh. Only what parses counts, as for a full decision: a
 //! version that does not parse yet (torn) is not remembered and is read again
 //! next time.
+//!
+//! Listing `versions/` is itself the cost once a history is long (a file
+//! made and removed at every commit, as SQLite's journal is). Every
+//! publication of a version (a commit, an import, a recovery) appends to the
+//! path's `versions/log` under its lock, so the log's identity and length
+//! (its *stamp*) change with every version added. Remembered heads carry the
+//! stamp the log had before the listing they came from, and are used
+//! without listing while the log still has it and their files are there,
+//! for at most [`MAX_AGE`] after that listing (what bounds a version a killed writer published
+//! without its log line, as the live cache's own bound does). A commit of
+//! this process, under the log lock, takes its own version in and moves the
+//! stamp on, keeping the listing's age.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
 
 use std::collections::{HashMap, HashSet};
 
@@ -27,8 +42,40 @@ pub const MIN_VERSIONS: usize = 16;
 /// memory starts again empty when it would hold more.
 const MAX_IDS: usize = 200_000;
 
+/// How long remembered heads are used without listing `versions/` again.
+pub const MAX_AGE: Duration = Duration::from_secs(5);
+
+/// What identifies a path's `versions/log` as it is: a version added
+/// appends a line, so the stamp moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+}
+
+impl LogStamp {
+    pub fn of_meta(meta: &std::fs::Metadata) -> LogStamp {
+        LogStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+        }
+    }
+
+    /// The stamp of `path`'s log now (`None` when it has none).
+    pub fn of(store: &Store, path: &VPath) -> Option<LogStamp> {
+        std::fs::metadata(store.versions_dir(path).join("log"))
+            .ok()
+            .map(|meta| LogStamp::of_meta(&meta))
+    }
+}
+
 #[derive(Default)]
 struct Known {
+    /// The log's stamp before the listing these heads came from, and when
+    /// that listing was made.
+    stamp: Option<(LogStamp, Instant)>,
     /// Readable version ids taken in, ascending.
     ids: Vec<VersionId>,
     /// Every parent id those versions list.
@@ -44,12 +91,63 @@ pub struct Heads {
 }
 
 impl Heads {
-    /// The heads of `path`, whose version files are `ids` (ascending) now.
+    /// The remembered heads of `path` if its log still has the stamp they
+    /// were read at, and they are younger than [`MAX_AGE`]: no listing.
+    pub fn by_log(&self, store: &Store, path: &VPath) -> Option<Vec<Version>> {
+        let stamp = LogStamp::of(store, path)?;
+        let guard = lock(&self.known);
+        let known = guard.0.get(path)?;
+        match known.stamp {
+            // A head whose file went away (a damaged disk, a repair) is
+            // decided afresh at once.
+            Some((seen, listed))
+                if seen == stamp
+                    && listed.elapsed() < MAX_AGE
+                    && known.heads.iter().all(|head| {
+                        store.versions_dir(path).join(head.id.to_string()).exists()
+                    }) =>
+            {
+                Some(known.heads.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// `version` was just published at `path` by this process and logged,
+    /// under the log's lock: the log went from `before` to `after`. Heads
+    /// remembered at `before` take it in and are at `after` now.
+    pub fn committed(&self, path: &VPath, version: &Version, before: LogStamp, after: LogStamp) {
+        let mut guard = lock(&self.known);
+        let (paths, total) = &mut *guard;
+        let Some(known) = paths.get_mut(path) else {
+            return;
+        };
+        match known.stamp {
+            Some((seen, listed)) if seen == before => {
+                known.superseded.extend(version.parents.iter().copied());
+                let superseded = &known.superseded;
+                known.heads.retain(|head| !superseded.contains(&head.id));
+                if !superseded.contains(&version.id) {
+                    known.heads.push(version.clone());
+                }
+                if let Err(at) = known.ids.binary_search(&version.id) {
+                    known.ids.insert(at, version.id);
+                    *total += 1;
+                }
+                known.stamp = Some((after, listed));
+            }
+            _ => known.stamp = None,
+        }
+    }
+
+    /// The heads of `path`, whose version files are `ids` (ascending) now,
+    /// listed when its log had `stamp`.
     pub fn of(
         &self,
         store: &Store,
         path: &VPath,
         ids: &[VersionId],
+        stamp: Option<LogStamp>,
     ) -> Result<Vec<Version>, StoreError> {
         if ids.len() < MIN_VERSIONS {
             let mut fresh = Known::default();
@@ -68,7 +166,10 @@ impl Heads {
                 ids.to_vec()
             }
         };
-        take_in(store, path, &mut known, &new)?;
+        let torn = take_in(store, path, &mut known, &new)?;
+        // A torn version is read again next time: no listing is skipped
+        // while one is there.
+        known.stamp = stamp.filter(|_| !torn).map(|stamp| (stamp, Instant::now()));
         let heads = known.heads.clone();
         if *total + known.ids.len() > MAX_IDS {
             paths.clear();
@@ -94,14 +195,16 @@ pub(super) fn heads_among(
     Ok(fresh.heads)
 }
 
-/// Reads versions `ids` of `path` into `known`.
+/// Reads versions `ids` of `path` into `known`; true if one was torn
+/// (unreadable, skipped).
 fn take_in(
     store: &Store,
     path: &VPath,
     known: &mut Known,
     ids: &[VersionId],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let mut added = Vec::new();
+    let mut torn = false;
     for &id in ids {
         match store.read_version(path, id) {
             Ok(version) => {
@@ -113,6 +216,7 @@ fn take_in(
             Err(err) if err.is_not_found() => {}
             Err(err @ StoreError::Corrupt { .. }) => {
                 tracing::warn!(path = %path, error = %err, "skipping an unreadable version file");
+                torn = true;
             }
             Err(err) => return Err(err),
         }
@@ -124,7 +228,7 @@ fn take_in(
         known.ids.sort_unstable();
         known.ids.dedup();
     }
-    Ok(())
+    Ok(torn)
 }
 
 /// The ids of `now` not in `known` (both ascending), in one pass; `None` when
@@ -214,7 +318,9 @@ mod tests {
 
     #[test]
     fn a_torn_newest_version_is_read_again_once_it_is_whole() {
-        let (_dir, _spec, store) = store();
+        let (_dir, spec, store) = store();
+        // Another process reads (the writer knows its own version whole).
+        let reader = Store::open_spec(&spec).unwrap();
         let path = VPath::from_escaped("f").unwrap();
         let mut last = None;
         for i in 0..MIN_VERSIONS {
@@ -225,8 +331,8 @@ mod tests {
         let file = store.versions_dir(&path).join(newest.id.to_string());
         let whole = std::fs::read(&file).unwrap();
         std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
-        assert_eq!(store.current(&path).unwrap().unwrap().id, before.id);
+        assert_eq!(reader.current(&path).unwrap().unwrap().id, before.id);
         std::fs::write(&file, &whole).unwrap();
-        assert_eq!(store.current(&path).unwrap().unwrap().id, newest.id);
+        assert_eq!(reader.current(&path).unwrap().unwrap().id, newest.id);
     }
 }

@@ -185,7 +185,7 @@ fn create(dir: &Path) -> Result<Own, StoreError> {
     })
 }
 
-fn rand_u64() -> u64 {
+pub(super) fn rand_u64() -> u64 {
     let mut bytes = [0u8; 8];
     if File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
@@ -214,6 +214,9 @@ impl Store {
     /// died: one directory listing. Called by every writer before its first
     /// publication, and by every sync pass.
     pub fn recover_interrupted(&self) -> Result<Recovered, StoreError> {
+        // What only a redo record still holds goes back first: the intent
+        // lines below may name versions it puts back.
+        self.replay_redo()?;
         let dir = self.layout.intents();
         let Some(entries) = read_dir_if_present(&dir)? else {
             return Ok(Recovered::default());
@@ -330,7 +333,7 @@ fn parse_intent(line: &[u8]) -> Option<(VersionId, VPath)> {
     Some((id, path))
 }
 
-fn remove_stale_new(path: &Path) {
+pub(super) fn remove_stale_new(path: &Path) {
     let old = fs::metadata(path)
         .and_then(|meta| meta.modified())
         .ok()

@@ -136,6 +136,10 @@ impl Store {
     /// The current version of `path` (a tombstone if deleted), or `None` when it
     /// never existed here. Decided from the version files, never from the log.
     pub fn current(&self, path: &VPath) -> Result<Option<Version>, StoreError> {
+        if let Some(heads) = self.heads.by_log(self, path) {
+            return Ok(resolve::resolve(&heads).current.cloned());
+        }
+        let stamp = heads::LogStamp::of(self, path);
         let ids = self.version_ids(path)?;
         let Some(&newest) = ids.last() else {
             return Ok(None);
@@ -147,13 +151,13 @@ impl Store {
         // without reading the others. A long history goes to the remembered
         // heads straight away (they read only what is new, the newest included).
         if ids.len() >= heads::MIN_VERSIONS {
-            let heads = self.heads.of(self, path, &ids)?;
+            let heads = self.heads.of(self, path, &ids, stamp)?;
             return Ok(resolve::resolve(&heads).current.cloned());
         }
         if let Some(top) = self.decided_by_newest(path, newest, ids.len())? {
             return Ok(Some(top));
         }
-        let heads = self.heads.of(self, path, &ids)?;
+        let heads = self.heads.of(self, path, &ids, stamp)?;
         Ok(resolve::resolve(&heads).current.cloned())
     }
 
@@ -164,12 +168,20 @@ impl Store {
 
     /// The heads of `path` (parents of a new version).
     pub fn heads(&self, path: &VPath) -> Result<Vec<VersionId>, StoreError> {
+        if let Some(heads) = self.heads.by_log(self, path) {
+            return Ok(resolve::resolve(&heads)
+                .heads
+                .iter()
+                .map(|v| v.id)
+                .collect());
+        }
+        let stamp = heads::LogStamp::of(self, path);
         let ids = self.version_ids(path)?;
         match ids.len() {
             0 => Ok(Vec::new()),
             1 => Ok(ids),
             _ => {
-                let heads = self.heads.of(self, path, &ids)?;
+                let heads = self.heads.of(self, path, &ids, stamp)?;
                 Ok(resolve::resolve(&heads)
                     .heads
                     .iter()

@@ -142,7 +142,9 @@ impl Vfs {
         let count = crate::store::version::Version::block_count(cache.size, bs);
         // The store's one write pipeline: blocks not written here are named
         // again by hash, written ones are cut, hashed and stored.
-        let mut file = self.store.file_write(&held, durable).with_block_size(bs);
+        // Lazy blocks even for an fsync: its durable point copies them into
+        // the redo record or flushes them in place (FORMAT §14).
+        let mut file = self.store.file_write(&held, false).with_block_size(bs);
         let mut buf = vec![0u8; bs as usize];
         for index in 0..count {
             let start = index * u64::from(bs);

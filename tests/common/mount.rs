@@ -85,12 +85,23 @@ impl Mounted {
 
     /// Starts `globofs mount ARGS...` and waits until the mount is there.
     pub fn start_with(&mut self, args: &[&str]) {
+        self.start_full(args, &[]);
+    }
+
+    /// Starts `globofs mount` with extra environment variables (crash points).
+    #[allow(dead_code)]
+    pub fn start_env(&mut self, env: &[(&str, &str)]) {
+        self.start_full(&[], env);
+    }
+
+    fn start_full(&mut self, args: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.dir.path().join("mount.log")).expect("log file");
         let child = Command::new(BIN)
             .arg("--spec")
             .arg(&self.spec)
             .arg("mount")
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("GLOBOFS_SPEC")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,0 +1,767 @@
+//! The redo log: what makes an `fsync` durable with one `fdatasync`.
+//!
+//! A durable commit first publishes its version lazily into the seed layout
+//! (block files, version file, log, journal, outbound: in the page cache, at
+//! once visible to every process of the node, exactly as a close), then
+//! appends one checksummed *redo record* to this process's redo file
+//! `state/redo/<pid>-<16 hex>` and `fdatasync`s that one file. The record
+//! holds the version file's text and the bytes of every block of the version
+//! not yet known to be durable (up to [`RECORD_DATA_MAX`]; a block beyond it,
+//! or already on disk from earlier, is flushed in place). So after a power
+//! loss that took lazy layout writes with it, the record alone is enough to
+//! publish the version again.
+//!
+//! The file is locked (`flock`, exclusive) while its process lives. A
+//! *checkpoint* flushes what the versions it holds depend on in the layout
+//! (FORMAT §14's targeted flush, or one `syncfs` past 4,096 files) and
+//! empties it: once it passes [`CHECKPOINT_BYTES`] or [`CHECKPOINT_VERSIONS`],
+//! and when the store is closed. Recovery ([`Store::replay_redo`], part of
+//! [`Store::recover_interrupted`]) takes the redo files whose lock it can
+//! take (their process is gone), and for each whole record puts back what is
+//! missing or damaged: blocks (checked against their hash), the version file,
+//! the path's links, its log line, the journal line and the outbound entries;
+//! then it flushes them and deletes the file. A torn last record belongs to an
+//! `fsync` that never returned. docs/FORMAT.md §14 is the contract.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nix::fcntl::{Flock, FlockArg};
+use sha2::{Digest, Sha256};
+
+use super::lock::flock;
+use super::{IoContext, Store, StoreError, Version, WriterLock, read_dir_if_present};
+use crate::ids::{BlockHash, VersionId};
+use crate::layout::VPath;
+
+/// The redo record format this release writes and reads.
+pub const REDO_FORMAT: u32 = 1;
+/// Block bytes one durable point copies into the redo file at most; the rest
+/// of its blocks are flushed where they are.
+pub const RECORD_DATA_MAX: usize = 8 << 20;
+/// A redo file past this many bytes is checkpointed.
+pub const CHECKPOINT_BYTES: u64 = 64 << 20;
+/// A redo file holding this many versions is checkpointed.
+pub const CHECKPOINT_VERSIONS: usize = 4096;
+/// Blocks remembered as durable, at most (then forgotten: more flushes).
+const KNOWN_MAX: usize = 1 << 16;
+/// Largest redo file recovery reads.
+const MAX_REDO_BYTES: u64 = CHECKPOINT_BYTES + 2 * RECORD_DATA_MAX as u64 + (16 << 20);
+
+/// This process's redo file and what it knows is durable.
+#[derive(Default)]
+pub struct Redo {
+    own: Mutex<Option<OwnRedo>>,
+    /// Blocks known durable (flushed, or in a redo record), by the identity
+    /// of the file that holds them: a block deleted and written again is a
+    /// new file (new inode or ctime) and is not taken for the old one.
+    known: Mutex<HashMap<BlockHash, FileId>>,
+}
+
+impl std::fmt::Debug for Redo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redo").finish_non_exhaustive()
+    }
+}
+
+struct OwnRedo {
+    file: Flock<File>,
+    path: PathBuf,
+    bytes: u64,
+    /// The versions its records hold (for the checkpoint).
+    held: Vec<(VPath, VersionId)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    ctime: i64,
+    ctime_nsec: i64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> Option<FileId> {
+        let meta = fs::symlink_metadata(path).ok()?;
+        Some(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+        })
+    }
+}
+
+/// One block of a record: its bytes, or none for a block of zeros (a hole).
+struct RecordBlock {
+    hash: BlockHash,
+    len: usize,
+    data: Option<Vec<u8>>,
+}
+
+/// What a replay did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Redo files of processes that are gone, read and removed.
+    pub files: usize,
+    /// Versions whose version file or blocks had to be put back.
+    pub restored: usize,
+}
+
+impl Store {
+    /// Makes `versions` durable (FORMAT §14): one redo record each, one
+    /// `fdatasync`; blocks already on disk from earlier are flushed in
+    /// place once and then remembered.
+    pub fn make_durable(&self, versions: &[Version]) -> Result<(), StoreError> {
+        if versions.is_empty() {
+            return Ok(());
+        }
+        self.forget_lazy_all(versions);
+        let mut budget = RECORD_DATA_MAX;
+        let mut flush = super::durable::Flush::default();
+        let mut records = Vec::new();
+        let mut now_known = Vec::new();
+        {
+            let known = crate::lock(&self.redo.known);
+            for version in versions {
+                let mut blocks = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for (index, hash) in version.hashes.iter().enumerate() {
+                    if !seen.insert(*hash) {
+                        continue;
+                    }
+                    let len = version.block_len(index);
+                    if super::sparse::is_zero_block(hash, len) {
+                        blocks.push(RecordBlock {
+                            hash: *hash,
+                            len,
+                            data: None,
+                        });
+                        continue;
+                    }
+                    // A block not here (never pulled) has nothing to keep.
+                    let Some(located) = self.blocks.locate(hash, Some(len)) else {
+                        continue;
+                    };
+                    let Some(id) = FileId::of(&located.path) else {
+                        continue;
+                    };
+                    if known.get(hash) == Some(&id) {
+                        continue;
+                    }
+                    now_known.push((*hash, id));
+                    if len <= budget {
+                        budget -= len;
+                        let data = self.blocks.read(hash, len, false)?;
+                        blocks.push(RecordBlock {
+                            hash: *hash,
+                            len,
+                            data: Some(data),
+                        });
+                    } else {
+                        self.block_depends(hash, &located.path, version, &mut flush);
+                    }
+                }
+                encode(&mut records, version, &blocks);
+            }
+        }
+        if flush.len() > super::durable::TARGETED_MAX {
+            // Thousands of blocks: one flush of the filesystem covers all.
+            return self.flush_durable(versions);
+        }
+        flush.run()?;
+        {
+            let mut own = crate::lock(&self.redo.own);
+            if own.is_none() {
+                *own = Some(create(&self.layout.redo())?);
+            }
+            let Some(file) = own.as_mut() else {
+                return Err(StoreError::Internal("redo file vanished".to_string()));
+            };
+            file.file.write_all(&records).at(&file.path)?;
+            crate::failpoint::hit("durable:appended");
+            file.file.sync_data().at(&file.path)?;
+            crate::failpoint::hit("durable:recorded");
+            file.bytes += records.len() as u64;
+            file.held
+                .extend(versions.iter().map(|v| (v.path.clone(), v.id)));
+            if file.bytes > CHECKPOINT_BYTES || file.held.len() >= CHECKPOINT_VERSIONS {
+                self.checkpoint(file)?;
+            }
+        }
+        let mut known = crate::lock(&self.redo.known);
+        if known.len() + now_known.len() > KNOWN_MAX {
+            known.clear();
+        }
+        known.extend(now_known);
+        Ok(())
+    }
+
+    /// Flushes what the versions of this process's redo file depend on and
+    /// empties it (also done when the store is closed).
+    pub fn checkpoint_redo(&self) -> Result<(), StoreError> {
+        let mut own = crate::lock(&self.redo.own);
+        match own.as_mut() {
+            Some(file) if !file.held.is_empty() => self.checkpoint(file),
+            _ => Ok(()),
+        }
+    }
+
+    fn checkpoint(&self, file: &mut OwnRedo) -> Result<(), StoreError> {
+        let held = std::mem::take(&mut file.held);
+        let versions = self.read_held(&held)?;
+        if let Err(err) = self.flush_durable(&versions) {
+            file.held = held;
+            return Err(err);
+        }
+        file.file.set_len(0).at(&file.path)?;
+        file.bytes = 0;
+        Ok(())
+    }
+
+    /// The versions named, as their files say now (pruned or coalesced away
+    /// since: nothing of them to keep).
+    fn read_held(&self, held: &[(VPath, VersionId)]) -> Result<Vec<Version>, StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut versions = Vec::with_capacity(held.len());
+        for (path, id) in held {
+            if !seen.insert((path, *id)) {
+                continue;
+            }
+            match self.read_version(path, *id) {
+                Ok(version) => versions.push(version),
+                Err(err) if err.is_not_found() => {}
+                Err(StoreError::Corrupt { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(versions)
+    }
+
+    /// Puts back what processes of this node that are gone left only in
+    /// their redo files (see the module docs); then flushes it and deletes
+    /// the files. Takes the writer lock when there is anything to do.
+    pub fn replay_redo(&self) -> Result<Replayed, StoreError> {
+        let dir = self.layout.redo();
+        let Some(entries) = read_dir_if_present(&dir)? else {
+            return Ok(Replayed::default());
+        };
+        let own = crate::lock(&self.redo.own).as_ref().map(|f| f.path.clone());
+        let mut candidates = Vec::new();
+        for entry in entries {
+            let entry = entry.at(&dir)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let path = entry.path();
+            if name.starts_with(".new-") {
+                super::intents::remove_stale_new(&path);
+            } else if !name.starts_with('.') && own.as_ref() != Some(&path) {
+                candidates.push(path);
+            }
+        }
+        let mut done = Replayed::default();
+        if candidates.is_empty() {
+            return Ok(done);
+        }
+        let held = self.writer_lock()?;
+        for path in candidates {
+            let file = match OpenOptions::new().read(true).open(&path) {
+                Ok(file) => file,
+                Err(err) if err.kind() == ErrorKind::NotFound => continue,
+                Err(err) => return Err(StoreError::io(&path, err)),
+            };
+            let Some(file) = flock(file, &path, FlockArg::LockExclusiveNonblock)? else {
+                continue; // its process is alive
+            };
+            done.restored += self.replay_file(&held, &file, &path)?;
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::NotFound => {}
+                Err(err) => return Err(StoreError::io(&path, err)),
+            }
+            done.files += 1;
+        }
+        if done.restored > 0 {
+            tracing::warn!(
+                versions = done.restored,
+                files = done.files,
+                "put back versions that were durable only in the redo log (a crash lost their layout writes)"
+            );
+        }
+        Ok(done)
+    }
+
+    fn replay_file(
+        &self,
+        held: &WriterLock,
+        file: &File,
+        path: &Path,
+    ) -> Result<usize, StoreError> {
+        let mut text = Vec::new();
+        file.take(MAX_REDO_BYTES).read_to_end(&mut text).at(path)?;
+        let mut at = 0;
+        let mut restored = 0;
+        let mut versions = Vec::new();
+        while at < text.len() {
+            let (version, blocks, next) = match decode(path, &text[at..]) {
+                Ok(record) => record,
+                Err(why) => {
+                    // A torn last record was an fsync that never returned;
+                    // anything else is damage, and nothing past it is trusted.
+                    tracing::warn!(file = %path.display(), offset = at, %why, "a redo record that does not read whole: it and what follows are skipped");
+                    break;
+                }
+            };
+            at += next;
+            if self.replay_version(held, &version, &blocks)? {
+                restored += 1;
+            }
+            versions.push(version);
+        }
+        let versions: Vec<(VPath, VersionId)> =
+            versions.into_iter().map(|v| (v.path, v.id)).collect();
+        let versions = self.read_held(&versions)?;
+        self.flush_durable(&versions)?;
+        Ok(restored)
+    }
+
+    /// Puts back one record's version; true if anything was missing.
+    fn replay_version(
+        &self,
+        held: &WriterLock,
+        version: &Version,
+        blocks: &[RecordBlock],
+    ) -> Result<bool, StoreError> {
+        let mut restored = false;
+        for block in blocks {
+            match &block.data {
+                Some(data) => {
+                    if self.blocks.read(&block.hash, block.len, true).is_ok() {
+                        continue;
+                    }
+                    // Missing or damaged (zeros of the right length after a
+                    // crash): the record's bytes replace it.
+                    for bad in [
+                        self.blocks.raw_path(&block.hash),
+                        self.blocks.zst_path(&block.hash),
+                    ] {
+                        match fs::remove_file(&bad) {
+                            Ok(()) => {}
+                            Err(err) if err.kind() == ErrorKind::NotFound => {}
+                            Err(err) => return Err(StoreError::io(&bad, err)),
+                        }
+                    }
+                    self.store_block(held, &block.hash, data)?;
+                    restored = true;
+                }
+                None => {
+                    if self.blocks.locate(&block.hash, Some(block.len)).is_none() {
+                        let mut writer = self.block_writer(held);
+                        writer.put_zero(&block.hash, block.len)?;
+                        writer.finish()?;
+                        restored = true;
+                    }
+                }
+            }
+        }
+        let dir = self.versions_dir(&version.path);
+        match self.read_version(&version.path, version.id) {
+            Ok(_) if !restored => return Ok(false),
+            Ok(_) => {}
+            Err(err) if err.is_not_found() => {
+                if self.pruned_ids(&version.path)?.contains(&version.id) {
+                    // Dropped on purpose after it was recorded.
+                    return Ok(restored);
+                }
+                self.put_version_file(&dir, version, false)?;
+            }
+            Err(StoreError::Corrupt { .. }) => {
+                self.put_version_file(&dir, version, true)?;
+            }
+            Err(err) => return Err(err),
+        }
+        self.link_blocks(&version.path, &version.hashes)?;
+        self.record(version)?;
+        self.end_log_with_current(&version.path)?;
+        Ok(true)
+    }
+
+    /// Writes `version`'s file at its own id (replacing a torn one).
+    fn put_version_file(
+        &self,
+        dir: &Path,
+        version: &Version,
+        replace: bool,
+    ) -> Result<(), StoreError> {
+        crate::layout::create_dirs(dir).at(dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix("version-")
+            .tempfile_in(self.layout.tmp())
+            .at(self.layout.tmp())?;
+        tmp.write_all(version.to_text().as_bytes()).at(tmp.path())?;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).at(tmp.path())?;
+        let dest = dir.join(version.id.to_string());
+        if replace {
+            tmp.persist(&dest)
+                .map_err(|err| StoreError::io(&dest, err.error))?;
+            return Ok(());
+        }
+        match fs::hard_link(tmp.path(), &dest) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => Ok(()),
+            Err(err) => Err(StoreError::io(&dest, err)),
+        }
+    }
+
+    /// Adds a block's file and the directories naming it (in `hashes/` and
+    /// under the version's path) to `flush`.
+    fn block_depends(
+        &self,
+        hash: &BlockHash,
+        file: &Path,
+        version: &Version,
+        flush: &mut super::durable::Flush,
+    ) {
+        let top = &self.layout.dir;
+        if let Some(dir) = file.parent() {
+            flush.dirs_from(dir, top);
+        }
+        let links = self.path_dir(&version.path).join("hashes");
+        if let Some(dir) = links.join(hash.relative_path()).parent() {
+            flush.dirs_from(dir, top);
+        }
+        flush.files.insert(file.to_path_buf());
+    }
+}
+
+impl Drop for Redo {
+    fn drop(&mut self) {
+        let own = self.own.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = own.take() {
+            if file.held.is_empty() {
+                let _ = fs::remove_file(&file.path);
+            }
+            // Otherwise the next process of the node replays it (nothing
+            // missing: it only flushes), so an exit without a checkpoint
+            // loses nothing.
+        }
+    }
+}
+
+/// Appends one record: a header line naming the format, the version text's
+/// length, the number of blocks and a SHA-256 of the text and block lines;
+/// the version text; per block a line `<hash> <len> d|z` and, for `d`, its
+/// bytes (checked by the block's own hash).
+fn encode(out: &mut Vec<u8>, version: &Version, blocks: &[RecordBlock]) {
+    let text = version.to_text();
+    let mut lines = Vec::with_capacity(blocks.len());
+    let mut sum = Sha256::new();
+    sum.update(text.as_bytes());
+    for block in blocks {
+        let kind = if block.data.is_some() { 'd' } else { 'z' };
+        let line = format!("{} {} {kind}\n", block.hash, block.len);
+        sum.update(line.as_bytes());
+        lines.push(line);
+    }
+    let digest = hex(&sum.finalize());
+    out.extend_from_slice(
+        format!(
+            "globofs-redo {REDO_FORMAT} {} {} {digest}\n",
+            text.len(),
+            blocks.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(text.as_bytes());
+    for (block, line) in blocks.iter().zip(lines) {
+        out.extend_from_slice(line.as_bytes());
+        if let Some(data) = &block.data {
+            out.extend_from_slice(data);
+        }
+    }
+}
+
+/// Reads one record from the start of `bytes`: the version, its blocks and
+/// the record's length. Errors say why it does not read whole.
+fn decode(file: &Path, bytes: &[u8]) -> Result<(Version, Vec<RecordBlock>, usize), String> {
+    let mut at = 0;
+    let header = take_line(bytes, &mut at).ok_or("torn header")?;
+    let fields: Vec<&str> = header.split(' ').collect();
+    let [magic, format, text_len, count, digest] = fields[..] else {
+        return Err(format!("not a redo record header: {header:?}"));
+    };
+    if magic != "globofs-redo" {
+        return Err(format!("not a redo record header: {header:?}"));
+    }
+    if format.parse::<u32>().ok() != Some(REDO_FORMAT) {
+        return Err(format!("redo record format {format} is not {REDO_FORMAT}"));
+    }
+    let text_len: usize = text_len.parse().map_err(|_| "bad text length")?;
+    let count: usize = count.parse().map_err(|_| "bad block count")?;
+    let text = bytes
+        .get(at..at.checked_add(text_len).ok_or("bad text length")?)
+        .ok_or("torn version text")?;
+    at += text_len;
+    let mut sum = Sha256::new();
+    sum.update(text);
+    let mut blocks = Vec::with_capacity(count.min(1 << 16));
+    for _ in 0..count {
+        let start = at;
+        let line = take_line(bytes, &mut at).ok_or("torn block line")?;
+        sum.update(&bytes[start..at]);
+        let mut parts = line.split(' ');
+        let (Some(hash), Some(len), Some(kind), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!("bad block line {line:?}"));
+        };
+        let hash: BlockHash = hash
+            .parse()
+            .map_err(|_| format!("bad block hash {hash:?}"))?;
+        let len: usize = len
+            .parse()
+            .map_err(|_| format!("bad block length {len:?}"))?;
+        let data = match kind {
+            "z" => None,
+            "d" => {
+                let data = bytes
+                    .get(at..at.checked_add(len).ok_or("bad block length")?)
+                    .ok_or("torn block data")?;
+                at += len;
+                if BlockHash::of(data) != hash {
+                    return Err(format!("block {hash} does not match its bytes"));
+                }
+                Some(data.to_vec())
+            }
+            other => return Err(format!("bad block kind {other:?}")),
+        };
+        blocks.push(RecordBlock { hash, len, data });
+    }
+    if hex(&sum.finalize()) != digest {
+        return Err("checksum mismatch".to_string());
+    }
+    let version = Version::parse(file, text).map_err(|err| err.to_string())?;
+    Ok((version, blocks, at))
+}
+
+fn take_line<'a>(bytes: &'a [u8], at: &mut usize) -> Option<&'a str> {
+    let rest = bytes.get(*at..)?;
+    let end = rest.iter().take(4096).position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&rest[..end]).ok()?;
+    *at += end + 1;
+    Some(line)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Makes this process's redo file: created as `.new-…`, locked, renamed.
+fn create(dir: &Path) -> Result<OwnRedo, StoreError> {
+    crate::layout::create_dirs(dir).at(dir)?;
+    let name = format!("{}-{:016x}", std::process::id(), super::intents::rand_u64());
+    let path = dir.join(&name);
+    let new = dir.join(format!(".new-{name}"));
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .read(true)
+        .mode(0o600)
+        .open(&new)
+        .at(&new)?;
+    let file = flock(file, &new, FlockArg::LockExclusive)?
+        .ok_or_else(|| StoreError::io(&new, std::io::Error::from(ErrorKind::WouldBlock)))?;
+    fs::rename(&new, &path).at(&path)?;
+    // The name must survive a crash too: the directory (and `state/`, which
+    // may just have got it) is flushed once per process.
+    for dir in [Some(dir), dir.parent()].into_iter().flatten() {
+        File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+    }
+    Ok(OwnRedo {
+        file,
+        path,
+        bytes: 0,
+        held: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Attrs, Mtime, scratch_spec};
+
+    fn scratch() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = scratch_spec(dir.path());
+        let store = Store::open_spec(&spec).unwrap();
+        (dir, store)
+    }
+
+    fn bytes(len: usize, seed: u8) -> Vec<u8> {
+        let mut x = u64::from(seed) + 1;
+        (0..len)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 33) as u8 | 1
+            })
+            .collect()
+    }
+
+    /// Writes `data` at `path` as the mount does for an fsync: lazy blocks,
+    /// a durable commit.
+    fn fsynced(store: &Store, path: &VPath, data: &[u8]) -> Version {
+        let held = store.writer_lock().unwrap();
+        let mut file = store.file_write(&held, false);
+        file.read_from(&mut &data[..]).unwrap();
+        let content = file
+            .finish(Attrs {
+                mode: 0o644,
+                mtime: Mtime::now(),
+            })
+            .unwrap();
+        store.commit_locked(&held, path, content, true).unwrap()
+    }
+
+    fn own_file(store: &Store) -> PathBuf {
+        crate::lock(&store.redo.own).as_ref().unwrap().path.clone()
+    }
+
+    /// A copy of the live redo file under another name: unlocked, so to
+    /// recovery it is the file of a process that died.
+    fn dead_copy(store: &Store) -> PathBuf {
+        let copy = store.layout.redo().join("1-00000000000000aa");
+        fs::copy(own_file(store), &copy).unwrap();
+        copy
+    }
+
+    /// What a power loss may take of lazy writes: the version file and the
+    /// blocks of `version`.
+    fn lose(store: &Store, version: &Version) {
+        fs::remove_file(
+            store
+                .versions_dir(&version.path)
+                .join(version.id.to_string()),
+        )
+        .unwrap();
+        for hash in &version.hashes {
+            let _ = fs::remove_file(store.blocks.raw_path(hash));
+        }
+    }
+
+    #[test]
+    fn a_dead_processs_records_put_back_lost_versions_and_blocks() {
+        let (_dir, store) = scratch();
+        let path = VPath::parse(std::ffi::OsStr::new("/db")).unwrap();
+        let one = fsynced(&store, &path, &bytes(10_000, 1));
+        let two = fsynced(&store, &path, &bytes(12_000, 2));
+        let copy = dead_copy(&store);
+        lose(&store, &two);
+        assert_ne!(store.current(&path).unwrap().unwrap().id, two.id);
+        let done = store.replay_redo().unwrap();
+        assert_eq!(
+            done,
+            Replayed {
+                files: 1,
+                restored: 1
+            }
+        );
+        assert!(!copy.exists(), "a replayed file is deleted");
+        let current = store.current(&path).unwrap().unwrap();
+        assert_eq!(current, two);
+        let mut back = Vec::new();
+        store.copy_to(&current, &mut back).unwrap();
+        assert_eq!(back, bytes(12_000, 2));
+        // The log's last line and the journal name it again.
+        let log = fs::read_to_string(store.versions_dir(&path).join("log")).unwrap();
+        assert_eq!(log.lines().last(), Some(two.id.to_string().as_str()));
+        assert!(store.read_version(&path, one.id).is_ok());
+    }
+
+    #[test]
+    fn a_block_zeroed_by_a_crash_is_replaced_and_a_torn_last_record_is_skipped() {
+        let (_dir, store) = scratch();
+        let a = VPath::parse(std::ffi::OsStr::new("/a")).unwrap();
+        let b = VPath::parse(std::ffi::OsStr::new("/b")).unwrap();
+        let va = fsynced(&store, &a, &bytes(5_000, 3));
+        let vb = fsynced(&store, &b, &bytes(6_000, 4));
+        let copy = dead_copy(&store);
+        // The last record torn: cut its file short by a byte.
+        let len = fs::metadata(&copy).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&copy)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        // a's first block: right length, wrong bytes.
+        let raw = store.blocks.raw_path(&va.hashes[0]);
+        let block_len = fs::metadata(&raw).unwrap().len();
+        fs::remove_file(&raw).unwrap();
+        fs::write(&raw, vec![0u8; block_len as usize]).unwrap();
+        lose(&store, &vb);
+        let done = store.replay_redo().unwrap();
+        assert_eq!(
+            done.restored, 1,
+            "a's block put back; b's torn record skipped"
+        );
+        let mut back = Vec::new();
+        store.copy_to(&va, &mut back).unwrap();
+        assert_eq!(back, bytes(5_000, 3));
+        assert!(
+            store.current(&b).unwrap().is_none(),
+            "a torn record publishes nothing"
+        );
+    }
+
+    #[test]
+    fn a_version_dropped_on_purpose_is_not_brought_back() {
+        let (_dir, store) = scratch();
+        let path = VPath::parse(std::ffi::OsStr::new("/p")).unwrap();
+        let old = fsynced(&store, &path, &bytes(3_000, 5));
+        let copy = dead_copy(&store);
+        // Dropped since (as coalescing does): its id is in `versions/pruned`.
+        fs::remove_file(store.versions_dir(&path).join(old.id.to_string())).unwrap();
+        fs::write(
+            store.versions_dir(&path).join("pruned"),
+            format!("{}\n", old.id),
+        )
+        .unwrap();
+        store.replay_redo().unwrap();
+        assert!(!copy.exists());
+        assert!(store.current(&path).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_checkpoint_empties_the_redo_file_and_known_blocks_are_not_copied_again() {
+        let (_dir, store) = scratch();
+        let path = VPath::parse(std::ffi::OsStr::new("/big")).unwrap();
+        let data = bytes(40_000, 6);
+        fsynced(&store, &path, &data);
+        let file = own_file(&store);
+        let first = fs::metadata(&file).unwrap().len();
+        assert!(
+            first > 40_000,
+            "the new blocks' bytes are in the record ({first})"
+        );
+        // The same content again: its blocks are known durable now.
+        let held = store.writer_lock().unwrap();
+        let again = store.current(&path).unwrap().unwrap();
+        store.make_durable(std::slice::from_ref(&again)).unwrap();
+        drop(held);
+        let second = fs::metadata(&file).unwrap().len() - first;
+        assert!(
+            second < 4_000,
+            "a record of known blocks holds only the version ({second})"
+        );
+        store.checkpoint_redo().unwrap();
+        assert_eq!(fs::metadata(&file).unwrap().len(), 0);
+        drop(store);
+        assert!(!file.exists(), "a closed store leaves no redo file");
+    }
+}
