@@ -511,6 +511,8 @@ impl Store {
             &mut bad,
             &mut report.versions_scanned,
         )?;
+        // Blocks a redo record rebuilds others from (FORMAT §14).
+        marked.extend(self.redo_bases()?);
         if !bad.is_empty() {
             // A version we cannot read might name blocks: delete nothing.
             return Err(StoreError::UnreadableVersions {

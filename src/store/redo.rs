@@ -96,12 +96,31 @@ impl FileId {
     }
 }
 
-/// One block of a record: its bytes, or none for a block of zeros (a hole).
+/// One block of a record.
 struct RecordBlock {
     hash: BlockHash,
     len: usize,
-    data: Option<Vec<u8>>,
+    body: Body,
 }
+
+/// How a record holds a block's bytes.
+enum Body {
+    /// A block of zeros (a hole): no bytes.
+    Zero,
+    /// All of them.
+    Data(Vec<u8>),
+    /// The bytes where it differs from `base`, a durable block of
+    /// `base_len` bytes (the same block of the version it was edited from;
+    /// cut or extended with zeros to the block's length first).
+    Delta {
+        base: BlockHash,
+        base_len: usize,
+        ranges: Vec<(usize, Vec<u8>)>,
+    },
+}
+
+/// Granularity of a delta: differing pages of this many bytes are kept.
+const DELTA_PAGE: usize = 4096;
 
 /// What a replay did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -121,6 +140,9 @@ impl Store {
             return Ok(());
         }
         self.forget_lazy_all(versions);
+        // gc (exclusive) never runs between choosing a delta's base and
+        // the record naming it: it keeps what redo files name as bases.
+        let _held = self.writer_lock()?;
         let mut budget = RECORD_DATA_MAX;
         let mut flush = super::durable::Flush::default();
         let mut records = Vec::new();
@@ -130,6 +152,9 @@ impl Store {
             for version in versions {
                 let mut blocks = Vec::new();
                 let mut seen = std::collections::HashSet::new();
+                // The blocks of the version it was edited from, by index:
+                // a block changed in place is kept as a delta on its old one.
+                let bases = self.edited_from(version);
                 for (index, hash) in version.hashes.iter().enumerate() {
                     if !seen.insert(*hash) {
                         continue;
@@ -139,7 +164,7 @@ impl Store {
                         blocks.push(RecordBlock {
                             hash: *hash,
                             len,
-                            data: None,
+                            body: Body::Zero,
                         });
                         continue;
                     }
@@ -154,13 +179,35 @@ impl Store {
                         continue;
                     }
                     now_known.push((*hash, id));
+                    let base = bases.get(index).copied().filter(|(base, base_len)| {
+                        base != hash && self.is_known(&known, base, *base_len)
+                    });
+                    if let Some((base, base_len)) = base.filter(|_| len > DELTA_PAGE) {
+                        let data = self.blocks.read(hash, len, false)?;
+                        if let Some(ranges) = self.delta(&base, base_len, &data) {
+                            let bytes: usize = ranges.iter().map(|(_, r)| r.len()).sum();
+                            if bytes <= budget {
+                                budget -= bytes;
+                                blocks.push(RecordBlock {
+                                    hash: *hash,
+                                    len,
+                                    body: Body::Delta {
+                                        base,
+                                        base_len,
+                                        ranges,
+                                    },
+                                });
+                                continue;
+                            }
+                        }
+                    }
                     if len <= budget {
                         budget -= len;
                         let data = self.blocks.read(hash, len, false)?;
                         blocks.push(RecordBlock {
                             hash: *hash,
                             len,
-                            data: Some(data),
+                            body: Body::Data(data),
                         });
                     } else {
                         self.block_depends(hash, &located.path, version, &mut flush);
@@ -201,6 +248,107 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `hash` (a block of `len` bytes) is known durable now: its
+    /// file is the one remembered.
+    fn is_known(&self, known: &HashMap<BlockHash, FileId>, hash: &BlockHash, len: usize) -> bool {
+        known.get(hash).is_some_and(|id| {
+            self.blocks
+                .locate(hash, Some(len))
+                .and_then(|located| FileId::of(&located.path))
+                == Some(*id)
+        })
+    }
+
+    /// The pages of `data` that differ from block `base` (`base_len`
+    /// bytes, cut or extended with zeros to `data`'s length), merged into
+    /// ranges; `None` when `base` does not read or more than half differs
+    /// (the whole block is cheaper then).
+    fn delta(
+        &self,
+        base: &BlockHash,
+        base_len: usize,
+        data: &[u8],
+    ) -> Option<Vec<(usize, Vec<u8>)>> {
+        let mut old = self.blocks.read(base, base_len, false).ok()?;
+        old.resize(data.len(), 0);
+        let mut ranges: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut changed = 0;
+        for (page, (new, was)) in data
+            .chunks(DELTA_PAGE)
+            .zip(old.chunks(DELTA_PAGE))
+            .enumerate()
+        {
+            if new == was {
+                continue;
+            }
+            let at = page * DELTA_PAGE;
+            changed += new.len();
+            match ranges.last_mut() {
+                Some((start, bytes)) if *start + bytes.len() == at => bytes.extend_from_slice(new),
+                _ => ranges.push((at, new.to_vec())),
+            }
+        }
+        (changed * 2 <= data.len()).then_some(ranges)
+    }
+
+    /// The block hashes of the file version `version` was edited from (its
+    /// newest parent still here with the same block size), by index; empty
+    /// when none.
+    fn edited_from(&self, version: &Version) -> Vec<(BlockHash, usize)> {
+        let mut best: Option<Version> = None;
+        for parent in &version.parents {
+            if let Ok(parent) = self.read_version(&version.path, *parent) {
+                if parent.kind == super::Kind::File
+                    && parent.block_size == version.block_size
+                    && best.as_ref().is_none_or(|b| b.id < parent.id)
+                {
+                    best = Some(parent);
+                }
+            }
+        }
+        best.map(|b| {
+            (0..b.hashes.len())
+                .map(|index| (b.hashes[index], b.block_len(index)))
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    /// Every block a redo file (of any process) names as a delta's base:
+    /// `gc` keeps them, or a replay could not rebuild the block.
+    pub fn redo_bases(&self) -> Result<std::collections::HashSet<BlockHash>, StoreError> {
+        let mut bases = std::collections::HashSet::new();
+        let dir = self.layout.redo();
+        let Some(entries) = read_dir_if_present(&dir)? else {
+            return Ok(bases);
+        };
+        for entry in entries {
+            let path = entry.at(&dir)?.path();
+            let text = match fs::File::open(&path) {
+                Ok(file) => {
+                    let mut text = Vec::new();
+                    file.take(MAX_REDO_BYTES).read_to_end(&mut text).at(&path)?;
+                    text
+                }
+                Err(err) if err.kind() == ErrorKind::NotFound => continue,
+                Err(err) => return Err(StoreError::io(&path, err)),
+            };
+            let mut at = 0;
+            while at < text.len() {
+                let Ok((_, blocks, next)) = decode(&path, &text[at..]) else {
+                    break;
+                };
+                at += next;
+                for block in blocks {
+                    if let Body::Delta { base, .. } = block.body {
+                        bases.insert(base);
+                    }
+                }
+            }
+        }
+        Ok(bases)
+    }
+
     /// Flushes what the versions of this process's redo file depend on and
     /// empties it (also done when the store is closed).
     pub fn checkpoint_redo(&self) -> Result<(), StoreError> {
@@ -220,6 +368,9 @@ impl Store {
         }
         file.file.set_len(0).at(&file.path)?;
         file.bytes = 0;
+        // Blocks known durable through a record of the file may be of
+        // versions dropped since, which the checkpoint did not flush.
+        crate::lock(&self.redo.known).clear();
         Ok(())
     }
 
@@ -338,35 +489,54 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut restored = false;
         for block in blocks {
-            match &block.data {
-                Some(data) => {
-                    if self.blocks.read(&block.hash, block.len, true).is_ok() {
-                        continue;
-                    }
-                    // Missing or damaged (zeros of the right length after a
-                    // crash): the record's bytes replace it.
-                    for bad in [
-                        self.blocks.raw_path(&block.hash),
-                        self.blocks.zst_path(&block.hash),
-                    ] {
-                        match fs::remove_file(&bad) {
-                            Ok(()) => {}
-                            Err(err) if err.kind() == ErrorKind::NotFound => {}
-                            Err(err) => return Err(StoreError::io(&bad, err)),
-                        }
-                    }
-                    self.store_block(held, &block.hash, data)?;
-                    restored = true;
-                }
-                None => {
+            let data = match &block.body {
+                Body::Zero => {
                     if self.blocks.locate(&block.hash, Some(block.len)).is_none() {
                         let mut writer = self.block_writer(held);
                         writer.put_zero(&block.hash, block.len)?;
                         writer.finish()?;
                         restored = true;
                     }
+                    continue;
+                }
+                _ if self.blocks.read(&block.hash, block.len, true).is_ok() => continue,
+                Body::Data(data) => data.clone(),
+                Body::Delta {
+                    base,
+                    base_len,
+                    ranges,
+                } => {
+                    let Ok(mut data) = self.blocks.read(base, *base_len, true) else {
+                        tracing::error!(path = %version.path, block = %block.hash, base = %base, "a redo record's block cannot be rebuilt: the block it changes is gone; the version is not put back");
+                        return Ok(false);
+                    };
+                    data.resize(block.len, 0);
+                    for (at, bytes) in ranges {
+                        if let Some(dest) = data.get_mut(*at..at + bytes.len()) {
+                            dest.copy_from_slice(bytes);
+                        }
+                    }
+                    if BlockHash::of(&data) != block.hash {
+                        tracing::error!(path = %version.path, block = %block.hash, base = %base, "a redo record's delta does not rebuild its block; the version is not put back");
+                        return Ok(false);
+                    }
+                    data
+                }
+            };
+            // Missing or damaged (zeros of the right length after a crash):
+            // the record's bytes replace it.
+            for bad in [
+                self.blocks.raw_path(&block.hash),
+                self.blocks.zst_path(&block.hash),
+            ] {
+                match fs::remove_file(&bad) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == ErrorKind::NotFound => {}
+                    Err(err) => return Err(StoreError::io(&bad, err)),
                 }
             }
+            self.store_block(held, &block.hash, &data)?;
+            restored = true;
         }
         let dir = self.versions_dir(&version.path);
         match self.read_version(&version.path, version.id) {
@@ -458,14 +628,36 @@ impl Drop for Redo {
 /// bytes (checked by the block's own hash).
 fn encode(out: &mut Vec<u8>, version: &Version, blocks: &[RecordBlock]) {
     let text = version.to_text();
-    let mut lines = Vec::with_capacity(blocks.len());
     let mut sum = Sha256::new();
     sum.update(text.as_bytes());
+    // The block lines (and a delta's range lines), each followed by bytes.
+    let mut parts: Vec<(String, &[u8])> = Vec::with_capacity(blocks.len());
     for block in blocks {
-        let kind = if block.data.is_some() { 'd' } else { 'z' };
-        let line = format!("{} {} {kind}\n", block.hash, block.len);
+        match &block.body {
+            Body::Zero => parts.push((format!("{} {} z\n", block.hash, block.len), &[])),
+            Body::Data(data) => parts.push((format!("{} {} d\n", block.hash, block.len), data)),
+            Body::Delta {
+                base,
+                base_len,
+                ranges,
+            } => {
+                parts.push((
+                    format!(
+                        "{} {} x {base} {base_len} {}\n",
+                        block.hash,
+                        block.len,
+                        ranges.len()
+                    ),
+                    &[],
+                ));
+                for (at, bytes) in ranges {
+                    parts.push((format!("{at} {}\n", bytes.len()), bytes));
+                }
+            }
+        }
+    }
+    for (line, _) in &parts {
         sum.update(line.as_bytes());
-        lines.push(line);
     }
     let digest = hex(&sum.finalize());
     out.extend_from_slice(
@@ -477,11 +669,9 @@ fn encode(out: &mut Vec<u8>, version: &Version, blocks: &[RecordBlock]) {
         .as_bytes(),
     );
     out.extend_from_slice(text.as_bytes());
-    for (block, line) in blocks.iter().zip(lines) {
+    for (line, bytes) in parts {
         out.extend_from_slice(line.as_bytes());
-        if let Some(data) = &block.data {
-            out.extend_from_slice(data);
-        }
+        out.extend_from_slice(bytes);
     }
 }
 
@@ -502,10 +692,14 @@ fn decode(file: &Path, bytes: &[u8]) -> Result<(Version, Vec<RecordBlock>, usize
     }
     let text_len: usize = text_len.parse().map_err(|_| "bad text length")?;
     let count: usize = count.parse().map_err(|_| "bad block count")?;
-    let text = bytes
-        .get(at..at.checked_add(text_len).ok_or("bad text length")?)
-        .ok_or("torn version text")?;
-    at += text_len;
+    let take = |at: &mut usize, n: usize| -> Result<&[u8], String> {
+        let data = bytes
+            .get(*at..at.checked_add(n).ok_or("bad length")?)
+            .ok_or("torn record")?;
+        *at += n;
+        Ok(data)
+    };
+    let text = take(&mut at, text_len)?;
     let mut sum = Sha256::new();
     sum.update(text);
     let mut blocks = Vec::with_capacity(count.min(1 << 16));
@@ -513,10 +707,8 @@ fn decode(file: &Path, bytes: &[u8]) -> Result<(Version, Vec<RecordBlock>, usize
         let start = at;
         let line = take_line(bytes, &mut at).ok_or("torn block line")?;
         sum.update(&bytes[start..at]);
-        let mut parts = line.split(' ');
-        let (Some(hash), Some(len), Some(kind), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let [hash, len, kind, ref rest @ ..] = parts[..] else {
             return Err(format!("bad block line {line:?}"));
         };
         let hash: BlockHash = hash
@@ -525,21 +717,53 @@ fn decode(file: &Path, bytes: &[u8]) -> Result<(Version, Vec<RecordBlock>, usize
         let len: usize = len
             .parse()
             .map_err(|_| format!("bad block length {len:?}"))?;
-        let data = match kind {
-            "z" => None,
-            "d" => {
-                let data = bytes
-                    .get(at..at.checked_add(len).ok_or("bad block length")?)
-                    .ok_or("torn block data")?;
-                at += len;
+        let body = match kind {
+            "z" if rest.is_empty() => Body::Zero,
+            "d" if rest.is_empty() => {
+                let data = take(&mut at, len)?;
                 if BlockHash::of(data) != hash {
                     return Err(format!("block {hash} does not match its bytes"));
                 }
-                Some(data.to_vec())
+                Body::Data(data.to_vec())
+            }
+            "x" => {
+                let [base, base_len, ranges] = rest[..] else {
+                    return Err(format!("bad delta line {line:?}"));
+                };
+                let base: BlockHash = base
+                    .parse()
+                    .map_err(|_| format!("bad base hash {base:?}"))?;
+                let base_len: usize = base_len
+                    .parse()
+                    .map_err(|_| format!("bad base length {base_len:?}"))?;
+                let ranges: usize = ranges
+                    .parse()
+                    .map_err(|_| format!("bad range count {ranges:?}"))?;
+                let mut taken = Vec::with_capacity(ranges.min(1024));
+                for _ in 0..ranges {
+                    let start = at;
+                    let range = take_line(bytes, &mut at).ok_or("torn range line")?;
+                    sum.update(&bytes[start..at]);
+                    let (offset, n) = range
+                        .split_once(' ')
+                        .and_then(|(o, n)| {
+                            Some((o.parse::<usize>().ok()?, n.parse::<usize>().ok()?))
+                        })
+                        .ok_or_else(|| format!("bad range line {range:?}"))?;
+                    if offset.checked_add(n).is_none_or(|end| end > len) {
+                        return Err(format!("range {offset}+{n} past a block of {len}"));
+                    }
+                    taken.push((offset, take(&mut at, n)?.to_vec()));
+                }
+                Body::Delta {
+                    base,
+                    base_len,
+                    ranges: taken,
+                }
             }
             other => return Err(format!("bad block kind {other:?}")),
         };
-        blocks.push(RecordBlock { hash, len, data });
+        blocks.push(RecordBlock { hash, len, body });
     }
     if hex(&sum.finalize()) != digest {
         return Err("checksum mismatch".to_string());
@@ -735,6 +959,53 @@ mod tests {
         store.replay_redo().unwrap();
         assert!(!copy.exists());
         assert!(store.current(&path).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_edit_in_place_is_recorded_as_a_delta_and_replayed_from_its_base() {
+        let (_dir, mut store) = scratch();
+        store.config_mut().block_size = 64 << 10;
+        store.config_mut().coalesce = None;
+        let path = VPath::parse(std::ffi::OsStr::new("/wal")).unwrap();
+        let mut data = bytes(150_000, 8);
+        fsynced(&store, &path, &data);
+        let file = own_file(&store);
+        let first = fs::metadata(&file).unwrap().len();
+        // 100 bytes changed in the second block: a record of one page.
+        data[70_000..70_100].copy_from_slice(&[0x5a; 100]);
+        let edited = fsynced(&store, &path, &data);
+        let second = fs::metadata(&file).unwrap().len() - first;
+        assert!(
+            second < 4096 + 2048,
+            "a one-page edit of a 64 KiB block records about a page ({second} bytes)"
+        );
+        let bases = store.redo_bases().unwrap();
+        assert!(bases.len() == 1, "gc keeps the delta's base: {bases:?}");
+        // A frame appended to the growing last block (as a WAL grows): a
+        // delta on the shorter block before it.
+        data.extend(bytes(5_000, 9));
+        let before = fs::metadata(&file).unwrap().len();
+        let appended = fsynced(&store, &path, &data);
+        let third = fs::metadata(&file).unwrap().len() - before;
+        assert!(
+            third < 2 * 4096 + 2048,
+            "an append records its pages ({third} bytes)"
+        );
+        let copy = dead_copy(&store);
+        // The crash took the edited blocks and the versions; the bases stay.
+        for version in [&edited, &appended] {
+            fs::remove_file(store.versions_dir(&path).join(version.id.to_string())).unwrap();
+        }
+        fs::remove_file(store.blocks.raw_path(&edited.hashes[1])).unwrap();
+        fs::remove_file(store.blocks.raw_path(&appended.hashes[2])).unwrap();
+        let done = store.replay_redo().unwrap();
+        assert_eq!(done.restored, 2);
+        assert!(!copy.exists());
+        let mut back = Vec::new();
+        store
+            .copy_to(&store.current(&path).unwrap().unwrap(), &mut back)
+            .unwrap();
+        assert_eq!(back, data);
     }
 
     #[test]
