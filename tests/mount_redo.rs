@@ -68,6 +68,11 @@ fn what_fsync_promised_survives_losing_the_layout_writes_and_a_killed_mount() {
     second[30_000..30_100].copy_from_slice(&[0xab; 100]);
     f.write_all_at(&[0xab; 100], 30_000).unwrap();
     f.sync_data().unwrap();
+    // Another process of the node sees the fsynced version at once, while
+    // only the redo record makes it durable (the layout is not flushed).
+    let out = m.globofs(&["get", "/db", "-"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, second, "get sees what fsync committed");
     drop(f);
     // A directory and a file in it, made durable by an fsync of the
     // directory (the "write, fsync, rename, fsync dir" pattern).
