@@ -71,7 +71,11 @@ fn what_fsync_promised_survives_losing_the_layout_writes_and_a_killed_mount() {
     // Another process of the node sees the fsynced version at once, while
     // only the redo record makes it durable (the layout is not flushed).
     let out = m.globofs(&["get", "/db", "-"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, second, "get sees what fsync committed");
     drop(f);
     // A directory and a file in it, made durable by an fsync of the

@@ -73,7 +73,7 @@ struct OwnRedo {
     path: PathBuf,
     bytes: u64,
     /// The versions its records hold (for the checkpoint).
-    held: Vec<(VPath, VersionId)>,
+    held: std::collections::HashSet<(VPath, VersionId)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -136,10 +136,23 @@ impl Store {
     /// `fdatasync`; blocks already on disk from earlier are flushed in
     /// place once and then remembered.
     pub fn make_durable(&self, versions: &[Version]) -> Result<(), StoreError> {
+        self.forget_lazy_all(versions);
+        // A version a record of this process holds already is durable.
+        let versions: Vec<Version> = {
+            let own = crate::lock(&self.redo.own);
+            versions
+                .iter()
+                .filter(|v| {
+                    !own.as_ref()
+                        .is_some_and(|f| f.held.contains(&(v.path.clone(), v.id)))
+                })
+                .cloned()
+                .collect()
+        };
+        let versions = versions.as_slice();
         if versions.is_empty() {
             return Ok(());
         }
-        self.forget_lazy_all(versions);
         // gc (exclusive) never runs between choosing a delta's base and
         // the record naming it: it keeps what redo files name as bases.
         let _held = self.writer_lock()?;
@@ -376,9 +389,12 @@ impl Store {
 
     /// The versions named, as their files say now (pruned or coalesced away
     /// since: nothing of them to keep).
-    fn read_held(&self, held: &[(VPath, VersionId)]) -> Result<Vec<Version>, StoreError> {
+    fn read_held<'h>(
+        &self,
+        held: impl IntoIterator<Item = &'h (VPath, VersionId)>,
+    ) -> Result<Vec<Version>, StoreError> {
         let mut seen = std::collections::HashSet::new();
-        let mut versions = Vec::with_capacity(held.len());
+        let mut versions = Vec::new();
         for (path, id) in held {
             if !seen.insert((path, *id)) {
                 continue;
@@ -809,7 +825,7 @@ fn create(dir: &Path) -> Result<OwnRedo, StoreError> {
         file,
         path,
         bytes: 0,
-        held: Vec::new(),
+        held: Default::default(),
     })
 }
 
