@@ -322,7 +322,13 @@ fn current_agrees_with_resolve_whatever_the_shape_of_history() {
     let path = vp("/x");
     let base = put(&store, &path, b"base");
     let dir = store.path_dir(&path).join("versions");
-    let write = |v: &Version| fs::write(dir.join(v.id.to_string()), v.to_text()).unwrap();
+    // As every publisher does (FORMAT §13): the version file, then its
+    // line in the path's log.
+    let write = |v: &Version| {
+        fs::write(dir.join(v.id.to_string()), v.to_text()).unwrap();
+        let mut log = fs::OpenOptions::new().append(true).open(dir.join("log")).unwrap();
+        std::io::Write::write_all(&mut log, format!("{}\n", v.id).as_bytes()).unwrap();
+    };
     let later = |secs: u64| format!("{}.000000000", base.id.secs + secs);
     // Two concurrent edits of the base: the higher id wins, the other is a loser.
     let a = foreign(&base, &later(10), Kind::File, &[base.id]);

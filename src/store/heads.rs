@@ -1,6 +1,7 @@
-//! The heads of paths with long histories, remembered per process, so deciding
-//! the current version of a file saved thousands of times reads only the version
-//! files added since the last look instead of all of them.
+//! The heads of paths, remembered per process, so deciding the current
+//! version of a file saved thousands of times reads only the version files
+//! added since the last look instead of all of them, and a file this process
+//! just committed is decided without reading anything.
 //!
 //! A version supersedes its parents, and through them their parents; but the
 //! parents of a present version are themselves superseded by it directly, so the
@@ -35,12 +36,17 @@ use crate::lock;
 
 use super::{Store, StoreError, Version};
 
-/// Histories shorter than this are decided by reading them whole (cheap).
+/// Histories shorter than this are decided by reading them whole when
+/// nothing remembered answers (cheap); longer ones always go through the
+/// remembered heads.
 pub const MIN_VERSIONS: usize = 16;
 
 /// Version ids remembered over all paths at most (about 60 bytes each); the
 /// memory starts again empty when it would hold more.
 const MAX_IDS: usize = 200_000;
+
+/// Paths remembered at most (the memory starts again empty past it).
+const MAX_PATHS: usize = 16_384;
 
 /// How long remembered heads are used without listing `versions/` again.
 pub const MAX_AGE: Duration = Duration::from_secs(5);
@@ -149,7 +155,9 @@ impl Heads {
         ids: &[VersionId],
         stamp: Option<LogStamp>,
     ) -> Result<Vec<Version>, StoreError> {
-        if ids.len() < MIN_VERSIONS {
+        // A short history is remembered only with its log's stamp: then
+        // the next answers, and this process's own commits, read nothing.
+        if ids.len() < MIN_VERSIONS && stamp.is_none() {
             let mut fresh = Known::default();
             take_in(store, path, &mut fresh, ids)?;
             return Ok(fresh.heads);
@@ -171,7 +179,7 @@ impl Heads {
         // while one is there.
         known.stamp = stamp.filter(|_| !torn).map(|stamp| (stamp, Instant::now()));
         let heads = known.heads.clone();
-        if *total + known.ids.len() > MAX_IDS {
+        if *total + known.ids.len() > MAX_IDS || paths.len() >= MAX_PATHS {
             paths.clear();
             *total = 0;
         }
