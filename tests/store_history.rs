@@ -326,7 +326,10 @@ fn current_agrees_with_resolve_whatever_the_shape_of_history() {
     // line in the path's log.
     let write = |v: &Version| {
         fs::write(dir.join(v.id.to_string()), v.to_text()).unwrap();
-        let mut log = fs::OpenOptions::new().append(true).open(dir.join("log")).unwrap();
+        let mut log = fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("log"))
+            .unwrap();
         std::io::Write::write_all(&mut log, format!("{}\n", v.id).as_bytes()).unwrap();
     };
     let later = |secs: u64| format!("{}.000000000", base.id.secs + secs);

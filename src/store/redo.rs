@@ -434,6 +434,10 @@ impl Store {
         if candidates.is_empty() {
             return Ok(done);
         }
+        // One replay at a time, and every other opener waits for it: a
+        // file being replayed is locked like a live process's, and a reader
+        // that skipped it would read the layout the crash left.
+        let _replaying = super::lock::FileLock::exclusive(&self.layout.locks().join("redo"))?;
         let held = self.writer_lock()?;
         for path in candidates {
             let file = match OpenOptions::new().read(true).open(&path) {
