@@ -1029,6 +1029,37 @@ mod tests {
     }
 
     #[test]
+    fn an_opener_waits_for_a_replay_in_progress_instead_of_reading_what_the_crash_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = scratch_spec(dir.path());
+        let store = Store::open_spec(&spec).unwrap();
+        let path = VPath::parse(std::ffi::OsStr::new("/p")).unwrap();
+        let version = fsynced(&store, &path, &bytes(9_000, 11));
+        let copy = dead_copy(&store);
+        lose(&store, &version);
+        // Another process replaying it: the replay lock and the file's lock.
+        let replay =
+            crate::store::lock::FileLock::exclusive(&store.layout.locks().join("redo")).unwrap();
+        let file = flock(
+            OpenOptions::new().read(true).open(&copy).unwrap(),
+            &copy,
+            FlockArg::LockExclusiveNonblock,
+        )
+        .unwrap()
+        .unwrap();
+        let opener = std::thread::spawn(move || {
+            let reader = Store::open_spec(&spec).unwrap();
+            reader.current(&path).unwrap().map(|v| v.id)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!opener.is_finished(), "the opener waits for the replay");
+        // The replayer is gone (its locks with it): the opener replays.
+        drop(file);
+        drop(replay);
+        assert_eq!(opener.join().unwrap(), Some(version.id));
+    }
+
+    #[test]
     fn a_checkpoint_empties_the_redo_file_and_known_blocks_are_not_copied_again() {
         let (_dir, store) = scratch();
         let path = VPath::parse(std::ffi::OsStr::new("/big")).unwrap();
