@@ -119,6 +119,16 @@ impl Heads {
         }
     }
 
+    /// Forgets what is remembered of `path` (a version file was put there
+    /// without a line in its log: a replay).
+    pub fn forget(&self, path: &VPath) {
+        let mut guard = lock(&self.known);
+        let (paths, total) = &mut *guard;
+        if let Some(known) = paths.remove(path) {
+            *total -= known.ids.len();
+        }
+    }
+
     /// `version` was just published at `path` by this process and logged,
     /// under the log's lock: the log went from `before` to `after`. Heads
     /// remembered at `before` take it in and are at `after` now.
