@@ -230,8 +230,11 @@ impl Store {
             }
         }
         if flush.len() > super::durable::TARGETED_MAX {
-            // Thousands of blocks: one flush of the filesystem covers all.
-            return self.flush_durable(versions);
+            // Thousands of blocks: one flush of the filesystem covers all,
+            // and its blocks are known durable from now on.
+            self.flush_durable(versions)?;
+            self.now_known(now_known);
+            return Ok(());
         }
         flush.run()?;
         {
@@ -253,12 +256,17 @@ impl Store {
                 self.checkpoint(file)?;
             }
         }
+        self.now_known(now_known);
+        Ok(())
+    }
+
+    /// Remembers blocks just made durable.
+    fn now_known(&self, blocks: Vec<(BlockHash, FileId)>) {
         let mut known = crate::lock(&self.redo.known);
-        if known.len() + now_known.len() > KNOWN_MAX {
+        if known.len() + blocks.len() > KNOWN_MAX {
             known.clear();
         }
-        known.extend(now_known);
-        Ok(())
+        known.extend(blocks);
     }
 
     /// Whether `hash` (a block of `len` bytes) is known durable now: its
@@ -1067,6 +1075,30 @@ mod tests {
         drop(file);
         drop(replay);
         assert_eq!(opener.join().unwrap(), Some(version.id));
+    }
+
+    #[test]
+    fn blocks_made_durable_by_a_filesystem_flush_are_known_after_it() {
+        let (_dir, store) = scratch();
+        let path = VPath::parse(std::ffi::OsStr::new("/big")).unwrap();
+        // 12 MiB of 4 KiB blocks: past the record's 8 MiB, thousands of
+        // block files to flush in place, so one filesystem flush instead.
+        let version = {
+            let held = store.writer_lock().unwrap();
+            let mut file = store.file_write(&held, false);
+            file.read_from(&mut &bytes(12 << 20, 13)[..]).unwrap();
+            let content = file.finish(Attrs::default()).unwrap();
+            store.commit_locked(&held, &path, content, false).unwrap()
+        };
+        store.make_durable(std::slice::from_ref(&version)).unwrap();
+        // The next durable point of it copies no block and flushes none: a
+        // record of its text alone.
+        store.make_durable(std::slice::from_ref(&version)).unwrap();
+        let len = fs::metadata(own_file(&store)).unwrap().len();
+        assert!(
+            len > 0 && len < (1 << 20),
+            "a record of the version's text only ({len} bytes)"
+        );
     }
 
     #[test]
