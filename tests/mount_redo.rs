@@ -24,27 +24,20 @@ fn lose_newest_layout(m: &Mounted, name: &str) {
     let store = node_dir(m);
     // The hashes follow the blank line of the version file.
     let hashes = text.split("\n\n").nth(1).unwrap_or_default();
-    for hash in hashes.lines().filter(|l| l.len() == 64) {
-        let raw = store
-            .join("hashes")
-            .join(&hash[..2])
+    // `aa/bb/cc/dd/<rest>` under a `hashes/` directory.
+    let fanned = |top: std::path::PathBuf, hash: &str| {
+        top.join(&hash[..2])
             .join(&hash[2..4])
             .join(&hash[4..6])
             .join(&hash[6..8])
-            .join(&hash[8..]);
+            .join(&hash[8..])
+    };
+    for hash in hashes.lines().filter(|l| l.len() == 64) {
+        let raw = fanned(store.join("hashes"), hash);
         let _ = std::fs::remove_file(&raw);
         let _ = std::fs::remove_file(raw.with_extension("zst"));
         // Its link under the path too (a crash can take both names).
-        let link = store
-            .join("root")
-            .join(name)
-            .join("hashes")
-            .join(&hash[..2])
-            .join(&hash[2..4])
-            .join(&hash[4..6])
-            .join(&hash[6..8])
-            .join(&hash[8..]);
-        let _ = std::fs::remove_file(&link);
+        let _ = std::fs::remove_file(fanned(store.join("root").join(name).join("hashes"), hash));
     }
 }
 

@@ -159,24 +159,9 @@ fn write_line(own: &mut Own, id: VersionId, path: &VPath) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Makes this process's intent file: created under a `.new-` name, locked,
-/// then renamed into place, so recovery never sees it unlocked.
+/// Makes this process's intent file (see [`create_locked`]).
 fn create(dir: &Path) -> Result<Own, StoreError> {
-    crate::layout::create_dirs(dir).at(dir)?;
-    let name = format!("{}-{:016x}", std::process::id(), rand_u64());
-    let path = dir.join(&name);
-    let new = dir.join(format!(".new-{name}"));
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .read(true)
-        .mode(0o644)
-        .open(&new)
-        .at(&new)?;
-    fs::set_permissions(&new, fs::Permissions::from_mode(0o644)).at(&new)?;
-    let file = flock(file, &new, FlockArg::LockExclusive)?
-        .ok_or_else(|| StoreError::io(&new, std::io::Error::from(ErrorKind::WouldBlock)))?;
-    fs::rename(&new, &path).at(&path)?;
+    let (file, path) = create_locked(dir, 0o644)?;
     Ok(Own {
         file,
         path,
@@ -185,7 +170,73 @@ fn create(dir: &Path) -> Result<Own, StoreError> {
     })
 }
 
-pub(super) fn rand_u64() -> u64 {
+/// Makes a file of this process in `dir` (`<pid>-<16 hex>`, mode `mode`):
+/// created under a `.new-` name, locked, then renamed into place, so no
+/// other process ever sees it unlocked (intent and redo files).
+pub(super) fn create_locked(dir: &Path, mode: u32) -> Result<(Flock<File>, PathBuf), StoreError> {
+    crate::layout::create_dirs(dir).at(dir)?;
+    let name = format!("{}-{:016x}", std::process::id(), rand_u64());
+    let path = dir.join(&name);
+    let new = dir.join(format!(".new-{name}"));
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .read(true)
+        .mode(mode)
+        .open(&new)
+        .at(&new)?;
+    fs::set_permissions(&new, fs::Permissions::from_mode(mode)).at(&new)?;
+    let file = flock(file, &new, FlockArg::LockExclusive)?
+        .ok_or_else(|| StoreError::io(&new, std::io::Error::from(ErrorKind::WouldBlock)))?;
+    fs::rename(&new, &path).at(&path)?;
+    Ok((file, path))
+}
+
+/// The files in `dir` that may belong to processes that are gone: every
+/// complete name but `own`'s (half-made `.new-` files of old are removed).
+pub(super) fn files_of_others(
+    dir: &Path,
+    own: impl Fn(&Path) -> bool,
+) -> Result<Vec<PathBuf>, StoreError> {
+    let Some(entries) = read_dir_if_present(dir)? else {
+        return Ok(Vec::new());
+    };
+    let mut candidates = Vec::new();
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        if name.starts_with(".new-") {
+            remove_stale_new(&path);
+        } else if !name.starts_with('.') && !own(&path) {
+            candidates.push(path);
+        }
+    }
+    Ok(candidates)
+}
+
+/// `path` opened and locked if its process is gone (`None`: it is alive,
+/// or the file went away).
+pub(super) fn take_if_dead(path: &Path) -> Result<Option<Flock<File>>, StoreError> {
+    let file = match OpenOptions::new().read(true).open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(StoreError::io(path, err)),
+    };
+    flock(file, path, FlockArg::LockExclusiveNonblock)
+}
+
+/// Removes a file that recovery finished with.
+pub(super) fn remove_done(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(StoreError::io(path, err)),
+    }
+}
+
+fn rand_u64() -> u64 {
     let mut bytes = [0u8; 8];
     if File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
@@ -217,42 +268,18 @@ impl Store {
         // What only a redo record still holds goes back first: the intent
         // lines below may name versions it puts back.
         self.replay_redo()?;
-        let dir = self.layout.intents();
-        let Some(entries) = read_dir_if_present(&dir)? else {
-            return Ok(Recovered::default());
-        };
         let mut found = Recovered::default();
-        let mut candidates = Vec::new();
-        for entry in entries {
-            let entry = entry.at(&dir)?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let path = entry.path();
-            if name.starts_with(".new-") {
-                remove_stale_new(&path);
-            } else if !name.starts_with('.') && !self.intents.is_own(&path) {
-                candidates.push(path);
-            }
-        }
+        let candidates = files_of_others(&self.layout.intents(), |path| self.intents.is_own(path))?;
         if candidates.is_empty() {
             return Ok(found);
         }
         let _writers = self.writer_lock()?;
         for path in candidates {
-            let file = match OpenOptions::new().read(true).open(&path) {
-                Ok(file) => file,
-                Err(err) if err.kind() == ErrorKind::NotFound => continue,
-                Err(err) => return Err(StoreError::io(&path, err)),
-            };
-            let Some(file) = flock(file, &path, FlockArg::LockExclusiveNonblock)? else {
+            let Some(file) = take_if_dead(&path)? else {
                 continue; // its process is alive
             };
             let versions = self.finish_intents(&file, &path)?;
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(err) if err.kind() == ErrorKind::NotFound => {}
-                Err(err) => return Err(StoreError::io(&path, err)),
-            }
+            remove_done(&path)?;
             found.files += 1;
             found.versions += versions;
         }
@@ -333,7 +360,7 @@ fn parse_intent(line: &[u8]) -> Option<(VersionId, VPath)> {
     Some((id, path))
 }
 
-pub(super) fn remove_stale_new(path: &Path) {
+fn remove_stale_new(path: &Path) {
     let old = fs::metadata(path)
         .and_then(|meta| meta.modified())
         .ok()

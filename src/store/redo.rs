@@ -24,16 +24,16 @@
 //! `fsync` that never returned. docs/FORMAT.md §14 is the contract.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use sha2::{Digest, Sha256};
 
-use super::lock::flock;
+use super::intents;
 use super::{IoContext, Store, StoreError, Version, WriterLock, read_dir_if_present};
 use crate::ids::{BlockHash, VersionId};
 use crate::layout::VPath;
@@ -421,23 +421,9 @@ impl Store {
     /// their redo files (see the module docs); then flushes it and deletes
     /// the files. Takes the writer lock when there is anything to do.
     pub fn replay_redo(&self) -> Result<Replayed, StoreError> {
-        let dir = self.layout.redo();
-        let Some(entries) = read_dir_if_present(&dir)? else {
-            return Ok(Replayed::default());
-        };
         let own = crate::lock(&self.redo.own).as_ref().map(|f| f.path.clone());
-        let mut candidates = Vec::new();
-        for entry in entries {
-            let entry = entry.at(&dir)?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let path = entry.path();
-            if name.starts_with(".new-") {
-                super::intents::remove_stale_new(&path);
-            } else if !name.starts_with('.') && own.as_ref() != Some(&path) {
-                candidates.push(path);
-            }
-        }
+        let candidates =
+            intents::files_of_others(&self.layout.redo(), |path| own.as_deref() == Some(path))?;
         let mut done = Replayed::default();
         if candidates.is_empty() {
             return Ok(done);
@@ -448,20 +434,11 @@ impl Store {
         let _replaying = super::lock::FileLock::exclusive(&self.layout.locks().join("redo"))?;
         let held = self.writer_lock()?;
         for path in candidates {
-            let file = match OpenOptions::new().read(true).open(&path) {
-                Ok(file) => file,
-                Err(err) if err.kind() == ErrorKind::NotFound => continue,
-                Err(err) => return Err(StoreError::io(&path, err)),
-            };
-            let Some(file) = flock(file, &path, FlockArg::LockExclusiveNonblock)? else {
+            let Some(file) = intents::take_if_dead(&path)? else {
                 continue; // its process is alive
             };
             done.restored += self.replay_file(&held, &file, &path)?;
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(err) if err.kind() == ErrorKind::NotFound => {}
-                Err(err) => return Err(StoreError::io(&path, err)),
-            }
+            intents::remove_done(&path)?;
             done.files += 1;
         }
         if done.restored > 0 {
@@ -818,20 +795,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Makes this process's redo file: created as `.new-…`, locked, renamed.
 fn create(dir: &Path) -> Result<OwnRedo, StoreError> {
-    crate::layout::create_dirs(dir).at(dir)?;
-    let name = format!("{}-{:016x}", std::process::id(), super::intents::rand_u64());
-    let path = dir.join(&name);
-    let new = dir.join(format!(".new-{name}"));
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .read(true)
-        .mode(0o600)
-        .open(&new)
-        .at(&new)?;
-    let file = flock(file, &new, FlockArg::LockExclusive)?
-        .ok_or_else(|| StoreError::io(&new, std::io::Error::from(ErrorKind::WouldBlock)))?;
-    fs::rename(&new, &path).at(&path)?;
+    let (file, path) = intents::create_locked(dir, 0o600)?;
     // The name must survive a crash too: the directory (and `state/`, which
     // may just have got it) is flushed once per process.
     for dir in [Some(dir), dir.parent()].into_iter().flatten() {
@@ -848,7 +812,10 @@ fn create(dir: &Path) -> Result<OwnRedo, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::lock::flock;
     use crate::store::{Attrs, Mtime, scratch_spec};
+    use nix::fcntl::FlockArg;
+    use std::fs::OpenOptions;
 
     fn scratch() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
