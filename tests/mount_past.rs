@@ -92,6 +92,18 @@ fn at_shows_the_model_tree_at_each_time_and_versions_read_back() {
         mount_tree(&m.path(&format!(".globofs/at/{newest}"))),
         steps.last().unwrap().1
     );
+    // Once the kernel drops the view's inodes (its FORGETs reach the view,
+    // which then forgets them), every moment reads the same again.
+    match fs::write("/proc/sys/vm/drop_caches", "2") {
+        Ok(()) => {
+            for (time, tree) in steps.iter().step_by(11) {
+                let name = rfc3339(*time, 0);
+                let shown = mount_tree(&m.path(&format!(".globofs/at/{name}")));
+                assert_eq!(&shown, tree, "at {name} after the kernel forgot");
+            }
+        }
+        Err(err) => eprintln!("skipped: dropping the kernel's inodes needs root ({err})"),
+    }
 
     // versions/<file>/: every kept file version, by time and id, with its bytes.
     let (path, versions) = store
@@ -257,6 +269,21 @@ fn a_peer_mount_shows_the_same_past_after_sync_and_keeps_the_view_to_itself() {
         a_store.walk(&vp("/")).map(|w| w.len()).unwrap_or(0)
             == b_store.walk(&vp("/")).unwrap().len()
             && mount_tree(&at_last) == last_tree
+    });
+    // `at/` lists A's last sync passes with B too.
+    let times = a_store.join("state/sync").join(B);
+    peer::eventually("at/ to list A's last pass with B", || {
+        let Ok(text) = fs::read_to_string(&times) else {
+            return false;
+        };
+        let listed: Vec<String> = fs::read_dir(a.path(".globofs/at"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        text.lines()
+            .filter_map(|line| line.strip_prefix("last-apply "))
+            .filter_map(|secs| secs.parse::<u64>().ok())
+            .any(|secs| listed.contains(&rfc3339(secs, 0)))
     });
     // Every checked moment, read on A (blocks A lacks are pulled from B).
     for (time, tree) in steps.iter().step_by(9) {

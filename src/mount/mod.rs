@@ -106,7 +106,11 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
     let vfs = Arc::new(
         Vfs::new(Arc::clone(&store))
             .with_ownership(spec.ownership)
-            .with_history_dir(Some(&spec.history_dir)),
+            .with_history_dir(Some(&spec.history_dir))
+            .with_pass_times({
+                let layout = store.layout().clone();
+                Box::new(move || crate::sync::state::pass_times(&layout))
+            }),
     );
 
     // Signals go to this thread only: block them before the FUSE threads start.

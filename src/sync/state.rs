@@ -188,6 +188,30 @@ impl PeerTimes {
     }
 }
 
+/// The times of the last completed passes with every peer this store has
+/// synced with (`last-push` and `last-apply` of each `state/sync/<peer>`),
+/// newest first, without repeats; unreadable files are skipped.
+pub fn pass_times(layout: &StoreLayout) -> Vec<u64> {
+    let Ok(dir) = fs::read_dir(layout.state().join("sync")) else {
+        return Vec::new();
+    };
+    let mut times = std::collections::BTreeSet::new();
+    for entry in dir.flatten() {
+        let Some(peer) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<NodeId>().ok())
+        else {
+            continue;
+        };
+        if let Ok(peer_times) = PeerTimes::load(layout, peer) {
+            times.extend(peer_times.last_push);
+            times.extend(peer_times.last_apply);
+        }
+    }
+    times.into_iter().rev().collect()
+}
+
 /// Appends one conflict copy's path to `state/conflicts`.
 pub fn record_conflict(layout: &StoreLayout, escaped: &str) -> Result<(), StoreError> {
     crate::store::record_conflict(&layout.state(), escaped)

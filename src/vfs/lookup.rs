@@ -211,6 +211,10 @@ impl Vfs {
 
     /// The kernel took a reference to `ino` without a lookup (readdirplus).
     pub fn remember(&self, ino: u64) {
+        if super::past::is_virtual(ino) {
+            self.past_remember(ino);
+            return;
+        }
         if let Some(node) = lock(&self.inodes).by_ino.get_mut(&ino) {
             node.lookups += 1;
         }
@@ -219,7 +223,7 @@ impl Vfs {
     /// The kernel dropped `count` references to `ino`.
     pub fn forget(&self, ino: u64, count: u64) {
         if super::past::is_virtual(ino) {
-            // The view keeps its inodes for the mount's life (see past.rs).
+            self.past_forget(ino, count);
             return;
         }
         // Lock order: a handle's lock is never taken while `inodes` is held

@@ -3,7 +3,8 @@
 //! turns it off with ""):
 //!
 //! ```text
-//! .globofs/at/                       recent points (one per hour with changes)
+//! .globofs/at/                       recent points (one per hour with
+//!                                    changes, the last sync passes)
 //! .globofs/at/<TIME>/...             the volume's tree at TIME (any time
 //!                                    `when.rs` parses, listed or not)
 //! .globofs/versions/<path>/          every name below a directory (deleted
@@ -16,7 +17,10 @@
 //! counting up from the root, never reaches), its open handles, and the
 //! answers to lookup, getattr, readdir, open, read and readlink for them.
 //! Nothing is computed until the view is used: no walk at mount start, and
-//! `at/` is listed from the journal only when listed. Every change inside
+//! `at/` is listed from the journal only when listed. The view's inodes
+//! live while the kernel holds references on them (lookups and readdirplus
+//! entries, less FORGETs); those only a plain readdir named are swept after
+//! [`SWEEP_EVERY`] new ones, so memory follows what the kernel keeps. Every change inside
 //! it is refused with EROFS (see [`Vfs::child`] and [`Vfs::path_of`]).
 //! The view's name at the root hides a real entry of that name.
 
@@ -61,20 +65,69 @@ enum Place {
     Version { path: VPath, id: VersionId },
 }
 
+/// One inode of the view: what it stands for, the version it shows, and
+/// how many references the kernel holds on it.
+struct Node {
+    place: Place,
+    version: Option<Version>,
+    lookups: u64,
+    /// The sweep generation in which it was last handed out.
+    touched: u64,
+}
+
 #[derive(Default)]
 struct Table {
     next: u64,
-    by_ino: HashMap<u64, (Place, Option<Version>)>,
+    by_ino: HashMap<u64, Node>,
     by_place: HashMap<Place, u64>,
     next_fh: u64,
     handles: HashMap<u64, Version>,
+    /// The current sweep generation, and inodes made since the last sweep.
+    generation: u64,
+    made: usize,
 }
+
+/// After how many new inodes the view drops those the kernel holds no
+/// reference on (listed by a plain readdir, never looked up) and that were
+/// not handed out since the previous sweep.
+const SWEEP_EVERY: usize = 65_536;
+
+impl Table {
+    /// Drops inodes without references that no reply of the current
+    /// generation named, then starts a new generation. An inode a reply is
+    /// naming right now (allocated, its reference not yet counted) is of the
+    /// current generation and stays.
+    fn sweep(&mut self) {
+        let generation = self.generation;
+        let gone: Vec<u64> = self
+            .by_ino
+            .iter()
+            .filter(|(_, node)| node.lookups == 0 && node.touched < generation)
+            .map(|(&ino, _)| ino)
+            .collect();
+        for ino in gone {
+            if let Some(node) = self.by_ino.remove(&ino) {
+                self.by_place.remove(&node.place);
+            }
+        }
+        self.generation += 1;
+        self.made = 0;
+    }
+}
+
+/// Where the times of recent sync passes come from (the mount wires it to
+/// sync's records; the view has no other way to know of passes).
+pub type PassTimes = Box<dyn Fn() -> Vec<u64> + Send + Sync>;
+
+/// How many recent sync passes `at/` lists at most.
+const MAX_PASSES: usize = 8;
 
 /// The view: its name at the root and its tables.
 pub struct PastView {
     name: Vec<u8>,
     table: std::sync::Mutex<Table>,
     started: SystemTime,
+    passes: Option<PassTimes>,
 }
 
 impl PastView {
@@ -83,6 +136,7 @@ impl PastView {
             name,
             table: std::sync::Mutex::new(Table::default()),
             started: SystemTime::now(),
+            passes: None,
         }
     }
 
@@ -90,19 +144,38 @@ impl PastView {
         &self.name
     }
 
-    /// The inode of `place`, remembering `version` as what it shows.
-    fn ino(&self, place: Place, version: Option<Version>) -> u64 {
+    /// The inode of `place`, remembering `version` as what it shows; with
+    /// `lookup`, the reply hands the kernel a reference (counted here, in the
+    /// same step as finding the inode, so a FORGET of an earlier reference
+    /// cannot drop it meanwhile).
+    fn ino(&self, place: Place, version: Option<Version>, lookup: bool) -> u64 {
         let mut table = crate::lock(&self.table);
         if let Some(&ino) = table.by_place.get(&place) {
-            if let Some(entry) = table.by_ino.get_mut(&ino) {
-                entry.1 = version;
+            let generation = table.generation;
+            if let Some(node) = table.by_ino.get_mut(&ino) {
+                node.version = version;
+                node.touched = generation;
+                node.lookups += u64::from(lookup);
             }
             return ino;
         }
+        if table.made >= SWEEP_EVERY {
+            table.sweep();
+        }
         let ino = VIRTUAL_BASE + table.next;
         table.next += 1;
+        table.made += 1;
+        let generation = table.generation;
         table.by_place.insert(place.clone(), ino);
-        table.by_ino.insert(ino, (place, version));
+        table.by_ino.insert(
+            ino,
+            Node {
+                place,
+                version,
+                lookups: u64::from(lookup),
+                touched: generation,
+            },
+        );
         ino
     }
 
@@ -110,8 +183,40 @@ impl PastView {
         crate::lock(&self.table)
             .by_ino
             .get(&ino)
-            .cloned()
+            .map(|node| (node.place.clone(), node.version.clone()))
             .ok_or_else(|| VfsError::new(libc::ENOENT, format!("inode {ino}: not in the view")))
+    }
+
+    /// The kernel took a reference without a lookup (readdirplus).
+    pub(super) fn remember(&self, ino: u64) {
+        if let Some(node) = crate::lock(&self.table).by_ino.get_mut(&ino) {
+            node.lookups += 1;
+        }
+    }
+
+    /// The kernel dropped `count` references: an inode it holds none of is
+    /// forgotten (an open handle keeps its own copy of the version).
+    pub(super) fn forget(&self, ino: u64, count: u64) {
+        let mut table = crate::lock(&self.table);
+        let Some(node) = table.by_ino.get_mut(&ino) else {
+            return;
+        };
+        node.lookups = node.lookups.saturating_sub(count);
+        if node.lookups == 0
+            && let Some(node) = table.by_ino.remove(&ino)
+        {
+            table.by_place.remove(&node.place);
+        }
+    }
+
+    /// How many inodes the view holds now.
+    pub fn inodes(&self) -> usize {
+        crate::lock(&self.table).by_ino.len()
+    }
+
+    #[cfg(test)]
+    pub(super) fn sweep_now(&self) {
+        crate::lock(&self.table).sweep();
     }
 }
 
@@ -149,7 +254,7 @@ impl Vfs {
     pub(super) fn past_lookup(&self, parent: u64, name: &OsStr) -> Option<VfsResult<Attr>> {
         let view = self.view()?;
         if self.is_view_name(parent, name.as_bytes()) {
-            let ino = view.ino(Place::Top, None);
+            let ino = view.ino(Place::Top, None, true);
             return Some(Ok(self.view_dir(ino)));
         }
         if !is_virtual(parent) {
@@ -163,12 +268,12 @@ impl Vfs {
         let (place, _) = view.place(parent)?;
         match place {
             Place::Top => match name {
-                b"at" => Ok(self.view_dir(view.ino(Place::AtList, None))),
+                b"at" => Ok(self.view_dir(view.ino(Place::AtList, None, true))),
                 b"versions" => {
                     let place = Place::Versions {
                         path: VPath::root(),
                     };
-                    Ok(self.view_dir(view.ino(place, None)))
+                    Ok(self.view_dir(view.ino(place, None, true)))
                 }
                 _ => Err(not_found(text())),
             },
@@ -180,7 +285,7 @@ impl Vfs {
                     time: time.to_string(),
                     path: VPath::root(),
                 };
-                let ino = view.ino(place, root.clone());
+                let ino = view.ino(place, root.clone(), true);
                 Ok(self.past_attr(ino, root.as_ref()))
             }
             Place::At { time, path } => {
@@ -192,7 +297,7 @@ impl Vfs {
                     .store
                     .live_at(&child, &moment)?
                     .ok_or_else(|| not_found(format!("{child} at {time}")))?;
-                let ino = view.ino(Place::At { time, path: child }, Some(version.clone()));
+                let ino = view.ino(Place::At { time, path: child }, Some(version.clone()), true);
                 Ok(self.past_attr(ino, Some(&version)))
             }
             Place::Versions { path } => {
@@ -213,13 +318,13 @@ impl Vfs {
                         Err(err) if err.is_not_found() => return Err(not_found(text())),
                         Err(err) => return Err(err.into()),
                     };
-                    let ino = view.ino(Place::Version { path, id }, Some(version.clone()));
+                    let ino = view.ino(Place::Version { path, id }, Some(version.clone()), true);
                     return Ok(self.past_attr(ino, Some(&version)));
                 }
                 if self.store.version_ids(&child)?.is_empty() {
                     return Err(not_found(child));
                 }
-                Ok(self.view_dir(view.ino(Place::Versions { path: child }, None)))
+                Ok(self.view_dir(view.ino(Place::Versions { path: child }, None, true)))
             }
             Place::Version { .. } => Err(VfsError::new(
                 libc::ENOTDIR,
@@ -253,7 +358,7 @@ impl Vfs {
         let (place, _) = view.place(ino)?;
         let dir = |name: &str, place: Place| DirEntry {
             name: name.as_bytes().to_vec(),
-            attr: self.view_dir(view.ino(place, None)),
+            attr: self.view_dir(view.ino(place, None, false)),
         };
         match place {
             Place::Top => Ok(vec![
@@ -274,7 +379,7 @@ impl Vfs {
                         time: time.clone(),
                         path: VPath::root(),
                     };
-                    let ino = view.ino(place, root.clone());
+                    let ino = view.ino(place, root.clone(), false);
                     out.push(DirEntry {
                         name: time.into_bytes(),
                         attr: self.past_attr(ino, root.as_ref()),
@@ -294,7 +399,7 @@ impl Vfs {
                         time: time.clone(),
                         path: child,
                     };
-                    let ino = view.ino(place, Some(entry.version.clone()));
+                    let ino = view.ino(place, Some(entry.version.clone()), false);
                     out.push(DirEntry {
                         attr: self.past_attr(ino, Some(&entry.version)),
                         name: entry.name,
@@ -314,7 +419,7 @@ impl Vfs {
                             path: path.clone(),
                             id: version.id,
                         };
-                        let ino = view.ino(place, Some(version.clone()));
+                        let ino = view.ino(place, Some(version.clone()), false);
                         out.push(DirEntry {
                             name: name.into_bytes(),
                             attr: self.past_attr(ino, Some(&version)),
@@ -344,7 +449,7 @@ impl Vfs {
                         continue;
                     }
                     out.push(DirEntry {
-                        attr: self.view_dir(view.ino(Place::Versions { path: child }, None)),
+                        attr: self.view_dir(view.ino(Place::Versions { path: child }, None, false)),
                         name: entry.name,
                     });
                 }
@@ -372,10 +477,38 @@ impl Vfs {
             .is_some_and(|v| v.kind == Kind::Dir))
     }
 
-    /// Points worth listing in `at/`: the end of each of the most recent
-    /// hours in which some version this node holds was made (from the
-    /// journal, read only now), newest first.
+    /// Lists the times `passes` gives (Unix seconds of recent sync passes)
+    /// in `at/` too.
+    pub fn with_pass_times(mut self, passes: PassTimes) -> Vfs {
+        if let Some(view) = self.past.as_mut() {
+            view.passes = Some(passes);
+        }
+        self
+    }
+
+    /// Points worth listing in `at/`, newest first: the end of each of the
+    /// most recent hours in which some version this node holds was made
+    /// (from the journal, read only now) and the last sync passes.
     fn recent_points(&self) -> VfsResult<Vec<String>> {
+        let mut points: BTreeSet<u64> = self
+            .recent_hours()?
+            .into_iter()
+            .map(|hour| (hour + 1) * 3600)
+            .take(MAX_POINTS)
+            .collect();
+        if let Some(passes) = self.view().and_then(|view| view.passes.as_ref()) {
+            points.extend(passes().into_iter().take(MAX_PASSES));
+        }
+        Ok(points
+            .iter()
+            .rev()
+            .map(|&secs| crate::when::rfc3339(secs, 0))
+            .collect())
+    }
+
+    /// The most recent hours (Unix seconds / 3600) in which some version in
+    /// the journal was made, newest first.
+    fn recent_hours(&self) -> VfsResult<Vec<u64>> {
         let dir = self.store.journal().dir().to_path_buf();
         let mut at = crate::store::journal::Position::default();
         let mut hours = BTreeSet::new();
@@ -400,12 +533,33 @@ impl Vfs {
                 break;
             }
         }
-        Ok(hours
-            .iter()
-            .rev()
-            .take(MAX_POINTS)
-            .map(|hour| crate::when::rfc3339((hour + 1) * 3600, 0))
-            .collect())
+        Ok(hours.into_iter().rev().take(MAX_POINTS).collect())
+    }
+
+    /// The kernel took a reference on a view inode without a lookup.
+    pub(super) fn past_remember(&self, ino: u64) {
+        if let Some(view) = self.view() {
+            view.remember(ino);
+        }
+    }
+
+    /// The kernel dropped references on a view inode.
+    pub(super) fn past_forget(&self, ino: u64, count: u64) {
+        if let Some(view) = self.view() {
+            view.forget(ino, count);
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn past_sweep_now(&self) {
+        if let Some(view) = self.view() {
+            view.sweep_now();
+        }
+    }
+
+    /// How many inodes the history view holds (0 without a view).
+    pub fn view_inodes(&self) -> usize {
+        self.view().map_or(0, PastView::inodes)
     }
 
     /// Opens a file of the view for reading (EROFS for writing).

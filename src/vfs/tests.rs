@@ -504,3 +504,74 @@ fn an_attribute_change_between_the_flush_and_the_release_is_committed() {
     assert_eq!(current.posix.atime.map(|t| t.secs), Some(1_900_000_000));
     assert_eq!(vfs.read_whole(&path).unwrap(), b"bytes");
 }
+
+#[test]
+fn the_history_view_forgets_inodes_the_kernel_no_longer_holds() {
+    let (_dir, vfs) = vfs();
+    let vfs = vfs.with_history_dir(Some(".globofs"));
+    for i in 0..20 {
+        let path = VPath::root().join(format!("f{i}").as_bytes()).unwrap();
+        vfs.write_whole(&path, format!("data {i}").as_bytes())
+            .unwrap();
+    }
+    let name = |s: &str| OsStr::new(s).to_owned();
+    let top = vfs.lookup(ROOT_INO, &name(".globofs")).unwrap().ino;
+    let at = vfs.lookup(top, &name("at")).unwrap().ino;
+    let when = vfs.lookup(at, &name("2999-01-01T00:00:00Z")).unwrap().ino;
+    let held = vfs.view_inodes();
+    assert_eq!(held, 3, "the view's own directories and the moment");
+
+    // Looked up twice each (two kernel references), then forgotten.
+    let mut files = Vec::new();
+    for i in 0..20 {
+        let a = vfs.lookup(when, &name(&format!("f{i}"))).unwrap();
+        let b = vfs.lookup(when, &name(&format!("f{i}"))).unwrap();
+        assert_eq!(a.ino, b.ino, "one inode per past path while it is held");
+        files.push(a.ino);
+    }
+    assert_eq!(vfs.view_inodes(), held + 20);
+    for &ino in &files {
+        vfs.forget(ino, 1);
+    }
+    assert_eq!(
+        vfs.view_inodes(),
+        held + 20,
+        "one reference each is still held"
+    );
+    let fh = vfs.open(files[0], false, false).unwrap().fh;
+    for &ino in &files {
+        vfs.forget(ino, 1);
+    }
+    assert_eq!(
+        vfs.view_inodes(),
+        held,
+        "forgotten once the kernel holds none"
+    );
+    // An open handle keeps reading what it opened.
+    assert_eq!(vfs.read(fh, 0, 100).unwrap(), b"data 0");
+    vfs.release(fh).unwrap();
+
+    // A plain readdir hands out no references: its inodes go at the second sweep
+    // after they were last named; one the kernel took a reference on stays.
+    let listed = vfs.readdir(when).unwrap();
+    assert_eq!(listed.len(), 20);
+    vfs.remember(listed[3].attr.ino);
+    assert_eq!(vfs.view_inodes(), held + 20);
+    vfs.past_sweep_now();
+    assert_eq!(
+        vfs.view_inodes(),
+        held + 20,
+        "named in this generation: kept"
+    );
+    vfs.past_sweep_now();
+    assert_eq!(vfs.view_inodes(), held + 1);
+    let kept = String::from_utf8(listed[3].name.clone()).unwrap();
+    let data = format!("data {}", &kept[1..]);
+    assert_eq!(
+        vfs.getattr(listed[3].attr.ino).unwrap().size,
+        data.len() as u64
+    );
+    // A forgotten past path looked up again gets an inode again.
+    let again = vfs.lookup(when, &name("f7")).unwrap();
+    assert_eq!(vfs.getattr(again.ino).unwrap().size, b"data 7".len() as u64);
+}
