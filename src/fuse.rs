@@ -444,8 +444,7 @@ impl Filesystem for GloboFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let acc = flags.0 & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
-        let truncate = flags.0 & libc::O_TRUNC != 0;
-        let opened = try_reply!(self.vfs.open(ino.0, write, truncate), reply);
+        let opened = try_reply!(self.vfs.open_flags(ino.0, flags.0), reply);
         let fh = opened.fh;
         if opened.stale_attrs {
             self.drop_attrs(ino.0);

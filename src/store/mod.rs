@@ -49,6 +49,7 @@ use commit::{append_line, flock_file};
 pub use error::{IoContext, StoreError, read_dir_if_present};
 pub use file_write::FileWrite;
 pub use meta::{FORMAT_VERSION, StoreMeta, set_mode};
+pub use redo::DeltaHint;
 pub use tree::{read_version_file, user_entries, version_ids_in};
 pub use version::{Kind, Mtime, Version};
 

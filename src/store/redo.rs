@@ -60,7 +60,25 @@ pub struct Redo {
     /// of the file that holds them: a block deleted and written again is a
     /// new file (new inode or ctime) and is not taken for the old one.
     known: Mutex<HashMap<BlockHash, FileId>>,
+    /// What writers said of blocks they just stored (see [`DeltaHint`]), by
+    /// the block's hash, until a durable point takes them.
+    hints: Mutex<HashMap<BlockHash, DeltaHint>>,
 }
+
+/// A writer's word on a block it just stored: its bytes are those of block
+/// `base` (`base_len` bytes, cut or extended with zeros) but in `ranges`.
+/// A durable point records them as the block's delta without reading and
+/// comparing the two blocks (when `base` is known durable).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeltaHint {
+    pub base: BlockHash,
+    pub base_len: usize,
+    /// (offset in the block, the bytes there now).
+    pub ranges: Vec<(usize, Vec<u8>)>,
+}
+
+/// Hints kept at most (older ones are dropped: the delta is then computed).
+const HINTS_MAX: usize = 1024;
 
 impl std::fmt::Debug for Redo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,6 +150,16 @@ pub struct Replayed {
 }
 
 impl Store {
+    /// Remembers what the writer of block `hash` knows of how it differs
+    /// from an older block, for the next durable point naming it.
+    pub fn note_delta(&self, hash: BlockHash, hint: DeltaHint) {
+        let mut hints = crate::lock(&self.redo.hints);
+        if hints.len() >= HINTS_MAX {
+            hints.clear();
+        }
+        hints.insert(hash, hint);
+    }
+
     /// Makes `versions` durable (FORMAT §14): one redo record each, one
     /// `fdatasync`; blocks already on disk from earlier are flushed in
     /// place once and then remembered.
@@ -192,6 +220,29 @@ impl Store {
                         continue;
                     }
                     now_known.push((*hash, id));
+                    let hint = crate::lock(&self.redo.hints).remove(hash);
+                    if let Some(hint) = hint.filter(|h| {
+                        len > DELTA_PAGE
+                            && h.base != *hash
+                            && self.is_known(&known, &h.base, h.base_len)
+                    }) {
+                        let bytes: usize = hint.ranges.iter().map(|(_, r)| r.len()).sum();
+                        #[cfg(debug_assertions)]
+                        self.check_hint(hash, len, &hint);
+                        if bytes * 2 <= len && bytes <= budget {
+                            budget -= bytes;
+                            blocks.push(RecordBlock {
+                                hash: *hash,
+                                len,
+                                body: Body::Delta {
+                                    base: hint.base,
+                                    base_len: hint.base_len,
+                                    ranges: hint.ranges,
+                                },
+                            });
+                            continue;
+                        }
+                    }
                     let base = bases.get(index).copied().filter(|(base, base_len)| {
                         base != hash && self.is_known(&known, base, *base_len)
                     });
@@ -258,6 +309,23 @@ impl Store {
         }
         self.now_known(now_known);
         Ok(())
+    }
+
+    /// Debug builds (the tests) check every hint rebuilds its block, as a
+    /// replay would.
+    #[cfg(debug_assertions)]
+    fn check_hint(&self, hash: &BlockHash, len: usize, hint: &DeltaHint) {
+        if let Ok(mut data) = self.blocks.read(&hint.base, hint.base_len, false) {
+            data.resize(len, 0);
+            for (at, bytes) in &hint.ranges {
+                data[*at..at + bytes.len()].copy_from_slice(bytes);
+            }
+            assert_eq!(
+                BlockHash::of(&data),
+                *hash,
+                "a writer's delta hint does not rebuild its block"
+            );
+        }
     }
 
     /// Remembers blocks just made durable.

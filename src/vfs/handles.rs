@@ -53,6 +53,23 @@ impl Vfs {
     /// (see [`Dirty`]); otherwise a reader reads the current version and the
     /// first writer starts a write state on top of it.
     pub fn open(&self, ino: u64, write: bool, truncate: bool) -> VfsResult<Opened> {
+        self.open_as(ino, write, truncate, true)
+    }
+
+    /// Opens a file as open(2) with `flags` asks. Only a write-only opener
+    /// may write its cache file directly (passthrough): the kernel's writes
+    /// then tell nothing of where they went, so each commit hashes the whole
+    /// file again. A database, a log or a journal, opened read-write and
+    /// fsynced after a few bytes, has its writes come here, where the pages
+    /// they touch are known (see `write_cache.rs`).
+    pub fn open_flags(&self, ino: u64, flags: i32) -> VfsResult<Opened> {
+        let access = flags & libc::O_ACCMODE;
+        let write = access == libc::O_WRONLY || access == libc::O_RDWR;
+        let truncate = flags & libc::O_TRUNC != 0;
+        self.open_as(ino, write, truncate, access == libc::O_WRONLY)
+    }
+
+    fn open_as(&self, ino: u64, write: bool, truncate: bool, direct_ok: bool) -> VfsResult<Opened> {
         if let Some(answer) = self.past_open(ino, write) {
             return answer;
         }
@@ -72,20 +89,21 @@ impl Vfs {
                 Ok(Some(dirty)) => Ok(self.joined(ino, dirty, false)),
                 Ok(None) => Ok(self.open_reader(ino, base)),
                 // Its last writer left just now: start over from what it committed.
-                Err(None) => self.open(ino, write, truncate),
+                Err(None) => self.open_as(ino, write, truncate, direct_ok),
                 Err(Some(err)) => Err(err),
             };
         }
         // The kernel takes one backing file per inode: a writer may write its
         // cache directly only when no other handle of the inode is open.
-        let passthrough = self.passthrough_enabled() && self.open_handles(ino).is_empty();
+        let passthrough =
+            direct_ok && self.passthrough_enabled() && self.open_handles(ino).is_empty();
         let mut map = lock(&self.dirty);
         if let Some(existing) = map.get(&ino).cloned() {
             drop(map);
             drop(names);
             return match self.join_dirty_state(existing, truncate, true) {
                 Ok(dirty) => Ok(self.joined(ino, dirty, true)),
-                Err(None) => self.open(ino, write, truncate),
+                Err(None) => self.open_as(ino, write, truncate, direct_ok),
                 Err(Some(err)) => Err(err),
             };
         }
@@ -308,18 +326,17 @@ impl Vfs {
         flags: i32,
         caller: Caller,
     ) -> VfsResult<(Attr, Opened)> {
-        match self.create_as(parent, name, mode, caller) {
+        let write_only = flags & libc::O_ACCMODE == libc::O_WRONLY;
+        match self.create_with(parent, name, mode, caller, write_only) {
             Err(err) if err.errno() == libc::EEXIST && flags & libc::O_EXCL == 0 => {
                 // The reply hands the kernel a reference, as a lookup does.
                 let attr = self.lookup(parent, name)?;
-                let access = flags & libc::O_ACCMODE;
-                let write = access == libc::O_WRONLY || access == libc::O_RDWR;
                 let opened = match attr.kind {
                     NodeKind::Dir => Err(VfsError::new(
                         libc::EISDIR,
                         format!("inode {}: is a directory", attr.ino),
                     )),
-                    _ => self.open(attr.ino, write, flags & libc::O_TRUNC != 0),
+                    _ => self.open_flags(attr.ino, flags),
                 };
                 match opened {
                     Ok(opened) => Ok((self.getattr(attr.ino)?, opened)),
@@ -345,6 +362,19 @@ impl Vfs {
         mode: u32,
         caller: Caller,
     ) -> VfsResult<(Attr, Opened)> {
+        self.create_with(parent, name, mode, caller, true)
+    }
+
+    /// [`Vfs::create_as`]; `direct_ok`: the opener may write the cache file
+    /// directly (see [`Vfs::open_flags`]).
+    fn create_with(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        caller: Caller,
+        direct_ok: bool,
+    ) -> VfsResult<(Attr, Opened)> {
         let path = self.child(parent, name)?;
         let parent_path = self.path_of(parent)?;
         let (posix, mode) = self.new_owner(&parent_path, caller, mode, Made::File);
@@ -363,7 +393,7 @@ impl Vfs {
         let ino = lock(&self.inodes).referenced(&path);
         let mut cache = WriteCache::new(&self.store, None, 0)?;
         cache.changed = true;
-        let backing = if self.passthrough_enabled() {
+        let backing = if direct_ok && self.passthrough_enabled() {
             cache.attach_direct()
         } else {
             None

@@ -39,6 +39,7 @@ pub mod error;
 mod exchange;
 mod handles;
 mod inodes;
+mod ladder;
 mod links;
 mod locks;
 mod lookup;

@@ -250,7 +250,7 @@ fn punch(
         let whole = pos == index * bs && block_end == (index + 1) * bs;
         if whole && !cache.direct {
             punch_file(cache, pos, block_end - pos)?;
-            cache.dirty.insert(index);
+            cache.punched(index);
         } else if cache.direct {
             punch_file(cache, pos, block_end - pos)?;
         } else {

@@ -6,7 +6,7 @@ use super::Vfs;
 use super::error::{VfsError, VfsResult};
 use super::locks::Ranked;
 use super::locks::lock;
-use super::write_cache::Dirty;
+use super::write_cache::{Dirty, WriteCache};
 use crate::store::{Attrs, Kind, Mtime, Version};
 
 impl Vfs {
@@ -144,26 +144,61 @@ impl Vfs {
         // again by hash, written ones are cut, hashed and stored.
         // Lazy blocks even for an fsync: its durable point copies them into
         // the redo record or flushes them in place (FORMAT §14).
-        let mut file = self.store.file_write(&held, false).with_block_size(bs);
-        let mut buf = vec![0u8; bs as usize];
-        for index in 0..count {
-            let start = index * u64::from(bs);
-            let len = (cache.size - start).min(u64::from(bs)) as usize;
-            if cache.reuses_base(base.as_ref(), index, len) {
-                if let Some(base) = &base {
-                    file.reuse(base.hashes[index as usize], len);
+        // An fsync of a file cut in big blocks re-cuts it in small ones
+        // (FORMAT §14): each later fsync then stores a small block again,
+        // not a big one, for a few changed bytes.
+        let cut = fsync_cut(durable, bs, cache.size);
+        let mut file = self.store.file_write(&held, false).with_block_size(cut);
+        let mut buf = vec![0u8; cache.size.min(u64::from(cut)) as usize];
+        // For an fsync, what changed in each block since the base, so the
+        // redo record holds those pages and need not compare whole blocks.
+        let mut hints = Vec::new();
+        if cut != bs {
+            let count = crate::store::version::Version::block_count(cache.size, cut);
+            for index in 0..count {
+                let start = index * u64::from(cut);
+                let len = (cache.size - start).min(u64::from(cut)) as usize;
+                let data = &mut buf[..len];
+                cache.read(&self.store, base.as_ref(), start, data)?;
+                file.push(data)?;
+            }
+        } else {
+            for index in 0..count {
+                let start = index * u64::from(bs);
+                let len = (cache.size - start).min(u64::from(bs)) as usize;
+                if cache.reuses_base(base.as_ref(), index, len) {
+                    if let Some(base) = &base {
+                        file.reuse(base.hashes[index as usize], len);
+                        continue;
+                    }
+                }
+                if cache.is_hole_past_base(index) {
+                    // Past what the base still holds and never written: zeros,
+                    // stored as a hole without reading or hashing them.
+                    file.push_zero(len)?;
                     continue;
                 }
+                let data = &mut buf[..len];
+                cache.read(&self.store, base.as_ref(), start, data)?;
+                if crate::store::sparse::is_zero(data) {
+                    file.push_zero(len)?;
+                    continue;
+                }
+                let base_block = base
+                    .as_ref()
+                    .filter(|b| b.kind == Kind::File && b.block_size == bs)
+                    .and_then(|b| b.hashes.get(index as usize).copied());
+                let (hash, changed) = cache.commit_block(index, data, durable, base_block);
+                file.push_hashed(hash, data)?;
+                if let Some(hint) =
+                    changed.and_then(|c| delta_hint(cache, base.as_ref(), index, data, c))
+                {
+                    hints.push((hash, hint));
+                }
             }
-            if cache.is_hole_past_base(index) {
-                // Past what the base still holds and never written: zeros,
-                // stored as a hole without reading or hashing them.
-                file.push_zero(len)?;
-                continue;
-            }
-            let data = &mut buf[..len];
-            cache.read(&self.store, base.as_ref(), start, data)?;
-            file.push(data)?;
+        }
+        for (hash, hint) in hints {
+            self.store.note_delta(hash, hint);
         }
         // Nothing to write only when the bytes are the base's and nothing
         // touched them: a write or truncation that leaves the same bytes
@@ -215,6 +250,9 @@ impl Vfs {
         let version = crate::store::links::first(made)?;
         lock(&self.created).remove(&path);
         // Later reads and writes build on what was just committed.
+        if cut != bs {
+            cache.recut(cut);
+        }
         cache.committed(version.size);
         state.base = Some(version);
         Ok(())
@@ -235,4 +273,46 @@ impl Vfs {
         self.store.make_lazy_durable()?;
         Ok(())
     }
+}
+
+/// The largest block an fsync leaves a file cut in: a database or log
+/// fsynced after every few bytes written then stores and hashes blocks of
+/// this size, not the volume's (FORMAT §14).
+pub const FSYNC_BLOCK: u32 = 64 * 1024;
+/// Files up to this size are re-cut at an fsync (once: the new versions
+/// keep the small blocks); bigger ones keep theirs.
+pub const RECUT_MAX: u64 = 64 << 20;
+
+/// The block size a commit cuts the file in: its own, or [`FSYNC_BLOCK`]
+/// for an fsync of a file of at most [`RECUT_MAX`] bytes in bigger blocks.
+fn fsync_cut(durable: bool, block_size: u32, size: u64) -> u32 {
+    if durable && block_size > FSYNC_BLOCK && block_size % FSYNC_BLOCK == 0 && size <= RECUT_MAX {
+        FSYNC_BLOCK
+    } else {
+        block_size
+    }
+}
+
+/// The delta hint of block `index` (now `data`), whose bytes differ from
+/// the same block of `base` only in `changed`; `None` when there is no such
+/// block to build on.
+fn delta_hint(
+    cache: &WriteCache,
+    base: Option<&Version>,
+    index: u64,
+    data: &[u8],
+    changed: Vec<std::ops::Range<usize>>,
+) -> Option<crate::store::DeltaHint> {
+    let base = base.filter(|b| b.kind == Kind::File && b.id.secs > 0)?;
+    if base.block_size != cache.block_size || index as usize >= base.hashes.len() {
+        return None;
+    }
+    Some(crate::store::DeltaHint {
+        base: base.hashes[index as usize],
+        base_len: base.block_len(index as usize),
+        ranges: changed
+            .into_iter()
+            .map(|range| (range.start, data[range].to_vec()))
+            .collect(),
+    })
 }

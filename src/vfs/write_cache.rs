@@ -2,16 +2,27 @@
 //! holding the blocks written since the last commit, at their offsets, over the
 //! committed version they apply to (the base). Reads through it take written
 //! blocks from the cache file and the rest from the base; a partial write first
-//! copies the block it lands in from the base. It knows the store only to read
-//! the base and to find its scratch directory; committing is [`super::write`]'s.
+//! copies the block it lands in from the base. A commit leaves the blocks it
+//! stored in the file (`present`: the new base's bytes), so the next partial
+//! write there copies nothing, and their hash states ([`super::ladder`]) let
+//! the next commit hash only what changed after them. It also notes which
+//! pages changed since the last commit, so a durable commit can record just
+//! those (FORMAT §14). It knows the store only to read the base and to find
+//! its scratch directory; committing is [`super::write`]'s.
 
 use std::collections::BTreeSet;
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::time::SystemTime;
 
 use super::error::{VfsError, VfsResult, io_error};
+use super::ladder::Ladders;
+use crate::ids::BlockHash;
 use crate::store::{Kind, Store, Version};
+
+/// Granularity of the changed pages noted between commits.
+pub(super) const PAGE: u64 = 4096;
 
 /// The write-back state of an open file.
 pub(super) struct WriteCache {
@@ -20,6 +31,18 @@ pub(super) struct WriteCache {
     pub(super) size: u64,
     pub(super) block_size: u32,
     pub(super) dirty: BTreeSet<u64>,
+    /// Blocks not written since the last commit whose bytes in `file` are
+    /// the base's (that commit stored them from there).
+    present: BTreeSet<u64>,
+    /// Hash states of the blocks whose bytes are in `file`.
+    ladders: Ladders,
+    /// Pages (offset / [`PAGE`]) whose bytes may differ from the base's
+    /// since the last commit; `None`: not known (the kernel wrote directly).
+    pages: Option<BTreeSet<u64>>,
+    /// For a cache the kernel writes directly (which says nothing of where):
+    /// the bytes of the last blocks a durable commit stored, to find what
+    /// changed in them since by comparing (cheaper than hashing them again).
+    shadows: Vec<Shadow>,
     /// Bytes of the base version still valid (shrinks with truncation).
     pub(super) base_valid: u64,
     /// Something changed since the last commit.
@@ -69,6 +92,10 @@ impl WriteCache {
             size,
             block_size,
             dirty: BTreeSet::new(),
+            present: BTreeSet::new(),
+            ladders: Ladders::default(),
+            pages: Some(BTreeSet::new()),
+            shadows: Vec::new(),
             base_valid: base.map_or(0, |b| b.size.min(size)),
             changed: false,
             direct: false,
@@ -121,6 +148,9 @@ impl WriteCache {
             .len();
         let count = Version::block_count(self.size, self.block_size);
         self.dirty = (0..count).collect();
+        self.present.clear();
+        // The hash states stay: a commit checks them against the shadows.
+        self.pages = None;
         self.base_valid = 0;
         self.changed = true;
         Ok(())
@@ -143,7 +173,7 @@ impl WriteCache {
             let block_end = (index + 1) * bs;
             let n = ((block_end - pos) as usize).min(buf.len() - done);
             let out = &mut buf[done..done + n];
-            if self.dirty.contains(&index) {
+            if self.in_file(index) {
                 read_exact_at(&self.file, out, pos)?;
             } else {
                 out.fill(0);
@@ -166,14 +196,27 @@ impl WriteCache {
         Ok(())
     }
 
-    /// Copies block `index` of `base` into the cache file before a partial write.
+    /// Whether block `index`'s bytes are read from the cache file.
+    fn in_file(&self, index: u64) -> bool {
+        self.dirty.contains(&index) || self.present.contains(&index)
+    }
+
+    /// Copies block `index` of `base` into the cache file before a partial
+    /// write (nothing to copy when a commit left it there).
     fn materialize(&mut self, store: &Store, base: Option<&Version>, index: u64) -> VfsResult<()> {
         if self.dirty.contains(&index) {
             return Ok(());
         }
+        if self.present.remove(&index) {
+            self.dirty.insert(index);
+            return Ok(());
+        }
+        self.ladders.forget(index);
         let bs = u64::from(self.block_size);
         let start = index * bs;
-        let len = bs as usize;
+        // Only the part of the block inside the file: the cache file reads
+        // zeros past what was ever written, and past the size it holds none.
+        let len = (self.size.max(self.base_valid).saturating_sub(start)).min(bs) as usize;
         let mut data = vec![0u8; len];
         if start < self.base_valid {
             let valid = ((self.base_valid - start) as usize).min(len);
@@ -193,6 +236,30 @@ impl WriteCache {
             .map_err(io_error("a write cache file"))?;
         self.dirty.insert(index);
         Ok(())
+    }
+
+    /// Notes that the bytes in `range` may differ from the base's now: the
+    /// pages they touch, and the hash states of their blocks past the start.
+    fn note_change(&mut self, range: Range<u64>) {
+        if range.is_empty() {
+            return;
+        }
+        let bs = u64::from(self.block_size);
+        for index in range.start / bs..=(range.end - 1) / bs {
+            let from = range.start.saturating_sub(index * bs);
+            self.ladders.changed(index, from as usize);
+        }
+        if let Some(pages) = self.pages.as_mut() {
+            pages.extend(range.start / PAGE..range.end.div_ceil(PAGE));
+        }
+    }
+
+    /// A whole block was punched out of the cache file (it reads zeros).
+    pub(super) fn punched(&mut self, index: u64) {
+        let bs = u64::from(self.block_size);
+        self.present.remove(&index);
+        self.dirty.insert(index);
+        self.note_change(index * bs..(index + 1) * bs);
     }
 
     /// Writes `data` at `offset` (blocks it covers only in part are first
@@ -217,9 +284,11 @@ impl WriteCache {
             if !covers {
                 self.materialize(store, base, index)?;
             } else {
+                self.present.remove(&index);
                 self.dirty.insert(index);
             }
         }
+        self.note_change(offset..end);
         self.file
             .write_all_at(data, offset)
             .map_err(io_error("a write cache file"))?;
@@ -244,6 +313,7 @@ impl WriteCache {
             return Ok(());
         }
         let bs = u64::from(self.block_size);
+        self.note_change(size.min(self.size)..size.max(self.size));
         if size < self.size {
             // Keep the partial last block's bytes below `size`; forget blocks past it.
             if size % bs != 0 {
@@ -251,6 +321,8 @@ impl WriteCache {
             }
             let keep_below = size.div_ceil(bs);
             self.dirty.retain(|index| *index < keep_below);
+            self.present.retain(|index| *index < keep_below);
+            self.ladders.keep_below(keep_below);
             self.base_valid = self.base_valid.min(size);
             self.file
                 .set_len(size)
@@ -281,7 +353,7 @@ impl WriteCache {
     /// here and wholly past the valid part of the base.
     pub(super) fn is_hole_past_base(&self, index: u64) -> bool {
         !self.direct
-            && !self.dirty.contains(&index)
+            && !self.in_file(index)
             && index * u64::from(self.block_size) >= self.base_valid
     }
 
@@ -323,10 +395,35 @@ impl WriteCache {
             })
     }
 
+    /// The commit just made cut the file in blocks of `block_size` (a
+    /// divisor of the old size): the cache counts in those from now on.
+    pub(super) fn recut(&mut self, block_size: u32) {
+        let ratio = u64::from(self.block_size / block_size.max(1)).max(1);
+        let widen = |set: &BTreeSet<u64>| -> BTreeSet<u64> {
+            set.iter()
+                .flat_map(|index| index * ratio..(index + 1) * ratio)
+                .collect()
+        };
+        self.dirty = widen(&self.dirty);
+        self.present = widen(&self.present);
+        self.ladders = Ladders::default();
+        self.shadows.clear();
+        self.block_size = block_size;
+    }
+
     /// The cache now holds exactly what was committed as `size` bytes: all of
     /// it reads from the (new) base from now on.
     pub(super) fn committed(&mut self, size: u64) {
-        self.dirty.clear();
+        let count = Version::block_count(size, self.block_size);
+        let dirty = std::mem::take(&mut self.dirty);
+        if self.direct {
+            // The kernel may write any block again unseen: nothing is kept.
+            self.present.clear();
+        } else {
+            self.present.extend(dirty);
+            self.present.retain(|index| *index < count);
+        }
+        self.pages = (!self.direct).then(BTreeSet::new);
         self.base_valid = size;
         self.changed = false;
         self.modified = None;
@@ -335,6 +432,120 @@ impl WriteCache {
             self.direct_mtime = self.file_mtime();
         }
     }
+}
+
+/// A block's bytes as a durable commit stored them, under that hash.
+struct Shadow {
+    index: u64,
+    hash: BlockHash,
+    bytes: Vec<u8>,
+}
+
+/// Blocks a direct cache keeps a shadow of at most.
+const MAX_SHADOWS: usize = 2;
+/// Blocks shorter than this are hashed whole, without a shadow.
+const SHADOW_MIN: usize = 64 * 1024;
+
+impl WriteCache {
+    /// Block `index` as a commit stores it, its bytes in the cache file
+    /// being `data` (read just now) and the base's same block `base_block`:
+    /// its hash, from the last valid hash state; with `durable`, also the
+    /// ranges in it that may differ from `base_block` (`None`: not known).
+    pub(super) fn commit_block(
+        &mut self,
+        index: u64,
+        data: &[u8],
+        durable: bool,
+        base_block: Option<BlockHash>,
+    ) -> (BlockHash, Option<Vec<Range<usize>>>) {
+        if !self.direct {
+            let hash = self.ladders.hash(index, data);
+            let changed = if durable {
+                self.changed_in(index, data.len())
+            } else {
+                None
+            };
+            return (hash, changed);
+        }
+        // The kernel wrote where it liked: compare with the shadow, if it is
+        // the base's block (else the hash states say nothing either).
+        let shadow = self
+            .shadows
+            .iter()
+            .position(|shadow| shadow.index == index)
+            .map(|i| self.shadows.remove(i))
+            .filter(|shadow| Some(shadow.hash) == base_block);
+        let changed = match &shadow {
+            Some(old) => {
+                let ranges = differing_pages(&old.bytes, data);
+                let first = ranges.first().map_or(data.len(), |r| r.start);
+                self.ladders.changed(index, first);
+                Some(ranges)
+            }
+            None => {
+                self.ladders.forget(index);
+                None
+            }
+        };
+        let hash = self.ladders.hash(index, data);
+        if durable && data.len() >= SHADOW_MIN {
+            let mut bytes = shadow.map(|s| s.bytes).unwrap_or_default();
+            bytes.clear();
+            bytes.extend_from_slice(data);
+            if self.shadows.len() >= MAX_SHADOWS {
+                self.shadows.remove(0);
+            }
+            self.shadows.push(Shadow { index, hash, bytes });
+        } else {
+            self.ladders.forget(index);
+        }
+        (hash, changed.filter(|_| durable))
+    }
+
+    /// Of block `index` (`start`..`start + len` of the file), the pages that
+    /// may differ from the base's, as ranges within the block; `None` when
+    /// that is not known.
+    fn changed_in(&self, index: u64, len: usize) -> Option<Vec<Range<usize>>> {
+        let pages = self.pages.as_ref()?;
+        let start = index * u64::from(self.block_size);
+        let end = start + len as u64;
+        let mut out: Vec<Range<usize>> = Vec::new();
+        for page in pages.range(start / PAGE..end.div_ceil(PAGE)) {
+            let from = (page * PAGE).max(start) - start;
+            let to = ((page + 1) * PAGE).min(end) - start;
+            push_range(&mut out, from as usize..to as usize);
+        }
+        Some(out)
+    }
+}
+
+/// Adds `range` to `out`, merged with the last one when they touch.
+fn push_range(out: &mut Vec<Range<usize>>, range: Range<usize>) {
+    match out.last_mut() {
+        Some(last) if last.end == range.start => last.end = range.end,
+        _ => out.push(range),
+    }
+}
+
+/// The pages of `new` that differ from `old` (cut or extended with zeros
+/// to `new`'s length), as merged ranges.
+fn differing_pages(old: &[u8], new: &[u8]) -> Vec<Range<usize>> {
+    let page = PAGE as usize;
+    let mut out = Vec::new();
+    for (n, chunk) in new.chunks(page).enumerate() {
+        let at = n * page;
+        let same = match old.get(at..) {
+            Some(rest) if rest.len() >= chunk.len() => rest[..chunk.len()] == *chunk,
+            Some(rest) => {
+                rest == &chunk[..rest.len()] && crate::store::sparse::is_zero(&chunk[rest.len()..])
+            }
+            None => crate::store::sparse::is_zero(chunk),
+        };
+        if !same {
+            push_range(&mut out, at..at + chunk.len());
+        }
+    }
+    out
 }
 
 /// Fills `buf` from `file` at `offset`; a sparse tail past the file's end reads
