@@ -353,7 +353,24 @@ pub fn create_dirs(dir: &Path) -> std::io::Result<()> {
         Err(_) if dir.is_dir() => return Ok(()),
         Err(err) => return Err(err),
     }
+    if umask_keeps(DIR_MODE) {
+        return Ok(());
+    }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+}
+
+/// Whether this process's umask leaves `mode` whole, so a directory made
+/// with it needs no chmod after (read once from `/proc/self/status`; when
+/// that cannot be read, no: the chmod is made). globofs never changes its
+/// umask.
+fn umask_keeps(mode: u32) -> bool {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    let umask = UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    });
+    umask.is_some_and(|umask| umask & mode == 0)
 }
 
 /// Gives an open file (a temp file about to be renamed or linked into the

@@ -106,9 +106,13 @@ impl JournalWriter {
             let latest = segments(&self.dir)?.last().copied();
             if let Some(number) = latest {
                 let path = self.dir.join(segment_name(number));
-                let mut file = OpenOptions::new().append(true).open(&path).at(&path)?;
+                let mut file = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .open(&path)
+                    .at(&path)?;
                 let len = file.metadata().at(&path)?.len();
-                if len < SEGMENT_BYTES && ends_with_newline(&path, len)? {
+                if len < SEGMENT_BYTES && last_byte_is_newline(&file, len).at(&path)? {
                     file.write_all(text.as_bytes()).at(&path)?;
                     return Ok(());
                 }
@@ -174,14 +178,14 @@ pub fn end(dir: &Path) -> Result<Option<(u64, u64)>, StoreError> {
     Ok(Some((last, len)))
 }
 
-fn ends_with_newline(path: &Path, len: u64) -> Result<bool, StoreError> {
+/// Whether the open `file`, `len` bytes long, ends with a newline.
+fn last_byte_is_newline(file: &File, len: u64) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
     if len == 0 {
         return Ok(false);
     }
-    let mut file = File::open(path).at(path)?;
-    file.seek(SeekFrom::Start(len - 1)).at(path)?;
     let mut last = [0u8; 1];
-    file.read_exact(&mut last).at(path)?;
+    file.read_exact_at(&mut last, len - 1)?;
     Ok(last[0] == b'\n')
 }
 
