@@ -77,8 +77,10 @@ pub struct DeltaHint {
     pub ranges: Vec<(usize, Vec<u8>)>,
 }
 
-/// Hints kept at most (older ones are dropped: the delta is then computed).
+/// Hints kept at most, and their bytes at most (past either, the ones
+/// kept are dropped: a durable point then compares the blocks itself).
 const HINTS_MAX: usize = 1024;
+const HINT_BYTES_MAX: usize = 32 << 20;
 
 impl std::fmt::Debug for Redo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,8 +155,10 @@ impl Store {
     /// Remembers what the writer of block `hash` knows of how it differs
     /// from an older block, for the next durable point naming it.
     pub fn note_delta(&self, hash: BlockHash, hint: DeltaHint) {
+        let bytes = |h: &DeltaHint| h.ranges.iter().map(|(_, r)| r.len()).sum::<usize>();
         let mut hints = crate::lock(&self.redo.hints);
-        if hints.len() >= HINTS_MAX {
+        let held: usize = hints.values().map(bytes).sum();
+        if hints.len() >= HINTS_MAX || held + bytes(&hint) > HINT_BYTES_MAX {
             hints.clear();
         }
         hints.insert(hash, hint);

@@ -307,6 +307,11 @@ fn delta_hint(
     if base.block_size != cache.block_size || index as usize >= base.hashes.len() {
         return None;
     }
+    // More than half changed: the record holds the whole block anyway.
+    let changed_bytes: usize = changed.iter().map(|r| r.len()).sum();
+    if changed_bytes * 2 > data.len() {
+        return None;
+    }
     Some(crate::store::DeltaHint {
         base: base.hashes[index as usize],
         base_len: base.block_len(index as usize),
