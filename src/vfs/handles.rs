@@ -480,8 +480,16 @@ impl Vfs {
         // `flush` committed at close. A cache file the kernel writes directly
         // is committed there only: this handle's release may come after
         // another handle's writes, and re-hashing it here would be wasted.
-        let direct = lock(&dirty).cache.direct;
-        let mut result = if writes && !direct {
+        // RELEASE comes after close returned, while other writers of the
+        // state may be in the middle of a write(2) split into several
+        // requests: only the last writer commits here (what came in after
+        // its flush, such as mmap pages written back); others commit at
+        // their own close (QA: a version held half a pwrite).
+        let (direct, last_writer) = {
+            let state = lock(&dirty);
+            (state.cache.direct, state.writers <= 1)
+        };
+        let mut result = if writes && !direct && last_writer {
             self.commit_dirty(ino, &dirty, false)
         } else {
             Ok(())
@@ -495,7 +503,12 @@ impl Vfs {
         let last = loop {
             let mut map = lock(&self.dirty);
             let mut state = lock(&dirty);
-            if writes && tries < 3 && result.is_ok() && state.cache.attrs_changed().is_some() {
+            if writes
+                && tries < 3
+                && result.is_ok()
+                && state.writers <= 1
+                && state.cache.attrs_changed().is_some()
+            {
                 drop(state);
                 drop(map);
                 tries += 1;

@@ -745,3 +745,37 @@ fn an_fsync_re_cuts_a_file_in_big_blocks_into_small_ones_once() {
     vfs.release(fh).unwrap();
     assert_eq!(vfs.store().live(&big).unwrap().unwrap().block_size, 1 << 20);
 }
+
+#[test]
+fn a_release_while_another_writer_is_writing_commits_nothing_of_its_writes() {
+    // close(2) returns after FLUSH; the RELEASE comes later, on another
+    // thread, while the file is open again and a write(2) split in several
+    // requests is half done (QA: a version held half a pwrite).
+    let (_dir, vfs) = vfs();
+    let path = VPath::from_escaped("f").unwrap();
+    vfs.write_whole(&path, &[b'a'; 10_000]).unwrap();
+    let ino = vfs.lookup(ROOT_INO, OsStr::new("f")).unwrap().ino;
+    let first = vfs.open(ino, true, false).unwrap().fh;
+    vfs.write(first, 0, b"first").unwrap();
+    vfs.commit(first, false).unwrap(); // its FLUSH
+    let committed = vfs.store().live(&path).unwrap().unwrap();
+    let second = vfs.open(ino, true, false).unwrap().fh;
+    vfs.write(second, 4000, &[b'1'; 200]).unwrap(); // the first request of a write(2)
+    vfs.release(first).unwrap(); // the first handle's RELEASE, late
+    let after = vfs.store().live(&path).unwrap().unwrap();
+    let mut stored = Vec::new();
+    vfs.store().copy_to(&after, &mut stored).unwrap();
+    assert_eq!(
+        after.id, committed.id,
+        "a release made a version of another writer's half-done write"
+    );
+    assert_eq!(stored[4000], b'a');
+    vfs.write(second, 4200, &[b'2'; 200]).unwrap(); // the rest of it
+    vfs.commit(second, false).unwrap();
+    vfs.release(second).unwrap();
+    let mut want = vec![b'a'; 10_000];
+    want[..5].copy_from_slice(b"first");
+    want[4000..4200].fill(b'1');
+    want[4200..4400].fill(b'2');
+    assert!(vfs.read_whole(&path).unwrap() == want);
+}
