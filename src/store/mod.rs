@@ -260,9 +260,15 @@ impl std::fmt::Debug for Store {
 /// scratch store of unit tests.
 #[cfg(test)]
 pub(crate) fn scratch_spec(dir: &Path) -> Spec {
+    scratch_spec_cut(dir, "4KiB")
+}
+
+/// [`scratch_spec`] with another block size.
+#[cfg(test)]
+pub(crate) fn scratch_spec_cut(dir: &Path, block_size: &str) -> Spec {
     let node = NodeId::random();
     let text = format!(
-        "volume: {}\nnode:\n  id: {node}\nblock_size: 4KiB\n",
+        "volume: {}\nnode:\n  id: {node}\nblock_size: {block_size}\n",
         dir.join("vol").display()
     );
     let path = dir.join("spec.yaml");

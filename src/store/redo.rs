@@ -199,7 +199,8 @@ impl Store {
                 let mut seen = std::collections::HashSet::new();
                 // The blocks of the version it was edited from, by index:
                 // a block changed in place is kept as a delta on its old one.
-                let bases = self.edited_from(version);
+                // Read only for a block no writer's hint covers.
+                let mut bases: Option<Vec<(BlockHash, usize)>> = None;
                 for (index, hash) in version.hashes.iter().enumerate() {
                     if !seen.insert(*hash) {
                         continue;
@@ -247,6 +248,7 @@ impl Store {
                             continue;
                         }
                     }
+                    let bases = bases.get_or_insert_with(|| self.edited_from(version));
                     let base = bases.get(index).copied().filter(|(base, base_len)| {
                         base != hash && self.is_known(&known, base, *base_len)
                     });

@@ -579,15 +579,7 @@ fn the_history_view_forgets_inodes_the_kernel_no_longer_holds() {
 /// A vfs over a store of `block_size` blocks.
 fn vfs_cut(block_size: &str) -> (tempfile::TempDir, Vfs) {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "volume: {}\nnode:\n  id: {}\nblock_size: {block_size}\n",
-        dir.path().join("vol").display(),
-        crate::ids::NodeId::random()
-    );
-    let path = dir.path().join("spec.yaml");
-    std::fs::write(&path, text).unwrap();
-    let spec = crate::spec::Spec::load(&path).unwrap();
-    crate::reconcile::reconcile(&spec, false).unwrap();
+    let spec = crate::store::scratch_spec_cut(dir.path(), block_size);
     let store = Store::open_spec(&spec).unwrap();
     (dir, Vfs::new(Arc::new(store)))
 }
