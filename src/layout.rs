@@ -359,11 +359,43 @@ pub fn create_dirs(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
 }
 
+/// [`create_dirs`] for a `dir` whose last `depth` components are most
+/// likely missing while the rest is there (a fan-out chain such as
+/// `hashes/aa/bb/cc/dd` under a directory the caller knows exists): makes
+/// them top-down, one `mkdir` each (an existing one is passed), instead of
+/// probing upward one failed `mkdir` at a time. When a level's parent turns
+/// out missing (the base was not there, or went away meanwhile) it falls back
+/// to [`create_dirs`]. Modes as [`create_dirs`] gives them.
+pub fn create_dirs_tail(dir: &Path, depth: usize) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let mut chain: Vec<&Path> = dir.ancestors().take(depth.max(1)).collect();
+    chain.reverse();
+    for (at, level) in chain.iter().enumerate() {
+        match std::fs::DirBuilder::new().mode(DIR_MODE).create(level) {
+            Ok(()) => {
+                if !umask_keeps(DIR_MODE) {
+                    std::fs::set_permissions(level, std::fs::Permissions::from_mode(DIR_MODE))?;
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return create_dirs(dir),
+            // Not a directory: the next level's mkdir says so (ENOTDIR), or
+            // for the last one the check below.
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                if at + 1 == chain.len() && !level.is_dir() {
+                    return Err(err);
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 /// Whether this process's umask leaves `mode` whole, so a directory made
 /// with it needs no chmod after (read once from `/proc/self/status`; when
 /// that cannot be read, no: the chmod is made). globofs never changes its
 /// umask.
-fn umask_keeps(mode: u32) -> bool {
+pub(crate) fn umask_keeps(mode: u32) -> bool {
     static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
     let umask = UMASK.get_or_init(|| {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -380,28 +412,71 @@ pub fn set_file_mode(file: &std::fs::File) -> std::io::Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
 }
 
-/// Opens `path` for appending, creating it with [`FILE_MODE`] exactly if it
-/// is not there (an existing file's mode is left alone, like [`create_dirs`]).
+/// Opens `path` for appending (and reading: a caller may check its last
+/// byte on the same descriptor), creating it with [`FILE_MODE`] exactly if
+/// it is not there (an existing file's mode is left alone, like
+/// [`create_dirs`]).
 pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(path)
+    {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => create_append(path),
+        other => other,
+    }
+}
+
+/// [`open_append`] for a `path` whose directory may be missing too (a
+/// path's `versions/log` at its first version): makes the last `depth`
+/// directories above it top-down ([`create_dirs_tail`]) when the file is
+/// not there.
+pub fn open_append_making(path: &Path, depth: usize) -> std::io::Result<std::fs::File> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(path)
+    {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                create_dirs_tail(dir, depth)?;
+            }
+            create_append(path)
+        }
+        other => other,
+    }
+}
+
+/// Creates `path` with [`FILE_MODE`] for appending (and reading), or opens
+/// it when another writer made it meanwhile.
+fn create_append(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     loop {
-        match std::fs::OpenOptions::new().append(true).open(path) {
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            other => return other,
-        }
         match std::fs::OpenOptions::new()
+            .read(true)
             .append(true)
             .create_new(true)
             .mode(FILE_MODE)
             .open(path)
         {
             Ok(file) => {
-                set_file_mode(&file)?;
+                if !umask_keeps(FILE_MODE) {
+                    set_file_mode(&file)?;
+                }
                 return Ok(file);
             }
             // Another writer made it meanwhile: open theirs.
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(err) => return Err(err),
+        }
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+        {
+            // ... and removed it again (gc): make it anew.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            other => return other,
         }
     }
 }

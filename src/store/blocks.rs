@@ -26,6 +26,9 @@ use super::{IoContext, StoreError};
 /// is never prefetched, so no thread can hang on a remote filesystem).
 const PREFETCH_THREADS: usize = 4;
 
+/// Directories between `hashes/` and a block file (`aa/bb/cc/dd`, FORMAT §4).
+const FANOUT_LEVELS: usize = 4;
+
 /// The queue of blocks to hint, started on first use.
 fn prefetcher() -> &'static std::sync::mpsc::SyncSender<PathBuf> {
     static QUEUE: std::sync::OnceLock<std::sync::mpsc::SyncSender<PathBuf>> =
@@ -446,10 +449,17 @@ impl<'a> BlockWriter<'a> {
         // take a block that never reached its name for one that is pending.
         self.pending_hashes.clear();
         for (tmp, dest) in self.pending.drain(..) {
-            if let Some(parent) = dest.parent() {
-                crate::layout::create_dirs(parent).at(parent)?;
+            // Its fan-out directories first when they are missing, top-down
+            // (`hashes/` is there; its `aa/bb/cc/dd` seldom are all).
+            match place_block(&tmp, &dest) {
+                Err(err) if err.is_not_found() => {
+                    if let Some(parent) = dest.parent() {
+                        crate::layout::create_dirs_tail(parent, FANOUT_LEVELS).at(parent)?;
+                    }
+                    place_block(&tmp, &dest)?;
+                }
+                other => other?,
             }
-            place_block(&tmp, &dest)?;
         }
         self.pending_bytes = 0;
         Ok(())
@@ -546,7 +556,9 @@ pub fn link_block(source: &Path, link: &Path) -> Result<bool, StoreError> {
                 }
                 if !made_parent {
                     if let Some(parent) = link.parent() {
-                        crate::layout::create_dirs(parent).at(parent)?;
+                        // `<...>/hashes/aa/bb/cc/dd`: made top-down from the
+                        // directory above `hashes/`.
+                        crate::layout::create_dirs_tail(parent, FANOUT_LEVELS + 1).at(parent)?;
                     }
                     made_parent = true;
                 }

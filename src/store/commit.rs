@@ -133,11 +133,13 @@ impl Store {
     ) -> Result<(Version, bool), StoreError> {
         self.recover_once()?;
         let versions_dir = self.versions_dir(path);
-        crate::layout::create_dirs(&versions_dir).at(&versions_dir)?;
         // Serialise writers of this path (in every process of this node).
         let log_path = versions_dir.join("log");
-        // The log stays locked until it is dropped at the end.
-        let log = flock_file(open_log(&log_path)?, &log_path)?;
+        // The log stays locked until it is dropped at the end. A first
+        // version makes `root/<path>/versions/` (its parent directory is
+        // there: a directory is committed before what is in it).
+        let log = crate::layout::open_append_making(&log_path, 2).at(&log_path)?;
+        let log = flock_file(log, &log_path)?;
         let stamp_before = log
             .metadata()
             .ok()
@@ -216,6 +218,13 @@ impl Store {
             );
         }
         self.record(&version)?;
+        if !forked {
+            // The one head now (its parents were every head), the log still
+            // locked: the live cache may take it as the path's current version.
+            if let Some(cache) = self.told.get().and_then(std::sync::Weak::upgrade) {
+                cache.committed(path, &version);
+            }
+        }
         intent.done();
         if durable {
             self.make_durable(std::slice::from_ref(&version))?;
@@ -236,8 +245,22 @@ impl Store {
         version: &mut Version,
         durable: bool,
     ) -> Result<(), StoreError> {
+        let mut anonymous = true;
         loop {
             let text = version.to_text();
+            let dest = versions_dir.join(version.id.to_string());
+            if anonymous {
+                match link_fresh(&self.layout.tmp(), text.as_bytes(), durable, &dest) {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => anonymous = false,
+                    Err(err) if err.kind() == ErrorKind::AlreadyExists => {
+                        version.id = version.id.next_nanosecond();
+                        self.intents.retarget(version.id, &version.path)?;
+                        continue;
+                    }
+                    Err(err) => return Err(StoreError::io(&dest, err)),
+                }
+            }
             let mut tmp = tempfile::Builder::new()
                 .prefix("version-")
                 .tempfile_in(self.layout.tmp())
@@ -247,7 +270,6 @@ impl Store {
                 tmp.as_file().sync_data().at(tmp.path())?;
             }
             fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).at(tmp.path())?;
-            let dest = versions_dir.join(version.id.to_string());
             match fs::hard_link(tmp.path(), &dest) {
                 Ok(()) => return Ok(()),
                 Err(err) if err.kind() == ErrorKind::AlreadyExists => {
@@ -314,6 +336,61 @@ impl Store {
     }
 }
 
+/// Writes `bytes` as a new file at `dest` (mode 0644) that is never seen
+/// half-written and never replaces one: an anonymous file in `tmp`
+/// (`O_TMPFILE`: no temp name to remove after) linked in by `linkat`
+/// through `/proc/self/fd`. `Ok(false)` when the file system or `/proc`
+/// cannot do that (the caller names a temp file instead); `AlreadyExists`
+/// when `dest` is taken.
+fn link_fresh(tmp: &Path, bytes: &[u8], durable: bool, dest: &Path) -> std::io::Result<bool> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let mut file = match fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o644)
+        .open(tmp)
+    {
+        Ok(file) => file,
+        Err(err)
+            if matches!(
+                err.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOENT)
+            ) =>
+        {
+            return Ok(false);
+        }
+        Err(err) => return Err(err),
+    };
+    file.write_all(bytes)?;
+    if durable {
+        file.sync_data()?;
+    }
+    if !crate::layout::umask_keeps(0o644) {
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
+    }
+    let from = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let linked = nix::unistd::linkat(
+        nix::fcntl::AT_FDCWD,
+        from.as_str(),
+        nix::fcntl::AT_FDCWD,
+        dest,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    );
+    let Err(errno) = linked else {
+        return Ok(true);
+    };
+    let err = std::io::Error::from(errno);
+    match err.raw_os_error() {
+        Some(libc::EEXIST) => Err(err),
+        // No /proc here, or a file system that cannot link it.
+        Some(libc::ENOENT | libc::EXDEV | libc::EPERM | libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(err),
+    }
+}
+
 /// Opens (creating) a `versions/log` file for appending.
 pub(crate) fn open_log(log_path: &Path) -> Result<File, StoreError> {
     crate::layout::open_append(log_path).at(log_path)
@@ -330,8 +407,15 @@ pub(super) fn append_line(file: &File, path: &Path, line: &str) -> Result<(), St
     if len > 0 {
         use std::os::unix::fs::FileExt;
         let mut last = [0u8; 1];
-        let reader = File::open(path).at(path)?;
-        if reader.read_at(&mut last, len - 1).at(path)? == 1 && last[0] != b'\n' {
+        // `open_append` opens for reading too; a file opened otherwise is
+        // read through a descriptor of its own.
+        let read = match file.read_at(&mut last, len - 1) {
+            Err(err) if err.raw_os_error() == Some(libc::EBADF) => {
+                File::open(path).at(path)?.read_at(&mut last, len - 1)
+            }
+            other => other,
+        };
+        if read.at(path)? == 1 && last[0] != b'\n' {
             text = std::borrow::Cow::Owned(format!("\n{line}"));
         }
     }

@@ -13,7 +13,7 @@
 use super::read_dir_if_present;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::lock::FileLock;
@@ -71,6 +71,11 @@ pub struct JournalWriter {
     dir: PathBuf,
     lock: PathBuf,
     nonce: String,
+    /// The segment the last append wrote to, kept open: while no segment
+    /// after it exists it is still the last one (segments start only after
+    /// the last, and trimming never removes the last), so the next append
+    /// needs no listing of the directory.
+    open: std::sync::Mutex<Option<(u64, File)>>,
 }
 
 impl JournalWriter {
@@ -80,6 +85,7 @@ impl JournalWriter {
             dir: dir.into(),
             lock: lock.into(),
             nonce: nonce.to_string(),
+            open: std::sync::Mutex::new(None),
         }
     }
 
@@ -103,22 +109,40 @@ impl JournalWriter {
         }
         loop {
             let guard = FileLock::shared(&self.lock)?;
-            let latest = segments(&self.dir)?.last().copied();
-            if let Some(number) = latest {
+            let mut open = crate::lock(&self.open);
+            let kept = open.take().and_then(|(number, file)| {
+                let meta = file.metadata().ok()?;
+                let last = meta.nlink() > 0 && !self.dir.join(segment_name(number + 1)).exists();
+                last.then_some((number, file, meta.len()))
+            });
+            let latest = match kept {
+                Some((number, file, len)) => Some((number, file, len)),
+                None => match segments(&self.dir)?.last().copied() {
+                    Some(number) => {
+                        let path = self.dir.join(segment_name(number));
+                        let file = OpenOptions::new()
+                            .read(true)
+                            .append(true)
+                            .open(&path)
+                            .at(&path)?;
+                        let len = file.metadata().at(&path)?.len();
+                        Some((number, file, len))
+                    }
+                    None => None,
+                },
+            };
+            let number = latest.as_ref().map(|(number, ..)| *number);
+            if let Some((number, mut file, len)) = latest {
                 let path = self.dir.join(segment_name(number));
-                let mut file = OpenOptions::new()
-                    .read(true)
-                    .append(true)
-                    .open(&path)
-                    .at(&path)?;
-                let len = file.metadata().at(&path)?.len();
                 if len < SEGMENT_BYTES && last_byte_is_newline(&file, len).at(&path)? {
                     file.write_all(text.as_bytes()).at(&path)?;
+                    *open = Some((number, file));
                     return Ok(());
                 }
             }
+            drop(open);
             drop(guard);
-            self.start_segment(latest)?;
+            self.start_segment(number)?;
         }
     }
 
@@ -317,6 +341,41 @@ fn why_bad(line: &[u8], header: bool) -> String {
 /// Reads lines from `dir` starting at `from`, at most `max_lines`.
 pub fn read(dir: &Path, from: &Position, max_lines: usize) -> Result<Batch, StoreError> {
     read_lines(dir, from, max_lines, true)
+}
+
+/// [`read`]'s common case, for a reader standing inside segment
+/// `from.segment` (past its header) that it keeps open as `file`: the
+/// complete lines added since, read with one `pread`, without listing the
+/// directory or opening anything. `None` whenever anything is unusual (no
+/// new bytes, a partial or bad line, a segment at its full size or one after
+/// it): then [`read`] decides, and reports.
+pub fn read_open(file: &File, dir: &Path, from: &Position, max_lines: usize) -> Option<Batch> {
+    use std::os::unix::fs::FileExt;
+    if from.offset == 0 || from.nonce.is_empty() {
+        return None;
+    }
+    let len = file.metadata().ok()?.len();
+    if len <= from.offset || len >= SEGMENT_BYTES {
+        return None;
+    }
+    let mut data = vec![0u8; usize::try_from(len - from.offset).ok()?];
+    file.read_exact_at(&mut data, from.offset).ok()?;
+    let mut batch = Batch {
+        next: from.clone(),
+        ..Batch::default()
+    };
+    let mut consumed = 0usize;
+    while batch.lines.len() < max_lines && consumed < data.len() {
+        let rest = &data[consumed..];
+        let end = rest.iter().take(MAX_LINE + 1).position(|b| *b == b'\n')?;
+        batch.lines.push(check_line(&rest[..end])?.to_string());
+        consumed += end + 1;
+    }
+    if consumed == data.len() && dir.join(segment_name(from.segment + 1)).exists() {
+        return None;
+    }
+    batch.next.offset = from.offset + consumed as u64;
+    Some(batch)
 }
 
 /// [`read`]; `may_restart` is false once a read has started over for a new

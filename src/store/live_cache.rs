@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use super::dir_times::{DirInfo, DirTimes};
 use super::journal::{self, Position};
 use super::{Store, StoreError, Version};
+use crate::ids::VersionId;
 use crate::layout::VPath;
 use crate::lock;
 
@@ -51,11 +52,18 @@ struct Tail {
     segment: Option<File>,
 }
 
+/// A path's live version, when it was read, and the id of the version of
+/// this process's commit that put it there, if one did.
+type Entry = (Option<Version>, Instant, Option<VersionId>);
+
 /// Current versions (`Store::live`) of recently asked paths.
 pub struct LiveCache {
     dir: PathBuf,
     tail: Mutex<Tail>,
-    entries: Mutex<HashMap<VPath, (Option<Version>, Instant)>>,
+    /// Each path's live version, when it was read, and, for an entry a
+    /// commit of this process put there, that version's id: its own journal
+    /// line leaves it in place (every other line naming the path removes it).
+    entries: Mutex<HashMap<VPath, Entry>>,
     /// Bumped (under the `entries` lock) whenever journal lines are taken.
     generation: AtomicU64,
     /// Directories' derived times, told of the same journal lines.
@@ -128,9 +136,25 @@ impl LiveCache {
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
-            entries.insert(path.clone(), (found.clone(), Instant::now()));
+            entries.insert(path.clone(), (found.clone(), Instant::now(), None));
         }
         Ok(found)
+    }
+
+    /// `version` was just committed at `path` by this process as the one
+    /// head its path has now (not forked), journaled, and the path's log is
+    /// still locked: no later version of the path has a journal line yet, so
+    /// the entry is true until a line after its own names the path.
+    pub(super) fn committed(&self, path: &VPath, version: &Version) {
+        if version.hashes.len() > MAX_HASHES {
+            return;
+        }
+        let found = Some(version.clone()).filter(|v| v.kind.is_live());
+        let mut entries = lock(&self.entries);
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(path.clone(), (found, Instant::now(), Some(version.id)));
     }
 
     /// What the cache holds for `path` as fresh as the point `at`, without
@@ -138,7 +162,7 @@ impl LiveCache {
     pub fn known(&self, path: &VPath, at: Option<u64>) -> Option<Option<Version>> {
         at?;
         match lock(&self.entries).get(path) {
-            Some((found, since)) if since.elapsed() < MAX_AGE => Some(found.clone()),
+            Some((found, since, _)) if since.elapsed() < MAX_AGE => Some(found.clone()),
             _ => None,
         }
     }
@@ -202,7 +226,12 @@ impl LiveCache {
         }
         let mut trusted = true;
         loop {
-            let batch = journal::read(&self.dir, &tail.position, BATCH)?;
+            let open = tail.segment.as_ref();
+            let batch =
+                match open.and_then(|f| journal::read_open(f, &self.dir, &tail.position, BATCH)) {
+                    Some(batch) => batch,
+                    None => journal::read(&self.dir, &tail.position, BATCH)?,
+                };
             let more = batch.lines.len() >= BATCH;
             if !batch.warnings.is_empty() {
                 trusted = false;
@@ -216,10 +245,13 @@ impl LiveCache {
                 for line in &batch.lines {
                     match line
                         .split_once(' ')
-                        .and_then(|(_, path)| VPath::from_escaped(path).ok())
+                        .and_then(|(id, path)| Some((id, VPath::from_escaped(path).ok()?)))
                     {
-                        Some(path) => {
-                            entries.remove(&path);
+                        Some((id, path)) => {
+                            let own = entries.get(&path).and_then(|(_, _, own)| *own);
+                            if own.is_none_or(|own| own.to_string() != id) {
+                                entries.remove(&path);
+                            }
                             self.dirs.changed(&path);
                         }
                         // A line this version cannot read: trust nothing.

@@ -235,6 +235,8 @@ pub struct Store {
     lazy: std::sync::Mutex<durable::Lazy>,
     /// This process's redo file (see `redo.rs`).
     redo: redo::Redo,
+    /// The live cache told of this process's commits ([`Store::tell_commits`]).
+    told: std::sync::OnceLock<std::sync::Weak<live_cache::LiveCache>>,
 }
 
 impl Drop for Store {
@@ -316,7 +318,16 @@ impl Store {
             recovered: std::sync::OnceLock::new(),
             lazy: Default::default(),
             redo: Default::default(),
+            told: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Tells `cache` of every version this store's commits publish, under
+    /// the path's log lock (so its entry for the path needs no reading after
+    /// the commit's own journal line). One cache per store; a second call is
+    /// ignored.
+    pub fn tell_commits(&self, cache: &Arc<live_cache::LiveCache>) {
+        let _ = self.told.set(Arc::downgrade(cache));
     }
 
     /// Opens the store of the spec's node in the spec's volume.

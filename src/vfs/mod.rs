@@ -130,6 +130,7 @@ impl Vfs {
             ..Inodes::default()
         };
         let versions = Arc::new(LiveCache::new(&store));
+        store.tell_commits(&versions);
         Vfs {
             versions: Arc::clone(&versions),
             ahead: OpenAhead::new(Arc::clone(&store), versions),
