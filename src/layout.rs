@@ -563,6 +563,50 @@ impl StoreLayout {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_fan_out_chain_is_made_top_down_and_a_missing_base_made_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("hashes");
+        std::fs::create_dir(&base).unwrap();
+        std::fs::create_dir(base.join("aa")).unwrap();
+        let chain = base.join("aa/bb/cc/dd");
+        create_dirs_tail(&chain, 4).unwrap();
+        assert!(chain.is_dir());
+        let mode = std::fs::metadata(base.join("aa/bb"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, DIR_MODE);
+        // All there already: nothing to do, no error.
+        create_dirs_tail(&chain, 4).unwrap();
+        // The base itself missing: made like `mkdir -p`.
+        let deep = dir.path().join("root/x/hashes/aa/bb/cc/dd");
+        create_dirs_tail(&deep, 5).unwrap();
+        assert!(deep.is_dir());
+        // A file in the way is an error, at any level.
+        std::fs::write(base.join("ff"), b"").unwrap();
+        assert!(create_dirs_tail(&base.join("ff/00/11/22"), 4).is_err());
+        std::fs::write(base.join("ee"), b"").unwrap();
+        assert!(create_dirs_tail(&base.join("ee"), 1).is_err());
+    }
+
+    #[test]
+    fn a_log_opened_making_its_directories_is_appended_to_and_read() {
+        use std::io::Write;
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("p/versions/log");
+        let mut file = open_append_making(&log, 2).unwrap();
+        file.write_all(b"one\n").unwrap();
+        let mut again = open_append_making(&log, 2).unwrap();
+        again.write_all(b"two\n").unwrap();
+        let mut last = [0u8; 1];
+        again.read_exact_at(&mut last, 7).unwrap();
+        assert_eq!(&last, b"\n");
+        assert_eq!(std::fs::read(&log).unwrap(), b"one\ntwo\n");
+    }
+
     /// Found by the names fuzz target: a 265-byte text with `/` in it read
     /// back as a name whose disk name is the hashed form, not that text.
     #[test]

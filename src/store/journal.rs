@@ -643,6 +643,87 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_keeping_its_segment_open_follows_a_segment_another_writer_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        let lock = dir.path().join("lock");
+        let ours = JournalWriter::new(&journal, &lock, "n1");
+        let theirs = JournalWriter::new(&journal, &lock, "n1");
+        ours.append(&["first".into()]).unwrap();
+        // A third writer is half-way through its line when another one looks:
+        // that one finds the segment's last line torn and goes on in the next.
+        let seg = journal.join(segment_name(1));
+        let slow = checksum_line("slow");
+        let (head, tail) = slow.split_at(5);
+        let mut raw = OpenOptions::new().append(true).open(&seg).unwrap();
+        raw.write_all(head.as_bytes()).unwrap();
+        theirs.append(&["theirs".into()]).unwrap();
+        raw.write_all(tail.as_bytes()).unwrap();
+        // Segment 1 ends with a whole line again, far from full: only the
+        // segment after it says it is finished.
+        ours.append(&["last".into()]).unwrap();
+        assert_eq!(segments(&journal).unwrap(), vec![1, 2]);
+        let mut at = Position::default();
+        let mut lines = Vec::new();
+        loop {
+            let batch = read(&journal, &at, 100_000).unwrap();
+            if batch.lines.is_empty() {
+                break;
+            }
+            assert!(batch.warnings.is_empty(), "{:?}", batch.warnings);
+            lines.extend(batch.lines);
+            at = batch.next;
+        }
+        assert_eq!(lines.first().map(String::as_str), Some("first"));
+        // Written after every filler line, so read after them, in segment 2.
+        assert_eq!(lines.last().map(String::as_str), Some("last"));
+        let second = fs::read_to_string(journal.join(segment_name(2))).unwrap();
+        assert!(second.ends_with(" last\n"), "{second:?}");
+    }
+
+    #[test]
+    fn a_writer_keeping_its_segment_open_writes_into_a_journal_made_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        let lock = dir.path().join("lock");
+        let writer = JournalWriter::new(&journal, &lock, "n1");
+        writer.append(&["before".into()]).unwrap();
+        fs::remove_dir_all(&journal).unwrap();
+        JournalWriter::new(&journal, &lock, "n1")
+            .append(&["other".into()])
+            .unwrap();
+        writer.append(&["after".into()]).unwrap();
+        let batch = read(&journal, &Position::default(), 100).unwrap();
+        assert_eq!(batch.lines, vec!["other", "after"]);
+    }
+
+    #[test]
+    fn reading_an_open_segment_takes_only_complete_good_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        let writer = JournalWriter::new(&journal, dir.path().join("lock"), "n1");
+        writer.append(&["a".into()]).unwrap();
+        let at = read(&journal, &Position::default(), 100).unwrap().next;
+        let seg = journal.join(segment_name(1));
+        let file = File::open(&seg).unwrap();
+        assert!(
+            read_open(&file, &journal, &at, 100).is_none(),
+            "nothing new"
+        );
+        writer.append(&["b".into(), "c".into()]).unwrap();
+        let batch = read_open(&file, &journal, &at, 100).unwrap();
+        assert_eq!(batch.lines, vec!["b", "c"]);
+        assert_eq!(batch.next, read(&journal, &at, 100).unwrap().next);
+        assert_eq!(read_open(&file, &journal, &at, 1).unwrap().lines, vec!["b"]);
+        // A line still being written, or a bad one: the full read decides.
+        let mut raw = OpenOptions::new().append(true).open(&seg).unwrap();
+        raw.write_all(b"0000").unwrap();
+        assert!(read_open(&file, &journal, &batch.next, 100).is_none());
+        raw.write_all(b"0000 bad\n").unwrap();
+        assert!(read_open(&file, &journal, &batch.next, 100).is_none());
+    }
+
+    #[test]
     fn stops_at_partial_and_bad_lines() {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("j");

@@ -325,6 +325,7 @@ mod tests {
     use std::ffi::OsStr;
     use std::io::Cursor;
     use std::io::Write;
+    use std::sync::Arc;
 
     /// A node's store opened twice: two processes of one node.
     fn two_handles() -> (tempfile::TempDir, Store, Store) {
@@ -453,6 +454,28 @@ mod tests {
             segments.len() + 1
         );
         assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(second.id));
+    }
+
+    #[test]
+    fn a_commit_of_this_process_stays_known_across_its_own_line_and_not_past_another() {
+        let (_dir, here, other) = two_handles();
+        let a = path("/a");
+        let cache = Arc::new(LiveCache::new(&here));
+        here.tell_commits(&cache);
+        let first = put(&here, &a, b"one");
+        // Its own journal line, read now, leaves the entry the commit made.
+        let at = cache.fresh();
+        assert_eq!(id_of(cache.known(&a, at).unwrap()), Some(first.id));
+        let gone = here.remove(&a).unwrap();
+        let at = cache.fresh();
+        assert_eq!(cache.known(&a, at).map(|found| found.is_none()), Some(true));
+        let again = put(&here, &a, b"again");
+        assert!(gone.id < again.id);
+        // A version from another process: its line drops the entry.
+        let theirs = put(&other, &a, b"two");
+        let at = cache.fresh();
+        assert!(cache.known(&a, at).is_none());
+        assert_eq!(id_of(cache.live(&here, &a).unwrap()), Some(theirs.id));
     }
 
     /// The latest segment of `store`'s journal.
