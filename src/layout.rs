@@ -405,6 +405,24 @@ pub(crate) fn umask_keeps(mode: u32) -> bool {
     umask.is_some_and(|umask| umask & mode == 0)
 }
 
+/// A named temp file in `dir` (`<prefix>XXXXXX`) that will be renamed or
+/// linked into the store: made [`FILE_MODE`] at once when the umask leaves
+/// that whole (no `fchmod` after), else 0600 until [`set_file_mode`].
+/// Returns whether the mode still has to be set.
+pub fn store_temp_file(
+    dir: &Path,
+    prefix: &str,
+) -> std::io::Result<(tempfile::NamedTempFile, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let direct = umask_keeps(FILE_MODE);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    if direct {
+        builder.permissions(std::fs::Permissions::from_mode(FILE_MODE));
+    }
+    Ok((builder.tempfile_in(dir)?, !direct))
+}
+
 /// Gives an open file (a temp file about to be renamed or linked into the
 /// store) [`FILE_MODE`], whatever the umask or the temp file's 0600.
 pub fn set_file_mode(file: &std::fs::File) -> std::io::Result<()> {

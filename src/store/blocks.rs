@@ -377,13 +377,12 @@ impl<'a> BlockWriter<'a> {
                 (self.blocks.zst_path(hash), std::borrow::Cow::Owned(packed))
             }
         };
-        let mut file = tempfile::Builder::new()
-            .prefix("block-")
-            .tempfile_in(&self.tmp)
-            .at(&self.tmp)?;
+        // Readable by peers (docs/FORMAT.md section 18), not a temp file's 0600.
+        let (mut file, chmod) = crate::layout::store_temp_file(&self.tmp, "block-").at(&self.tmp)?;
         file.write_all(&bytes).at(file.path())?;
-        // Readable by peers (docs/FORMAT.md section 18), not the temp file's 0600.
-        crate::layout::set_file_mode(file.as_file()).at(file.path())?;
+        if chmod {
+            crate::layout::set_file_mode(file.as_file()).at(file.path())?;
+        }
         if self.durable {
             // Start writeback now, so the batch flush finds the data on its way.
             use std::os::fd::AsRawFd;
@@ -422,12 +421,11 @@ impl<'a> BlockWriter<'a> {
             self.deduplicated += 1;
             return Ok(());
         }
-        let file = tempfile::Builder::new()
-            .prefix("block-")
-            .tempfile_in(&self.tmp)
-            .at(&self.tmp)?;
+        let (file, chmod) = crate::layout::store_temp_file(&self.tmp, "block-").at(&self.tmp)?;
         file.as_file().set_len(len as u64).at(file.path())?;
-        crate::layout::set_file_mode(file.as_file()).at(file.path())?;
+        if chmod {
+            crate::layout::set_file_mode(file.as_file()).at(file.path())?;
+        }
         let (_, path) = file
             .keep()
             .map_err(|err| StoreError::io(&self.tmp, err.error))?;
