@@ -118,7 +118,8 @@ impl Vfs {
         let dirty = lock(&dirty);
         let cache = &dirty.cache;
         let perm = dirty.base.as_ref().map_or(0o644, |b| b.mode as u16);
-        let meta = cache.file.metadata().ok();
+        // One `fstat` for the size, times and blocks of a direct cache.
+        let meta = cache.direct.then(|| cache.file.metadata().ok()).flatten();
         let size = match &meta {
             Some(meta) if cache.direct => meta.len(),
             _ => cache.size,
@@ -126,7 +127,7 @@ impl Vfs {
         // The base's mtime (a new file's: when it was made) until something
         // is written after the last commit.
         let committed = dirty.base.as_ref().filter(|b| b.id.secs > 0);
-        let written = cache.last_change();
+        let written = cache.last_change_by(meta.as_ref());
         let mtime = match (written, &dirty.base) {
             (Some(time), _) => time,
             (None, Some(base)) => base.mtime.to_system(),
@@ -164,7 +165,7 @@ impl Vfs {
             atime,
             ctime,
             rdev: 0,
-            blocks: super::sparse::cache_blocks(cache, dirty.base.as_ref()),
+            blocks: super::sparse::cache_blocks(cache, dirty.base.as_ref(), meta.as_ref()),
         })
     }
 

@@ -47,9 +47,13 @@ fn data_bytes(version: &Version, count: usize, keep: impl Fn(usize) -> bool) -> 
 /// blocks whole (what the commit will store, zeros aside), plus the blocks of
 /// the base it still takes as they are (holes excluded). A cache the kernel
 /// writes directly is the content: what its file holds on disk.
-pub(super) fn cache_blocks(cache: &WriteCache, base: Option<&Version>) -> u64 {
+pub(super) fn cache_blocks(
+    cache: &WriteCache,
+    base: Option<&Version>,
+    meta: Option<&std::fs::Metadata>,
+) -> u64 {
     if cache.direct {
-        return cache.file.metadata().map_or(0, |meta| meta.blocks());
+        return meta.map_or(0, |meta| meta.blocks());
     }
     let bs = u64::from(cache.block_size.max(1));
     let written: u64 = cache

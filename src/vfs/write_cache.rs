@@ -123,8 +123,19 @@ impl WriteCache {
     /// kernel last wrote it (`None`: unchanged since the commit, so the
     /// version's mtime stays; to a clock tick for a direct cache).
     pub(super) fn last_change(&self) -> Option<SystemTime> {
+        let meta = if self.direct {
+            self.file.metadata().ok()
+        } else {
+            None
+        };
+        self.last_change_by(meta.as_ref())
+    }
+
+    /// [`WriteCache::last_change`] with the cache file's metadata already
+    /// read (`meta`, for a direct cache; one `fstat` serves a whole getattr).
+    pub(super) fn last_change_by(&self, meta: Option<&std::fs::Metadata>) -> Option<SystemTime> {
         let direct = if self.direct {
-            self.file_mtime()
+            meta.and_then(|meta| meta.modified().ok())
                 .filter(|time| Some(*time) != self.direct_mtime)
         } else {
             None
