@@ -174,13 +174,24 @@ fn create(dir: &Path) -> Result<Own, StoreError> {
 /// created under a `.new-` name, locked, then renamed into place, so no
 /// other process ever sees it unlocked (intent and redo files).
 pub(super) fn create_locked(dir: &Path, mode: u32) -> Result<(Flock<File>, PathBuf), StoreError> {
+    create_locked_as(dir, mode, true)
+}
+
+/// [`create_locked`], opened for appending or (`append` false) for writes
+/// at chosen offsets.
+pub(super) fn create_locked_as(
+    dir: &Path,
+    mode: u32,
+    append: bool,
+) -> Result<(Flock<File>, PathBuf), StoreError> {
     crate::layout::create_dirs(dir).at(dir)?;
     let name = format!("{}-{:016x}", std::process::id(), rand_u64());
     let path = dir.join(&name);
     let new = dir.join(format!(".new-{name}"));
     let file = OpenOptions::new()
         .create_new(true)
-        .append(true)
+        .append(append)
+        .write(true)
         .read(true)
         .mode(mode)
         .open(&new)

@@ -49,6 +49,12 @@ pub const CHECKPOINT_BYTES: u64 = 64 << 20;
 pub const CHECKPOINT_VERSIONS: usize = 4096;
 /// Blocks remembered as durable, at most (then forgotten: more flushes).
 const KNOWN_MAX: usize = 1 << 16;
+/// Zero bytes written ahead of the last record (and flushed once), so a
+/// durable point's record overwrites space the file already has and its
+/// `fdatasync` changes no size (no file system journal commit for it).
+const PREPARED_BYTES: u64 = 1 << 20;
+/// Space ahead below which more is prepared, after a durable point.
+const PREPARED_LOW: u64 = 256 << 10;
 /// Largest redo file recovery reads.
 const MAX_REDO_BYTES: u64 = CHECKPOINT_BYTES + 2 * RECORD_DATA_MAX as u64 + (16 << 20);
 
@@ -91,7 +97,10 @@ impl std::fmt::Debug for Redo {
 struct OwnRedo {
     file: Flock<File>,
     path: PathBuf,
+    /// Where its records end (the next one is written there).
     bytes: u64,
+    /// The file's length: zeros from `bytes` on.
+    prepared: u64,
     /// The versions its records hold (for the checkpoint).
     held: std::collections::HashSet<(VPath, VersionId)>,
 }
@@ -302,15 +311,28 @@ impl Store {
             let Some(file) = own.as_mut() else {
                 return Err(StoreError::Internal("redo file vanished".to_string()));
             };
-            file.file.write_all(&records).at(&file.path)?;
+            {
+                use std::os::unix::fs::FileExt;
+                file.file
+                    .write_all_at(&records, file.bytes)
+                    .at(&file.path)?;
+            }
             crate::failpoint::hit("durable:appended");
             file.file.sync_data().at(&file.path)?;
             crate::failpoint::hit("durable:recorded");
             file.bytes += records.len() as u64;
+            file.prepared = file.prepared.max(file.bytes);
             file.held
                 .extend(versions.iter().map(|v| (v.path.clone(), v.id)));
             if file.bytes > CHECKPOINT_BYTES || file.held.len() >= CHECKPOINT_VERSIONS {
                 self.checkpoint(file)?;
+            }
+            if file.prepared - file.bytes < PREPARED_LOW {
+                // Not needed for what was made durable: a full disk only
+                // makes the next points slower.
+                if let Err(err) = prepare(file) {
+                    tracing::debug!(file = %file.path.display(), error = %err, "preparing redo space");
+                }
             }
         }
         self.now_known(now_known);
@@ -454,6 +476,14 @@ impl Store {
         }
     }
 
+    /// Where this process's redo records end (0 without a file).
+    #[cfg(test)]
+    fn redo_record_bytes(&self) -> u64 {
+        crate::lock(&self.redo.own)
+            .as_ref()
+            .map_or(0, |file| file.bytes)
+    }
+
     fn checkpoint(&self, file: &mut OwnRedo) -> Result<(), StoreError> {
         let held = std::mem::take(&mut file.held);
         let versions = self.read_held(&held)?;
@@ -463,6 +493,7 @@ impl Store {
         }
         file.file.set_len(0).at(&file.path)?;
         file.bytes = 0;
+        file.prepared = 0;
         // Blocks known durable through a record of the file may be of
         // versions dropped since, which the checkpoint did not flush.
         crate::lock(&self.redo.known).clear();
@@ -537,6 +568,9 @@ impl Store {
         let mut restored = 0;
         let mut versions = Vec::new();
         while at < text.len() {
+            if is_prepared_space(&text[at..]) {
+                break;
+            }
             let (version, blocks, next) = match decode(path, &text[at..]) {
                 Ok(record) => record,
                 Err(why) => {
@@ -868,8 +902,28 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Makes this process's redo file: created as `.new-…`, locked, renamed.
+/// Whether what follows the last record is only the zeros written ahead
+/// ([`PREPARED_BYTES`]): the clean end of a redo file.
+fn is_prepared_space(rest: &[u8]) -> bool {
+    rest.iter().all(|b| *b == 0)
+}
+
+/// Writes [`PREPARED_BYTES`] of zeros after the last record and flushes
+/// them with the file's new length.
+fn prepare(file: &mut OwnRedo) -> Result<(), StoreError> {
+    use std::os::unix::fs::FileExt;
+    let end = file.bytes + PREPARED_BYTES;
+    let zeros = vec![0u8; usize::try_from(end - file.prepared).unwrap_or(0)];
+    file.file
+        .write_all_at(&zeros, file.prepared)
+        .at(&file.path)?;
+    file.file.sync_data().at(&file.path)?;
+    file.prepared = end;
+    Ok(())
+}
+
 fn create(dir: &Path) -> Result<OwnRedo, StoreError> {
-    let (file, path) = intents::create_locked(dir, 0o600)?;
+    let (file, path) = intents::create_locked_as(dir, 0o600, false)?;
     // The name must survive a crash too: the directory (and `state/`, which
     // may just have got it) is flushed once per process.
     for dir in [Some(dir), dir.parent()].into_iter().flatten() {
@@ -879,6 +933,7 @@ fn create(dir: &Path) -> Result<OwnRedo, StoreError> {
         file,
         path,
         bytes: 0,
+        prepared: 0,
         held: Default::default(),
     })
 }
@@ -987,6 +1042,42 @@ mod tests {
     }
 
     #[test]
+    fn records_overwrite_zeros_written_ahead_and_replay_stops_cleanly_at_them() {
+        let (_dir, store) = scratch();
+        let a = VPath::parse(std::ffi::OsStr::new("/a")).unwrap();
+        let b = VPath::parse(std::ffi::OsStr::new("/b")).unwrap();
+        let va = fsynced(&store, &a, &bytes(5_000, 3));
+        let own = own_file(&store);
+        let first = fs::read(&own).unwrap();
+        let end = first.iter().rposition(|byte| *byte != 0).unwrap() + 1;
+        assert!(
+            first.len() as u64 >= end as u64 + PREPARED_LOW,
+            "space ahead of the record"
+        );
+        let vb = fsynced(&store, &b, &bytes(6_000, 4));
+        let second = fs::read(&own).unwrap();
+        // The second record went where the zeros were: the size did not move.
+        assert_eq!(second.len(), first.len());
+        assert_eq!(&second[..end], &first[..end]);
+        assert!(second[end..].iter().any(|byte| *byte != 0));
+        let copy = dead_copy(&store);
+        lose(&store, &va);
+        lose(&store, &vb);
+        let done = store.replay_redo().unwrap();
+        assert_eq!(
+            done.restored, 2,
+            "both records replayed, the zeros after them ignored"
+        );
+        for version in [&va, &vb] {
+            assert!(store.read_version(&version.path, version.id).is_ok());
+            for hash in &version.hashes {
+                assert!(store.blocks.raw_path(hash).exists(), "{hash} put back");
+            }
+        }
+        drop(copy);
+    }
+
+    #[test]
     fn a_block_zeroed_by_a_crash_is_replaced_and_a_torn_last_record_is_skipped() {
         let (_dir, store) = scratch();
         let a = VPath::parse(std::ffi::OsStr::new("/a")).unwrap();
@@ -994,8 +1085,10 @@ mod tests {
         let va = fsynced(&store, &a, &bytes(5_000, 3));
         let vb = fsynced(&store, &b, &bytes(6_000, 4));
         let copy = dead_copy(&store);
-        // The last record torn: cut its file short by a byte.
-        let len = fs::metadata(&copy).unwrap().len();
+        // The last record torn: cut its file a byte short of where the
+        // records end (zeros written ahead follow them).
+        let data = fs::read(&copy).unwrap();
+        let len = data.iter().rposition(|b| *b != 0).unwrap() as u64 + 1;
         OpenOptions::new()
             .write(true)
             .open(&copy)
@@ -1048,12 +1141,11 @@ mod tests {
         let path = VPath::parse(std::ffi::OsStr::new("/wal")).unwrap();
         let mut data = bytes(150_000, 8);
         fsynced(&store, &path, &data);
-        let file = own_file(&store);
-        let first = fs::metadata(&file).unwrap().len();
+        let first = store.redo_record_bytes();
         // 100 bytes changed in the second block: a record of one page.
         data[70_000..70_100].copy_from_slice(&[0x5a; 100]);
         let edited = fsynced(&store, &path, &data);
-        let second = fs::metadata(&file).unwrap().len() - first;
+        let second = store.redo_record_bytes() - first;
         assert!(
             second < 4096 + 2048,
             "a one-page edit of a 64 KiB block records about a page ({second} bytes)"
@@ -1063,9 +1155,9 @@ mod tests {
         // A frame appended to the growing last block (as a WAL grows): a
         // delta on the shorter block before it.
         data.extend(bytes(5_000, 9));
-        let before = fs::metadata(&file).unwrap().len();
+        let before = store.redo_record_bytes();
         let appended = fsynced(&store, &path, &data);
-        let third = fs::metadata(&file).unwrap().len() - before;
+        let third = store.redo_record_bytes() - before;
         assert!(
             third < 2 * 4096 + 2048,
             "an append records its pages ({third} bytes)"
@@ -1135,7 +1227,7 @@ mod tests {
         // The next durable point of it copies no block and flushes none: a
         // record of its text alone.
         store.make_durable(std::slice::from_ref(&version)).unwrap();
-        let len = fs::metadata(own_file(&store)).unwrap().len();
+        let len = store.redo_record_bytes();
         assert!(
             len > 0 && len < (1 << 20),
             "a record of the version's text only ({len} bytes)"
@@ -1149,7 +1241,7 @@ mod tests {
         let data = bytes(40_000, 6);
         fsynced(&store, &path, &data);
         let file = own_file(&store);
-        let first = fs::metadata(&file).unwrap().len();
+        let first = store.redo_record_bytes();
         assert!(
             first > 40_000,
             "the new blocks' bytes are in the record ({first})"
@@ -1159,7 +1251,7 @@ mod tests {
         let again = store.current(&path).unwrap().unwrap();
         store.make_durable(std::slice::from_ref(&again)).unwrap();
         drop(held);
-        let second = fs::metadata(&file).unwrap().len() - first;
+        let second = store.redo_record_bytes() - first;
         assert!(
             second < 4_000,
             "a record of known blocks holds only the version ({second})"
