@@ -217,14 +217,16 @@ impl Store {
                 super::heads::LogStamp::of_meta(&after),
             );
         }
-        self.record(&version)?;
         if !forked {
             // The one head now (its parents were every head), the log still
-            // locked: the live cache may take it as the path's current version.
+            // locked: the live cache may take it as the path's current
+            // version, before its journal line can be read (so the mount's
+            // journal follower knows the line for its own).
             if let Some(cache) = self.told.get().and_then(std::sync::Weak::upgrade) {
                 cache.committed(path, &version);
             }
         }
+        self.record(&version)?;
         intent.done();
         if durable {
             self.make_durable(std::slice::from_ref(&version))?;

@@ -141,10 +141,11 @@ impl LiveCache {
         Ok(found)
     }
 
-    /// `version` was just committed at `path` by this process as the one
-    /// head its path has now (not forked), journaled, and the path's log is
-    /// still locked: no later version of the path has a journal line yet, so
-    /// the entry is true until a line after its own names the path.
+    /// `version` was just published at `path` by this process as the one
+    /// head its path has now (not forked), and the path's log is still
+    /// locked: no later version of the path has a journal line yet, so the
+    /// entry is true until a line other than its own names the path (an
+    /// older line read after it only drops it early).
     pub(super) fn committed(&self, path: &VPath, version: &Version) {
         if version.hashes.len() > MAX_HASHES {
             return;
@@ -155,6 +156,14 @@ impl LiveCache {
             entries.clear();
         }
         entries.insert(path.clone(), (found, Instant::now(), Some(version.id)));
+    }
+
+    /// Whether `id` is the version of `path` a commit of this process put
+    /// in the cache (as [`LiveCache::committed`] says it before journaling).
+    pub fn committed_here(&self, path: &VPath, id: VersionId) -> bool {
+        lock(&self.entries)
+            .get(path)
+            .is_some_and(|(_, _, own)| *own == Some(id))
     }
 
     /// What the cache holds for `path` as fresh as the point `at`, without

@@ -301,7 +301,9 @@ impl Vfs {
         id: crate::ids::VersionId,
         path: &VPath,
     ) -> Option<Invalidation> {
-        if lock(&self.own).remove(&id) {
+        // Ours: remembered after the commit returned, or (for a line read
+        // before that) told to the live cache before the line was written.
+        if lock(&self.own).remove(&id) || self.versions.committed_here(path, id) {
             return None;
         }
         Some(self.changed(path))
