@@ -39,8 +39,10 @@ use crate::lock;
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Children (and directories) remembered over all directories at most
-/// (about 150 bytes each); all summaries are dropped when more would be held.
-const MAX_CHILDREN: usize = 200_000;
+/// (about 150 bytes each, so 150 MB at most); all summaries are dropped
+/// when more would be held (a tree of more entries than this is summed up
+/// afresh at each look, as every tree was past 200,000 before).
+const MAX_CHILDREN: usize = 1_000_000;
 
 /// Children marked changed in one directory before the whole directory is
 /// rebuilt instead.
