@@ -435,14 +435,7 @@ pub fn set_file_mode(file: &std::fs::File) -> std::io::Result<()> {
 /// it is not there (an existing file's mode is left alone, like
 /// [`create_dirs`]).
 pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .open(path)
-    {
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => create_append(path),
-        other => other,
-    }
+    open_append_making(path, 0)
 }
 
 /// [`open_append`] for a `path` whose directory may be missing too (a
@@ -450,19 +443,23 @@ pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
 /// directories above it top-down ([`create_dirs_tail`]) when the file is
 /// not there.
 pub fn open_append_making(path: &Path, depth: usize) -> std::io::Result<std::fs::File> {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .open(path)
-    {
+    match open_existing_append(path) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
+            if let Some(dir) = path.parent().filter(|_| depth > 0) {
                 create_dirs_tail(dir, depth)?;
             }
             create_append(path)
         }
         other => other,
     }
+}
+
+/// Opens an existing `path` for appending and reading.
+fn open_existing_append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(path)
 }
 
 /// Creates `path` with [`FILE_MODE`] for appending (and reading), or opens
@@ -487,11 +484,7 @@ fn create_append(path: &Path) -> std::io::Result<std::fs::File> {
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(err) => return Err(err),
         }
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(path)
-        {
+        match open_existing_append(path) {
             // ... and removed it again (gc): make it anew.
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             other => return other,

@@ -352,7 +352,7 @@ fn link_fresh(tmp: &Path, bytes: &[u8], durable: bool, dest: &Path) -> std::io::
         .read(true)
         .write(true)
         .custom_flags(libc::O_TMPFILE)
-        .mode(0o644)
+        .mode(crate::layout::FILE_MODE)
         .open(tmp)
     {
         Ok(file) => file,
@@ -370,8 +370,8 @@ fn link_fresh(tmp: &Path, bytes: &[u8], durable: bool, dest: &Path) -> std::io::
     if durable {
         file.sync_data()?;
     }
-    if !crate::layout::umask_keeps(0o644) {
-        file.set_permissions(fs::Permissions::from_mode(0o644))?;
+    if !crate::layout::umask_keeps(crate::layout::FILE_MODE) {
+        crate::layout::set_file_mode(&file)?;
     }
     let from = format!("/proc/self/fd/{}", file.as_raw_fd());
     let linked = nix::unistd::linkat(
@@ -409,15 +409,8 @@ pub(super) fn append_line(file: &File, path: &Path, line: &str) -> Result<(), St
     if len > 0 {
         use std::os::unix::fs::FileExt;
         let mut last = [0u8; 1];
-        // `open_append` opens for reading too; a file opened otherwise is
-        // read through a descriptor of its own.
-        let read = match file.read_at(&mut last, len - 1) {
-            Err(err) if err.raw_os_error() == Some(libc::EBADF) => {
-                File::open(path).at(path)?.read_at(&mut last, len - 1)
-            }
-            other => other,
-        };
-        if read.at(path)? == 1 && last[0] != b'\n' {
+        // Every appended file is opened by `open_append`, for reading too.
+        if file.read_at(&mut last, len - 1).at(path)? == 1 && last[0] != b'\n' {
             text = std::borrow::Cow::Owned(format!("\n{line}"));
         }
     }

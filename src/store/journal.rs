@@ -116,20 +116,8 @@ impl JournalWriter {
                 last.then_some((number, file, meta.len()))
             });
             let latest = match kept {
-                Some((number, file, len)) => Some((number, file, len)),
-                None => match segments(&self.dir)?.last().copied() {
-                    Some(number) => {
-                        let path = self.dir.join(segment_name(number));
-                        let file = OpenOptions::new()
-                            .read(true)
-                            .append(true)
-                            .open(&path)
-                            .at(&path)?;
-                        let len = file.metadata().at(&path)?.len();
-                        Some((number, file, len))
-                    }
-                    None => None,
-                },
+                Some(kept) => Some(kept),
+                None => self.open_latest()?,
             };
             let number = latest.as_ref().map(|(number, ..)| *number);
             if let Some((number, mut file, len)) = latest {
@@ -144,6 +132,21 @@ impl JournalWriter {
             drop(guard);
             self.start_segment(number)?;
         }
+    }
+
+    /// The last segment, opened for appending: its number, file and length.
+    fn open_latest(&self) -> Result<Option<(u64, File, u64)>, StoreError> {
+        let Some(number) = segments(&self.dir)?.last().copied() else {
+            return Ok(None);
+        };
+        let path = self.dir.join(segment_name(number));
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&path)
+            .at(&path)?;
+        let len = file.metadata().at(&path)?.len();
+        Ok(Some((number, file, len)))
     }
 
     /// Starts the segment after `latest` unless someone already did.
