@@ -237,6 +237,25 @@ fn time_of(time: TimeOrNow) -> SystemTime {
     }
 }
 
+/// Whether the process behind `req` lacks `CAP_FSETID` (its effective set
+/// in `/proc/<pid>/status`), as the kernel decides when a change drops a
+/// file's privileges; a process whose status cannot be read counts as
+/// privileged only when it is root.
+fn lacks_fsetid(req: &Request) -> bool {
+    const CAP_FSETID: u32 = 4;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", req.pid()));
+    let effective = status.ok().and_then(|status| {
+        status.lines().find_map(|line| {
+            let hex = line.strip_prefix("CapEff:")?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+    });
+    match effective {
+        Some(caps) => caps & (1 << CAP_FSETID) == 0,
+        None => req.uid() != 0,
+    }
+}
+
 /// A time the kernel sent, as fuser 0.18 hands it over. The kernel sends
 /// `(secs, nsecs)` meaning `secs + nsecs / 1e9` with `nsecs` always forward;
 /// for `secs < 0`, fuser's `system_time_from_time` builds
@@ -260,6 +279,15 @@ impl Filesystem for GloboFs {
         // O_TRUNC arrives with open: without this the kernel opens first and then
         // truncates by path, which left the new handle's cache at the old size.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // The mount drops setuid, setgid and capabilities itself (vfs
+        // privileges.rs): the kernel then stops asking for
+        // `security.capability` before every write.
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+            .is_err()
+        {
+            tracing::debug!("the kernel keeps dropping setuid and capabilities itself");
+        }
         // POSIX ACLs: the kernel enforces them (reading them with getxattr)
         // and leaves the umask to the mount, which applies it unless the
         // parent directory has a default ACL.
@@ -304,7 +332,7 @@ impl Filesystem for GloboFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -320,6 +348,11 @@ impl Filesystem for GloboFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        // Under FUSE_HANDLE_KILLPRIV_V2, as the kernel would: a change of
+        // owner drops a file's privileges, a truncation by a process
+        // without CAP_FSETID too (the set_attributes call checks it is a file).
+        let drop_privileges =
+            uid.is_some() || gid.is_some() || (size.is_some() && lacks_fsetid(req));
         let change = SetAttr {
             mode,
             uid,
@@ -327,6 +360,7 @@ impl Filesystem for GloboFs {
             size,
             atime: atime.map(time_of),
             mtime: mtime.map(time_of),
+            drop_privileges,
         };
         let attr = try_reply!(
             self.vfs.set_attributes(ino.0, fh.map(|f| f.0), &change),
@@ -441,12 +475,26 @@ impl Filesystem for GloboFs {
         reply.entry(&TTL, &self.file_attr(&attr), Generation(0));
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let acc = flags.0 & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         let opened = try_reply!(self.vfs.open_flags(ino.0, flags.0), reply);
         let fh = opened.fh;
-        if opened.stale_attrs {
+        let mut stale = opened.stale_attrs;
+        // FUSE_OPEN_KILL_SUIDGID, which fuser does not hand over: the kernel
+        // sets it for an O_TRUNC open by a process without CAP_FSETID.
+        if write && flags.0 & libc::O_TRUNC != 0 && lacks_fsetid(req) {
+            match self.vfs.drop_privileges(ino.0) {
+                Ok(dropped) => stale |= dropped,
+                Err(err) => {
+                    failed("dropping privileges at an O_TRUNC open", &err);
+                    let _ = self.vfs.release(fh);
+                    reply.error(Errno::from_i32(err.errno()));
+                    return;
+                }
+            }
+        }
+        if stale {
             self.drop_attrs(ino.0);
         }
         // A read-only handle has nothing to commit at close: spare the kernel
@@ -497,16 +545,24 @@ impl Filesystem for GloboFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let written = try_reply!(self.vfs.write(fh.0, offset, data), reply);
+        if !write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            let written = try_reply!(self.vfs.write(fh.0, offset, data), reply);
+            reply.written(written);
+            return;
+        }
+        let (written, dropped) = try_reply!(self.vfs.write_unprivileged(fh.0, offset, data), reply);
+        if dropped {
+            self.drop_attrs(ino.0);
+        }
         reply.written(written);
     }
 

@@ -570,3 +570,80 @@ fn device_nodes_do_not_open_and_the_mount_is_nosuid_nodev() {
         "{line}"
     );
 }
+
+fn mode_bits(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+/// A file of uid/gid 1000 holding `bits`, made and set by root ("x" in it,
+/// or nothing when its name starts with "empty").
+fn privileged_file(path: &Path, bits: u32) {
+    let empty = path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("empty");
+    std::fs::write(path, if empty { &b""[..] } else { b"x" }).unwrap();
+    std::os::unix::fs::chown(path, Some(1000), Some(1000)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)).unwrap();
+    assert_eq!(mode_bits(path), bits, "{}", path.display());
+}
+
+/// A write, a truncation or an `O_TRUNC` open by a process without
+/// `CAP_FSETID` drops a file's setuid bit, and its setgid bit when the group
+/// may execute it (setgid alone marks locking and stays); any chown drops
+/// them; root's own writes keep them. The mount does this itself (it asks
+/// the kernel for FUSE_HANDLE_KILLPRIV_V2, so that the kernel stops asking
+/// for `security.capability` before every write): each case fails if the
+/// mount does not, the append to an empty file also if such a file were
+/// written through passthrough (the mount would never see the write).
+#[test]
+fn writes_truncations_and_chowns_drop_setuid_and_setgid_as_linux_does() {
+    let mut m = shared_mount("");
+    std::fs::create_dir(m.path("s")).unwrap();
+    std::fs::set_permissions(m.path("s"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cases: [(&str, u32, &str, u32); 6] = [
+        ("append", 0o6775, "printf y >> {}", 0o0775),
+        ("empty-append", 0o4755, "printf y >> {}", 0o0755),
+        ("read-write", 0o4755, "printf y 1<> {}", 0o0755),
+        ("locking", 0o2764, "printf y >> {}", 0o2764),
+        ("truncate", 0o4755, "truncate -s 1 {}", 0o0755),
+        ("o-trunc", 0o6755, "printf x > {}", 0o0755),
+    ];
+    for (name, bits, script, after) in cases {
+        let file = m.path(&format!("s/{name}"));
+        privileged_file(&file, bits);
+        let (ok, err) = as_user(
+            1000,
+            1000,
+            &script.replace("{}", &file.display().to_string()),
+        );
+        assert!(ok, "{name}: {err}");
+        assert_eq!(
+            mode_bits(&file),
+            after,
+            "{name}: mode after the user's change"
+        );
+    }
+    assert_eq!(std::fs::read(m.path("s/append")).unwrap(), b"xy");
+    assert_eq!(std::fs::read(m.path("s/empty-append")).unwrap(), b"y");
+    assert_eq!(std::fs::read(m.path("s/o-trunc")).unwrap(), b"x");
+
+    let root = m.path("s/root");
+    privileged_file(&root, 0o6755);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&root)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"y").unwrap();
+    drop(f);
+    assert_eq!(mode_bits(&root), 0o6755, "root (CAP_FSETID) keeps them");
+    std::os::unix::fs::chown(&root, Some(1001), None).unwrap();
+    assert_eq!(mode_bits(&root), 0o0755, "a chown drops them, even by root");
+
+    m.stop();
+    m.start();
+    assert_eq!(mode_bits(&m.path("s/append")), 0o0775);
+    assert_eq!(mode_bits(&m.path("s/locking")), 0o2764);
+    assert_eq!(mode_bits(&root), 0o0755);
+}

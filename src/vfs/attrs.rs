@@ -11,6 +11,7 @@ use super::Vfs;
 use super::acl;
 use super::error::{VfsError, VfsResult};
 use super::locks::lock;
+use super::privileges;
 use super::types::{Attr, Caller};
 use crate::layout::VPath;
 use crate::spec::Ownership;
@@ -36,6 +37,10 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: Option<SystemTime>,
     pub mtime: Option<SystemTime>,
+    /// The change drops the file's setuid, setgid and capability
+    /// (privileges.rs): a change of owner of a file, a truncation by a
+    /// process without `CAP_FSETID`.
+    pub drop_privileges: bool,
 }
 
 const XATTR_CREATE: i32 = 1;
@@ -89,12 +94,17 @@ impl Vfs {
             records_owner = change.uid.is_some_and(|uid| uid != now.uid)
                 || change.gid.is_some_and(|gid| gid != now.gid);
         }
+        let drops = change.drop_privileges && self.holds_privileges(ino)?;
         if change.mode.is_some()
             || change.mtime.is_some()
             || change.atime.is_some()
             || records_owner
+            || drops
         {
             self.change_attrs(ino, change.mtime.is_some(), |content| {
+                if drops {
+                    privileges::drop_from(&mut content.mode, &mut content.posix.xattrs);
+                }
                 if let Some(mode) = change.mode {
                     content.mode = mode & 0o7777;
                     acl::follow_chmod(&mut content.posix.xattrs, content.mode);

@@ -10,6 +10,7 @@ use super::Vfs;
 use super::attrs::Made;
 use super::error::{VfsError, VfsResult};
 use super::locks::{Rank, Ranked, lock};
+use super::privileges;
 use super::types::{Attr, Caller, NodeKind, Opened};
 use super::write_cache::{Dirty, WriteCache};
 use crate::layout::VPath;
@@ -94,9 +95,12 @@ impl Vfs {
             };
         }
         // The kernel takes one backing file per inode: a writer may write its
-        // cache directly only when no other handle of the inode is open.
-        let passthrough =
-            direct_ok && self.passthrough_enabled() && self.open_handles(ino).is_empty();
+        // cache directly only when no other handle of the inode is open, and
+        // not into a file whose writes must drop privileges (privileges.rs).
+        let passthrough = direct_ok
+            && self.passthrough_enabled()
+            && self.open_handles(ino).is_empty()
+            && !base.as_ref().is_some_and(privileges::held_by);
         let mut map = lock(&self.dirty);
         if let Some(existing) = map.get(&ino).cloned() {
             drop(map);
@@ -393,11 +397,12 @@ impl Vfs {
         let ino = lock(&self.inodes).referenced(&path);
         let mut cache = WriteCache::new(&self.store, None, 0)?;
         cache.changed = true;
-        let backing = if direct_ok && self.passthrough_enabled() {
-            cache.attach_direct()
-        } else {
-            None
-        };
+        let backing =
+            if direct_ok && self.passthrough_enabled() && !privileges::held(mode, &posix.xattrs) {
+                cache.attach_direct()
+            } else {
+                None
+            };
         let base = Version {
             id: crate::ids::VersionId {
                 secs: 0,

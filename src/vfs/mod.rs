@@ -47,6 +47,7 @@ mod namespace;
 pub mod open_ahead;
 mod passthrough;
 pub mod past;
+mod privileges;
 mod read;
 mod refused;
 mod sparse;
