@@ -575,8 +575,12 @@ pub fn gc(spec: &Spec, json: bool) -> Result<(), Failure> {
             serde_json::to_string_pretty(&report).map_err(Failure::runtime)?
         ));
     }
+    let relinked = match report.path_links_made {
+        0 => String::new(),
+        n => format!("; {n} missing path links made"),
+    };
     out(&format!(
-        "gc: {} versions scanned, {} blocks kept, {} deleted ({} bytes), {} path links, {} temp files, {} empty directories and {} delivered outbound entries removed\n",
+        "gc: {} versions scanned, {} blocks kept, {} deleted ({} bytes), {} path links, {} temp files, {} empty directories and {} delivered outbound entries removed{relinked}\n",
         report.versions_scanned,
         report.blocks_kept,
         report.blocks_deleted,

@@ -115,6 +115,9 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
 
     // Signals go to this thread only: block them before the FUSE threads start.
     let signals = Signals::block()?;
+    // Per-path block links are hints: made in batches, off close and fsync
+    // (a thread started after the signals are blocked, as every thread).
+    store.link_paths_later();
 
     let session = Session::start(
         Arc::clone(&vfs),

@@ -5,42 +5,15 @@
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::{
-    Content, IoContext, Kind, Mtime, Store, StoreError, Version, WriterLock, copy_block, link_block,
-};
-use crate::ids::{BlockHash, NodeId, VersionId};
+use super::{Content, IoContext, Kind, Mtime, Store, StoreError, Version, WriterLock};
+use crate::ids::{NodeId, VersionId};
 use crate::layout::VPath;
 
 impl Store {
-    /// Links `hashes` under `root/<path>/hashes/` (one link per block per path).
-    pub fn link_blocks(&self, path: &VPath, hashes: &[BlockHash]) -> Result<(), StoreError> {
-        let dir = self.path_dir(path).join("hashes");
-        let mut done = std::collections::HashSet::new();
-        for hash in hashes {
-            if !done.insert(*hash) {
-                continue;
-            }
-            let Some(located) = self.blocks.locate(hash, None) else {
-                // Not local (a version applied from a peer): linked when pulled.
-                continue;
-            };
-            let mut link = dir.join(hash.relative_path()).into_os_string();
-            if located.compressed {
-                link.push(".zst");
-            }
-            let link = PathBuf::from(link);
-            if !link_block(&located.path, &link)? {
-                tracing::debug!(%hash, path = %path, "block has too many links; storing a copy");
-                copy_block(&located.path, &link)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Commits `content` as the new current version of `path`: links its blocks,
     /// publishes the version file (no-replace), appends to the log, journals it
     /// and queues it for every peer. The one commit of the store: every new
@@ -167,7 +140,6 @@ impl Store {
         if let Some((_, with)) = &coalesced {
             parents = with.clone();
         }
-        self.link_blocks(path, &content.hashes)?;
         let mut version = Version {
             id: VersionId::for_new_version(self.config.major, &parents),
             kind: content.kind,
@@ -207,6 +179,7 @@ impl Store {
         // is what survives a crash (FORMAT §14).
         self.publish(&versions_dir, &mut version, false)?;
         crate::failpoint::hit("commit:published");
+        self.link_after_commit(path, version.id, &version.hashes)?;
         append_line(&log, &log_path, &format!("{}\n", version.id))?;
         crate::failpoint::hit("commit:logged");
         if let (Some(before), Ok(after)) = (stamp_before, log.metadata()) {

@@ -167,7 +167,7 @@ impl Store {
         flush.files.insert(versions.join(version.id.to_string()));
         flush.files.insert(versions.join("log"));
         flush.dirs_from(&versions, top);
-        let links = path_dir.join("hashes");
+        // Not the path's block links: hints, made again by gc (FORMAT §7).
         let mut seen = std::collections::HashSet::new();
         for hash in &version.hashes {
             if !seen.insert(*hash) || flush.len() > TARGETED_MAX {
@@ -177,9 +177,6 @@ impl Store {
                 continue;
             };
             if let Some(dir) = located.path.parent() {
-                flush.dirs_from(dir, top);
-            }
-            if let Some(dir) = links.join(hash.relative_path()).parent() {
                 flush.dirs_from(dir, top);
             }
             flush.files.insert(located.path);

@@ -35,6 +35,8 @@ pub struct GcReport {
     pub blocks_deleted: u64,
     pub bytes_freed: u64,
     pub path_links_deleted: u64,
+    /// Missing links of kept versions' blocks under their paths, made.
+    pub path_links_made: u64,
     pub temp_files_deleted: u64,
     /// Fan-out directories (`aa/bb/cc/dd`) left empty and removed, in the
     /// store's `hashes/` and under each path.
@@ -495,6 +497,8 @@ impl Store {
 
     /// Deletes blocks no kept version and no outbound entry needs.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
+        // Queued path links first: the pass below sees them.
+        self.flush_path_links();
         let _lock = self.gc_lock()?;
         let mut report = GcReport::default();
         let mut marked = HashSet::new();
@@ -550,14 +554,26 @@ impl Store {
             }
             let links = path_dir.join("hashes");
             let mut removed = 0;
+            let mut linked = HashSet::new();
             each_block(&links, &mut |link, hash| {
-                if hash.is_some_and(|hash| !used.contains(&hash)) {
-                    fs::remove_file(link).at(link)?;
-                    report.path_links_deleted += 1;
-                    removed += 1;
+                match hash {
+                    Some(hash) if !used.contains(&hash) => {
+                        fs::remove_file(link).at(link)?;
+                        report.path_links_deleted += 1;
+                        removed += 1;
+                    }
+                    Some(hash) => {
+                        linked.insert(hash);
+                    }
+                    None => {}
                 }
                 Ok(())
             })?;
+            // Links a process left unmade (killed with them queued, FORMAT §7).
+            let missing: Vec<_> = used.difference(&linked).copied().collect();
+            if !missing.is_empty() {
+                report.path_links_made += self.link_blocks_in(&links, &missing)?;
+            }
             if removed > 0 {
                 // A path with no block left loses its `hashes/` too (a commit
                 // makes it again); no writer runs while the lock is held.

@@ -25,6 +25,7 @@ pub mod live_cache;
 pub mod lock;
 mod meta;
 pub mod past;
+mod path_links;
 pub mod pipeline;
 pub mod posix;
 mod read;
@@ -237,10 +238,13 @@ pub struct Store {
     redo: redo::Redo,
     /// The live cache told of this process's commits ([`Store::tell_commits`]).
     told: std::sync::OnceLock<std::sync::Weak<live_cache::LiveCache>>,
+    /// Block links under `root/<path>/hashes/` queued for a thread (see `path_links.rs`).
+    path_links: Arc<path_links::PathLinks>,
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
+        self.flush_path_links();
         // Closing the store checkpoints its redo file, so the next process
         // of the node finds nothing to replay.
         if let Err(err) = self.checkpoint_redo() {
@@ -319,6 +323,7 @@ impl Store {
             lazy: Default::default(),
             redo: Default::default(),
             told: std::sync::OnceLock::new(),
+            path_links: Arc::default(),
         })
     }
 
