@@ -204,14 +204,7 @@ fn written_data_is_in_the_store_and_its_blocks_in_hashes() {
     assert_eq!(hashes.len(), 4, "{newest}");
     let hashes_dir = node_dir(&m).join("hashes");
     for hash in &hashes {
-        let rel = format!(
-            "{}/{}/{}/{}/{}",
-            &hash[0..2],
-            &hash[2..4],
-            &hash[4..6],
-            &hash[6..8],
-            &hash[8..]
-        );
+        let rel = fanned(hash);
         let plain = hashes_dir.join(&rel);
         let zst = hashes_dir.join(format!("{rel}.zst"));
         assert!(
@@ -253,6 +246,18 @@ fn appends_extend_the_file() {
     assert_eq!(std::fs::read(m.path("log")).unwrap(), b"line 1\nline 2\n");
 }
 
+/// Where a block of `hash` sits below a `hashes/` directory: `aa/bb/cc/dd/<rest>`.
+fn fanned(hash: &str) -> String {
+    format!(
+        "{}/{}/{}/{}/{}",
+        &hash[0..2],
+        &hash[2..4],
+        &hash[4..6],
+        &hash[6..8],
+        &hash[8..]
+    )
+}
+
 /// The block hashes of a version file: the lines after the blank line.
 fn hash_lines(text: &str) -> Vec<String> {
     text.split_once("\n\n")
@@ -273,17 +278,7 @@ fn missing_path_links(m: &Mounted, name: &str) -> usize {
     let links = node_dir(m).join("root").join(name).join("hashes");
     hash_lines(&text)
         .iter()
-        .filter(|hash| {
-            let rel = format!(
-                "{}/{}/{}/{}/{}",
-                &hash[0..2],
-                &hash[2..4],
-                &hash[4..6],
-                &hash[6..8],
-                &hash[8..]
-            );
-            !links.join(rel).is_file()
-        })
+        .filter(|hash| !links.join(fanned(hash)).is_file())
         .count()
 }
 
