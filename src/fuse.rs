@@ -237,12 +237,19 @@ fn time_of(time: TimeOrNow) -> SystemTime {
     }
 }
 
-/// Whether the process behind `req` lacks `CAP_FSETID` (its effective set
-/// in `/proc/<pid>/status`), as the kernel decides when a change drops a
-/// file's privileges; a process whose status cannot be read counts as
-/// privileged only when it is root.
+/// Whether the process behind `req` lacks `CAP_FSETID` in the initial user
+/// namespace, as the kernel's `capable()` decides when a change drops a
+/// file's privileges: its effective set in `/proc/<pid>/status` counts only
+/// when it is in the user namespace of pid 1 (a process in a user namespace
+/// of its own, a rootless container, has no capability outside it). A
+/// process that cannot be looked at counts as privileged only when it is root.
 fn lacks_fsetid(req: &Request) -> bool {
     const CAP_FSETID: u32 = 4;
+    let user_ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    let theirs = user_ns(&req.pid().to_string());
+    if theirs.is_some() && theirs != user_ns("1") {
+        return true;
+    }
     let status = std::fs::read_to_string(format!("/proc/{}/status", req.pid()));
     let effective = status.ok().and_then(|status| {
         status.lines().find_map(|line| {
@@ -350,9 +357,20 @@ impl Filesystem for GloboFs {
     ) {
         // Under FUSE_HANDLE_KILLPRIV_V2, as the kernel would: a change of
         // owner drops a file's privileges, a truncation by a process
-        // without CAP_FSETID too (the set_attributes call checks it is a file).
+        // without CAP_FSETID too (set_attributes checks it is a file). A
+        // setattr that sets nothing (or the ctime alone) is the kernel
+        // asking for the drop: `chown(f, -1, -1)`, or a write through
+        // passthrough by such a process to a file that holds one.
+        let nothing_else = [
+            mode.is_none(),
+            size.is_none(),
+            atime.is_none(),
+            mtime.is_none(),
+        ]
+        .iter()
+        .all(|none| *none);
         let drop_privileges =
-            uid.is_some() || gid.is_some() || (size.is_some() && lacks_fsetid(req));
+            uid.is_some() || gid.is_some() || nothing_else || (size.is_some() && lacks_fsetid(req));
         let change = SetAttr {
             mode,
             uid,
@@ -777,8 +795,8 @@ impl Filesystem for GloboFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
@@ -786,6 +804,11 @@ impl Filesystem for GloboFs {
         reply: ReplyEmpty,
     ) {
         try_reply!(self.vfs.fallocate(fh.0, offset, length, mode), reply);
+        // The kernel's file_modified would drop privileges here; under
+        // FUSE_HANDLE_KILLPRIV_V2 it leaves that to the mount.
+        if lacks_fsetid(req) && try_reply!(self.vfs.drop_privileges(ino.0), reply) {
+            self.drop_attrs(ino.0);
+        }
         reply.ok();
     }
 

@@ -596,19 +596,35 @@ fn privileged_file(path: &Path, bits: u32) {
 /// the kernel for FUSE_HANDLE_KILLPRIV_V2, so that the kernel stops asking
 /// for `security.capability` before every write): each case fails if the
 /// mount does not, the append to an empty file also if such a file were
-/// written through passthrough (the mount would never see the write).
+/// written through passthrough (the mount would never see the write), and
+/// the last two if a setattr that sets nothing (the kernel asking for the
+/// drop) were ignored.
 #[test]
 fn writes_truncations_and_chowns_drop_setuid_and_setgid_as_linux_does() {
     let mut m = shared_mount("");
     std::fs::create_dir(m.path("s")).unwrap();
     std::fs::set_permissions(m.path("s"), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let cases: [(&str, u32, &str, u32); 6] = [
+    let cases: [(&str, u32, &str, u32); 9] = [
         ("append", 0o6775, "printf y >> {}", 0o0775),
         ("empty-append", 0o4755, "printf y >> {}", 0o0755),
         ("read-write", 0o4755, "printf y 1<> {}", 0o0755),
         ("locking", 0o2764, "printf y >> {}", 0o2764),
         ("truncate", 0o4755, "truncate -s 1 {}", 0o0755),
         ("o-trunc", 0o6755, "printf x > {}", 0o0755),
+        ("fallocate", 0o6775, "fallocate -n -l 8192 {}", 0o0775),
+        // Root of a user namespace of its own has no CAP_FSETID outside it.
+        (
+            "userns-truncate",
+            0o4755,
+            "unshare -U -r truncate -s 1 {}",
+            0o0755,
+        ),
+        (
+            "userns-o-trunc",
+            0o4755,
+            "unshare -U -r sh -c 'printf x > {}'",
+            0o0755,
+        ),
     ];
     for (name, bits, script, after) in cases {
         let file = m.path(&format!("s/{name}"));
@@ -640,6 +656,43 @@ fn writes_truncations_and_chowns_drop_setuid_and_setgid_as_linux_does() {
     assert_eq!(mode_bits(&root), 0o6755, "root (CAP_FSETID) keeps them");
     std::os::unix::fs::chown(&root, Some(1001), None).unwrap();
     assert_eq!(mode_bits(&root), 0o0755, "a chown drops them, even by root");
+    let same = m.path("s/same-owner");
+    privileged_file(&same, 0o4755);
+    std::os::unix::fs::chown(&same, None, None).unwrap();
+    assert_eq!(mode_bits(&same), 0o0755, "chown(f, -1, -1) drops them too");
+
+    // Root writes a new file through passthrough and makes it setuid while
+    // still writing; another process without CAP_FSETID writes it too.
+    let shared = m.path("s/shared");
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&shared)
+        .unwrap();
+    std::io::Write::write_all(&mut writer, b"root").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o4777)).unwrap();
+    let (ok, err) = as_user(1000, 1000, &format!("printf user >> {}", shared.display()));
+    assert!(ok, "{err}");
+    drop(writer);
+    assert_eq!(
+        mode_bits(&shared),
+        0o0777,
+        "the other process's write dropped setuid"
+    );
+
+    // A file made setuid by its own writer (through passthrough) loses it
+    // at that writer's next write, the user having no CAP_FSETID.
+    let own = m.path("s/own-writer");
+    let o = own.display();
+    let script = format!("exec 3> {o}; printf a >&3; chmod 4755 {o}; printf b >&3; exec 3>&-");
+    let (ok, err) = as_user(1000, 1000, &script);
+    assert!(ok, "{err}");
+    assert_eq!(
+        mode_bits(&own),
+        0o0755,
+        "its own writer's next write dropped setuid"
+    );
+    assert_eq!(std::fs::read(&own).unwrap(), b"ab");
 
     m.stop();
     m.start();

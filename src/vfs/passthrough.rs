@@ -77,7 +77,9 @@ impl Vfs {
     pub fn mode(&self, ino: u64, opened: Opened, attached: bool) -> Mode {
         let fh = opened.fh;
         if attached {
-            let direct = !opened.shares_cache;
+            // A file holding a privilege: this handle's writes come here,
+            // so that those of a process without CAP_FSETID drop it.
+            let direct = !opened.shares_cache || self.holds_privileges(ino).unwrap_or(false);
             if direct {
                 self.passthrough_refused(fh);
             }

@@ -4,12 +4,15 @@
 //! truncation or a change of owner by a process without `CAP_FSETID` (a
 //! change of owner drops them whoever makes it).
 //!
-//! The mount asks the kernel for `FUSE_HANDLE_KILLPRIV_V2`, which leaves this
-//! to the mount: in return the kernel caches "nothing to drop" per inode
-//! instead of asking for `security.capability` before every `write(2)` (one
-//! round trip per write: half of all requests of a `tar xf`). A file that
-//! holds a privilege is never written through FUSE passthrough, so each of
-//! its writes comes here with the kernel's "drop" flag.
+//! The mount asks the kernel for `FUSE_HANDLE_KILLPRIV_V2`, which leaves
+//! the setuid and setgid bits to the mount (the kernel still removes a
+//! capability itself): in return the kernel caches "nothing to drop" per
+//! inode instead of asking for `security.capability` before every
+//! `write(2)` (one round trip per write: half of all requests of a `tar
+//! xf`). A new handle of a file that holds a privilege is not served by FUSE
+//! passthrough, so its writes come here with the kernel's "drop" flag; a
+//! passthrough writer's write to a file that gained one meanwhile arrives as
+//! a setattr that sets nothing (the adapter's `setattr`).
 
 use super::Vfs;
 use super::error::VfsResult;
