@@ -213,3 +213,51 @@ fn a_peer_away_during_the_delete_cannot_bring_the_file_back() {
     assert_eq!(a.tree(), c.tree());
     assert_eq!(b.tree(), c.tree());
 }
+
+/// A node alone prunes a tree's early versions, then deletes the tree; a
+/// peer that joins afterwards must not bring the tree back. (QA: the
+/// directory's first version was pruned, so in the journal the file's kept
+/// version came before any version of its directory; the new peer made the
+/// directory anew for it, and that directory, newer than the tombstone,
+/// came back on both nodes.)
+#[test]
+fn a_tree_deleted_after_a_prune_stays_deleted_for_a_peer_that_joins_later() {
+    let cluster = Cluster::mesh(2);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let with_peers = fs::read_to_string(&a.spec_path).unwrap();
+    let mut alone = String::new();
+    let mut in_peers = false;
+    for line in with_peers.lines() {
+        in_peers = line == "peers:" || (in_peers && line.starts_with(' '));
+        if !in_peers {
+            alone.push_str(line);
+            alone.push('\n');
+        }
+    }
+    alone.push_str("retention:\n  keep_last: 1\n  keep_within: 0s\n");
+    fs::write(&a.spec_path, &alone).unwrap();
+
+    a.put("/t/d/f", &data(100, 1));
+    // A second version of the directory, after the file's.
+    a.store().set_attrs(&vp("/t/d"), Some(0o700), None).unwrap();
+    assert!(ids(a, "/t/d").len() >= 2, "the directory has two versions");
+    prune(a);
+    assert_eq!(ids(a, "/t/d").len(), 1, "its first version is pruned");
+    a.ok(&["rm", "-r", "/t"]);
+    assert!(a.listing().is_empty(), "{:?}", a.listing());
+
+    // B joins: both specs name each other now.
+    fs::write(
+        &a.spec_path,
+        with_peers + "retention:\n  keep_last: 1\n  keep_within: 0s\n",
+    )
+    .unwrap();
+    a.ok(&["reconcile"]);
+    b.ok(&["reconcile"]);
+    b.sync();
+    a.sync();
+    b.sync();
+    a.sync();
+    assert!(b.listing().is_empty(), "B brought back {:?}", b.listing());
+    assert!(a.listing().is_empty(), "A got back {:?}", a.listing());
+}

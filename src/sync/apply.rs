@@ -115,6 +115,7 @@ pub fn apply(
         relay_away: false,
         report,
         settled: None,
+        waiting: Vec::new(),
     };
     let mut warned = HashSet::new();
     loop {
@@ -148,6 +149,7 @@ pub fn apply(
             break;
         }
     }
+    applier.revive_waiting()?;
     if !applier.report.stuck {
         check_lingering_tail(store, peer, &journal_dir, &position, applier.report)?;
     }
@@ -222,6 +224,10 @@ struct Applier<'a> {
     /// one path many times in a row: each settle then parses only the
     /// versions added since, not the whole history again).
     settled: Option<(VPath, Vec<Version>)>,
+    /// Live paths whose missing parent this node never had a version of:
+    /// their parents are made at the end of the pass, if still missing then
+    /// (see [`Applier::revive_or_wait`]).
+    waiting: Vec<VPath>,
 }
 
 impl Applier<'_> {
@@ -453,7 +459,7 @@ impl Applier<'_> {
             self.conflict_copy(loser, depth)?;
         }
         match store.current(path)? {
-            Some(current) if current.kind.is_live() => self.revive_parents(path)?,
+            Some(current) if current.kind.is_live() => self.revive_or_wait(path)?,
             _ => {
                 if has_live_children(store, path)? {
                     self.revive_parents(path)?;
@@ -499,6 +505,49 @@ impl Applier<'_> {
         }
         let (_, versions) = self.settled.insert((path.clone(), versions));
         Ok(versions)
+    }
+
+    /// The parents of a live `path` that are not directories here: made now
+    /// when one was deleted here (a peer wrote into a directory deleted
+    /// meanwhile: what is live stays reachable); when one was never seen
+    /// here at all, at the end of the pass instead. Its versions may come
+    /// later in the same journal: a prune that dropped a directory's first
+    /// version leaves the kept version of a file in it before any version
+    /// of the directory, and a directory made here now would be newer than
+    /// the directory's own tombstone further on, bringing a deleted tree
+    /// back on every node.
+    fn revive_or_wait(&mut self, path: &VPath) -> Result<(), StoreError> {
+        let store = self.store;
+        let mut dir = path.parent();
+        while let Some(current) = dir {
+            if current.is_root() || store.is_dir(&current)? {
+                return match current == path.parent().unwrap_or_else(VPath::root) {
+                    true => Ok(()),
+                    false => self.revive_parents(path),
+                };
+            }
+            if store.version_ids(&current)?.is_empty() {
+                self.waiting.push(path.clone());
+                return Ok(());
+            }
+            dir = current.parent();
+        }
+        Ok(())
+    }
+
+    /// The end of a pass: the parents of each path that waited
+    /// ([`Applier::revive_or_wait`]) and is still live, made if still missing.
+    fn revive_waiting(&mut self) -> Result<(), StoreError> {
+        let mut seen = HashSet::new();
+        for path in std::mem::take(&mut self.waiting) {
+            if !seen.insert(path.clone()) {
+                continue;
+            }
+            if self.store.current(&path)?.is_some_and(|v| v.kind.is_live()) {
+                self.revive_parents(&path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Re-creates deleted (or never seen) parent directories of a live `path`.
@@ -589,8 +638,10 @@ pub(super) fn take_checked(
         relay_away: false,
         report,
         settled: None,
+        waiting: Vec::new(),
     };
     applier.take(version)?;
+    applier.revive_waiting()?;
     // Counted apart from what the journal delivered.
     let taken = applier.report.applied - before;
     applier.report.applied = before;
