@@ -21,7 +21,7 @@ use fuser::{
 
 use tracing::Level;
 
-use crate::vfs::{Attr, Caller, DirEntry, Mode, NodeKind, Opened, SetAttr, Vfs, VfsError};
+use crate::vfs::{Attr, Caller, Changer, DirEntry, Mode, NodeKind, Opened, SetAttr, Vfs, VfsError};
 
 /// How long the kernel may cache attributes and entries. The journal follower
 /// (`mount/journal.rs`) has the kernel drop what another process or a peer
@@ -237,29 +237,46 @@ fn time_of(time: TimeOrNow) -> SystemTime {
     }
 }
 
-/// Whether the process behind `req` lacks `CAP_FSETID` in the initial user
-/// namespace, as the kernel's `capable()` decides when a change drops a
-/// file's privileges: its effective set in `/proc/<pid>/status` counts only
-/// when it is in the user namespace of pid 1 (a process in a user namespace
-/// of its own, a rootless container, has no capability outside it). A
-/// process that cannot be looked at counts as privileged only when it is root.
-fn lacks_fsetid(req: &Request) -> bool {
+/// Who makes the change `req` asks for, as far as dropping a file's
+/// privileges goes (vfs privileges.rs), from `/proc/<pid>/`: whether it has
+/// `CAP_FSETID` in the initial user namespace, as the kernel's `capable()`
+/// decides (its effective set counts only in the user namespace of pid 1,
+/// or of the mount itself where pid 1's cannot be read: root of a user
+/// namespace of its own, a rootless container, has no capability outside
+/// it), its filesystem group and its supplementary groups. A process that
+/// cannot be looked at counts as privileged only when it is root.
+fn changer_of(req: &Request) -> Changer {
     const CAP_FSETID: u32 = 4;
+    let pid = req.pid().to_string();
     let user_ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
-    let theirs = user_ns(&req.pid().to_string());
-    if theirs.is_some() && theirs != user_ns("1") {
-        return true;
-    }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", req.pid()));
-    let effective = status.ok().and_then(|status| {
-        status.lines().find_map(|line| {
-            let hex = line.strip_prefix("CapEff:")?;
-            u64::from_str_radix(hex.trim(), 16).ok()
+    let theirs = user_ns(&pid);
+    let initial = user_ns("1").or_else(|| user_ns("self"));
+    let foreign = theirs.is_some() && initial.is_some() && theirs != initial;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(str::trim)
+    };
+    let fsetid = match field("CapEff:").and_then(|hex| u64::from_str_radix(hex, 16).ok()) {
+        Some(caps) => !foreign && caps & (1 << CAP_FSETID) != 0,
+        None => req.uid() == 0,
+    };
+    let numbers = |text: Option<&str>| -> Vec<u32> {
+        text.map(|t| {
+            t.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
         })
-    });
-    match effective {
-        Some(caps) => caps & (1 << CAP_FSETID) == 0,
-        None => req.uid() != 0,
+        .unwrap_or_default()
+    };
+    // `Gid:` is real, effective, saved and filesystem group.
+    let fsgid = numbers(field("Gid:")).get(3).copied().unwrap_or(req.gid());
+    Changer {
+        fsetid,
+        fsgid,
+        groups: numbers(field("Groups:")),
     }
 }
 
@@ -369,8 +386,11 @@ impl Filesystem for GloboFs {
         ]
         .iter()
         .all(|none| *none);
-        let drop_privileges =
-            uid.is_some() || gid.is_some() || nothing_else || (size.is_some() && lacks_fsetid(req));
+        let drop_privileges = if uid.is_some() || gid.is_some() || nothing_else || size.is_some() {
+            Some(changer_of(req)).filter(|changer| size.is_none() || !changer.fsetid)
+        } else {
+            None
+        };
         let change = SetAttr {
             mode,
             uid,
@@ -501,8 +521,9 @@ impl Filesystem for GloboFs {
         let mut stale = opened.stale_attrs;
         // FUSE_OPEN_KILL_SUIDGID, which fuser does not hand over: the kernel
         // sets it for an O_TRUNC open by a process without CAP_FSETID.
-        if write && flags.0 & libc::O_TRUNC != 0 && lacks_fsetid(req) {
-            match self.vfs.drop_privileges(ino.0) {
+        let changer = (write && flags.0 & libc::O_TRUNC != 0).then(|| changer_of(req));
+        if let Some(changer) = changer.filter(|changer| !changer.fsetid) {
+            match self.vfs.drop_privileges(ino.0, &changer) {
                 Ok(dropped) => stale |= dropped,
                 Err(err) => {
                     failed("dropping privileges at an O_TRUNC open", &err);
@@ -562,7 +583,7 @@ impl Filesystem for GloboFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -577,7 +598,11 @@ impl Filesystem for GloboFs {
             reply.written(written);
             return;
         }
-        let (written, dropped) = try_reply!(self.vfs.write_unprivileged(fh.0, offset, data), reply);
+        let (written, dropped) = try_reply!(
+            self.vfs
+                .write_unprivileged(fh.0, offset, data, || changer_of(req)),
+            reply
+        );
         if dropped {
             self.drop_attrs(ino.0);
         }
@@ -806,7 +831,8 @@ impl Filesystem for GloboFs {
         try_reply!(self.vfs.fallocate(fh.0, offset, length, mode), reply);
         // The kernel's file_modified would drop privileges here; under
         // FUSE_HANDLE_KILLPRIV_V2 it leaves that to the mount.
-        if lacks_fsetid(req) && try_reply!(self.vfs.drop_privileges(ino.0), reply) {
+        let changer = changer_of(req);
+        if !changer.fsetid && try_reply!(self.vfs.drop_privileges(ino.0, &changer), reply) {
             self.drop_attrs(ino.0);
         }
         reply.ok();

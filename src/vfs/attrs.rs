@@ -29,7 +29,7 @@ pub(super) enum Made {
 }
 
 /// What a setattr changes (each `None` stays as it is).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SetAttr {
     pub mode: Option<u32>,
     pub uid: Option<u32>,
@@ -40,7 +40,7 @@ pub struct SetAttr {
     /// The change drops the file's setuid, setgid and capability
     /// (privileges.rs): a change of owner of a file, a truncation by a
     /// process without `CAP_FSETID`.
-    pub drop_privileges: bool,
+    pub drop_privileges: Option<privileges::Changer>,
 }
 
 const XATTR_CREATE: i32 = 1;
@@ -94,7 +94,10 @@ impl Vfs {
             records_owner = change.uid.is_some_and(|uid| uid != now.uid)
                 || change.gid.is_some_and(|gid| gid != now.gid);
         }
-        let drops = change.drop_privileges && self.holds_privileges(ino)?;
+        let drops = match &change.drop_privileges {
+            Some(_) => self.holds_privileges(ino)?,
+            None => false,
+        };
         if change.mode.is_some()
             || change.mtime.is_some()
             || change.atime.is_some()
@@ -102,8 +105,14 @@ impl Vfs {
             || drops
         {
             self.change_attrs(ino, change.mtime.is_some(), |content| {
-                if drops {
-                    privileges::drop_from(&mut content.mode, &mut content.posix.xattrs);
+                if let Some(changer) = change.drop_privileges.as_ref().filter(|_| drops) {
+                    let gid = content.posix.gid.unwrap_or(0);
+                    privileges::drop_from(
+                        &mut content.mode,
+                        &mut content.posix.xattrs,
+                        gid,
+                        changer,
+                    );
                 }
                 if let Some(mode) = change.mode {
                     content.mode = mode & 0o7777;

@@ -48,6 +48,7 @@ pub mod open_ahead;
 mod passthrough;
 pub mod past;
 mod privileges;
+pub use privileges::Changer;
 mod read;
 mod refused;
 mod sparse;

@@ -77,9 +77,12 @@ impl Vfs {
     pub fn mode(&self, ino: u64, opened: Opened, attached: bool) -> Mode {
         let fh = opened.fh;
         if attached {
-            // A file holding a privilege: this handle's writes come here,
-            // so that those of a process without CAP_FSETID drop it.
-            let direct = !opened.shares_cache || self.holds_privileges(ino).unwrap_or(false);
+            // (A file holding a privilege shares it too: a write through
+            // passthrough by a process without CAP_FSETID makes the kernel
+            // ask for the drop with a setattr that sets nothing. Serving
+            // this handle directly instead stopped the mount following the
+            // attached writer's later writes: QA found them lost.)
+            let direct = !opened.shares_cache;
             if direct {
                 self.passthrough_refused(fh);
             }
