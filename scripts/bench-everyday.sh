@@ -93,7 +93,8 @@ if want tar; then
   # flushed for globofs, as ext4's is for ext4.
   bench tar-xf-sync "rm -rf $native/t $gmnt/t $bsrc/t; mkdir -p $native/t $gmnt/t $bsrc/t; sync" \
     "tar -C $native/t -xf $tarball && sync -f $native/t" \
-    "tar -C $gmnt/t -xf $tarball && sync -f $store"
+    "tar -C $gmnt/t -xf $tarball && sync -f $store" \
+    "tar -C $bmnt/t -xf $tarball && sync -f $bsrc"
 fi
 # The tree in place on every side for what follows.
 for d in "$native" "$gmnt" "$bsrc"; do rm -rf "$d/t"; mkdir -p "$d/t"; tar -C "$d/t" -xf "$tarball"; done
@@ -111,7 +112,7 @@ if want space; then
   printf 'store-bytes-per-file\t%s\t\t\n' "$((before / files))" >>"$results"
 fi
 if want git; then
-  mkdir -p "$native/g" "$gmnt/g"
+  mkdir -p "$native/g" "$gmnt/g" "$bmnt/g"
   python3 - "$native/g/src" <<'EOF'
 import os, sys
 root = sys.argv[1]
@@ -122,11 +123,12 @@ for i in range(2000):
     with open(os.path.join(d, "file%04d.rs" % i), "w") as f:
         f.write(("// module %d\nfn f%d() -> u32 { %d }\n" % (i, i, i)) * (1 + i % 30))
 EOF
-  rm -rf "$gmnt/g/src"; cp -a "$native/g/src" "$gmnt/g/src"
-  gitprep="for d in $native/g/src $gmnt/g/src; do rm -rf \$d/.git; git -C \$d init -q; git -C \$d config user.email b@e; git -C \$d config user.name bench; done; sync"
+  for d in "$gmnt" "$bmnt"; do rm -rf "$d/g/src"; cp -a "$native/g/src" "$d/g/src"; done
+  gitprep="for d in $native/g/src $gmnt/g/src $bmnt/g/src; do rm -rf \$d/.git; git -C \$d init -q; git -C \$d config user.email b@e; git -C \$d config user.name bench; done; sync"
   bench git-add-commit-2000 "$gitprep" \
     "cd $native/g/src && git add -A && git commit -qm x" \
-    "cd $gmnt/g/src && git add -A && git commit -qm x"
+    "cd $gmnt/g/src && git add -A && git commit -qm x" \
+    "cd $bmnt/g/src && git add -A && git commit -qm x"
 fi
 if want sqlite; then
   for mode in DELETE WAL; do
@@ -157,8 +159,8 @@ if want put; then
   done
 fi
 if want rm; then
-  bench rm-rf "for d in $native $gmnt; do rm -rf \$d/r; mkdir -p \$d/r; tar -C \$d/r -xf $tarball; done; sync" \
-    "rm -rf $native/r && sync -f $native" "rm -rf $gmnt/r && sync -f $store"
+  bench rm-rf "for d in $native $gmnt $bmnt; do rm -rf \$d/r; mkdir -p \$d/r; tar -C \$d/r -xf $tarball; done; sync" \
+    "rm -rf $native/r && sync -f $native" "rm -rf $gmnt/r && sync -f $store" "rm -rf $bmnt/r && sync -f $bsrc"
 fi
 echo
 echo "| benchmark | ext4 (s) | globofs (s) | globofs/ext4 | bindfs (s) |"

@@ -115,6 +115,12 @@ impl GloboFs {
         }
     }
 
+    /// Whether `ino` holds setuid, setgid or a capability a change may
+    /// drop; when that cannot be told, yes (the core decides again).
+    fn holds_privileges(&self, ino: u64) -> bool {
+        self.vfs.holds_privileges(ino).unwrap_or(true)
+    }
+
     /// Answers an open: the core decides ([`Vfs::mode`]) from whether the inode
     /// has a backing file attached; this keeps the backing ids. Called with the
     /// map locked until the reply is sent.
@@ -248,10 +254,11 @@ fn time_of(time: TimeOrNow) -> SystemTime {
 fn changer_of(req: &Request) -> Changer {
     const CAP_FSETID: u32 = 4;
     let pid = req.pid().to_string();
+    static INITIAL: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
     let user_ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
     let theirs = user_ns(&pid);
-    let initial = user_ns("1").or_else(|| user_ns("self"));
-    let foreign = theirs.is_some() && initial.is_some() && theirs != initial;
+    let initial = INITIAL.get_or_init(|| user_ns("1").or_else(|| user_ns("self")));
+    let foreign = theirs.is_some() && initial.is_some() && theirs != *initial;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -386,7 +393,10 @@ impl Filesystem for GloboFs {
         ]
         .iter()
         .all(|none| *none);
-        let drop_privileges = if uid.is_some() || gid.is_some() || nothing_else || size.is_some() {
+        // The caller is looked at (in /proc) only when the file holds
+        // something to drop: tar's fchown of every file costs nothing more.
+        let may_drop = uid.is_some() || gid.is_some() || nothing_else || size.is_some();
+        let drop_privileges = if may_drop && self.holds_privileges(ino.0) {
             Some(changer_of(req)).filter(|changer| size.is_none() || !changer.fsetid)
         } else {
             None
@@ -521,7 +531,8 @@ impl Filesystem for GloboFs {
         let mut stale = opened.stale_attrs;
         // FUSE_OPEN_KILL_SUIDGID, which fuser does not hand over: the kernel
         // sets it for an O_TRUNC open by a process without CAP_FSETID.
-        let changer = (write && flags.0 & libc::O_TRUNC != 0).then(|| changer_of(req));
+        let changer = (write && flags.0 & libc::O_TRUNC != 0 && self.holds_privileges(ino.0))
+            .then(|| changer_of(req));
         if let Some(changer) = changer.filter(|changer| !changer.fsetid) {
             match self.vfs.drop_privileges(ino.0, &changer) {
                 Ok(dropped) => stale |= dropped,
@@ -831,9 +842,11 @@ impl Filesystem for GloboFs {
         try_reply!(self.vfs.fallocate(fh.0, offset, length, mode), reply);
         // The kernel's file_modified would drop privileges here; under
         // FUSE_HANDLE_KILLPRIV_V2 it leaves that to the mount.
-        let changer = changer_of(req);
-        if !changer.fsetid && try_reply!(self.vfs.drop_privileges(ino.0, &changer), reply) {
-            self.drop_attrs(ino.0);
+        if self.holds_privileges(ino.0) {
+            let changer = changer_of(req);
+            if !changer.fsetid && try_reply!(self.vfs.drop_privileges(ino.0, &changer), reply) {
+                self.drop_attrs(ino.0);
+            }
         }
         reply.ok();
     }

@@ -123,7 +123,7 @@ impl Vfs {
 
     /// Whether `ino` is a file holding something a change may drop: as its
     /// open writers have it, else as its current version.
-    pub(super) fn holds_privileges(&self, ino: u64) -> VfsResult<bool> {
+    pub fn holds_privileges(&self, ino: u64) -> VfsResult<bool> {
         if let Some(dirty) = self.dirty_of(ino) {
             if let Some(base) = lock(&dirty).base.as_ref() {
                 return Ok(held_by(base));
