@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Everyday work on the mount against ext4 on the same disk (issue 18): tar xf,
-# rm -rf, find / du / ls -lR (bindfs too: the FUSE floor), git add + commit,
+# rm -rf, find / du / ls -lR, git add + commit,
 # SQLite single-row commits (DELETE and WAL journals), a 4 KiB overwrite +
 # fsync in a 1 GiB file, `globofs put` against cp, and the store's bytes per
 # file. Side by side in one run, each figure the median of RUNS runs
 # (hyperfine); prints a markdown table of medians and globofs/ext4 ratios
-# for docs/PERFORMANCE.md.
+# for docs/PERFORMANCE.md. tar, rm, git and the listings run on two more
+# FUSE file systems too: bindfs, and examples/floorfs.rs (a pass-through with
+# the globofs mount's kernel settings: what FUSE itself costs here).
 #
 # Usage (as root): bash scripts/bench-everyday.sh [WORKDIR]
 #   RUNS=5             runs per figure
@@ -35,13 +37,17 @@ if [ -n "${GLOBOFS_BIN:-}" ]; then bin=$GLOBOFS_BIN; else
   cargo build --release --quiet
   bin=$PWD/target/release/globofs
 fi
+cargo build --release --quiet --example floorfs
+floorfs=$PWD/target/release/examples/floorfs
 want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 native=$work/ext4
 bsrc=$work/bindfs-src
 bmnt=$work/bindfs-mnt
+fsrc=$work/floor-src
+fmnt=$work/floor-mnt
 gmnt=$work/globofs-mnt
-mkdir -p "$native" "$bsrc" "$bmnt" "$gmnt"
+mkdir -p "$native" "$bsrc" "$bmnt" "$gmnt" "$fsrc" "$fmnt"
 node=5e1f0000-0000-4000-8000-0000000e7e12
 cat > "$work/spec.yaml" <<EOF
 volume: $work/volume
@@ -55,16 +61,20 @@ store=$work/volume/$node
 
 cleanup() {
   fusermount3 -uz "$bmnt" 2>/dev/null || true
+  fusermount3 -uz "$fmnt" 2>/dev/null || true
   [ -n "${gpid:-}" ] && kill -TERM "$gpid" 2>/dev/null && wait "$gpid" 2>/dev/null || true
   fusermount3 -uz "$gmnt" 2>/dev/null || true
 }
 trap cleanup EXIT
 "$bin" --spec "$work/spec.yaml" reconcile >/dev/null
 bindfs "$bsrc" "$bmnt"
+"$floorfs" "$fsrc" "$fmnt" 2>"$work/floor.log" &
 "$bin" --spec "$work/spec.yaml" mount 2>"$work/mount.log" &
 gpid=$!
 for _ in $(seq 100); do mountpoint -q "$gmnt" && break; sleep 0.1; done
 mountpoint -q "$gmnt" || { cat "$work/mount.log"; exit 1; }
+for _ in $(seq 100); do mountpoint -q "$fmnt" && break; sleep 0.1; done
+mountpoint -q "$fmnt" || { cat "$work/floor.log"; exit 1; }
 
 # The tree (scripts/tree.sh): deterministic, sizes log-uniform from 8 bytes to 4 MiB.
 . scripts/tree.sh
@@ -75,35 +85,38 @@ echo "tree: $ENTRIES entries, $files files, $(du -sh --apparent-size "$tarball" 
 results=$work/results.tsv
 : > "$results"
 median() { python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results']; print(' '.join('%.4f' % x['median'] for x in r))" "$1"; }
-# bench NAME PREPARE CMD_EXT4 CMD_GLOBOFS [CMD_BINDFS] -> a row of medians and the ratio
+# bench NAME PREPARE CMD_EXT4 CMD_GLOBOFS [CMD_BINDFS CMD_FLOOR] -> a row of
+# medians and the ratios
 bench() {
-  local name=$1 prep=$2 a=$3 g=$4 b=${5:-}
+  local name=$1 prep=$2 a=$3 g=$4 b=${5:-} f=${6:-}
   local cmds=("$a" "$g")
-  [ -n "$b" ] && cmds+=("$b")
+  [ -n "$b" ] && cmds+=("$b" "$f")
   hyperfine --runs "$RUNS" --prepare "$prep" --export-json "$work/$name.json" "${cmds[@]}" >/dev/null
-  read -r ta tg tb <<<"$(median "$work/$name.json")"
-  printf '%s\t%s\t%s\t%s\n' "$name" "$ta" "$tg" "${tb:-}" >>"$results"
+  read -r ta tg tb tf <<<"$(median "$work/$name.json")"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$ta" "$tg" "${tb:-}" "${tf:-}" >>"$results"
   printf '%-28s ext4 %8.3fs  globofs %8.3fs  %6.1fx%s\n' "$name" "$ta" "$tg" \
-    "$(python3 -c "print($tg/$ta)")" "${tb:+  bindfs ${tb}s ($(python3 -c "print(round($tg/$tb,2))")x bindfs)}"
+    "$(python3 -c "print($tg/$ta)")" \
+    "${tb:+  bindfs ${tb}s  floor ${tf}s ($(python3 -c "print(round($tf/$ta,2))")x ext4)}"
 }
 
 if want tar; then
   # `sync -f` of the mount reaches no FUSE file system (the kernel sends
   # syncfs to virtiofs only): the store's own file system is what is
   # flushed for globofs, as ext4's is for ext4.
-  bench tar-xf-sync "rm -rf $native/t $gmnt/t $bsrc/t; mkdir -p $native/t $gmnt/t $bsrc/t; sync" \
+  bench tar-xf-sync "rm -rf $native/t $gmnt/t $bsrc/t $fsrc/t; mkdir -p $native/t $gmnt/t $bsrc/t $fsrc/t; sync" \
     "tar -C $native/t -xf $tarball && sync -f $native/t" \
     "tar -C $gmnt/t -xf $tarball && sync -f $store" \
-    "tar -C $bmnt/t -xf $tarball && sync -f $bsrc"
+    "tar -C $bmnt/t -xf $tarball && sync -f $bsrc" \
+    "tar -C $fmnt/t -xf $tarball && sync -f $fsrc"
 fi
 # The tree in place on every side for what follows.
-for d in "$native" "$gmnt" "$bsrc"; do rm -rf "$d/t"; mkdir -p "$d/t"; tar -C "$d/t" -xf "$tarball"; done
+for d in "$native" "$gmnt" "$bsrc" "$fsrc"; do rm -rf "$d/t"; mkdir -p "$d/t"; tar -C "$d/t" -xf "$tarball"; done
 sync
 if want meta; then
   for pair in "find:find . | wc -l" "du:du -s ." "ls-lR:ls -lR . > /dev/null"; do
     name="warm-${pair%%:*}" tool=${pair#*:}
-    bench "$name" "cd $native/t && $tool; cd $gmnt/t && $tool; cd $bmnt/t && $tool" \
-      "cd $native/t && $tool" "cd $gmnt/t && $tool" "cd $bmnt/t && $tool"
+    bench "$name" "cd $native/t && $tool; cd $gmnt/t && $tool; cd $bmnt/t && $tool; cd $fmnt/t && $tool" \
+      "cd $native/t && $tool" "cd $gmnt/t && $tool" "cd $bmnt/t && $tool" "cd $fmnt/t && $tool"
   done
 fi
 if want space; then
@@ -112,7 +125,7 @@ if want space; then
   printf 'store-bytes-per-file\t%s\t\t\n' "$((before / files))" >>"$results"
 fi
 if want git; then
-  mkdir -p "$native/g" "$gmnt/g" "$bmnt/g"
+  mkdir -p "$native/g" "$gmnt/g" "$bmnt/g" "$fmnt/g"
   python3 - "$native/g/src" <<'EOF'
 import os, sys
 root = sys.argv[1]
@@ -123,12 +136,13 @@ for i in range(2000):
     with open(os.path.join(d, "file%04d.rs" % i), "w") as f:
         f.write(("// module %d\nfn f%d() -> u32 { %d }\n" % (i, i, i)) * (1 + i % 30))
 EOF
-  for d in "$gmnt" "$bmnt"; do rm -rf "$d/g/src"; cp -a "$native/g/src" "$d/g/src"; done
-  gitprep="for d in $native/g/src $gmnt/g/src $bmnt/g/src; do rm -rf \$d/.git; git -C \$d init -q; git -C \$d config user.email b@e; git -C \$d config user.name bench; done; sync"
+  for d in "$gmnt" "$bmnt" "$fmnt"; do rm -rf "$d/g/src"; cp -a "$native/g/src" "$d/g/src"; done
+  gitprep="for d in $native/g/src $gmnt/g/src $bmnt/g/src $fmnt/g/src; do rm -rf \$d/.git; git -C \$d init -q; git -C \$d config user.email b@e; git -C \$d config user.name bench; done; sync"
   bench git-add-commit-2000 "$gitprep" \
     "cd $native/g/src && git add -A && git commit -qm x" \
     "cd $gmnt/g/src && git add -A && git commit -qm x" \
-    "cd $bmnt/g/src && git add -A && git commit -qm x"
+    "cd $bmnt/g/src && git add -A && git commit -qm x" \
+    "cd $fmnt/g/src && git add -A && git commit -qm x"
 fi
 if want sqlite; then
   for mode in DELETE WAL; do
@@ -159,13 +173,18 @@ if want put; then
   done
 fi
 if want rm; then
-  bench rm-rf "for d in $native $gmnt $bmnt; do rm -rf \$d/r; mkdir -p \$d/r; tar -C \$d/r -xf $tarball; done; sync" \
-    "rm -rf $native/r && sync -f $native" "rm -rf $gmnt/r && sync -f $store" "rm -rf $bmnt/r && sync -f $bsrc"
+  # (bindfs's and the floor's copies are made beneath them: quicker, and
+  # neither keeps anything of its own)
+  bench rm-rf "for d in $native $gmnt $bsrc $fsrc; do rm -rf \$d/r; mkdir -p \$d/r; tar -C \$d/r -xf $tarball; done; sync" \
+    "rm -rf $native/r && sync -f $native" "rm -rf $gmnt/r && sync -f $store" \
+    "rm -rf $bmnt/r && sync -f $bsrc" "rm -rf $fmnt/r && sync -f $fsrc"
 fi
 echo
-echo "| benchmark | ext4 (s) | globofs (s) | globofs/ext4 | bindfs (s) |"
-echo "| --- | --- | --- | --- | --- |"
-while IFS=$'\t' read -r name a g b; do
-  if [ -z "$g" ]; then echo "| $name | $a | | | |"; continue; fi
-  echo "| $name | $a | $g | $(python3 -c "print('%.2fx' % ($g/$a))") | ${b:-} |"
+echo "| benchmark | ext4 (s) | globofs (s) | globofs/ext4 | bindfs (s) | floor (s) | floor/ext4 | globofs/floor |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+while IFS=$'\t' read -r name a g b f; do
+  if [ -z "$g" ]; then echo "| $name | $a | | | | | | |"; continue; fi
+  ratios=" | |"
+  [ -n "$f" ] && ratios=" | $(python3 -c "print('%.2fx | %.2fx' % ($f/$a, $g/$f))") |"
+  echo "| $name | $a | $g | $(python3 -c "print('%.2fx' % ($g/$a))") | ${b:-} | ${f:-}$ratios"
 done < "$results"
