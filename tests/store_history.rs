@@ -244,8 +244,7 @@ fn a_new_id_is_past_its_parent_even_when_the_clock_is_behind() {
     future.id = ahead;
     future.parents = vec![now.id];
     future.node = "ea8192ee-593f-437f-af60-90d213995480".parse().unwrap();
-    let dir = store.path_dir(&path).join("versions");
-    fs::write(dir.join(ahead.to_string()), future.to_text()).unwrap();
+    store.import_version(&future).unwrap();
     let next = store.set_attrs(&path, Some(0o600), None).unwrap();
     assert_eq!(next.parents, vec![ahead]);
     assert_eq!(

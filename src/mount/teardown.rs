@@ -77,6 +77,13 @@ fn stop(
                     // Leaving: the session thread ends with the process.
                     return Ok(vfs.open_handle_count().max(1));
                 }
+                // The last open file of a detached mount closed: the kernel
+                // ends the connection, and the session's next read may see
+                // it aborted rather than gone. Either is the end we asked for.
+                return match session::join(thread) {
+                    Err(err) if err.raw_os_error() == Some(libc::ECONNABORTED) => Ok(0),
+                    other => other.map(|()| 0),
+                };
             }
             Err(err) => return Err(err),
         }

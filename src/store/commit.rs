@@ -118,6 +118,7 @@ impl Store {
             .ok()
             .map(|m| super::heads::LogStamp::of_meta(&m));
         let heads = self.heads(path)?;
+        let first = heads.is_empty();
         // A writer that held its base while someone else replaced it
         // built on that base alone (FORMAT.md §10.5).
         // A base dropped since (coalesced or pruned) was replaced too.
@@ -188,6 +189,7 @@ impl Store {
                 &version,
                 before,
                 super::heads::LogStamp::of_meta(&after),
+                first,
             );
         }
         if !forked {

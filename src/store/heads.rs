@@ -131,10 +131,35 @@ impl Heads {
 
     /// `version` was just published at `path` by this process and logged,
     /// under the log's lock: the log went from `before` to `after`. Heads
-    /// remembered at `before` take it in and are at `after` now.
-    pub fn committed(&self, path: &VPath, version: &Version, before: LogStamp, after: LogStamp) {
+    /// remembered at `before` take it in and are at `after` now. `first`:
+    /// `path` had no version file when it was listed under that lock, so
+    /// `version` is its whole history now (a new path: the next look at it,
+    /// a directory's times after a create among them, reads nothing).
+    pub fn committed(
+        &self,
+        path: &VPath,
+        version: &Version,
+        before: LogStamp,
+        after: LogStamp,
+        first: bool,
+    ) {
         let mut guard = lock(&self.known);
         let (paths, total) = &mut *guard;
+        if first && !paths.contains_key(path) {
+            if *total >= MAX_IDS || paths.len() >= MAX_PATHS {
+                paths.clear();
+                *total = 0;
+            }
+            let known = Known {
+                stamp: Some((after, Instant::now())),
+                ids: vec![version.id],
+                superseded: version.parents.iter().copied().collect(),
+                heads: vec![version.clone()],
+            };
+            *total += 1;
+            paths.insert(path.clone(), known);
+            return;
+        }
         let Some(known) = paths.get_mut(path) else {
             return;
         };
@@ -306,6 +331,25 @@ mod tests {
             assert_eq!(current, decided_whole(&store, &path), "step {i}");
             assert_eq!(store.heads(&path).unwrap(), vec![made.id], "step {i}");
         }
+    }
+
+    #[test]
+    fn a_new_path_is_decided_from_memory_until_another_process_adds_to_it() {
+        let (_dir, spec, store) = store();
+        let other = Store::open_spec(&spec).unwrap();
+        let path = VPath::from_escaped("new").unwrap();
+        let made = write(&store, &path, b"first");
+        // The version file, damaged in place: only a read would notice.
+        let file = store.versions_dir(&path).join(made.id.to_string());
+        let whole = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
+        assert_eq!(store.current(&path).unwrap().map(|v| v.id), Some(made.id));
+        assert_eq!(other.current(&path).unwrap(), None, "a reader sees it torn");
+        std::fs::write(&file, &whole).unwrap();
+        // Another process's version moves the log on: listed again.
+        let theirs = write(&other, &path, b"second");
+        assert_eq!(store.current(&path).unwrap().map(|v| v.id), Some(theirs.id));
+        assert_eq!(store.heads(&path).unwrap(), vec![theirs.id]);
     }
 
     #[test]
