@@ -795,7 +795,8 @@ impl Filesystem for GloboFs {
         reply: ReplyEmpty,
     ) {
         try_reply!(
-            self.vfs.setxattr(ino.0, name, value, flags, caller(req)),
+            self.vfs
+                .setxattr_by(ino.0, name, value, flags, caller(req), || changer_of(req)),
             reply
         );
         reply.ok();

@@ -757,3 +757,39 @@ fn a_passthrough_writer_keeps_its_writes_after_its_file_gains_setuid_and_is_open
         );
     }
 }
+
+/// Setting an access ACL drops setgid when the owner setting it is outside
+/// the file's group (Linux's `posix_acl_update_mode`), on the mount as on
+/// the disk beside it; inside the group, or as root, it stays.
+#[test]
+fn an_acl_set_by_an_owner_outside_the_group_drops_setgid_as_linux_does() {
+    let m = shared_mount("");
+    std::fs::create_dir(m.path("s")).unwrap();
+    std::fs::set_permissions(m.path("s"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let native = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(native.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // (name, the setter's uid and gid, or root)
+    let cases: [(&str, Option<(u32, u32)>); 3] = [
+        ("outside", Some((1000, 1001))),
+        ("inside", Some((1000, 1000))),
+        ("root", None),
+    ];
+    for (name, who) in cases {
+        let mut modes = Vec::new();
+        for dir in [m.path("s"), native.path().to_path_buf()] {
+            let file = dir.join(name);
+            privileged_file(&file, 0o2775);
+            let script = format!("setfacl -m u:nobody:r {}", file.display());
+            match who {
+                Some((uid, gid)) => {
+                    let (ok, err) = as_user(uid, gid, &script);
+                    assert!(ok, "{name}: {err}");
+                }
+                None => assert!(setfacl(&["-m", "u:nobody:r"], &file).status.success()),
+            }
+            modes.push(mode_bits(&file));
+        }
+        let expected = if name == "outside" { 0o0775 } else { 0o2775 };
+        assert_eq!(modes, vec![expected, expected], "{name}: mount, disk");
+    }
+}

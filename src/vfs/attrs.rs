@@ -290,6 +290,26 @@ impl Vfs {
         flags: i32,
         caller: Caller,
     ) -> VfsResult<()> {
+        let privileged = || privileges::Changer {
+            fsetid: true,
+            ..privileges::Changer::default()
+        };
+        self.setxattr_by(ino, name, value, flags, caller, privileged)
+    }
+
+    /// [`Vfs::setxattr`] by the process `changer` describes (asked only
+    /// when an access ACL is set on an entry holding setgid): as Linux's
+    /// `posix_acl_update_mode` does, setgid goes when that process is
+    /// outside the entry's group and lacks `CAP_FSETID`.
+    pub fn setxattr_by(
+        &self,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        caller: Caller,
+        changer: impl FnOnce() -> privileges::Changer,
+    ) -> VfsResult<()> {
         let name = name.as_bytes();
         check_xattr_name(ino, name, caller, true)?;
         if value.len() > XATTR_VALUE_MAX {
@@ -317,8 +337,14 @@ impl Vfs {
         }
         let mut xattrs = current.posix.xattrs.clone();
         let mut mode = None;
+        let mut kill_setgid = false;
         if acl::is_acl(name) {
             mode = acl::on_set(ino, &current, name, value, &mut xattrs)?;
+            if mode.is_some() && current.mode & libc::S_ISGID != 0 {
+                let gid = current.posix.gid.unwrap_or(0);
+                let changer = changer();
+                kill_setgid = !(changer.fsetid || changer.in_group(gid));
+            }
         } else {
             xattrs.insert(name.to_vec(), value.to_vec());
         }
@@ -334,6 +360,9 @@ impl Vfs {
             content.posix.xattrs = xattrs;
             if let Some(bits) = mode {
                 content.mode = content.mode & !0o777 | bits;
+            }
+            if kill_setgid {
+                content.mode &= !libc::S_ISGID;
             }
         })?;
         Ok(())

@@ -35,7 +35,7 @@ pub struct Changer {
 }
 
 impl Changer {
-    fn in_group(&self, gid: u32) -> bool {
+    pub(super) fn in_group(&self, gid: u32) -> bool {
         self.fsgid == gid || self.groups.contains(&gid)
     }
 }
