@@ -291,6 +291,10 @@ pub enum Command {
     #[command(hide = true)]
     Man { dir: PathBuf },
 
+    /// The guard a mount starts for its FUSE connection (not for users).
+    #[command(hide = true)]
+    FuseGuard { connection: u32, pid: u32 },
+
     /// Print a shell completion script.
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -626,6 +630,10 @@ fn run(mut cli: Cli) -> Result<(), Failure> {
             std::time::Duration::from_secs(stop_grace),
         ),
         Command::Man { dir } => commands::man(&dir),
+        Command::FuseGuard { connection, pid } => {
+            crate::mount::watch_fuse_connection(connection, pid);
+            Ok(())
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command(), "globofs", &mut std::io::stdout());
             Ok(())

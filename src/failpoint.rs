@@ -9,7 +9,9 @@
 //!
 //! Points: `commit:published` (version file linked, nothing logged),
 //! `commit:logged` (log line written, not journaled), `import:published`,
-//! `import:logged` (the same for a version sync imports).
+//! `import:logged` (the same for a version sync imports), `fuse:create`
+//! (a create request, before anything is made: its caller holds the
+//! directory's lock while it waits).
 
 use std::sync::OnceLock;
 

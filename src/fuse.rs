@@ -877,6 +877,7 @@ impl Filesystem for GloboFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        crate::failpoint::hit("fuse:create");
         let (attr, opened) = try_reply!(
             self.vfs
                 .create_or_open_as(parent.0, name, mode, flags, creator(req, umask)),

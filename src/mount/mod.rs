@@ -12,6 +12,7 @@
 //! into [`crate::cli`]: its errors are [`MountError`], which the command line
 //! turns into an exit code.
 
+mod guard;
 mod journal;
 mod maintain;
 mod reload;
@@ -20,6 +21,8 @@ mod signals;
 mod sync_loop;
 mod teardown;
 mod tuning;
+
+pub use guard::watch as watch_fuse_connection;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,6 +130,9 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
     )
     .map_err(|err| MountError::runtime(format!("mounting {}: {err}", mountpoint.display())))?;
     tuning::raise_readahead(mountpoint);
+    // Aborts the connection if this process is killed and cannot finish
+    // dying (guard.rs); ends with it otherwise.
+    let _guard = Guard(guard::start(mountpoint));
     tracing::info!(mountpoint = %mountpoint.display(), node = %spec.node, "mounted");
     crate::supervise::notify_ready();
 
@@ -181,6 +187,18 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
     // past SYNC_STOP_WAIT: the store is crash-safe, and the next pass resumes.
     join_within(syncing, SYNC_STOP_WAIT);
     teardown::finish(session, ending, mountpoint, &vfs, options.stop_grace)
+}
+
+/// The guard process, stopped when the mount ends normally.
+struct Guard(Option<std::process::Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// How long a stop waits for a sync pass in progress.
