@@ -172,12 +172,9 @@ impl Store {
     }
 
     /// `path` (current version `version`) leaves its group, if it is linked
-    /// in one: every other name gets a new version listing the rest. A name
-    /// left alone is not written: its version still lists `path`, whose
-    /// next version (the caller writes what replaces it: a tombstone, a
-    /// rename's target, a file without the keys) disagrees with it, so every
-    /// reader shows it as a file of its own (FORMAT §11), one version fewer
-    /// for each `link` + `unlink` (git's way to store an object).
+    /// in one: every other name gets a new version listing the rest (a name
+    /// left alone loses the keys). `path` itself is not written: the caller
+    /// writes what replaces it (a tombstone, a rename's target, ...).
     pub(super) fn leave_group(
         &self,
         _held: &WriterLock,
@@ -188,14 +185,13 @@ impl Store {
             return Ok(());
         };
         let rest = edited(&group.names, None, Some(path));
-        if rest.len() < 2 {
-            return Ok(());
-        }
         let mut content = Content::of(version);
-        content.posix.links = Some(Box::new(LinkGroup {
-            group: group.group,
-            names: rest.clone(),
-        }));
+        content.posix.links = (rest.len() >= 2).then(|| {
+            Box::new(LinkGroup {
+                group: group.group,
+                names: rest.clone(),
+            })
+        });
         for name in &rest {
             self.commit_held(name, content.clone(), false)?;
         }
@@ -384,19 +380,10 @@ mod tests {
         write(&store, "p", b"replaced");
         assert_eq!(group_of(&store, "a"), Some(vec![path("a"), path("z")]));
         assert_eq!(group_of(&store, "p"), None);
-        // The last name but one leaving: the other is a file of its own,
-        // without a version of its own for it (its list names a deleted
-        // path); the next change through it writes it without the keys.
-        let z_before = store.live(&path("z")).unwrap().unwrap();
+        // The last name but one leaving: the other is a file of its own.
         store.remove(&path("a")).unwrap();
         let z = store.live(&path("z")).unwrap().unwrap();
-        assert_eq!(z.id, z_before.id);
-        assert_eq!(group_of(&store, "z"), None);
-        store
-            .change_attrs(&path("z"), |content| content.mode = 0o600)
-            .unwrap();
-        let z = store.live(&path("z")).unwrap().unwrap();
-        assert_eq!((z.posix.links, z.mode), (None, 0o600));
+        assert_eq!(z.posix.links, None);
     }
 
     #[test]
