@@ -41,10 +41,27 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Where the kernel lists FUSE connections (the fusectl file system).
 const CONNECTIONS: &str = "/sys/fs/fuse/connections";
 
+/// The guard process of a running mount; stopped when dropped (the mount
+/// ended normally).
+pub(super) struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Starts the guard of the FUSE connection mounted at `mountpoint` (this
-/// process's own). `None`, logged, when it cannot be started: the mount
-/// works without it.
-pub(super) fn start(mountpoint: &Path) -> Option<Child> {
+/// process's own). Without one (logged) when it cannot be started: the
+/// mount works without it.
+pub(super) fn start(mountpoint: &Path) -> Guard {
+    Guard(spawn(mountpoint))
+}
+
+fn spawn(mountpoint: &Path) -> Option<Child> {
     let connection = match std::fs::metadata(mountpoint) {
         Ok(meta) => nix::sys::stat::minor(meta.dev()),
         Err(err) => {

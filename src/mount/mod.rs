@@ -132,7 +132,7 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
     tuning::raise_readahead(mountpoint);
     // Aborts the connection if this process is killed and cannot finish
     // dying (guard.rs); ends with it otherwise.
-    let _guard = Guard(guard::start(mountpoint));
+    let _guard = guard::start(mountpoint);
     tracing::info!(mountpoint = %mountpoint.display(), node = %spec.node, "mounted");
     crate::supervise::notify_ready();
 
@@ -187,18 +187,6 @@ pub fn run(spec: &Spec, options: &Options) -> Result<(), MountError> {
     // past SYNC_STOP_WAIT: the store is crash-safe, and the next pass resumes.
     join_within(syncing, SYNC_STOP_WAIT);
     teardown::finish(session, ending, mountpoint, &vfs, options.stop_grace)
-}
-
-/// The guard process, stopped when the mount ends normally.
-struct Guard(Option<std::process::Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// How long a stop waits for a sync pass in progress.

@@ -146,10 +146,7 @@ impl Heads {
         let mut guard = lock(&self.known);
         let (paths, total) = &mut *guard;
         if first && !paths.contains_key(path) {
-            if *total >= MAX_IDS || paths.len() >= MAX_PATHS {
-                paths.clear();
-                *total = 0;
-            }
+            make_room(paths, total, 1);
             let known = Known {
                 stamp: Some((after, Instant::now())),
                 ids: vec![version.id],
@@ -214,15 +211,21 @@ impl Heads {
         // while one is there.
         known.stamp = stamp.filter(|_| !torn).map(|stamp| (stamp, Instant::now()));
         let heads = known.heads.clone();
-        if *total + known.ids.len() > MAX_IDS || paths.len() >= MAX_PATHS {
-            paths.clear();
-            *total = 0;
-        }
+        make_room(paths, total, known.ids.len());
         if known.ids.len() <= MAX_IDS {
             *total += known.ids.len();
             paths.insert(path.clone(), known);
         }
         Ok(heads)
+    }
+}
+
+/// Empties the memory when `adding` more ids would pass [`MAX_IDS`] or one
+/// more path [`MAX_PATHS`].
+fn make_room(paths: &mut HashMap<VPath, Known>, total: &mut usize, adding: usize) {
+    if *total + adding > MAX_IDS || paths.len() >= MAX_PATHS {
+        paths.clear();
+        *total = 0;
     }
 }
 

@@ -342,8 +342,7 @@ impl Vfs {
             mode = acl::on_set(ino, &current, name, value, &mut xattrs)?;
             if mode.is_some() && current.mode & libc::S_ISGID != 0 {
                 let gid = current.posix.gid.unwrap_or(0);
-                let changer = changer();
-                kill_setgid = !(changer.fsetid || changer.in_group(gid));
+                kill_setgid = !changer().keeps_setgid(gid);
             }
         } else {
             xattrs.insert(name.to_vec(), value.to_vec());

@@ -35,8 +35,16 @@ pub struct Changer {
 }
 
 impl Changer {
-    pub(super) fn in_group(&self, gid: u32) -> bool {
+    fn in_group(&self, gid: u32) -> bool {
         self.fsgid == gid || self.groups.contains(&gid)
+    }
+
+    /// Whether a change by this process leaves setgid on an entry of group
+    /// `gid` that the change does not otherwise strip of it: only when it
+    /// is in that group or has `CAP_FSETID` (Linux's rule, for writes and
+    /// for `posix_acl_update_mode` alike).
+    pub(super) fn keeps_setgid(&self, gid: u32) -> bool {
+        self.fsetid || self.in_group(gid)
     }
 }
 
@@ -62,7 +70,7 @@ pub(super) fn drop_from(
     let before = *mode;
     *mode &= !libc::S_ISUID;
     let group_exec = *mode & libc::S_IXGRP != 0;
-    if group_exec || !(changer.fsetid || changer.in_group(gid)) {
+    if group_exec || !changer.keeps_setgid(gid) {
         *mode &= !libc::S_ISGID;
     }
     let capability = xattrs.remove(CAPABILITY).is_some();
