@@ -21,7 +21,9 @@ use fuser::{
 
 use tracing::Level;
 
-use crate::vfs::{Attr, Caller, Changer, DirEntry, Mode, NodeKind, Opened, SetAttr, Vfs, VfsError};
+use crate::vfs::{
+    Attr, Caller, Changer, DirEntry, Mode, NodeKind, Opened, SetAttr, Vfs, VfsError, WriteAt,
+};
 
 /// How long the kernel may cache attributes and entries. The journal follower
 /// (`mount/journal.rs`) has the kernel drop what another process or a peer
@@ -111,6 +113,15 @@ impl GloboFs {
         if let Some(notifier) = self.notifier.get() {
             if let Err(err) = notifier.inval_inode(INodeNo(ino), -1, 0) {
                 tracing::debug!(ino, error = %err, "dropping the kernel's attributes");
+            }
+        }
+    }
+
+    /// Has the kernel drop its attributes and cached pages of `ino`.
+    fn drop_pages(&self, ino: u64) {
+        if let Some(notifier) = self.notifier.get() {
+            if let Err(err) = notifier.inval_inode(INodeNo(ino), 0, 0) {
+                tracing::debug!(ino, error = %err, "dropping the kernel's pages");
             }
         }
     }
@@ -600,24 +611,33 @@ impl Filesystem for GloboFs {
         offset: u64,
         data: &[u8],
         write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        if !write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
-            let written = try_reply!(self.vfs.write(fh.0, offset, data), reply);
-            reply.written(written);
-            return;
-        }
-        let (written, dropped) = try_reply!(
-            self.vfs
-                .write_unprivileged(fh.0, offset, data, || changer_of(req)),
-            reply
-        );
-        if dropped {
+        let at = if flags.0 & libc::O_APPEND != 0 {
+            WriteAt::End(offset)
+        } else {
+            WriteAt::Offset(offset)
+        };
+        let (written, dropped) = if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            try_reply!(
+                self.vfs
+                    .write_unprivileged(fh.0, at, data, || changer_of(req)),
+                reply
+            )
+        } else {
+            (try_reply!(self.vfs.write_at(fh.0, at, data), reply), false)
+        };
+        reply.written(written.count);
+        if written.moved(at) {
+            // The kernel copied the bytes into its page cache at the offset
+            // it chose and grew its size from there: both are wrong. Told
+            // after the reply, while the write no longer holds those pages.
+            self.drop_pages(ino.0);
+        } else if dropped {
             self.drop_attrs(ino.0);
         }
-        reply.written(written);
     }
 
     fn flush(
@@ -631,11 +651,13 @@ impl Filesystem for GloboFs {
         // Every close(2): the version becomes atomic and visible now; the
         // kernel's attributes (ctime) are those of before it (and, for a new
         // file's first version, its directory's times).
-        let (changed, parent) = try_reply!(self.vfs.commit_for_kernel(fh.0, false), reply);
-        if changed {
+        let flushed = try_reply!(self.vfs.commit_for_kernel(fh.0, false), reply);
+        if flushed.rebased {
+            self.drop_pages(ino.0);
+        } else if flushed.changed {
             self.drop_attrs(ino.0);
         }
-        if let Some(parent) = parent {
+        if let Some(parent) = flushed.parent {
             self.drop_attrs(parent);
         }
         reply.ok();
@@ -667,11 +689,13 @@ impl Filesystem for GloboFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let (changed, parent) = try_reply!(self.vfs.commit_for_kernel(fh.0, true), reply);
-        if changed {
+        let flushed = try_reply!(self.vfs.commit_for_kernel(fh.0, true), reply);
+        if flushed.rebased {
+            self.drop_pages(ino.0);
+        } else if flushed.changed {
             self.drop_attrs(ino.0);
         }
-        if let Some(parent) = parent {
+        if let Some(parent) = flushed.parent {
             self.drop_attrs(parent);
         }
         reply.ok();

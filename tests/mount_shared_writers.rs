@@ -250,3 +250,41 @@ fn a_writer_whose_base_was_coalesced_away_still_keeps_the_other_version_as_a_con
     both.sort();
     assert_eq!(both, [b"HERE".to_vec(), b"elsewhere".to_vec()]);
 }
+
+/// `>>` through a second mount of the node whose kernel still holds the
+/// file's old size lands at the end, not over the other mount's bytes or
+/// past the end (QA: lines overwritten and NUL bytes when two mounts
+/// appended to one log); and a logger holding the file open on one mount
+/// while the other appends keeps both in one file, without a conflict copy.
+#[test]
+fn appends_through_two_mounts_of_a_node_land_at_the_end_of_one_file() {
+    let m = Mounted::new();
+    let other = m.second_mount();
+    std::fs::write(m.path("log"), b"aaaa\n").unwrap();
+    // The other mount's kernel learns size 5.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read(other.path("log")).unwrap() != b"aaaa\n" {
+        assert!(std::time::Instant::now() < deadline, "never showed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::metadata(other.path("log")).unwrap().len(), 5);
+    appender(&m, "log").write_all(b"bbbbbbbb\n").unwrap();
+    // At once: before the other mount's journal follower hears of it.
+    appender(&other, "log").write_all(b"x\n").unwrap();
+    assert_eq!(store_get(&m, "/log"), b"aaaa\nbbbbbbbb\nx\n");
+    // What the other mount shows agrees (its kernel was told).
+    assert_eq!(
+        std::fs::read(other.path("log")).unwrap(),
+        b"aaaa\nbbbbbbbb\nx\n"
+    );
+
+    let mut logger = appender(&m, "log");
+    logger.write_all(b"held 1\n").unwrap();
+    appender(&other, "log").write_all(b"other\n").unwrap();
+    logger.write_all(b"held 2\n").unwrap();
+    drop(logger);
+    let want = b"aaaa\nbbbbbbbb\nx\nother\nheld 1\nheld 2\n";
+    assert_eq!(store_get(&m, "/log"), want);
+    assert_eq!(std::fs::read(m.path("log")).unwrap(), want);
+    assert_eq!(names(&m.mnt), ["log"], "no conflict copy");
+}

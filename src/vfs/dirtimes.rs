@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use super::Vfs;
 use super::error::VfsResult;
 use super::locks::lock;
-use super::types::Attr;
+use super::types::{Attr, Flushed};
 use crate::layout::VPath;
 use crate::store::{Mtime, Version};
 
@@ -72,14 +72,20 @@ impl Vfs {
     /// the kernel must drop: the parent of a file created here whose first
     /// version this commit made (the create moves the directory's times only
     /// now, and the kernel may have asked for them since the create).
-    pub fn commit_for_kernel(&self, fh: u64, durable: bool) -> VfsResult<(bool, Option<u64>)> {
-        let first = match self.writers_state(fh) {
-            Ok(dirty) => lock(&dirty).base.as_ref().is_none_or(|b| b.id.secs == 0),
-            Err(_) => false,
-        };
+    pub fn commit_for_kernel(&self, fh: u64, durable: bool) -> VfsResult<Flushed> {
+        let state = self.writers_state(fh).ok();
+        let first = state
+            .as_ref()
+            .is_some_and(|dirty| lock(dirty).base.as_ref().is_none_or(|b| b.id.secs == 0));
         let changed = self.commit_changed(fh, durable)?;
+        let rebased = state.is_some_and(|dirty| std::mem::take(&mut lock(&dirty).rebased));
+        let mut flushed = Flushed {
+            changed,
+            rebased,
+            parent: None,
+        };
         if !(changed && first) {
-            return Ok((changed, None));
+            return Ok(flushed);
         }
         let ino = lock(&*self.handle(fh)?).ino;
         let parent = self
@@ -87,6 +93,7 @@ impl Vfs {
             .ok()
             .and_then(|path| path.parent())
             .and_then(|parent| self.ino_of(&parent));
-        Ok((changed, parent))
+        flushed.parent = parent;
+        Ok(flushed)
     }
 }

@@ -120,6 +120,7 @@ impl Vfs {
         } else {
             base.as_ref().map_or(0, |b| b.size)
         };
+        let base_id = base.as_ref().map(|b| b.id);
         let mut cache = WriteCache::new(&self.store, base.as_ref(), size)?;
         if truncate && base.is_some() {
             // O_TRUNC of an existing file moves its mtime and ctime, even
@@ -138,6 +139,7 @@ impl Vfs {
                 cache,
                 users: 1,
                 writers: 1,
+                rebased: false,
             },
         ));
         map.insert(ino, Arc::clone(&dirty));
@@ -145,12 +147,16 @@ impl Vfs {
         drop(names);
         self.page_cache_unknown(ino);
         let fh = self.dirty_handle(ino, dirty, true);
+        // The kernel places an O_APPEND write at the size it holds: when it
+        // holds another version's (one another mount replaced), it must ask
+        // again, or the write lands inside or past this base's bytes.
+        let stale_attrs = base_id.is_some_and(|id| self.describes_other(ino, id));
         Ok(Opened {
             fh,
             shares_cache: backing.is_some(),
             backing,
             keep_cache: false,
-            stale_attrs: false,
+            stale_attrs,
         })
     }
 
@@ -431,6 +437,7 @@ impl Vfs {
                 cache,
                 users: 1,
                 writers: 1,
+                rebased: false,
             },
         ));
         lock(&self.dirty).insert(ino, Arc::clone(&dirty));

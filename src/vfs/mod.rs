@@ -50,6 +50,7 @@ pub mod past;
 mod privileges;
 pub use privileges::Changer;
 mod read;
+mod rebase;
 mod refused;
 mod sparse;
 #[cfg(test)]
@@ -78,7 +79,10 @@ use crate::store::{Kind, Store, StoreError, Version};
 
 pub use attrs::SetAttr;
 pub use error::{Errno, VfsError, VfsResult};
-pub use types::{Attr, Caller, DirEntry, FsStats, Invalidation, Mode, NodeKind, Opened};
+pub use types::{
+    Attr, Caller, DirEntry, Flushed, FsStats, Invalidation, Mode, NodeKind, Opened, WriteAt,
+    Written,
+};
 
 /// The root directory's inode number.
 pub const ROOT_INO: u64 = 1;

@@ -16,9 +16,9 @@
 //! passthrough writer's write to a file that gained one meanwhile arrives as
 //! a setattr that sets nothing (the adapter's `setattr`).
 
-use super::Vfs;
 use super::error::VfsResult;
 use super::locks::lock;
+use super::{Vfs, WriteAt, Written};
 use crate::store::Version;
 
 /// The extended attribute a file capability is stored in.
@@ -93,16 +93,16 @@ impl Vfs {
     pub fn write_unprivileged(
         &self,
         fh: u64,
-        offset: u64,
+        at: WriteAt,
         data: &[u8],
         changer: impl FnOnce() -> Changer,
-    ) -> VfsResult<(u32, bool)> {
+    ) -> VfsResult<(Written, bool)> {
         let dirty = self.writers_state(fh)?;
         let mut guard = lock(&dirty);
         let state = &mut *guard;
         let written = state
             .cache
-            .write(&self.store, state.base.as_ref(), offset, data)?;
+            .write_at(&self.store, state.base.as_ref(), at, data)?;
         let dropped = match state.base.as_mut().filter(|base| held_by(base)) {
             Some(base) => drop_from_version(base, &changer()),
             None => false,

@@ -780,3 +780,114 @@ fn a_release_while_another_writer_is_writing_commits_nothing_of_its_writes() {
     want[4200..4400].fill(b'2');
     assert!(vfs.read_whole(&path).unwrap() == want);
 }
+
+/// Two mounts of one node (two `Vfs` on one store) and a file `f` holding
+/// `data`, looked up in both.
+fn two_mounts(data: &[u8]) -> (tempfile::TempDir, Vfs, Vfs, u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crate::store::scratch_spec(dir.path());
+    let one = Vfs::new(Arc::new(Store::open_spec(&spec).unwrap()));
+    let two = Vfs::new(Arc::new(Store::open_spec(&spec).unwrap()));
+    one.write_whole(&VPath::from_escaped("f").unwrap(), data)
+        .unwrap();
+    let ino_one = one.lookup(ROOT_INO, OsStr::new("f")).unwrap().ino;
+    let ino_two = two.lookup(ROOT_INO, OsStr::new("f")).unwrap().ino;
+    (dir, one, two, ino_one, ino_two)
+}
+
+/// The names in the root (conflict copies show there).
+fn root_names(vfs: &Vfs) -> Vec<String> {
+    let mut names: Vec<String> = vfs
+        .readdir(ROOT_INO)
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_append_goes_to_the_end_of_the_file_not_to_the_size_the_kernel_holds() {
+    let (_dir, one, two, ino_one, ino_two) = two_mounts(b"aaaa\n");
+    // The second mount's kernel holds size 5; the first mount appends.
+    let fh = one.open(ino_one, true, false).unwrap().fh;
+    one.write_at(fh, WriteAt::End(5), b"bbbbbbbb\n").unwrap();
+    one.commit(fh, false).unwrap();
+    one.release(fh).unwrap();
+    // An O_APPEND write through the second mount, placed by its kernel at 5.
+    let fh = two.open(ino_two, true, false).unwrap().fh;
+    let at = WriteAt::End(5);
+    let written = two.write_at(fh, at, b"x\n").unwrap();
+    assert_eq!(written.offset, 14, "appended where the file ends");
+    assert!(written.moved(at), "the kernel is told its pages are wrong");
+    two.commit(fh, false).unwrap();
+    two.release(fh).unwrap();
+    let path = VPath::from_escaped("f").unwrap();
+    assert_eq!(one.read_whole(&path).unwrap(), b"aaaa\nbbbbbbbb\nx\n");
+    // A positioned write stays where it was asked to go.
+    let fh = two.open(ino_two, true, false).unwrap().fh;
+    let at = WriteAt::Offset(0);
+    assert!(!two.write_at(fh, at, b"A").unwrap().moved(at));
+    two.commit(fh, false).unwrap();
+    two.release(fh).unwrap();
+    assert_eq!(one.read_whole(&path).unwrap(), b"Aaaa\nbbbbbbbb\nx\n");
+}
+
+#[test]
+fn appends_through_two_mounts_of_a_node_end_up_in_one_file() {
+    let (_dir, one, two, ino_one, ino_two) = two_mounts(b"start\n");
+    let path = VPath::from_escaped("f").unwrap();
+    // A logger holds the file open on the first mount...
+    let logger = one.open(ino_one, true, false).unwrap().fh;
+    one.write_at(logger, WriteAt::End(6), b"one 1\n").unwrap();
+    // ...while another process appends through the second mount and closes.
+    let other = two.open(ino_two, true, false).unwrap().fh;
+    two.write_at(other, WriteAt::End(6), b"two 1\n").unwrap();
+    assert!(!two.commit_for_kernel(other, false).unwrap().rebased);
+    two.release(other).unwrap();
+    // The logger's close moves its lines after those.
+    one.write_at(logger, WriteAt::End(12), b"one 2\n").unwrap();
+    let flushed = one.commit_for_kernel(logger, false).unwrap();
+    assert!(flushed.changed && flushed.rebased, "{flushed:?}");
+    assert_eq!(
+        one.read_whole(&path).unwrap(),
+        b"start\ntwo 1\none 1\none 2\n"
+    );
+    // The state goes on from the rebased version: later appends follow.
+    one.write_at(logger, WriteAt::End(18), b"one 3\n").unwrap();
+    one.commit(logger, false).unwrap();
+    one.release(logger).unwrap();
+    assert_eq!(
+        two.read_whole(&path).unwrap(),
+        b"start\ntwo 1\none 1\none 2\none 3\n"
+    );
+    assert_eq!(root_names(&one), ["f"], "no conflict copy");
+}
+
+#[test]
+fn a_write_below_the_end_is_not_rebased_and_keeps_its_conflict_copy() {
+    let (_dir, one, two, ino_one, ino_two) = two_mounts(b"0123456789\n");
+    let editor = one.open(ino_one, true, false).unwrap().fh;
+    one.write(editor, 0, b"AB").unwrap();
+    let other = two.open(ino_two, true, false).unwrap().fh;
+    two.write_at(other, WriteAt::End(11), b"more\n").unwrap();
+    two.commit(other, false).unwrap();
+    two.release(other).unwrap();
+    let flushed = one.commit_for_kernel(editor, false).unwrap();
+    assert!(!flushed.rebased);
+    one.release(editor).unwrap();
+    // Both kept: the file and one conflict copy, holding the two edits.
+    let names = root_names(&one);
+    assert_eq!(names.len(), 2, "{names:?}");
+    let mut contents: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| one.read_whole(&VPath::from_escaped(n).unwrap()).unwrap())
+        .collect();
+    contents.sort();
+    assert_eq!(
+        contents,
+        [b"0123456789\nmore\n".to_vec(), b"AB23456789\n".to_vec()]
+    );
+}

@@ -72,6 +72,49 @@ pub struct FsStats {
     pub namelen: u32,
 }
 
+/// Where a write goes. The kernel (which keeps no write-back cache here)
+/// places an `O_APPEND` write at the size it holds, which is stale when
+/// another mount, a `globofs put` or a peer replaced the file since it last
+/// asked: such a write goes to the end of the file as this mount holds it
+/// (what a local file system's append does), not to that offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteAt {
+    /// At this offset.
+    Offset(u64),
+    /// At the end of the handle's write state; the offset the kernel gave.
+    End(u64),
+}
+
+/// A write done: how many bytes, and where they went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub count: u32,
+    pub offset: u64,
+}
+
+impl Written {
+    /// Whether the bytes went somewhere other than where the kernel put
+    /// them in its page cache and size: it must drop both.
+    pub fn moved(&self, at: WriteAt) -> bool {
+        match at {
+            WriteAt::Offset(offset) | WriteAt::End(offset) => offset != self.offset,
+        }
+    }
+}
+
+/// What a close or fsync did, for the kernel's caches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// A new version was made (its ctime is not what the kernel was told).
+    pub changed: bool,
+    /// Its appends moved to the end of a version that replaced their base
+    /// ([`super::rebase`]): the kernel's pages and size are stale too.
+    pub rebased: bool,
+    /// The directory whose attributes the kernel must drop: the parent of a
+    /// file created here whose first version this commit made.
+    pub parent: Option<u64>,
+}
+
 /// What `open` hands the adapter.
 #[derive(Debug)]
 pub struct Opened {

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use super::Vfs;
 use super::error::{VfsError, VfsResult};
 use super::locks::Ranked;
 use super::locks::lock;
 use super::write_cache::{Dirty, WriteCache};
+use super::{Vfs, WriteAt, Written};
 use crate::store::{Attrs, Kind, Mtime, Version};
 
 impl Vfs {
@@ -38,14 +38,19 @@ impl Vfs {
         made
     }
 
-    /// Writes into an open file's cache.
+    /// Writes into an open file's cache at `offset`.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> VfsResult<u32> {
+        Ok(self.write_at(fh, WriteAt::Offset(offset), data)?.count)
+    }
+
+    /// Writes into an open file's cache where `at` says.
+    pub fn write_at(&self, fh: u64, at: WriteAt, data: &[u8]) -> VfsResult<Written> {
         let dirty = self.writers_state(fh)?;
         let mut guard = lock(&dirty);
         let state = &mut *guard;
         state
             .cache
-            .write(&self.store, state.base.as_ref(), offset, data)
+            .write_at(&self.store, state.base.as_ref(), at, data)
     }
 
     /// The write state of writer handle `fh` (EBADF for a reader).
@@ -137,6 +142,10 @@ impl Vfs {
             return Ok(());
         }
         let held = self.store.writer_lock()?;
+        if self.rebase_appends(&path, state)? {
+            state.rebased = true;
+        }
+        let cache = &mut state.cache;
         let base = state.base.clone();
         let bs = cache.block_size;
         let count = crate::store::version::Version::block_count(cache.size, bs);

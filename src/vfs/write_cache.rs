@@ -59,6 +59,10 @@ pub(super) struct WriteCache {
     /// this state since the last commit: the next commit is a new version
     /// even if the bytes are the base's, and the ctime shown until then.
     attrs_changed: Option<SystemTime>,
+    /// The lowest offset a write or truncation changed since the last
+    /// commit (`None`: nothing yet): at or past the base's end, the state
+    /// only appended ([`super::rebase`]).
+    low_water: Option<u64>,
 }
 
 /// The writes to an inode while writers have it open in this mount. Every
@@ -74,6 +78,9 @@ pub(super) struct Dirty {
     /// Of those, the writers: while there is one, a close or fsync will
     /// commit what is folded into the state.
     pub(super) writers: usize,
+    /// A commit moved its appends onto a newer version ([`super::rebase`])
+    /// since the kernel was last told: its pages and size are stale.
+    pub(super) rebased: bool,
 }
 
 impl WriteCache {
@@ -102,6 +109,7 @@ impl WriteCache {
             modified: None,
             direct_mtime: None,
             attrs_changed: None,
+            low_water: None,
         })
     }
 
@@ -252,6 +260,10 @@ impl WriteCache {
     /// Notes that the bytes in `range` may differ from the base's now: the
     /// pages they touch, and the hash states of their blocks past the start.
     fn note_change(&mut self, range: Range<u64>) {
+        self.low_water = Some(
+            self.low_water
+                .map_or(range.start, |low| low.min(range.start)),
+        );
         if range.is_empty() {
             return;
         }
@@ -275,6 +287,23 @@ impl WriteCache {
 
     /// Writes `data` at `offset` (blocks it covers only in part are first
     /// copied from `base`).
+    /// [`WriteCache::write`] where `at` says (the end: this cache's size,
+    /// decided under the state's lock, so appends never overlap).
+    pub(super) fn write_at(
+        &mut self,
+        store: &Store,
+        base: Option<&Version>,
+        at: super::WriteAt,
+        data: &[u8],
+    ) -> VfsResult<super::Written> {
+        let offset = match at {
+            super::WriteAt::Offset(offset) => offset,
+            super::WriteAt::End(_) => self.size,
+        };
+        let count = self.write(store, base, offset, data)?;
+        Ok(super::Written { count, offset })
+    }
+
     pub(super) fn write(
         &mut self,
         store: &Store,
@@ -439,9 +468,16 @@ impl WriteCache {
         self.changed = false;
         self.modified = None;
         self.attrs_changed = None;
+        self.low_water = None;
         if self.direct {
             self.direct_mtime = self.file_mtime();
         }
+    }
+
+    /// Whether every change since the last commit lies at or past
+    /// `base_size` (the base's end): appends only.
+    pub(super) fn only_appended(&self, base_size: u64) -> bool {
+        !self.direct && self.size >= base_size && self.low_water.is_none_or(|low| low >= base_size)
     }
 }
 

@@ -1,0 +1,88 @@
+//! Appends rebased onto a version that replaced their base. A write state
+//! that only appended to its base (nothing below the base's end written,
+//! truncated or changed in its attributes) and finds, when it commits, that
+//! another mount of this node, a `globofs put` or a peer's applied version
+//! replaced that base with one that still starts with the base's bytes,
+//! moves its appended bytes to the end of that version and commits on top
+//! of it: two appenders through two mounts end up in one file, as on a local
+//! file system, instead of a file and a conflict copy. Anything else keeps
+//! the fork of FORMAT §10.5.
+
+use super::Vfs;
+use super::error::VfsResult;
+use super::write_cache::{Dirty, WriteCache};
+use crate::layout::VPath;
+use crate::store::{Kind, Version};
+
+/// Bytes moved per read and write while rebasing.
+const CHUNK: usize = 1 << 20;
+
+impl Vfs {
+    /// Rebases `state`'s appends onto the current version of `path` when it
+    /// replaced the state's base and extends it (see the module). Whether
+    /// it did: the kernel's pages and size of the file are then stale.
+    pub(super) fn rebase_appends(&self, path: &VPath, state: &mut Dirty) -> VfsResult<bool> {
+        let Some(base) = state.base.as_ref().filter(|b| b.id.secs > 0) else {
+            return Ok(false);
+        };
+        let cache = &state.cache;
+        if cache.direct || cache.attrs_changed().is_some() || !cache.only_appended(base.size) {
+            return Ok(false);
+        }
+        let Some(current) = self.live(path)? else {
+            return Ok(false);
+        };
+        if current.id == base.id || !self.extends(&current, base)? {
+            return Ok(false);
+        }
+        let mut moved = WriteCache::new(&self.store, Some(&current), current.size)?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut from = base.size;
+        while from < cache.size {
+            let len = ((cache.size - from) as usize).min(CHUNK);
+            cache.read(&self.store, Some(base), from, &mut buf[..len])?;
+            let at = current.size + (from - base.size);
+            moved.write(&self.store, Some(&current), at, &buf[..len])?;
+            from += len as u64;
+        }
+        if cache.size == base.size {
+            // Nothing appended after all (an empty write): still a change.
+            moved.mark_changed();
+        }
+        tracing::debug!(%path, base = %base.id, onto = %current.id, "appends rebased onto the version that replaced their base");
+        state.cache = moved;
+        state.base = Some(current);
+        Ok(true)
+    }
+
+    /// Whether `version` holds all of `base`'s bytes at its start, with the
+    /// same mode, owners and other attributes.
+    fn extends(&self, version: &Version, base: &Version) -> VfsResult<bool> {
+        if version.kind != Kind::File
+            || base.kind != Kind::File
+            || version.size < base.size
+            || version.block_size != base.block_size
+            || version.mode != base.mode
+            || version.posix != base.posix
+        {
+            return Ok(false);
+        }
+        let bs = u64::from(base.block_size.max(1));
+        let whole = (base.size / bs) as usize;
+        if version.hashes.get(..whole) != base.hashes.get(..whole) {
+            return Ok(false);
+        }
+        let tail = (base.size % bs) as usize;
+        if tail == 0 {
+            return Ok(true);
+        }
+        // The base's partial last block: the same bytes at the start of
+        // the version's block there.
+        let at = whole as u64 * bs;
+        let mut mine = vec![0u8; tail];
+        let mut theirs = vec![0u8; tail];
+        let got_mine = self.store.read_at(base, at, &mut mine)?;
+        let got_theirs = self.store.read_at(version, at, &mut theirs)?;
+        Ok(got_mine == tail && got_theirs == tail && mine == theirs)
+    }
+}
