@@ -49,6 +49,18 @@ macro_rules! try_reply {
     };
 }
 
+/// `result` of a request about an inode the kernel holds a name of: a file
+/// removed elsewhere (another mount of the node, a peer) since the kernel
+/// looked the name up is `ESTALE`, not `ENOENT`, so the kernel looks the
+/// name up again and retries once (an `open(O_CREAT)` then creates it, a
+/// `stat` says `ENOENT`), as it does for NFS.
+fn held<T>(result: Result<T, VfsError>) -> Result<T, VfsError> {
+    result.map_err(|err| match err.errno() {
+        libc::ENOENT => VfsError::new(libc::ESTALE, format!("{err} (stale)")),
+        _ => err,
+    })
+}
+
 /// Answers a getxattr or listxattr: the size asked for with `size` 0, else
 /// the bytes (ERANGE when they do not fit).
 fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
@@ -368,7 +380,7 @@ impl Filesystem for GloboFs {
         // The path's current version, also when asked through a handle of an
         // older one: the kernel keeps one size per inode, and it must not cut
         // short the readers of the newest version.
-        let attr = try_reply!(self.vfs.getattr(ino.0), reply);
+        let attr = try_reply!(held(self.vfs.getattr(ino.0)), reply);
         reply.attr(&TTL, &self.file_attr(&attr));
     }
 
@@ -537,7 +549,7 @@ impl Filesystem for GloboFs {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let acc = flags.0 & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
-        let opened = try_reply!(self.vfs.open_flags(ino.0, flags.0), reply);
+        let opened = try_reply!(held(self.vfs.open_flags(ino.0, flags.0)), reply);
         let fh = opened.fh;
         let mut stale = opened.stale_attrs;
         // FUSE_OPEN_KILL_SUIDGID, which fuser does not hand over: the kernel

@@ -288,3 +288,32 @@ fn appends_through_two_mounts_of_a_node_land_at_the_end_of_one_file() {
     assert_eq!(std::fs::read(m.path("log")).unwrap(), want);
     assert_eq!(names(&m.mnt), ["log"], "no conflict copy");
 }
+
+/// A name another mount of the node removed a moment ago (before this
+/// mount's journal follower heard of it) is created again by
+/// `open(O_CREAT|O_TRUNC)` (QA: ENOENT from the open, the kernel trusting
+/// its cached entry of the removed file).
+#[test]
+fn a_create_of_a_name_another_mount_just_removed_creates_it() {
+    let m = Mounted::new();
+    let other = m.second_mount();
+    for round in 0..20 {
+        std::fs::write(m.path("n"), format!("{round}")).unwrap();
+        if round % 2 == 1 {
+            // The kernel holds fresh attributes: it sends OPEN at once.
+            // Otherwise (dropped at the close) it asks for them first.
+            assert!(std::fs::metadata(m.path("n")).is_ok());
+        }
+        std::fs::remove_file(other.path("n")).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(m.path("n"))
+            .unwrap_or_else(|err| panic!("round {round}: {err}"));
+        file.write_all(b"again").unwrap();
+        drop(file);
+        assert_eq!(store_get(&m, "/n"), b"again");
+        std::fs::remove_file(m.path("n")).unwrap();
+    }
+}

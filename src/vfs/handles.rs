@@ -34,6 +34,9 @@ pub(super) struct Handle {
     pub(super) hinted: usize,
 }
 
+/// How often a create that found the name taken, then gone, tries again.
+const CREATE_TRIES: u32 = 4;
+
 impl Vfs {
     pub(super) fn new_handle(&self, handle: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -49,6 +52,9 @@ impl Vfs {
     }
 
     /// Opens a file; `write` when opened for writing, `truncate` for O_TRUNC.
+    /// An inode whose file is gone (removed elsewhere since the kernel
+    /// looked it up) answers `ENOENT`; the adapter tells the kernel `ESTALE`
+    /// for it, so it looks the name up again once.
     ///
     /// While writers have the inode open, every open joins its write state
     /// (see [`Dirty`]); otherwise a reader reads the current version and the
@@ -337,26 +343,36 @@ impl Vfs {
         caller: Caller,
     ) -> VfsResult<(Attr, Opened)> {
         let write_only = flags & libc::O_ACCMODE == libc::O_WRONLY;
-        match self.create_with(parent, name, mode, caller, write_only) {
-            Err(err) if err.errno() == libc::EEXIST && flags & libc::O_EXCL == 0 => {
-                // The reply hands the kernel a reference, as a lookup does.
-                let attr = self.lookup(parent, name)?;
-                let opened = match attr.kind {
-                    NodeKind::Dir => Err(VfsError::new(
-                        libc::EISDIR,
-                        format!("inode {}: is a directory", attr.ino),
-                    )),
-                    _ => self.open_flags(attr.ino, flags),
-                };
-                match opened {
-                    Ok(opened) => Ok((self.getattr(attr.ino)?, opened)),
-                    Err(err) => {
-                        self.forget(attr.ino, 1);
-                        Err(err)
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.create_with(parent, name, mode, caller, write_only) {
+                Err(err) if err.errno() == libc::EEXIST && flags & libc::O_EXCL == 0 => {}
+                other => return other,
+            }
+            // The reply hands the kernel a reference, as a lookup does.
+            let attr = match self.lookup(parent, name) {
+                // Removed (by another mount of the node) since the create
+                // found it: create it after all, as a local file system would.
+                Err(err) if err.errno() == libc::ENOENT && tries < CREATE_TRIES => continue,
+                found => found?,
+            };
+            let opened = match attr.kind {
+                NodeKind::Dir => Err(VfsError::new(
+                    libc::EISDIR,
+                    format!("inode {}: is a directory", attr.ino),
+                )),
+                _ => self.open_flags(attr.ino, flags),
+            };
+            match opened {
+                Ok(opened) => return Ok((self.getattr(attr.ino)?, opened)),
+                Err(err) => {
+                    self.forget(attr.ino, 1);
+                    if !(err.errno() == libc::ENOENT && tries < CREATE_TRIES) {
+                        return Err(err);
                     }
                 }
             }
-            other => other,
         }
     }
 
