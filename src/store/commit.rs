@@ -13,6 +13,10 @@ use super::{Content, IoContext, Kind, Mtime, Store, StoreError, Version, WriterL
 use crate::ids::{NodeId, VersionId};
 use crate::layout::VPath;
 
+/// What a writer builds on the version that replaced its base, called by
+/// [`Store::commit_each_rebasing`] with the path's log locked.
+pub type Rebase<'a> = &'a mut dyn FnMut(&Version) -> Result<Option<Content>, StoreError>;
+
 impl Store {
     /// Commits `content` as the new current version of `path`: links its blocks,
     /// publishes the version file (no-replace), appends to the log, journals it
@@ -35,10 +39,27 @@ impl Store {
     /// file, the version at each other name of its group (links.rs).
     pub fn commit_each(
         &self,
+        held: &WriterLock,
+        path: &VPath,
+        content: Content,
+        durable: bool,
+    ) -> Result<Vec<Version>, StoreError> {
+        self.commit_each_rebasing(held, path, content, durable, &mut |_| Ok(None))
+    }
+
+    /// [`Store::commit_each`] for a writer that may build again on what
+    /// replaced its base: when the commit would fork (its base is no longer
+    /// a head), `rebase` is called with the path's current version while the
+    /// path's log is still locked, so nothing can come in between; the
+    /// content it returns (built on that version) is committed instead, with
+    /// no fork. `None`: fork as usual.
+    pub fn commit_each_rebasing(
+        &self,
         _held: &WriterLock,
         path: &VPath,
         content: Content,
         durable: bool,
+        rebase: Rebase<'_>,
     ) -> Result<Vec<Version>, StoreError> {
         let linked = content.kind == Kind::File
             && content
@@ -52,7 +73,7 @@ impl Store {
             content.based_on = None;
             return self.commit_linked(path, content, durable);
         }
-        let (version, forked) = self.commit_held_forked(path, content, durable)?;
+        let (version, forked) = self.commit_held_forked(path, content, durable, rebase)?;
         if forked {
             // The writer's base was superseded while it wrote: its version
             // and the one made meanwhile are concurrent; the one that loses
@@ -92,7 +113,9 @@ impl Store {
         content: Content,
         durable: bool,
     ) -> Result<Version, StoreError> {
-        Ok(self.commit_held_forked(path, content, durable)?.0)
+        Ok(self
+            .commit_held_forked(path, content, durable, &mut |_| Ok(None))?
+            .0)
     }
 
     /// [`Store::commit_held`], saying whether the new version forked the
@@ -101,8 +124,9 @@ impl Store {
     fn commit_held_forked(
         &self,
         path: &VPath,
-        content: Content,
+        mut content: Content,
         durable: bool,
+        rebase: Rebase<'_>,
     ) -> Result<(Version, bool), StoreError> {
         self.recover_once()?;
         let versions_dir = self.versions_dir(path);
@@ -122,7 +146,7 @@ impl Store {
         // A writer that held its base while someone else replaced it
         // built on that base alone (FORMAT.md §10.5).
         // A base dropped since (coalesced or pruned) was replaced too.
-        let forked = match content.based_on {
+        let mut forked = match content.based_on {
             Some(base) => {
                 !heads.contains(&base)
                     && (self.version_ids(path)?.contains(&base)
@@ -130,6 +154,15 @@ impl Store {
             }
             None => false,
         };
+        if forked {
+            // The writer may build on what replaced its base instead.
+            if let Some(current) = self.current(path)? {
+                if let Some(rebased) = rebase(&current)? {
+                    content = rebased;
+                    forked = content.based_on.is_some_and(|base| !heads.contains(&base));
+                }
+            }
+        }
         let mut parents = match content.based_on {
             Some(base) if forked => vec![base],
             _ => heads,

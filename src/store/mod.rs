@@ -44,6 +44,7 @@ use std::sync::Arc;
 pub use blocks::{
     BlockWriter, Blocks, Located, OpenBlock, copy_block, link_block, sync_filesystem,
 };
+pub use commit::Rebase;
 pub(crate) use commit::open_log;
 pub(crate) use commit::record_conflict;
 use commit::{append_line, flock_file};

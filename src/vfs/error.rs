@@ -33,6 +33,22 @@ enum Source {
 }
 
 impl VfsError {
+    /// As a store error, for a hook the store calls ([`crate::store::Rebase`]):
+    /// the store error below it, or an I/O error of `path` with its errno.
+    pub(super) fn into_store(self, path: &crate::layout::VPath) -> StoreError {
+        match self.source {
+            Some(Source::Store(err)) => err,
+            Some(Source::Io(err)) => StoreError::io(path.escaped(), err),
+            None => {
+                tracing::debug!(%path, message = %self.message, "as a store error");
+                StoreError::io(
+                    path.escaped(),
+                    std::io::Error::from_raw_os_error(self.errno),
+                )
+            }
+        }
+    }
+
     /// An outcome the caller asked for in the ordinary way (no such name, not a
     /// directory, ...): logged at debug level only.
     pub fn new(errno: Errno, message: impl Into<String>) -> VfsError {

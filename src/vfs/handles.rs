@@ -73,7 +73,11 @@ impl Vfs {
         let access = flags & libc::O_ACCMODE;
         let write = access == libc::O_WRONLY || access == libc::O_RDWR;
         let truncate = flags & libc::O_TRUNC != 0;
-        self.open_as(ino, write, truncate, access == libc::O_WRONLY)
+        // Nor an appender: its appends must stay movable onto a version
+        // that replaces its base meanwhile (rebase.rs), and the kernel's
+        // writes into an attached file cannot be moved.
+        let append = flags & libc::O_APPEND != 0;
+        self.open_as(ino, write, truncate, access == libc::O_WRONLY && !append)
     }
 
     fn open_as(&self, ino: u64, write: bool, truncate: bool, direct_ok: bool) -> VfsResult<Opened> {
@@ -342,7 +346,8 @@ impl Vfs {
         flags: i32,
         caller: Caller,
     ) -> VfsResult<(Attr, Opened)> {
-        let write_only = flags & libc::O_ACCMODE == libc::O_WRONLY;
+        // As in `open_flags`: an appender's cache is never attached.
+        let write_only = flags & libc::O_ACCMODE == libc::O_WRONLY && flags & libc::O_APPEND == 0;
         let mut tries = 0;
         loop {
             tries += 1;

@@ -6,7 +6,9 @@
 //! moves its appended bytes to the end of that version and commits on top
 //! of it: two appenders through two mounts end up in one file, as on a local
 //! file system, instead of a file and a conflict copy. Anything else keeps
-//! the fork of FORMAT §10.5.
+//! the fork of FORMAT §10 rule 5. The store asks for the rebase
+//! ([`crate::store::Rebase`]) with the path's log locked, so no other
+//! version can land between the check and the commit.
 
 use super::Vfs;
 use super::error::VfsResult;
@@ -18,10 +20,17 @@ use crate::store::{Kind, Version};
 const CHUNK: usize = 1 << 20;
 
 impl Vfs {
-    /// Rebases `state`'s appends onto the current version of `path` when it
-    /// replaced the state's base and extends it (see the module). Whether
-    /// it did: the kernel's pages and size of the file are then stale.
-    pub(super) fn rebase_appends(&self, path: &VPath, state: &mut Dirty) -> VfsResult<bool> {
+    /// Rebases `state`'s appends onto `current`, the version of `path` that
+    /// replaced the state's base, when it extends that base (see the
+    /// module); called by the store with the path's log locked. Whether it
+    /// did: the state then builds on `current`, and the kernel's pages and
+    /// size of the file are stale.
+    pub(super) fn rebase_onto(
+        &self,
+        path: &VPath,
+        state: &mut Dirty,
+        current: &Version,
+    ) -> VfsResult<bool> {
         let Some(base) = state.base.as_ref().filter(|b| b.id.secs > 0) else {
             return Ok(false);
         };
@@ -29,20 +38,17 @@ impl Vfs {
         if cache.direct || cache.attrs_changed().is_some() || !cache.only_appended(base.size) {
             return Ok(false);
         }
-        let Some(current) = self.live(path)? else {
-            return Ok(false);
-        };
-        if current.id == base.id || !self.extends(&current, base)? {
+        if current.id == base.id || !self.extends(current, base)? {
             return Ok(false);
         }
-        let mut moved = WriteCache::new(&self.store, Some(&current), current.size)?;
-        let mut buf = vec![0u8; CHUNK];
+        let mut moved = WriteCache::new(&self.store, Some(current), current.size)?;
+        let mut buf = vec![0u8; CHUNK.min((cache.size - base.size) as usize)];
         let mut from = base.size;
         while from < cache.size {
             let len = ((cache.size - from) as usize).min(CHUNK);
             cache.read(&self.store, Some(base), from, &mut buf[..len])?;
             let at = current.size + (from - base.size);
-            moved.write(&self.store, Some(&current), at, &buf[..len])?;
+            moved.write(&self.store, Some(current), at, &buf[..len])?;
             from += len as u64;
         }
         if cache.size == base.size {
@@ -51,7 +57,7 @@ impl Vfs {
         }
         tracing::debug!(%path, base = %base.id, onto = %current.id, "appends rebased onto the version that replaced their base");
         state.cache = moved;
-        state.base = Some(current);
+        state.base = Some(current.clone());
         Ok(true)
     }
 

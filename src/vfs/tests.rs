@@ -891,3 +891,42 @@ fn a_write_below_the_end_is_not_rebased_and_keeps_its_conflict_copy() {
         [b"0123456789\nmore\n".to_vec(), b"AB23456789\n".to_vec()]
     );
 }
+
+#[test]
+fn two_mounts_appending_at_once_keep_every_line_in_one_file() {
+    let (_dir, one, two, ino_one, ino_two) = two_mounts(b"");
+    let path = VPath::from_escaped("f").unwrap();
+    // Each appender opens, appends a line and closes, as `echo >>` does,
+    // its kernel placing the write at the size it last heard of.
+    let append = |vfs: &Vfs, ino: u64, who: &str| {
+        let mut kernel_size = 0;
+        for i in 0..150 {
+            let fh = vfs.open(ino, true, false).unwrap().fh;
+            let line = format!("{who}{i}\n");
+            let written = vfs
+                .write_at(fh, WriteAt::End(kernel_size), line.as_bytes())
+                .unwrap();
+            kernel_size = written.offset + u64::from(written.count);
+            vfs.commit(fh, false).unwrap();
+            vfs.release(fh).unwrap();
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| append(&one, ino_one, "a"));
+        s.spawn(|| append(&two, ino_two, "b"));
+    });
+    let text = String::from_utf8(one.read_whole(&path).unwrap()).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 300, "{text}");
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines.len(), 300, "every line once");
+    for who in ["a", "b"] {
+        let mine: Vec<usize> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(who)?.parse().ok())
+            .collect();
+        assert_eq!(mine, (0..150).collect::<Vec<_>>(), "{who}'s lines in order");
+    }
+    assert_eq!(root_names(&one), ["f"], "no conflict copy");
+}

@@ -7,7 +7,7 @@ use super::locks::Ranked;
 use super::locks::lock;
 use super::write_cache::{Dirty, WriteCache};
 use super::{Vfs, WriteAt, Written};
-use crate::store::{Attrs, Kind, Mtime, Version};
+use crate::store::{Attrs, Content, Kind, Mtime, StoreError, Version, WriterLock};
 
 impl Vfs {
     /// Commits every file that writers have open (before the mount goes away
@@ -142,9 +142,63 @@ impl Vfs {
             return Ok(());
         }
         let held = self.store.writer_lock()?;
-        if self.rebase_appends(&path, state)? {
-            state.rebased = true;
+        let Some((content, cut)) = self.build_content(&held, state, durable)? else {
+            return Ok(());
+        };
+        if self.live(&path)?.is_some_and(|v| v.kind == Kind::Dir) {
+            return Err(VfsError::new(
+                libc::EISDIR,
+                format!("{path}: became a directory while open"),
+            ));
         }
+        // Built on the base: if someone replaced it meanwhile (another
+        // mount, a peer's version applied), the two are concurrent, unless
+        // the state only appended and what replaced the base extends it
+        // (rebase.rs): then the appends are built again on top of that,
+        // with the path's log still locked.
+        let mut cut = cut;
+        let mut rebase = |current: &Version| -> Result<Option<Content>, StoreError> {
+            let rebuilt = self
+                .rebase_onto(&path, state, current)
+                .and_then(|moved| match moved {
+                    true => self.build_content(&held, state, durable),
+                    false => Ok(None),
+                })
+                .map_err(|err| err.into_store(&path))?;
+            Ok(rebuilt.map(|(content, rebuilt_cut)| {
+                state.rebased = true;
+                cut = rebuilt_cut;
+                content
+            }))
+        };
+        let made = self
+            .store
+            .commit_each_rebasing(&held, &path, content, durable, &mut rebase)?;
+        // The versions at a hard-linked file's other names too: the kernel
+        // knows the change (one inode).
+        for version in &made {
+            self.made_here(version);
+        }
+        let version = crate::store::links::first(made)?;
+        lock(&self.created).remove(&path);
+        // Later reads and writes build on what was just committed.
+        let cache = &mut state.cache;
+        if cut != cache.block_size {
+            cache.recut(cut);
+        }
+        cache.committed(version.size);
+        state.base = Some(version);
+        Ok(())
+    }
+
+    /// The content `state` commits as (`None`: exactly its base, nothing
+    /// to commit), and the block size it is cut in.
+    fn build_content(
+        &self,
+        held: &WriterLock,
+        state: &mut Dirty,
+        durable: bool,
+    ) -> VfsResult<Option<(Content, u32)>> {
         let cache = &mut state.cache;
         let base = state.base.clone();
         let bs = cache.block_size;
@@ -157,7 +211,7 @@ impl Vfs {
         // (FORMAT §14): each later fsync then stores a small block again,
         // not a big one, for a few changed bytes.
         let cut = fsync_cut(durable, bs, cache.size);
-        let mut file = self.store.file_write(&held, false).with_block_size(cut);
+        let mut file = self.store.file_write(held, false).with_block_size(cut);
         let mut buf = vec![0u8; cache.size.min(u64::from(cut)) as usize];
         // For an fsync, what changed in each block since the base, so the
         // redo record holds those pages and need not compare whole blocks.
@@ -236,13 +290,7 @@ impl Vfs {
             if durable {
                 self.make_base_durable(base.as_ref())?;
             }
-            return Ok(());
-        }
-        if self.live(&path)?.is_some_and(|v| v.kind == Kind::Dir) {
-            return Err(VfsError::new(
-                libc::EISDIR,
-                format!("{path}: became a directory while open"),
-            ));
+            return Ok(None);
         }
         // Owners, xattrs and the rest stay as they were (a new file's base
         // carries its creator).
@@ -250,21 +298,7 @@ impl Vfs {
         // Built on the base: if someone replaced it meanwhile (another
         // mount, a peer's version applied), the two are concurrent.
         content.based_on = base.as_ref().filter(|b| b.id.secs > 0).map(|b| b.id);
-        let made = self.store.commit_each(&held, &path, content, durable)?;
-        // The versions at a hard-linked file's other names too: the kernel
-        // knows the change (one inode).
-        for version in &made {
-            self.made_here(version);
-        }
-        let version = crate::store::links::first(made)?;
-        lock(&self.created).remove(&path);
-        // Later reads and writes build on what was just committed.
-        if cut != bs {
-            cache.recut(cut);
-        }
-        cache.committed(version.size);
-        state.base = Some(version);
-        Ok(())
+        Ok(Some((content, cut)))
     }
 
     /// An fsync with nothing new to commit: the version it already made
