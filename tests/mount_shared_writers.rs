@@ -1,4 +1,4 @@
-//! Several handles on one file of one mount: writers share the file's writes
+//! Several handles on one file of one mount, and two mounts of one node: writers share the file's writes
 //! (appends interleave, closes never undo another handle's writes, a truncate
 //! by path is not reverted), and every handle reads what was written, as on a
 //! local file system. Each case was a bug found by black-box testing.
@@ -316,4 +316,81 @@ fn a_create_of_a_name_another_mount_just_removed_creates_it() {
         assert_eq!(store_get(&m, "/n"), b"again");
         std::fs::remove_file(m.path("n")).unwrap();
     }
+}
+
+/// Opens `name` relative to the directory `dir` (as a process whose working
+/// directory it is would), with `flags`.
+fn open_at(dir: &std::fs::File, name: &str, flags: i32) -> std::io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: `name` is a valid C string; the returned descriptor is owned.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, 0o644) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// A directory renamed through another mount of the node: this mount's
+/// open directory (a shell's working directory) and open files follow it
+/// to the new name, as on a local file system (QA: ENOENT for everything
+/// relative to the working directory, and a writer's close brought the old
+/// directory back with its file).
+#[test]
+fn a_directory_renamed_through_another_mount_is_followed_by_open_files_and_directories() {
+    let m = Mounted::new();
+    let other = m.second_mount();
+    std::fs::create_dir(m.path("d")).unwrap();
+    std::fs::write(m.path("d/f"), b"one\n").unwrap();
+    let cwd = std::fs::File::open(m.path("d")).unwrap();
+    let mut writer = open_at(&cwd, "f", libc::O_WRONLY | libc::O_APPEND).unwrap();
+    // The other mount sees the directory (its journal follower is not needed
+    // for its own lookups) and renames it.
+    assert_eq!(std::fs::read(other.path("d/f")).unwrap(), b"one\n");
+    std::fs::rename(other.path("d"), other.path("e")).unwrap();
+    // Within the journal follower's poll, names relative to the open
+    // directory resolve under the new name.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reader = loop {
+        match open_at(&cwd, "f", libc::O_RDONLY) {
+            Ok(file) => break file,
+            Err(err) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "never followed the rename: {err}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    };
+    drop(reader);
+    writer.write_all(b"two\n").unwrap();
+    drop(writer);
+    drop(open_at(&cwd, "g", libc::O_WRONLY | libc::O_CREAT).unwrap());
+    assert_eq!(store_get(&m, "/e/f"), b"one\ntwo\n");
+    assert_eq!(names(&m.mnt), ["e"], "the old name came back");
+    assert_eq!(names(&m.path("e")), ["f", "g"]);
+
+    // A file renamed there while written here: its writes go to the new name.
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(m.path("e/g"))
+        .unwrap();
+    writer.write_all(b"before\n").unwrap();
+    std::fs::rename(other.path("e/g"), other.path("e/h")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while names(&m.path("e")) != ["f", "h"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            names(&m.path("e"))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    writer.write_all(b"after\n").unwrap();
+    drop(writer);
+    assert_eq!(store_get(&m, "/e/h"), b"before\nafter\n");
+    assert_eq!(names(&m.path("e")), ["f", "h"], "the old name came back");
 }

@@ -315,6 +315,60 @@ impl Vfs {
         Some(self.changed(path))
     }
 
+    /// A journal line made elsewhere (version `id` of `path`): when it is
+    /// the new name of a rename (its `from` names another path) whose old
+    /// name this mount holds an inode of, the old name, for
+    /// [`Vfs::follow_rename`] once its file is gone there.
+    pub fn renamed_from(&self, id: crate::ids::VersionId, path: &VPath) -> Option<VPath> {
+        {
+            let inodes = lock(&self.inodes);
+            let parent_known = path
+                .parent()
+                .is_some_and(|parent| parent.is_root() || inodes.by_path.contains_key(&parent));
+            if !parent_known {
+                // Nothing of it was ever looked at here: neither was its old name.
+                return None;
+            }
+        }
+        let version = self.store.read_version(path, id).ok()?;
+        let (_, from) = version.from.filter(|(_, from)| from != path)?;
+        let known = lock(&self.inodes).by_path.contains_key(&from);
+        known.then_some(from)
+    }
+
+    /// Follows a rename made elsewhere (another mount of the node, a peer):
+    /// the inodes this mount holds at `from` and below move to `to`, so open
+    /// files, a shell's working directory and the kernel's inodes follow it
+    /// as on a local file system (a write through a file open there commits
+    /// at the new name; an inode the mount already gave the new name, from
+    /// a lookup since, loses it as a replaced file does). Only while `from`
+    /// is gone and `to` live in the store: `Some(true)` when it moved,
+    /// `Some(false)` when `from` is still live (a copy, or the old name's
+    /// tombstone is not written yet: ask again later), `None` when it never
+    /// will.
+    pub fn follow_rename(&self, from: &VPath, to: &VPath) -> Option<bool> {
+        let _names = self.names.write();
+        {
+            let inodes = lock(&self.inodes);
+            let moving = inodes.by_path.get(from)?;
+            if inodes.by_path.get(to) == Some(moving) {
+                return None;
+            }
+        }
+        let shown = match self.store.live(to) {
+            Ok(Some(version)) => version,
+            _ => return None,
+        };
+        match self.store.live(from) {
+            Ok(None) => {}
+            Ok(Some(_)) => return Some(false),
+            Err(_) => return None,
+        }
+        tracing::debug!(%from, %to, "following a rename made elsewhere");
+        lock(&self.inodes).rename(from, to, Some(shown));
+        Some(true)
+    }
+
     /// Paths that changed (from the journal): the inodes to invalidate.
     pub fn changed(&self, path: &VPath) -> Invalidation {
         let ino = self.ino_of(path);
