@@ -154,6 +154,11 @@ impl Store {
             }
             None => false,
         };
+        if content.new_file && !forked && self.current(path)?.is_some_and(|v| v.kind.is_live()) {
+            // Created by a writer that saw no live version: someone else
+            // made one meanwhile (another mount, a put, a peer).
+            forked = true;
+        }
         if forked {
             // The writer may build on what replaced its base instead.
             if let Some(current) = self.current(path)? {
@@ -165,6 +170,8 @@ impl Store {
         }
         let mut parents = match content.based_on {
             Some(base) if forked => vec![base],
+            // A concurrent create: no parent at all.
+            None if forked => Vec::new(),
             _ => heads,
         };
         let coalesced = match forked {

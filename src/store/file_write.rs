@@ -208,6 +208,7 @@ impl<'s> FileWrite<'s> {
             conflict_of: None,
             posix: crate::store::posix::Posix::default(),
             based_on: None,
+            new_file: false,
         })
     }
 }

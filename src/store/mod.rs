@@ -165,6 +165,11 @@ pub struct Content {
     /// a version made meanwhile by someone else is a concurrent edit (kept
     /// as a conflict copy) and not silently superseded (FORMAT.md §10.5).
     pub based_on: Option<VersionId>,
+    /// Made as a new file by a writer that saw no live version of the path
+    /// (created in the mount, not committed yet): a live head there now was
+    /// made meanwhile by someone else, so the two are concurrent creates
+    /// (kept as a conflict copy), not an edit of it.
+    pub new_file: bool,
 }
 
 impl Content {
@@ -182,6 +187,7 @@ impl Content {
             conflict_of: None,
             posix: version.posix.clone(),
             based_on: None,
+            new_file: false,
         }
     }
 
@@ -198,6 +204,7 @@ impl Content {
             conflict_of: None,
             posix: posix::Posix::default(),
             based_on: None,
+            new_file: false,
         }
     }
 

@@ -930,3 +930,111 @@ fn two_mounts_appending_at_once_keep_every_line_in_one_file() {
     }
     assert_eq!(root_names(&one), ["f"], "no conflict copy");
 }
+
+/// Two mounts of one node on an empty store.
+fn two_empty_mounts() -> (tempfile::TempDir, Vfs, Vfs) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crate::store::scratch_spec(dir.path());
+    let one = Vfs::new(Arc::new(Store::open_spec(&spec).unwrap()));
+    let two = Vfs::new(Arc::new(Store::open_spec(&spec).unwrap()));
+    (dir, one, two)
+}
+
+/// The contents of every file in the root, sorted.
+fn root_contents(vfs: &Vfs) -> Vec<Vec<u8>> {
+    let mut all: Vec<Vec<u8>> = root_names(vfs)
+        .iter()
+        .map(|n| vfs.read_whole(&VPath::from_escaped(n).unwrap()).unwrap())
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn a_file_created_on_two_mounts_at_once_keeps_both_writers_bytes() {
+    // Appenders (`>>` of a name that does not exist yet, on both mounts):
+    // one file holding both, the one that committed first first.
+    let (_dir, one, two) = two_empty_mounts();
+    let (_, held) = one.create(ROOT_INO, OsStr::new("log"), 0o644).unwrap();
+    one.write_at(held.fh, WriteAt::End(0), b"one 1\n").unwrap();
+    let (_, other) = two.create(ROOT_INO, OsStr::new("log"), 0o644).unwrap();
+    two.write_at(other.fh, WriteAt::End(0), b"two 1\n").unwrap();
+    two.commit(other.fh, false).unwrap();
+    two.release(other.fh).unwrap();
+    one.write_at(held.fh, WriteAt::End(6), b"one 2\n").unwrap();
+    let flushed = one.commit_for_kernel(held.fh, false).unwrap();
+    assert!(flushed.rebased, "{flushed:?}");
+    one.release(held.fh).unwrap();
+    assert_eq!(root_names(&one), ["log"]);
+    assert_eq!(root_contents(&two), [b"two 1\none 1\none 2\n".to_vec()]);
+
+    // Positioned writers (`>` on both): concurrent creates, both kept.
+    let (_dir, one, two) = two_empty_mounts();
+    let (_, held) = one.create(ROOT_INO, OsStr::new("f"), 0o644).unwrap();
+    one.write(held.fh, 0, b"made here").unwrap();
+    let (_, other) = two.create(ROOT_INO, OsStr::new("f"), 0o644).unwrap();
+    two.write(other.fh, 0, b"made there").unwrap();
+    two.commit(other.fh, false).unwrap();
+    two.release(other.fh).unwrap();
+    assert!(!one.commit_for_kernel(held.fh, false).unwrap().rebased);
+    one.release(held.fh).unwrap();
+    assert_eq!(root_names(&one).len(), 2, "{:?}", root_names(&one));
+    assert_eq!(
+        root_contents(&one),
+        [b"made here".to_vec(), b"made there".to_vec()]
+    );
+}
+
+#[test]
+fn a_positioned_write_past_the_end_is_not_moved_by_a_rebase() {
+    // A program that extends a file at offsets it chose (a database
+    // growing by a page) must not have those bytes moved elsewhere.
+    let (_dir, one, two, ino_one, ino_two) = two_mounts(b"base\n");
+    let fh = one.open(ino_one, true, false).unwrap().fh;
+    one.write(fh, 5, b"page").unwrap();
+    let other = two.open(ino_two, true, false).unwrap().fh;
+    two.write_at(other, WriteAt::End(5), b"line\n").unwrap();
+    two.commit(other, false).unwrap();
+    two.release(other).unwrap();
+    assert!(!one.commit_for_kernel(fh, false).unwrap().rebased);
+    one.release(fh).unwrap();
+    assert_eq!(
+        root_contents(&one),
+        [b"base\nline\n".to_vec(), b"base\npage".to_vec()]
+    );
+}
+
+#[test]
+fn an_appender_that_fsyncs_still_rebases_onto_another_mounts_appends() {
+    // 1 MiB blocks: an fsync re-cuts the file in 64 KiB ones, so the other
+    // mount's base and what replaced it are cut differently (QA: the
+    // appends forked into conflict copies).
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crate::store::scratch_spec_cut(dir.path(), "1MiB");
+    let one = Vfs::new(Arc::new(Store::open_spec(&spec).unwrap()));
+    let two = Vfs::new(Arc::new(Store::open_spec(&spec).unwrap()));
+    let path = VPath::from_escaped("f").unwrap();
+    one.write_whole(&path, b"start\n").unwrap();
+    let ino_one = one.lookup(ROOT_INO, OsStr::new("f")).unwrap().ino;
+    let ino_two = two.lookup(ROOT_INO, OsStr::new("f")).unwrap().ino;
+    let holder = one.open(ino_one, true, false).unwrap().fh;
+    for i in 0..40 {
+        // The other mount opens first, the holder writes (and fsyncs),
+        // then the other appends and closes.
+        let other = two.open(ino_two, true, false).unwrap().fh;
+        one.write_at(holder, WriteAt::End(0), format!("h{i}\n").as_bytes())
+            .unwrap();
+        if i % 4 == 3 {
+            one.commit(holder, true).unwrap();
+        }
+        two.write_at(other, WriteAt::End(0), format!("e{i}\n").as_bytes())
+            .unwrap();
+        two.commit(other, false).unwrap();
+        two.release(other).unwrap();
+    }
+    one.commit(holder, false).unwrap();
+    one.release(holder).unwrap();
+    assert_eq!(root_names(&one), ["f"], "no conflict copy");
+    let text = String::from_utf8(one.read_whole(&path).unwrap()).unwrap();
+    assert_eq!(text.lines().count(), 81, "{text}");
+}

@@ -298,6 +298,7 @@ impl Vfs {
         // Built on the base: if someone replaced it meanwhile (another
         // mount, a peer's version applied), the two are concurrent.
         content.based_on = base.as_ref().filter(|b| b.id.secs > 0).map(|b| b.id);
+        content.new_file = content.based_on.is_none();
         Ok(Some((content, cut)))
     }
 

@@ -63,6 +63,10 @@ pub(super) struct WriteCache {
     /// commit (`None`: nothing yet): at or past the base's end, the state
     /// only appended ([`super::rebase`]).
     low_water: Option<u64>,
+    /// Something since the last commit was written at an offset the writer
+    /// chose (not an `O_APPEND` write), truncated, or the state started cut
+    /// below its base (`O_TRUNC`): its bytes may not be moved.
+    positioned: bool,
 }
 
 /// The writes to an inode while writers have it open in this mount. Every
@@ -110,6 +114,7 @@ impl WriteCache {
             direct_mtime: None,
             attrs_changed: None,
             low_water: None,
+            positioned: base.is_some_and(|b| size < b.size),
         })
     }
 
@@ -264,6 +269,7 @@ impl WriteCache {
             self.low_water
                 .map_or(range.start, |low| low.min(range.start)),
         );
+        self.positioned = true;
         if range.is_empty() {
             return;
         }
@@ -296,11 +302,14 @@ impl WriteCache {
         at: super::WriteAt,
         data: &[u8],
     ) -> VfsResult<super::Written> {
-        let offset = match at {
-            super::WriteAt::Offset(offset) => offset,
-            super::WriteAt::End(_) => self.size,
+        let (offset, positioned) = match at {
+            super::WriteAt::Offset(offset) => (offset, true),
+            super::WriteAt::End(_) => (self.size, false),
         };
+        let before = self.positioned;
         let count = self.write(store, base, offset, data)?;
+        // `write` counts as positioned; an append does not.
+        self.positioned = before || positioned;
         Ok(super::Written { count, offset })
     }
 
@@ -469,15 +478,19 @@ impl WriteCache {
         self.modified = None;
         self.attrs_changed = None;
         self.low_water = None;
+        self.positioned = false;
         if self.direct {
             self.direct_mtime = self.file_mtime();
         }
     }
 
-    /// Whether every change since the last commit lies at or past
-    /// `base_size` (the base's end): appends only.
+    /// Whether every change since the last commit was an `O_APPEND` write
+    /// past `base_size` (the base's end): appends only, which may move.
     pub(super) fn only_appended(&self, base_size: u64) -> bool {
-        !self.direct && self.size >= base_size && self.low_water.is_none_or(|low| low >= base_size)
+        !self.direct
+            && !self.positioned
+            && self.size >= base_size
+            && self.low_water.is_none_or(|low| low >= base_size)
     }
 }
 
