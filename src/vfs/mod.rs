@@ -348,12 +348,20 @@ impl Vfs {
     /// will.
     pub fn follow_rename(&self, from: &VPath, to: &VPath) -> Option<bool> {
         let _names = self.names.write();
-        {
+        let replaced = {
             let inodes = lock(&self.inodes);
             let moving = inodes.by_path.get(from)?;
-            if inodes.by_path.get(to) == Some(moving) {
+            let replaced = inodes.by_path.get(to).copied();
+            if replaced == Some(*moving) {
                 return None;
             }
+            replaced
+        };
+        if replaced.is_some_and(|ino| self.dirty_of(ino).is_some()) {
+            // A file open for writing here at the new name: its writes
+            // commit there and meet the renamed file as a concurrent edit
+            // (no write state is made while the names are held).
+            return None;
         }
         let shown = match self.store.live(to) {
             Ok(Some(version)) => version,
