@@ -795,6 +795,15 @@ fn two_mounts(data: &[u8]) -> (tempfile::TempDir, Vfs, Vfs, u64, u64) {
     (dir, one, two, ino_one, ino_two)
 }
 
+/// `>>` through `vfs`: open `ino`, an O_APPEND write its kernel places at
+/// `kernel_size`, close.
+fn append_and_close(vfs: &Vfs, ino: u64, kernel_size: u64, data: &[u8]) {
+    let fh = vfs.open(ino, true, false).unwrap().fh;
+    vfs.write_at(fh, WriteAt::End(kernel_size), data).unwrap();
+    vfs.commit(fh, false).unwrap();
+    vfs.release(fh).unwrap();
+}
+
 /// The names in the root (conflict copies show there).
 fn root_names(vfs: &Vfs) -> Vec<String> {
     let mut names: Vec<String> = vfs
@@ -871,10 +880,7 @@ fn a_write_below_the_end_is_not_rebased_and_keeps_its_conflict_copy() {
     let (_dir, one, two, ino_one, ino_two) = two_mounts(b"0123456789\n");
     let editor = one.open(ino_one, true, false).unwrap().fh;
     one.write(editor, 0, b"AB").unwrap();
-    let other = two.open(ino_two, true, false).unwrap().fh;
-    two.write_at(other, WriteAt::End(11), b"more\n").unwrap();
-    two.commit(other, false).unwrap();
-    two.release(other).unwrap();
+    append_and_close(&two, ino_two, 11, b"more\n");
     let flushed = one.commit_for_kernel(editor, false).unwrap();
     assert!(!flushed.rebased);
     one.release(editor).unwrap();
@@ -992,10 +998,7 @@ fn a_positioned_write_past_the_end_is_not_moved_by_a_rebase() {
     let (_dir, one, two, ino_one, ino_two) = two_mounts(b"base\n");
     let fh = one.open(ino_one, true, false).unwrap().fh;
     one.write(fh, 5, b"page").unwrap();
-    let other = two.open(ino_two, true, false).unwrap().fh;
-    two.write_at(other, WriteAt::End(5), b"line\n").unwrap();
-    two.commit(other, false).unwrap();
-    two.release(other).unwrap();
+    append_and_close(&two, ino_two, 5, b"line\n");
     assert!(!one.commit_for_kernel(fh, false).unwrap().rebased);
     one.release(fh).unwrap();
     assert_eq!(

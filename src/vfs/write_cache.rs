@@ -59,10 +59,6 @@ pub(super) struct WriteCache {
     /// this state since the last commit: the next commit is a new version
     /// even if the bytes are the base's, and the ctime shown until then.
     attrs_changed: Option<SystemTime>,
-    /// The lowest offset a write or truncation changed since the last
-    /// commit (`None`: nothing yet): at or past the base's end, the state
-    /// only appended ([`super::rebase`]).
-    low_water: Option<u64>,
     /// Something since the last commit was written at an offset the writer
     /// chose (not an `O_APPEND` write), truncated, or the state started cut
     /// below its base (`O_TRUNC`): its bytes may not be moved.
@@ -113,7 +109,6 @@ impl WriteCache {
             modified: None,
             direct_mtime: None,
             attrs_changed: None,
-            low_water: None,
             positioned: base.is_some_and(|b| size < b.size),
         })
     }
@@ -265,10 +260,6 @@ impl WriteCache {
     /// Notes that the bytes in `range` may differ from the base's now: the
     /// pages they touch, and the hash states of their blocks past the start.
     fn note_change(&mut self, range: Range<u64>) {
-        self.low_water = Some(
-            self.low_water
-                .map_or(range.start, |low| low.min(range.start)),
-        );
         self.positioned = true;
         if range.is_empty() {
             return;
@@ -477,7 +468,6 @@ impl WriteCache {
         self.changed = false;
         self.modified = None;
         self.attrs_changed = None;
-        self.low_water = None;
         self.positioned = false;
         if self.direct {
             self.direct_mtime = self.file_mtime();
@@ -487,10 +477,7 @@ impl WriteCache {
     /// Whether every change since the last commit was an `O_APPEND` write
     /// past `base_size` (the base's end): appends only, which may move.
     pub(super) fn only_appended(&self, base_size: u64) -> bool {
-        !self.direct
-            && !self.positioned
-            && self.size >= base_size
-            && self.low_water.is_none_or(|low| low >= base_size)
+        !self.direct && !self.positioned && self.size >= base_size
     }
 }
 
