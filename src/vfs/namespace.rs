@@ -156,6 +156,14 @@ impl Vfs {
                 ));
             }
             Some(v) => v,
+            // A file created here and still open: in no version yet, but
+            // there, and not a directory.
+            None if lock(&self.created).contains_key(&path) => {
+                return Err(VfsError::new(
+                    libc::ENOTDIR,
+                    format!("{path}: not a directory"),
+                ));
+            }
             None => {
                 return Err(VfsError::new(
                     libc::ENOENT,
@@ -194,14 +202,28 @@ impl Vfs {
         }
         let from = self.child(parent, name)?;
         let to = self.child(new_parent, new_name)?;
+        if from == to {
+            // One name: rename(2) does nothing (Linux answers this itself,
+            // without asking the file system; the core is asked directly too).
+            let there = lock(&self.created).contains_key(&from) || self.live(&from)?.is_some();
+            return match there {
+                true => Ok(()),
+                false => Err(VfsError::new(
+                    libc::ENOENT,
+                    format!("{from}: no such file or directory"),
+                )),
+            };
+        }
         // A file still being written through this mount: commit it first (one
         // write state for all its handles). Bound first: a commit takes the
         // `created` lock too.
         // Files created below a renamed directory too, or they would stay
         // filed under the old path until their close.
+        // And a file created at the target and still open, so that the store
+        // knows what the rename replaces (or refuses to: a directory onto it).
         let pending: Vec<u64> = lock(&self.created)
             .iter()
-            .filter(|(path, _)| path.starts_with(&from))
+            .filter(|(path, _)| path.starts_with(&from) || **path == to)
             .map(|(_, ino)| *ino)
             .collect();
         for ino in pending {
@@ -220,6 +242,44 @@ impl Vfs {
         let keep = self.dir_mtime_to_keep(&from);
         self.store.rename_keeping(&from, &to, no_replace, keep)?;
         lock(&self.inodes).rename(&from, &to, replaced);
+        self.writers_follow(&to)?;
+        Ok(())
+    }
+
+    /// Open write states of files now at or below `to` build on the versions
+    /// the rename made there (the same bytes under the new name), as a
+    /// writer goes on from its own commit: else a rename away and back would
+    /// find the base replaced in the path's history and fork the writer's
+    /// next commit into a conflict copy of its own file.
+    fn writers_follow(&self, to: &VPath) -> VfsResult<()> {
+        let states: Vec<(
+            u64,
+            std::sync::Arc<super::locks::Ranked<super::write_cache::Dirty>>,
+        )> = lock(&self.dirty)
+            .iter()
+            .map(|(ino, d)| (*ino, d.clone()))
+            .collect();
+        for (ino, dirty) in states {
+            let Ok(path) = self.path_of(ino) else {
+                continue;
+            };
+            if !path.starts_with(to) {
+                continue;
+            }
+            let Some(moved) = self.live(&path)? else {
+                continue;
+            };
+            let mut state = lock(&dirty);
+            if let Some(base) = state.base.as_mut() {
+                let same = moved.kind == base.kind
+                    && moved.hashes == base.hashes
+                    && moved.size == base.size
+                    && moved.from.is_some();
+                if same {
+                    *base = moved;
+                }
+            }
+        }
         Ok(())
     }
 }
