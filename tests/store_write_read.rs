@@ -311,3 +311,57 @@ fn a_link_count_at_the_limit_falls_back_to_a_copy() {
     assert!(block.exists() && link.exists());
     assert_eq!(content(&store, &vp("/second")), bytes);
 }
+
+#[test]
+fn a_file_of_many_blocks_is_stored_and_linked_whole_by_the_parallel_writers() {
+    // 1,000 blocks: written by the hashing threads, placed and linked by a
+    // thread per share of `hashes/aa/` (past 64 of them). Every tenth block
+    // repeats an earlier one, so two threads may write one block at once.
+    let vol = Vol::new();
+    let store = vol.store();
+    let mut bytes = Vec::new();
+    for block in 0..1000u64 {
+        let seed = match block % 10 {
+            9 => block / 2 + 1,
+            _ => block + 1,
+        };
+        bytes.extend_from_slice(&data(BS, seed));
+    }
+    let path = vp("/many");
+    let version = put(&store, &path, &bytes);
+    let unique: std::collections::HashSet<_> = version.hashes.iter().copied().collect();
+    assert!(
+        unique.len() < 1000 && unique.len() > 850,
+        "{}",
+        unique.len()
+    );
+    assert_eq!(
+        store_blocks(&vol).len(),
+        unique.len(),
+        "one block file per distinct block"
+    );
+    let links = store.path_dir(&path).join("hashes");
+    assert_eq!(
+        block_files(&links).len(),
+        unique.len(),
+        "one link per distinct block"
+    );
+    for hash in &unique {
+        let block = block_path(&vol, hash);
+        assert_eq!(nlink(&block), 2, "{}", block.display());
+        assert_eq!(
+            fs::metadata(links.join(hash.relative_path()))
+                .unwrap()
+                .ino(),
+            fs::metadata(&block).unwrap().ino()
+        );
+    }
+    // No temp file of a block written twice is left behind.
+    let tmp: Vec<_> = fs::read_dir(vol.dir().join("tmp")).unwrap().collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+    assert_eq!(read_all(&vol.store(), &version), bytes);
+    // The same bytes again: nothing new is written.
+    let again = put(&store, &vp("/again"), &bytes);
+    assert_eq!(again.hashes, version.hashes);
+    assert_eq!(store_blocks(&vol).len(), unique.len());
+}

@@ -319,7 +319,9 @@ pub struct BlockWriter<'a> {
     blocks: &'a Blocks,
     tmp: PathBuf,
     compression: Compression,
-    pending: Vec<(PathBuf, PathBuf)>,
+    /// Temp file, name, and the first byte of the hash (which thread of a
+    /// large flush places it).
+    pending: Vec<(PathBuf, PathBuf, u8)>,
     /// The hashes of `pending`, so a repeated block is found in constant
     /// time (a 64 MiB batch of 4 KiB blocks holds 16,384 of them).
     pending_hashes: HashSet<BlockHash>,
@@ -330,6 +332,80 @@ pub struct BlockWriter<'a> {
     pub deduplicated: u64,
     /// Flush to disk before renaming into place (off for lazy, close-time commits).
     durable: bool,
+}
+
+/// A new block's temp file written by [`BlockPrep::prepare`], not yet in a
+/// writer's batch.
+pub enum Prepared {
+    /// A block of the right size is stored already.
+    Stored,
+    /// All zeros: a hole, made by the writer itself.
+    Zero(usize),
+    /// Written (compressed if the store compresses) to `tmp`, to be named
+    /// `dest`; `bytes` on disk.
+    Written {
+        tmp: PathBuf,
+        dest: PathBuf,
+        bytes: usize,
+    },
+}
+
+/// The part of a [`BlockWriter`] that writes one block's temp file: held by
+/// several threads at once (a large file's blocks are written side by side).
+pub struct BlockPrep<'a> {
+    blocks: &'a Blocks,
+    tmp: PathBuf,
+    compression: Compression,
+    durable: bool,
+}
+
+impl BlockPrep<'_> {
+    /// Writes `data` to a temp file to be named `hash`, unless a block of
+    /// its size is stored already (or it is all zeros).
+    pub fn prepare(&self, hash: &BlockHash, data: &[u8]) -> Result<Prepared, StoreError> {
+        if self.blocks.locate(hash, Some(data.len())).is_some() {
+            return Ok(Prepared::Stored);
+        }
+        if super::sparse::is_zero(data) {
+            return Ok(Prepared::Zero(data.len()));
+        }
+        let (dest, bytes) = match self.compression {
+            Compression::None => (self.blocks.raw_path(hash), std::borrow::Cow::Borrowed(data)),
+            Compression::Zstd => {
+                let packed = zstd::bulk::compress(data, 3).at(self.blocks.zst_path(hash))?;
+                (self.blocks.zst_path(hash), std::borrow::Cow::Owned(packed))
+            }
+        };
+        // Readable by peers (docs/FORMAT.md section 18), not a temp file's 0600.
+        let (mut file, chmod) = crate::layout::store_temp_file(&self.tmp, "block-").at(&self.tmp)?;
+        file.write_all(&bytes).at(file.path())?;
+        if chmod {
+            crate::layout::set_file_mode(file.as_file()).at(file.path())?;
+        }
+        if self.durable {
+            // Start writeback now, so the batch flush finds the data on its way.
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor is the temp file's, open for the whole
+            // call; the call takes plain integers and touches no memory of
+            // ours (nix has no wrapper for sync_file_range(2)).
+            unsafe {
+                libc::sync_file_range(
+                    file.as_file().as_raw_fd(),
+                    0,
+                    0,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+        let (_, tmp) = file
+            .keep()
+            .map_err(|err| StoreError::io(&self.tmp, err.error))?;
+        Ok(Prepared::Written {
+            tmp,
+            dest,
+            bytes: bytes.len(),
+        })
+    }
 }
 
 /// Flush pending blocks once this many bytes wait.
@@ -361,54 +437,51 @@ impl<'a> BlockWriter<'a> {
 
     /// Stores `data` under `hash` unless a block of the right size is already there.
     pub fn put(&mut self, hash: &BlockHash, data: &[u8]) -> Result<(), StoreError> {
-        if self.pending_hashes.contains(hash)
-            || self.blocks.locate(hash, Some(data.len())).is_some()
-        {
+        if self.pending_hashes.contains(hash) {
             self.deduplicated += 1;
             return Ok(());
         }
-        if super::sparse::is_zero(data) {
-            return self.put_zero(hash, data.len());
+        let prepared = self.preparer().prepare(hash, data)?;
+        self.add(hash, prepared)
+    }
+
+    /// What writes a block's temp file, shareable with threads while this
+    /// writer records what they wrote ([`BlockWriter::add`]).
+    pub fn preparer(&self) -> BlockPrep<'a> {
+        BlockPrep {
+            blocks: self.blocks,
+            tmp: self.tmp.clone(),
+            compression: self.compression,
+            durable: self.durable,
         }
-        let (dest, bytes) = match self.compression {
-            Compression::None => (self.blocks.raw_path(hash), std::borrow::Cow::Borrowed(data)),
-            Compression::Zstd => {
-                let packed = zstd::bulk::compress(data, 3).at(self.blocks.zst_path(hash))?;
-                (self.blocks.zst_path(hash), std::borrow::Cow::Owned(packed))
+    }
+
+    /// Records a block [`BlockPrep::prepare`] handled, in the order of the
+    /// file: a new one joins the batch (flushed and placed with it), one
+    /// already pending or stored counts as deduplicated.
+    pub fn add(&mut self, hash: &BlockHash, prepared: Prepared) -> Result<(), StoreError> {
+        match prepared {
+            Prepared::Stored => {
+                self.deduplicated += 1;
+                Ok(())
             }
-        };
-        // Readable by peers (docs/FORMAT.md section 18), not a temp file's 0600.
-        let (mut file, chmod) = crate::layout::store_temp_file(&self.tmp, "block-").at(&self.tmp)?;
-        file.write_all(&bytes).at(file.path())?;
-        if chmod {
-            crate::layout::set_file_mode(file.as_file()).at(file.path())?;
-        }
-        if self.durable {
-            // Start writeback now, so the batch flush finds the data on its way.
-            use std::os::fd::AsRawFd;
-            // SAFETY: the descriptor is the temp file's, open for the whole
-            // call; the call takes plain integers and touches no memory of
-            // ours (nix has no wrapper for sync_file_range(2)).
-            unsafe {
-                libc::sync_file_range(
-                    file.as_file().as_raw_fd(),
-                    0,
-                    0,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
+            Prepared::Zero(len) => self.put_zero(hash, len),
+            Prepared::Written { tmp, dest, bytes } => {
+                if self.pending_hashes.contains(hash) {
+                    // Written twice in one batch by two threads.
+                    self.deduplicated += 1;
+                    return fs::remove_file(&tmp).at(&tmp);
+                }
+                self.pending.push((tmp, dest, hash.0[0]));
+                self.pending_hashes.insert(*hash);
+                self.pending_bytes += bytes;
+                self.written += 1;
+                if self.pending_bytes >= BATCH_BYTES {
+                    self.flush()?;
+                }
+                Ok(())
             }
         }
-        let (_, path) = file
-            .keep()
-            .map_err(|err| StoreError::io(&self.tmp, err.error))?;
-        self.pending.push((path, dest));
-        self.pending_hashes.insert(*hash);
-        self.pending_bytes += bytes.len();
-        self.written += 1;
-        if self.pending_bytes >= BATCH_BYTES {
-            self.flush()?;
-        }
-        Ok(())
     }
 
     /// Stores the block of `len` zero bytes named `hash` (a hole) unless it is
@@ -429,7 +502,7 @@ impl<'a> BlockWriter<'a> {
         let (_, path) = file
             .keep()
             .map_err(|err| StoreError::io(&self.tmp, err.error))?;
-        self.pending.push((path, dest));
+        self.pending.push((path, dest, hash.0[0]));
         self.pending_hashes.insert(*hash);
         self.written += 1;
         Ok(())
@@ -441,24 +514,32 @@ impl<'a> BlockWriter<'a> {
             return Ok(());
         }
         if self.durable {
-            flush_files(&self.tmp, self.pending.iter().map(|(tmp, _)| tmp.as_path()))?;
+            let files: Vec<&Path> = self
+                .pending
+                .iter()
+                .map(|(tmp, _, _)| tmp.as_path())
+                .collect();
+            flush_files(&self.tmp, &files)?;
         }
         // Forgotten before placing: after a failure below, no later put may
         // take a block that never reached its name for one that is pending.
         self.pending_hashes.clear();
-        for (tmp, dest) in self.pending.drain(..) {
-            // Its fan-out directories first when they are missing, top-down
-            // (`hashes/` is there; its `aa/bb/cc/dd` seldom are all).
-            match place_block(&tmp, &dest) {
-                Err(err) if err.is_not_found() => {
-                    if let Some(parent) = dest.parent() {
-                        crate::layout::create_dirs_tail(parent, FANOUT_LEVELS).at(parent)?;
-                    }
-                    place_block(&tmp, &dest)?;
+        // Placed by a thread per share of `hashes/aa/` when there are many
+        // (a large file in small blocks): each mostly makes fan-out
+        // directories, which run side by side in different parents.
+        let pending = std::mem::take(&mut self.pending);
+        super::pipeline::run_grouped(
+            &pending,
+            super::pipeline::default_workers(),
+            PARALLEL_PLACE_MIN,
+            |(_, _, first)| usize::from(*first),
+            |share| {
+                for (tmp, dest, _) in share {
+                    place_new_block(tmp, dest)?;
                 }
-                other => other?,
-            }
-        }
+                Ok::<(), StoreError>(())
+            },
+        )?;
         self.pending_bytes = 0;
         Ok(())
     }
@@ -473,9 +554,26 @@ impl<'a> BlockWriter<'a> {
 impl Drop for BlockWriter<'_> {
     fn drop(&mut self) {
         // An abandoned writer leaves no temp files behind.
-        for (tmp, _) in self.pending.drain(..) {
+        for (tmp, _, _) in self.pending.drain(..) {
             let _ = fs::remove_file(tmp);
         }
+    }
+}
+
+/// Blocks in one flush from which it places them on several threads.
+const PARALLEL_PLACE_MIN: usize = 64;
+
+/// [`place_block`], making the block's fan-out directories when missing,
+/// top-down (`hashes/` is there; its `aa/bb/cc/dd` seldom are all).
+fn place_new_block(tmp: &Path, dest: &Path) -> Result<(), StoreError> {
+    match place_block(tmp, dest) {
+        Err(err) if err.is_not_found() => {
+            if let Some(parent) = dest.parent() {
+                crate::layout::create_dirs_tail(parent, FANOUT_LEVELS).at(parent)?;
+            }
+            place_block(tmp, dest)
+        }
+        other => other,
     }
 }
 
@@ -514,19 +612,32 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Makes the data of `files` durable: each file's own, or one `syncfs` of
 /// the filesystem holding `tmp` when there are more than
 /// [`super::durable::TARGETED_MAX`] (one call beats thousands).
-fn flush_files<'p>(
-    tmp: &Path,
-    files: impl ExactSizeIterator<Item = &'p Path>,
-) -> Result<(), StoreError> {
+fn flush_files(tmp: &Path, files: &[&Path]) -> Result<(), StoreError> {
     if files.len() > super::durable::TARGETED_MAX {
         return sync_filesystem(tmp);
     }
-    for path in files {
-        File::open(path)
-            .and_then(|file| file.sync_data())
-            .at(path)?;
-    }
+    // Side by side: the file system commits the flushes that wait at once
+    // in one journal transaction, where one by one each waits for its own.
+    super::pipeline::run_grouped(files, FLUSH_THREADS, FLUSH_THREADS * 4, hash_of, |share| {
+        for path in share {
+            File::open(path)
+                .and_then(|file| file.sync_data())
+                .at(path)?;
+        }
+        Ok::<(), StoreError>(())
+    })?;
     Ok(())
+}
+
+/// Threads that flush a batch of blocks (they wait on the disk, not on a core).
+const FLUSH_THREADS: usize = 8;
+
+/// Spreads paths over [`flush_files`]'s threads.
+fn hash_of(path: &&Path) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut hasher);
+    hasher.finish() as usize
 }
 
 /// Flushes the filesystem holding `path` (one journal commit for a whole batch).

@@ -17,6 +17,7 @@
 
 use std::io::{ErrorKind, Read};
 
+use super::blocks::Prepared;
 use super::{
     Attrs, BlockWriter, Content, Kind, STREAM_QUEUE_BYTES, Store, StoreError, WriterLock,
     lock::FileLock, pipeline,
@@ -159,6 +160,10 @@ impl<'s> FileWrite<'s> {
         let spare: std::cell::RefCell<Vec<Vec<u8>>> = Default::default();
         let mut first = Some(first);
         let mut ended = false;
+        // The workers hash and write each block's temp file; this thread
+        // reads and records them in order (flushing and placing batches).
+        let prep = self.writer.preparer();
+        let prep = &prep;
         pipeline::run_ordered::<_, _, StoreError>(
             workers,
             queue,
@@ -177,15 +182,18 @@ impl<'s> FileWrite<'s> {
                 Ok((n > 0).then_some(buf))
             },
             |buf: Vec<u8>| {
-                let hash = if super::sparse::is_zero(&buf) {
-                    super::sparse::zero_hash(buf.len())
-                } else {
-                    BlockHash::of(&buf)
-                };
-                Ok((hash, buf))
+                if super::sparse::is_zero(&buf) {
+                    let len = buf.len();
+                    return Ok((super::sparse::zero_hash(len), Prepared::Zero(len), buf));
+                }
+                let hash = BlockHash::of(&buf);
+                let prepared = prep.prepare(&hash, &buf)?;
+                Ok((hash, prepared, buf))
             },
-            |(hash, buf): (BlockHash, Vec<u8>)| {
-                self.push_hashed(hash, &buf)?;
+            |(hash, prepared, buf): (BlockHash, Prepared, Vec<u8>)| {
+                self.writer.add(&hash, prepared)?;
+                self.hashes.push(hash);
+                self.size += buf.len() as u64;
                 spare.borrow_mut().push(buf);
                 Ok(())
             },

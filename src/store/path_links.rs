@@ -29,6 +29,9 @@ const BATCH_WAKE: usize = 4096;
 /// Queued commits at most; past this a commit makes its links itself.
 const QUEUE_MAX: usize = 65_536;
 
+/// Links of one path from which they are made on several threads.
+const PARALLEL_LINKS_MIN: usize = 64;
+
 /// One commit's links to make.
 struct Queued {
     path: VPath,
@@ -77,27 +80,42 @@ impl Store {
         hashes: &[BlockHash],
     ) -> Result<u64, StoreError> {
         let mut done = std::collections::HashSet::new();
-        let mut made = 0;
-        for hash in hashes {
-            if !done.insert(*hash) {
-                continue;
-            }
-            let Some(located) = self.blocks.locate(hash, None) else {
-                // Not local (a version applied from a peer): linked when pulled.
-                continue;
-            };
-            let mut link = dir.join(hash.relative_path()).into_os_string();
-            if located.compressed {
-                link.push(".zst");
-            }
-            let link = std::path::PathBuf::from(link);
-            if !link_block(&located.path, &link)? {
-                tracing::debug!(%hash, dir = %dir.display(), "block has too many links; storing a copy");
-                copy_block(&located.path, &link)?;
-            }
-            made += 1;
+        let unique: Vec<&BlockHash> = hashes.iter().filter(|hash| done.insert(**hash)).collect();
+        // A large file in small blocks: links made by a thread per share of
+        // `hashes/aa/` (most of the time goes to making fan-out directories,
+        // which run side by side in different parents).
+        let made = super::pipeline::run_grouped(
+            &unique,
+            super::pipeline::default_workers(),
+            PARALLEL_LINKS_MIN,
+            |hash| usize::from(hash.0[0]),
+            |share| {
+                let mut made = 0u64;
+                for hash in share {
+                    made += u64::from(self.link_one(dir, hash)?);
+                }
+                Ok::<u64, StoreError>(made)
+            },
+        )?;
+        Ok(made.into_iter().sum())
+    }
+
+    /// Links `hash` under `dir` when it is held here; whether it made a link.
+    fn link_one(&self, dir: &Path, hash: &BlockHash) -> Result<bool, StoreError> {
+        let Some(located) = self.blocks.locate(hash, None) else {
+            // Not local (a version applied from a peer): linked when pulled.
+            return Ok(false);
+        };
+        let mut link = dir.join(hash.relative_path()).into_os_string();
+        if located.compressed {
+            link.push(".zst");
         }
-        Ok(made)
+        let link = std::path::PathBuf::from(link);
+        if !link_block(&located.path, &link)? {
+            tracing::debug!(%hash, dir = %dir.display(), "block has too many links; storing a copy");
+            copy_block(&located.path, &link)?;
+        }
+        Ok(true)
     }
 
     /// Has this store's commits queue their paths' block links for a

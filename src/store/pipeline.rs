@@ -86,6 +86,49 @@ where
     })
 }
 
+/// Runs `work` over `items` on up to `workers` threads, the items split into
+/// groups by `group` (one thread a group, each group's items in their order:
+/// items of different groups must be independent), when there are at least
+/// `min` of them; fewer run on this thread. Gives the results in group order;
+/// the first error of any group (every group runs to its own end or error).
+pub fn run_grouped<T, R, E>(
+    items: &[T],
+    workers: usize,
+    min: usize,
+    group: impl Fn(&T) -> usize,
+    work: impl Fn(&[&T]) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E>
+where
+    T: Sync,
+    R: Send,
+    E: Send,
+{
+    let workers = workers.max(1);
+    if workers == 1 || items.len() < min.max(2) {
+        let all: Vec<&T> = items.iter().collect();
+        return Ok(vec![work(&all)?]);
+    }
+    let mut groups: Vec<Vec<&T>> = (0..workers).map(|_| Vec::new()).collect();
+    for item in items {
+        groups[group(item) % workers].push(item);
+    }
+    let work = &work;
+    let results: Vec<Result<R, E>> = std::thread::scope(|scope| {
+        let running: Vec<_> = groups
+            .iter()
+            .map(|items| scope.spawn(move || work(items)))
+            .collect();
+        running
+            .into_iter()
+            .map(|thread| match thread.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +183,49 @@ mod tests {
         );
         assert_eq!(result, Err("bad 10".to_string()));
         assert_eq!(consumed, 9);
+    }
+
+    #[test]
+    fn grouped_work_keeps_each_group_on_one_thread_in_order_and_says_the_first_error() {
+        let items: Vec<u32> = (0..100).collect();
+        let seen = run_grouped::<_, _, String>(
+            &items,
+            3,
+            10,
+            |n| *n as usize,
+            |group| {
+                let thread = std::thread::current().id();
+                Ok((thread, group.iter().map(|n| **n).collect::<Vec<u32>>()))
+            },
+        )
+        .unwrap();
+        assert_eq!(seen.len(), 3);
+        for (at, (_, numbers)) in seen.iter().enumerate() {
+            let expected: Vec<u32> = (0..100).filter(|n| *n as usize % 3 == at).collect();
+            assert_eq!(numbers, &expected);
+        }
+        let threads: std::collections::HashSet<_> = seen.iter().map(|(t, _)| *t).collect();
+        assert_eq!(threads.len(), 3, "each group ran on a thread of its own");
+        // Below `min`: one group, on this thread.
+        let few = run_grouped::<_, _, String>(
+            &items[..5],
+            3,
+            10,
+            |n| *n as usize,
+            |group| Ok((std::thread::current().id(), group.len())),
+        )
+        .unwrap();
+        assert_eq!(few, vec![(std::thread::current().id(), 5)]);
+        let failed = run_grouped::<_, (), String>(
+            &items,
+            2,
+            10,
+            |n| *n as usize,
+            |group| match group.iter().any(|n| **n == 51) {
+                true => Err("51".to_string()),
+                false => Ok(()),
+            },
+        );
+        assert_eq!(failed, Err("51".to_string()));
     }
 }
