@@ -212,24 +212,25 @@ impl Store {
     /// Renames `src` to `dst` (over an existing file or empty directory, like
     /// rename(2)). No block is copied: the new versions name the same blocks.
     pub fn rename(&self, src: &VPath, dst: &VPath, no_replace: bool) -> Result<(), StoreError> {
-        self.rename_keeping(src, dst, no_replace, None)
+        self.rename_keeping(src, dst, no_replace, None).map(|_| ())
     }
 
     /// [`Store::rename`], the new version at `dst` with mtime `keep` when
-    /// given (a directory's shown mtime, FORMAT §11 "Directory times").
+    /// given (a directory's shown mtime, FORMAT §11 "Directory times"); the
+    /// versions it made at the new names and the tombstones at the old.
     pub fn rename_keeping(
         &self,
         src: &VPath,
         dst: &VPath,
         no_replace: bool,
         keep: Option<Mtime>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Version>, StoreError> {
         let lock = self.writer_lock()?;
         let source = self
             .live(src)?
             .ok_or_else(|| StoreError::NotFound(src.clone()))?;
         if src == dst {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if src.is_root() || dst.is_root() || dst.starts_with(src) {
             return Err(StoreError::Invalid { path: dst.clone() });
@@ -242,7 +243,7 @@ impl Store {
             }
             if self.same_file(&source, dst)? {
                 // Two names of one file: rename(2) does nothing.
-                return Ok(());
+                return Ok(Vec::new());
             }
             match (source.kind == Kind::Dir, target.kind == Kind::Dir) {
                 (false, true) => return Err(StoreError::IsADirectory(dst.clone())),
@@ -270,6 +271,7 @@ impl Store {
         }
         // Moved names of link groups are renamed in their groups' lists.
         let (contents, others) = self.renamed_groups(&moves)?;
+        let mut made = Vec::with_capacity(moves.len() * 2);
         // New versions first (parents before children), then tombstones
         // (children first), then the names of those groups that stayed.
         for ((from, to, version), mut content) in moves.iter().zip(contents) {
@@ -277,17 +279,18 @@ impl Store {
             if let Some(mtime) = keep.filter(|_| to == dst) {
                 content.mtime = mtime;
             }
-            self.commit_held(to, content, false)?;
+            made.push(self.commit_held(to, content, false)?);
         }
         for (from, _, _) in moves.iter().rev() {
-            self.commit_locked(
+            made.push(self.commit_locked(
                 &lock,
                 from,
                 Content::simple(Kind::Tombstone, 0, Mtime::now()),
                 false,
-            )?;
+            )?);
         }
-        self.commit_others(&lock, others)
+        self.commit_others(&lock, others)?;
+        Ok(made)
     }
 
     /// Changes mode and/or mtime: a new version with the same content.

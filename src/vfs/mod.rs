@@ -348,6 +348,11 @@ impl Vfs {
     /// will.
     pub fn follow_rename(&self, from: &VPath, to: &VPath) -> Option<bool> {
         let _names = self.names.write();
+        if lock(&self.created).contains_key(from) {
+            // The old name holds a file created here since, not the file
+            // that was renamed.
+            return None;
+        }
         let replaced = {
             let inodes = lock(&self.inodes);
             let moving = inodes.by_path.get(from)?;

@@ -240,7 +240,11 @@ impl Vfs {
             return Ok(());
         }
         let keep = self.dir_mtime_to_keep(&from);
-        self.store.rename_keeping(&from, &to, no_replace, keep)?;
+        // Ours: the journal follower must not take them for a rename made
+        // elsewhere (it would move whatever inode holds the old name by then).
+        for version in self.store.rename_keeping(&from, &to, no_replace, keep)? {
+            self.made_here(&version);
+        }
         lock(&self.inodes).rename(&from, &to, replaced);
         self.writers_follow(&to)?;
         Ok(())
