@@ -394,3 +394,33 @@ fn a_directory_renamed_through_another_mount_is_followed_by_open_files_and_direc
     assert_eq!(store_get(&m, "/e/h"), b"before\nafter\n");
     assert_eq!(names(&m.path("e")), ["f", "h"], "the old name came back");
 }
+
+#[test]
+fn a_file_whose_name_becomes_a_directory_through_another_mount_keeps_its_bytes_beside_it() {
+    // Found by black-box QA: `rm f; mkdir f` through a second mount while
+    // this one had `f` open for writing: its fsync and close failed with
+    // EISDIR and the bytes were kept nowhere (4 of 4).
+    let m = Mounted::new();
+    let other = m.second_mount();
+    std::fs::write(m.path("f"), b"old").unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path("f"))
+        .unwrap();
+    file.write_all(b"edited").unwrap();
+    std::fs::remove_file(other.path("f")).unwrap();
+    std::fs::create_dir(other.path("f")).unwrap();
+    // This mount's journal follower hears of the directory (it polls every
+    // half second).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    file.sync_all().expect("the edit is kept, not refused");
+    drop(file);
+    assert!(std::fs::metadata(other.path("f")).unwrap().is_dir());
+    let copies: Vec<String> = names(&other.mnt)
+        .into_iter()
+        .filter(|n| n.starts_with("f.sync-conflict-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{:?}", names(&other.mnt));
+    assert_eq!(std::fs::read(other.path(&copies[0])).unwrap(), b"edited");
+}

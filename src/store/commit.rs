@@ -83,6 +83,46 @@ impl Store {
         Ok(vec![version])
     }
 
+    /// Commits a writer's `content` for `path` at the conflict copy name
+    /// beside it (FORMAT.md §10.4, named by this node and now) when `path`
+    /// became a directory while the writer had it open (another mount, a
+    /// peer): a directory's tree is not replaced by a file, and the bytes
+    /// are not dropped. Listed in `state/conflicts` (`globofs status`).
+    pub fn commit_beside_directory(
+        &self,
+        held: &WriterLock,
+        path: &VPath,
+        mut content: Content,
+        durable: bool,
+    ) -> Result<Version, StoreError> {
+        let probe = Version {
+            id: VersionId::for_new_version(self.config.major, &[]),
+            kind: content.kind,
+            path: path.clone(),
+            node: self.config.node,
+            parents: Vec::new(),
+            from: None,
+            conflict_of: None,
+            size: content.size,
+            mode: content.mode,
+            mtime: content.mtime,
+            block_size: content.block_size,
+            target: None,
+            hashes: Vec::new(),
+            posix: Default::default(),
+        };
+        let copy = super::resolve::conflict_name(&probe)
+            .ok_or_else(|| StoreError::IsADirectory(path.clone()))?;
+        tracing::warn!(%path, copy = %copy, "a file open for writing lost its name to a directory; its bytes are kept as a copy");
+        content.based_on = None;
+        content.new_file = false;
+        content.from = None;
+        content.posix.links = None;
+        let version = self.commit_locked(held, &copy, content, durable)?;
+        record_conflict(&self.layout.state(), &copy.escaped())?;
+        Ok(version)
+    }
+
     /// Imports the conflict copy (FORMAT.md §10.4) of every live head of
     /// `path` that loses, as sync does when it meets concurrent edits, and
     /// lists each new copy in `state/conflicts` (`globofs status`).

@@ -146,10 +146,19 @@ impl Vfs {
             return Ok(());
         };
         if self.live(&path)?.is_some_and(|v| v.kind == Kind::Dir) {
-            return Err(VfsError::new(
-                libc::EISDIR,
-                format!("{path}: became a directory while open"),
-            ));
+            // The name became a directory elsewhere while this file was
+            // open: its bytes go to a conflict copy beside it.
+            let version = self
+                .store
+                .commit_beside_directory(&held, &path, content, durable)?;
+            let cache = &mut state.cache;
+            if cut != cache.block_size {
+                cache.recut(cut);
+            }
+            cache.committed(version.size);
+            state.base = Some(version);
+            lock(&self.created).remove(&path);
+            return Ok(());
         }
         // Built on the base: if someone replaced it meanwhile (another
         // mount, a peer's version applied), the two are concurrent, unless
