@@ -142,53 +142,44 @@ impl Vfs {
             return Ok(());
         }
         let held = self.store.writer_lock()?;
-        let Some((content, cut)) = self.build_content(&held, state, durable)? else {
+        let Some((content, mut cut)) = self.build_content(&held, state, durable)? else {
             return Ok(());
         };
-        if self.live(&path)?.is_some_and(|v| v.kind == Kind::Dir) {
+        let version = if self.live(&path)?.is_some_and(|v| v.kind == Kind::Dir) {
             // The name became a directory elsewhere while this file was
             // open: its bytes go to a conflict copy beside it.
-            let version = self
-                .store
-                .commit_beside_directory(&held, &path, content, durable)?;
-            let cache = &mut state.cache;
-            if cut != cache.block_size {
-                cache.recut(cut);
+            self.store
+                .commit_beside_directory(&held, &path, content, durable)?
+        } else {
+            // Built on the base: if someone replaced it meanwhile (another
+            // mount, a peer's version applied), the two are concurrent,
+            // unless the state only appended and what replaced the base
+            // extends it (rebase.rs): then the appends are built again on
+            // top of that, with the path's log still locked.
+            let mut rebase = |current: &Version| -> Result<Option<Content>, StoreError> {
+                let rebuilt = self
+                    .rebase_onto(&path, state, current)
+                    .and_then(|moved| match moved {
+                        true => self.build_content(&held, state, durable),
+                        false => Ok(None),
+                    })
+                    .map_err(|err| err.into_store(&path))?;
+                Ok(rebuilt.map(|(content, rebuilt_cut)| {
+                    state.rebased = true;
+                    cut = rebuilt_cut;
+                    content
+                }))
+            };
+            let made =
+                self.store
+                    .commit_each_rebasing(&held, &path, content, durable, &mut rebase)?;
+            // The versions at a hard-linked file's other names too: the
+            // kernel knows the change (one inode).
+            for version in &made {
+                self.made_here(version);
             }
-            cache.committed(version.size);
-            state.base = Some(version);
-            lock(&self.created).remove(&path);
-            return Ok(());
-        }
-        // Built on the base: if someone replaced it meanwhile (another
-        // mount, a peer's version applied), the two are concurrent, unless
-        // the state only appended and what replaced the base extends it
-        // (rebase.rs): then the appends are built again on top of that,
-        // with the path's log still locked.
-        let mut cut = cut;
-        let mut rebase = |current: &Version| -> Result<Option<Content>, StoreError> {
-            let rebuilt = self
-                .rebase_onto(&path, state, current)
-                .and_then(|moved| match moved {
-                    true => self.build_content(&held, state, durable),
-                    false => Ok(None),
-                })
-                .map_err(|err| err.into_store(&path))?;
-            Ok(rebuilt.map(|(content, rebuilt_cut)| {
-                state.rebased = true;
-                cut = rebuilt_cut;
-                content
-            }))
+            crate::store::links::first(made)?
         };
-        let made = self
-            .store
-            .commit_each_rebasing(&held, &path, content, durable, &mut rebase)?;
-        // The versions at a hard-linked file's other names too: the kernel
-        // knows the change (one inode).
-        for version in &made {
-            self.made_here(version);
-        }
-        let version = crate::store::links::first(made)?;
         lock(&self.created).remove(&path);
         // Later reads and writes build on what was just committed.
         let cache = &mut state.cache;
